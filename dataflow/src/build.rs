@@ -1,0 +1,283 @@
+//! The dataflow graph: inputs, per-domain operators, and the counter collection.
+//!
+//! ```text
+//! events ─partition─▶ elevator frames ─▶ liveness ─join registry─▶ online per district
+//!                   ├▶ camera beats    ─▶ liveness ─join cameras⋈kitchens─▶ online per venue type
+//!                   ├▶ sales           ─▶ turnover and sales per market per minute
+//!                   └▶ complaints      ─▶ dedup by id ─join merchants─▶ received per office per day
+//! feeder counters (messages per stream per minute, late, untimed) ─┐
+//! registries ─▶ registered per district / venue type ──────────────┴▶ counters
+//! ```
+//! Only changes enter differential collections: liveness emits transitions, sales become
+//! one update per (market, minute) per batch after `consolidate_stream`, and every windowed
+//! update is paired with its retraction so state stays bounded.
+
+use crate::counters::{Counter, minute_of};
+use crate::operators::Liveness;
+use differential_dataflow::AsCollection;
+use differential_dataflow::VecCollection;
+use differential_dataflow::input::{Input as _, InputSession};
+use model::time::{DAY_MS, local_day};
+use model::{Envelope, Event, Id, Stream};
+use timely::dataflow::operators::vec::{Input as _, Map, Partition};
+use timely::dataflow::{InputHandleVec, Scope};
+
+/// How long per-minute counters are kept after their minute ends.
+pub const MINUTE_RETENTION_MS: u64 = 61 * 60_000;
+
+/// How long a complaint id is remembered for duplicate detection.
+pub const COMPLAINT_ID_RETENTION_MS: u64 = 90 * DAY_MS;
+
+/// Liveness timeouts, event-time ms.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// An elevator with no frame for this long is offline (default 180 s).
+    pub elevator_ms: u64,
+    /// A camera with no heartbeat nor detection for this long is offline (default 180 s).
+    pub camera_ms: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            elevator_ms: 180_000,
+            camera_ms: 180_000,
+        }
+    }
+}
+
+/// The inputs of one worker's dataflow.
+pub struct Inputs {
+    /// Decoded events, each with the differential time it enters at.
+    pub events: InputHandleVec<u64, (Envelope, u64)>,
+    /// Counter updates computed by the feeder (message rates, late, untimed).
+    pub counters: InputSession<u64, Counter, isize>,
+    /// Elevator registry: (elevator_id, district).
+    pub elevators: InputSession<u64, (Id, Id), isize>,
+    /// Camera registry: (kitchen_id, camera_id).
+    pub cameras: InputSession<u64, (Id, Id), isize>,
+    /// Kitchen registry: (kitchen_id, venue_type).
+    pub kitchens: InputSession<u64, (Id, Id), isize>,
+    /// Merchant registry: (merchant_id, office_id).
+    pub merchants: InputSession<u64, (Id, Id), isize>,
+}
+
+impl Inputs {
+    /// Advances every input to `t` and sends what is buffered.
+    pub fn advance_to(&mut self, t: u64) {
+        self.events.advance_to(t);
+        for s in [
+            &mut self.elevators,
+            &mut self.cameras,
+            &mut self.kitchens,
+            &mut self.merchants,
+        ] {
+            s.advance_to(t);
+            s.flush();
+        }
+        self.counters.advance_to(t);
+        self.counters.flush();
+    }
+
+    /// Sends what is buffered without advancing.
+    pub fn flush(&mut self) {
+        self.events.flush();
+        self.counters.flush();
+    }
+
+    /// Loads the registries of `reference` at the current time.
+    pub fn load_reference(&mut self, reference: &crate::reference::Reference) {
+        for e in &reference.elevators {
+            self.elevators
+                .insert((e.elevator_id.clone(), e.district.clone()));
+        }
+        for c in &reference.cameras {
+            self.cameras
+                .insert((c.kitchen_id.clone(), c.camera_id.clone()));
+        }
+        for k in &reference.kitchens {
+            self.kitchens
+                .insert((k.kitchen_id.clone(), k.venue_type.clone()));
+        }
+        for m in &reference.merchants {
+            self.merchants
+                .insert((m.merchant_id.clone(), m.office_id.clone()));
+        }
+    }
+}
+
+/// Office name for complaints whose merchant is not registered.
+pub const UNROUTED_OFFICE: &str = "unrouted";
+
+/// Builds the dataflow in `scope` and returns its inputs and the counter collection.
+pub fn build<'scope>(
+    scope: Scope<'scope, u64>,
+    timeouts: Timeouts,
+) -> (Inputs, VecCollection<'scope, u64, Counter, isize>) {
+    let (events_in, events) = scope.new_input::<(Envelope, u64)>();
+    let (counters_in, fed_counters) = scope.new_collection::<Counter, isize>();
+    let (elevators_in, elevators) = scope.new_collection::<(Id, Id), isize>();
+    let (cameras_in, cameras) = scope.new_collection::<(Id, Id), isize>();
+    let (kitchens_in, kitchens) = scope.new_collection::<(Id, Id), isize>();
+    let (merchants_in, merchants) = scope.new_collection::<(Id, Id), isize>();
+
+    let mut parts = events
+        .partition(5, |(env, t)| {
+            let part = match env.event.stream() {
+                Stream::ElevatorStatus => 0,
+                Stream::KitchenHeartbeat | Stream::KitchenDetection => 1,
+                Stream::MarketSale => 2,
+                Stream::ComplaintNew => 3,
+                _ => 4,
+            };
+            (part, (env.event, t))
+        })
+        .into_iter();
+    let mut next = || parts.next().expect("five partitions");
+    let (frames, camera_events, sales, complaints) = (next(), next(), next(), next());
+
+    // Elevators: online per district, and online but unregistered.
+    let online_elevators = frames
+        .flat_map(|(event, t)| match event {
+            Event::ElevatorStatus { elevator_id, .. } => Some((elevator_id, t, true)),
+            _ => None,
+        })
+        .liveness(timeouts.elevator_ms);
+    let registered_ids = elevators.clone().map(|(id, _)| id).distinct();
+    let elevators_online = online_elevators.clone().map(|id| (id, ())).join_map(
+        elevators.clone(),
+        |_, (), district| Counter::ElevatorsOnline {
+            district: district.clone(),
+        },
+    );
+    let elevators_unregistered = online_elevators
+        .map(|id| (id, ()))
+        .antijoin(registered_ids)
+        .map(|_| Counter::ElevatorsUnregisteredOnline);
+    let elevators_registered =
+        elevators.map(|(_, district)| Counter::ElevatorsRegistered { district });
+
+    // Cameras: registered and online per venue type.
+    let online_cameras = camera_events
+        .flat_map(|(event, t)| match event {
+            Event::Heartbeat {
+                kitchen_id,
+                camera_id,
+                heartbeat,
+            } => Some(((kitchen_id, camera_id), t, heartbeat.online)),
+            Event::Detection {
+                kitchen_id,
+                camera_id,
+                ..
+            } => Some(((kitchen_id, camera_id), t, true)),
+            _ => None,
+        })
+        .liveness(timeouts.camera_ms);
+    let camera_venue = cameras.join_map(kitchens, |kitchen, camera, venue| {
+        ((kitchen.clone(), camera.clone()), venue.clone())
+    });
+    let cameras_registered = camera_venue
+        .clone()
+        .map(|(_, venue_type)| Counter::CamerasRegistered { venue_type });
+    let cameras_online =
+        online_cameras
+            .map(|key| (key, ()))
+            .join_map(camera_venue, |_, (), venue| Counter::CamerasOnline {
+                venue_type: venue.clone(),
+            });
+
+    // Markets: turnover (fen) and sales per market per minute, each retracted after retention.
+    let market_minutes = sales
+        .flat_map(|(event, t)| {
+            let Event::Sale {
+                market_id, sale, ..
+            } = event
+            else {
+                return Vec::new();
+            };
+            let minute = minute_of(sale.ts.unwrap_or(t));
+            let until = (minute + MINUTE_RETENTION_MS).max(t);
+            let fen = (sale.total * 100.0).round() as isize;
+            let turnover = Counter::MarketTurnoverFen {
+                market: market_id.clone(),
+                minute,
+            };
+            let count = Counter::MarketSales {
+                market: market_id,
+                minute,
+            };
+            vec![
+                (turnover.clone(), t, fen),
+                (turnover, until, -fen),
+                (count.clone(), t, 1),
+                (count, until, -1),
+            ]
+        })
+        .as_collection();
+
+    // Complaints: the first occurrence of each id counts; repeats are duplicates.
+    let complaint_ids = complaints
+        .flat_map(|(event, t)| {
+            let Event::ComplaintNew { complaint } = event else {
+                return Vec::new();
+            };
+            let day = local_day(complaint.ts.unwrap_or(t));
+            let merchant = complaint.merchant_id.unwrap_or_default();
+            let rec = (complaint.complaint_id, (day, merchant));
+            vec![
+                (rec.clone(), t, 1),
+                (rec, t + COMPLAINT_ID_RETENTION_MS, -1),
+            ]
+        })
+        .as_collection();
+    let first = complaint_ids
+        .clone()
+        .reduce(|_id, input, output| output.push((input[0].0.clone(), 1)));
+    let by_merchant = first.map(|(_, (day, merchant))| (merchant, day));
+    let routed = by_merchant
+        .clone()
+        .join_map(merchants.clone(), |_, day, office| {
+            Counter::ComplaintsReceived {
+                office: office.clone(),
+                day: *day,
+            }
+        });
+    let unrouted = by_merchant
+        .clone()
+        .antijoin(merchants.map(|(m, _)| m).distinct())
+        .map(|(_, day)| Counter::ComplaintsReceived {
+            office: UNROUTED_OFFICE.into(),
+            day,
+        });
+    let duplicates = complaint_ids
+        .map(|(_, (day, _))| day)
+        .concat(by_merchant.map(|(_, day)| day).negate())
+        .map(|day| Counter::ComplaintDuplicates { day });
+
+    let counters = differential_dataflow::collection::concatenate(
+        scope,
+        [
+            fed_counters,
+            elevators_registered,
+            elevators_online,
+            elevators_unregistered,
+            cameras_registered,
+            cameras_online,
+            market_minutes,
+            routed,
+            unrouted,
+            duplicates,
+        ],
+    )
+    .consolidate_stream();
+
+    let inputs = Inputs {
+        events: events_in,
+        counters: counters_in,
+        elevators: elevators_in,
+        cameras: cameras_in,
+        kitchens: kitchens_in,
+        merchants: merchants_in,
+    };
+    (inputs, counters)
+}

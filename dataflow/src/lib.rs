@@ -1,0 +1,31 @@
+//! The timely/differential computation of citywatch.
+//!
+//! Second step of the data path (`ingest → dataflow → alerts → notifications`): typed events
+//! from `ingest` enter timely workers at their event time; per-device logic runs in timely
+//! operators with small state, and only changes enter differential collections, joined with
+//! the reference data. The output is a stream of consistent counter snapshots, one per
+//! closed frontier time, served by `api`.
+//!
+//! # Layout
+//! - [`feed`]: sources of events and the event-time frontier (lateness, late events).
+//! - [`build`]: the dataflow graph and its inputs.
+//! - [`operators`]: timely operators (liveness, snapshot publishing).
+//! - [`counters`]: counter keys, snapshots and their JSON view.
+//! - [`reference`]: reference data tables and their loader.
+//! - [`runtime`]: starting and stopping the workers.
+//! - [`stats`]: process-wide statistics for `/metrics`.
+
+pub mod build;
+pub mod counters;
+pub mod feed;
+pub mod operators;
+pub mod reference;
+pub mod runtime;
+pub mod stats;
+
+pub use counters::{Counter, Snapshot, SnapshotView};
+pub use feed::{ChannelSource, ClockMode, Ingested, Pulled, Source, VecSource};
+pub use operators::snapshot::SnapshotFn;
+pub use reference::Reference;
+pub use runtime::{DataflowConfig, Running, SourceFactory, start};
+pub use stats::Stats;

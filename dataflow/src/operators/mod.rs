@@ -1,0 +1,12 @@
+//! Timely operators of the citywatch dataflow, one per file.
+//!
+//! | file | what it owns |
+//! |---|---|
+//! | `liveness.rs` | per-key online/offline state from "seen" observations and a timeout |
+//! | `snapshot.rs` | the sink that folds counter updates into one consistent snapshot per closed time |
+
+pub mod liveness;
+pub mod snapshot;
+
+pub use liveness::Liveness;
+pub use snapshot::PublishSnapshots;

@@ -1,0 +1,72 @@
+//! The snapshot sink: folds counter updates into totals and publishes one consistent
+//! [`Snapshot`] each time the frontier closes a time.
+//!
+//! All updates travel to worker 0, which holds them until the input frontier has passed
+//! their time: only then are they final (no more updates for that time can arrive), so every
+//! published snapshot is exact for every event time before its `as_of`. State: the totals
+//! (one integer per live counter key) and the updates still ahead of the frontier, which
+//! include the scheduled retractions of windowed counters; both are bounded by retention.
+
+use crate::counters::{Counter, Snapshot};
+use differential_dataflow::VecCollection;
+use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
+use std::sync::Arc;
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::Operator;
+
+/// Receives each published snapshot.
+pub type SnapshotFn = Arc<dyn Fn(Snapshot) + Send + Sync>;
+
+/// Extension trait that publishes a counter collection as snapshots.
+pub trait PublishSnapshots {
+    /// Sends every closed-time snapshot of the counters to `publish`.
+    fn publish_snapshots(self, publish: SnapshotFn);
+}
+
+impl PublishSnapshots for VecCollection<'_, u64, Counter, isize> {
+    fn publish_snapshots(self, publish: SnapshotFn) {
+        let mut pending: BTreeMap<u64, Vec<(Counter, isize)>> = BTreeMap::new();
+        let mut snapshot = Snapshot::default();
+        self.inner.sink(
+            Exchange::new(|_: &(Counter, u64, isize)| 0),
+            "PublishSnapshots",
+            move |(input, frontier)| {
+                input.for_each(|_cap, data| {
+                    for (c, t, d) in data.drain(..) {
+                        pending.entry(t).or_default().push((c, d));
+                    }
+                });
+                let f = frontier.frontier().first().copied().unwrap_or(u64::MAX);
+                // A closed input (shutdown) would apply every scheduled retraction at once:
+                // the last snapshot stays the last real one.
+                if f == u64::MAX || f <= snapshot.as_of {
+                    return;
+                }
+                while let Some(entry) = pending.first_entry() {
+                    if *entry.key() >= f {
+                        break;
+                    }
+                    for (c, d) in entry.remove() {
+                        // Zero entries carry no information; dropping them keeps the map
+                        // bounded by the live keys.
+                        match snapshot.values.entry(c) {
+                            Entry::Occupied(mut e) => {
+                                *e.get_mut() += d as i64;
+                                if *e.get() == 0 {
+                                    e.remove();
+                                }
+                            }
+                            Entry::Vacant(e) if d != 0 => {
+                                e.insert(d as i64);
+                            }
+                            Entry::Vacant(_) => {}
+                        }
+                    }
+                }
+                snapshot.as_of = f;
+                publish(snapshot.clone());
+            },
+        );
+    }
+}

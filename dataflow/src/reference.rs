@@ -1,0 +1,347 @@
+//! Reference data: the registries the streams are joined with (elevators, kitchens and
+//! cameras, markets, stalls, scales, merchants, offices, maintenance units, guidance prices,
+//! jurisdictions). Loaded from a directory at start; each table is one file, `NAME.csv`
+//! (with a header row) or `NAME.json` (an array of objects). A missing file is an empty table.
+
+use model::Id;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Why reference data could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ReferenceError {
+    /// The file could not be read.
+    #[error("reading {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A CSV row did not match the table's columns.
+    #[error("{path}:{line}: {message}")]
+    Csv {
+        path: PathBuf,
+        line: u64,
+        message: String,
+    },
+    /// A JSON file did not match the table's fields.
+    #[error("{path}:{line}:{column}: {message}")]
+    Json {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    /// A row is well-formed but breaks a rule (bad id, duplicate key).
+    #[error("{path}: row {row}: {message}")]
+    Invalid {
+        path: PathBuf,
+        row: usize,
+        message: String,
+    },
+}
+
+/// A registered elevator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Elevator {
+    pub elevator_id: Id,
+    pub building: String,
+    pub district: Id,
+    pub lat: f64,
+    pub lon: f64,
+    pub maintenance_unit: Id,
+    pub rated_speed_mps: f64,
+    pub floors: i32,
+}
+
+/// A kitchen under the bright-kitchen programme.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Kitchen {
+    pub kitchen_id: Id,
+    pub venue: String,
+    /// `school`, `restaurant` or `canteen`.
+    pub venue_type: Id,
+    pub district: Id,
+}
+
+/// A registered kitchen camera (an extension of the contract's kitchen table: cameras are
+/// registered so that a silent camera can be told from a missing one).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Camera {
+    pub kitchen_id: Id,
+    pub camera_id: Id,
+}
+
+/// A smart market.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Market {
+    pub market_id: Id,
+    pub name: String,
+    pub district: Id,
+}
+
+/// A stall of a market.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stall {
+    pub stall_id: Id,
+    pub market_id: Id,
+    pub merchant_id: Id,
+}
+
+/// A registered scale.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scale {
+    pub scale_id: Id,
+    pub market_id: Id,
+    pub stall_id: Id,
+}
+
+/// A registered merchant and the office responsible for it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Merchant {
+    pub merchant_id: Id,
+    pub name: String,
+    pub office_id: Id,
+}
+
+/// A market-supervision office (市场监管所).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Office {
+    pub office_id: Id,
+    pub name: String,
+    pub district: Id,
+}
+
+/// An elevator maintenance unit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceUnit {
+    pub unit_id: Id,
+    pub name: String,
+}
+
+/// A guidance price, for one market or (without `market_id`) all of them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuidancePrice {
+    #[serde(default)]
+    pub market_id: Option<Id>,
+    pub goods_code: Id,
+    pub price: f64,
+}
+
+/// All reference tables.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Reference {
+    pub elevators: Vec<Elevator>,
+    pub kitchens: Vec<Kitchen>,
+    pub cameras: Vec<Camera>,
+    pub markets: Vec<Market>,
+    pub stalls: Vec<Stall>,
+    pub scales: Vec<Scale>,
+    pub merchants: Vec<Merchant>,
+    pub offices: Vec<Office>,
+    pub maintenance_units: Vec<MaintenanceUnit>,
+    pub guidance_prices: Vec<GuidancePrice>,
+    /// Jurisdiction polygons (GeoJSON FeatureCollection), kept as loaded.
+    pub jurisdictions: Option<serde_json::Value>,
+}
+
+impl Reference {
+    /// Loads every table found in `dir`.
+    pub fn load(dir: &Path) -> Result<Reference, ReferenceError> {
+        let r = Reference {
+            elevators: table(dir, "elevators", |e: &Elevator| {
+                vec![&e.elevator_id, &e.district, &e.maintenance_unit]
+            })?,
+            kitchens: table(dir, "kitchens", |k: &Kitchen| {
+                vec![&k.kitchen_id, &k.venue_type, &k.district]
+            })?,
+            cameras: table(dir, "cameras", |c: &Camera| {
+                vec![&c.kitchen_id, &c.camera_id]
+            })?,
+            markets: table(dir, "markets", |m: &Market| vec![&m.market_id, &m.district])?,
+            stalls: table(dir, "stalls", |s: &Stall| {
+                vec![&s.stall_id, &s.market_id, &s.merchant_id]
+            })?,
+            scales: table(dir, "scales", |s: &Scale| {
+                vec![&s.scale_id, &s.market_id, &s.stall_id]
+            })?,
+            merchants: table(dir, "merchants", |m: &Merchant| {
+                vec![&m.merchant_id, &m.office_id]
+            })?,
+            offices: table(dir, "offices", |o: &Office| vec![&o.office_id, &o.district])?,
+            maintenance_units: table(dir, "maintenance_units", |u: &MaintenanceUnit| {
+                vec![&u.unit_id]
+            })?,
+            guidance_prices: table(dir, "guidance_prices", |g: &GuidancePrice| {
+                vec![&g.goods_code]
+            })?,
+            jurisdictions: {
+                let path = dir.join("jurisdictions.geojson");
+                if path.exists() {
+                    let text = read(&path)?;
+                    Some(serde_json::from_str(&text).map_err(|e| json_error(&path, &e))?)
+                } else {
+                    None
+                }
+            },
+        };
+        check_unique(
+            dir,
+            "elevators",
+            r.elevators.iter().map(|e| e.elevator_id.clone()),
+        )?;
+        check_unique(
+            dir,
+            "kitchens",
+            r.kitchens.iter().map(|k| k.kitchen_id.clone()),
+        )?;
+        check_unique(
+            dir,
+            "cameras",
+            r.cameras
+                .iter()
+                .map(|c| format!("{}/{}", c.kitchen_id, c.camera_id).into()),
+        )?;
+        check_unique(
+            dir,
+            "merchants",
+            r.merchants.iter().map(|m| m.merchant_id.clone()),
+        )?;
+        Ok(r)
+    }
+}
+
+fn read(path: &Path) -> Result<String, ReferenceError> {
+    std::fs::read_to_string(path).map_err(|source| ReferenceError::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn json_error(path: &Path, e: &serde_json::Error) -> ReferenceError {
+    ReferenceError::Json {
+        path: path.to_owned(),
+        line: e.line(),
+        column: e.column(),
+        message: e.to_string(),
+    }
+}
+
+fn table<T: DeserializeOwned>(
+    dir: &Path,
+    name: &str,
+    ids: impl Fn(&T) -> Vec<&Id>,
+) -> Result<Vec<T>, ReferenceError> {
+    let csv_path = dir.join(format!("{name}.csv"));
+    let json_path = dir.join(format!("{name}.json"));
+    let (path, rows): (PathBuf, Vec<T>) = if csv_path.exists() {
+        let mut reader = csv::ReaderBuilder::new()
+            .trim(csv::Trim::All)
+            .from_path(&csv_path)
+            .map_err(|e| ReferenceError::Csv {
+                path: csv_path.clone(),
+                line: 0,
+                message: e.to_string(),
+            })?;
+        let mut rows = Vec::new();
+        for row in reader.deserialize() {
+            rows.push(row.map_err(|e: csv::Error| ReferenceError::Csv {
+                path: csv_path.clone(),
+                line: e.position().map_or(0, |p| p.line()),
+                message: match e.kind() {
+                    csv::ErrorKind::Deserialize { err, .. } => err.to_string(),
+                    _ => e.to_string(),
+                },
+            })?);
+        }
+        (csv_path, rows)
+    } else if json_path.exists() {
+        let text = read(&json_path)?;
+        let rows = serde_json::from_str(&text).map_err(|e| json_error(&json_path, &e))?;
+        (json_path, rows)
+    } else {
+        return Ok(Vec::new());
+    };
+    for (i, row) in rows.iter().enumerate() {
+        if let Some(bad) = ids(row).into_iter().find(|id| !model::id::is_valid_id(id)) {
+            return Err(ReferenceError::Invalid {
+                path,
+                row: i + 1,
+                message: format!("id {bad:?} is not 1-64 characters of [A-Za-z0-9_.-]"),
+            });
+        }
+    }
+    Ok(rows)
+}
+
+fn check_unique(
+    dir: &Path,
+    name: &str,
+    keys: impl Iterator<Item = Id>,
+) -> Result<(), ReferenceError> {
+    let mut seen = std::collections::HashSet::new();
+    for (i, k) in keys.enumerate() {
+        if !seen.insert(k.clone()) {
+            return Err(ReferenceError::Invalid {
+                path: dir.join(name),
+                row: i + 1,
+                message: format!("duplicate key {k:?}"),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loads_the_shipped_sample_district() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/reference");
+        let r = Reference::load(&dir).unwrap();
+        assert!(!r.elevators.is_empty());
+        assert!(!r.kitchens.is_empty());
+        assert!(!r.cameras.is_empty());
+        assert!(!r.merchants.is_empty());
+        assert!(r.jurisdictions.is_some());
+    }
+
+    #[test]
+    fn errors_name_file_line_and_reason() {
+        let dir = std::env::temp_dir().join(format!("cw-ref-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("kitchens.csv"),
+            "kitchen_id,venue,venue_type,district\nK1,A,school,D1\nK2,B,school\n",
+        )
+        .unwrap();
+        let err = Reference::load(&dir).unwrap_err().to_string();
+        assert!(err.contains("kitchens.csv:3"), "{err}");
+        std::fs::write(
+            dir.join("kitchens.csv"),
+            "kitchen_id,venue,venue_type,district\nK 1,A,school,D1\n",
+        )
+        .unwrap();
+        let err = Reference::load(&dir).unwrap_err().to_string();
+        assert!(err.contains("row 1") && err.contains("\"K 1\""), "{err}");
+        std::fs::write(
+            dir.join("kitchens.csv"),
+            "kitchen_id,venue,venue_type,district,color\nK1,A,school,D1,red\n",
+        )
+        .unwrap();
+        let err = Reference::load(&dir).unwrap_err().to_string();
+        assert!(err.contains("unknown field"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

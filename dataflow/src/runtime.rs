@@ -1,0 +1,232 @@
+//! Running the dataflow: timely workers, each pulling from its source, placing events in
+//! event time, and advancing the frontier.
+
+use crate::build::MINUTE_RETENTION_MS;
+use crate::build::{Inputs, Timeouts, build};
+use crate::counters::{Counter, minute_of};
+use crate::feed::{ClockMode, Frontier, Ingested, Pulled, Source};
+use crate::operators::PublishSnapshots;
+use crate::operators::snapshot::SnapshotFn;
+use crate::reference::Reference;
+use crate::stats::Stats;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use timely::dataflow::operators::Probe;
+
+/// Settings of the dataflow.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataflowConfig {
+    /// Timely worker threads.
+    pub workers: usize,
+    /// Granularity of differential timestamps, ms (default 100).
+    pub tick_ms: u64,
+    /// How far behind the newest time the frontier is held, ms (default 2000).
+    pub lateness_ms: u64,
+    /// What drives the frontier.
+    pub clock: ClockMode,
+    /// Offline after this long without a frame, ms (default 180 000).
+    pub elevator_offline_after_ms: u64,
+    /// Offline after this long without a heartbeat or detection, ms (default 180 000).
+    pub camera_offline_after_ms: u64,
+    /// Events a worker takes from its source per step (default 4096).
+    pub batch: usize,
+}
+
+impl Default for DataflowConfig {
+    fn default() -> Self {
+        DataflowConfig {
+            workers: 2,
+            tick_ms: 100,
+            lateness_ms: 2000,
+            clock: ClockMode::Wall,
+            elevator_offline_after_ms: 180_000,
+            camera_offline_after_ms: 180_000,
+            batch: 4096,
+        }
+    }
+}
+
+/// Why the dataflow could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// Timely refused the configuration.
+    #[error("starting timely workers: {0}")]
+    Timely(String),
+}
+
+/// Builds a worker's source from (worker index, number of workers).
+pub type SourceFactory = Arc<dyn Fn(usize, usize) -> Box<dyn Source> + Send + Sync>;
+
+/// A running dataflow.
+pub struct Running {
+    guards: timely::communication::WorkerGuards<()>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Running {
+    /// Asks the workers to stop once their sources are drained.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// Waits for every worker to finish.
+    pub fn join(self) {
+        for r in self.guards.join() {
+            if let Err(e) = r {
+                tracing::error!(error = %e, "dataflow worker failed");
+            }
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Starts the workers. Each runs until its source is `Done` (and, in event-clock mode, the
+/// last events are closed and published) or [`Running::stop`] is called and the source is
+/// drained.
+pub fn start(
+    config: DataflowConfig,
+    reference: Arc<Reference>,
+    sources: SourceFactory,
+    publish: SnapshotFn,
+    stats: Arc<Stats>,
+) -> Result<Running, RuntimeError> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop_w = stop.clone();
+    stats.set_workers(config.workers.max(1));
+    let guards = timely::execute(
+        timely::Config::process(config.workers.max(1)),
+        move |worker| {
+            let index = worker.index();
+            let mut source = sources(index, worker.peers());
+            let timeouts = Timeouts {
+                elevator_ms: config.elevator_offline_after_ms,
+                camera_ms: config.camera_offline_after_ms,
+            };
+            let publish = publish.clone();
+            let (mut inputs, probe) = worker.dataflow::<u64, _, _>(|scope| {
+                let (inputs, counters) = build(scope, timeouts);
+                let (probe, counters) = counters.inner.probe();
+                differential_dataflow::AsCollection::as_collection(counters)
+                    .publish_snapshots(publish);
+                (inputs, probe)
+            });
+            if index == 0 {
+                inputs.load_reference(&reference);
+            }
+            let mut frontier = Frontier::new(config.tick_ms, config.lateness_ms, config.clock);
+            let mut feeder = Feeder::default();
+            let mut batch: Vec<Ingested> = Vec::with_capacity(config.batch);
+            let mut handed: Vec<u64> = Vec::with_capacity(config.batch);
+            loop {
+                let pulled = source.pull(&mut batch, config.batch);
+                if !batch.is_empty() {
+                    feeder.feed(&mut batch, &frontier, &mut inputs, &mut handed, &stats);
+                    inputs.flush();
+                    if !handed.is_empty() {
+                        source.handed(&handed);
+                        handed.clear();
+                    }
+                }
+                if let Some(t) = frontier.target(stats.newest_ms(), now_ms()) {
+                    frontier.advance(t);
+                    inputs.advance_to(t);
+                    stats.set_epoch(index, t);
+                }
+                let stopping = stop_w.load(Ordering::SeqCst);
+                match pulled {
+                    Pulled::Data => {
+                        worker.step();
+                    }
+                    Pulled::Idle if stopping => break,
+                    Pulled::Idle => {
+                        worker.step_or_park(Some(Duration::from_millis(2)));
+                    }
+                    Pulled::Done => break,
+                }
+            }
+            if config.clock == ClockMode::Event {
+                // Replay: close every event seen so that the last snapshot includes them.
+                let end = frontier.past(stats.newest_ms());
+                frontier.advance(end);
+                inputs.advance_to(end);
+                stats.set_epoch(index, end);
+                while probe.less_than(&end) {
+                    worker.step();
+                }
+            }
+        },
+    )
+    .map_err(RuntimeError::Timely)?;
+    Ok(Running { guards, stop })
+}
+
+/// Places events in event time and aggregates the feeder's own counters per batch, so that
+/// message rates cost one differential update per (stream, minute) per batch, not per event.
+#[derive(Default)]
+struct Feeder {
+    counts: HashMap<(Counter, u64), isize>,
+}
+
+impl Feeder {
+    fn feed(
+        &mut self,
+        batch: &mut Vec<Ingested>,
+        frontier: &Frontier,
+        inputs: &mut Inputs,
+        handed: &mut Vec<u64>,
+        stats: &Stats,
+    ) {
+        let mut newest = 0;
+        let (mut late, mut untimed) = (0, 0);
+        let n = batch.len();
+        for item in batch.drain(..) {
+            let env = item.envelope;
+            let stream = env.event.stream();
+            newest = newest.max(env.time_ms);
+            let (t, is_late) = frontier.place(env.time_ms);
+            let minute = minute_of(env.time_ms);
+            *self
+                .counts
+                .entry((Counter::Messages { stream, minute }, t))
+                .or_default() += 1;
+            let until = (minute + MINUTE_RETENTION_MS).max(t);
+            *self
+                .counts
+                .entry((Counter::Messages { stream, minute }, until))
+                .or_default() -= 1;
+            if is_late {
+                late += 1;
+                *self
+                    .counts
+                    .entry((Counter::Late { stream }, t))
+                    .or_default() += 1;
+            }
+            if env.untimed {
+                untimed += 1;
+                *self
+                    .counts
+                    .entry((Counter::Untimed { stream }, t))
+                    .or_default() += 1;
+            }
+            inputs.events.send((env, t));
+            if let Some(seq) = item.seq {
+                handed.push(seq);
+            }
+        }
+        for ((counter, t), d) in self.counts.drain() {
+            if d != 0 {
+                inputs.counters.update_at(counter, t, d);
+            }
+        }
+        stats.record_batch(n as u64, late, untimed, newest);
+    }
+}

@@ -1,0 +1,80 @@
+//! Process-wide dataflow statistics, read by `/metrics`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+/// Counters and gauges the workers update and the API reads.
+#[derive(Debug, Default)]
+pub struct Stats {
+    events: AtomicU64,
+    late: AtomicU64,
+    untimed: AtomicU64,
+    newest: AtomicU64,
+    as_of: AtomicU64,
+    epochs: Mutex<Vec<u64>>,
+}
+
+impl Stats {
+    pub(crate) fn set_workers(&self, n: usize) {
+        *self.epochs.lock().unwrap_or_else(PoisonError::into_inner) = vec![0; n];
+    }
+
+    pub(crate) fn record_batch(&self, events: u64, late: u64, untimed: u64, newest: u64) {
+        self.events.fetch_add(events, Ordering::Relaxed);
+        self.late.fetch_add(late, Ordering::Relaxed);
+        self.untimed.fetch_add(untimed, Ordering::Relaxed);
+        self.newest.fetch_max(newest, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_epoch(&self, worker: usize, t: u64) {
+        if let Some(e) = self
+            .epochs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_mut(worker)
+        {
+            *e = t;
+        }
+    }
+
+    /// Records the `as_of` of the latest published snapshot.
+    pub fn set_as_of(&self, t: u64) {
+        self.as_of.store(t, Ordering::Relaxed);
+    }
+
+    /// Events handed to the dataflow since start.
+    pub fn events_total(&self) -> u64 {
+        self.events.load(Ordering::Relaxed)
+    }
+
+    /// Late events since start.
+    pub fn late_total(&self) -> u64 {
+        self.late.load(Ordering::Relaxed)
+    }
+
+    /// Untimed events since start.
+    pub fn untimed_total(&self) -> u64 {
+        self.untimed.load(Ordering::Relaxed)
+    }
+
+    /// Newest event time seen, epoch ms.
+    pub fn newest_ms(&self) -> u64 {
+        self.newest.load(Ordering::Relaxed)
+    }
+
+    /// The input frontier: the least input time over all workers, epoch ms.
+    pub fn input_frontier_ms(&self) -> u64 {
+        self.epochs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .copied()
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// `as_of` of the latest published snapshot, epoch ms.
+    pub fn as_of_ms(&self) -> u64 {
+        self.as_of.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,312 @@
+//! Exact `(data, time, diff)` output of the counter dataflow for hand-made input.
+
+use dataflow::Counter;
+use dataflow::build::{Inputs, MINUTE_RETENTION_MS, Timeouts, build};
+use differential_dataflow::consolidation::consolidate_updates;
+use model::event::*;
+use model::{ComplaintKind, Direction, Door, Envelope, Event, Id, ServiceMode};
+use std::cell::RefCell;
+use std::rc::Rc;
+use timely::dataflow::operators::{Inspect, Probe};
+
+const T0: u64 = 1_795_737_600_000; // 2026-11-27T08:00:00+08:00
+
+type Update = (Counter, u64, isize);
+
+/// Runs the graph: `setup` loads reference data at time 0, then each round is an input
+/// epoch with its events (placed at the given times). Returns every counter update emitted
+/// with a time before `until`, consolidated.
+fn run(
+    setup: impl FnOnce(&mut Inputs) + Send + Sync + 'static,
+    rounds: Vec<(u64, Vec<(Event, u64)>)>,
+    until: u64,
+) -> Vec<Update> {
+    timely::execute_directly(move |worker| {
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        let sink = seen.clone();
+        let (mut inputs, probe) = worker.dataflow::<u64, _, _>(|scope| {
+            let (inputs, counters) = build(
+                scope,
+                Timeouts {
+                    elevator_ms: 180_000,
+                    camera_ms: 180_000,
+                },
+            );
+            let (probe, _) = counters
+                .inner
+                .inspect(move |u: &Update| sink.borrow_mut().push(u.clone()))
+                .probe();
+            (inputs, probe)
+        });
+        setup(&mut inputs);
+        for (epoch, events) in rounds {
+            inputs.advance_to(epoch);
+            for (event, t) in events {
+                let env = Envelope {
+                    time_ms: event.ts().unwrap_or(t),
+                    event,
+                    received_ms: t,
+                    untimed: false,
+                };
+                inputs.events.send((env, t));
+            }
+        }
+        inputs.advance_to(until);
+        while probe.less_than(&until) {
+            worker.step();
+        }
+        let mut all: Vec<Update> = seen
+            .borrow()
+            .iter()
+            .filter(|u| u.1 < until)
+            .cloned()
+            .collect();
+        consolidate_updates(&mut all);
+        all
+    })
+}
+
+fn frame(id: &str, ts: u64) -> Event {
+    Event::ElevatorStatus {
+        elevator_id: id.into(),
+        frame: ElevatorFrame {
+            ts: Some(ts),
+            floor: 1,
+            position_m: None,
+            in_door_zone: true,
+            speed_mps: 0.0,
+            direction: Direction::Stop,
+            door: Door::Closed,
+            light_curtain_blocked: None,
+            occupied: None,
+            load_pct: None,
+            vibration_mps2: None,
+            service_mode: ServiceMode::Normal,
+            safety_circuit_ok: None,
+            power_ok: None,
+            alarm_button: None,
+        },
+    }
+}
+
+fn id(s: &str) -> Id {
+    s.into()
+}
+
+#[test]
+fn elevators_registered_online_and_unregistered() {
+    let out = run(
+        |i| {
+            i.elevators.insert((id("E1"), id("north")));
+            i.elevators.insert((id("E2"), id("north")));
+            i.elevators.insert((id("E3"), id("south")));
+        },
+        vec![(
+            T0,
+            vec![
+                (frame("E1", T0), T0),
+                (frame("E1", T0 + 60_000), T0 + 60_000),
+                (frame("E3", T0 + 1_000), T0 + 1_000),
+                (frame("X9", T0 + 2_000), T0 + 2_000),
+            ],
+        )],
+        T0 + 600_000,
+    );
+    let north = || Counter::ElevatorsOnline {
+        district: id("north"),
+    };
+    let south = || Counter::ElevatorsOnline {
+        district: id("south"),
+    };
+    let mut expected = vec![
+        (
+            Counter::ElevatorsRegistered {
+                district: id("north"),
+            },
+            0,
+            2,
+        ),
+        (
+            Counter::ElevatorsRegistered {
+                district: id("south"),
+            },
+            0,
+            1,
+        ),
+        (north(), T0, 1),
+        (north(), T0 + 240_000, -1),
+        (south(), T0 + 1_000, 1),
+        (south(), T0 + 181_000, -1),
+        (Counter::ElevatorsUnregisteredOnline, T0 + 2_000, 1),
+        (Counter::ElevatorsUnregisteredOnline, T0 + 182_000, -1),
+    ];
+    consolidate_updates(&mut expected);
+    assert_eq!(out, expected);
+}
+
+#[test]
+fn cameras_online_per_venue_type_with_explicit_offline() {
+    let beat = |k: &str, c: &str, ts: u64, online: bool| Event::Heartbeat {
+        kitchen_id: id(k),
+        camera_id: id(c),
+        heartbeat: Heartbeat {
+            ts: Some(ts),
+            online,
+        },
+    };
+    let out = run(
+        |i| {
+            i.kitchens.insert((id("K1"), id("school")));
+            i.kitchens.insert((id("K2"), id("restaurant")));
+            i.cameras.insert((id("K1"), id("C1")));
+            i.cameras.insert((id("K1"), id("C2")));
+            i.cameras.insert((id("K2"), id("C1")));
+        },
+        vec![(
+            T0,
+            vec![
+                (beat("K1", "C1", T0, true), T0),
+                (beat("K2", "C1", T0, true), T0),
+                (beat("K1", "C1", T0 + 5_000, false), T0 + 5_000),
+            ],
+        )],
+        T0 + 100_000,
+    );
+    let mut expected = vec![
+        (
+            Counter::CamerasRegistered {
+                venue_type: id("school"),
+            },
+            0,
+            2,
+        ),
+        (
+            Counter::CamerasRegistered {
+                venue_type: id("restaurant"),
+            },
+            0,
+            1,
+        ),
+        (
+            Counter::CamerasOnline {
+                venue_type: id("school"),
+            },
+            T0,
+            1,
+        ),
+        (
+            Counter::CamerasOnline {
+                venue_type: id("school"),
+            },
+            T0 + 5_000,
+            -1,
+        ),
+        (
+            Counter::CamerasOnline {
+                venue_type: id("restaurant"),
+            },
+            T0,
+            1,
+        ),
+    ];
+    consolidate_updates(&mut expected);
+    assert_eq!(out, expected);
+}
+
+#[test]
+fn market_turnover_per_minute_is_retracted_after_retention() {
+    let sale = |total: f64, ts: u64| Event::Sale {
+        market_id: id("M1"),
+        scale_id: id("S1"),
+        sale: Sale {
+            ts: Some(ts),
+            stall_id: id("ST1"),
+            goods_code: id("pork"),
+            weight_kg: 1.0,
+            unit_price: total,
+            total,
+            tare_kg: None,
+        },
+    };
+    let out = run(
+        |_| {},
+        // The second sale arrives out of order, in a later epoch but still ahead of it.
+        vec![
+            (T0, vec![(sale(12.34, T0 + 30_000), T0 + 30_000)]),
+            (T0 + 10_000, vec![(sale(0.66, T0 + 20_000), T0 + 20_000)]),
+        ],
+        T0 + 2 * 3_600_000,
+    );
+    let minute = T0;
+    let until = minute + MINUTE_RETENTION_MS;
+    let turnover = || Counter::MarketTurnoverFen {
+        market: id("M1"),
+        minute,
+    };
+    let sales = || Counter::MarketSales {
+        market: id("M1"),
+        minute,
+    };
+    let mut expected = vec![
+        (turnover(), T0 + 20_000, 66),
+        (turnover(), T0 + 30_000, 1234),
+        (turnover(), until, -1300),
+        (sales(), T0 + 20_000, 1),
+        (sales(), T0 + 30_000, 1),
+        (sales(), until, -2),
+    ];
+    consolidate_updates(&mut expected);
+    assert_eq!(out, expected);
+}
+
+#[test]
+fn complaints_are_deduplicated_and_routed_by_merchant() {
+    let complaint = |cid: &str, merchant: Option<&str>, ts: u64| Event::ComplaintNew {
+        complaint: Complaint {
+            ts: Some(ts),
+            complaint_id: id(cid),
+            kind: ComplaintKind::Complaint,
+            merchant_id: merchant.map(id),
+            merchant_name: "某商户".into(),
+            category: id("price"),
+            lat: None,
+            lon: None,
+            amount: None,
+            text: None,
+        },
+    };
+    let day = model::time::local_day(T0);
+    let out = run(
+        |i| i.merchants.insert((id("MER1"), id("O1"))),
+        vec![(
+            T0,
+            vec![
+                (complaint("C1", Some("MER1"), T0), T0),
+                (complaint("C1", Some("MER1"), T0 + 100), T0 + 100),
+                (complaint("C2", None, T0 + 200), T0 + 200),
+            ],
+        )],
+        T0 + 1_000,
+    );
+    let mut expected = vec![
+        (
+            Counter::ComplaintsReceived {
+                office: id("O1"),
+                day,
+            },
+            T0,
+            1,
+        ),
+        (
+            Counter::ComplaintsReceived {
+                office: id("unrouted"),
+                day,
+            },
+            T0 + 200,
+            1,
+        ),
+        (Counter::ComplaintDuplicates { day }, T0 + 100, 1),
+    ];
+    consolidate_updates(&mut expected);
+    assert_eq!(out, expected);
+}

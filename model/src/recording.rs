@@ -1,0 +1,85 @@
+//! The recording format: JSON Lines, one MQTT message a line:
+//! `{"topic": "cw/v1/…", "payload": <the JSON payload, or a string holding the raw bytes when
+//! they are not a JSON object>, "received_ms"?: <u64>}`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+/// One recorded message, borrowing from the line it was read from.
+#[derive(Debug, Deserialize)]
+pub struct RecordedRef<'a> {
+    /// MQTT topic.
+    #[serde(borrow)]
+    pub topic: std::borrow::Cow<'a, str>,
+    /// The payload as raw JSON text.
+    #[serde(borrow)]
+    pub payload: &'a RawValue,
+    /// When it was received, epoch ms.
+    #[serde(default)]
+    pub received_ms: Option<u64>,
+}
+
+impl RecordedRef<'_> {
+    /// The payload bytes as they travelled over MQTT: a JSON object verbatim, a JSON string
+    /// unquoted (raw bytes that were not an object).
+    pub fn payload_bytes(&self) -> std::borrow::Cow<'_, [u8]> {
+        let raw = self.payload.get();
+        if raw.starts_with('"') {
+            match serde_json::from_str::<String>(raw) {
+                Ok(s) => std::borrow::Cow::Owned(s.into_bytes()),
+                Err(_) => std::borrow::Cow::Borrowed(raw.as_bytes()),
+            }
+        } else {
+            std::borrow::Cow::Borrowed(raw.as_bytes())
+        }
+    }
+}
+
+/// Writes one recording line for a message (without the newline).
+pub fn line(topic: &str, payload: &[u8], received_ms: Option<u64>) -> String {
+    #[derive(Serialize)]
+    struct Line<'a> {
+        topic: &'a str,
+        payload: Box<RawValue>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        received_ms: Option<u64>,
+    }
+    let is_object = serde_json::from_slice::<serde::de::IgnoredAny>(payload).is_ok()
+        && payload.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    let payload = if is_object {
+        RawValue::from_string(String::from_utf8_lossy(payload).into_owned())
+    } else {
+        RawValue::from_string(
+            serde_json::to_string(&String::from_utf8_lossy(payload)).unwrap_or_default(),
+        )
+    };
+    let payload =
+        payload.unwrap_or_else(|_| RawValue::from_string("null".into()).expect("literal"));
+    serde_json::to_string(&Line {
+        topic,
+        payload,
+        received_ms,
+    })
+    .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn objects_stay_json_and_other_bytes_become_strings() {
+        let l = line("cw/v1/complaint/new", br#"{"a":1}"#, Some(5));
+        assert_eq!(
+            l,
+            r#"{"topic":"cw/v1/complaint/new","payload":{"a":1},"received_ms":5}"#
+        );
+        let r: RecordedRef = serde_json::from_str(&l).unwrap();
+        assert_eq!(&*r.payload_bytes(), br#"{"a":1}"#);
+
+        let l = line("t", b"{oops", None);
+        assert_eq!(l, r#"{"topic":"t","payload":"{oops"}"#);
+        let r: RecordedRef = serde_json::from_str(&l).unwrap();
+        assert_eq!(&*r.payload_bytes(), b"{oops");
+    }
+}
