@@ -1,17 +1,7 @@
 //! What feeds the dataflow: sources of decoded events, and the event-time frontier.
 
-use model::Envelope;
+pub use model::Ingested;
 use serde::{Deserialize, Serialize};
-
-/// A decoded event on its way into the dataflow, with the sequence number the source uses to
-/// acknowledge it once it has been handed to the dataflow input.
-#[derive(Debug, Clone)]
-pub struct Ingested {
-    /// The event.
-    pub envelope: Envelope,
-    /// The source's sequence number, if the source wants to hear when it was handed over.
-    pub seq: Option<u64>,
-}
 
 /// What a source had to give.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,1 +1,36 @@
-//! placeholder
+//! MQTT ingest: the first hop of the data path (`ingest → dataflow → alerts → notifications`).
+//!
+//! Subscribes to the device contract with QoS 1 on a persistent session, decodes every
+//! message with `model`, keeps rejected ones in the dead-letter store, and hands typed events
+//! to the dataflow through a bounded queue. A QoS 1 message is acknowledged to the broker only
+//! after the dataflow has taken it, in the order it arrived, so a restart of citywatch loses
+//! nothing the broker was told we have.
+//!
+//! # Layout
+//! - [`mqtt`]: the client (config, event loop, ack sequencing).
+//! - [`broker`]: the embedded broker (rumqttd) for the quick start.
+//! - [`deadletter`]: the bounded on-disk store of rejected messages.
+//! - [`stats`]: counters and gauges for `/metrics` and `/readyz`.
+
+pub mod broker;
+pub mod deadletter;
+pub mod mqtt;
+pub mod stats;
+
+pub use deadletter::{DeadLetter, DeadLetters};
+pub use mqtt::{Ingest, MqttConfig};
+pub use stats::{ConnectionState, IngestStats};
+
+/// Why ingest could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The broker URL is neither `embedded` nor `mqtt://host:port`.
+    #[error("mqtt url {0:?}: expected \"embedded\" or mqtt://host:port")]
+    BadUrl(String),
+    /// The dead-letter directory could not be used.
+    #[error("dead-letter store at {path}: {source}")]
+    DeadLetterIo { path: std::path::PathBuf, source: std::io::Error },
+    /// The embedded broker did not start.
+    #[error("embedded broker on {addr}: {message}")]
+    Broker { addr: std::net::SocketAddr, message: String },
+}

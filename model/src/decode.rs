@@ -48,6 +48,16 @@ pub struct Envelope {
     pub untimed: bool,
 }
 
+/// A decoded event on its way into the dataflow, with the sequence number its source uses to
+/// acknowledge it once it has been handed to the dataflow input.
+#[derive(Debug, Clone)]
+pub struct Ingested {
+    /// The event.
+    pub envelope: Envelope,
+    /// The source's sequence number, if the source wants to hear when it was handed over.
+    pub seq: Option<u64>,
+}
+
 /// Turns topics and payloads into typed events, or precise rejections.
 #[derive(Debug, Clone, Default)]
 pub struct Decoder {

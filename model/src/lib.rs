@@ -28,7 +28,7 @@ pub use codes::{
     ComplaintKind, ComplaintStatus, DetectionKind, Direction, Door, FaultCode, ResidueResult,
     ServiceMode,
 };
-pub use decode::{Decoder, DecoderConfig, Envelope};
+pub use decode::{Decoder, DecoderConfig, Envelope, Ingested};
 pub use error::{Reason, Rejection};
 pub use event::{Event, Stream};
 pub use id::Id;

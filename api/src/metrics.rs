@@ -1,0 +1,93 @@
+//! Prometheus text exposition.
+//!
+//! The numbers live in lock-free atomics owned by `ingest` and `dataflow`, updated on the hot
+//! path; this module only reads and formats them at scrape time, so no second registry has to
+//! be kept in step.
+
+use crate::state::AppState;
+use ingest::ConnectionState;
+use model::{Reason, Stream};
+use std::fmt::Write;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+struct Out(String);
+
+impl Out {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        self.0.push_str(name);
+        if !labels.is_empty() {
+            self.0.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.0.push(',');
+                }
+                let v = v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+                let _ = write!(self.0, "{k}=\"{v}\"");
+            }
+            self.0.push('}');
+        }
+        let _ = writeln!(self.0, " {value}");
+    }
+}
+
+/// The whole exposition.
+pub fn render(s: &AppState) -> String {
+    let mut o = Out(String::with_capacity(4096));
+    let i = &s.ingest;
+    let d = &s.dataflow;
+
+    o.family("citywatch_messages_total", "counter", "Valid messages received, per contract stream.");
+    for st in Stream::ALL {
+        o.sample("citywatch_messages_total", &[("stream", st.as_str())], i.messages(st));
+    }
+    o.family("citywatch_deadletters_total", "counter", "Rejected messages kept in the dead-letter store, per reason.");
+    for r in Reason::ALL {
+        o.sample("citywatch_deadletters_total", &[("reason", r.as_str())], i.deadletters(r));
+    }
+    o.family("citywatch_deadletters_dropped_total", "counter", "Dead letters dropped, oldest first, because the store was full.");
+    o.sample("citywatch_deadletters_dropped_total", &[], i.deadletters_dropped());
+    o.family("citywatch_late_events_total", "counter", "Events behind the frontier, entered at the frontier.");
+    o.sample("citywatch_late_events_total", &[], d.late_total());
+    o.family("citywatch_untimed_events_total", "counter", "Events without ts, timed by arrival.");
+    o.sample("citywatch_untimed_events_total", &[], d.untimed_total());
+    o.family("citywatch_dataflow_events_total", "counter", "Events handed to the dataflow input.");
+    o.sample("citywatch_dataflow_events_total", &[], d.events_total());
+
+    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |t| t.as_millis() as u64);
+    o.family("citywatch_frontier_lag_seconds", "gauge", "Wall clock minus the as_of of the latest counter snapshot.");
+    let lag = if d.as_of_ms() == 0 { 0.0 } else { now_ms.saturating_sub(d.as_of_ms()) as f64 / 1000.0 };
+    o.sample("citywatch_frontier_lag_seconds", &[], lag);
+    o.family("citywatch_input_frontier_seconds", "gauge", "Least input time over the dataflow workers, Unix seconds.");
+    o.sample("citywatch_input_frontier_seconds", &[], d.input_frontier_ms() as f64 / 1000.0);
+    o.family("citywatch_newest_event_seconds", "gauge", "Newest event time seen, Unix seconds.");
+    o.sample("citywatch_newest_event_seconds", &[], d.newest_ms() as f64 / 1000.0);
+
+    let (depth, capacity) = i.queue();
+    o.family("citywatch_ingest_queue_depth", "gauge", "Events waiting between MQTT ingest and the dataflow.");
+    o.sample("citywatch_ingest_queue_depth", &[], depth);
+    o.family("citywatch_ingest_queue_capacity", "gauge", "Capacity of the ingest queue.");
+    o.sample("citywatch_ingest_queue_capacity", &[], capacity);
+    let (waits, secs) = i.backpressure();
+    o.family("citywatch_ingest_backpressure_waits_total", "counter", "Times the MQTT event loop waited for room in a full queue.");
+    o.sample("citywatch_ingest_backpressure_waits_total", &[], waits);
+    o.family("citywatch_ingest_backpressure_seconds_total", "counter", "Time the MQTT event loop spent waiting for room.");
+    o.sample("citywatch_ingest_backpressure_seconds_total", &[], secs);
+
+    o.family("citywatch_mqtt_connection_state", "gauge", "1 for the current MQTT connection state.");
+    let now = i.state();
+    for st in ConnectionState::ALL {
+        o.sample("citywatch_mqtt_connection_state", &[("state", st.as_str())], u8::from(st == now));
+    }
+    o.family("citywatch_mqtt_connection_changes_total", "counter", "MQTT connection state changes, by the state entered.");
+    for st in ConnectionState::ALL {
+        o.sample("citywatch_mqtt_connection_changes_total", &[("state", st.as_str())], i.transitions(st));
+    }
+    o.family("citywatch_mqtt_acks_total", "counter", "QoS 1 messages acknowledged to the broker.");
+    o.sample("citywatch_mqtt_acks_total", &[], i.acks());
+    o.family("citywatch_mqtt_deferred_total", "counter", "Messages left unacknowledged at shutdown for the broker to redeliver.");
+    o.sample("citywatch_mqtt_deferred_total", &[], i.deferred_total());
+    o.0
+}

@@ -1,0 +1,29 @@
+//! What the handlers read.
+
+use dataflow::{Snapshot, Stats};
+use ingest::{DeadLetters, IngestStats};
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// Shared, read-only views of the running pipeline.
+#[derive(Clone)]
+pub struct AppState {
+    /// The latest counter snapshot.
+    pub snapshots: watch::Receiver<Arc<Snapshot>>,
+    /// Rejected messages.
+    pub deadletters: Arc<DeadLetters>,
+    /// MQTT ingest statistics.
+    pub ingest: Arc<IngestStats>,
+    /// Dataflow statistics.
+    pub dataflow: Arc<Stats>,
+}
+
+/// The sending half for snapshots, and a function the dataflow calls with each snapshot.
+pub fn snapshot_channel(stats: Arc<Stats>) -> (watch::Receiver<Arc<Snapshot>>, dataflow::SnapshotFn) {
+    let (tx, rx) = watch::channel(Arc::new(Snapshot::default()));
+    let publish: dataflow::SnapshotFn = Arc::new(move |s: Snapshot| {
+        stats.set_as_of(s.as_of);
+        tx.send_replace(Arc::new(s));
+    });
+    (rx, publish)
+}

@@ -1,0 +1,87 @@
+//! `citywatch run`: the service.
+
+use crate::settings::Settings;
+use anyhow::Context;
+use dataflow::{ChannelSource, Source, SourceFactory, Stats};
+use ingest::{DeadLetters, Ingest};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long shutdown waits for the last acknowledgements.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub fn run(settings: Settings) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
+    runtime.block_on(serve(settings))
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
+    let reference = Arc::new(settings.reference()?);
+    let deadletters = Arc::new(DeadLetters::open(&settings.data_dir.join("deadletter"), settings.deadletter_max_bytes)?);
+    let listener = tokio::net::TcpListener::bind(settings.http)
+        .await
+        .with_context(|| format!("binding HTTP on {}", settings.http))?;
+    let http_addr = listener.local_addr()?;
+
+    let ingest = Ingest::start(&settings.mqtt_config(), deadletters.clone())?;
+    let stats = Arc::new(Stats::default());
+    let (snapshots, publish) = api::state::snapshot_channel(stats.clone());
+    let rx = ingest.receiver();
+    let handed = ingest.handed_factory();
+    let sources: SourceFactory = Arc::new(move |_, _| Box::new(ChannelSource::new(rx.clone(), Some(handed()))) as Box<dyn Source>);
+    let running = dataflow::start(settings.dataflow_config(), reference.clone(), sources, publish, stats.clone())?;
+
+    let state = api::AppState { snapshots, deadletters, ingest: ingest.stats(), dataflow: stats };
+    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(api::serve(listener, state, async {
+        let _ = http_stopped.await;
+    }));
+    tracing::info!(
+        http = %http_addr,
+        mqtt = %settings.mqtt,
+        broker = %if settings.mqtt == "embedded" { settings.embedded_broker_addr.to_string() } else { settings.mqtt.clone() },
+        elevators = reference.elevators.len(),
+        cameras = reference.cameras.len(),
+        "citywatch running: counters at http://{http_addr}/api/v1/counters"
+    );
+
+    shutdown_signal().await;
+    tracing::info!("shutting down: draining the ingest queue");
+    ingest.stop_intake();
+    running.stop();
+    tokio::task::spawn_blocking(move || running.join()).await.context("joining the dataflow")?;
+    ingest.finish(DRAIN_TIMEOUT).await;
+    let _ = stop_http.send(());
+    server.await.context("joining the HTTP server")?.context("HTTP server")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for ctrl-c");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,209 @@
+//! Settings, layered: built-in defaults → config file (`--config`, TOML) → environment
+//! (`CITYWATCH_<KEY>`) → command-line flags. Unknown keys are errors.
+
+use crate::logging::LogFormat;
+use anyhow::Context;
+use clap::Args;
+use dataflow::ClockMode;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Every setting of `citywatch run`. Each key is also `CITYWATCH_<KEY>` in the environment.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// HTTP listen address.
+    pub http: SocketAddr,
+    /// `embedded` or `mqtt://host:port`.
+    pub mqtt: String,
+    /// Where the embedded broker listens.
+    pub embedded_broker_addr: SocketAddr,
+    /// Where citywatch keeps its state (dead letters, …).
+    pub data_dir: PathBuf,
+    /// Timely worker threads.
+    pub workers: usize,
+    /// Reference data directory; none means empty registries.
+    pub reference: Option<PathBuf>,
+    /// Log line format.
+    pub log_format: LogFormat,
+    /// MQTT client id (stable: the broker keeps this session while citywatch is down).
+    pub mqtt_client_id: String,
+    /// MQTT user name.
+    pub mqtt_username: Option<String>,
+    /// MQTT password (use the environment, not the config file).
+    pub mqtt_password: Option<String>,
+    /// Topic prefix of the device contract.
+    pub mqtt_prefix: String,
+    /// Largest accepted payload, bytes.
+    pub max_payload_bytes: usize,
+    /// Events queued between MQTT and the dataflow.
+    pub queue_capacity: usize,
+    /// How far the frontier is held behind the newest event, ms.
+    pub lateness_ms: u64,
+    /// Granularity of dataflow timestamps, ms.
+    pub tick_ms: u64,
+    /// What drives the frontier: `wall` (live) or `event` (replay).
+    pub clock: ClockMode,
+    /// Disk space for dead letters, bytes.
+    pub deadletter_max_bytes: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let mqtt = ingest::MqttConfig::default();
+        let df = dataflow::DataflowConfig::default();
+        Settings {
+            http: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            mqtt: mqtt.url,
+            embedded_broker_addr: mqtt.embedded_broker_addr,
+            data_dir: PathBuf::from("./citywatch-data"),
+            workers: df.workers,
+            reference: None,
+            log_format: LogFormat::Text,
+            mqtt_client_id: mqtt.client_id,
+            mqtt_username: None,
+            mqtt_password: None,
+            mqtt_prefix: mqtt.prefix,
+            max_payload_bytes: mqtt.max_payload_bytes,
+            queue_capacity: mqtt.queue_capacity,
+            lateness_ms: df.lateness_ms,
+            tick_ms: df.tick_ms,
+            clock: df.clock,
+            deadletter_max_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Flags of `citywatch run` (each overrides the file and the environment).
+#[derive(Debug, Clone, Default, Args, Serialize)]
+pub struct RunArgs {
+    /// Config file (TOML).
+    #[arg(long, env = "CITYWATCH_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// HTTP listen address [default: 127.0.0.1:8080].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http: Option<SocketAddr>,
+    /// `embedded` or `mqtt://host:port` [default: embedded].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mqtt: Option<String>,
+    /// Embedded broker address [default: 127.0.0.1:1884].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embedded_broker_addr: Option<SocketAddr>,
+    /// Data directory [default: ./citywatch-data].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// Timely worker threads [default: 2].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workers: Option<usize>,
+    /// Reference data directory.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference: Option<PathBuf>,
+    /// Log format [default: text].
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<LogFormat>,
+    /// Lateness bound, ms [default: 2000].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lateness_ms: Option<u64>,
+    /// Frontier driver: wall or event [default: wall; replay uses event].
+    #[arg(long, value_parser = parse_clock)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clock: Option<ClockMode>,
+}
+
+fn parse_clock(s: &str) -> Result<ClockMode, String> {
+    match s {
+        "wall" => Ok(ClockMode::Wall),
+        "event" => Ok(ClockMode::Event),
+        _ => Err(format!("{s:?}: expected wall or event")),
+    }
+}
+
+impl Settings {
+    /// Merges the layers and validates.
+    pub fn load(args: &RunArgs) -> anyhow::Result<Settings> {
+        let mut fig = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(path) = &args.config {
+            anyhow::ensure!(path.exists(), "config file {} does not exist", path.display());
+            fig = fig.merge(Toml::file(path));
+        }
+        // Only known keys: other CITYWATCH_ variables (secrets for other parts) are not ours.
+        let known: Vec<String> = match serde_json::to_value(Settings::default()) {
+            Ok(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
+            _ => Vec::new(),
+        };
+        let fig = fig
+            .merge(Env::prefixed("CITYWATCH_").filter(move |k| known.iter().any(|n| k.as_str().eq_ignore_ascii_case(n))))
+            .merge(Serialized::defaults(args));
+        let s: Settings = fig.extract().context("invalid settings")?;
+        anyhow::ensure!(s.workers >= 1, "workers must be at least 1");
+        anyhow::ensure!(s.tick_ms >= 1, "tick_ms must be at least 1");
+        Ok(s)
+    }
+
+    pub fn mqtt_config(&self) -> ingest::MqttConfig {
+        ingest::MqttConfig {
+            url: self.mqtt.clone(),
+            embedded_broker_addr: self.embedded_broker_addr,
+            client_id: self.mqtt_client_id.clone(),
+            username: self.mqtt_username.clone(),
+            password: self.mqtt_password.clone(),
+            prefix: self.mqtt_prefix.clone(),
+            max_payload_bytes: self.max_payload_bytes,
+            queue_capacity: self.queue_capacity,
+            ..ingest::MqttConfig::default()
+        }
+    }
+
+    pub fn dataflow_config(&self) -> dataflow::DataflowConfig {
+        dataflow::DataflowConfig {
+            workers: self.workers,
+            tick_ms: self.tick_ms,
+            lateness_ms: self.lateness_ms,
+            clock: self.clock,
+            ..dataflow::DataflowConfig::default()
+        }
+    }
+
+    pub fn reference(&self) -> anyhow::Result<dataflow::Reference> {
+        match &self.reference {
+            Some(dir) => dataflow::Reference::load(dir).with_context(|| format!("loading reference data from {}", dir.display())),
+            None => Ok(dataflow::Reference::default()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sample_config_parses_and_flags_win() {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/citywatch.toml");
+        let args = RunArgs { config: Some(path), workers: Some(3), ..Default::default() };
+        let s = Settings::load(&args).unwrap();
+        assert_eq!(s.workers, 3);
+        assert_eq!(s.lateness_ms, 2000);
+        assert!(s.reference.is_some());
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "htpp = \"127.0.0.1:1\"\n").unwrap();
+        let err = Settings::load(&RunArgs { config: Some(path), ..Default::default() }).unwrap_err();
+        assert!(format!("{err:#}").contains("htpp"), "{err:#}");
+    }
+}

@@ -1,0 +1,255 @@
+//! The event loop: connect, subscribe, decode, dead-letter, queue, acknowledge.
+
+use super::acks::{Acker, ReadyAck};
+use super::config::MqttConfig;
+use crate::deadletter::DeadLetters;
+use crate::stats::{ConnectionState, IngestStats};
+use crate::{IngestError, broker};
+use model::{Decoder, DecoderConfig, Ingested};
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, Publish, QoS, SubscribeReasonCode};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+/// Protocol overhead allowed above the payload limit, so an oversized payload reaches the
+/// decoder (and the dead-letter store) instead of being refused by the transport.
+const PACKET_HEADROOM: usize = 1 << 20;
+
+/// A running MQTT ingest.
+pub struct Ingest {
+    rx: crossbeam_channel::Receiver<Ingested>,
+    acker: Arc<Acker>,
+    stats: Arc<IngestStats>,
+    client: AsyncClient,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+    ack_task: JoinHandle<()>,
+}
+
+struct Loop {
+    client: AsyncClient,
+    filter: String,
+    decoder: Decoder,
+    tx: crossbeam_channel::Sender<Ingested>,
+    deadletters: Arc<DeadLetters>,
+    stats: Arc<IngestStats>,
+    acker: Arc<Acker>,
+    backoff: (Duration, Duration),
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Ingest {
+    /// Starts the embedded broker if configured, then connects and subscribes in the
+    /// background. Must be called inside a tokio runtime.
+    pub fn start(config: &MqttConfig, deadletters: Arc<DeadLetters>) -> Result<Ingest, IngestError> {
+        let (host, port) = config.endpoint()?;
+        let max_packet = config.max_payload_bytes + PACKET_HEADROOM;
+        if config.is_embedded() {
+            broker::start_embedded(config.embedded_broker_addr, max_packet)?;
+        }
+        let mut options = MqttOptions::new(config.client_id.clone(), host, port);
+        options
+            .set_clean_session(false)
+            .set_manual_acks(true)
+            .set_keep_alive(Duration::from_secs(config.keep_alive_secs.max(5)))
+            .set_max_packet_size(max_packet, max_packet);
+        if let Some(user) = &config.username {
+            options.set_credentials(user.clone(), config.password.clone().unwrap_or_default());
+        }
+        // The request channel carries our acks; it is sized so acks never wait for room.
+        let (client, eventloop) = AsyncClient::new(options, 4096);
+        let (tx, rx) = crossbeam_channel::bounded(config.queue_capacity.max(1));
+        let (ready_tx, ready_rx) = mpsc::unbounded_channel();
+        let acker = Arc::new(Acker::new(ready_tx));
+        let stats = Arc::new(IngestStats::default());
+        stats.watch_queue(rx.clone());
+        let (stop, stop_rx) = watch::channel(false);
+        let decoder = Decoder::new(DecoderConfig {
+            prefix: config.prefix.clone(),
+            max_payload_bytes: config.max_payload_bytes,
+            ..DecoderConfig::default()
+        });
+        let looper = Loop {
+            client: client.clone(),
+            filter: config.filter(),
+            decoder,
+            tx,
+            deadletters,
+            stats: stats.clone(),
+            acker: acker.clone(),
+            backoff: (Duration::from_millis(config.reconnect_min_ms.max(1)), Duration::from_millis(config.reconnect_max_ms.max(1))),
+        };
+        let task = tokio::spawn(looper.run(eventloop, stop_rx));
+        let ack_task = tokio::spawn(send_acks(client.clone(), acker.clone(), stats.clone(), ready_rx));
+        Ok(Ingest { rx, acker, stats, client, stop, task, ack_task })
+    }
+
+    /// The queue of decoded events, for the dataflow's sources.
+    pub fn receiver(&self) -> crossbeam_channel::Receiver<Ingested> {
+        self.rx.clone()
+    }
+
+    /// Makes, for each dataflow worker, what it calls once events are in its input.
+    pub fn handed_factory(&self) -> impl Fn() -> Box<dyn FnMut(&[u64]) + Send> + Send + Sync + 'static {
+        let acker = self.acker.clone();
+        move || {
+            let acker = acker.clone();
+            Box::new(move |seqs: &[u64]| acker.handed(seqs))
+        }
+    }
+
+    /// Ingest statistics.
+    pub fn stats(&self) -> Arc<IngestStats> {
+        self.stats.clone()
+    }
+
+    /// First half of a clean shutdown: stop taking new messages (the broker keeps and
+    /// redelivers what it sends from now on). Then stop the dataflow, which drains the queue.
+    pub fn stop_intake(&self) {
+        let _ = self.stop.send(true);
+    }
+
+    /// Second half: wait until every event the dataflow took is acknowledged (at most
+    /// `timeout`), then disconnect.
+    pub async fn finish(self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.acker.outstanding() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // Let the ack task hand its last acks to the client before the disconnect request.
+        tokio::task::yield_now().await;
+        if self.acker.outstanding() > 0 {
+            tracing::warn!(outstanding = self.acker.outstanding(), "shutdown with unacknowledged messages; the broker will redeliver them");
+        }
+        let _ = self.client.disconnect().await;
+        if tokio::time::timeout(timeout, self.task).await.is_err() {
+            tracing::warn!("mqtt event loop did not stop in time");
+        }
+        self.ack_task.abort();
+    }
+}
+
+async fn send_acks(client: AsyncClient, acker: Arc<Acker>, stats: Arc<IngestStats>, mut ready: mpsc::UnboundedReceiver<ReadyAck>) {
+    while let Some((generation, pkid, qos)) = ready.recv().await {
+        if generation != acker.generation() {
+            continue;
+        }
+        let mut publish = Publish::new("", qos, Vec::<u8>::new());
+        publish.pkid = pkid;
+        if client.ack(&publish).await.is_err() {
+            return;
+        }
+        stats.acked(1);
+    }
+}
+
+impl Loop {
+    async fn run(self, mut eventloop: EventLoop, mut stop: watch::Receiver<bool>) {
+        let mut backoff = self.backoff.0;
+        let mut draining = false;
+        loop {
+            let event = tokio::select! {
+                event = eventloop.poll() => event,
+                _ = stop.changed(), if !draining => {
+                    draining = true;
+                    tracing::info!("mqtt intake stopped; draining");
+                    continue;
+                }
+            };
+            match event {
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                    backoff = self.backoff.0;
+                    self.acker.new_generation();
+                    self.stats.set_state(ConnectionState::Connected);
+                    tracing::info!(session_present = ack.session_present, "mqtt connected");
+                    if let Err(e) = self.client.try_subscribe(self.filter.clone(), QoS::AtLeastOnce) {
+                        tracing::error!(error = %e, "cannot request subscription");
+                    }
+                }
+                Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                    if ack.return_codes.iter().all(|c| matches!(c, SubscribeReasonCode::Success(_))) {
+                        self.stats.set_state(ConnectionState::Subscribed);
+                        tracing::info!(filter = %self.filter, "mqtt subscribed");
+                    } else {
+                        tracing::error!(filter = %self.filter, codes = ?ack.return_codes, "mqtt subscription refused");
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) if draining => {
+                    let _ = p;
+                    self.stats.deferred();
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => self.publish(p).await,
+                Ok(Event::Outgoing(Outgoing::Disconnect)) => {
+                    self.stats.set_state(ConnectionState::Disconnected);
+                    tracing::info!("mqtt disconnected");
+                    return;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.stats.set_state(ConnectionState::Disconnected);
+                    if draining {
+                        return;
+                    }
+                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "mqtt connection lost");
+                    tokio::select! {
+                        _ = tokio::time::sleep(jitter(backoff)) => {}
+                        _ = stop.changed() => return,
+                    }
+                    backoff = (backoff * 2).min(self.backoff.1);
+                }
+            }
+        }
+    }
+
+    async fn publish(&self, p: Publish) {
+        let received_ms = now_ms();
+        let seq = (p.qos != QoS::AtMostOnce).then(|| self.acker.register(p.pkid, p.qos));
+        match self.decoder.decode(&p.topic, &p.payload, received_ms) {
+            Ok(envelope) => {
+                self.stats.message(envelope.event.stream());
+                self.enqueue(Ingested { envelope, seq }).await;
+            }
+            Err(rejection) => {
+                self.stats.rejected(rejection.reason);
+                tracing::debug!(reason = %rejection.reason, message = %rejection.message, "payload rejected");
+                let dropped = self.deadletters.put(&p.topic, &p.payload, &rejection, received_ms);
+                self.stats.dropped_deadletters(dropped);
+                // Kept in the dead-letter store: as safe as handed to the dataflow.
+                if let Some(seq) = seq {
+                    self.acker.handed(&[seq]);
+                }
+            }
+        }
+    }
+
+    /// Hands an event to the queue. When the queue is full the loop waits here (and counts
+    /// the wait): unacknowledged QoS 1 messages then stay with the broker, which is the
+    /// backpressure; memory stays bounded by the queue.
+    async fn enqueue(&self, mut item: Ingested) {
+        let mut waited: Option<Instant> = None;
+        loop {
+            match self.tx.try_send(item) {
+                Ok(()) => break,
+                Err(crossbeam_channel::TrySendError::Full(back)) => {
+                    item = back;
+                    waited.get_or_insert_with(Instant::now);
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err(crossbeam_channel::TrySendError::Disconnected(_)) => return,
+            }
+        }
+        if let Some(start) = waited {
+            self.stats.waited(start.elapsed().as_micros() as u64);
+        }
+    }
+}
+
+/// Up to 20 % random extra delay, so many clients do not reconnect in lockstep.
+fn jitter(d: Duration) -> Duration {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |t| t.subsec_nanos() as u64);
+    d + d.mul_f64((nanos % 1000) as f64 / 5000.0)
+}
