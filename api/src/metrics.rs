@@ -24,7 +24,10 @@ impl Out {
                 if i > 0 {
                     self.0.push(',');
                 }
-                let v = v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+                let v = v
+                    .replace('\\', "\\\\")
+                    .replace('"', "\\\"")
+                    .replace('\n', "\\n");
                 let _ = write!(self.0, "{k}=\"{v}\"");
             }
             self.0.push('}');
@@ -39,55 +42,157 @@ pub fn render(s: &AppState) -> String {
     let i = &s.ingest;
     let d = &s.dataflow;
 
-    o.family("citywatch_messages_total", "counter", "Valid messages received, per contract stream.");
+    o.family(
+        "citywatch_messages_total",
+        "counter",
+        "Valid messages received, per contract stream.",
+    );
     for st in Stream::ALL {
-        o.sample("citywatch_messages_total", &[("stream", st.as_str())], i.messages(st));
+        o.sample(
+            "citywatch_messages_total",
+            &[("stream", st.as_str())],
+            i.messages(st),
+        );
     }
-    o.family("citywatch_deadletters_total", "counter", "Rejected messages kept in the dead-letter store, per reason.");
+    o.family(
+        "citywatch_deadletters_total",
+        "counter",
+        "Rejected messages kept in the dead-letter store, per reason.",
+    );
     for r in Reason::ALL {
-        o.sample("citywatch_deadletters_total", &[("reason", r.as_str())], i.deadletters(r));
+        o.sample(
+            "citywatch_deadletters_total",
+            &[("reason", r.as_str())],
+            i.deadletters(r),
+        );
     }
-    o.family("citywatch_deadletters_dropped_total", "counter", "Dead letters dropped, oldest first, because the store was full.");
-    o.sample("citywatch_deadletters_dropped_total", &[], i.deadletters_dropped());
-    o.family("citywatch_late_events_total", "counter", "Events behind the frontier, entered at the frontier.");
+    o.family(
+        "citywatch_deadletters_dropped_total",
+        "counter",
+        "Dead letters dropped, oldest first, because the store was full.",
+    );
+    o.sample(
+        "citywatch_deadletters_dropped_total",
+        &[],
+        i.deadletters_dropped(),
+    );
+    o.family(
+        "citywatch_late_events_total",
+        "counter",
+        "Events behind the frontier, entered at the frontier.",
+    );
     o.sample("citywatch_late_events_total", &[], d.late_total());
-    o.family("citywatch_untimed_events_total", "counter", "Events without ts, timed by arrival.");
+    o.family(
+        "citywatch_untimed_events_total",
+        "counter",
+        "Events without ts, timed by arrival.",
+    );
     o.sample("citywatch_untimed_events_total", &[], d.untimed_total());
-    o.family("citywatch_dataflow_events_total", "counter", "Events handed to the dataflow input.");
+    o.family(
+        "citywatch_dataflow_events_total",
+        "counter",
+        "Events handed to the dataflow input.",
+    );
     o.sample("citywatch_dataflow_events_total", &[], d.events_total());
 
-    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |t| t.as_millis() as u64);
-    o.family("citywatch_frontier_lag_seconds", "gauge", "Wall clock minus the as_of of the latest counter snapshot.");
-    let lag = if d.as_of_ms() == 0 { 0.0 } else { now_ms.saturating_sub(d.as_of_ms()) as f64 / 1000.0 };
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |t| t.as_millis() as u64);
+    o.family(
+        "citywatch_frontier_lag_seconds",
+        "gauge",
+        "Wall clock minus the as_of of the latest counter snapshot.",
+    );
+    let lag = if d.as_of_ms() == 0 {
+        0.0
+    } else {
+        now_ms.saturating_sub(d.as_of_ms()) as f64 / 1000.0
+    };
     o.sample("citywatch_frontier_lag_seconds", &[], lag);
-    o.family("citywatch_input_frontier_seconds", "gauge", "Least input time over the dataflow workers, Unix seconds.");
-    o.sample("citywatch_input_frontier_seconds", &[], d.input_frontier_ms() as f64 / 1000.0);
-    o.family("citywatch_newest_event_seconds", "gauge", "Newest event time seen, Unix seconds.");
-    o.sample("citywatch_newest_event_seconds", &[], d.newest_ms() as f64 / 1000.0);
+    o.family(
+        "citywatch_input_frontier_seconds",
+        "gauge",
+        "Least input time over the dataflow workers, Unix seconds.",
+    );
+    o.sample(
+        "citywatch_input_frontier_seconds",
+        &[],
+        d.input_frontier_ms() as f64 / 1000.0,
+    );
+    o.family(
+        "citywatch_newest_event_seconds",
+        "gauge",
+        "Newest event time seen, Unix seconds.",
+    );
+    o.sample(
+        "citywatch_newest_event_seconds",
+        &[],
+        d.newest_ms() as f64 / 1000.0,
+    );
 
     let (depth, capacity) = i.queue();
-    o.family("citywatch_ingest_queue_depth", "gauge", "Events waiting between MQTT ingest and the dataflow.");
+    o.family(
+        "citywatch_ingest_queue_depth",
+        "gauge",
+        "Events waiting between MQTT ingest and the dataflow.",
+    );
     o.sample("citywatch_ingest_queue_depth", &[], depth);
-    o.family("citywatch_ingest_queue_capacity", "gauge", "Capacity of the ingest queue.");
+    o.family(
+        "citywatch_ingest_queue_capacity",
+        "gauge",
+        "Capacity of the ingest queue.",
+    );
     o.sample("citywatch_ingest_queue_capacity", &[], capacity);
     let (waits, secs) = i.backpressure();
-    o.family("citywatch_ingest_backpressure_waits_total", "counter", "Times the MQTT event loop waited for room in a full queue.");
+    o.family(
+        "citywatch_ingest_backpressure_waits_total",
+        "counter",
+        "Times the MQTT event loop waited for room in a full queue.",
+    );
     o.sample("citywatch_ingest_backpressure_waits_total", &[], waits);
-    o.family("citywatch_ingest_backpressure_seconds_total", "counter", "Time the MQTT event loop spent waiting for room.");
+    o.family(
+        "citywatch_ingest_backpressure_seconds_total",
+        "counter",
+        "Time the MQTT event loop spent waiting for room.",
+    );
     o.sample("citywatch_ingest_backpressure_seconds_total", &[], secs);
 
-    o.family("citywatch_mqtt_connection_state", "gauge", "1 for the current MQTT connection state.");
+    o.family(
+        "citywatch_mqtt_connection_state",
+        "gauge",
+        "1 for the current MQTT connection state.",
+    );
     let now = i.state();
     for st in ConnectionState::ALL {
-        o.sample("citywatch_mqtt_connection_state", &[("state", st.as_str())], u8::from(st == now));
+        o.sample(
+            "citywatch_mqtt_connection_state",
+            &[("state", st.as_str())],
+            u8::from(st == now),
+        );
     }
-    o.family("citywatch_mqtt_connection_changes_total", "counter", "MQTT connection state changes, by the state entered.");
+    o.family(
+        "citywatch_mqtt_connection_changes_total",
+        "counter",
+        "MQTT connection state changes, by the state entered.",
+    );
     for st in ConnectionState::ALL {
-        o.sample("citywatch_mqtt_connection_changes_total", &[("state", st.as_str())], i.transitions(st));
+        o.sample(
+            "citywatch_mqtt_connection_changes_total",
+            &[("state", st.as_str())],
+            i.transitions(st),
+        );
     }
-    o.family("citywatch_mqtt_acks_total", "counter", "QoS 1 messages acknowledged to the broker.");
+    o.family(
+        "citywatch_mqtt_acks_total",
+        "counter",
+        "QoS 1 messages acknowledged to the broker.",
+    );
     o.sample("citywatch_mqtt_acks_total", &[], i.acks());
-    o.family("citywatch_mqtt_deferred_total", "counter", "Messages left unacknowledged at shutdown for the broker to redeliver.");
+    o.family(
+        "citywatch_mqtt_deferred_total",
+        "counter",
+        "Messages left unacknowledged at shutdown for the broker to redeliver.",
+    );
     o.sample("citywatch_mqtt_deferred_total", &[], i.deferred_total());
     o.0
 }

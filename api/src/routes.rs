@@ -38,15 +38,19 @@ async fn counters(State(s): State<AppState>) -> Json<SnapshotView> {
 /// Snapshots are published every tick (100 ms); a screen needs no more than a few a second.
 const STREAM_MIN_INTERVAL: Duration = Duration::from_millis(250);
 
-async fn counters_stream(State(s): State<AppState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let stream = WatchStream::new(s.snapshots.clone()).throttle(STREAM_MIN_INTERVAL).map(|snap| {
-        let view = snap.view();
-        Ok(Event::default()
-            .event("counters")
-            .id(view.as_of.to_string())
-            .json_data(&view)
-            .unwrap_or_else(|_| Event::default().comment("unserializable snapshot")))
-    });
+async fn counters_stream(
+    State(s): State<AppState>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let stream = WatchStream::new(s.snapshots.clone())
+        .throttle(STREAM_MIN_INTERVAL)
+        .map(|snap| {
+            let view = snap.view();
+            Ok(Event::default()
+                .event("counters")
+                .id(view.as_of.to_string())
+                .json_data(&view)
+                .unwrap_or_else(|_| Event::default().comment("unserializable snapshot")))
+        });
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
@@ -67,27 +71,49 @@ struct DeadLetterPage {
 
 const MAX_LIMIT: usize = 1000;
 
-async fn deadletters(State(s): State<AppState>, Query(q): Query<DeadLetterQuery>) -> Result<Json<DeadLetterPage>, ApiError> {
+async fn deadletters(
+    State(s): State<AppState>,
+    Query(q): Query<DeadLetterQuery>,
+) -> Result<Json<DeadLetterPage>, ApiError> {
     let reason = match q.reason.as_deref().filter(|r| !r.is_empty()) {
         None => None,
         Some(r) => Some(Reason::parse(r).ok_or_else(|| {
             let known: Vec<&str> = Reason::ALL.iter().map(|r| r.as_str()).collect();
-            ApiError::bad_field("reason", format!("unknown reason {r:?}; expected one of {}", known.join(", ")))
+            ApiError::bad_field(
+                "reason",
+                format!("unknown reason {r:?}; expected one of {}", known.join(", ")),
+            )
         })?),
     };
     let limit = match q.limit.as_deref().filter(|l| !l.is_empty()) {
         None => 100,
         Some(l) => match l.parse::<usize>() {
             Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
-            _ => return Err(ApiError::bad_field("limit", format!("{l:?} is not a whole number from 1 to {MAX_LIMIT}"))),
+            _ => {
+                return Err(ApiError::bad_field(
+                    "limit",
+                    format!("{l:?} is not a whole number from 1 to {MAX_LIMIT}"),
+                ));
+            }
         },
     };
     let (kept, dropped) = s.deadletters.counts();
-    Ok(Json(DeadLetterPage { kept, dropped, items: s.deadletters.list(reason, limit) }))
+    Ok(Json(DeadLetterPage {
+        kept,
+        dropped,
+        items: s.deadletters.list(reason, limit),
+    }))
 }
 
 async fn prometheus(State(s): State<AppState>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], metrics::render(&s)).into_response()
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        metrics::render(&s),
+    )
+        .into_response()
 }
 
 async fn healthz() -> Json<serde_json::Value> {
@@ -102,6 +128,10 @@ async fn readyz(State(s): State<AppState>) -> Response {
         "mqtt": s.ingest.state().as_str(),
         "dataflow": if dataflow { "running" } else { "starting" },
     });
-    let status = if subscribed && dataflow { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if subscribed && dataflow {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, Json(body)).into_response()
 }

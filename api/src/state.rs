@@ -18,11 +18,10 @@ pub struct AppState {
     pub dataflow: Arc<Stats>,
 }
 
-/// The sending half for snapshots, and a function the dataflow calls with each snapshot.
-pub fn snapshot_channel(stats: Arc<Stats>) -> (watch::Receiver<Arc<Snapshot>>, dataflow::SnapshotFn) {
+/// The receiving half for snapshots, and the function the dataflow calls with each one.
+pub fn snapshot_channel() -> (watch::Receiver<Arc<Snapshot>>, dataflow::SnapshotFn) {
     let (tx, rx) = watch::channel(Arc::new(Snapshot::default()));
     let publish: dataflow::SnapshotFn = Arc::new(move |s: Snapshot| {
-        stats.set_as_of(s.as_of);
         tx.send_replace(Arc::new(s));
     });
     (rx, publish)

@@ -12,7 +12,11 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "citywatch", version, about = "Real-time IoT stream processor for a market-supervision control room")]
+#[command(
+    name = "citywatch",
+    version,
+    about = "Real-time IoT stream processor for a market-supervision control room"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

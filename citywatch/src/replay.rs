@@ -12,8 +12,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 pub fn replay(file: &std::path::Path, mut settings: Settings) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    let lines: Arc<Vec<String>> = Arc::new(text.lines().filter(|l| !l.trim().is_empty()).map(str::to_owned).collect());
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let lines: Arc<Vec<String>> = Arc::new(
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_owned)
+            .collect(),
+    );
     drop(text);
     settings.clock = ClockMode::Event;
     let reference = Arc::new(settings.reference()?);
@@ -25,7 +31,13 @@ pub fn replay(file: &std::path::Path, mut settings: Settings) -> anyhow::Result<
     });
     let (l, r) = (lines.clone(), rejected.clone());
     let sources: SourceFactory = Arc::new(move |index, peers| {
-        Box::new(LineSource { lines: l.clone(), next: index, step: peers, decoder: decoder.clone(), rejected: r.clone() }) as Box<dyn Source>
+        Box::new(LineSource {
+            lines: l.clone(),
+            next: index,
+            step: peers,
+            decoder: decoder.clone(),
+            rejected: r.clone(),
+        }) as Box<dyn Source>
     });
     let last = Arc::new(Mutex::new(Snapshot::default()));
     let sink = last.clone();
@@ -80,13 +92,20 @@ impl Source for LineSource {
             // Recordings without arrival times are replayed as if each arrived at its own ts.
             let received = rec.received_ms.or_else(|| ts_hint(&payload)).unwrap_or(0);
             match self.decoder.decode(&rec.topic, &payload, received) {
-                Ok(envelope) => out.push(Ingested { envelope, seq: None }),
+                Ok(envelope) => out.push(Ingested {
+                    envelope,
+                    seq: None,
+                }),
                 Err(_) => {
                     self.rejected.fetch_add(1, Ordering::Relaxed);
                 }
             }
         }
-        if taken > 0 { Pulled::Data } else { Pulled::Done }
+        if taken > 0 {
+            Pulled::Data
+        } else {
+            Pulled::Done
+        }
     }
 }
 

@@ -11,7 +11,10 @@ use std::time::Duration;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub fn run(settings: Settings) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting tokio")?;
     runtime.block_on(serve(settings))
 }
 
@@ -19,7 +22,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
     let reference = Arc::new(settings.reference()?);
-    let deadletters = Arc::new(DeadLetters::open(&settings.data_dir.join("deadletter"), settings.deadletter_max_bytes)?);
+    let deadletters = Arc::new(DeadLetters::open(
+        &settings.data_dir.join("deadletter"),
+        settings.deadletter_max_bytes,
+    )?);
     let listener = tokio::net::TcpListener::bind(settings.http)
         .await
         .with_context(|| format!("binding HTTP on {}", settings.http))?;
@@ -27,13 +33,26 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 
     let ingest = Ingest::start(&settings.mqtt_config(), deadletters.clone())?;
     let stats = Arc::new(Stats::default());
-    let (snapshots, publish) = api::state::snapshot_channel(stats.clone());
+    let (snapshots, publish) = api::state::snapshot_channel();
     let rx = ingest.receiver();
     let handed = ingest.handed_factory();
-    let sources: SourceFactory = Arc::new(move |_, _| Box::new(ChannelSource::new(rx.clone(), Some(handed()))) as Box<dyn Source>);
-    let running = dataflow::start(settings.dataflow_config(), reference.clone(), sources, publish, stats.clone())?;
+    let sources: SourceFactory = Arc::new(move |_, _| {
+        Box::new(ChannelSource::new(rx.clone(), Some(handed()))) as Box<dyn Source>
+    });
+    let running = dataflow::start(
+        settings.dataflow_config(),
+        reference.clone(),
+        sources,
+        publish,
+        stats.clone(),
+    )?;
 
-    let state = api::AppState { snapshots, deadletters, ingest: ingest.stats(), dataflow: stats };
+    let state = api::AppState {
+        snapshots,
+        deadletters,
+        ingest: ingest.stats(),
+        dataflow: stats,
+    };
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(api::serve(listener, state, async {
         let _ = http_stopped.await;
@@ -51,10 +70,15 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     tracing::info!("shutting down: draining the ingest queue");
     ingest.stop_intake();
     running.stop();
-    tokio::task::spawn_blocking(move || running.join()).await.context("joining the dataflow")?;
+    tokio::task::spawn_blocking(move || running.join())
+        .await
+        .context("joining the dataflow")?;
     ingest.finish(DRAIN_TIMEOUT).await;
     let _ = stop_http.send(());
-    server.await.context("joining the HTTP server")?.context("HTTP server")?;
+    server
+        .await
+        .context("joining the HTTP server")?
+        .context("HTTP server")?;
     tracing::info!("stopped");
     Ok(())
 }

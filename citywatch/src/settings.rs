@@ -135,7 +135,11 @@ impl Settings {
     pub fn load(args: &RunArgs) -> anyhow::Result<Settings> {
         let mut fig = Figment::from(Serialized::defaults(Settings::default()));
         if let Some(path) = &args.config {
-            anyhow::ensure!(path.exists(), "config file {} does not exist", path.display());
+            anyhow::ensure!(
+                path.exists(),
+                "config file {} does not exist",
+                path.display()
+            );
             fig = fig.merge(Toml::file(path));
         }
         // Only known keys: other CITYWATCH_ variables (secrets for other parts) are not ours.
@@ -144,7 +148,10 @@ impl Settings {
             _ => Vec::new(),
         };
         let fig = fig
-            .merge(Env::prefixed("CITYWATCH_").filter(move |k| known.iter().any(|n| k.as_str().eq_ignore_ascii_case(n))))
+            .merge(
+                Env::prefixed("CITYWATCH_")
+                    .filter(move |k| known.iter().any(|n| k.as_str().eq_ignore_ascii_case(n))),
+            )
             .merge(Serialized::defaults(args));
         let s: Settings = fig.extract().context("invalid settings")?;
         anyhow::ensure!(s.workers >= 1, "workers must be at least 1");
@@ -178,7 +185,8 @@ impl Settings {
 
     pub fn reference(&self) -> anyhow::Result<dataflow::Reference> {
         match &self.reference {
-            Some(dir) => dataflow::Reference::load(dir).with_context(|| format!("loading reference data from {}", dir.display())),
+            Some(dir) => dataflow::Reference::load(dir)
+                .with_context(|| format!("loading reference data from {}", dir.display())),
             None => Ok(dataflow::Reference::default()),
         }
     }
@@ -191,7 +199,11 @@ mod tests {
     #[test]
     fn the_sample_config_parses_and_flags_win() {
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/citywatch.toml");
-        let args = RunArgs { config: Some(path), workers: Some(3), ..Default::default() };
+        let args = RunArgs {
+            config: Some(path),
+            workers: Some(3),
+            ..Default::default()
+        };
         let s = Settings::load(&args).unwrap();
         assert_eq!(s.workers, 3);
         assert_eq!(s.lateness_ms, 2000);
@@ -203,7 +215,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
         std::fs::write(&path, "htpp = \"127.0.0.1:1\"\n").unwrap();
-        let err = Settings::load(&RunArgs { config: Some(path), ..Default::default() }).unwrap_err();
+        let err = Settings::load(&RunArgs {
+            config: Some(path),
+            ..Default::default()
+        })
+        .unwrap_err();
         assert!(format!("{err:#}").contains("htpp"), "{err:#}");
     }
 }

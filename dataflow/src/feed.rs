@@ -35,10 +35,7 @@ pub struct ChannelSource {
 
 impl ChannelSource {
     /// Reads from `rx`; reports handed-over sequence numbers to `on_handed`.
-    pub fn new(
-        rx: crossbeam_channel::Receiver<Ingested>,
-        on_handed: Option<HandedFn>,
-    ) -> Self {
+    pub fn new(rx: crossbeam_channel::Receiver<Ingested>, on_handed: Option<HandedFn>) -> Self {
         ChannelSource { rx, on_handed }
     }
 }

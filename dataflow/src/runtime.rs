@@ -12,7 +12,7 @@ use crate::stats::Stats;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use timely::dataflow::operators::Probe;
 
@@ -102,10 +102,24 @@ pub fn start(
     let stop = Arc::new(AtomicBool::new(false));
     let stop_w = stop.clone();
     stats.set_workers(config.workers.max(1));
+    // Once a replay has published its last snapshot, closing the inputs would fire every
+    // scheduled retraction (window ends, liveness timeouts) at once: those are not published.
+    let closed = Arc::new(AtomicBool::new(false));
+    let drained = Arc::new(AtomicUsize::new(0));
+    let publish: SnapshotFn = {
+        let (closed, stats) = (closed.clone(), stats.clone());
+        Arc::new(move |s: crate::Snapshot| {
+            if !closed.load(Ordering::SeqCst) {
+                stats.set_as_of(s.as_of);
+                publish(s);
+            }
+        })
+    };
     let guards = timely::execute(
         timely::Config::process(config.workers.max(1)),
         move |worker| {
             let index = worker.index();
+            let peers = worker.peers();
             let mut source = sources(index, worker.peers());
             let timeouts = Timeouts {
                 elevator_ms: config.elevator_offline_after_ms,
@@ -116,7 +130,7 @@ pub fn start(
                 let (inputs, counters) = build(scope, timeouts);
                 let (probe, counters) = counters.inner.probe();
                 differential_dataflow::AsCollection::as_collection(counters)
-                    .publish_snapshots(publish);
+                    .publish_snapshots(publish, index == 0);
                 (inputs, probe)
             });
             if index == 0 {
@@ -154,14 +168,20 @@ pub fn start(
                 }
             }
             if config.clock == ClockMode::Event {
-                // Replay: close every event seen so that the last snapshot includes them.
+                // Replay: once every worker has fed its last event, close every event seen, so
+                // that the last snapshot includes them all.
+                drained.fetch_add(1, Ordering::SeqCst);
+                while drained.load(Ordering::SeqCst) < peers {
+                    worker.step_or_park(Some(Duration::from_millis(1)));
+                }
                 let end = frontier.past(stats.newest_ms());
                 frontier.advance(end);
                 inputs.advance_to(end);
                 stats.set_epoch(index, end);
-                while probe.less_than(&end) {
+                while probe.less_than(&end) || stats.as_of_ms() < end {
                     worker.step();
                 }
+                closed.store(true, Ordering::SeqCst);
             }
         },
     )

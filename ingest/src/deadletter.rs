@@ -40,7 +40,9 @@ impl DeadLetter {
     pub fn payload_bytes(&self) -> Vec<u8> {
         match (&self.payload, &self.payload_hex) {
             (Some(s), _) => s.as_bytes().to_vec(),
-            (None, Some(h)) => (0..h.len() / 2).filter_map(|i| u8::from_str_radix(&h[2 * i..2 * i + 2], 16).ok()).collect(),
+            (None, Some(h)) => (0..h.len() / 2)
+                .filter_map(|i| u8::from_str_radix(&h[2 * i..2 * i + 2], 16).ok())
+                .collect(),
             (None, None) => Vec::new(),
         }
     }
@@ -75,7 +77,10 @@ const SEGMENTS: u64 = 8;
 impl DeadLetters {
     /// Opens (or creates) the store in `dir`, keeping at most `max_bytes` on disk.
     pub fn open(dir: &Path, max_bytes: u64) -> Result<DeadLetters, IngestError> {
-        let io = |source| IngestError::DeadLetterIo { path: dir.to_owned(), source };
+        let io = |source| IngestError::DeadLetterIo {
+            path: dir.to_owned(),
+            source,
+        };
         fs::create_dir_all(dir).map_err(io)?;
         let mut seqs: Vec<u64> = fs::read_dir(dir)
             .map_err(io)?
@@ -107,16 +112,26 @@ impl DeadLetters {
                     entries += 1;
                 }
             }
-            inner.segments.push_back(Segment { seq, path, bytes, entries });
+            inner.segments.push_back(Segment {
+                seq,
+                path,
+                bytes,
+                entries,
+            });
         }
-        Ok(DeadLetters { inner: Mutex::new(inner) })
+        Ok(DeadLetters {
+            inner: Mutex::new(inner),
+        })
     }
 
     /// Keeps a rejected message. Returns how many old entries were dropped to make room.
     pub fn put(&self, topic: &str, payload: &[u8], rejection: &Rejection, received_ms: u64) -> u64 {
         let (payload, payload_hex) = match std::str::from_utf8(payload) {
             Ok(s) => (Some(s.to_owned()), None),
-            Err(_) => (None, Some(payload.iter().map(|b| format!("{b:02x}")).collect())),
+            Err(_) => (
+                None,
+                Some(payload.iter().map(|b| format!("{b:02x}")).collect()),
+            ),
         };
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let dl = DeadLetter {
@@ -139,7 +154,14 @@ impl DeadLetters {
     /// The newest entries first, optionally of one reason, at most `limit`.
     pub fn list(&self, reason: Option<Reason>, limit: usize) -> Vec<DeadLetter> {
         let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        inner.entries.iter().rev().filter(|d| reason.is_none_or(|r| d.reason == r)).take(limit).cloned().collect()
+        inner
+            .entries
+            .iter()
+            .rev()
+            .filter(|d| reason.is_none_or(|r| d.reason == r))
+            .take(limit)
+            .cloned()
+            .collect()
     }
 
     /// Entries kept now, and entries dropped since the store was opened.
@@ -151,9 +173,15 @@ impl DeadLetters {
 
 impl Inner {
     fn append(&mut self, line: &[u8]) -> u64 {
-        let needs_new = self.segments.back().is_none_or(|s| s.bytes + line.len() as u64 > self.segment_bytes);
+        let needs_new = self
+            .segments
+            .back()
+            .is_none_or(|s| s.bytes + line.len() as u64 > self.segment_bytes);
         if needs_new || self.file.is_none() {
-            let seq = self.segments.back().map_or(1, |s| s.seq + if needs_new { 1 } else { 0 });
+            let seq = self
+                .segments
+                .back()
+                .map_or(1, |s| s.seq + if needs_new { 1 } else { 0 });
             let path = self.dir.join(format!("{seq:012}.jsonl"));
             match OpenOptions::new().create(true).append(true).open(&path) {
                 Ok(f) => self.file = Some(f),
@@ -163,7 +191,12 @@ impl Inner {
                 }
             }
             if needs_new {
-                self.segments.push_back(Segment { seq, path, bytes: 0, entries: 0 });
+                self.segments.push_back(Segment {
+                    seq,
+                    path,
+                    bytes: 0,
+                    entries: 0,
+                });
             }
         }
         if let Some(f) = self.file.as_mut()
@@ -176,8 +209,12 @@ impl Inner {
             s.entries += 1;
         }
         let mut dropped = 0;
-        while self.segments.iter().map(|s| s.bytes).sum::<u64>() > self.max_bytes && self.segments.len() > 1 {
-            let Some(old) = self.segments.pop_front() else { break };
+        while self.segments.iter().map(|s| s.bytes).sum::<u64>() > self.max_bytes
+            && self.segments.len() > 1
+        {
+            let Some(old) = self.segments.pop_front() else {
+                break;
+            };
             if let Err(e) = fs::remove_file(&old.path) {
                 tracing::warn!(path = %old.path.display(), error = %e, "cannot remove dead-letter segment");
             }
@@ -212,8 +249,18 @@ mod tests {
     fn keeps_lists_and_reloads() {
         let dir = tempfile::tempdir().unwrap();
         let store = DeadLetters::open(dir.path(), 1 << 20).unwrap();
-        store.put("cw/v1/elevator/E1/status", b"\xff\xfe{", &rejection(Reason::NotJson), 1);
-        store.put("cw/v1/elevator/E1/status", b"[]", &rejection(Reason::NotObject), 2);
+        store.put(
+            "cw/v1/elevator/E1/status",
+            b"\xff\xfe{",
+            &rejection(Reason::NotJson),
+            1,
+        );
+        store.put(
+            "cw/v1/elevator/E1/status",
+            b"[]",
+            &rejection(Reason::NotObject),
+            2,
+        );
         let all = store.list(None, 10);
         assert_eq!(all.iter().map(|d| d.id).collect::<Vec<_>>(), vec![2, 1]);
         assert_eq!(all[1].payload_hex.as_deref(), Some("fffe7b"));
@@ -239,7 +286,10 @@ mod tests {
         assert_eq!(kept + dropped, 500);
         assert_eq!(total_dropped, dropped);
         assert!(dropped > 0);
-        let disk: u64 = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
+        let disk: u64 = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum();
         assert!(disk <= 8 * 1024, "{disk}");
         let newest = store.list(None, 1);
         assert_eq!(newest[0].received_ms, 499);

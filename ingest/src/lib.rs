@@ -29,8 +29,14 @@ pub enum IngestError {
     BadUrl(String),
     /// The dead-letter directory could not be used.
     #[error("dead-letter store at {path}: {source}")]
-    DeadLetterIo { path: std::path::PathBuf, source: std::io::Error },
+    DeadLetterIo {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     /// The embedded broker did not start.
     #[error("embedded broker on {addr}: {message}")]
-    Broker { addr: std::net::SocketAddr, message: String },
+    Broker {
+        addr: std::net::SocketAddr,
+        message: String,
+    },
 }

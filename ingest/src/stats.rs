@@ -16,8 +16,11 @@ pub enum ConnectionState {
 
 impl ConnectionState {
     /// Every state, for metrics.
-    pub const ALL: [ConnectionState; 3] =
-        [ConnectionState::Disconnected, ConnectionState::Connected, ConnectionState::Subscribed];
+    pub const ALL: [ConnectionState; 3] = [
+        ConnectionState::Disconnected,
+        ConnectionState::Connected,
+        ConnectionState::Subscribed,
+    ];
 
     /// Label value.
     pub const fn as_str(self) -> &'static str {
@@ -66,7 +69,8 @@ impl IngestStats {
     }
     pub(crate) fn waited(&self, micros: u64) {
         self.backpressure_waits.fetch_add(1, Ordering::Relaxed);
-        self.backpressure_micros.fetch_add(micros, Ordering::Relaxed);
+        self.backpressure_micros
+            .fetch_add(micros, Ordering::Relaxed);
     }
     pub(crate) fn acked(&self, n: u64) {
         self.acks.fetch_add(n, Ordering::Relaxed);
@@ -119,7 +123,9 @@ impl IngestStats {
     }
     /// Events waiting in the queue to the dataflow, and its capacity.
     pub fn queue(&self) -> (u64, u64) {
-        self.queue.get().map_or((0, 0), |rx| (rx.len() as u64, rx.capacity().unwrap_or(0) as u64))
+        self.queue.get().map_or((0, 0), |rx| {
+            (rx.len() as u64, rx.capacity().unwrap_or(0) as u64)
+        })
     }
     /// Whether the subscription is live now.
     pub fn is_subscribed(&self) -> bool {

@@ -20,12 +20,14 @@ pub type SnapshotFn = Arc<dyn Fn(Snapshot) + Send + Sync>;
 
 /// Extension trait that publishes a counter collection as snapshots.
 pub trait PublishSnapshots {
-    /// Sends every closed-time snapshot of the counters to `publish`.
-    fn publish_snapshots(self, publish: SnapshotFn);
+    /// Sends every closed-time snapshot of the counters to `publish`. All updates travel to
+    /// worker 0; only there (`is_worker_zero`) is anything published, as the other workers'
+    /// instances of the sink see the same frontier but none of the data.
+    fn publish_snapshots(self, publish: SnapshotFn, is_worker_zero: bool);
 }
 
 impl PublishSnapshots for VecCollection<'_, u64, Counter, isize> {
-    fn publish_snapshots(self, publish: SnapshotFn) {
+    fn publish_snapshots(self, publish: SnapshotFn, is_worker_zero: bool) {
         let mut pending: BTreeMap<u64, Vec<(Counter, isize)>> = BTreeMap::new();
         let mut snapshot = Snapshot::default();
         self.inner.sink(
@@ -40,7 +42,7 @@ impl PublishSnapshots for VecCollection<'_, u64, Counter, isize> {
                 let f = frontier.frontier().first().copied().unwrap_or(u64::MAX);
                 // A closed input (shutdown) would apply every scheduled retraction at once:
                 // the last snapshot stays the last real one.
-                if f == u64::MAX || f <= snapshot.as_of {
+                if !is_worker_zero || f == u64::MAX || f <= snapshot.as_of {
                     return;
                 }
                 while let Some(entry) = pending.first_entry() {

@@ -35,7 +35,14 @@ pub(crate) struct Acker {
 
 impl Acker {
     pub(crate) fn new(ready: UnboundedSender<ReadyAck>) -> Acker {
-        Acker { state: Mutex::new(State { generation: 0, next_seq: 0, pending: BTreeMap::new() }), ready }
+        Acker {
+            state: Mutex::new(State {
+                generation: 0,
+                next_seq: 0,
+                pending: BTreeMap::new(),
+            }),
+            ready,
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -60,7 +67,15 @@ impl Acker {
         let seq = s.next_seq;
         s.next_seq += 1;
         let generation = s.generation;
-        s.pending.insert(seq, Entry { generation, pkid, qos, handed: false });
+        s.pending.insert(
+            seq,
+            Entry {
+                generation,
+                pkid,
+                qos,
+                handed: false,
+            },
+        );
         seq
     }
 
@@ -100,7 +115,9 @@ mod tests {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let a = Acker::new(tx);
         let g = a.new_generation();
-        let s: Vec<u64> = (1..=4).map(|pkid| a.register(pkid, QoS::AtLeastOnce)).collect();
+        let s: Vec<u64> = (1..=4)
+            .map(|pkid| a.register(pkid, QoS::AtLeastOnce))
+            .collect();
         a.handed(&[s[1], s[3]]);
         assert!(rx.try_recv().is_err(), "nothing before the first is handed");
         a.handed(&[s[0]]);

@@ -33,7 +33,10 @@ pub struct MqttConfig {
 }
 
 const fn default_embedded_addr() -> SocketAddr {
-    SocketAddr::V4(std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 1884))
+    SocketAddr::V4(std::net::SocketAddrV4::new(
+        std::net::Ipv4Addr::LOCALHOST,
+        1884,
+    ))
 }
 
 impl Default for MqttConfig {
@@ -63,12 +66,21 @@ impl MqttConfig {
     /// The host and port to connect to.
     pub fn endpoint(&self) -> Result<(String, u16), IngestError> {
         if self.is_embedded() {
-            return Ok((self.embedded_broker_addr.ip().to_string(), self.embedded_broker_addr.port()));
+            return Ok((
+                self.embedded_broker_addr.ip().to_string(),
+                self.embedded_broker_addr.port(),
+            ));
         }
         let bad = || IngestError::BadUrl(self.url.clone());
-        let rest = self.url.strip_prefix("mqtt://").or_else(|| self.url.strip_prefix("tcp://")).ok_or_else(bad)?;
+        let rest = self
+            .url
+            .strip_prefix("mqtt://")
+            .or_else(|| self.url.strip_prefix("tcp://"))
+            .ok_or_else(bad)?;
         let rest = rest.trim_end_matches('/');
-        let (host, port) = rest.rsplit_once(':').map_or((rest, Some(1883)), |(h, p)| (h, p.parse().ok()));
+        let (host, port) = rest
+            .rsplit_once(':')
+            .map_or((rest, Some(1883)), |(h, p)| (h, p.parse().ok()));
         let host = host.trim_start_matches('[').trim_end_matches(']');
         match port {
             Some(port) if !host.is_empty() && !host.contains('/') => Ok((host.to_owned(), port)),

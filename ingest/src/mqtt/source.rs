@@ -6,11 +6,16 @@ use crate::deadletter::DeadLetters;
 use crate::stats::{ConnectionState, IngestStats};
 use crate::{IngestError, broker};
 use model::{Decoder, DecoderConfig, Ingested};
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, Publish, QoS, SubscribeReasonCode};
+use rumqttc::{
+    AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, Publish, QoS, SubscribeReasonCode,
+};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+
+/// What a dataflow worker calls with the sequence numbers it handed to its input.
+pub type HandedFn = Box<dyn FnMut(&[u64]) + Send>;
 
 /// Protocol overhead allowed above the payload limit, so an oversized payload reaches the
 /// decoder (and the dead-letter store) instead of being refused by the transport.
@@ -39,13 +44,18 @@ struct Loop {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Ingest {
     /// Starts the embedded broker if configured, then connects and subscribes in the
     /// background. Must be called inside a tokio runtime.
-    pub fn start(config: &MqttConfig, deadletters: Arc<DeadLetters>) -> Result<Ingest, IngestError> {
+    pub fn start(
+        config: &MqttConfig,
+        deadletters: Arc<DeadLetters>,
+    ) -> Result<Ingest, IngestError> {
         let (host, port) = config.endpoint()?;
         let max_packet = config.max_payload_bytes + PACKET_HEADROOM;
         if config.is_embedded() {
@@ -81,11 +91,27 @@ impl Ingest {
             deadletters,
             stats: stats.clone(),
             acker: acker.clone(),
-            backoff: (Duration::from_millis(config.reconnect_min_ms.max(1)), Duration::from_millis(config.reconnect_max_ms.max(1))),
+            backoff: (
+                Duration::from_millis(config.reconnect_min_ms.max(1)),
+                Duration::from_millis(config.reconnect_max_ms.max(1)),
+            ),
         };
         let task = tokio::spawn(looper.run(eventloop, stop_rx));
-        let ack_task = tokio::spawn(send_acks(client.clone(), acker.clone(), stats.clone(), ready_rx));
-        Ok(Ingest { rx, acker, stats, client, stop, task, ack_task })
+        let ack_task = tokio::spawn(send_acks(
+            client.clone(),
+            acker.clone(),
+            stats.clone(),
+            ready_rx,
+        ));
+        Ok(Ingest {
+            rx,
+            acker,
+            stats,
+            client,
+            stop,
+            task,
+            ack_task,
+        })
     }
 
     /// The queue of decoded events, for the dataflow's sources.
@@ -94,7 +120,7 @@ impl Ingest {
     }
 
     /// Makes, for each dataflow worker, what it calls once events are in its input.
-    pub fn handed_factory(&self) -> impl Fn() -> Box<dyn FnMut(&[u64]) + Send> + Send + Sync + 'static {
+    pub fn handed_factory(&self) -> impl Fn() -> HandedFn + Send + Sync + 'static {
         let acker = self.acker.clone();
         move || {
             let acker = acker.clone();
@@ -123,7 +149,10 @@ impl Ingest {
         // Let the ack task hand its last acks to the client before the disconnect request.
         tokio::task::yield_now().await;
         if self.acker.outstanding() > 0 {
-            tracing::warn!(outstanding = self.acker.outstanding(), "shutdown with unacknowledged messages; the broker will redeliver them");
+            tracing::warn!(
+                outstanding = self.acker.outstanding(),
+                "shutdown with unacknowledged messages; the broker will redeliver them"
+            );
         }
         let _ = self.client.disconnect().await;
         if tokio::time::timeout(timeout, self.task).await.is_err() {
@@ -133,7 +162,12 @@ impl Ingest {
     }
 }
 
-async fn send_acks(client: AsyncClient, acker: Arc<Acker>, stats: Arc<IngestStats>, mut ready: mpsc::UnboundedReceiver<ReadyAck>) {
+async fn send_acks(
+    client: AsyncClient,
+    acker: Arc<Acker>,
+    stats: Arc<IngestStats>,
+    mut ready: mpsc::UnboundedReceiver<ReadyAck>,
+) {
     while let Some((generation, pkid, qos)) = ready.recv().await {
         if generation != acker.generation() {
             continue;
@@ -166,12 +200,19 @@ impl Loop {
                     self.acker.new_generation();
                     self.stats.set_state(ConnectionState::Connected);
                     tracing::info!(session_present = ack.session_present, "mqtt connected");
-                    if let Err(e) = self.client.try_subscribe(self.filter.clone(), QoS::AtLeastOnce) {
+                    if let Err(e) = self
+                        .client
+                        .try_subscribe(self.filter.clone(), QoS::AtLeastOnce)
+                    {
                         tracing::error!(error = %e, "cannot request subscription");
                     }
                 }
                 Ok(Event::Incoming(Packet::SubAck(ack))) => {
-                    if ack.return_codes.iter().all(|c| matches!(c, SubscribeReasonCode::Success(_))) {
+                    if ack
+                        .return_codes
+                        .iter()
+                        .all(|c| matches!(c, SubscribeReasonCode::Success(_)))
+                    {
                         self.stats.set_state(ConnectionState::Subscribed);
                         tracing::info!(filter = %self.filter, "mqtt subscribed");
                     } else {
@@ -216,7 +257,9 @@ impl Loop {
             Err(rejection) => {
                 self.stats.rejected(rejection.reason);
                 tracing::debug!(reason = %rejection.reason, message = %rejection.message, "payload rejected");
-                let dropped = self.deadletters.put(&p.topic, &p.payload, &rejection, received_ms);
+                let dropped = self
+                    .deadletters
+                    .put(&p.topic, &p.payload, &rejection, received_ms);
                 self.stats.dropped_deadletters(dropped);
                 // Kept in the dead-letter store: as safe as handed to the dataflow.
                 if let Some(seq) = seq {
@@ -250,6 +293,8 @@ impl Loop {
 
 /// Up to 20 % random extra delay, so many clients do not reconnect in lockstep.
 fn jitter(d: Duration) -> Duration {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |t| t.subsec_nanos() as u64);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |t| t.subsec_nanos() as u64);
     d + d.mul_f64((nanos % 1000) as f64 / 5000.0)
 }

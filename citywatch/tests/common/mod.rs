@@ -1,0 +1,240 @@
+//! Real parts for end-to-end tests: a Mosquitto broker and the citywatch binary, each on
+//! free ports and stopped when dropped, and an MQTT publisher that waits for every PUBACK.
+
+#![allow(dead_code)]
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A Mosquitto broker on a free port, with the queue settings of docs/operations.md.
+pub struct Mosquitto {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Mosquitto {
+    pub fn start() -> Mosquitto {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let conf = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+                 max_queued_messages 0\nmax_inflight_messages 100\nmessage_size_limit 0\n"
+            ),
+        )
+        .unwrap();
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto is installed (apt-get install mosquitto)");
+        wait_for_port(port, "mosquitto");
+        Mosquitto {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running citywatch process.
+pub struct Citywatch {
+    child: Option<Child>,
+    pub http: SocketAddr,
+    pub log: PathBuf,
+}
+
+impl Citywatch {
+    /// Starts `citywatch run` with the sample reference data, `mqtt` as its broker, and
+    /// `data_dir` as its state; returns once `/readyz` says ready.
+    pub async fn start(mqtt: &str, embedded_port: Option<u16>, data_dir: &Path) -> Citywatch {
+        let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let log = data_dir.with_extension(format!("{}.log", http.port()));
+        let reference = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/reference");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_citywatch"));
+        cmd.arg("run")
+            .arg("--http")
+            .arg(http.to_string())
+            .arg("--mqtt")
+            .arg(mqtt)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--reference")
+            .arg(reference)
+            .arg("--lateness-ms")
+            .arg("300")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        if let Some(p) = embedded_port {
+            cmd.arg("--embedded-broker-addr")
+                .arg(format!("127.0.0.1:{p}"));
+        }
+        let child = cmd.spawn().unwrap();
+        let cw = Citywatch {
+            child: Some(child),
+            http,
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = reqwest::get(cw.url("/readyz")).await
+                && r.status().is_success()
+            {
+                return cw;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "citywatch not ready: {}",
+                std::fs::read_to_string(&cw.log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+
+    pub async fn get(&self, path: &str) -> serde_json::Value {
+        reqwest::get(self.url(path))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Waits until the published counters are complete past `t` (event time, ms).
+    pub async fn counters_after(&self, t: u64) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let c = self.get("/api/v1/counters").await;
+            if c["as_of"].as_u64().unwrap_or(0) > t {
+                return c;
+            }
+            assert!(Instant::now() < deadline, "counters never passed {t}: {c}");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Waits until this process has acknowledged `n` messages to the broker (each one
+    /// decoded and handed to the dataflow or kept as a dead letter), and returns the time then.
+    pub async fn acked(&self, n: u64) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let m = reqwest::get(self.url("/metrics"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let acked: u64 = m
+                .lines()
+                .find_map(|l| l.strip_prefix("citywatch_mqtt_acks_total "))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if acked >= n {
+                return now_ms();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {acked} of {n} acknowledged"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Stops with SIGTERM (a clean, draining shutdown) and waits for the exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let status = child.wait().unwrap();
+            assert!(
+                status.success(),
+                "citywatch exited with {status}: {}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+        }
+    }
+}
+
+impl Drop for Citywatch {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Publishes every (topic, payload) with QoS 1 and returns once the broker acknowledged all.
+pub async fn publish_all(port: u16, client_id: &str, messages: &[(String, Vec<u8>)]) {
+    let mut opts = MqttOptions::new(client_id, "127.0.0.1", port);
+    opts.set_max_packet_size(2 << 20, 2 << 20)
+        .set_keep_alive(Duration::from_secs(30));
+    let (client, mut eventloop) = AsyncClient::new(opts, messages.len() + 10);
+    for (topic, payload) in messages {
+        client
+            .publish(topic.clone(), QoS::AtLeastOnce, false, payload.clone())
+            .await
+            .unwrap();
+    }
+    let mut acked = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while acked < messages.len() {
+        let ev = tokio::time::timeout_at(deadline.into(), eventloop.poll())
+            .await
+            .expect("all PUBACKs in time");
+        if let Ok(Event::Incoming(Packet::PubAck(_))) = ev {
+            acked += 1;
+        }
+    }
+    client.disconnect().await.unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(2), eventloop.poll()).await;
+}
+
+pub fn msg(topic: &str, payload: impl Into<Vec<u8>>) -> (String, Vec<u8>) {
+    (topic.to_owned(), payload.into())
+}
