@@ -224,7 +224,37 @@ async fn the_same_through_the_embedded_broker() {
     let dir = tempfile::tempdir().unwrap();
     let mut cw = Citywatch::start("embedded", Some(port), &dir.path().join("data")).await;
     check_everything(&cw, port).await;
+    check_sse(&cw).await;
     cw.stop();
+}
+
+/// The SSE stream starts with the current snapshot and then follows the frontier.
+async fn check_sse(cw: &Citywatch) {
+    use futures_util::StreamExt;
+    let resp = reqwest::get(cw.url("/api/v1/counters/stream"))
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut body = resp.bytes_stream();
+    let mut text = String::new();
+    let mut snapshots: Vec<Value> = Vec::new();
+    while snapshots.len() < 2 {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), body.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+        while let Some(end) = text.find("\n\n") {
+            let event: String = text.drain(..end + 2).collect();
+            if let Some(data) = event.lines().find_map(|l| l.strip_prefix("data:")) {
+                assert!(event.contains("event: counters"), "{event}");
+                snapshots.push(serde_json::from_str(data.trim()).unwrap());
+            }
+        }
+    }
+    assert_eq!(snapshots[0]["elevators"]["registered"], 60);
+    assert!(snapshots[1]["as_of"].as_u64() > snapshots[0]["as_of"].as_u64());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

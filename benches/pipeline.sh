@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# End-to-end measurements of citywatch on this machine; results go to stdout.
+#   bash benches/pipeline.sh replay     # in-process decode + dataflow, 100k elevators, 1 and 2 workers
+#   bash benches/pipeline.sh memory     # RSS per registered device, idle and with every device online
+#   bash benches/pipeline.sh mosquitto  # QoS 1 through Mosquitto: plain subscriber vs citywatch
+#   bash benches/pipeline.sh soak [SECONDS]  # RSS sampled under steady load (default 600 s)
+# Needs: cargo, mosquitto, mosquitto_sub (Debian: mosquitto, mosquitto-clients).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release -q -p citywatch -p citywatch-benches
+CW=target/release/citywatch
+CITY=target/release/city
+WORK=${WORK:-/tmp/citywatch-bench}
+mkdir -p "$WORK"
+
+rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+
+metric_sum() { # sum of a metric family from /metrics
+  curl -s "http://$1/metrics" | awk -v m="$2" '$1 ~ "^"m"({|$)" {s += $2} END {printf "%d\n", s}'
+}
+
+wait_ready() {
+  for _ in $(seq 1 400); do curl -sf "http://$1/readyz" >/dev/null && return 0; sleep 0.05; done
+  echo "citywatch not ready" >&2; return 1
+}
+
+start_mosquitto() { # port
+  cat > "$WORK/mosquitto.conf" <<CONF
+listener $1 127.0.0.1
+allow_anonymous true
+persistence false
+max_queued_messages 0
+max_inflight_messages 100
+message_size_limit 0
+CONF
+  mosquitto -c "$WORK/mosquitto.conf" >/dev/null 2>&1 &
+  MOSQ=$!
+  for _ in $(seq 1 100); do (echo > /dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done
+}
+
+case "${1:-}" in
+replay)
+  [ -f "$WORK/city100k/recording.jsonl" ] || $CITY record --elevators 100000 --seconds 10 --out "$WORK/city100k"
+  for w in 1 2; do
+    for run in 1 2 3; do
+      $CW replay "$WORK/city100k/recording.jsonl" --reference "$WORK/city100k/reference" --workers $w \
+        --log-format json 2>&1 >/dev/null | grep -o '"events_per_second":"[0-9]*"' | sed "s/^/workers=$w run=$run /"
+    done
+  done
+  ;;
+memory)
+  [ -f "$WORK/city100k/recording.jsonl" ] || $CITY record --elevators 100000 --seconds 10 --out "$WORK/city100k"
+  start_mosquitto 18831
+  for ref in examples/reference "$WORK/city100k/reference"; do
+    rm -rf "$WORK/data"
+    $CW run --mqtt mqtt://127.0.0.1:18831 --http 127.0.0.1:18081 --reference "$ref" --data-dir "$WORK/data" 2>/dev/null &
+    PID=$!
+    wait_ready 127.0.0.1:18081
+    sleep 2
+    idle=$(rss_kb $PID)
+    online=""
+    if [ "$ref" != examples/reference ]; then
+      # Every registered elevator sends one frame: all 100k online.
+      $CITY publish --elevators 100000 --messages 100000 --qos 1 --port 18831 >/dev/null
+      until [ "$(metric_sum 127.0.0.1:18081 citywatch_dataflow_events_total)" -ge 100000 ]; do sleep 0.2; done
+      sleep 3
+      online=$(rss_kb $PID)
+    fi
+    echo "reference=$ref rss_idle_kb=$idle rss_all_online_kb=${online:-n/a}"
+    kill -TERM $PID; wait $PID || true
+  done
+  kill $MOSQ
+  ;;
+mosquitto)
+  N=${N:-500000}
+  start_mosquitto 18832
+  # The broker's own pace: a plain QoS 1 subscriber that does nothing with the messages.
+  start=$(date +%s.%N)
+  mosquitto_sub -p 18832 -q 1 -i plain -t 'cw/v1/#' -C $N > /dev/null &
+  SUB=$!
+  sleep 0.5
+  $CITY publish --elevators 100000 --messages $N --qos 1 --port 18832 --seed 2 | sed 's/^/publisher: /'
+  wait $SUB
+  end=$(date +%s.%N)
+  echo "plain subscriber: $N msgs in $(echo "$end - $start - 0.5" | bc) s"
+  # citywatch in the same place, counting into its live counters.
+  rm -rf "$WORK/data"
+  $CW run --mqtt mqtt://127.0.0.1:18832 --http 127.0.0.1:18082 --reference "$WORK/city100k/reference" \
+    --data-dir "$WORK/data" 2>/dev/null &
+  PID=$!
+  wait_ready 127.0.0.1:18082
+  start=$(date +%s.%N)
+  $CITY publish --elevators 100000 --messages $N --qos 1 --port 18832 --seed 3 | sed 's/^/publisher: /'
+  until [ "$(metric_sum 127.0.0.1:18082 citywatch_dataflow_events_total)" -ge $N ]; do sleep 0.05; done
+  end=$(date +%s.%N)
+  echo "citywatch: $N msgs into counters in $(echo "$end - $start" | bc) s"
+  kill -TERM $PID; wait $PID || true
+  kill $MOSQ
+  ;;
+soak)
+  SECS=${2:-600}
+  start_mosquitto 18833
+  [ -f "$WORK/city20k/reference/elevators.csv" ] || $CITY record --elevators 20000 --seconds 1 --out "$WORK/city20k"
+  rm -rf "$WORK/data"
+  $CW run --mqtt mqtt://127.0.0.1:18833 --http 127.0.0.1:18083 --reference "$WORK/city20k/reference" --data-dir "$WORK/data" 2>/dev/null &
+  PID=$!
+  wait_ready 127.0.0.1:18083
+  $CITY publish --elevators 20000 --rate 20000 --seconds "$SECS" --qos 1 --port 18833 >/dev/null &
+  PUB=$!
+  t=0
+  while kill -0 $PUB 2>/dev/null; do
+    echo "t=${t}s rss_kb=$(rss_kb $PID) events=$(metric_sum 127.0.0.1:18083 citywatch_dataflow_events_total) lag_s=$(curl -s http://127.0.0.1:18083/metrics | awk '/^citywatch_frontier_lag_seconds/ {print $2}') queue=$(metric_sum 127.0.0.1:18083 citywatch_ingest_queue_depth)"
+    sleep 30; t=$((t + 30))
+  done
+  kill -TERM $PID; wait $PID || true
+  kill $MOSQ
+  ;;
+*)
+  sed -n '2,7p' "$0"; exit 2 ;;
+esac
