@@ -194,5 +194,77 @@ pub fn render(s: &AppState) -> String {
         "Messages left unacknowledged at shutdown for the broker to redeliver.",
     );
     o.sample("citywatch_mqtt_deferred_total", &[], i.deferred_total());
+
+    if let Some(f) = &s.influx {
+        o.family(
+            "citywatch_influx_points_written_total",
+            "counter",
+            "Points the InfluxDB server accepted.",
+        );
+        o.sample(
+            "citywatch_influx_points_written_total",
+            &[],
+            f.points_written(),
+        );
+        o.family(
+            "citywatch_influx_batches_written_total",
+            "counter",
+            "Write requests the server accepted.",
+        );
+        o.sample(
+            "citywatch_influx_batches_written_total",
+            &[],
+            f.batches_written(),
+        );
+        o.family(
+            "citywatch_influx_batches_retried_total",
+            "counter",
+            "Write requests that failed and were retried or spooled.",
+        );
+        o.sample(
+            "citywatch_influx_batches_retried_total",
+            &[],
+            f.batches_retried(),
+        );
+        let (queue, spool) = f.points_dropped();
+        o.family(
+            "citywatch_influx_points_dropped_total",
+            "counter",
+            "Points dropped: the sink's queue or its spool was full.",
+        );
+        o.sample(
+            "citywatch_influx_points_dropped_total",
+            &[("where", "queue")],
+            queue,
+        );
+        o.sample(
+            "citywatch_influx_points_dropped_total",
+            &[("where", "spool")],
+            spool,
+        );
+        o.family(
+            "citywatch_influx_points_rejected_total",
+            "counter",
+            "Points the server refused (4xx), kept in rejected.jsonl.",
+        );
+        o.sample(
+            "citywatch_influx_points_rejected_total",
+            &[],
+            f.points_rejected(),
+        );
+        let (batches, bytes) = f.spool();
+        o.family(
+            "citywatch_influx_spool_batches",
+            "gauge",
+            "Batches waiting on disk for the server.",
+        );
+        o.sample("citywatch_influx_spool_batches", &[], batches);
+        o.family(
+            "citywatch_influx_spool_bytes",
+            "gauge",
+            "Bytes waiting on disk for the server.",
+        );
+        o.sample("citywatch_influx_spool_bytes", &[], bytes);
+    }
     o.0
 }

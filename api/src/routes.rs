@@ -122,7 +122,7 @@ async fn healthz() -> Json<serde_json::Value> {
 
 async fn readyz(State(s): State<AppState>) -> Response {
     let subscribed = s.ingest.is_subscribed();
-    let dataflow = s.dataflow.as_of_ms() > 0;
+    let dataflow = s.dataflow.is_running();
     let body = serde_json::json!({
         "ready": subscribed && dataflow,
         "mqtt": s.ingest.state().as_str(),

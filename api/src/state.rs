@@ -16,6 +16,8 @@ pub struct AppState {
     pub ingest: Arc<IngestStats>,
     /// Dataflow statistics.
     pub dataflow: Arc<Stats>,
+    /// InfluxDB sink statistics, when the sink is on.
+    pub influx: Option<Arc<influx::SinkStats>>,
 }
 
 /// The receiving half for snapshots, and the function the dataflow calls with each one.

@@ -34,7 +34,8 @@ pub fn elevator_id(i: u64) -> String {
 }
 
 /// The `k`-th message of the city (from `start_ms`): elevators report at 1 Hz, so message `k`
-/// belongs to second `k / per_second`; one in fifty messages is of another stream.
+/// belongs to second `k / per_second`; one in fifty messages is of another stream (see
+/// [`other`]).
 pub fn message(seed: u64, elevators: u64, start_ms: u64, k: u64) -> Event {
     let mut rng = Rng::new(seed ^ k.wrapping_mul(0x2545_f491_4f6c_dd1d));
     let per_second = elevators.max(1);
@@ -69,8 +70,14 @@ pub fn message(seed: u64, elevators: u64, start_ms: u64, k: u64) -> Event {
     }
 }
 
+/// The other streams at rough field proportions: sales and camera traffic dominate; a
+/// complaint is one in a thousand (a district gets hundreds a day, not per second).
 fn other(rng: &mut Rng, ts: u64) -> Event {
-    match rng.below(4) {
+    let pick = match rng.below(1000) {
+        0 => 3,
+        n => n % 3,
+    };
+    match pick {
         0 => Event::Sale {
             market_id: format!("M{:02}", rng.below(40)).into(),
             scale_id: format!("S{:04}", rng.below(2400)).into(),

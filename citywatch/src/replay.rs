@@ -47,7 +47,11 @@ pub fn replay(file: &std::path::Path, mut settings: Settings) -> anyhow::Result<
         settings.dataflow_config(),
         reference,
         sources,
-        Arc::new(move |s| *sink.lock().unwrap_or_else(PoisonError::into_inner) = s),
+        dataflow::Outputs {
+            snapshots: Arc::new(move |s| *sink.lock().unwrap_or_else(PoisonError::into_inner) = s),
+            series: None,
+            raw: false,
+        },
         stats.clone(),
     )?;
     running.join();

@@ -34,6 +34,25 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let ingest = Ingest::start(&settings.mqtt_config(), deadletters.clone())?;
     let stats = Arc::new(Stats::default());
     let (snapshots, publish) = api::state::snapshot_channel();
+    let sink =
+        influx::InfluxSink::start(&settings.influx_config(), &settings.data_dir.join("influx"))?;
+    let (publish, series) = match &sink {
+        None => (publish, None),
+        Some(sink) => {
+            let (snapshot_points, windows) =
+                influx::points::writers(sink.sender(), settings.influx_snapshot_interval_ms);
+            let publish: dataflow::SnapshotFn = Arc::new(move |s: dataflow::Snapshot| {
+                snapshot_points(&s);
+                publish(s);
+            });
+            (publish, Some(windows))
+        }
+    };
+    let outputs = dataflow::Outputs {
+        snapshots: publish,
+        series,
+        raw: settings.influx_raw_telemetry,
+    };
     let rx = ingest.receiver();
     let handed = ingest.handed_factory();
     let sources: SourceFactory = Arc::new(move |_, _| {
@@ -43,7 +62,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         settings.dataflow_config(),
         reference.clone(),
         sources,
-        publish,
+        outputs,
         stats.clone(),
     )?;
 
@@ -52,6 +71,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         deadletters,
         ingest: ingest.stats(),
         dataflow: stats,
+        influx: sink.as_ref().map(|s| s.stats()),
     };
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(api::serve(listener, state, async {
@@ -74,6 +94,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .await
         .context("joining the dataflow")?;
     ingest.finish(DRAIN_TIMEOUT).await;
+    if let Some(sink) = sink {
+        sink.shutdown(DRAIN_TIMEOUT).await;
+    }
     let _ = stop_http.send(());
     server
         .await

@@ -49,12 +49,31 @@ pub struct Settings {
     pub clock: ClockMode,
     /// Disk space for dead letters, bytes.
     pub deadletter_max_bytes: u64,
+    /// InfluxDB v2 base URL; the time-series sink is off without it.
+    pub influx_url: Option<String>,
+    /// InfluxDB organization.
+    pub influx_org: String,
+    /// InfluxDB bucket.
+    pub influx_bucket: String,
+    /// InfluxDB token: set it in the environment (`CITYWATCH_INFLUX_TOKEN`), never as a flag.
+    pub influx_token: Option<String>,
+    /// Points per write.
+    pub influx_batch_points: usize,
+    /// Longest a point waits for its batch, ms.
+    pub influx_batch_interval_ms: u64,
+    /// Disk for batches waiting for the server, bytes.
+    pub influx_spool_max_bytes: u64,
+    /// Also write every raw event (large: off by default).
+    pub influx_raw_telemetry: bool,
+    /// How often (in event time) a snapshot of every counter is written, ms.
+    pub influx_snapshot_interval_ms: u64,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         let mqtt = ingest::MqttConfig::default();
         let df = dataflow::DataflowConfig::default();
+        let influx = influx::InfluxConfig::default();
         Settings {
             http: SocketAddr::from(([127, 0, 0, 1], 8080)),
             mqtt: mqtt.url,
@@ -73,6 +92,15 @@ impl Default for Settings {
             tick_ms: df.tick_ms,
             clock: df.clock,
             deadletter_max_bytes: 64 << 20,
+            influx_url: None,
+            influx_org: influx.org,
+            influx_bucket: influx.bucket,
+            influx_token: None,
+            influx_batch_points: influx.batch_points,
+            influx_batch_interval_ms: influx.batch_interval_ms,
+            influx_spool_max_bytes: influx.spool_max_bytes,
+            influx_raw_telemetry: false,
+            influx_snapshot_interval_ms: 10_000,
         }
     }
 }
@@ -120,6 +148,18 @@ pub struct RunArgs {
     #[arg(long, value_parser = parse_clock)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub clock: Option<ClockMode>,
+    /// InfluxDB v2 URL, e.g. http://127.0.0.1:8086 (token: CITYWATCH_INFLUX_TOKEN).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub influx_url: Option<String>,
+    /// InfluxDB organization [default: citywatch].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub influx_org: Option<String>,
+    /// InfluxDB bucket [default: citywatch].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub influx_bucket: Option<String>,
 }
 
 fn parse_clock(s: &str) -> Result<ClockMode, String> {
@@ -180,6 +220,19 @@ impl Settings {
             lateness_ms: self.lateness_ms,
             clock: self.clock,
             ..dataflow::DataflowConfig::default()
+        }
+    }
+
+    pub fn influx_config(&self) -> influx::InfluxConfig {
+        influx::InfluxConfig {
+            url: self.influx_url.clone().filter(|u| !u.is_empty()),
+            org: self.influx_org.clone(),
+            bucket: self.influx_bucket.clone(),
+            token: self.influx_token.clone(),
+            batch_points: self.influx_batch_points,
+            batch_interval_ms: self.influx_batch_interval_ms,
+            spool_max_bytes: self.influx_spool_max_bytes,
+            ..influx::InfluxConfig::default()
         }
     }
 

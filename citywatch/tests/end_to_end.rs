@@ -189,12 +189,7 @@ async fn check_everything(cw: &Citywatch, broker_port: u16) {
     let body: Value = bad.json().await.unwrap();
     assert_eq!(body["error"]["field"], "reason");
 
-    let metrics = reqwest::get(cw.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = cw.metrics().await;
     assert!(
         metrics.contains("citywatch_messages_total{stream=\"elevator_status\"} 3"),
         "{metrics}"
@@ -302,12 +297,7 @@ async fn messages_published_while_down_are_counted_exactly_once_after_restart() 
         "{per_minute}"
     );
     assert_eq!(c["elevators"]["online"], 60);
-    let metrics = reqwest::get(cw.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = cw.metrics().await;
     assert!(
         metrics.contains("citywatch_messages_total{stream=\"elevator_status\"} 500"),
         "{metrics}"

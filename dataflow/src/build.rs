@@ -13,14 +13,16 @@
 //! update is paired with its retraction so state stays bounded.
 
 use crate::counters::{Counter, minute_of};
-use crate::operators::Liveness;
+use crate::operators::{Liveness, Tumbling};
+use crate::series::{ELEVATOR_WINDOW_MS, FrameSummary, MINUTE_MS, Series};
 use differential_dataflow::AsCollection;
 use differential_dataflow::VecCollection;
 use differential_dataflow::input::{Input as _, InputSession};
 use model::time::{DAY_MS, local_day};
 use model::{Envelope, Event, Id, Stream};
+use timely::dataflow::operators::Concat;
 use timely::dataflow::operators::vec::{Input as _, Map, Partition};
-use timely::dataflow::{InputHandleVec, Scope};
+use timely::dataflow::{InputHandleVec, Scope, StreamVec};
 
 /// How long per-minute counters are kept after their minute ends.
 pub const MINUTE_RETENTION_MS: u64 = 61 * 60_000;
@@ -109,11 +111,18 @@ impl Inputs {
 /// Office name for complaints whose merchant is not registered.
 pub const UNROUTED_OFFICE: &str = "unrouted";
 
-/// Builds the dataflow in `scope` and returns its inputs and the counter collection.
-pub fn build<'scope>(
-    scope: Scope<'scope, u64>,
-    timeouts: Timeouts,
-) -> (Inputs, VecCollection<'scope, u64, Counter, isize>) {
+/// What [`build`] makes.
+pub struct Built<'scope> {
+    /// Where events and reference data go in.
+    pub inputs: Inputs,
+    /// Every counter update.
+    pub counters: VecCollection<'scope, u64, Counter, isize>,
+    /// Closed time-series windows, when asked for.
+    pub series: Option<StreamVec<'scope, u64, Series>>,
+}
+
+/// Builds the dataflow in `scope`; the time-series operators only when `series` is set.
+pub fn build(scope: Scope<'_, u64>, timeouts: Timeouts, series: bool) -> Built<'_> {
     let (events_in, events) = scope.new_input::<(Envelope, u64)>();
     let (counters_in, fed_counters) = scope.new_collection::<Counter, isize>();
     let (elevators_in, elevators) = scope.new_collection::<(Id, Id), isize>();
@@ -137,11 +146,15 @@ pub fn build<'scope>(
     let (frames, camera_events, sales, complaints) = (next(), next(), next(), next());
 
     // Elevators: online per district, and online but unregistered.
+    let frames = frames.flat_map(|(event, t)| match event {
+        Event::ElevatorStatus { elevator_id, frame } => {
+            Some((elevator_id, t, FrameSummary::of(&frame)))
+        }
+        _ => None,
+    });
     let online_elevators = frames
-        .flat_map(|(event, t)| match event {
-            Event::ElevatorStatus { elevator_id, .. } => Some((elevator_id, t, true)),
-            _ => None,
-        })
+        .clone()
+        .map(|(id, t, _)| (id, t, true))
         .liveness(timeouts.elevator_ms);
     let registered_ids = elevators.clone().map(|(id, _)| id).distinct();
     let elevators_online = online_elevators.clone().map(|id| (id, ())).join_map(
@@ -159,6 +172,7 @@ pub fn build<'scope>(
 
     // Cameras: registered and online per venue type.
     let online_cameras = camera_events
+        .clone()
         .flat_map(|(event, t)| match event {
             Event::Heartbeat {
                 kitchen_id,
@@ -188,6 +202,7 @@ pub fn build<'scope>(
 
     // Markets: turnover (fen) and sales per market per minute, each retracted after retention.
     let market_minutes = sales
+        .clone()
         .flat_map(|(event, t)| {
             let Event::Sale {
                 market_id, sale, ..
@@ -271,6 +286,60 @@ pub fn build<'scope>(
     )
     .consolidate_stream();
 
+    let series = series.then(|| {
+        let elevators =
+            frames
+                .tumbling(ELEVATOR_WINDOW_MS)
+                .map(|(elevator_id, start_ms, window)| Series::Elevator {
+                    elevator_id,
+                    start_ms,
+                    window,
+                });
+        let goods = sales
+            .flat_map(|(event, t)| match event {
+                Event::Sale {
+                    market_id, sale, ..
+                } => Some((
+                    (market_id, sale.goods_code),
+                    t,
+                    ((sale.total * 100.0).round() as i64, sale.unit_price),
+                )),
+                _ => None,
+            })
+            .tumbling(MINUTE_MS)
+            .map(
+                |((market_id, goods_code), start_ms, window)| Series::MarketGoods {
+                    market_id,
+                    goods_code,
+                    start_ms,
+                    window,
+                },
+            );
+        let detections = camera_events
+            .flat_map(|(event, t)| match event {
+                Event::Detection {
+                    kitchen_id,
+                    detection,
+                    ..
+                } => Some((
+                    (kitchen_id, Id::from(detection.kind.as_str())),
+                    t,
+                    detection.confidence,
+                )),
+                _ => None,
+            })
+            .tumbling(MINUTE_MS)
+            .map(
+                |((kitchen_id, kind), start_ms, window)| Series::KitchenDetections {
+                    kitchen_id,
+                    kind,
+                    start_ms,
+                    window,
+                },
+            );
+        elevators.concat(goods).concat(detections)
+    });
+
     let inputs = Inputs {
         events: events_in,
         counters: counters_in,
@@ -279,5 +348,9 @@ pub fn build<'scope>(
         kitchens: kitchens_in,
         merchants: merchants_in,
     };
-    (inputs, counters)
+    Built {
+        inputs,
+        counters,
+        series,
+    }
 }

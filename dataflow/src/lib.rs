@@ -13,6 +13,7 @@
 //! - [`counters`]: counter keys, snapshots and their JSON view.
 //! - [`reference`]: reference data tables and their loader.
 //! - [`runtime`]: starting and stopping the workers.
+//! - [`series`]: time series emitted as windows close (for the InfluxDB sink).
 //! - [`stats`]: process-wide statistics for `/metrics`.
 
 pub mod build;
@@ -21,11 +22,13 @@ pub mod feed;
 pub mod operators;
 pub mod reference;
 pub mod runtime;
+pub mod series;
 pub mod stats;
 
 pub use counters::{Counter, Snapshot, SnapshotView};
 pub use feed::{ChannelSource, ClockMode, Ingested, Pulled, Source, VecSource};
 pub use operators::snapshot::SnapshotFn;
 pub use reference::Reference;
-pub use runtime::{DataflowConfig, Running, SourceFactory, start};
+pub use runtime::{DataflowConfig, Outputs, Running, SourceFactory, start};
+pub use series::{Series, SeriesFn};
 pub use stats::Stats;

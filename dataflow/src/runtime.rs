@@ -2,19 +2,20 @@
 //! event time, and advancing the frontier.
 
 use crate::build::MINUTE_RETENTION_MS;
-use crate::build::{Inputs, Timeouts, build};
+use crate::build::{Built, Inputs, Timeouts, build};
 use crate::counters::{Counter, minute_of};
 use crate::feed::{ClockMode, Frontier, Ingested, Pulled, Source};
 use crate::operators::PublishSnapshots;
 use crate::operators::snapshot::SnapshotFn;
 use crate::reference::Reference;
+use crate::series::{Series, SeriesFn};
 use crate::stats::Stats;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use timely::dataflow::operators::Probe;
+use timely::dataflow::operators::{Inspect, Probe};
 
 /// Settings of the dataflow.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -58,6 +59,17 @@ pub enum RuntimeError {
     Timely(String),
 }
 
+/// Where the dataflow's results go.
+#[derive(Clone)]
+pub struct Outputs {
+    /// Every closed-time snapshot of the counters.
+    pub snapshots: SnapshotFn,
+    /// Closed time-series windows, when wanted (off: the window operators are not built).
+    pub series: Option<SeriesFn>,
+    /// Also every raw event, as `Series::Raw` (needs `series`).
+    pub raw: bool,
+}
+
 /// Builds a worker's source from (worker index, number of workers).
 pub type SourceFactory = Arc<dyn Fn(usize, usize) -> Box<dyn Source> + Send + Sync>;
 
@@ -96,9 +108,15 @@ pub fn start(
     config: DataflowConfig,
     reference: Arc<Reference>,
     sources: SourceFactory,
-    publish: SnapshotFn,
+    outputs: Outputs,
     stats: Arc<Stats>,
 ) -> Result<Running, RuntimeError> {
+    let Outputs {
+        snapshots: publish,
+        series,
+        raw,
+    } = outputs;
+    let raw = raw && series.is_some();
     let stop = Arc::new(AtomicBool::new(false));
     let stop_w = stop.clone();
     stats.set_workers(config.workers.max(1));
@@ -127,7 +145,20 @@ pub fn start(
             };
             let publish = publish.clone();
             let (mut inputs, probe) = worker.dataflow::<u64, _, _>(|scope| {
-                let (inputs, counters) = build(scope, timeouts);
+                let Built {
+                    inputs,
+                    counters,
+                    series: windows,
+                } = build(scope, timeouts, series.is_some());
+                if let (Some(windows), Some(series)) = (windows, series.clone()) {
+                    windows.inspect_core(move |event| {
+                        if let Ok((_, batch)) = event
+                            && !batch.is_empty()
+                        {
+                            series(batch.clone());
+                        }
+                    });
+                }
                 let (probe, counters) = counters.inner.probe();
                 differential_dataflow::AsCollection::as_collection(counters)
                     .publish_snapshots(publish, index == 0);
@@ -137,12 +168,21 @@ pub fn start(
                 inputs.load_reference(&reference);
             }
             let mut frontier = Frontier::new(config.tick_ms, config.lateness_ms, config.clock);
+            stats.worker_started();
             let mut feeder = Feeder::default();
             let mut batch: Vec<Ingested> = Vec::with_capacity(config.batch);
             let mut handed: Vec<u64> = Vec::with_capacity(config.batch);
             loop {
                 let pulled = source.pull(&mut batch, config.batch);
                 if !batch.is_empty() {
+                    if raw && let Some(series) = series.as_ref() {
+                        series(
+                            batch
+                                .iter()
+                                .map(|i| Series::Raw(i.envelope.clone()))
+                                .collect(),
+                        );
+                    }
                     feeder.feed(&mut batch, &frontier, &mut inputs, &mut handed, &stats);
                     inputs.flush();
                     if !handed.is_empty() {

@@ -11,6 +11,7 @@ pub struct Stats {
     untimed: AtomicU64,
     newest: AtomicU64,
     as_of: AtomicU64,
+    running: std::sync::atomic::AtomicUsize,
     epochs: Mutex<Vec<u64>>,
 }
 
@@ -35,6 +36,20 @@ impl Stats {
         {
             *e = t;
         }
+    }
+
+    pub(crate) fn worker_started(&self) {
+        self.running.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Whether every worker has built its dataflow and is taking events.
+    pub fn is_running(&self) -> bool {
+        let workers = self
+            .epochs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
+        workers > 0 && self.running.load(Ordering::SeqCst) >= workers
     }
 
     /// Records the `as_of` of the latest published snapshot.

@@ -1,7 +1,7 @@
 //! Exact `(data, time, diff)` output of the counter dataflow for hand-made input.
 
 use dataflow::Counter;
-use dataflow::build::{Inputs, MINUTE_RETENTION_MS, Timeouts, build};
+use dataflow::build::{Built, Inputs, MINUTE_RETENTION_MS, Timeouts, build};
 use differential_dataflow::consolidation::consolidate_updates;
 use model::event::*;
 use model::{ComplaintKind, Direction, Door, Envelope, Event, Id, ServiceMode};
@@ -25,12 +25,15 @@ fn run(
         let seen = Rc::new(RefCell::new(Vec::new()));
         let sink = seen.clone();
         let (mut inputs, probe) = worker.dataflow::<u64, _, _>(|scope| {
-            let (inputs, counters) = build(
+            let Built {
+                inputs, counters, ..
+            } = build(
                 scope,
                 Timeouts {
                     elevator_ms: 180_000,
                     camera_ms: 180_000,
                 },
+                false,
             );
             let (probe, _) = counters
                 .inner

@@ -1,8 +1,8 @@
 //! The running dataflow with the event-time frontier: out-of-order and late input.
 
 use dataflow::{
-    ClockMode, Counter, DataflowConfig, Ingested, Reference, Snapshot, Source, SourceFactory,
-    Stats, VecSource,
+    ClockMode, Counter, DataflowConfig, Ingested, Outputs, Reference, Snapshot, Source,
+    SourceFactory, Stats, VecSource,
 };
 use model::{Decoder, Stream};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -51,7 +51,11 @@ fn replay(events: Vec<Ingested>, workers: usize, batch: usize) -> (Snapshot, Arc
         config,
         Arc::new(reference),
         sources,
-        Arc::new(move |s| *sink.lock().unwrap_or_else(PoisonError::into_inner) = s),
+        Outputs {
+            snapshots: Arc::new(move |s| *sink.lock().unwrap_or_else(PoisonError::into_inner) = s),
+            series: None,
+            raw: false,
+        },
         stats.clone(),
     )
     .unwrap();

@@ -86,6 +86,17 @@ impl Citywatch {
     /// Starts `citywatch run` with the sample reference data, `mqtt` as its broker, and
     /// `data_dir` as its state; returns once `/readyz` says ready.
     pub async fn start(mqtt: &str, embedded_port: Option<u16>, data_dir: &Path) -> Citywatch {
+        Citywatch::start_with(mqtt, embedded_port, data_dir, &[], &[]).await
+    }
+
+    /// As `start`, with extra flags and environment variables.
+    pub async fn start_with(
+        mqtt: &str,
+        embedded_port: Option<u16>,
+        data_dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Citywatch {
         let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let log = data_dir.with_extension(format!("{}.log", http.port()));
         let reference = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/reference");
@@ -104,6 +115,7 @@ impl Citywatch {
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
+        cmd.args(args).envs(env.iter().copied());
         if let Some(p) = embedded_port {
             cmd.arg("--embedded-broker-addr")
                 .arg(format!("127.0.0.1:{p}"));
@@ -156,17 +168,22 @@ impl Citywatch {
         }
     }
 
+    /// The Prometheus exposition.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(self.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Waits until this process has acknowledged `n` messages to the broker (each one
     /// decoded and handed to the dataflow or kept as a dead letter), and returns the time then.
     pub async fn acked(&self, n: u64) -> u64 {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let m = reqwest::get(self.url("/metrics"))
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let m = self.metrics().await;
             let acked: u64 = m
                 .lines()
                 .find_map(|l| l.strip_prefix("citywatch_mqtt_acks_total "))

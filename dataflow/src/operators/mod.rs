@@ -3,10 +3,13 @@
 //! | file | what it owns |
 //! |---|---|
 //! | `liveness.rs` | per-key online/offline state from "seen" observations and a timeout |
+//! | `tumbling.rs` | per-key tumbling windows in event-time order, with a carry across windows |
 //! | `snapshot.rs` | the sink that folds counter updates into one consistent snapshot per closed time |
 
 pub mod liveness;
 pub mod snapshot;
+pub mod tumbling;
 
 pub use liveness::Liveness;
 pub use snapshot::PublishSnapshots;
+pub use tumbling::Tumbling;

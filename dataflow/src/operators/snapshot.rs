@@ -9,8 +9,8 @@
 
 use crate::counters::{Counter, Snapshot};
 use differential_dataflow::VecCollection;
-use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
@@ -28,7 +28,9 @@ pub trait PublishSnapshots {
 
 impl PublishSnapshots for VecCollection<'_, u64, Counter, isize> {
     fn publish_snapshots(self, publish: SnapshotFn, is_worker_zero: bool) {
-        let mut pending: BTreeMap<u64, Vec<(Counter, isize)>> = BTreeMap::new();
+        // Consolidated per time: the scheduled retractions of a window (one per batch that
+        // touched it) collapse into one entry per counter key.
+        let mut pending: BTreeMap<u64, HashMap<Counter, isize>> = BTreeMap::new();
         let mut snapshot = Snapshot::default();
         self.inner.sink(
             Exchange::new(|_: &(Counter, u64, isize)| 0),
@@ -36,7 +38,7 @@ impl PublishSnapshots for VecCollection<'_, u64, Counter, isize> {
             move |(input, frontier)| {
                 input.for_each(|_cap, data| {
                     for (c, t, d) in data.drain(..) {
-                        pending.entry(t).or_default().push((c, d));
+                        *pending.entry(t).or_default().entry(c).or_default() += d;
                     }
                 });
                 let f = frontier.frontier().first().copied().unwrap_or(u64::MAX);
