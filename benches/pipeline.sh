@@ -4,7 +4,8 @@
 #   bash benches/pipeline.sh memory     # RSS per registered device, idle and with every device online
 #   bash benches/pipeline.sh mosquitto  # QoS 1 through Mosquitto: plain subscriber vs citywatch
 #   bash benches/pipeline.sh soak [SECONDS]  # RSS sampled under steady load (default 600 s)
-# Needs: cargo, mosquitto, mosquitto_sub (Debian: mosquitto, mosquitto-clients).
+#   bash benches/pipeline.sh influx     # points/s into VictoriaMetrics; CPU of citywatch with and without the sink
+# Needs: cargo, mosquitto, mosquitto_sub (Debian: mosquitto, mosquitto-clients), victoria-metrics.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q -p citywatch -p citywatch-benches
@@ -114,6 +115,33 @@ soak)
   done
   kill -TERM $PID; wait $PID || true
   kill $MOSQ
+  ;;
+influx)
+  rm -rf "$WORK/vm"
+  victoria-metrics -httpListenAddr=127.0.0.1:18434 -storageDataPath="$WORK/vm" -loggerLevel=ERROR >/dev/null 2>&1 &
+  VM=$!
+  until curl -sf http://127.0.0.1:18434/health >/dev/null; do sleep 0.1; done
+  target/release/influx_load --url http://127.0.0.1:18434 --points 1000000 --series 10000
+  # The sink's share of the pipeline: citywatch's CPU time under the same MQTT load, with and
+  # without the sink (with it, the window operators run too: they exist for the sink).
+  start_mosquitto 18835
+  [ -f "$WORK/city20k/reference/elevators.csv" ] || $CITY record --elevators 20000 --seconds 1 --out "$WORK/city20k"
+  for mode in without with; do
+    rm -rf "$WORK/data"
+    extra=()
+    [ $mode = with ] && extra=(--influx-url http://127.0.0.1:18434)
+    CITYWATCH_MQTT_CLIENT_ID=cw-$mode $CW run --mqtt mqtt://127.0.0.1:18835 --http 127.0.0.1:18084 \
+      --reference "$WORK/city20k/reference" --data-dir "$WORK/data" "${extra[@]}" 2>/dev/null &
+    PID=$!
+    wait_ready 127.0.0.1:18084
+    t0=$(awk '{print $14 + $15}' /proc/$PID/stat)
+    $CITY publish --elevators 20000 --rate 20000 --seconds 60 --qos 1 --port 18835 --seed 5 >/dev/null
+    t1=$(awk '{print $14 + $15}' /proc/$PID/stat)
+    written=$(metric_sum 127.0.0.1:18084 citywatch_influx_points_written_total)
+    echo "$mode sink: citywatch cpu $(echo "($t1 - $t0) / $(getconf CLK_TCK)" | bc -l | cut -c1-6) s over 60 s of 20k msgs/s; points written $written"
+    kill -TERM $PID; wait $PID || true
+  done
+  kill $MOSQ $VM
   ;;
 *)
   sed -n '2,7p' "$0"; exit 2 ;;
