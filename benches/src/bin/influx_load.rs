@@ -25,7 +25,11 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let dir = std::env::temp_dir().join(format!("influx-load-{}", std::process::id()));
-    let config = InfluxConfig { url: Some(args.url.clone()), token: Some("bench".into()), ..InfluxConfig::default() };
+    let config = InfluxConfig {
+        url: Some(args.url.clone()),
+        token: Some("bench".into()),
+        ..InfluxConfig::default()
+    };
     let sink = InfluxSink::start(&config, &dir)?.ok_or_else(|| anyhow::anyhow!("no url"))?;
     let tx = sink.sender();
     let stats = sink.stats();
