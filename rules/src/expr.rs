@@ -1,0 +1,432 @@
+//! CEL expressions: compiling, the values they see, evaluating.
+//!
+//! A filter sees `event` (the payload's fields plus the topic's ids, and `time_ms`), `prev`
+//! (the group's previous event, if any) and `ref` (the reference data of the event's device:
+//! `ref.elevator.rated_speed_mps`, `ref.kitchen.venue_type`, …). A condition over an aggregate
+//! sees `value` and `count`.
+
+use cel_interpreter::objects::Map;
+use cel_interpreter::{Context, ExecutionError, Program, Value};
+use model::{Envelope, Event};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// A compiled expression and what it refers to.
+#[derive(Debug, Clone)]
+pub struct Expr {
+    /// The text as written.
+    pub source: String,
+    program: Arc<Program>,
+    /// Whether it reads `prev`.
+    pub uses_prev: bool,
+    /// Whether it reads `ref`.
+    pub uses_ref: bool,
+}
+
+/// A syntax error: the message and the 1-based column in the expression.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyntaxError {
+    pub message: String,
+    pub column: usize,
+}
+
+impl Expr {
+    /// Compiles `source`.
+    pub fn compile(source: &str) -> Result<Expr, SyntaxError> {
+        let program = Program::compile(source).map_err(|e| {
+            let first = e.errors.first();
+            SyntaxError {
+                message: first.map_or_else(|| e.to_string(), |f| f.msg.clone()),
+                column: first.map_or(1, |f| f.pos.1.max(0) as usize + 1),
+            }
+        })?;
+        let refs = program.references();
+        Ok(Expr {
+            source: source.to_owned(),
+            uses_prev: refs.has_variable("prev"),
+            uses_ref: refs.has_variable("ref"),
+            program: Arc::new(program),
+        })
+    }
+}
+
+/// Every name path the expression reads (`event.speed_mps` → `["event", "speed_mps"]`),
+/// outside comprehension variables. `has(…)` tests are left out: they may name absent fields.
+pub fn name_paths(source: &str) -> Vec<Vec<String>> {
+    use cel_parser::ast::{EntryExpr, Expr as E};
+    fn chain(e: &cel_parser::Expression) -> Option<Vec<String>> {
+        match &e.expr {
+            E::Ident(n) => Some(vec![n.clone()]),
+            E::Select(s) if !s.test => chain(&s.operand).map(|mut v| {
+                v.push(s.field.clone());
+                v
+            }),
+            _ => None,
+        }
+    }
+    fn walk(e: &cel_parser::Expression, bound: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+        if let Some(p) = chain(e) {
+            if !bound.contains(&p[0]) {
+                out.push(p);
+            }
+            return;
+        }
+        match &e.expr {
+            E::Select(s) if s.test => {}
+            E::Select(s) => walk(&s.operand, bound, out),
+            E::Call(c) => {
+                if let Some(t) = &c.target {
+                    walk(t, bound, out);
+                }
+                for a in &c.args {
+                    walk(a, bound, out);
+                }
+            }
+            E::List(l) => l.elements.iter().for_each(|x| walk(x, bound, out)),
+            E::Map(m) => {
+                for entry in &m.entries {
+                    if let EntryExpr::MapEntry(me) = &entry.expr {
+                        walk(&me.key, bound, out);
+                        walk(&me.value, bound, out);
+                    }
+                }
+            }
+            E::Comprehension(c) => {
+                walk(&c.iter_range, bound, out);
+                let n = bound.len();
+                bound.push(c.iter_var.clone());
+                bound.extend(c.iter_var2.clone());
+                bound.push(c.accu_var.clone());
+                for x in [&c.accu_init, &c.loop_cond, &c.loop_step, &c.result] {
+                    walk(x, bound, out);
+                }
+                bound.truncate(n);
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    if let Ok(ast) = cel_parser::Parser::default().parse(source) {
+        walk(&ast, &mut Vec::new(), &mut out);
+    }
+    out
+}
+
+/// Evaluates expressions; holds the function registry once per thread.
+#[derive(Default)]
+pub struct Evaluator {
+    root: Context<'static>,
+}
+
+impl std::fmt::Debug for Evaluator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Evaluator")
+    }
+}
+
+/// Why an evaluation failed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EvalError {
+    /// The expression read a field the value does not have.
+    UnknownField(String),
+    /// The expression gave a value of the wrong type.
+    Type(String),
+    /// Anything else the interpreter reported.
+    Other(String),
+}
+
+impl std::fmt::Display for EvalError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EvalError::UnknownField(k) => write!(f, "unknown field {k:?}"),
+            EvalError::Type(m) => write!(f, "type error: {m}"),
+            EvalError::Other(m) => f.write_str(m),
+        }
+    }
+}
+
+fn from_exec(e: ExecutionError) -> EvalError {
+    match e {
+        ExecutionError::NoSuchKey(k) => EvalError::UnknownField(k.to_string()),
+        ExecutionError::UndeclaredReference(k) => EvalError::UnknownField(k.to_string()),
+        other => EvalError::Other(other.to_string()),
+    }
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::List(_) => "list",
+        Value::Map(_) => "map",
+        Value::Function(..) => "function",
+        Value::Int(_) => "int",
+        Value::UInt(_) => "uint",
+        Value::Float(_) => "double",
+        Value::String(_) => "string",
+        Value::Bytes(_) => "bytes",
+        Value::Bool(_) => "bool",
+        Value::Null => "null",
+    }
+}
+
+impl Evaluator {
+    /// Evaluates `expr` with `vars` and expects a boolean.
+    pub fn bool(&self, expr: &Expr, vars: Vec<(&'static str, Value)>) -> Result<bool, EvalError> {
+        match self.value(expr, vars)? {
+            Value::Bool(b) => Ok(b),
+            other => Err(EvalError::Type(format!(
+                "expected a boolean, got {}",
+                type_name(&other)
+            ))),
+        }
+    }
+
+    /// Evaluates `expr` with `vars`.
+    pub fn value(&self, expr: &Expr, vars: Vec<(&'static str, Value)>) -> Result<Value, EvalError> {
+        let variables: HashMap<String, Value> =
+            vars.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        let ctx = Context::Child {
+            parent: &self.root,
+            variables,
+        };
+        expr.program.execute(&ctx).map_err(from_exec)
+    }
+}
+
+/// A number out of a CEL value, if it is one.
+pub fn number(v: &Value) -> Option<f64> {
+    match v {
+        Value::Int(i) => Some(*i as f64),
+        Value::UInt(u) => Some(*u as f64),
+        Value::Float(f) => Some(*f),
+        _ => None,
+    }
+}
+
+/// A map value from string keys.
+pub fn map(entries: impl IntoIterator<Item = (String, Value)>) -> Value {
+    let m: HashMap<cel_interpreter::objects::Key, Value> =
+        entries.into_iter().map(|(k, v)| (k.into(), v)).collect();
+    Value::Map(Map { map: Arc::new(m) })
+}
+
+/// Reads a field of a map value.
+pub fn field<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
+    match v {
+        Value::Map(m) => m.map.get(&cel_interpreter::objects::Key::from(name)),
+        _ => None,
+    }
+}
+
+/// The `event` value of an envelope: the payload's fields, the topic's ids, and `time_ms`.
+pub fn event_value(env: &Envelope) -> Value {
+    let payload = match &env.event {
+        Event::ElevatorStatus { frame, .. } => cel_interpreter::to_value(frame),
+        Event::ElevatorEvent { event, .. } => cel_interpreter::to_value(event),
+        Event::Sale { sale, .. } => cel_interpreter::to_value(sale),
+        Event::ScaleCheck { check, .. } => cel_interpreter::to_value(check),
+        Event::Residue { test, .. } => cel_interpreter::to_value(test),
+        Event::Detection { detection, .. } => cel_interpreter::to_value(detection),
+        Event::Heartbeat { heartbeat, .. } => cel_interpreter::to_value(heartbeat),
+        Event::ComplaintNew { complaint } => cel_interpreter::to_value(complaint),
+        Event::ComplaintStatus { update, .. } => cel_interpreter::to_value(update),
+    };
+    let mut entries: Vec<(String, Value)> = match payload {
+        Ok(Value::Map(m)) => m
+            .map
+            .iter()
+            .map(|(k, v)| (key_string(k), v.clone()))
+            .collect(),
+        _ => Vec::new(),
+    };
+    for (k, v) in ids(&env.event) {
+        entries.push((k.to_owned(), Value::String(Arc::new(v.to_owned()))));
+    }
+    entries.push(("time_ms".into(), Value::Int(env.time_ms as i64)));
+    if let Event::ElevatorEvent { event, .. } = &env.event {
+        // Numeric codes arrive as names; rules match on the name.
+        entries.retain(|(k, _)| k != "code");
+        entries.push((
+            "code".into(),
+            Value::String(Arc::new(event.code.name().to_owned())),
+        ));
+    }
+    if let Event::Residue { test, .. } = &env.event {
+        entries.retain(|(k, _)| k != "result");
+        entries.push((
+            "result".into(),
+            Value::String(Arc::new(test.outcome().as_str().to_owned())),
+        ));
+    }
+    map(entries)
+}
+
+fn key_string(k: &cel_interpreter::objects::Key) -> String {
+    match k {
+        cel_interpreter::objects::Key::String(s) => s.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// The topic's ids of an event, by name.
+pub fn ids(e: &Event) -> Vec<(&'static str, &str)> {
+    match e {
+        Event::ElevatorStatus { elevator_id, .. } | Event::ElevatorEvent { elevator_id, .. } => {
+            vec![("elevator_id", elevator_id)]
+        }
+        Event::Sale {
+            market_id,
+            scale_id,
+            ..
+        }
+        | Event::ScaleCheck {
+            market_id,
+            scale_id,
+            ..
+        } => {
+            vec![("market_id", market_id), ("scale_id", scale_id)]
+        }
+        Event::Residue { market_id, .. } => vec![("market_id", market_id)],
+        Event::Detection {
+            kitchen_id,
+            camera_id,
+            ..
+        }
+        | Event::Heartbeat {
+            kitchen_id,
+            camera_id,
+            ..
+        } => {
+            vec![("kitchen_id", kitchen_id), ("camera_id", camera_id)]
+        }
+        Event::ComplaintNew { .. } => vec![],
+        Event::ComplaintStatus { complaint_id, .. } => vec![("complaint_id", complaint_id)],
+    }
+}
+
+/// A value of every field a stream's events can have (all optional fields present), for
+/// checking rules before they run.
+pub fn sample_event(stream: model::Stream) -> Value {
+    let now = 1_795_737_600_000u64;
+    let (topic, payload) = match stream {
+        model::Stream::ElevatorStatus => (
+            "cw/v1/elevator/E1/status",
+            r#"{"floor":1,"position_m":0.5,"in_door_zone":true,"speed_mps":0.0,"direction":"stop","door":"closed","light_curtain_blocked":false,"occupied":true,"load_pct":10,"vibration_mps2":0.1,"service_mode":"normal","safety_circuit_ok":true,"power_ok":true,"alarm_button":false}"#,
+        ),
+        model::Stream::ElevatorEvent => (
+            "cw/v1/elevator/E1/event",
+            r#"{"code":"trapped","floor":1,"detail":"x"}"#,
+        ),
+        model::Stream::MarketSale => (
+            "cw/v1/market/M1/scale/S1/sale",
+            r#"{"stall_id":"ST1","goods_code":"pork","weight_kg":1.0,"unit_price":10.0,"total":10.0,"tare_kg":0.0}"#,
+        ),
+        model::Stream::MarketCheck => (
+            "cw/v1/market/M1/scale/S1/check",
+            r#"{"reference_kg":1.0,"measured_kg":1.0}"#,
+        ),
+        model::Stream::MarketResidue => (
+            "cw/v1/market/M1/residue",
+            r#"{"stall_id":"ST1","goods_code":"cabbage","inhibition_pct":10,"result":"pass"}"#,
+        ),
+        model::Stream::KitchenDetection => (
+            "cw/v1/kitchen/K1/camera/C1/detection",
+            r#"{"kind":"rodent","confidence":0.9,"snapshot":"s"}"#,
+        ),
+        model::Stream::KitchenHeartbeat => {
+            ("cw/v1/kitchen/K1/camera/C1/heartbeat", r#"{"online":true}"#)
+        }
+        model::Stream::ComplaintNew => (
+            "cw/v1/complaint/new",
+            r#"{"complaint_id":"C1","kind":"complaint","merchant_id":"M1","merchant_name":"m","category":"price","lat":29.5,"lon":106.5,"amount":1.0,"text":"t"}"#,
+        ),
+        model::Stream::ComplaintStatus => (
+            "cw/v1/complaint/C1/status",
+            r#"{"status":"accepted","office":"O1"}"#,
+        ),
+    };
+    let mut obj: serde_json::Value = serde_json::from_str(payload).unwrap_or_default();
+    obj["ts"] = serde_json::json!(now);
+    let env = model::Decoder::default()
+        .decode(topic, obj.to_string().as_bytes(), now)
+        .expect("the sample events are valid");
+    event_value(&env)
+}
+
+/// A `ref` value with every reference field, for checking rules.
+pub fn sample_ref() -> Value {
+    let s = |v: &str| Value::String(Arc::new(v.to_owned()));
+    map([
+        (
+            "elevator".to_owned(),
+            map([
+                ("building".to_owned(), s("b")),
+                ("district".to_owned(), s("d")),
+                ("maintenance_unit".to_owned(), s("u")),
+                ("rated_speed_mps".to_owned(), Value::Float(1.75)),
+                ("floors".to_owned(), Value::Int(30)),
+                ("lat".to_owned(), Value::Float(29.5)),
+                ("lon".to_owned(), Value::Float(106.5)),
+            ]),
+        ),
+        (
+            "kitchen".to_owned(),
+            map([
+                ("venue".to_owned(), s("v")),
+                ("venue_type".to_owned(), s("school")),
+                ("district".to_owned(), s("d")),
+            ]),
+        ),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_see_payload_ids_and_names() {
+        let ev = Evaluator::default();
+        let frame = sample_event(model::Stream::ElevatorStatus);
+        let e = Expr::compile(
+            r#"event.speed_mps < 0.05 && event.door == "closed" && event.elevator_id == "E1""#,
+        )
+        .unwrap();
+        assert!(ev.bool(&e, vec![("event", frame.clone())]).unwrap());
+        let e = Expr::compile("event.speeed > 1.0").unwrap();
+        assert_eq!(
+            ev.bool(&e, vec![("event", frame.clone())]),
+            Err(EvalError::UnknownField("speeed".into()))
+        );
+        let e = Expr::compile("event.floor + 1").unwrap();
+        assert!(matches!(
+            ev.bool(&e, vec![("event", frame)]),
+            Err(EvalError::Type(_))
+        ));
+        let e = Expr::compile("ref.elevator.rated_speed_mps * 1.15 > 2.0").unwrap();
+        assert!(e.uses_ref && !e.uses_prev);
+        assert!(ev.bool(&e, vec![("ref", sample_ref())]).unwrap());
+    }
+
+    #[test]
+    fn syntax_errors_have_a_column() {
+        let err = Expr::compile("event.speed_mps >> 1").unwrap_err();
+        assert!(err.column >= 1, "{err:?}");
+    }
+
+    #[test]
+    fn numeric_codes_are_matched_by_name() {
+        let env = model::Decoder::default()
+            .decode(
+                "cw/v1/elevator/E1/event",
+                br#"{"ts":1795737600000,"code":"93"}"#,
+                1_795_737_600_000,
+            )
+            .unwrap();
+        let e = Expr::compile(r#"event.code == "trapped""#).unwrap();
+        assert!(
+            Evaluator::default()
+                .bool(&e, vec![("event", event_value(&env))])
+                .unwrap()
+        );
+    }
+}

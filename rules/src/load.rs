@@ -1,0 +1,617 @@
+//! Reading rule files (TOML, `[[rule]]` tables) into validated rules.
+//!
+//! Every problem is reported as `file:line:column: message`, and a file with any problem
+//! yields no rules at all: an invalid rule never replaces a running one.
+
+use crate::expr::{EvalError, Evaluator, Expr, sample_event, sample_ref};
+use crate::spec::*;
+use cel_interpreter::Value;
+use model::Stream;
+use serde::Deserialize;
+use std::path::Path;
+
+/// A problem in a rule file.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{file}:{line}:{column}: {message}")]
+pub struct RuleError {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    /// The rule it is about, when known.
+    pub rule: Option<String>,
+    pub message: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleFile {
+    #[serde(default)]
+    rule: Vec<toml::Spanned<RuleSource>>,
+}
+
+/// 1-based line and column of a byte offset.
+fn position(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// Parses and validates one file's text. `file` names it in errors.
+pub fn load_str(file: &str, text: &str) -> Result<Vec<Rule>, Vec<RuleError>> {
+    let parsed: RuleFile = toml::from_str(text).map_err(|e| {
+        let (line, column) = e.span().map_or((1, 1), |s| position(text, s.start));
+        vec![RuleError {
+            file: file.to_owned(),
+            line,
+            column,
+            rule: None,
+            message: e.message().to_owned(),
+        }]
+    })?;
+    let evaluator = Evaluator::default();
+    let mut rules = Vec::new();
+    let mut errors = Vec::new();
+    for spanned in parsed.rule {
+        // The span covers the `[[rule]]` header; the table runs to the next header.
+        let header = spanned.span();
+        let end = text[header.end..]
+            .find("\n[")
+            .map_or(text.len(), |i| header.end + i);
+        let span = header.start..end;
+        let src = spanned.into_inner();
+        let at = |key: &str, column_in_value: usize| -> (usize, usize) {
+            // The key's value inside this rule's table, else the table itself.
+            let body = &text[span.clone()];
+            let found = body.lines().scan(0, |off, l| {
+                let here = *off;
+                *off += l.len() + 1;
+                Some((here, l))
+            });
+            for (off, l) in found {
+                let trimmed = l.trim_start();
+                if trimmed.starts_with(key) && trimmed[key.len()..].trim_start().starts_with('=') {
+                    let eq = l.find('=').unwrap_or(0);
+                    let value_start = eq + 1 + (l[eq + 1..].len() - l[eq + 1..].trim_start().len());
+                    let quote = usize::from(l[value_start..].starts_with(['"', '\'']));
+                    let (line, col) = position(text, span.start + off + value_start + quote);
+                    return (line, col + column_in_value.saturating_sub(1));
+                }
+            }
+            position(text, span.start)
+        };
+        let mut err = |key: &str, column: usize, message: String| {
+            let (line, column) = at(key, column);
+            errors.push(RuleError {
+                file: file.to_owned(),
+                line,
+                column,
+                rule: Some(src.id.clone()),
+                message,
+            });
+        };
+        let (line, _) = position(text, span.start);
+        if let Some(mut rule) = validate(&src, &evaluator, &mut err) {
+            rule.origin = format!("{file}:{line}");
+            rules.push(rule);
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    for r in &rules {
+        if !seen.insert(r.id.clone()) {
+            errors.push(RuleError {
+                file: file.to_owned(),
+                line: 1,
+                column: 1,
+                rule: Some(r.id.clone()),
+                message: format!("duplicate rule id {:?}", r.id),
+            });
+        }
+    }
+    if errors.is_empty() {
+        Ok(rules)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Loads every `*.toml` file under `dir` (recursively, in name order), skipping test files
+/// (`*.test.toml`). Rule ids must be unique across files.
+pub fn load_dir(dir: &Path) -> Result<Vec<Rule>, Vec<RuleError>> {
+    let mut files = Vec::new();
+    collect(dir, &mut files).map_err(|e| {
+        vec![RuleError {
+            file: dir.display().to_string(),
+            line: 1,
+            column: 1,
+            rule: None,
+            message: e.to_string(),
+        }]
+    })?;
+    files.sort();
+    let mut rules: Vec<Rule> = Vec::new();
+    let mut errors = Vec::new();
+    for f in files {
+        let name = f.display().to_string();
+        match std::fs::read_to_string(&f) {
+            Err(e) => errors.push(RuleError {
+                file: name,
+                line: 1,
+                column: 1,
+                rule: None,
+                message: e.to_string(),
+            }),
+            Ok(text) => match load_str(&name, &text) {
+                Ok(mut rs) => rules.append(&mut rs),
+                Err(mut es) => errors.append(&mut es),
+            },
+        }
+    }
+    let mut seen = std::collections::HashMap::new();
+    for r in &rules {
+        if let Some(first) = seen.insert(r.id.clone(), r.origin.clone()) {
+            let (file, line) = r.origin.rsplit_once(':').unwrap_or((&r.origin, "1"));
+            errors.push(RuleError {
+                file: file.to_owned(),
+                line: line.parse().unwrap_or(1),
+                column: 1,
+                rule: Some(r.id.clone()),
+                message: format!("rule id {:?} is also defined at {first}", r.id),
+            });
+        }
+    }
+    if errors.is_empty() {
+        Ok(rules)
+    } else {
+        Err(errors)
+    }
+}
+
+fn collect(dir: &Path, out: &mut Vec<std::path::PathBuf>) -> std::io::Result<()> {
+    for e in std::fs::read_dir(dir)? {
+        let p = e?.path();
+        if p.is_dir() {
+            collect(&p, out)?;
+        } else if p.extension().is_some_and(|x| x == "toml")
+            && !p.to_string_lossy().ends_with(".test.toml")
+        {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+/// Streams a registry can judge absence from, by default.
+fn default_registry(stream: Stream) -> Option<Registry> {
+    match stream {
+        Stream::ElevatorStatus | Stream::ElevatorEvent => Some(Registry::Elevators),
+        Stream::KitchenHeartbeat | Stream::KitchenDetection => Some(Registry::Cameras),
+        Stream::MarketSale | Stream::MarketCheck => Some(Registry::Scales),
+        _ => None,
+    }
+}
+
+/// Event rules hold this long after their last matching event unless `keep_firing_for` says.
+pub const DEFAULT_EVENT_HOLD_MS: u64 = 5 * 60_000;
+
+fn validate(
+    src: &RuleSource,
+    ev: &Evaluator,
+    err: &mut impl FnMut(&str, usize, String),
+) -> Option<Rule> {
+    let before = std::cell::Cell::new(0usize);
+    let mut fail = |key: &str, col: usize, msg: String| {
+        before.set(before.get() + 1);
+        err(key, col, msg);
+    };
+    if src.id.is_empty() || !model::id::is_valid_id(&src.id) {
+        fail(
+            "id",
+            1,
+            format!(
+                "rule id {:?} must be 1-64 characters of [A-Za-z0-9_.-]",
+                src.id
+            ),
+        );
+    }
+    let Some(stream) = Stream::ALL.into_iter().find(|s| s.as_str() == src.stream) else {
+        let names: Vec<&str> = Stream::ALL.iter().map(|s| s.as_str()).collect();
+        fail(
+            "stream",
+            1,
+            format!(
+                "unknown stream {:?}; expected one of {}",
+                src.stream,
+                names.join(", ")
+            ),
+        );
+        return None;
+    };
+    let sample = sample_event(stream);
+    let duration = |fail: &mut dyn FnMut(&str, usize, String),
+                    key: &str,
+                    v: &Option<String>|
+     -> u64 {
+        match v {
+            None => 0,
+            Some(s) => parse_duration(s).unwrap_or_else(|| {
+                fail(key, 1, format!("bad duration {s:?}: use a number and a unit (ms, s, m, h, d), e.g. \"90s\" or \"1h30m\""));
+                0
+            }),
+        }
+    };
+    let for_ms = duration(&mut fail, "for", &src.for_);
+    let mut keep_ms = duration(&mut fail, "keep_firing_for", &src.keep_firing_for);
+
+    let event_vars = || {
+        vec![
+            ("event", sample.clone()),
+            ("prev", sample.clone()),
+            ("ref", sample_ref()),
+        ]
+    };
+    let compile_bool = |fail: &mut dyn FnMut(&str, usize, String),
+                        key: &str,
+                        text: &str,
+                        vars: Vec<(&'static str, Value)>|
+     -> Option<Expr> {
+        match Expr::compile(text) {
+            Err(e) => {
+                fail(key, e.column, format!("syntax error: {}", e.message));
+                None
+            }
+            Ok(expr) => {
+                // Every name the expression reads must exist, even on branches the sample does
+                // not reach.
+                for path in crate::expr::name_paths(text) {
+                    let Some((_, root)) = vars.iter().find(|(n, _)| *n == path[0]) else {
+                        let names: Vec<&str> = vars.iter().map(|(n, _)| *n).collect();
+                        fail(
+                            key,
+                            text.find(&path[0]).map_or(1, |i| i + 1),
+                            format!(
+                                "unknown name {:?}; expected one of {}",
+                                path[0],
+                                names.join(", ")
+                            ),
+                        );
+                        return None;
+                    };
+                    let mut v = root;
+                    for f in &path[1..] {
+                        match crate::expr::field(v, f) {
+                            Some(next) => v = next,
+                            None => {
+                                let col = text.find(&format!(".{f}")).map_or(1, |i| i + 2);
+                                fail(
+                                    key,
+                                    col,
+                                    format!("unknown field {f:?} in {}", path.join(".")),
+                                );
+                                return None;
+                            }
+                        }
+                    }
+                }
+                match ev.bool(&expr, vars) {
+                    Ok(_) => Some(expr),
+                    Err(EvalError::UnknownField(f)) => {
+                        fail(
+                            key,
+                            text.find(&f).map_or(1, |i| i + 1),
+                            format!("unknown field {f:?} for stream {}", src.stream),
+                        );
+                        None
+                    }
+                    Err(e) => {
+                        fail(key, 1, e.to_string());
+                        None
+                    }
+                }
+            }
+        }
+    };
+    let filter = src
+        .filter
+        .as_deref()
+        .and_then(|f| compile_bool(&mut fail, "filter", f, event_vars()));
+    for g in &src.group_by {
+        if crate::expr::field(&sample, g).is_none() {
+            fail(
+                "group_by",
+                1,
+                format!("unknown field {g:?} for stream {}", src.stream),
+            );
+        }
+    }
+    let value_vars = || vec![("value", Value::Float(1.0)), ("count", Value::Int(1))];
+    let mode = src.mode.as_deref().unwrap_or("event");
+    if !matches!(mode, "event" | "state") {
+        fail(
+            "mode",
+            1,
+            format!("unknown mode {mode:?}; expected event or state"),
+        );
+    }
+    let kind = if let Some(after) = &src.absent_for {
+        let after_ms = duration(&mut fail, "absent_for", &Some(after.clone()));
+        if src.window.is_some() || src.aggregate.is_some() {
+            fail(
+                "absent_for",
+                1,
+                "absent_for cannot be combined with window or aggregate".into(),
+            );
+        }
+        let registry = match src.registry.as_deref() {
+            None => default_registry(stream),
+            Some("elevators") => Some(Registry::Elevators),
+            Some("cameras") => Some(Registry::Cameras),
+            Some("scales") => Some(Registry::Scales),
+            Some(other) => {
+                fail(
+                    "registry",
+                    1,
+                    format!("unknown registry {other:?}; expected elevators, cameras or scales"),
+                );
+                None
+            }
+        };
+        match registry {
+            Some(registry) => Kind::Absence { after_ms, registry },
+            None => {
+                fail(
+                    "absent_for",
+                    1,
+                    format!(
+                        "stream {} has no registry: name one with registry",
+                        src.stream
+                    ),
+                );
+                Kind::Event
+            }
+        }
+    } else if let Some(w) = &src.window {
+        let bad = |s: &str| {
+            format!(
+                "bad duration {s:?}: use a number and a unit (ms, s, m, h, d), e.g. \"90s\" or \"1h30m\""
+            )
+        };
+        let window = match (&w.sliding, &w.tumbling) {
+            (Some(s), None) | (None, Some(s)) => match parse_duration(s) {
+                None => {
+                    fail("window", 1, bad(s));
+                    Window::Sliding(1)
+                }
+                Some(0) => {
+                    fail("window", 1, "window size must be greater than 0".into());
+                    Window::Sliding(1)
+                }
+                Some(ms) if w.sliding.is_some() => Window::Sliding(ms),
+                Some(ms) => Window::Tumbling(ms),
+            },
+            _ => {
+                fail(
+                    "window",
+                    1,
+                    "window needs exactly one of sliding or tumbling".into(),
+                );
+                Window::Sliding(1)
+            }
+        };
+        let aggregate = parse_aggregate(src.aggregate.as_deref().unwrap_or("count")).unwrap_or_else(|| {
+            fail("aggregate", 1, format!("unknown aggregate {:?}; expected count, rate, sum(f), avg(f), min(f), max(f), distinct(f) or last(f)", src.aggregate.as_deref().unwrap_or("")));
+            Aggregate::Count
+        });
+        if let Some(f) = aggregate.field() {
+            match crate::expr::field(&sample, f) {
+                None => fail(
+                    "aggregate",
+                    1,
+                    format!("unknown field {f:?} for stream {}", src.stream),
+                ),
+                Some(v)
+                    if crate::expr::number(v).is_none()
+                        && !matches!(aggregate, Aggregate::Distinct(_) | Aggregate::Last(_)) =>
+                {
+                    fail("aggregate", 1, format!("field {f:?} is not a number"))
+                }
+                Some(_) => {}
+            }
+        }
+        let condition = match &src.condition {
+            None => {
+                fail(
+                    "window",
+                    1,
+                    "a window rule needs a condition over value (e.g. \"value >= 3\")".into(),
+                );
+                None
+            }
+            Some(c) => compile_bool(&mut fail, "condition", c, value_vars()),
+        };
+        let clear = src
+            .clear_condition
+            .as_deref()
+            .and_then(|c| compile_bool(&mut fail, "clear_condition", c, value_vars()));
+        match condition {
+            Some(condition) => Kind::Window {
+                window,
+                aggregate,
+                condition,
+                clear,
+            },
+            None => Kind::Event,
+        }
+    } else {
+        if src.condition.is_some() || src.aggregate.is_some() {
+            fail(
+                "condition",
+                1,
+                "condition and aggregate need a window".into(),
+            );
+        }
+        if mode == "state" {
+            let clear = src
+                .clear_condition
+                .as_deref()
+                .and_then(|c| compile_bool(&mut fail, "clear_condition", c, event_vars()));
+            Kind::State { clear }
+        } else {
+            if src.clear_condition.is_some() {
+                fail("clear_condition", 1, "event rules clear after keep_firing_for; clear_condition needs mode = \"state\" or a window".into());
+            }
+            if for_ms > 0 {
+                fail(
+                    "for",
+                    1,
+                    "event rules cannot wait (for): use mode = \"state\" or a window".into(),
+                );
+            }
+            if src.keep_firing_for.is_none() {
+                keep_ms = DEFAULT_EVENT_HOLD_MS;
+            } else if keep_ms == 0 {
+                fail(
+                    "keep_firing_for",
+                    1,
+                    "event rules need keep_firing_for > 0: how long one event keeps the condition"
+                        .into(),
+                );
+            }
+            Kind::Event
+        }
+    };
+    if before.get() > 0 {
+        return None;
+    }
+    Some(Rule {
+        id: src.id.clone(),
+        description: src.description.clone(),
+        severity: src.severity,
+        stream,
+        filter,
+        group_by: src.group_by.clone(),
+        kind,
+        for_ms,
+        keep_firing_for_ms: keep_ms,
+        labels: src.labels.clone(),
+        annotations: src.annotations.clone(),
+        route: src.route.clone(),
+        inhibits: src.inhibits.clone(),
+        enabled: src.enabled,
+        origin: String::new(),
+        source: src.clone(),
+    })
+}
+
+fn parse_aggregate(s: &str) -> Option<Aggregate> {
+    let s = s.trim();
+    match s {
+        "count" => return Some(Aggregate::Count),
+        "rate" => return Some(Aggregate::Rate),
+        _ => {}
+    }
+    let (name, rest) = s.split_once('(')?;
+    let field = rest.strip_suffix(')')?.trim().to_owned();
+    if field.is_empty() {
+        return None;
+    }
+    Some(match name.trim() {
+        "sum" => Aggregate::Sum(field),
+        "avg" => Aggregate::Avg(field),
+        "min" => Aggregate::Min(field),
+        "max" => Aggregate::Max(field),
+        "distinct" => Aggregate::Distinct(field),
+        "last" => Aggregate::Last(field),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[[rule]]
+id = "kitchen.hygiene"
+severity = "minor"
+stream = "kitchen_detection"
+filter = 'event.kind in ["no_mask", "no_hat"] && event.confidence >= 0.6'
+group_by = ["kitchen_id"]
+window = { sliding = "10m" }
+aggregate = "count"
+condition = "value >= 3"
+"#;
+
+    #[test]
+    fn a_good_rule_loads() {
+        let rules = load_str("k.toml", GOOD).unwrap();
+        assert_eq!(rules.len(), 1);
+        assert_eq!(rules[0].origin, "k.toml:2");
+        assert!(matches!(
+            rules[0].kind,
+            Kind::Window {
+                window: Window::Sliding(600_000),
+                aggregate: Aggregate::Count,
+                ..
+            }
+        ));
+    }
+
+    fn one_error(text: &str) -> RuleError {
+        let mut e = load_str("r.toml", text).unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        e.remove(0)
+    }
+
+    #[test]
+    fn errors_point_at_file_line_and_column() {
+        let e = one_error(&GOOD.replace("kitchen_detection", "kitchen_detections"));
+        assert_eq!((e.line, e.column), (5, 11));
+        assert!(
+            e.message
+                .starts_with("unknown stream \"kitchen_detections\""),
+            "{}",
+            e.message
+        );
+
+        let e = one_error(&GOOD.replace("event.confidence", "event.confidance"));
+        assert_eq!(e.line, 6);
+        assert!(
+            e.message
+                .contains("unknown field \"confidance\" in event.confidance"),
+            "{}",
+            e.message
+        );
+        assert_eq!(
+            e.column,
+            11 + "event.kind in [\"no_mask\", \"no_hat\"] && event.".len()
+        );
+
+        let e = one_error(&GOOD.replace("10m", "10 minutes"));
+        assert_eq!(e.line, 8);
+        assert!(e.message.starts_with("bad duration"), "{}", e.message);
+
+        let e = one_error(&GOOD.replace("value >= 3", "value"));
+        assert!(e.message.contains("expected a boolean"), "{}", e.message);
+
+        let e = one_error(&GOOD.replace("group_by", "groupby"));
+        assert!(
+            e.message.contains("unknown field `groupby`"),
+            "{}",
+            e.message
+        );
+        assert_eq!(e.line, 7);
+
+        let e = one_error(&GOOD.replace("value >= 3", "value >= >= 3"));
+        assert!(e.message.starts_with("syntax error"), "{}", e.message);
+        assert_eq!(e.line, 10);
+    }
+
+    #[test]
+    fn duplicates_and_event_rule_defaults() {
+        let twice = format!("{GOOD}{GOOD}");
+        assert!(one_error(&twice).message.contains("duplicate rule id"));
+        let ev = load_str("e.toml", "[[rule]]\nid = \"x\"\nseverity = \"critical\"\nstream = \"kitchen_detection\"\nfilter = 'event.kind == \"rodent\"'\n").unwrap();
+        assert_eq!(ev[0].keep_firing_for_ms, DEFAULT_EVENT_HOLD_MS);
+    }
+}

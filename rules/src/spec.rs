@@ -1,0 +1,237 @@
+//! Rules as written and as validated.
+
+use crate::expr::Expr;
+use model::Stream;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// How bad a condition is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Info,
+    Minor,
+    Major,
+    Critical,
+}
+
+impl Severity {
+    /// The spelling used in files and labels.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Minor => "minor",
+            Severity::Major => "major",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+/// One rule as written in a file (`[[rule]]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSource {
+    pub id: String,
+    #[serde(default)]
+    pub description: String,
+    pub severity: Severity,
+    pub stream: String,
+    /// `event` (default): a matching event makes the condition hold for `keep_firing_for`.
+    /// `state`: the condition holds while the group's latest event matches.
+    #[serde(default)]
+    pub mode: Option<String>,
+    #[serde(default)]
+    pub filter: Option<String>,
+    #[serde(default)]
+    pub group_by: Vec<String>,
+    /// `{ sliding = "10m" }` or `{ tumbling = "1m" }`.
+    #[serde(default)]
+    pub window: Option<WindowSource>,
+    /// `count`, `rate`, or `sum(field)`, `avg(field)`, `min(field)`, `max(field)`,
+    /// `distinct(field)`, `last(field)`.
+    #[serde(default)]
+    pub aggregate: Option<String>,
+    /// Over the aggregate: CEL with `value`.
+    #[serde(default)]
+    pub condition: Option<String>,
+    /// State rules: once firing, stay until an event matches this (instead of until the
+    /// filter stops matching). Window rules: over `value`.
+    #[serde(default)]
+    pub clear_condition: Option<String>,
+    #[serde(default, rename = "for")]
+    pub for_: Option<String>,
+    #[serde(default)]
+    pub keep_firing_for: Option<String>,
+    /// Absence: a registered device with no matching event for this long.
+    #[serde(default)]
+    pub absent_for: Option<String>,
+    /// The registry absence is judged against: `elevators`, `cameras`, `scales`.
+    #[serde(default)]
+    pub registry: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    #[serde(default)]
+    pub route: Vec<String>,
+    #[serde(default)]
+    pub inhibits: Vec<String>,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+const fn yes() -> bool {
+    true
+}
+
+/// A window as written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowSource {
+    #[serde(default)]
+    pub sliding: Option<String>,
+    #[serde(default)]
+    pub tumbling: Option<String>,
+}
+
+/// What makes the raw condition true.
+#[derive(Debug, Clone)]
+pub enum Kind {
+    /// Each matching event: true for `keep_firing_for` after it.
+    Event,
+    /// The latest event of the group matches (`clear`: until an event matches it instead).
+    State { clear: Option<Expr> },
+    /// An aggregate over a window of matching events, with a condition over `value`.
+    Window {
+        window: Window,
+        aggregate: Aggregate,
+        condition: Expr,
+        clear: Option<Expr>,
+    },
+    /// No matching event from a registered device for `after_ms`.
+    Absence { after_ms: u64, registry: Registry },
+}
+
+/// A window's shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Window {
+    Sliding(u64),
+    Tumbling(u64),
+}
+
+impl Window {
+    pub fn size_ms(self) -> u64 {
+        match self {
+            Window::Sliding(s) | Window::Tumbling(s) => s,
+        }
+    }
+}
+
+/// An aggregate over a window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Aggregate {
+    Count,
+    Rate,
+    Sum(String),
+    Avg(String),
+    Min(String),
+    Max(String),
+    Distinct(String),
+    Last(String),
+}
+
+impl Aggregate {
+    /// The field it reads, if any.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Aggregate::Count | Aggregate::Rate => None,
+            Aggregate::Sum(f)
+            | Aggregate::Avg(f)
+            | Aggregate::Min(f)
+            | Aggregate::Max(f)
+            | Aggregate::Distinct(f)
+            | Aggregate::Last(f) => Some(f),
+        }
+    }
+}
+
+/// Registries absence can be judged against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Registry {
+    Elevators,
+    Cameras,
+    Scales,
+}
+
+/// A validated rule, ready to evaluate.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub id: String,
+    pub description: String,
+    pub severity: Severity,
+    pub stream: Stream,
+    pub filter: Option<Expr>,
+    pub group_by: Vec<String>,
+    pub kind: Kind,
+    pub for_ms: u64,
+    pub keep_firing_for_ms: u64,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub route: Vec<String>,
+    pub inhibits: Vec<String>,
+    pub enabled: bool,
+    /// Where it was defined (`file:line`).
+    pub origin: String,
+    /// The text it was built from, for comparing rule sets.
+    pub source: RuleSource,
+}
+
+/// Parses a duration such as `90s`, `10m`, `2h`, `7d`, `500ms`, or `1h30m`.
+pub fn parse_duration(s: &str) -> Option<u64> {
+    let s = s.trim();
+    if s.is_empty() {
+        return None;
+    }
+    let mut total: u64 = 0;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return None;
+        }
+        let n: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit = match &rest[..unit_len] {
+            "ms" => 1,
+            "s" => 1000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total = total.checked_add(n.checked_mul(unit)?)?;
+    }
+    Some(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s"), Some(90_000));
+        assert_eq!(parse_duration("1h30m"), Some(5_400_000));
+        assert_eq!(parse_duration("500ms"), Some(500));
+        assert_eq!(parse_duration("7d"), Some(604_800_000));
+        assert_eq!(parse_duration("10"), None);
+        assert_eq!(parse_duration("m"), None);
+        assert_eq!(parse_duration("5 min"), None);
+    }
+}
