@@ -1,1 +1,436 @@
-//! placeholder
+//! The per-group state machine: from observations in event-time order to firing intervals.
+//!
+//! Each (rule, group) has one [`Machine`]. The dataflow feeds it the group's events in
+//! event-time order, interleaved with its timers ([`Machine::next_timer`]), and collects the
+//! [`Transition`]s: the condition starts firing, or stops. Two steps:
+//!
+//! 1. the **raw** condition, by rule kind: an event rule is true at each matching event; a
+//!    state rule follows the group's latest event (or, with `clear_condition`, turns on with
+//!    the filter and off with the clear condition); a window rule evaluates its condition on
+//!    the aggregate of the matching events in the window; an absence rule is true once no
+//!    matching event came for `absent_for` (counting from registration for a device that never
+//!    reported);
+//! 2. **firing**: the raw condition must hold for `for` before firing starts; once firing, it
+//!    stops `keep_firing_for` after the raw condition last ended (hysteresis).
+
+use crate::spec::{Aggregate, Kind, Rule, Window};
+use std::collections::{HashSet, VecDeque};
+
+/// A value a window keeps for its aggregate.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    Num(f64),
+    Text(String),
+    /// For `count` and `rate`: nothing to keep but the time.
+    Unit,
+}
+
+/// A change of the firing state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    /// Event time of the change, ms.
+    pub time: u64,
+    /// True when firing starts, false when it stops.
+    pub start: bool,
+    /// The value that made it fire (the aggregate; 1 for event and state rules; for absence,
+    /// the seconds of silence).
+    pub value: f64,
+}
+
+/// The state of one (rule, group).
+#[derive(Debug, Clone, Default)]
+pub struct Machine {
+    raw: bool,
+    raw_since: u64,
+    false_since: Option<u64>,
+    firing: Option<u64>,
+    value: f64,
+    items: VecDeque<(u64, Item)>,
+    /// Absence: the last matching event, or the registration time.
+    last_seen: Option<u64>,
+}
+
+impl Machine {
+    /// A machine for a registered device (absence counts from `registered_at`).
+    pub fn registered(registered_at: u64) -> Machine {
+        Machine {
+            last_seen: Some(registered_at),
+            ..Machine::default()
+        }
+    }
+
+    /// Whether the condition fires now.
+    pub fn is_firing(&self) -> bool {
+        self.firing.is_some()
+    }
+
+    /// Whether the machine holds nothing worth keeping (it can be dropped).
+    pub fn is_idle(&self) -> bool {
+        !self.raw && self.firing.is_none() && self.items.is_empty() && self.last_seen.is_none()
+    }
+
+    /// An event of the group at `t`. `matched`: the rule's filter holds; `cleared`: its clear
+    /// condition holds (state rules); `item`: what the event adds to a window; `condition`
+    /// evaluates a window rule's (condition, clear) on (value, count).
+    pub fn event(
+        &mut self,
+        rule: &Rule,
+        t: u64,
+        matched: bool,
+        cleared: bool,
+        item: Item,
+        condition: &mut dyn FnMut(f64, usize) -> (bool, bool),
+    ) -> Vec<Transition> {
+        let mut out = Vec::new();
+        match &rule.kind {
+            Kind::Event => {
+                if matched {
+                    self.value = 1.0;
+                    self.set_raw(t, true, rule, &mut out);
+                    self.set_raw(t, false, rule, &mut out);
+                }
+            }
+            Kind::State { clear: None } => self.set_raw(t, matched, rule, &mut out),
+            Kind::State { clear: Some(_) } => {
+                if !self.raw && matched {
+                    self.value = 1.0;
+                    self.set_raw(t, true, rule, &mut out);
+                } else if self.raw && cleared {
+                    self.set_raw(t, false, rule, &mut out);
+                }
+            }
+            Kind::Window {
+                window, aggregate, ..
+            } => {
+                self.evict(t, *window);
+                if matched {
+                    self.items.push_back((t, item));
+                }
+                self.window_raw(t, rule, *window, aggregate, condition, &mut out);
+            }
+            Kind::Absence { .. } => {
+                if matched {
+                    self.last_seen = Some(t);
+                    self.set_raw(t, false, rule, &mut out);
+                }
+            }
+        }
+        self.settle(t, rule, &mut out);
+        out
+    }
+
+    /// A timer at `t` (one this machine asked for with [`Machine::next_timer`]).
+    pub fn timer(
+        &mut self,
+        rule: &Rule,
+        t: u64,
+        condition: &mut dyn FnMut(f64, usize) -> (bool, bool),
+    ) -> Vec<Transition> {
+        let mut out = Vec::new();
+        match &rule.kind {
+            Kind::Window {
+                window, aggregate, ..
+            } => {
+                self.evict(t, *window);
+                self.window_raw(t, rule, *window, aggregate, condition, &mut out);
+            }
+            Kind::Absence { after_ms, .. } => {
+                if let Some(seen) = self.last_seen
+                    && !self.raw
+                    && t >= seen + after_ms
+                {
+                    self.value = (t - seen) as f64 / 1000.0;
+                    self.set_raw(seen + after_ms, true, rule, &mut out);
+                }
+            }
+            _ => {}
+        }
+        self.settle(t, rule, &mut out);
+        out
+    }
+
+    /// The next time this machine needs to be woken, if any.
+    pub fn next_timer(&self, rule: &Rule) -> Option<u64> {
+        let mut next: Option<u64> = None;
+        let mut at = |t: u64| next = Some(next.map_or(t, |n| n.min(t)));
+        if self.raw && self.firing.is_none() && rule.for_ms > 0 {
+            at(self.raw_since + rule.for_ms);
+        }
+        if let (false, Some(_), Some(since)) = (self.raw, self.firing, self.false_since) {
+            at(since + rule.keep_firing_for_ms);
+        }
+        match &rule.kind {
+            Kind::Window {
+                window: Window::Sliding(w),
+                ..
+            } => {
+                if let Some((t, _)) = self.items.front() {
+                    at(t + w);
+                }
+            }
+            Kind::Window {
+                window: Window::Tumbling(w),
+                ..
+            } => {
+                if let Some((t, _)) = self.items.front() {
+                    at(t - t % w + w);
+                }
+            }
+            Kind::Absence { after_ms, .. } => {
+                if let (false, Some(seen)) = (self.raw, self.last_seen) {
+                    at(seen + after_ms);
+                }
+            }
+            _ => {}
+        }
+        next
+    }
+
+    fn evict(&mut self, t: u64, window: Window) {
+        match window {
+            Window::Sliding(w) => {
+                while self.items.front().is_some_and(|(x, _)| x + w <= t) {
+                    self.items.pop_front();
+                }
+            }
+            Window::Tumbling(w) => {
+                let start = t - t % w;
+                while self.items.front().is_some_and(|(x, _)| *x < start) {
+                    self.items.pop_front();
+                }
+            }
+        }
+    }
+
+    fn window_raw(
+        &mut self,
+        t: u64,
+        rule: &Rule,
+        window: Window,
+        aggregate: &Aggregate,
+        condition: &mut dyn FnMut(f64, usize) -> (bool, bool),
+        out: &mut Vec<Transition>,
+    ) {
+        let value = aggregate_value(aggregate, &self.items, window.size_ms());
+        let (holds, clears) = condition(value, self.items.len());
+        let has_clear = matches!(&rule.kind, Kind::Window { clear: Some(_), .. });
+        let raw = if self.raw && has_clear {
+            !clears
+        } else {
+            holds
+        };
+        if raw && !self.raw {
+            self.value = value;
+        }
+        self.set_raw(t, raw, rule, out);
+    }
+
+    fn set_raw(&mut self, t: u64, raw: bool, rule: &Rule, out: &mut Vec<Transition>) {
+        if raw == self.raw {
+            return;
+        }
+        self.raw = raw;
+        if raw {
+            self.raw_since = t;
+            self.false_since = None;
+        } else {
+            self.false_since = Some(t);
+        }
+        self.settle(t, rule, out);
+    }
+
+    fn settle(&mut self, t: u64, rule: &Rule, out: &mut Vec<Transition>) {
+        if self.raw {
+            if self.firing.is_none() && t >= self.raw_since + rule.for_ms {
+                let at = self.raw_since + rule.for_ms;
+                self.firing = Some(at);
+                out.push(Transition {
+                    time: at,
+                    start: true,
+                    value: self.value,
+                });
+            }
+        } else if let (Some(_), Some(since)) = (self.firing, self.false_since)
+            && t >= since + rule.keep_firing_for_ms
+        {
+            self.firing = None;
+            out.push(Transition {
+                time: since + rule.keep_firing_for_ms,
+                start: false,
+                value: self.value,
+            });
+        }
+    }
+}
+
+fn aggregate_value(a: &Aggregate, items: &VecDeque<(u64, Item)>, window_ms: u64) -> f64 {
+    let nums = || {
+        items
+            .iter()
+            .filter_map(|(_, i)| if let Item::Num(n) = i { Some(*n) } else { None })
+    };
+    match a {
+        Aggregate::Count => items.len() as f64,
+        Aggregate::Rate => items.len() as f64 / (window_ms as f64 / 1000.0),
+        Aggregate::Sum(_) => nums().sum(),
+        Aggregate::Avg(_) => {
+            let (s, n) = nums().fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
+            if n == 0 { 0.0 } else { s / n as f64 }
+        }
+        Aggregate::Min(_) => nums().fold(f64::INFINITY, f64::min),
+        Aggregate::Max(_) => nums().fold(f64::NEG_INFINITY, f64::max),
+        Aggregate::Distinct(_) => {
+            let set: HashSet<String> = items
+                .iter()
+                .map(|(_, i)| match i {
+                    Item::Num(n) => n.to_string(),
+                    Item::Text(s) => s.clone(),
+                    Item::Unit => String::new(),
+                })
+                .collect();
+            set.len() as f64
+        }
+        Aggregate::Last(_) => nums().last().unwrap_or(0.0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::load_str;
+
+    fn rule(body: &str) -> Rule {
+        let text = format!("[[rule]]\nid = \"r\"\nseverity = \"major\"\n{body}");
+        load_str("t.toml", &text).unwrap().remove(0)
+    }
+
+    /// Drives a machine with (time, matched) events and timers in time order until `until`.
+    fn run(
+        rule: &Rule,
+        mut m: Machine,
+        events: &[(u64, bool, f64)],
+        until: u64,
+    ) -> Vec<(u64, bool)> {
+        let mut cond = |v: f64, _n: usize| {
+            let threshold = match &rule.kind {
+                Kind::Window { condition, .. } => condition
+                    .source
+                    .trim_start_matches("value >= ")
+                    .parse::<f64>()
+                    .unwrap_or(1.0),
+                _ => 1.0,
+            };
+            (v >= threshold, v == 0.0)
+        };
+        let mut out = Vec::new();
+        let mut i = 0;
+        loop {
+            let next_event = events.get(i).map(|e| e.0);
+            let next_timer = m.next_timer(rule);
+            // Timers go first at equal times.
+            let (t, timer_first) = match (next_event, next_timer) {
+                (None, None) => break,
+                (Some(e), Some(tm)) => (e.min(tm), tm <= e),
+                (Some(e), None) => (e, false),
+                (None, Some(tm)) => (tm, true),
+            };
+            if t >= until {
+                break;
+            }
+            let transitions = if timer_first {
+                m.timer(rule, t, &mut cond)
+            } else {
+                let (et, matched, x) = events[i];
+                i += 1;
+                m.event(rule, et, matched, !matched, Item::Num(x), &mut cond)
+            };
+            out.extend(transitions.into_iter().map(|tr| (tr.time, tr.start)));
+        }
+        out
+    }
+
+    #[test]
+    fn state_with_for_and_hysteresis() {
+        let r = rule(
+            "stream = \"elevator_status\"\nmode = \"state\"\nfilter = 'event.speed_mps < 0.05'\nfor = \"10s\"\nkeep_firing_for = \"10s\"\n",
+        );
+        // True from 0; a 3 s false blip at 30 s does not end it; false from 50 s: ends at 60 s.
+        let ev = [
+            (0, true, 0.0),
+            (5_000, true, 0.0),
+            (30_000, false, 0.0),
+            (33_000, true, 0.0),
+            (50_000, false, 0.0),
+        ];
+        assert_eq!(
+            run(&r, Machine::default(), &ev, 100_000),
+            vec![(10_000, true), (60_000, false)]
+        );
+        // Never held for 10 s: never fires.
+        let short = [(0, true, 0.0), (9_000, false, 0.0)];
+        assert_eq!(run(&r, Machine::default(), &short, 100_000), vec![]);
+    }
+
+    #[test]
+    fn event_rules_hold_for_keep_firing_for_after_the_last_match() {
+        let r = rule(
+            "stream = \"kitchen_detection\"\nfilter = 'event.kind == \"rodent\"'\nkeep_firing_for = \"5m\"\n",
+        );
+        let ev = [(0, true, 0.0), (60_000, true, 0.0), (100_000, false, 0.0)];
+        assert_eq!(
+            run(&r, Machine::default(), &ev, 10_000_000),
+            vec![(0, true), (360_000, false)]
+        );
+    }
+
+    #[test]
+    fn sliding_count_window() {
+        let r = rule(
+            "stream = \"kitchen_detection\"\ngroup_by = [\"kitchen_id\"]\nwindow = { sliding = \"10m\" }\naggregate = \"count\"\ncondition = \"value >= 3\"\n",
+        );
+        let m = 60_000;
+        let ev = [
+            (0, true, 0.0),
+            (2 * m, true, 0.0),
+            (4 * m, false, 0.0),
+            (5 * m, true, 0.0),
+            (20 * m, true, 0.0),
+        ];
+        // Third match at 5 m: fires; the first leaves the window at 10 m: stops.
+        assert_eq!(
+            run(&r, Machine::default(), &ev, 60 * m),
+            vec![(5 * m, true), (10 * m, false)]
+        );
+    }
+
+    #[test]
+    fn absence_counts_from_registration_for_a_device_never_seen() {
+        let r = rule("stream = \"elevator_status\"\nabsent_for = \"180s\"\n");
+        assert_eq!(
+            run(&r, Machine::registered(1_000), &[], 1_000_000),
+            vec![(181_000, true)]
+        );
+        let seen = [
+            (100_000, true, 0.0),
+            (200_000, true, 0.0),
+            (600_000, true, 0.0),
+        ];
+        assert_eq!(
+            run(&r, Machine::registered(0), &seen, 1_000_000),
+            vec![(380_000, true), (600_000, false), (780_000, true)]
+        );
+    }
+
+    #[test]
+    fn state_with_clear_condition_stays_until_cleared() {
+        let r = rule(
+            "stream = \"elevator_status\"\nmode = \"state\"\nfilter = 'event.occupied'\nclear_condition = '!event.occupied'\n",
+        );
+        // `run` passes cleared = !matched.
+        let ev = [(0, true, 0.0), (1_000, true, 0.0), (2_000, false, 0.0)];
+        assert_eq!(
+            run(&r, Machine::default(), &ev, 10_000),
+            vec![(0, true), (2_000, false)]
+        );
+    }
+}
