@@ -46,11 +46,13 @@ pub fn replay(file: &std::path::Path, mut settings: Settings) -> anyhow::Result<
     let running = dataflow::start(
         settings.dataflow_config(),
         reference,
+        Default::default(),
         sources,
         dataflow::Outputs {
             snapshots: Arc::new(move |s| *sink.lock().unwrap_or_else(PoisonError::into_inner) = s),
             series: None,
             raw: false,
+            conditions: None,
         },
         stats.clone(),
     )?;

@@ -13,7 +13,11 @@
 //! update is paired with its retraction so state stays bounded.
 
 use crate::counters::{Counter, minute_of};
+use crate::conditions::Condition;
+use crate::operators::conditions::{Conditions, Observation, RefValues, observe};
 use crate::operators::{Liveness, Tumbling};
+use rules::Rule;
+use std::sync::Arc;
 use crate::series::{ELEVATOR_WINDOW_MS, FrameSummary, MINUTE_MS, Series};
 use differential_dataflow::AsCollection;
 use differential_dataflow::VecCollection;
@@ -62,12 +66,15 @@ pub struct Inputs {
     pub kitchens: InputSession<u64, (Id, Id), isize>,
     /// Merchant registry: (merchant_id, office_id).
     pub merchants: InputSession<u64, (Id, Id), isize>,
+    /// Devices registered for absence rules.
+    pub registrations: InputHandleVec<u64, Observation>,
 }
 
 impl Inputs {
     /// Advances every input to `t` and sends what is buffered.
     pub fn advance_to(&mut self, t: u64) {
         self.events.advance_to(t);
+        self.registrations.advance_to(t);
         for s in [
             &mut self.elevators,
             &mut self.cameras,
@@ -111,10 +118,26 @@ impl Inputs {
 /// Office name for complaints whose merchant is not registered.
 pub const UNROUTED_OFFICE: &str = "unrouted";
 
+/// What to build.
+#[derive(Clone)]
+pub struct Plan {
+    pub timeouts: Timeouts,
+    /// Build the time-series window operators.
+    pub series: bool,
+    /// The rules to evaluate (none: no rule operators).
+    pub rules: Arc<Vec<Rule>>,
+    /// Reference data, for `ref` in rule expressions.
+    pub reference: Arc<crate::reference::Reference>,
+    /// Where rule evaluation failures are counted.
+    pub stats: Arc<crate::stats::Stats>,
+}
+
 /// What [`build`] makes.
 pub struct Built<'scope> {
     /// Where events and reference data go in.
     pub inputs: Inputs,
+    /// Active alert conditions, when there are rules.
+    pub conditions: Option<VecCollection<'scope, u64, Condition, isize>>,
     /// Every counter update.
     pub counters: VecCollection<'scope, u64, Counter, isize>,
     /// Closed time-series windows, when asked for.
@@ -122,8 +145,17 @@ pub struct Built<'scope> {
 }
 
 /// Builds the dataflow in `scope`; the time-series operators only when `series` is set.
-pub fn build(scope: Scope<'_, u64>, timeouts: Timeouts, series: bool) -> Built<'_> {
+pub fn build<'scope>(scope: Scope<'scope, u64>, plan: &Plan) -> Built<'scope> {
+    let (timeouts, series) = (plan.timeouts, plan.series);
     let (events_in, events) = scope.new_input::<(Envelope, u64)>();
+    let (registrations_in, registrations) = scope.new_input::<Observation>();
+    // Rules see every event; the copy is made only when there are rules.
+    let conditions = (!plan.rules.is_empty()).then(|| {
+        let refs = Arc::new(RefValues::new(&plan.reference));
+        observe(events.clone(), plan.rules.clone(), refs, plan.stats.clone())
+            .concat(registrations)
+            .conditions(plan.rules.clone())
+    });
     let (counters_in, fed_counters) = scope.new_collection::<Counter, isize>();
     let (elevators_in, elevators) = scope.new_collection::<(Id, Id), isize>();
     let (cameras_in, cameras) = scope.new_collection::<(Id, Id), isize>();
@@ -347,10 +379,12 @@ pub fn build(scope: Scope<'_, u64>, timeouts: Timeouts, series: bool) -> Built<'
         cameras: cameras_in,
         kitchens: kitchens_in,
         merchants: merchants_in,
+        registrations: registrations_in,
     };
     Built {
         inputs,
         counters,
         series,
+        conditions,
     }
 }

@@ -10,6 +10,7 @@
 //! - [`feed`]: sources of events and the event-time frontier (lateness, late events).
 //! - [`build`]: the dataflow graph and its inputs.
 //! - [`operators`]: timely operators (liveness, snapshot publishing).
+//! - [`conditions`]: active alert conditions, the output of the rules.
 //! - [`counters`]: counter keys, snapshots and their JSON view.
 //! - [`reference`]: reference data tables and their loader.
 //! - [`runtime`]: starting and stopping the workers.
@@ -17,6 +18,7 @@
 //! - [`stats`]: process-wide statistics for `/metrics`.
 
 pub mod build;
+pub mod conditions;
 pub mod counters;
 pub mod feed;
 pub mod operators;
@@ -25,6 +27,7 @@ pub mod runtime;
 pub mod series;
 pub mod stats;
 
+pub use conditions::{Active, Condition, ConditionsFn, ConditionsSnapshot};
 pub use counters::{Counter, Snapshot, SnapshotView};
 pub use feed::{ChannelSource, ClockMode, Ingested, Pulled, Source, VecSource};
 pub use operators::snapshot::SnapshotFn;

@@ -2,7 +2,10 @@
 //! event time, and advancing the frontier.
 
 use crate::build::MINUTE_RETENTION_MS;
-use crate::build::{Built, Inputs, Timeouts, build};
+use crate::build::{Built, Inputs, Plan, Timeouts, build};
+use crate::conditions::ConditionsFn;
+use crate::operators::PublishConditions;
+use crate::operators::conditions::{Observation, What, registry_keys};
 use crate::counters::{Counter, minute_of};
 use crate::feed::{ClockMode, Frontier, Ingested, Pulled, Source};
 use crate::operators::PublishSnapshots;
@@ -68,6 +71,8 @@ pub struct Outputs {
     pub series: Option<SeriesFn>,
     /// Also every raw event, as `Series::Raw` (needs `series`).
     pub raw: bool,
+    /// Every closed-time set of active conditions (when there are rules).
+    pub conditions: Option<ConditionsFn>,
 }
 
 /// Builds a worker's source from (worker index, number of workers).
@@ -107,6 +112,7 @@ fn now_ms() -> u64 {
 pub fn start(
     config: DataflowConfig,
     reference: Arc<Reference>,
+    rules: Arc<Vec<rules::Rule>>,
     sources: SourceFactory,
     outputs: Outputs,
     stats: Arc<Stats>,
@@ -115,6 +121,7 @@ pub fn start(
         snapshots: publish,
         series,
         raw,
+        conditions: publish_conditions,
     } = outputs;
     let raw = raw && series.is_some();
     let stop = Arc::new(AtomicBool::new(false));
@@ -145,11 +152,22 @@ pub fn start(
             };
             let publish = publish.clone();
             let (mut inputs, probe) = worker.dataflow::<u64, _, _>(|scope| {
+                let plan = Plan {
+                    timeouts,
+                    series: series.is_some(),
+                    rules: rules.clone(),
+                    reference: reference.clone(),
+                    stats: stats.clone(),
+                };
                 let Built {
                     inputs,
                     counters,
                     series: windows,
-                } = build(scope, timeouts, series.is_some());
+                    conditions,
+                } = build(scope, &plan);
+                if let (Some(conditions), Some(publish)) = (conditions, publish_conditions.clone()) {
+                    conditions.publish_conditions(publish, index == 0);
+                }
                 if let (Some(windows), Some(series)) = (windows, series.clone()) {
                     windows.inspect_core(move |event| {
                         if let Ok((_, batch)) = event
@@ -168,6 +186,7 @@ pub fn start(
                 inputs.load_reference(&reference);
             }
             let mut frontier = Frontier::new(config.tick_ms, config.lateness_ms, config.clock);
+            let mut registered = false;
             stats.worker_started();
             let mut feeder = Feeder::default();
             let mut batch: Vec<Ingested> = Vec::with_capacity(config.batch);
@@ -194,6 +213,13 @@ pub fn start(
                     frontier.advance(t);
                     inputs.advance_to(t);
                     stats.set_epoch(index, t);
+                    if !registered {
+                        // Absence rules count silence from here: the first frontier is start-up.
+                        registered = true;
+                        if index == 0 {
+                            register_devices(&mut inputs, &rules, &reference, t);
+                        }
+                    }
                 }
                 let stopping = stop_w.load(Ordering::SeqCst);
                 match pulled {
@@ -227,6 +253,19 @@ pub fn start(
     )
     .map_err(RuntimeError::Timely)?;
     Ok(Running { guards, stop })
+}
+
+/// Registers every device of the registries the absence rules watch, at time `t`.
+fn register_devices(inputs: &mut Inputs, rules: &[rules::Rule], reference: &Reference, t: u64) {
+    for (i, rule) in rules.iter().enumerate() {
+        if let rules::spec::Kind::Absence { registry, .. } = &rule.kind
+            && rule.enabled
+        {
+            for key in registry_keys(reference, *registry) {
+                inputs.registrations.send(Observation { rule: i as u32, group: key, time: t, what: What::Registered });
+            }
+        }
+    }
 }
 
 /// Places events in event time and aggregates the feeder's own counters per batch, so that

@@ -12,6 +12,7 @@ pub struct Stats {
     newest: AtomicU64,
     as_of: AtomicU64,
     running: std::sync::atomic::AtomicUsize,
+    rule_errors: Mutex<std::collections::BTreeMap<String, (u64, String)>>,
     epochs: Mutex<Vec<u64>>,
 }
 
@@ -50,6 +51,22 @@ impl Stats {
             .unwrap_or_else(PoisonError::into_inner)
             .len();
         workers > 0 && self.running.load(Ordering::SeqCst) >= workers
+    }
+
+    /// Counts a rule whose expression failed on an event (it is taken as not matching).
+    pub fn rule_error(&self, rule: &str, message: &str) {
+        let mut m = self.rule_errors.lock().unwrap_or_else(PoisonError::into_inner);
+        let e = m.entry(rule.to_owned()).or_insert((0, String::new()));
+        if e.0 == 0 {
+            tracing::warn!(rule, error = message, "rule evaluation failed");
+        }
+        e.0 += 1;
+        e.1 = message.to_owned();
+    }
+
+    /// Evaluation failures per rule, with the last message.
+    pub fn rule_errors(&self) -> Vec<(String, u64, String)> {
+        self.rule_errors.lock().unwrap_or_else(PoisonError::into_inner).iter().map(|(k, (n, m))| (k.clone(), *n, m.clone())).collect()
     }
 
     /// Records the `as_of` of the latest published snapshot.

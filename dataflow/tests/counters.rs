@@ -1,7 +1,7 @@
 //! Exact `(data, time, diff)` output of the counter dataflow for hand-made input.
 
 use dataflow::Counter;
-use dataflow::build::{Built, Inputs, MINUTE_RETENTION_MS, Timeouts, build};
+use dataflow::build::{Built, Inputs, Plan, MINUTE_RETENTION_MS, Timeouts, build};
 use differential_dataflow::consolidation::consolidate_updates;
 use model::event::*;
 use model::{ComplaintKind, Direction, Door, Envelope, Event, Id, ServiceMode};
@@ -27,14 +27,7 @@ fn run(
         let (mut inputs, probe) = worker.dataflow::<u64, _, _>(|scope| {
             let Built {
                 inputs, counters, ..
-            } = build(
-                scope,
-                Timeouts {
-                    elevator_ms: 180_000,
-                    camera_ms: 180_000,
-                },
-                false,
-            );
+            } = build(scope, &plan());
             let (probe, _) = counters
                 .inner
                 .inspect(move |u: &Update| sink.borrow_mut().push(u.clone()))
@@ -67,6 +60,16 @@ fn run(
         consolidate_updates(&mut all);
         all
     })
+}
+
+fn plan() -> Plan {
+    Plan {
+        timeouts: Timeouts { elevator_ms: 180_000, camera_ms: 180_000 },
+        series: false,
+        rules: Default::default(),
+        reference: Default::default(),
+        stats: Default::default(),
+    }
 }
 
 fn frame(id: &str, ts: u64) -> Event {

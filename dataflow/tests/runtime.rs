@@ -50,12 +50,11 @@ fn replay(events: Vec<Ingested>, workers: usize, batch: usize) -> (Snapshot, Arc
     let running = dataflow::start(
         config,
         Arc::new(reference),
+        Default::default(),
         sources,
         Outputs {
             snapshots: Arc::new(move |s| *sink.lock().unwrap_or_else(PoisonError::into_inner) = s),
-            series: None,
-            raw: false,
-        },
+            series: None, raw: false, conditions: None },
         stats.clone(),
     )
     .unwrap();

@@ -17,7 +17,7 @@ use crate::spec::{Aggregate, Kind, Rule, Window};
 use std::collections::{HashSet, VecDeque};
 
 /// A value a window keeps for its aggregate.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Item {
     Num(f64),
     Text(String),
@@ -32,7 +32,7 @@ pub struct Transition {
     pub time: u64,
     /// True when firing starts, false when it stops.
     pub start: bool,
-    /// The value that made it fire (the aggregate; 1 for event and state rules; for absence,
+    /// The value that made it fire (the same on the stop as on its start) (the aggregate; 1 for event and state rules; for absence,
     /// the seconds of silence).
     pub value: f64,
 }
@@ -43,7 +43,8 @@ pub struct Machine {
     raw: bool,
     raw_since: u64,
     false_since: Option<u64>,
-    firing: Option<u64>,
+    /// Since when it fires, and the value it started with.
+    firing: Option<(u64, f64)>,
     value: f64,
     items: VecDeque<(u64, Item)>,
     /// Absence: the last matching event, or the registration time.
@@ -243,21 +244,21 @@ impl Machine {
         if self.raw {
             if self.firing.is_none() && t >= self.raw_since + rule.for_ms {
                 let at = self.raw_since + rule.for_ms;
-                self.firing = Some(at);
+                self.firing = Some((at, self.value));
                 out.push(Transition {
                     time: at,
                     start: true,
                     value: self.value,
                 });
             }
-        } else if let (Some(_), Some(since)) = (self.firing, self.false_since)
+        } else if let (Some((_, value)), Some(since)) = (self.firing, self.false_since)
             && t >= since + rule.keep_firing_for_ms
         {
             self.firing = None;
             out.push(Transition {
                 time: since + rule.keep_firing_for_ms,
                 start: false,
-                value: self.value,
+                value,
             });
         }
     }

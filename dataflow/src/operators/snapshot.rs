@@ -74,3 +74,55 @@ impl PublishSnapshots for VecCollection<'_, u64, Counter, isize> {
         );
     }
 }
+
+/// Extension trait that publishes the active-condition collection as snapshots.
+pub trait PublishConditions {
+    /// Sends every closed-time set of active conditions to `publish` (from worker 0).
+    fn publish_conditions(self, publish: crate::conditions::ConditionsFn, is_worker_zero: bool);
+}
+
+impl PublishConditions for VecCollection<'_, u64, crate::conditions::Condition, isize> {
+    fn publish_conditions(self, publish: crate::conditions::ConditionsFn, is_worker_zero: bool) {
+        use crate::conditions::{Active, Condition, ConditionsSnapshot};
+        let mut pending: BTreeMap<u64, Vec<(Condition, isize)>> = BTreeMap::new();
+        let mut snapshot = ConditionsSnapshot::default();
+        self.inner.sink(
+            Exchange::new(|_: &(Condition, u64, isize)| 0),
+            "PublishConditions",
+            move |(input, frontier)| {
+                input.for_each(|_cap, data| {
+                    for (c, t, d) in data.drain(..) {
+                        pending.entry(t).or_default().push((c, d));
+                    }
+                });
+                let f = frontier.frontier().first().copied().unwrap_or(u64::MAX);
+                if !is_worker_zero || f == u64::MAX || f <= snapshot.as_of {
+                    return;
+                }
+                while let Some(entry) = pending.first_entry() {
+                    if *entry.key() >= f {
+                        break;
+                    }
+                    let t = *entry.key();
+                    let mut updates = entry.remove();
+                    // Stops before starts at the same time: a condition that ends and starts
+                    // again at one instant stays, with its new start.
+                    updates.sort_by_key(|(_, d)| *d);
+                    for (c, d) in updates {
+                        let key = (c.rule.clone(), c.group.clone());
+                        if d > 0 {
+                            snapshot.active.insert(
+                                key,
+                                Active { rule: c.rule, group: c.group, value: c.value_milli as f64 / 1000.0, since: t },
+                            );
+                        } else {
+                            snapshot.active.remove(&key);
+                        }
+                    }
+                }
+                snapshot.as_of = f;
+                publish(snapshot.clone());
+            },
+        );
+    }
+}

@@ -1,0 +1,36 @@
+//! Active alert conditions: the output of the rules.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// One active condition, as a differential record: `+1` at the time it starts firing, `-1`
+/// when it stops. Its identity is (rule, group); the value is the one that made it fire.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Condition {
+    pub rule: String,
+    /// The group key: the `group_by` values joined with `/` (the device for absence rules).
+    pub group: String,
+    /// The triggering value × 1000 (records must be `Ord`: no floats).
+    pub value_milli: i64,
+}
+
+/// A condition firing now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Active {
+    pub rule: String,
+    pub group: String,
+    pub value: f64,
+    /// When it started firing (event time, ms).
+    pub since: u64,
+}
+
+/// Every active condition, complete for event times before `as_of`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConditionsSnapshot {
+    pub as_of: u64,
+    pub active: BTreeMap<(String, String), Active>,
+}
+
+/// Receives each conditions snapshot.
+pub type ConditionsFn = Arc<dyn Fn(ConditionsSnapshot) + Send + Sync>;

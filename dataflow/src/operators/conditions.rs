@@ -1,0 +1,340 @@
+//! Rule evaluation in two steps.
+//!
+//! 1. [`observe`] (no exchange): each event is matched against the rules of its stream on the
+//!    worker that received it; the CEL filters run in parallel. Each (rule, event) becomes an
+//!    observation: the rule, the group key, whether the filter (and clear condition) matched,
+//!    and what the event adds to a window.
+//! 2. [`Conditions`] (exchange by rule and group): observations are handled in event-time
+//!    order once the frontier has passed them, interleaved with the machines' timers, by one
+//!    [`rules::machine::Machine`] per (rule, group); what leaves is a differential collection
+//!    of active conditions. State: one machine per active group (dropped when idle), the stash
+//!    of observations ahead of the frontier, and one timer entry per machine.
+
+use crate::conditions::Condition;
+use crate::reference::Reference;
+use crate::stats::Stats;
+use cel_interpreter::Value;
+use differential_dataflow::hashable::Hashable;
+use differential_dataflow::{AsCollection, VecCollection};
+use model::{Envelope, Event, Id, Stream};
+use rules::expr::{Evaluator, event_value, field, map};
+use rules::machine::{Item, Machine};
+use rules::spec::{Kind, Registry, Rule};
+use serde::{Deserialize, Serialize};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::sync::Arc;
+use timely::dataflow::StreamVec;
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::Capability;
+use timely::dataflow::operators::generic::Operator;
+
+/// What one event means for one rule's group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Observation {
+    pub rule: u32,
+    pub group: String,
+    pub time: u64,
+    pub what: What,
+}
+
+/// The kinds of observation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum What {
+    /// An event of the group.
+    Event { matched: bool, cleared: bool, item: Item },
+    /// A device registered for an absence rule.
+    Registered,
+}
+
+/// Reference data as CEL values, per device, for `ref`.
+pub struct RefValues {
+    elevators: HashMap<Id, Value>,
+    kitchens: HashMap<Id, Value>,
+}
+
+impl RefValues {
+    /// Builds the `ref` values of every registered device.
+    pub fn new(r: &Reference) -> RefValues {
+        let s = |v: &str| Value::String(Arc::new(v.to_owned()));
+        let elevators = r
+            .elevators
+            .iter()
+            .map(|e| {
+                let v = map([
+                    ("building".to_owned(), s(&e.building)),
+                    ("district".to_owned(), s(&e.district)),
+                    ("maintenance_unit".to_owned(), s(&e.maintenance_unit)),
+                    ("rated_speed_mps".to_owned(), Value::Float(e.rated_speed_mps)),
+                    ("floors".to_owned(), Value::Int(e.floors.into())),
+                    ("lat".to_owned(), Value::Float(e.lat)),
+                    ("lon".to_owned(), Value::Float(e.lon)),
+                ]);
+                (e.elevator_id.clone(), v)
+            })
+            .collect();
+        let kitchens = r
+            .kitchens
+            .iter()
+            .map(|k| {
+                let v = map([
+                    ("venue".to_owned(), s(&k.venue)),
+                    ("venue_type".to_owned(), s(&k.venue_type)),
+                    ("district".to_owned(), s(&k.district)),
+                ]);
+                (k.kitchen_id.clone(), v)
+            })
+            .collect();
+        RefValues { elevators, kitchens }
+    }
+
+    fn for_event(&self, e: &Event) -> Value {
+        let mut entries = Vec::new();
+        match e {
+            Event::ElevatorStatus { elevator_id, .. } | Event::ElevatorEvent { elevator_id, .. } => {
+                if let Some(v) = self.elevators.get(elevator_id) {
+                    entries.push(("elevator".to_owned(), v.clone()));
+                }
+            }
+            Event::Detection { kitchen_id, .. } | Event::Heartbeat { kitchen_id, .. } => {
+                if let Some(v) = self.kitchens.get(kitchen_id) {
+                    entries.push(("kitchen".to_owned(), v.clone()));
+                }
+            }
+            _ => {}
+        }
+        map(entries)
+    }
+}
+
+/// The device key of an event, for absence rules.
+pub fn device_key(e: &Event) -> String {
+    rules::expr::ids(e).into_iter().map(|(_, v)| v).collect::<Vec<_>>().join("/")
+}
+
+/// The device keys of a registry.
+pub fn registry_keys(r: &Reference, registry: Registry) -> Vec<String> {
+    match registry {
+        Registry::Elevators => r.elevators.iter().map(|e| e.elevator_id.to_string()).collect(),
+        Registry::Cameras => r.cameras.iter().map(|c| format!("{}/{}", c.kitchen_id, c.camera_id)).collect(),
+        Registry::Scales => r.scales.iter().map(|s| format!("{}/{}", s.market_id, s.scale_id)).collect(),
+    }
+}
+
+/// Step 1: observations of the rules of each event's stream.
+pub fn observe<'scope>(
+    events: StreamVec<'scope, u64, (Envelope, u64)>,
+    rules: Arc<Vec<Rule>>,
+    refs: Arc<RefValues>,
+    stats: Arc<Stats>,
+) -> StreamVec<'scope, u64, Observation> {
+    use timely::dataflow::operators::vec::Map;
+    let mut by_stream: HashMap<Stream, Vec<u32>> = HashMap::new();
+    for (i, r) in rules.iter().enumerate() {
+        if r.enabled {
+            by_stream.entry(r.stream).or_default().push(i as u32);
+        }
+    }
+    let evaluator = Evaluator::default();
+    events.flat_map(move |(env, t)| {
+        let Some(ids) = by_stream.get(&env.event.stream()) else { return Vec::new() };
+        let event = event_value(&env);
+        let mut out = Vec::with_capacity(ids.len());
+        for &i in ids {
+            let rule = &rules[i as usize];
+            let vars = || {
+                let mut v = vec![("event", event.clone())];
+                if rule.filter.as_ref().is_some_and(|f| f.uses_ref)
+                    || matches!(&rule.kind, Kind::State { clear: Some(c) } if c.uses_ref)
+                {
+                    v.push(("ref", refs.for_event(&env.event)));
+                }
+                v
+            };
+            let matched = match &rule.filter {
+                None => true,
+                Some(f) => evaluator.bool(f, vars()).unwrap_or_else(|e| {
+                    stats.rule_error(&rule.id, &e.to_string());
+                    false
+                }),
+            };
+            let cleared = match &rule.kind {
+                Kind::State { clear: Some(c) } => evaluator.bool(c, vars()).unwrap_or_else(|e| {
+                    stats.rule_error(&rule.id, &e.to_string());
+                    false
+                }),
+                _ => false,
+            };
+            let group = match &rule.kind {
+                Kind::Absence { .. } => device_key(&env.event),
+                _ => rule
+                    .group_by
+                    .iter()
+                    .map(|g| field(&event, g).map_or_else(String::new, value_text))
+                    .collect::<Vec<_>>()
+                    .join("/"),
+            };
+            let item = match &rule.kind {
+                Kind::Window { aggregate, .. } => match aggregate.field().and_then(|f| field(&event, f)) {
+                    Some(v) => match rules::expr::number(v) {
+                        Some(n) => Item::Num(n),
+                        None => Item::Text(value_text(v)),
+                    },
+                    None => Item::Unit,
+                },
+                _ => Item::Unit,
+            };
+            // Only what can change a machine travels: unmatched events matter to state rules,
+            // to window rules (time moves the window) and to set-and-clear rules.
+            let relevant = matched
+                || cleared
+                || matches!(rule.kind, Kind::State { clear: None } | Kind::Window { .. });
+            if relevant {
+                out.push(Observation { rule: i, group, time: t, what: What::Event { matched, cleared, item } });
+            }
+        }
+        out
+    })
+}
+
+fn value_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.to_string(),
+        Value::Int(i) => i.to_string(),
+        Value::UInt(u) => u.to_string(),
+        Value::Float(f) => f.to_string(),
+        Value::Bool(b) => b.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Step 2, as an extension trait on the observation stream.
+pub trait Conditions<'scope> {
+    /// The collection of active conditions.
+    fn conditions(self, rules: Arc<Vec<Rule>>) -> VecCollection<'scope, u64, Condition, isize>;
+}
+
+type Key = (u32, String);
+
+impl<'scope> Conditions<'scope> for StreamVec<'scope, u64, Observation> {
+    fn conditions(self, rules: Arc<Vec<Rule>>) -> VecCollection<'scope, u64, Condition, isize> {
+        let exchange = Exchange::new(|o: &Observation| (o.rule, &o.group).hashed());
+        self.unary_frontier(exchange, "Conditions", move |_cap, _info| {
+            let mut cap: Option<Capability<u64>> = None;
+            let mut stash: BTreeMap<u64, Vec<Observation>> = BTreeMap::new();
+            let mut machines: HashMap<Key, Machine> = HashMap::new();
+            let mut scheduled: HashMap<Key, u64> = HashMap::new();
+            let mut timers: BinaryHeap<Reverse<(u64, u32, String)>> = BinaryHeap::new();
+            let mut out: Vec<(Condition, u64, isize)> = Vec::new();
+            let evaluator = Evaluator::default();
+            move |(input, frontier), output| {
+                input.for_each_stamp(|incap, data| {
+                    if let Some(least) = incap.least()
+                        && cap.as_ref().is_none_or(|c| c.time() > least)
+                    {
+                        cap = incap.retain_least(0);
+                    }
+                    for batch in data {
+                        for o in batch.drain(..) {
+                            stash.entry(o.time).or_default().push(o);
+                        }
+                    }
+                });
+                let f = frontier.frontier().first().copied().unwrap_or(u64::MAX);
+                loop {
+                    let next_obs = stash.first_key_value().map(|(t, _)| *t).filter(|t| *t < f);
+                    let next_timer = timers.peek().map(|Reverse((t, _, _))| *t).filter(|t| *t < f);
+                    let timer_first = match (next_obs, next_timer) {
+                        (None, None) => break,
+                        (Some(o), Some(tm)) => tm <= o,
+                        (None, Some(_)) => true,
+                        (Some(_), None) => false,
+                    };
+                    let mut touched: Vec<Key> = Vec::new();
+                    if timer_first {
+                        let Some(Reverse((t, rule, group))) = timers.pop() else { break };
+                        let key = (rule, group);
+                        if scheduled.get(&key) != Some(&t) {
+                            continue;
+                        }
+                        scheduled.remove(&key);
+                        let r = &rules[rule as usize];
+                        if let Some(m) = machines.get_mut(&key) {
+                            let mut cond = window_condition(&evaluator, r);
+                            emit(r, &key, m.timer(r, t, &mut cond), &mut out);
+                        }
+                        touched.push(key);
+                    } else {
+                        let Some((t, batch)) = stash.pop_first() else { break };
+                        for o in batch {
+                            let key = (o.rule, o.group);
+                            let r = &rules[key.0 as usize];
+                            let m = machines.entry(key.clone()).or_default();
+                            let mut cond = window_condition(&evaluator, r);
+                            let transitions = match o.what {
+                                What::Event { matched, cleared, item } => m.event(r, t, matched, cleared, item, &mut cond),
+                                What::Registered => {
+                                    // Absence counts from the registration's time (the
+                                    // runtime registers at its first frontier: start-up).
+                                    *m = Machine::registered(t);
+                                    Vec::new()
+                                }
+                            };
+                            emit(r, &key, transitions, &mut out);
+                            touched.push(key);
+                        }
+                    }
+                    for key in touched {
+                        let r = &rules[key.0 as usize];
+                        let Some(m) = machines.get(&key) else { continue };
+                        match m.next_timer(r) {
+                            Some(t) if scheduled.get(&key) != Some(&t) => {
+                                scheduled.insert(key.clone(), t);
+                                timers.push(Reverse((t, key.0, key.1.clone())));
+                            }
+                            Some(_) => {}
+                            None => {
+                                scheduled.remove(&key);
+                                if m.is_idle() {
+                                    machines.remove(&key);
+                                }
+                            }
+                        }
+                    }
+                }
+                if let Some(c) = cap.as_mut() {
+                    if !out.is_empty() {
+                        output.session(&*c).give_iterator(out.drain(..));
+                    }
+                    let next = stash.keys().next().copied().into_iter().chain(timers.peek().map(|Reverse((t, _, _))| *t)).min();
+                    match next {
+                        Some(t) => c.downgrade(&t.max(*c.time())),
+                        None => cap = None,
+                    }
+                }
+            }
+        })
+        .as_collection()
+    }
+}
+
+fn window_condition<'a>(ev: &'a Evaluator, rule: &'a Rule) -> impl FnMut(f64, usize) -> (bool, bool) + 'a {
+    move |value, count| match &rule.kind {
+        Kind::Window { condition, clear, .. } => {
+            let vars = || vec![("value", Value::Float(value)), ("count", Value::Int(count as i64))];
+            let holds = ev.bool(condition, vars()).unwrap_or(false);
+            let clears = clear.as_ref().is_some_and(|c| ev.bool(c, vars()).unwrap_or(false));
+            (holds, clears)
+        }
+        _ => (false, false),
+    }
+}
+
+fn emit(rule: &Rule, key: &Key, transitions: Vec<rules::machine::Transition>, out: &mut Vec<(Condition, u64, isize)>) {
+    for tr in transitions {
+        let c = Condition { rule: rule.id.clone(), group: key.1.clone(), value_milli: (tr.value * 1000.0).round() as i64 };
+        // The retraction must name the same record as the insertion: the value is the one
+        // the condition started with, which the machine reports again when it stops.
+        out.push((c, tr.time, if tr.start { 1 } else { -1 }));
+    }
+}
