@@ -195,6 +195,25 @@ pub fn render(s: &AppState) -> String {
     );
     o.sample("citywatch_mqtt_deferred_total", &[], i.deferred_total());
 
+    o.family(
+        "citywatch_conditions_active",
+        "gauge",
+        "Alert conditions firing now.",
+    );
+    o.sample(
+        "citywatch_conditions_active",
+        &[],
+        s.conditions.borrow().active.len(),
+    );
+    o.family(
+        "citywatch_rule_errors_total",
+        "counter",
+        "Rule expressions that failed on an event (taken as not matching).",
+    );
+    for (rule, n, _) in d.rule_errors() {
+        o.sample("citywatch_rule_errors_total", &[("rule", rule.as_str())], n);
+    }
+
     if let Some(f) = &s.influx {
         o.family(
             "citywatch_influx_points_written_total",

@@ -24,6 +24,8 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/counters", get(counters))
         .route("/api/v1/counters/stream", get(counters_stream))
         .route("/api/v1/deadletters", get(deadletters))
+        .route("/api/v1/conditions", get(conditions))
+        .route("/api/v1/rules", get(rules_list))
         .route("/metrics", get(prometheus))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -103,6 +105,82 @@ async fn deadletters(
         dropped,
         items: s.deadletters.list(reason, limit),
     }))
+}
+
+#[derive(Serialize)]
+struct ConditionView {
+    rule: String,
+    group: String,
+    severity: &'static str,
+    description: String,
+    labels: std::collections::BTreeMap<String, String>,
+    annotations: std::collections::BTreeMap<String, String>,
+    value: f64,
+    /// Event time it started firing, ms.
+    since: u64,
+}
+
+#[derive(Serialize)]
+struct ConditionsPage {
+    as_of: u64,
+    conditions: Vec<ConditionView>,
+}
+
+async fn conditions(State(s): State<AppState>) -> Json<ConditionsPage> {
+    let snap = s.conditions.borrow().clone();
+    let conditions = snap
+        .active
+        .values()
+        .map(|a| {
+            let rule = s.rules.iter().find(|r| r.id == a.rule);
+            let mut labels = rule.map(|r| r.labels.clone()).unwrap_or_default();
+            if let Some(r) = rule {
+                for (k, v) in r.group_by.iter().zip(a.group.split('/')) {
+                    labels.insert(k.clone(), v.to_owned());
+                }
+            }
+            ConditionView {
+                rule: a.rule.clone(),
+                group: a.group.clone(),
+                severity: rule.map_or("info", |r| r.severity.as_str()),
+                description: rule.map(|r| r.description.clone()).unwrap_or_default(),
+                labels,
+                annotations: rule.map(|r| r.annotations.clone()).unwrap_or_default(),
+                value: a.value,
+                since: a.since,
+            }
+        })
+        .collect();
+    Json(ConditionsPage {
+        as_of: snap.as_of,
+        conditions,
+    })
+}
+
+#[derive(Serialize)]
+struct RuleView {
+    id: String,
+    description: String,
+    severity: &'static str,
+    stream: &'static str,
+    enabled: bool,
+    origin: String,
+}
+
+async fn rules_list(State(s): State<AppState>) -> Json<Vec<RuleView>> {
+    Json(
+        s.rules
+            .iter()
+            .map(|r| RuleView {
+                id: r.id.clone(),
+                description: r.description.clone(),
+                severity: r.severity.as_str(),
+                stream: r.stream.as_str(),
+                enabled: r.enabled,
+                origin: r.origin.clone(),
+            })
+            .collect(),
+    )
 }
 
 async fn prometheus(State(s): State<AppState>) -> Response {

@@ -18,6 +18,22 @@ pub struct AppState {
     pub dataflow: Arc<Stats>,
     /// InfluxDB sink statistics, when the sink is on.
     pub influx: Option<Arc<influx::SinkStats>>,
+    /// The latest set of active conditions.
+    pub conditions: watch::Receiver<Arc<dataflow::ConditionsSnapshot>>,
+    /// The running rules.
+    pub rules: Arc<Vec<rules::Rule>>,
+}
+
+/// The receiving half for condition snapshots, and the function the dataflow calls.
+pub fn conditions_channel() -> (
+    watch::Receiver<Arc<dataflow::ConditionsSnapshot>>,
+    dataflow::ConditionsFn,
+) {
+    let (tx, rx) = watch::channel(Arc::new(dataflow::ConditionsSnapshot::default()));
+    let publish: dataflow::ConditionsFn = Arc::new(move |s| {
+        tx.send_replace(Arc::new(s));
+    });
+    (rx, publish)
 }
 
 /// The receiving half for snapshots, and the function the dataflow calls with each one.

@@ -22,6 +22,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
     let reference = Arc::new(settings.reference()?);
+    let rules = Arc::new(settings.rules()?);
     let deadletters = Arc::new(DeadLetters::open(
         &settings.data_dir.join("deadletter"),
         settings.deadletter_max_bytes,
@@ -48,10 +49,12 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             (publish, Some(windows))
         }
     };
+    let (conditions, publish_conditions) = api::state::conditions_channel();
     let outputs = dataflow::Outputs {
         snapshots: publish,
         series,
         raw: settings.influx_raw_telemetry,
+        conditions: Some(publish_conditions),
     };
     let rx = ingest.receiver();
     let handed = ingest.handed_factory();
@@ -61,6 +64,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let running = dataflow::start(
         settings.dataflow_config(),
         reference.clone(),
+        rules.clone(),
         sources,
         outputs,
         stats.clone(),
@@ -72,6 +76,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         ingest: ingest.stats(),
         dataflow: stats,
         influx: sink.as_ref().map(|s| s.stats()),
+        conditions,
+        rules: rules.clone(),
     };
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(api::serve(listener, state, async {
@@ -83,6 +89,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         broker = %if settings.mqtt == "embedded" { settings.embedded_broker_addr.to_string() } else { settings.mqtt.clone() },
         elevators = reference.elevators.len(),
         cameras = reference.cameras.len(),
+        rules = rules.len(),
         "citywatch running: counters at http://{http_addr}/api/v1/counters"
     );
 

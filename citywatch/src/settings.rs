@@ -27,6 +27,8 @@ pub struct Settings {
     pub workers: usize,
     /// Reference data directory; none means empty registries.
     pub reference: Option<PathBuf>,
+    /// Rule files directory; none means no rules.
+    pub rules: Option<PathBuf>,
     /// Log line format.
     pub log_format: LogFormat,
     /// MQTT client id (stable: the broker keeps this session while citywatch is down).
@@ -81,6 +83,7 @@ impl Default for Settings {
             data_dir: PathBuf::from("./citywatch-data"),
             workers: df.workers,
             reference: None,
+            rules: None,
             log_format: LogFormat::Text,
             mqtt_client_id: mqtt.client_id,
             mqtt_username: None,
@@ -136,6 +139,10 @@ pub struct RunArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reference: Option<PathBuf>,
+    /// Rule files directory (TOML; e.g. rules/default).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rules: Option<PathBuf>,
     /// Log format [default: text].
     #[arg(long, value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -233,6 +240,17 @@ impl Settings {
             batch_interval_ms: self.influx_batch_interval_ms,
             spool_max_bytes: self.influx_spool_max_bytes,
             ..influx::InfluxConfig::default()
+        }
+    }
+
+    /// The rules of `--rules`, or an error listing every problem (`file:line:column: why`).
+    pub fn rules(&self) -> anyhow::Result<Vec<rules::Rule>> {
+        match &self.rules {
+            None => Ok(Vec::new()),
+            Some(dir) => rules::load_dir(dir).map_err(|errors| {
+                let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+                anyhow::anyhow!("invalid rules in {}:\n{}", dir.display(), list.join("\n"))
+            }),
         }
     }
 

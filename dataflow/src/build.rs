@@ -12,18 +12,18 @@
 //! one update per (market, minute) per batch after `consolidate_stream`, and every windowed
 //! update is paired with its retraction so state stays bounded.
 
-use crate::counters::{Counter, minute_of};
 use crate::conditions::Condition;
+use crate::counters::{Counter, minute_of};
 use crate::operators::conditions::{Conditions, Observation, RefValues, observe};
 use crate::operators::{Liveness, Tumbling};
-use rules::Rule;
-use std::sync::Arc;
 use crate::series::{ELEVATOR_WINDOW_MS, FrameSummary, MINUTE_MS, Series};
 use differential_dataflow::AsCollection;
 use differential_dataflow::VecCollection;
 use differential_dataflow::input::{Input as _, InputSession};
 use model::time::{DAY_MS, local_day};
 use model::{Envelope, Event, Id, Stream};
+use rules::Rule;
+use std::sync::Arc;
 use timely::dataflow::operators::Concat;
 use timely::dataflow::operators::vec::{Input as _, Map, Partition};
 use timely::dataflow::{InputHandleVec, Scope, StreamVec};

@@ -4,11 +4,11 @@
 use crate::build::MINUTE_RETENTION_MS;
 use crate::build::{Built, Inputs, Plan, Timeouts, build};
 use crate::conditions::ConditionsFn;
-use crate::operators::PublishConditions;
-use crate::operators::conditions::{Observation, What, registry_keys};
 use crate::counters::{Counter, minute_of};
 use crate::feed::{ClockMode, Frontier, Ingested, Pulled, Source};
+use crate::operators::PublishConditions;
 use crate::operators::PublishSnapshots;
+use crate::operators::conditions::{Observation, What, registry_keys};
 use crate::operators::snapshot::SnapshotFn;
 use crate::reference::Reference;
 use crate::series::{Series, SeriesFn};
@@ -165,7 +165,8 @@ pub fn start(
                     series: windows,
                     conditions,
                 } = build(scope, &plan);
-                if let (Some(conditions), Some(publish)) = (conditions, publish_conditions.clone()) {
+                if let (Some(conditions), Some(publish)) = (conditions, publish_conditions.clone())
+                {
                     conditions.publish_conditions(publish, index == 0);
                 }
                 if let (Some(windows), Some(series)) = (windows, series.clone()) {
@@ -262,7 +263,12 @@ fn register_devices(inputs: &mut Inputs, rules: &[rules::Rule], reference: &Refe
             && rule.enabled
         {
             for key in registry_keys(reference, *registry) {
-                inputs.registrations.send(Observation { rule: i as u32, group: key, time: t, what: What::Registered });
+                inputs.registrations.send(Observation {
+                    rule: i as u32,
+                    group: key,
+                    time: t,
+                    what: What::Registered,
+                });
             }
         }
     }

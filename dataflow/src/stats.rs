@@ -55,7 +55,10 @@ impl Stats {
 
     /// Counts a rule whose expression failed on an event (it is taken as not matching).
     pub fn rule_error(&self, rule: &str, message: &str) {
-        let mut m = self.rule_errors.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut m = self
+            .rule_errors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let e = m.entry(rule.to_owned()).or_insert((0, String::new()));
         if e.0 == 0 {
             tracing::warn!(rule, error = message, "rule evaluation failed");
@@ -66,7 +69,12 @@ impl Stats {
 
     /// Evaluation failures per rule, with the last message.
     pub fn rule_errors(&self) -> Vec<(String, u64, String)> {
-        self.rule_errors.lock().unwrap_or_else(PoisonError::into_inner).iter().map(|(k, (n, m))| (k.clone(), *n, m.clone())).collect()
+        self.rule_errors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(k, (n, m))| (k.clone(), *n, m.clone()))
+            .collect()
     }
 
     /// Records the `as_of` of the latest published snapshot.

@@ -1,7 +1,7 @@
 //! Exact `(data, time, diff)` output of the counter dataflow for hand-made input.
 
 use dataflow::Counter;
-use dataflow::build::{Built, Inputs, Plan, MINUTE_RETENTION_MS, Timeouts, build};
+use dataflow::build::{Built, Inputs, MINUTE_RETENTION_MS, Plan, Timeouts, build};
 use differential_dataflow::consolidation::consolidate_updates;
 use model::event::*;
 use model::{ComplaintKind, Direction, Door, Envelope, Event, Id, ServiceMode};
@@ -64,7 +64,10 @@ fn run(
 
 fn plan() -> Plan {
     Plan {
-        timeouts: Timeouts { elevator_ms: 180_000, camera_ms: 180_000 },
+        timeouts: Timeouts {
+            elevator_ms: 180_000,
+            camera_ms: 180_000,
+        },
         series: false,
         rules: Default::default(),
         reference: Default::default(),

@@ -54,7 +54,10 @@ fn replay(events: Vec<Ingested>, workers: usize, batch: usize) -> (Snapshot, Arc
         sources,
         Outputs {
             snapshots: Arc::new(move |s| *sink.lock().unwrap_or_else(PoisonError::into_inner) = s),
-            series: None, raw: false, conditions: None },
+            series: None,
+            raw: false,
+            conditions: None,
+        },
         stats.clone(),
     )
     .unwrap();

@@ -291,7 +291,11 @@ fn aggregate_value(a: &Aggregate, items: &VecDeque<(u64, Item)>, window_ms: u64)
                 .collect();
             set.len() as f64
         }
-        Aggregate::Last(_) => nums().last().unwrap_or(0.0),
+        Aggregate::Last(_) => items
+            .iter()
+            .rev()
+            .find_map(|(_, i)| if let Item::Num(n) = i { Some(*n) } else { None })
+            .unwrap_or(0.0),
     }
 }
 

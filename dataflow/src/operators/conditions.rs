@@ -42,7 +42,11 @@ pub struct Observation {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum What {
     /// An event of the group.
-    Event { matched: bool, cleared: bool, item: Item },
+    Event {
+        matched: bool,
+        cleared: bool,
+        item: Item,
+    },
     /// A device registered for an absence rule.
     Registered,
 }
@@ -65,7 +69,10 @@ impl RefValues {
                     ("building".to_owned(), s(&e.building)),
                     ("district".to_owned(), s(&e.district)),
                     ("maintenance_unit".to_owned(), s(&e.maintenance_unit)),
-                    ("rated_speed_mps".to_owned(), Value::Float(e.rated_speed_mps)),
+                    (
+                        "rated_speed_mps".to_owned(),
+                        Value::Float(e.rated_speed_mps),
+                    ),
                     ("floors".to_owned(), Value::Int(e.floors.into())),
                     ("lat".to_owned(), Value::Float(e.lat)),
                     ("lon".to_owned(), Value::Float(e.lon)),
@@ -85,13 +92,17 @@ impl RefValues {
                 (k.kitchen_id.clone(), v)
             })
             .collect();
-        RefValues { elevators, kitchens }
+        RefValues {
+            elevators,
+            kitchens,
+        }
     }
 
     fn for_event(&self, e: &Event) -> Value {
         let mut entries = Vec::new();
         match e {
-            Event::ElevatorStatus { elevator_id, .. } | Event::ElevatorEvent { elevator_id, .. } => {
+            Event::ElevatorStatus { elevator_id, .. }
+            | Event::ElevatorEvent { elevator_id, .. } => {
                 if let Some(v) = self.elevators.get(elevator_id) {
                     entries.push(("elevator".to_owned(), v.clone()));
                 }
@@ -109,15 +120,31 @@ impl RefValues {
 
 /// The device key of an event, for absence rules.
 pub fn device_key(e: &Event) -> String {
-    rules::expr::ids(e).into_iter().map(|(_, v)| v).collect::<Vec<_>>().join("/")
+    rules::expr::ids(e)
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// The device keys of a registry.
 pub fn registry_keys(r: &Reference, registry: Registry) -> Vec<String> {
     match registry {
-        Registry::Elevators => r.elevators.iter().map(|e| e.elevator_id.to_string()).collect(),
-        Registry::Cameras => r.cameras.iter().map(|c| format!("{}/{}", c.kitchen_id, c.camera_id)).collect(),
-        Registry::Scales => r.scales.iter().map(|s| format!("{}/{}", s.market_id, s.scale_id)).collect(),
+        Registry::Elevators => r
+            .elevators
+            .iter()
+            .map(|e| e.elevator_id.to_string())
+            .collect(),
+        Registry::Cameras => r
+            .cameras
+            .iter()
+            .map(|c| format!("{}/{}", c.kitchen_id, c.camera_id))
+            .collect(),
+        Registry::Scales => r
+            .scales
+            .iter()
+            .map(|s| format!("{}/{}", s.market_id, s.scale_id))
+            .collect(),
     }
 }
 
@@ -137,7 +164,9 @@ pub fn observe<'scope>(
     }
     let evaluator = Evaluator::default();
     events.flat_map(move |(env, t)| {
-        let Some(ids) = by_stream.get(&env.event.stream()) else { return Vec::new() };
+        let Some(ids) = by_stream.get(&env.event.stream()) else {
+            return Vec::new();
+        };
         let event = event_value(&env);
         let mut out = Vec::with_capacity(ids.len());
         for &i in ids {
@@ -175,13 +204,15 @@ pub fn observe<'scope>(
                     .join("/"),
             };
             let item = match &rule.kind {
-                Kind::Window { aggregate, .. } => match aggregate.field().and_then(|f| field(&event, f)) {
-                    Some(v) => match rules::expr::number(v) {
-                        Some(n) => Item::Num(n),
-                        None => Item::Text(value_text(v)),
-                    },
-                    None => Item::Unit,
-                },
+                Kind::Window { aggregate, .. } => {
+                    match aggregate.field().and_then(|f| field(&event, f)) {
+                        Some(v) => match rules::expr::number(v) {
+                            Some(n) => Item::Num(n),
+                            None => Item::Text(value_text(v)),
+                        },
+                        None => Item::Unit,
+                    }
+                }
                 _ => Item::Unit,
             };
             // Only what can change a machine travels: unmatched events matter to state rules,
@@ -190,7 +221,16 @@ pub fn observe<'scope>(
                 || cleared
                 || matches!(rule.kind, Kind::State { clear: None } | Kind::Window { .. });
             if relevant {
-                out.push(Observation { rule: i, group, time: t, what: What::Event { matched, cleared, item } });
+                out.push(Observation {
+                    rule: i,
+                    group,
+                    time: t,
+                    what: What::Event {
+                        matched,
+                        cleared,
+                        item,
+                    },
+                });
             }
         }
         out
@@ -243,7 +283,10 @@ impl<'scope> Conditions<'scope> for StreamVec<'scope, u64, Observation> {
                 let f = frontier.frontier().first().copied().unwrap_or(u64::MAX);
                 loop {
                     let next_obs = stash.first_key_value().map(|(t, _)| *t).filter(|t| *t < f);
-                    let next_timer = timers.peek().map(|Reverse((t, _, _))| *t).filter(|t| *t < f);
+                    let next_timer = timers
+                        .peek()
+                        .map(|Reverse((t, _, _))| *t)
+                        .filter(|t| *t < f);
                     let timer_first = match (next_obs, next_timer) {
                         (None, None) => break,
                         (Some(o), Some(tm)) => tm <= o,
@@ -252,7 +295,9 @@ impl<'scope> Conditions<'scope> for StreamVec<'scope, u64, Observation> {
                     };
                     let mut touched: Vec<Key> = Vec::new();
                     if timer_first {
-                        let Some(Reverse((t, rule, group))) = timers.pop() else { break };
+                        let Some(Reverse((t, rule, group))) = timers.pop() else {
+                            break;
+                        };
                         let key = (rule, group);
                         if scheduled.get(&key) != Some(&t) {
                             continue;
@@ -265,14 +310,20 @@ impl<'scope> Conditions<'scope> for StreamVec<'scope, u64, Observation> {
                         }
                         touched.push(key);
                     } else {
-                        let Some((t, batch)) = stash.pop_first() else { break };
+                        let Some((t, batch)) = stash.pop_first() else {
+                            break;
+                        };
                         for o in batch {
                             let key = (o.rule, o.group);
                             let r = &rules[key.0 as usize];
                             let m = machines.entry(key.clone()).or_default();
                             let mut cond = window_condition(&evaluator, r);
                             let transitions = match o.what {
-                                What::Event { matched, cleared, item } => m.event(r, t, matched, cleared, item, &mut cond),
+                                What::Event {
+                                    matched,
+                                    cleared,
+                                    item,
+                                } => m.event(r, t, matched, cleared, item, &mut cond),
                                 What::Registered => {
                                     // Absence counts from the registration's time (the
                                     // runtime registers at its first frontier: start-up).
@@ -286,7 +337,9 @@ impl<'scope> Conditions<'scope> for StreamVec<'scope, u64, Observation> {
                     }
                     for key in touched {
                         let r = &rules[key.0 as usize];
-                        let Some(m) = machines.get(&key) else { continue };
+                        let Some(m) = machines.get(&key) else {
+                            continue;
+                        };
                         match m.next_timer(r) {
                             Some(t) if scheduled.get(&key) != Some(&t) => {
                                 scheduled.insert(key.clone(), t);
@@ -306,7 +359,13 @@ impl<'scope> Conditions<'scope> for StreamVec<'scope, u64, Observation> {
                     if !out.is_empty() {
                         output.session(&*c).give_iterator(out.drain(..));
                     }
-                    let next = stash.keys().next().copied().into_iter().chain(timers.peek().map(|Reverse((t, _, _))| *t)).min();
+                    let next = stash
+                        .keys()
+                        .next()
+                        .copied()
+                        .into_iter()
+                        .chain(timers.peek().map(|Reverse((t, _, _))| *t))
+                        .min();
                     match next {
                         Some(t) => c.downgrade(&t.max(*c.time())),
                         None => cap = None,
@@ -318,21 +377,42 @@ impl<'scope> Conditions<'scope> for StreamVec<'scope, u64, Observation> {
     }
 }
 
-fn window_condition<'a>(ev: &'a Evaluator, rule: &'a Rule) -> impl FnMut(f64, usize) -> (bool, bool) + 'a {
+fn window_condition<'a>(
+    ev: &'a Evaluator,
+    rule: &'a Rule,
+) -> impl FnMut(f64, usize) -> (bool, bool) + 'a {
     move |value, count| match &rule.kind {
-        Kind::Window { condition, clear, .. } => {
-            let vars = || vec![("value", Value::Float(value)), ("count", Value::Int(count as i64))];
+        Kind::Window {
+            condition, clear, ..
+        } => {
+            let vars = || {
+                vec![
+                    ("value", Value::Float(value)),
+                    ("count", Value::Int(count as i64)),
+                ]
+            };
             let holds = ev.bool(condition, vars()).unwrap_or(false);
-            let clears = clear.as_ref().is_some_and(|c| ev.bool(c, vars()).unwrap_or(false));
+            let clears = clear
+                .as_ref()
+                .is_some_and(|c| ev.bool(c, vars()).unwrap_or(false));
             (holds, clears)
         }
         _ => (false, false),
     }
 }
 
-fn emit(rule: &Rule, key: &Key, transitions: Vec<rules::machine::Transition>, out: &mut Vec<(Condition, u64, isize)>) {
+fn emit(
+    rule: &Rule,
+    key: &Key,
+    transitions: Vec<rules::machine::Transition>,
+    out: &mut Vec<(Condition, u64, isize)>,
+) {
     for tr in transitions {
-        let c = Condition { rule: rule.id.clone(), group: key.1.clone(), value_milli: (tr.value * 1000.0).round() as i64 };
+        let c = Condition {
+            rule: rule.id.clone(),
+            group: key.1.clone(),
+            value_milli: (tr.value * 1000.0).round() as i64,
+        };
         // The retraction must name the same record as the insertion: the value is the one
         // the condition started with, which the machine reports again when it stops.
         out.push((c, tr.time, if tr.start { 1 } else { -1 }));

@@ -113,7 +113,12 @@ impl PublishConditions for VecCollection<'_, u64, crate::conditions::Condition, 
                         if d > 0 {
                             snapshot.active.insert(
                                 key,
-                                Active { rule: c.rule, group: c.group, value: c.value_milli as f64 / 1000.0, since: t },
+                                Active {
+                                    rule: c.rule,
+                                    group: c.group,
+                                    value: c.value_milli as f64 / 1000.0,
+                                    since: t,
+                                },
                             );
                         } else {
                             snapshot.active.remove(&key);
