@@ -1,0 +1,69 @@
+//! Rules over a real broker: the frames of a trapped passenger, published over MQTT to
+//! Mosquitto, produce the `trapped` condition at the right event time, and it resolves when the
+//! door opens at a landing.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+fn frame(ts: u64, speed: f64, zone: bool, door: &str) -> (String, Vec<u8>) {
+    msg(
+        "cw/v1/elevator/E0007/status",
+        json!({"ts": ts, "floor": 4, "in_door_zone": zone, "speed_mps": speed, "direction": "stop", "door": door, "occupied": true})
+            .to_string(),
+    )
+}
+
+async fn conditions_until(cw: &Citywatch, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let c = cw.get("/api/v1/conditions").await;
+        if done(&c) {
+            return c;
+        }
+        assert!(Instant::now() < deadline, "conditions never matched: {c}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn trapped(c: &Value) -> Option<&Value> {
+    c["conditions"].as_array().unwrap().iter().find(|x| x["rule"] == "elevator.trapped_outside_zone")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trapped_passenger_over_mosquitto() {
+    let broker = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/default");
+    // Event-time clock: the 30 s the rule waits pass in the data, not on the wall.
+    let mut cw = Citywatch::start_with(
+        &format!("mqtt://127.0.0.1:{}", broker.port),
+        None,
+        &dir.path().join("data"),
+        &["--rules", rules.to_str().unwrap(), "--clock", "event"],
+        &[],
+    )
+    .await;
+    // Whole seconds: event times are kept at the 100 ms tick.
+    let t = now_ms() - now_ms() % 1000 - 600_000;
+    let stuck: Vec<_> = (0..=40).map(|i| frame(t + i * 1000, 0.0, false, "closed")).collect();
+    publish_all(broker.port, "elevator-E0007", &stuck).await;
+    let c = conditions_until(&cw, |c| trapped(c).is_some()).await;
+    let tr = trapped(&c).unwrap();
+    assert_eq!(tr["group"], "E0007");
+    assert_eq!(tr["severity"], "critical");
+    assert_eq!(tr["since"], t + 30_000, "fires 30 s after the car stopped: {tr}");
+    assert_eq!(tr["labels"]["elevator_id"], "E0007");
+    assert_eq!(tr["annotations"]["summary_zh"], "电梯困人（门区外）");
+
+    // The car levels and the door opens at the landing: resolved.
+    let freed = vec![frame(t + 44_000, 0.0, true, "closed"), frame(t + 45_000, 0.0, true, "open"), frame(t + 50_000, 0.0, true, "open")];
+    publish_all(broker.port, "elevator-E0007", &freed).await;
+    let c = conditions_until(&cw, |c| c["as_of"].as_u64() > Some(t + 45_000) && trapped(c).is_none()).await;
+    assert!(trapped(&c).is_none(), "{c}");
+    let rules_listed = cw.get("/api/v1/rules").await;
+    assert!(rules_listed.as_array().unwrap().len() >= 28);
+    cw.stop();
+}
