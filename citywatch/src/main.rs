@@ -5,6 +5,7 @@
 
 mod logging;
 mod replay;
+mod rules_cmd;
 mod run;
 mod settings;
 
@@ -26,12 +27,35 @@ struct Cli {
 enum Command {
     /// Ingest the device contract over MQTT and serve live counters over HTTP.
     Run(settings::RunArgs),
+    /// Check and test rule files.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
     /// Feed a recording (JSON Lines) through the dataflow and print the final counters.
     Replay {
         /// The recording.
         file: PathBuf,
         #[command(flatten)]
         args: settings::RunArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RulesCommand {
+    /// Validate a rule directory: every problem as file:line:column.
+    Check {
+        /// The rule directory.
+        dir: PathBuf,
+    },
+    /// Run rule test files (a directory means every *.test.toml under it).
+    Test {
+        /// Test files or directories.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// The rules to test [default: the parent of each file's tests/ directory].
+        #[arg(long)]
+        rules: Option<PathBuf>,
     },
 }
 
@@ -42,6 +66,16 @@ fn main() -> anyhow::Result<()> {
             let settings = settings::Settings::load(&args)?;
             logging::init(settings.log_format);
             run::run(settings)
+        }
+        Command::Rules { command } => {
+            let ok = match command {
+                RulesCommand::Check { dir } => rules_cmd::check(&dir)?,
+                RulesCommand::Test { paths, rules } => rules_cmd::test(&paths, rules.as_deref())?,
+            };
+            if !ok {
+                std::process::exit(1);
+            }
+            Ok(())
         }
         Command::Replay { file, args } => {
             let settings = settings::Settings::load(&args)?;

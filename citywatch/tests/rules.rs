@@ -29,7 +29,11 @@ async fn conditions_until(cw: &Citywatch, done: impl Fn(&Value) -> bool) -> Valu
 }
 
 fn trapped(c: &Value) -> Option<&Value> {
-    c["conditions"].as_array().unwrap().iter().find(|x| x["rule"] == "elevator.trapped_outside_zone")
+    c["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["rule"] == "elevator.trapped_outside_zone")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -48,22 +52,85 @@ async fn a_trapped_passenger_over_mosquitto() {
     .await;
     // Whole seconds: event times are kept at the 100 ms tick.
     let t = now_ms() - now_ms() % 1000 - 600_000;
-    let stuck: Vec<_> = (0..=40).map(|i| frame(t + i * 1000, 0.0, false, "closed")).collect();
+    let stuck: Vec<_> = (0..=40)
+        .map(|i| frame(t + i * 1000, 0.0, false, "closed"))
+        .collect();
     publish_all(broker.port, "elevator-E0007", &stuck).await;
     let c = conditions_until(&cw, |c| trapped(c).is_some()).await;
     let tr = trapped(&c).unwrap();
     assert_eq!(tr["group"], "E0007");
     assert_eq!(tr["severity"], "critical");
-    assert_eq!(tr["since"], t + 30_000, "fires 30 s after the car stopped: {tr}");
+    assert_eq!(
+        tr["since"],
+        t + 30_000,
+        "fires 30 s after the car stopped: {tr}"
+    );
     assert_eq!(tr["labels"]["elevator_id"], "E0007");
     assert_eq!(tr["annotations"]["summary_zh"], "电梯困人（门区外）");
 
     // The car levels and the door opens at the landing: resolved.
-    let freed = vec![frame(t + 44_000, 0.0, true, "closed"), frame(t + 45_000, 0.0, true, "open"), frame(t + 50_000, 0.0, true, "open")];
+    let freed = vec![
+        frame(t + 44_000, 0.0, true, "closed"),
+        frame(t + 45_000, 0.0, true, "open"),
+        frame(t + 50_000, 0.0, true, "open"),
+    ];
     publish_all(broker.port, "elevator-E0007", &freed).await;
-    let c = conditions_until(&cw, |c| c["as_of"].as_u64() > Some(t + 45_000) && trapped(c).is_none()).await;
+    let c = conditions_until(&cw, |c| {
+        c["as_of"].as_u64() > Some(t + 45_000) && trapped(c).is_none()
+    })
+    .await;
     assert!(trapped(&c).is_none(), "{c}");
     let rules_listed = cw.get("/api/v1/rules").await;
     assert!(rules_listed.as_array().unwrap().len() >= 28);
     cw.stop();
+}
+
+#[test]
+fn rules_test_reports_a_readable_diff_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules_dir = dir.path().join("rules");
+    std::fs::create_dir_all(rules_dir.join("tests")).unwrap();
+    std::fs::write(
+        rules_dir.join("k.toml"),
+        "[[rule]]\nid = \"k.smoking\"\nseverity = \"major\"\nstream = \"kitchen_detection\"\nfilter = 'event.kind == \"smoking\"'\ngroup_by = [\"kitchen_id\"]\nkeep_firing_for = \"5m\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        rules_dir.join("tests/k.test.toml"),
+        "[[input]]\nat = \"1m\"\ntopic = \"cw/v1/kitchen/K1/camera/C1/detection\"\npayload = { kind = \"smoking\" }\n\n[[expect]]\nrule = \"k.smoking\"\ngroup = \"K1\"\nfires = \"2m\"\nresolves = \"7m\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_citywatch"))
+        .args(["rules", "test"])
+        .arg(&rules_dir)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("missing:    k.smoking [K1] fires at 120s, resolves at 420s"),
+        "{text}"
+    );
+    assert!(
+        text.contains("unexpected: k.smoking [K1] fires at 60s, resolves at 360s"),
+        "{text}"
+    );
+    assert!(text.contains("0 passed, 1 failed"), "{text}");
+
+    std::fs::write(
+        rules_dir.join("k.toml"),
+        "[[rule]]\nid = \"k.smoking\"\nseverity = \"major\"\nstream = \"kitchen_detections\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_citywatch"))
+        .args(["rules", "check"])
+        .arg(&rules_dir)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text.contains("k.toml:4:11: unknown stream \"kitchen_detections\""),
+        "{text}"
+    );
 }

@@ -13,6 +13,7 @@
 //! - [`conditions`]: active alert conditions, the output of the rules.
 //! - [`counters`]: counter keys, snapshots and their JSON view.
 //! - [`reference`]: reference data tables and their loader.
+//! - [`rule_tests`]: offline rule tests (`citywatch rules test`).
 //! - [`runtime`]: starting and stopping the workers.
 //! - [`series`]: time series emitted as windows close (for the InfluxDB sink).
 //! - [`stats`]: process-wide statistics for `/metrics`.
@@ -23,6 +24,7 @@ pub mod counters;
 pub mod feed;
 pub mod operators;
 pub mod reference;
+pub mod rule_tests;
 pub mod runtime;
 pub mod series;
 pub mod stats;

@@ -257,7 +257,7 @@ pub fn start(
 }
 
 /// Registers every device of the registries the absence rules watch, at time `t`.
-fn register_devices(inputs: &mut Inputs, rules: &[rules::Rule], reference: &Reference, t: u64) {
+pub fn register_devices(inputs: &mut Inputs, rules: &[rules::Rule], reference: &Reference, t: u64) {
     for (i, rule) in rules.iter().enumerate() {
         if let rules::spec::Kind::Absence { registry, .. } = &rule.kind
             && rule.enabled

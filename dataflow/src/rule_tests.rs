@@ -1,0 +1,292 @@
+//! Offline rule tests, like `promtool test rules`: a test file gives input messages at times
+//! relative to a start, and the conditions expected to fire and resolve. The rules run in the
+//! same dataflow as in production, in event time.
+//!
+//! ```toml
+//! start = "2026-11-27T08:00:00+08:00"   # optional; times below are offsets from it
+//! until = "2h"                           # how far to run (default 1h)
+//! reference = "../../../examples/reference"   # optional, relative to this file
+//! quiet = ["kitchen.smoking"]            # rules that must not fire at all
+//!
+//! [[input]]
+//! at = "1m"
+//! topic = "cw/v1/kitchen/K-S01/camera/C1/detection"
+//! payload = { kind = "no_mask", confidence = 0.9 }   # `ts` is filled in from `at`
+//!
+//! [[expect]]
+//! rule = "kitchen.hygiene"
+//! group = "K-S01"
+//! fires = "4m"
+//! resolves = "11m"                       # omit when it still fires at `until`
+//! ```
+
+use crate::build::{Built, Plan, Timeouts, build};
+use crate::conditions::Condition;
+use crate::reference::Reference;
+use crate::runtime::register_devices;
+use differential_dataflow::consolidation::consolidate_updates;
+use model::Decoder;
+use rules::Rule;
+use rules::spec::parse_duration;
+use serde::Deserialize;
+use std::cell::RefCell;
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::Arc;
+use timely::dataflow::operators::{Inspect, Probe};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestFile {
+    #[serde(default)]
+    start: Option<String>,
+    #[serde(default)]
+    until: Option<String>,
+    #[serde(default)]
+    reference: Option<String>,
+    #[serde(default)]
+    quiet: Vec<String>,
+    #[serde(default, rename = "input")]
+    inputs: Vec<Input>,
+    #[serde(default, rename = "expect")]
+    expects: Vec<Expect>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Input {
+    at: String,
+    topic: String,
+    payload: toml::Value,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Expect {
+    rule: String,
+    #[serde(default)]
+    group: String,
+    fires: String,
+    #[serde(default)]
+    resolves: Option<String>,
+}
+
+/// The outcome of one test file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// The file.
+    pub name: String,
+    /// Empty when it passed; else one line per difference (`missing: …`, `unexpected: …`).
+    pub diff: Vec<String>,
+}
+
+/// One firing interval, as offsets from the test's start.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Interval {
+    rule: String,
+    group: String,
+    fires: u64,
+    resolves: Option<u64>,
+}
+
+fn show(i: &Interval) -> String {
+    let t = |ms: u64| {
+        if ms % 1000 == 0 {
+            format!("{}s", ms / 1000)
+        } else {
+            format!("{ms}ms")
+        }
+    };
+    match i.resolves {
+        Some(r) => format!(
+            "{} [{}] fires at {}, resolves at {}",
+            i.rule,
+            i.group,
+            t(i.fires),
+            t(r)
+        ),
+        None => format!(
+            "{} [{}] fires at {}, still firing",
+            i.rule,
+            i.group,
+            t(i.fires)
+        ),
+    }
+}
+
+/// Runs one test file against `rules`.
+pub fn run_file(path: &Path, rules: Arc<Vec<Rule>>) -> Result<Outcome, String> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{name}: {e}"))?;
+    let file: TestFile = toml::from_str(&text).map_err(|e| format!("{name}: {e}"))?;
+    let duration = |field: &str, s: &str| {
+        parse_duration(s).ok_or_else(|| format!("{name}: {field} {s:?} is not a duration"))
+    };
+    let start = match &file.start {
+        None => 1_795_737_600_000,
+        Some(s) => model::time::parse_rfc3339_ms(s)
+            .ok_or_else(|| format!("{name}: start {s:?} is not an RFC 3339 time"))?,
+    };
+    let until = start + duration("until", file.until.as_deref().unwrap_or("1h"))?;
+    let reference = match &file.reference {
+        None => Reference::default(),
+        Some(dir) => {
+            let dir = path.parent().unwrap_or(Path::new(".")).join(dir);
+            Reference::load(&dir).map_err(|e| format!("{name}: {e}"))?
+        }
+    };
+    let decoder = Decoder::default();
+    let mut events = Vec::new();
+    for (n, input) in file.inputs.iter().enumerate() {
+        let t = start + duration("at", &input.at)?;
+        let mut payload = serde_json::to_value(&input.payload)
+            .map_err(|e| format!("{name}: input {}: {e}", n + 1))?;
+        if let Some(obj) = payload.as_object_mut() {
+            obj.entry("ts").or_insert(serde_json::json!(t));
+        }
+        let env = decoder
+            .decode(&input.topic, payload.to_string().as_bytes(), t)
+            .map_err(|r| format!("{name}: input {} is rejected: {}", n + 1, r.message))?;
+        events.push((env, t));
+    }
+    let mut expected: Vec<Interval> = Vec::new();
+    for e in &file.expects {
+        if !rules.iter().any(|r| r.id == e.rule) {
+            return Err(format!(
+                "{name}: expectation names an unknown rule {:?}",
+                e.rule
+            ));
+        }
+        expected.push(Interval {
+            rule: e.rule.clone(),
+            group: e.group.clone(),
+            fires: duration("fires", &e.fires)?,
+            resolves: e
+                .resolves
+                .as_deref()
+                .map(|r| duration("resolves", r))
+                .transpose()?,
+        });
+    }
+    let watched: Vec<String> = file
+        .expects
+        .iter()
+        .map(|e| e.rule.clone())
+        .chain(file.quiet.iter().cloned())
+        .collect();
+    let updates = evaluate(rules, Arc::new(reference), events, start, until);
+    let mut actual = intervals(updates, start);
+    actual.retain(|i| watched.contains(&i.rule));
+    expected.sort();
+    let mut diff = Vec::new();
+    for e in &expected {
+        if !actual.contains(e) {
+            diff.push(format!("missing:    {}", show(e)));
+        }
+    }
+    for a in &actual {
+        if !expected.contains(a) {
+            diff.push(format!("unexpected: {}", show(a)));
+        }
+    }
+    Ok(Outcome { name, diff })
+}
+
+fn evaluate(
+    rules: Arc<Vec<Rule>>,
+    reference: Arc<Reference>,
+    events: Vec<(model::Envelope, u64)>,
+    start: u64,
+    until: u64,
+) -> Vec<(Condition, u64, isize)> {
+    let events = std::sync::Mutex::new(Some(events));
+    timely::execute_directly(move |worker| {
+        let plan = Plan {
+            timeouts: Timeouts::default(),
+            series: false,
+            rules: rules.clone(),
+            reference: reference.clone(),
+            stats: Default::default(),
+        };
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        let sink = seen.clone();
+        let (mut inputs, probe) = worker.dataflow::<u64, _, _>(|scope| {
+            let Built {
+                inputs, conditions, ..
+            } = build(scope, &plan);
+            let probe = conditions.map(|c| {
+                c.inner
+                    .inspect(move |u: &(Condition, u64, isize)| sink.borrow_mut().push(u.clone()))
+                    .probe()
+                    .0
+            });
+            (inputs, probe)
+        });
+        inputs.advance_to(start);
+        register_devices(&mut inputs, &rules, &reference, start);
+        for e in events
+            .lock()
+            .ok()
+            .and_then(|mut e| e.take())
+            .unwrap_or_default()
+        {
+            inputs.events.send(e);
+        }
+        inputs.advance_to(until);
+        if let Some(probe) = probe {
+            while probe.less_than(&until) {
+                worker.step();
+            }
+        }
+        let mut all: Vec<(Condition, u64, isize)> = seen
+            .borrow()
+            .iter()
+            .filter(|u| u.1 < until)
+            .cloned()
+            .collect();
+        consolidate_updates(&mut all);
+        all
+    })
+}
+
+fn intervals(mut updates: Vec<(Condition, u64, isize)>, start: u64) -> Vec<Interval> {
+    updates.sort_by(|a, b| (&a.0.rule, &a.0.group, a.1).cmp(&(&b.0.rule, &b.0.group, b.1)));
+    let mut out: Vec<Interval> = Vec::new();
+    for (c, t, d) in updates {
+        if d > 0 {
+            out.push(Interval {
+                rule: c.rule,
+                group: c.group,
+                fires: t - start,
+                resolves: None,
+            });
+        } else if let Some(open) = out
+            .iter_mut()
+            .rev()
+            .find(|i| i.rule == c.rule && i.group == c.group && i.resolves.is_none())
+        {
+            open.resolves = Some(t - start);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Every `*.test.toml` under `path` (or `path` itself).
+pub fn test_files(path: &Path) -> Vec<std::path::PathBuf> {
+    fn walk(p: &Path, out: &mut Vec<std::path::PathBuf>) {
+        if p.is_dir() {
+            if let Ok(rd) = std::fs::read_dir(p) {
+                for e in rd.flatten() {
+                    walk(&e.path(), out);
+                }
+            }
+        } else if p.to_string_lossy().ends_with(".test.toml") {
+            out.push(p.to_owned());
+        }
+    }
+    let mut out = Vec::new();
+    walk(path, &mut out);
+    out.sort();
+    out
+}
