@@ -91,7 +91,7 @@ struct Interval {
 
 fn show(i: &Interval) -> String {
     let t = |ms: u64| {
-        if ms % 1000 == 0 {
+        if ms.is_multiple_of(1000) {
             format!("{}s", ms / 1000)
         } else {
             format!("{ms}ms")
