@@ -23,6 +23,8 @@ pub fn replay(file: &std::path::Path, mut settings: Settings) -> anyhow::Result<
     drop(text);
     settings.clock = ClockMode::Event;
     let reference = Arc::new(settings.reference()?);
+    let rules = Arc::new(settings.rules()?);
+    let (conditions_tx, conditions_rx) = std::sync::mpsc::channel();
     let rejected = Arc::new(AtomicU64::new(0));
     let decoder = Decoder::new(DecoderConfig {
         prefix: settings.mqtt_prefix.clone(),
@@ -46,13 +48,15 @@ pub fn replay(file: &std::path::Path, mut settings: Settings) -> anyhow::Result<
     let running = dataflow::start(
         settings.dataflow_config(),
         reference,
-        Default::default(),
+        rules.clone(),
         sources,
         dataflow::Outputs {
             snapshots: Arc::new(move |s| *sink.lock().unwrap_or_else(PoisonError::into_inner) = s),
             series: None,
             raw: false,
-            conditions: None,
+            conditions: Some(Arc::new(move |c: dataflow::ConditionsSnapshot| {
+                let _ = conditions_tx.send(c);
+            })),
         },
         stats.clone(),
     )?;
@@ -68,6 +72,16 @@ pub fn replay(file: &std::path::Path, mut settings: Settings) -> anyhow::Result<
         seconds = format!("{secs:.3}"),
         events_per_second = format!("{:.0}", stats.events_total() as f64 / secs),
         "replay finished"
+    );
+    let active = conditions_rx
+        .try_iter()
+        .last()
+        .map(|c| c.active.len())
+        .unwrap_or(0);
+    tracing::info!(
+        rules = rules.len(),
+        active_conditions = active,
+        "conditions at the end of the recording"
     );
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, &snapshot.view())?;
