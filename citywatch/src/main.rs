@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+mod demo;
 mod logging;
 mod replay;
 mod rules_cmd;
@@ -27,6 +28,18 @@ struct Cli {
 enum Command {
     /// Ingest the device contract over MQTT and serve live counters over HTTP.
     Run(settings::RunArgs),
+    /// `run` with a simulated district publishing to it: counters move and alerts fire within
+    /// seconds. Uses examples/reference and rules/default unless told otherwise.
+    Demo {
+        #[command(flatten)]
+        args: settings::RunArgs,
+        /// Seed of the simulated district.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Seconds between injected incidents.
+        #[arg(long, default_value_t = 8)]
+        incident_every: u64,
+    },
     /// Check and test rule files.
     Rules {
         #[command(subcommand)]
@@ -65,7 +78,30 @@ fn main() -> anyhow::Result<()> {
         Command::Run(args) => {
             let settings = settings::Settings::load(&args)?;
             logging::init(settings.log_format);
-            run::run(settings)
+            run::run(settings, None)
+        }
+        Command::Demo {
+            mut args,
+            seed,
+            incident_every,
+        } => {
+            for (slot, default) in [
+                (&mut args.reference, "examples/reference"),
+                (&mut args.rules, "rules/default"),
+            ] {
+                if slot.is_none() && std::path::Path::new(default).is_dir() {
+                    *slot = Some(default.into());
+                }
+            }
+            let settings = settings::Settings::load(&args)?;
+            logging::init(settings.log_format);
+            run::run(
+                settings,
+                Some(run::Demo {
+                    seed,
+                    incident_every,
+                }),
+            )
         }
         Command::Rules { command } => {
             let ok = match command {

@@ -10,15 +10,22 @@ use std::time::Duration;
 /// How long shutdown waits for the last acknowledgements.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub fn run(settings: Settings) -> anyhow::Result<()> {
+/// What `citywatch demo` adds to `run`: a simulated district publishing to the broker.
+pub struct Demo {
+    pub seed: u64,
+    /// Seconds between injected incidents.
+    pub incident_every: u64,
+}
+
+pub fn run(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting tokio")?;
-    runtime.block_on(serve(settings))
+    runtime.block_on(serve(settings, demo))
 }
 
-async fn serve(settings: Settings) -> anyhow::Result<()> {
+async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
     let reference = Arc::new(settings.reference()?);
@@ -93,7 +100,27 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         "citywatch running: counters at http://{http_addr}/api/v1/counters"
     );
 
+    let simulation = match demo {
+        None => None,
+        Some(demo) => {
+            let (host, port) = settings.mqtt_config().endpoint()?;
+            let district = crate::demo::district(&reference);
+            let truth = settings.data_dir.join("demo-ground-truth.jsonl");
+            tracing::info!(
+                "demo: a simulated district publishes to {host}:{port}; alert conditions at http://{http_addr}/api/v1/conditions, \
+                 injected incidents in {}",
+                truth.display()
+            );
+            Some(tokio::spawn(crate::demo::publish(
+                host, port, district, demo, truth,
+            )))
+        }
+    };
+
     shutdown_signal().await;
+    if let Some(sim) = simulation {
+        sim.abort();
+    }
     tracing::info!("shutting down: draining the ingest queue");
     ingest.stop_intake();
     running.stop();

@@ -1,0 +1,34 @@
+//! The devices of a simulated district.
+
+/// An elevator to simulate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Elevator {
+    pub id: String,
+    pub rated_speed_mps: f64,
+    pub floors: i32,
+}
+
+/// A kitchen camera.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Camera {
+    pub kitchen_id: String,
+    pub camera_id: String,
+}
+
+/// A market scale and the stall it belongs to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scale {
+    pub market_id: String,
+    pub scale_id: String,
+    pub stall_id: String,
+}
+
+/// Everything the simulator drives; built from the same reference data the pipeline loads, so
+/// ids match.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct District {
+    pub elevators: Vec<Elevator>,
+    pub cameras: Vec<Camera>,
+    pub scales: Vec<Scale>,
+    pub merchants: Vec<String>,
+}
