@@ -94,7 +94,7 @@ fn run(rounds: Vec<(u64, Vec<(Envelope, u64)>)>, until: u64) -> Vec<Update> {
         Arc::new(reference()),
         rounds,
         until,
-        true,
+        vec![(2, "K1/C1".to_owned()), (2, "K1/C2".to_owned())],
     )
 }
 
@@ -103,9 +103,10 @@ fn run_with(
     reference: Arc<Reference>,
     rounds: Vec<(u64, Vec<(Envelope, u64)>)>,
     until: u64,
-    register_cameras: bool,
+    registrations: Vec<(u32, String)>,
 ) -> Vec<Update> {
     timely::execute_directly(move |worker| {
+        let mut rounds_start = rounds.first().map(|r| r.0);
         let plan = Plan {
             timeouts: Timeouts::default(),
             series: false,
@@ -128,13 +129,13 @@ fn run_with(
         });
         for (epoch, events) in rounds {
             inputs.advance_to(epoch);
-            if epoch == T0 && register_cameras {
-                // Both registered cameras, for the absence rule (rule 2), at start-up.
-                for key in ["K1/C1", "K1/C2"] {
+            if let Some(start) = rounds_start.take() {
+                // Registered devices, for absence rules, at start-up.
+                for (rule, key) in registrations.iter().cloned() {
                     inputs.registrations.send(Observation {
-                        rule: 2,
-                        group: key.into(),
-                        time: T0,
+                        rule,
+                        group: key,
+                        time: start,
                         what: What::Registered,
                     });
                 }
@@ -272,7 +273,7 @@ mod default_pack {
         frames.push(frame(T0 + 42 * s, 0.3, false, "closed", true));
         frames.push(frame(T0 + 44 * s, 0.0, true, "closed", true));
         frames.push(frame(T0 + 45 * s, 0.0, true, "open", true));
-        let out = run_with(pack(), elevators(), vec![(T0, frames)], T0 + 60 * s, false);
+        let out = run_with(pack(), elevators(), vec![(T0, frames)], T0 + 60 * s, vec![]);
         assert_eq!(
             only(&out, "elevator.trapped_outside_zone"),
             vec![(T0 + 30 * s, 1), (T0 + 45 * s, -1)]
@@ -294,7 +295,7 @@ mod default_pack {
             frame(T0 + s, 1.2, false, "closed", false),
             frame(T0 + 2 * s, 1.0, false, "closed", false),
         ];
-        let out = run_with(pack(), elevators(), vec![(T0, frames)], T0 + 60 * s, false);
+        let out = run_with(pack(), elevators(), vec![(T0, frames)], T0 + 60 * s, vec![]);
         // 1.1 is under 1.15 × 1.0; 1.2 is over; back under at 2 s, ends 10 s later.
         assert_eq!(
             only(&out, "elevator.overspeed"),
@@ -328,7 +329,7 @@ mod default_pack {
             Arc::new(Reference::default()),
             vec![(T0, events)],
             T0 + 200 * MIN,
-            false,
+            vec![],
         );
         assert_eq!(
             only(&out, "market.total_mismatch"),
@@ -340,5 +341,169 @@ mod default_pack {
         );
         let fail = only(&out, "market.residue_fail");
         assert_eq!(fail[0], (T0 + 60 * MIN, 1));
+    }
+}
+
+/// Oracle: seeded random frames for a few elevators; the incremental condition set at every
+/// time equals a naive recomputation on a time grid.
+mod oracle {
+    use super::*;
+
+    const RULES: &str = r#"
+[[rule]]
+id = "stopped"
+severity = "minor"
+stream = "elevator_status"
+mode = "state"
+filter = "event.speed_mps < 0.05"
+for = "50ms"
+keep_firing_for = "30ms"
+group_by = ["elevator_id"]
+
+[[rule]]
+id = "busy"
+severity = "minor"
+stream = "elevator_status"
+filter = "event.speed_mps >= 0.05"
+group_by = ["elevator_id"]
+window = { sliding = "200ms" }
+condition = "value >= 3"
+
+[[rule]]
+id = "moved"
+severity = "minor"
+stream = "elevator_status"
+filter = "event.speed_mps >= 0.05"
+group_by = ["elevator_id"]
+keep_firing_for = "40ms"
+
+[[rule]]
+id = "silent"
+severity = "minor"
+stream = "elevator_status"
+absent_for = "300ms"
+"#;
+
+    fn frame(id: &str, t: u64, moving: bool) -> (Envelope, u64) {
+        let speed = if moving { 1.0 } else { 0.0 };
+        let p = format!(
+            r#"{{"ts":{t},"floor":1,"in_door_zone":true,"speed_mps":{speed},"direction":"stop","door":"closed"}}"#
+        );
+        (env(&format!("cw/v1/elevator/{id}/status"), p, t), t)
+    }
+
+    /// Firing on a 1 ms grid from a raw condition: fires once raw has held `for_ms`, stops
+    /// `keep_ms` after raw last held.
+    fn naive_firing(raw: &[bool], for_ms: usize, keep_ms: usize) -> Vec<bool> {
+        let mut out = vec![false; raw.len()];
+        let (mut true_since, mut false_since) = (None, None);
+        for t in 0..raw.len() {
+            if raw[t] {
+                true_since.get_or_insert(t);
+                false_since = None;
+            } else {
+                true_since = None;
+                false_since.get_or_insert(t);
+            }
+            let starts = true_since.is_some_and(|a| t - a >= for_ms);
+            let continues = t > 0 && out[t - 1] && false_since.is_none_or(|f| t - f < keep_ms);
+            out[t] = starts || continues;
+        }
+        out
+    }
+
+    #[test]
+    fn incremental_conditions_match_a_naive_recomputation() {
+        let t0 = T0;
+        let until = 3000u64;
+        let ids = ["E0", "E1", "E2", "E3"];
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for round in 0..8 {
+            // E3 never reports: only the absence rule sees it.
+            let mut frames: Vec<(usize, u64, bool)> = (0..120)
+                .map(|_| ((next() % 3) as usize, next() % 2500, next() % 3 != 0))
+                .collect();
+            // At most one frame per elevator and time: simultaneous frames have no order.
+            frames.sort_by_key(|f| (f.0, f.1));
+            frames.dedup_by_key(|f| (f.0, f.1));
+            let mut keyed: Vec<(u64, (usize, u64, bool))> =
+                frames.iter().map(|f| (next(), *f)).collect();
+            keyed.sort_by_key(|k| k.0);
+            let shuffled: Vec<(usize, u64, bool)> = keyed.into_iter().map(|k| k.1).collect();
+            let events = shuffled
+                .iter()
+                .map(|&(e, t, m)| frame(ids[e], t0 + t, m))
+                .collect();
+            let registrations = ids.iter().map(|id| (3u32, id.to_string())).collect();
+            let rules = Arc::new(rules::load_str("oracle.toml", RULES).unwrap());
+            let out = run_with(
+                rules,
+                Arc::new(Reference::default()),
+                vec![(t0, events)],
+                t0 + until,
+                registrations,
+            );
+            for (gi, id) in ids.iter().enumerate() {
+                let mine: Vec<(u64, bool)> = frames
+                    .iter()
+                    .filter(|f| f.0 == gi)
+                    .map(|f| (f.1, f.2))
+                    .collect();
+                let n = until as usize;
+                // Raw conditions on the grid.
+                let mut stopped = vec![false; n];
+                let mut busy = vec![false; n];
+                let mut moved = vec![false; n];
+                let mut silent = vec![false; n];
+                for t in 0..n as u64 {
+                    let latest = mine.iter().filter(|f| f.0 <= t).last();
+                    stopped[t as usize] = latest.is_some_and(|f| !f.1);
+                    busy[t as usize] = mine
+                        .iter()
+                        .filter(|f| f.1 && f.0 <= t && f.0 + 200 > t)
+                        .count()
+                        >= 3;
+                    // An event rule holds from each match for keep_firing_for (40 ms).
+                    moved[t as usize] = mine.iter().any(|f| f.1 && f.0 <= t && t < f.0 + 40);
+                    let seen = mine
+                        .iter()
+                        .filter(|f| f.0 <= t)
+                        .map(|f| f.0)
+                        .max()
+                        .unwrap_or(0);
+                    silent[t as usize] = t >= seen + 300;
+                }
+                let expected = [
+                    ("stopped", naive_firing(&stopped, 50, 30)),
+                    ("busy", naive_firing(&busy, 0, 0)),
+                    ("moved", moved),
+                    ("silent", naive_firing(&silent, 0, 0)),
+                ];
+                for (rule, want) in expected {
+                    for t in 0..n as u64 {
+                        let active: isize = out
+                            .iter()
+                            .filter(|u| u.0.rule == rule && u.0.group == *id && u.1 <= t0 + t)
+                            .map(|u| u.2)
+                            .sum();
+                        assert!(
+                            active == 0 || active == 1,
+                            "round {round} {rule} {id} at {t}: {active}"
+                        );
+                        assert_eq!(
+                            active == 1,
+                            want[t as usize],
+                            "round {round}: {rule} for {id} at {t} ms; frames {mine:?}"
+                        );
+                    }
+                }
+            }
+        }
     }
 }
