@@ -462,7 +462,7 @@ absent_for = "300ms"
                 let mut moved = vec![false; n];
                 let mut silent = vec![false; n];
                 for t in 0..n as u64 {
-                    let latest = mine.iter().filter(|f| f.0 <= t).last();
+                    let latest = mine.iter().rfind(|f| f.0 <= t);
                     stopped[t as usize] = latest.is_some_and(|f| !f.1);
                     busy[t as usize] = mine
                         .iter()
