@@ -14,7 +14,7 @@
 
 use crate::conditions::Condition;
 use crate::counters::{Counter, minute_of};
-use crate::operators::conditions::{Conditions, Observation, RefValues, observe};
+use crate::operators::conditions::{Batch, Conditions, Observation, RefValues, observe};
 use crate::operators::{Liveness, Tumbling};
 use crate::series::{ELEVATOR_WINDOW_MS, FrameSummary, MINUTE_MS, Series};
 use differential_dataflow::AsCollection;
@@ -153,7 +153,7 @@ pub fn build<'scope>(scope: Scope<'scope, u64>, plan: &Plan) -> Built<'scope> {
     let conditions = (!plan.rules.is_empty()).then(|| {
         let refs = Arc::new(RefValues::new(&plan.reference));
         observe(events.clone(), plan.rules.clone(), refs, plan.stats.clone())
-            .concat(registrations)
+            .concat(registrations.map(Batch::from))
             .conditions(plan.rules.clone())
     });
     let (counters_in, fed_counters) = scope.new_collection::<Counter, isize>();

@@ -148,13 +148,33 @@ pub fn registry_keys(r: &Reference, registry: Registry) -> Vec<String> {
     }
 }
 
+/// What one event means for every rule of one group: the records that travel between
+/// workers. An event yields one batch per distinct group key (most rules of a stream group by
+/// the device), so the exchange and the per-group work happen once per event, not per rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Batch {
+    pub group: String,
+    pub time: u64,
+    pub items: Vec<(u32, What)>,
+}
+
+impl From<Observation> for Batch {
+    fn from(o: Observation) -> Batch {
+        Batch {
+            group: o.group,
+            time: o.time,
+            items: vec![(o.rule, o.what)],
+        }
+    }
+}
+
 /// Step 1: observations of the rules of each event's stream.
 pub fn observe<'scope>(
     events: StreamVec<'scope, u64, (Envelope, u64)>,
     rules: Arc<Vec<Rule>>,
     refs: Arc<RefValues>,
     stats: Arc<Stats>,
-) -> StreamVec<'scope, u64, Observation> {
+) -> StreamVec<'scope, u64, Batch> {
     use timely::dataflow::operators::vec::Map;
     let mut by_stream: HashMap<Stream, Vec<u32>> = HashMap::new();
     for (i, r) in rules.iter().enumerate() {
@@ -168,15 +188,21 @@ pub fn observe<'scope>(
             return Vec::new();
         };
         let event = event_value(&env);
-        let mut out = Vec::with_capacity(ids.len());
+        let mut ref_value: Option<Value> = None;
+        let mut out: Vec<Batch> = Vec::new();
         for &i in ids {
             let rule = &rules[i as usize];
-            let vars = || {
+            let mut vars = || {
                 let mut v = vec![("event", event.clone())];
                 if rule.filter.as_ref().is_some_and(|f| f.uses_ref)
                     || matches!(&rule.kind, Kind::State { clear: Some(c) } if c.uses_ref)
                 {
-                    v.push(("ref", refs.for_event(&env.event)));
+                    v.push((
+                        "ref",
+                        ref_value
+                            .get_or_insert_with(|| refs.for_event(&env.event))
+                            .clone(),
+                    ));
                 }
                 v
             };
@@ -194,6 +220,14 @@ pub fn observe<'scope>(
                 }),
                 _ => false,
             };
+            // Only what can change a machine travels: unmatched events matter to state rules,
+            // to window rules (time moves the window) and to set-and-clear rules.
+            let relevant = matched
+                || cleared
+                || matches!(rule.kind, Kind::State { clear: None } | Kind::Window { .. });
+            if !relevant {
+                continue;
+            }
             let group = match &rule.kind {
                 Kind::Absence { .. } => device_key(&env.event),
                 _ => rule
@@ -215,22 +249,18 @@ pub fn observe<'scope>(
                 }
                 _ => Item::Unit,
             };
-            // Only what can change a machine travels: unmatched events matter to state rules,
-            // to window rules (time moves the window) and to set-and-clear rules.
-            let relevant = matched
-                || cleared
-                || matches!(rule.kind, Kind::State { clear: None } | Kind::Window { .. });
-            if relevant {
-                out.push(Observation {
-                    rule: i,
+            let what = What::Event {
+                matched,
+                cleared,
+                item,
+            };
+            match out.iter_mut().find(|b| b.group == group) {
+                Some(b) => b.items.push((i, what)),
+                None => out.push(Batch {
                     group,
                     time: t,
-                    what: What::Event {
-                        matched,
-                        cleared,
-                        item,
-                    },
-                });
+                    items: vec![(i, what)],
+                }),
             }
         }
         out
@@ -248,23 +278,28 @@ fn value_text(v: &Value) -> String {
     }
 }
 
-/// Step 2, as an extension trait on the observation stream.
+/// Step 2, as an extension trait on the batch stream.
 pub trait Conditions<'scope> {
     /// The collection of active conditions.
     fn conditions(self, rules: Arc<Vec<Rule>>) -> VecCollection<'scope, u64, Condition, isize>;
 }
 
-type Key = (u32, String);
+/// The machines of one group key, one per rule, and the group's earliest timer.
+#[derive(Default)]
+struct Group {
+    machines: Vec<(u32, Machine)>,
+    scheduled: Option<u64>,
+}
 
-impl<'scope> Conditions<'scope> for StreamVec<'scope, u64, Observation> {
+impl<'scope> Conditions<'scope> for StreamVec<'scope, u64, Batch> {
     fn conditions(self, rules: Arc<Vec<Rule>>) -> VecCollection<'scope, u64, Condition, isize> {
-        let exchange = Exchange::new(|o: &Observation| (o.rule, &o.group).hashed());
+        let exchange = Exchange::new(|b: &Batch| b.group.hashed());
         self.unary_frontier(exchange, "Conditions", move |_cap, _info| {
             let mut cap: Option<Capability<u64>> = None;
-            let mut stash: BTreeMap<u64, Vec<Observation>> = BTreeMap::new();
-            let mut machines: HashMap<Key, Machine> = HashMap::new();
-            let mut scheduled: HashMap<Key, u64> = HashMap::new();
-            let mut timers: BinaryHeap<Reverse<(u64, u32, String)>> = BinaryHeap::new();
+            let mut stash: BTreeMap<u64, Vec<Batch>> = BTreeMap::new();
+            let mut groups: HashMap<String, Group> = HashMap::new();
+            // Lazy: an entry counts only while it is its group's `scheduled` time.
+            let mut timers: BinaryHeap<Reverse<(u64, String)>> = BinaryHeap::new();
             let mut out: Vec<(Condition, u64, isize)> = Vec::new();
             let evaluator = Evaluator::default();
             move |(input, frontier), output| {
@@ -275,83 +310,71 @@ impl<'scope> Conditions<'scope> for StreamVec<'scope, u64, Observation> {
                         cap = incap.retain_least(0);
                     }
                     for batch in data {
-                        for o in batch.drain(..) {
-                            stash.entry(o.time).or_default().push(o);
+                        for b in batch.drain(..) {
+                            stash.entry(b.time).or_default().push(b);
                         }
                     }
                 });
                 let f = frontier.frontier().first().copied().unwrap_or(u64::MAX);
                 loop {
                     let next_obs = stash.first_key_value().map(|(t, _)| *t).filter(|t| *t < f);
-                    let next_timer = timers
-                        .peek()
-                        .map(|Reverse((t, _, _))| *t)
-                        .filter(|t| *t < f);
+                    let next_timer = timers.peek().map(|Reverse((t, _))| *t).filter(|t| *t < f);
                     let timer_first = match (next_obs, next_timer) {
                         (None, None) => break,
                         (Some(o), Some(tm)) => tm <= o,
                         (None, Some(_)) => true,
                         (Some(_), None) => false,
                     };
-                    let mut touched: Vec<Key> = Vec::new();
                     if timer_first {
-                        let Some(Reverse((t, rule, group))) = timers.pop() else {
+                        let Some(Reverse((t, key))) = timers.pop() else {
                             break;
                         };
-                        let key = (rule, group);
-                        if scheduled.get(&key) != Some(&t) {
+                        let Some(group) = groups.get_mut(&key) else {
+                            continue;
+                        };
+                        if group.scheduled != Some(t) {
                             continue;
                         }
-                        scheduled.remove(&key);
-                        let r = &rules[rule as usize];
-                        if let Some(m) = machines.get_mut(&key) {
-                            let mut cond = window_condition(&evaluator, r);
-                            emit(r, &key, m.timer(r, t, &mut cond), &mut out);
+                        for (rule, m) in group.machines.iter_mut() {
+                            let r = &rules[*rule as usize];
+                            if m.next_timer(r).is_some_and(|due| due <= t) {
+                                let mut cond = window_condition(&evaluator, r);
+                                emit(r, &key, m.timer(r, t, &mut cond), &mut out);
+                            }
                         }
-                        touched.push(key);
+                        reschedule(&rules, &mut groups, key, &mut timers);
                     } else {
-                        let Some((t, batch)) = stash.pop_first() else {
+                        let Some((t, batches)) = stash.pop_first() else {
                             break;
                         };
-                        for o in batch {
-                            let key = (o.rule, o.group);
-                            let r = &rules[key.0 as usize];
-                            let m = machines.entry(key.clone()).or_default();
-                            let mut cond = window_condition(&evaluator, r);
-                            let transitions = match o.what {
-                                What::Event {
-                                    matched,
-                                    cleared,
-                                    item,
-                                } => m.event(r, t, matched, cleared, item, &mut cond),
-                                What::Registered => {
-                                    // Absence counts from the registration's time (the
-                                    // runtime registers at its first frontier: start-up).
-                                    *m = Machine::registered(t);
-                                    Vec::new()
-                                }
-                            };
-                            emit(r, &key, transitions, &mut out);
-                            touched.push(key);
-                        }
-                    }
-                    for key in touched {
-                        let r = &rules[key.0 as usize];
-                        let Some(m) = machines.get(&key) else {
-                            continue;
-                        };
-                        match m.next_timer(r) {
-                            Some(t) if scheduled.get(&key) != Some(&t) => {
-                                scheduled.insert(key.clone(), t);
-                                timers.push(Reverse((t, key.0, key.1.clone())));
+                        for b in batches {
+                            let group = groups.entry(b.group.clone()).or_default();
+                            for (rule, what) in b.items {
+                                let r = &rules[rule as usize];
+                                let m = match group.machines.iter().position(|(x, _)| *x == rule) {
+                                    Some(i) => &mut group.machines[i].1,
+                                    None => {
+                                        group.machines.push((rule, Machine::default()));
+                                        &mut group.machines.last_mut().expect("just pushed").1
+                                    }
+                                };
+                                let mut cond = window_condition(&evaluator, r);
+                                let transitions = match what {
+                                    What::Event {
+                                        matched,
+                                        cleared,
+                                        item,
+                                    } => m.event(r, t, matched, cleared, item, &mut cond),
+                                    What::Registered => {
+                                        // Absence counts from the registration's time (the
+                                        // runtime registers at its first frontier: start-up).
+                                        *m = Machine::registered(t);
+                                        Vec::new()
+                                    }
+                                };
+                                emit(r, &b.group, transitions, &mut out);
                             }
-                            Some(_) => {}
-                            None => {
-                                scheduled.remove(&key);
-                                if m.is_idle() {
-                                    machines.remove(&key);
-                                }
-                            }
+                            reschedule(&rules, &mut groups, b.group, &mut timers);
                         }
                     }
                 }
@@ -364,7 +387,7 @@ impl<'scope> Conditions<'scope> for StreamVec<'scope, u64, Observation> {
                         .next()
                         .copied()
                         .into_iter()
-                        .chain(timers.peek().map(|Reverse((t, _, _))| *t))
+                        .chain(timers.peek().map(|Reverse((t, _))| *t))
                         .min();
                     match next {
                         Some(t) => c.downgrade(&t.max(*c.time())),
@@ -374,6 +397,37 @@ impl<'scope> Conditions<'scope> for StreamVec<'scope, u64, Observation> {
             }
         })
         .as_collection()
+    }
+}
+
+/// Drops the group's idle machines (and the group when none is left), and queues its next
+/// timer if it changed.
+fn reschedule(
+    rules: &[Rule],
+    groups: &mut HashMap<String, Group>,
+    key: String,
+    timers: &mut BinaryHeap<Reverse<(u64, String)>>,
+) {
+    let Some(group) = groups.get_mut(&key) else {
+        return;
+    };
+    group
+        .machines
+        .retain(|(rule, m)| !(m.is_idle() && m.next_timer(&rules[*rule as usize]).is_none()));
+    let next = group
+        .machines
+        .iter()
+        .filter_map(|(rule, m)| m.next_timer(&rules[*rule as usize]))
+        .min();
+    if group.machines.is_empty() {
+        groups.remove(&key);
+        return;
+    }
+    if next != group.scheduled {
+        group.scheduled = next;
+        if let Some(t) = next {
+            timers.push(Reverse((t, key)));
+        }
     }
 }
 
@@ -403,14 +457,14 @@ fn window_condition<'a>(
 
 fn emit(
     rule: &Rule,
-    key: &Key,
+    group: &str,
     transitions: Vec<rules::machine::Transition>,
     out: &mut Vec<(Condition, u64, isize)>,
 ) {
     for tr in transitions {
         let c = Condition {
             rule: rule.id.clone(),
-            group: key.1.clone(),
+            group: group.to_owned(),
             value_milli: (tr.value * 1000.0).round() as i64,
         };
         // The retraction must name the same record as the insertion: the value is the one
