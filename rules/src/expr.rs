@@ -168,7 +168,37 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
+/// An evaluator with its variables bound, to evaluate many expressions over one event.
+pub struct Bound<'a> {
+    ctx: Context<'a>,
+}
+
+impl Bound<'_> {
+    /// Evaluates `expr` and expects a boolean.
+    pub fn bool(&self, expr: &Expr) -> Result<bool, EvalError> {
+        match expr.program.execute(&self.ctx).map_err(from_exec)? {
+            Value::Bool(b) => Ok(b),
+            other => Err(EvalError::Type(format!(
+                "expected a boolean, got {}",
+                type_name(&other)
+            ))),
+        }
+    }
+}
+
 impl Evaluator {
+    /// Binds `vars` once for several evaluations.
+    pub fn bind(&self, vars: Vec<(&'static str, Value)>) -> Bound<'_> {
+        let variables: HashMap<String, Value> =
+            vars.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        Bound {
+            ctx: Context::Child {
+                parent: &self.root,
+                variables,
+            },
+        }
+    }
+
     /// Evaluates `expr` with `vars` and expects a boolean.
     pub fn bool(&self, expr: &Expr, vars: Vec<(&'static str, Value)>) -> Result<bool, EvalError> {
         match self.value(expr, vars)? {

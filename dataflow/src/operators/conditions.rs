@@ -188,33 +188,24 @@ pub fn observe<'scope>(
             return Vec::new();
         };
         let event = event_value(&env);
-        let mut ref_value: Option<Value> = None;
+        // One binding per event for all its rules; `ref` only when a rule of the stream reads it.
+        let mut vars = vec![("event", event.clone())];
+        if ids.iter().any(|&i| uses_ref(&rules[i as usize])) {
+            vars.push(("ref", refs.for_event(&env.event)));
+        }
+        let bound = evaluator.bind(vars);
         let mut out: Vec<Batch> = Vec::new();
         for &i in ids {
             let rule = &rules[i as usize];
-            let mut vars = || {
-                let mut v = vec![("event", event.clone())];
-                if rule.filter.as_ref().is_some_and(|f| f.uses_ref)
-                    || matches!(&rule.kind, Kind::State { clear: Some(c) } if c.uses_ref)
-                {
-                    v.push((
-                        "ref",
-                        ref_value
-                            .get_or_insert_with(|| refs.for_event(&env.event))
-                            .clone(),
-                    ));
-                }
-                v
-            };
             let matched = match &rule.filter {
                 None => true,
-                Some(f) => evaluator.bool(f, vars()).unwrap_or_else(|e| {
+                Some(f) => bound.bool(f).unwrap_or_else(|e| {
                     stats.rule_error(&rule.id, &e.to_string());
                     false
                 }),
             };
             let cleared = match &rule.kind {
-                Kind::State { clear: Some(c) } => evaluator.bool(c, vars()).unwrap_or_else(|e| {
+                Kind::State { clear: Some(c) } => bound.bool(c).unwrap_or_else(|e| {
                     stats.rule_error(&rule.id, &e.to_string());
                     false
                 }),
@@ -265,6 +256,11 @@ pub fn observe<'scope>(
         }
         out
     })
+}
+
+fn uses_ref(rule: &Rule) -> bool {
+    rule.filter.as_ref().is_some_and(|f| f.uses_ref)
+        || matches!(&rule.kind, Kind::State { clear: Some(c) } if c.uses_ref)
 }
 
 fn value_text(v: &Value) -> String {
