@@ -70,6 +70,22 @@ enum RulesCommand {
         #[arg(long)]
         rules: Option<PathBuf>,
     },
+    /// Run a rule set over a recording and print the alerts it raises (times from the
+    /// recording's first message); with --against, the difference from another rule set.
+    Backtest {
+        /// The rule set.
+        #[arg(long)]
+        rules: PathBuf,
+        /// The recording (JSON Lines).
+        #[arg(long)]
+        input: PathBuf,
+        /// Another rule set to compare with.
+        #[arg(long)]
+        against: Option<PathBuf>,
+        /// Reference data directory.
+        #[arg(long)]
+        reference: Option<PathBuf>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -107,6 +123,12 @@ fn main() -> anyhow::Result<()> {
             let ok = match command {
                 RulesCommand::Check { dir } => rules_cmd::check(&dir)?,
                 RulesCommand::Test { paths, rules } => rules_cmd::test(&paths, rules.as_deref())?,
+                RulesCommand::Backtest {
+                    rules,
+                    input,
+                    against,
+                    reference,
+                } => rules_cmd::backtest(&rules, &input, against.as_deref(), reference.as_deref())?,
             };
             if !ok {
                 std::process::exit(1);

@@ -129,7 +129,7 @@ impl Source for LineSource {
     }
 }
 
-fn ts_hint(payload: &[u8]) -> Option<u64> {
+pub fn ts_hint(payload: &[u8]) -> Option<u64> {
     #[derive(serde::Deserialize)]
     struct Ts {
         #[serde(default, with = "model::time::ts_opt")]

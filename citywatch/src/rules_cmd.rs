@@ -80,3 +80,100 @@ pub fn test(paths: &[PathBuf], rules_dir: Option<&Path>) -> anyhow::Result<bool>
     writeln!(out, "{passed} passed, {failed} failed")?;
     Ok(failed == 0)
 }
+
+/// Runs rule sets over a recording and prints the alerts they raise, or with `against`, how
+/// the two sets differ.
+pub fn backtest(
+    rules_dir: &Path,
+    input: &Path,
+    against: Option<&Path>,
+    reference: Option<&Path>,
+) -> anyhow::Result<bool> {
+    use model::recording::RecordedRef;
+    let reference = Arc::new(match reference {
+        Some(dir) => dataflow::Reference::load(dir)?,
+        None => dataflow::Reference::default(),
+    });
+    let text =
+        std::fs::read_to_string(input).with_context(|| format!("reading {}", input.display()))?;
+    let decoder = model::Decoder::default();
+    let mut events = Vec::new();
+    let mut rejected = 0u64;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let Ok(rec) = serde_json::from_str::<RecordedRef>(line) else {
+            rejected += 1;
+            continue;
+        };
+        let payload = rec.payload_bytes();
+        // Without an arrival time, a message is taken as arriving at its own ts.
+        let received = rec
+            .received_ms
+            .or_else(|| crate::replay::ts_hint(&payload))
+            .unwrap_or(0);
+        match decoder.decode(&rec.topic, &payload, received) {
+            Ok(env) => {
+                let t = env.time_ms;
+                events.push((env, t));
+            }
+            Err(_) => rejected += 1,
+        }
+    }
+    let (Some(first), Some(last)) = (
+        events.iter().map(|e| e.1).min(),
+        events.iter().map(|e| e.1).max(),
+    ) else {
+        anyhow::bail!("{}: no valid message", input.display());
+    };
+    let load = |dir: &Path| -> anyhow::Result<Arc<Vec<rules::Rule>>> {
+        rules::load_dir(dir).map(Arc::new).map_err(|errors| {
+            anyhow::anyhow!(
+                "{}",
+                errors
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
+        })
+    };
+    let until = last + 1;
+    let run = |rules| {
+        dataflow::rule_tests::backtest(rules, reference.clone(), events.clone(), first, until)
+    };
+    let mine = run(load(rules_dir)?);
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{} messages ({rejected} rejected), {} s of event time",
+        events.len(),
+        (last - first) / 1000
+    )?;
+    match against {
+        None => {
+            for i in &mine {
+                writeln!(out, "{}", dataflow::rule_tests::show(i))?;
+            }
+            writeln!(out, "{} alerts", mine.len())?;
+        }
+        Some(other) => {
+            let theirs = run(load(other)?);
+            let only_mine: Vec<_> = mine.iter().filter(|i| !theirs.contains(i)).collect();
+            let only_theirs: Vec<_> = theirs.iter().filter(|i| !mine.contains(i)).collect();
+            for i in &only_mine {
+                writeln!(out, "+ {}", dataflow::rule_tests::show(i))?;
+            }
+            for i in &only_theirs {
+                writeln!(out, "- {}", dataflow::rule_tests::show(i))?;
+            }
+            writeln!(
+                out,
+                "{} only with {}, {} only with {}",
+                only_mine.len(),
+                rules_dir.display(),
+                only_theirs.len(),
+                other.display()
+            )?;
+        }
+    }
+    Ok(true)
+}

@@ -134,3 +134,84 @@ fn rules_test_reports_a_readable_diff_and_fails() {
         "{text}"
     );
 }
+
+#[test]
+fn backtest_lists_alerts_and_the_difference_between_rule_sets() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = 1_795_737_600_000u64;
+    let line = |t: u64, kind: &str| {
+        format!(
+            r#"{{"topic":"cw/v1/kitchen/K1/camera/C1/detection","payload":{{"ts":{t},"kind":"{kind}","confidence":0.9}}}}"#
+        )
+    };
+    let recording = [
+        line(t0, "no_mask"),
+        line(t0 + 60_000, "no_hat"),
+        line(t0 + 120_000, "phone"),
+        line(t0 + 180_000, "rodent"),
+        "not json".into(),
+    ]
+    .join("\n");
+    let input = dir.path().join("rec.jsonl");
+    std::fs::write(&input, recording).unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/default");
+    // A stricter candidate: hygiene needs four violations.
+    let candidate = dir.path().join("candidate");
+    std::fs::create_dir_all(&candidate).unwrap();
+    let kitchens = std::fs::read_to_string(root.join("kitchens.toml")).unwrap();
+    assert!(kitchens.contains("condition = \"value >= 3\""));
+    std::fs::write(
+        candidate.join("kitchens.toml"),
+        kitchens.replacen(
+            "condition = \"value >= 3\"",
+            "condition = \"value >= 4\"",
+            1,
+        ),
+    )
+    .unwrap();
+
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_citywatch"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let text = run(&[
+        "rules",
+        "backtest",
+        "--rules",
+        candidate.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+    ]);
+    assert!(
+        text.contains("4 messages (1 rejected), 180 s of event time"),
+        "{text}"
+    );
+    assert!(
+        text.contains("kitchen.hazard [K1/C1/rodent] fires at 180s, still firing"),
+        "{text}"
+    );
+    assert!(!text.contains("kitchen.hygiene"), "{text}");
+    let diff = run(&[
+        "rules",
+        "backtest",
+        "--rules",
+        candidate.to_str().unwrap(),
+        "--against",
+        root.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+    ]);
+    assert!(
+        diff.contains("- kitchen.hygiene [K1] fires at 120s, still firing"),
+        "{diff}"
+    );
+    assert!(diff.contains("0 only with"), "{diff}");
+}

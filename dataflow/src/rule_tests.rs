@@ -80,16 +80,29 @@ pub struct Outcome {
     pub diff: Vec<String>,
 }
 
-/// One firing interval, as offsets from the test's start.
+/// One firing interval, as offsets from a start (ms).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct Interval {
-    rule: String,
-    group: String,
-    fires: u64,
-    resolves: Option<u64>,
+pub struct Interval {
+    pub rule: String,
+    pub group: String,
+    pub fires: u64,
+    pub resolves: Option<u64>,
 }
 
-fn show(i: &Interval) -> String {
+/// Every firing interval the rules produce over `events` (each at its own time), between
+/// `start` and `until`, as offsets from `start`.
+pub fn backtest(
+    rules: Arc<Vec<Rule>>,
+    reference: Arc<Reference>,
+    events: Vec<(model::Envelope, u64)>,
+    start: u64,
+    until: u64,
+) -> Vec<Interval> {
+    intervals(evaluate(rules, reference, events, start, until), start)
+}
+
+/// An interval as a line: `rule [group] fires at 60s, resolves at 360s`.
+pub fn show(i: &Interval) -> String {
     let t = |ms: u64| {
         if ms.is_multiple_of(1000) {
             format!("{}s", ms / 1000)

@@ -398,6 +398,7 @@ pub fn sample_ref() -> Value {
                 ("lon".to_owned(), Value::Float(106.5)),
             ]),
         ),
+        ("guidance_price".to_owned(), Value::Float(28.0)),
         (
             "kitchen".to_owned(),
             map([

@@ -55,6 +55,8 @@ pub enum What {
 pub struct RefValues {
     elevators: HashMap<Id, Value>,
     kitchens: HashMap<Id, Value>,
+    /// Guidance prices by (market, goods); the empty market is the district-wide price.
+    guidance: HashMap<(Id, Id), f64>,
 }
 
 impl RefValues {
@@ -92,9 +94,23 @@ impl RefValues {
                 (k.kitchen_id.clone(), v)
             })
             .collect();
+        let guidance = r
+            .guidance_prices
+            .iter()
+            .map(|g| {
+                (
+                    (
+                        g.market_id.clone().unwrap_or_default(),
+                        g.goods_code.clone(),
+                    ),
+                    g.price,
+                )
+            })
+            .collect();
         RefValues {
             elevators,
             kitchens,
+            guidance,
         }
     }
 
@@ -110,6 +126,18 @@ impl RefValues {
             Event::Detection { kitchen_id, .. } | Event::Heartbeat { kitchen_id, .. } => {
                 if let Some(v) = self.kitchens.get(kitchen_id) {
                     entries.push(("kitchen".to_owned(), v.clone()));
+                }
+            }
+            Event::Sale {
+                market_id, sale, ..
+            } => {
+                // The market's own guidance price wins over the district-wide one.
+                let price = self
+                    .guidance
+                    .get(&(market_id.clone(), sale.goods_code.clone()))
+                    .or_else(|| self.guidance.get(&(Id::default(), sale.goods_code.clone())));
+                if let Some(p) = price {
+                    entries.push(("guidance_price".to_owned(), Value::Float(*p)));
                 }
             }
             _ => {}
