@@ -26,6 +26,14 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/deadletters", get(deadletters))
         .route("/api/v1/conditions", get(conditions))
         .route("/api/v1/rules", get(rules_list))
+        .route(
+            "/api/v1/rules/validate",
+            axum::routing::post(rules_validate),
+        )
+        .route(
+            "/api/v1/rules/{id}",
+            get(rule_get).put(rule_put).delete(rule_delete),
+        )
         .route("/metrics", get(prometheus))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -128,11 +136,12 @@ struct ConditionsPage {
 
 async fn conditions(State(s): State<AppState>) -> Json<ConditionsPage> {
     let snap = s.conditions.borrow().clone();
+    let rules_now = s.rules.current();
     let conditions = snap
         .active
         .values()
         .map(|a| {
-            let rule = s.rules.iter().find(|r| r.id == a.rule);
+            let rule = rules_now.iter().find(|r| r.id == a.rule);
             let mut labels = rule.map(|r| r.labels.clone()).unwrap_or_default();
             if let Some(r) = rule {
                 for (k, v) in r.group_by.iter().zip(a.group.split('/')) {
@@ -167,20 +176,140 @@ struct RuleView {
     origin: String,
 }
 
+fn rule_view(r: &rules::Rule) -> RuleView {
+    RuleView {
+        id: r.id.clone(),
+        description: r.description.clone(),
+        severity: r.severity.as_str(),
+        stream: r.stream.as_str(),
+        enabled: r.enabled,
+        origin: r.origin.clone(),
+    }
+}
+
 async fn rules_list(State(s): State<AppState>) -> Json<Vec<RuleView>> {
-    Json(
-        s.rules
-            .iter()
-            .map(|r| RuleView {
-                id: r.id.clone(),
-                description: r.description.clone(),
-                severity: r.severity.as_str(),
-                stream: r.stream.as_str(),
-                enabled: r.enabled,
-                origin: r.origin.clone(),
+    Json(s.rules.current().iter().map(rule_view).collect())
+}
+
+async fn rule_get(
+    State(s): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Json<RuleView>, ApiError> {
+    s.rules
+        .current()
+        .iter()
+        .find(|r| r.id == id)
+        .map(|r| Json(rule_view(r)))
+        .ok_or_else(|| ApiError::not_found(format!("no rule {id:?}")))
+}
+
+#[derive(Serialize)]
+struct Problem {
+    line: usize,
+    column: usize,
+    message: String,
+}
+
+#[derive(Serialize)]
+struct Validation {
+    valid: bool,
+    rules: Vec<String>,
+    errors: Vec<Problem>,
+}
+
+fn validate_body(name: &str, body: &str) -> Result<Vec<rules::Rule>, Vec<Problem>> {
+    rules::load_str(name, body).map_err(|errors| {
+        errors
+            .into_iter()
+            .map(|e| Problem {
+                line: e.line,
+                column: e.column,
+                message: e.message,
             })
-            .collect(),
-    )
+            .collect()
+    })
+}
+
+/// `POST /api/v1/rules/validate`: checks a rule file (TOML) without running it.
+async fn rules_validate(body: String) -> Json<Validation> {
+    match validate_body("body", &body) {
+        Ok(rules) => Json(Validation {
+            valid: true,
+            rules: rules.iter().map(|r| r.id.clone()).collect(),
+            errors: Vec::new(),
+        }),
+        Err(errors) => Json(Validation {
+            valid: false,
+            rules: Vec::new(),
+            errors,
+        }),
+    }
+}
+
+/// `PUT /api/v1/rules/{id}`: adds or replaces one rule, given as a rule file holding exactly
+/// that rule. It is in force from the dataflow's current frontier; an invalid rule changes
+/// nothing.
+async fn rule_put(
+    State(s): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    body: String,
+) -> Result<(StatusCode, Json<RuleView>), Response> {
+    let invalid = |errors: Vec<Problem>| {
+        (
+            StatusCode::BAD_REQUEST,
+            Json(Validation {
+                valid: false,
+                rules: Vec::new(),
+                errors,
+            }),
+        )
+            .into_response()
+    };
+    let mut new = validate_body(&format!("PUT /api/v1/rules/{id}"), &body).map_err(invalid)?;
+    if new.len() != 1 || new[0].id != id {
+        return Err(ApiError::bad_field(
+            "id",
+            format!("the body must hold exactly one [[rule]] with id {id:?}"),
+        )
+        .into_response());
+    }
+    let rule = new.remove(0);
+    let mut next: Vec<rules::Rule> = s
+        .rules
+        .current()
+        .iter()
+        .filter(|r| r.id != id)
+        .cloned()
+        .collect();
+    let existed = next.len() < s.rules.current().len();
+    let view = rule_view(&rule);
+    next.push(rule);
+    s.rules
+        .replace(next)
+        .map_err(|e| ApiError::conflict(e).into_response())?;
+    Ok((
+        if existed {
+            StatusCode::OK
+        } else {
+            StatusCode::CREATED
+        },
+        Json(view),
+    ))
+}
+
+/// `DELETE /api/v1/rules/{id}`.
+async fn rule_delete(
+    State(s): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let current = s.rules.current();
+    if !current.iter().any(|r| r.id == id) {
+        return Err(ApiError::not_found(format!("no rule {id:?}")));
+    }
+    s.rules
+        .replace(current.iter().filter(|r| r.id != id).cloned().collect())
+        .map_err(ApiError::conflict)?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn prometheus(State(s): State<AppState>) -> Response {

@@ -20,8 +20,59 @@ pub struct AppState {
     pub influx: Option<Arc<influx::SinkStats>>,
     /// The latest set of active conditions.
     pub conditions: watch::Receiver<Arc<dataflow::ConditionsSnapshot>>,
-    /// The running rules.
-    pub rules: Arc<Vec<rules::Rule>>,
+    /// The running rules, and the way to change them.
+    pub rules: Arc<RuleManager>,
+}
+
+/// The running rule set: read by the API, replaced through the API or by a reload of the
+/// rule files. A replacement reaches the dataflow, which puts it in force from its current
+/// frontier.
+pub struct RuleManager {
+    current: std::sync::RwLock<Arc<Vec<rules::Rule>>>,
+    updates: Option<crossbeam_channel::Sender<Arc<Vec<rules::Rule>>>>,
+}
+
+impl RuleManager {
+    /// `initial` in force; `updates` goes to the dataflow (none: rules cannot change).
+    pub fn new(
+        initial: Arc<Vec<rules::Rule>>,
+        updates: Option<crossbeam_channel::Sender<Arc<Vec<rules::Rule>>>>,
+    ) -> RuleManager {
+        RuleManager {
+            current: std::sync::RwLock::new(initial),
+            updates,
+        }
+    }
+
+    /// The rules in force.
+    pub fn current(&self) -> Arc<Vec<rules::Rule>> {
+        self.current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Whether rules can be changed at run time (citywatch was started with `--rules`).
+    pub fn is_changeable(&self) -> bool {
+        self.updates.is_some()
+    }
+
+    /// Puts `rules` in force. Fails when rules cannot change.
+    pub fn replace(&self, rules: Vec<rules::Rule>) -> Result<(), &'static str> {
+        let tx = self
+            .updates
+            .as_ref()
+            .ok_or("rules cannot change: start citywatch with --rules DIR")?;
+        let rules = Arc::new(rules);
+        let mut current = self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        tx.send(rules.clone())
+            .map_err(|_| "the dataflow has stopped")?;
+        *current = rules;
+        Ok(())
+    }
 }
 
 /// The receiving half for condition snapshots, and the function the dataflow calls.

@@ -48,7 +48,10 @@ pub fn replay(file: &std::path::Path, mut settings: Settings) -> anyhow::Result<
     let running = dataflow::start(
         settings.dataflow_config(),
         reference,
-        rules.clone(),
+        dataflow::RuleFeed {
+            initial: rules.clone(),
+            updates: None,
+        },
         sources,
         dataflow::Outputs {
             snapshots: Arc::new(move |s| *sink.lock().unwrap_or_else(PoisonError::into_inner) = s),

@@ -177,3 +177,63 @@ pub fn backtest(
     }
     Ok(true)
 }
+
+/// How often the rule files are checked for changes.
+const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reloads the rule directory when its files change. A valid set replaces the running one
+/// (including changes made through the API since); an invalid one is reported and changes
+/// nothing.
+pub async fn watch(dir: PathBuf, manager: Arc<api::state::RuleManager>) {
+    let mut seen = fingerprint(&dir);
+    loop {
+        tokio::time::sleep(WATCH_INTERVAL).await;
+        let now = fingerprint(&dir);
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        match rules::load_dir(&dir) {
+            Ok(rules) => {
+                let n = rules.len();
+                match manager.replace(rules) {
+                    Ok(()) => {
+                        tracing::info!(dir = %dir.display(), rules = n, "rule files changed: reloaded")
+                    }
+                    Err(e) => tracing::error!(error = e, "cannot apply reloaded rules"),
+                }
+            }
+            Err(errors) => {
+                for e in &errors {
+                    tracing::warn!(error = %e, "rule files changed but are invalid: the running rules stay");
+                }
+            }
+        }
+    }
+}
+
+/// Every rule file under `dir` with its size and modification time.
+fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<std::time::SystemTime>)> {
+    fn walk(p: &Path, out: &mut Vec<(PathBuf, u64, Option<std::time::SystemTime>)>) {
+        let Ok(rd) = std::fs::read_dir(p) else { return };
+        for e in rd.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|x| x == "toml")
+                && !path.to_string_lossy().ends_with(".test.toml")
+            {
+                let meta = e.metadata().ok();
+                out.push((
+                    path,
+                    meta.as_ref().map_or(0, |m| m.len()),
+                    meta.and_then(|m| m.modified().ok()),
+                ));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, &mut out);
+    out.sort();
+    out
+}

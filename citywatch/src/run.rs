@@ -30,6 +30,23 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
         .with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
     let reference = Arc::new(settings.reference()?);
     let rules = Arc::new(settings.rules()?);
+    // With --rules, rules can change at run time (API, file changes).
+    let (rule_feed, rule_manager) = match &settings.rules {
+        None => (
+            dataflow::RuleFeed::default(),
+            Arc::new(api::state::RuleManager::new(rules.clone(), None)),
+        ),
+        Some(_) => {
+            let (tx, rx) = crossbeam_channel::bounded(16);
+            (
+                dataflow::RuleFeed {
+                    initial: rules.clone(),
+                    updates: Some(rx),
+                },
+                Arc::new(api::state::RuleManager::new(rules.clone(), Some(tx))),
+            )
+        }
+    };
     let deadletters = Arc::new(DeadLetters::open(
         &settings.data_dir.join("deadletter"),
         settings.deadletter_max_bytes,
@@ -71,7 +88,7 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
     let running = dataflow::start(
         settings.dataflow_config(),
         reference.clone(),
-        rules.clone(),
+        rule_feed,
         sources,
         outputs,
         stats.clone(),
@@ -84,8 +101,11 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
         dataflow: stats,
         influx: sink.as_ref().map(|s| s.stats()),
         conditions,
-        rules: rules.clone(),
+        rules: rule_manager.clone(),
     };
+    if let Some(dir) = settings.rules.clone() {
+        tokio::spawn(crate::rules_cmd::watch(dir, rule_manager.clone()));
+    }
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(api::serve(listener, state, async {
         let _ = http_stopped.await;

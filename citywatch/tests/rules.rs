@@ -215,3 +215,144 @@ fn backtest_lists_alerts_and_the_difference_between_rule_sets() {
     );
     assert!(diff.contains("0 only with"), "{diff}");
 }
+
+async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_change_at_run_time_through_the_api_and_the_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules_dir = dir.path().join("rules");
+    std::fs::create_dir_all(&rules_dir).unwrap();
+    let rule = |id: &str, kind: &str| {
+        format!(
+            "[[rule]]\nid = \"{id}\"\nseverity = \"major\"\nstream = \"kitchen_detection\"\nfilter = 'event.kind == \"{kind}\"'\ngroup_by = [\"kitchen_id\"]\nkeep_firing_for = \"10m\"\n"
+        )
+    };
+    std::fs::write(rules_dir.join("a.toml"), rule("t.smoke", "smoking")).unwrap();
+    let broker = free_port();
+    let mut cw = Citywatch::start_with(
+        "embedded",
+        Some(broker),
+        &dir.path().join("data"),
+        &["--rules", rules_dir.to_str().unwrap()],
+        &[],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let ids = |v: Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(ids(cw.get("/api/v1/rules").await), ["t.smoke"]);
+
+    // An invalid rule is refused with its position and changes nothing.
+    let bad = client
+        .put(cw.url("/api/v1/rules/t.rodent"))
+        .body(rule("t.rodent", "rodent").replace("kitchen_detection", "kitchen"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let body: Value = bad.json().await.unwrap();
+    assert_eq!(
+        (
+            body["errors"][0]["line"].as_u64(),
+            body["errors"][0]["column"].as_u64()
+        ),
+        (Some(4), Some(11)),
+        "{body}"
+    );
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("unknown stream"),
+        "{body}"
+    );
+    let validate: Value = client
+        .post(cw.url("/api/v1/rules/validate"))
+        .body(rule("x", "fire"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(validate["valid"], true);
+
+    // Added through the API: in force for what comes next.
+    let put = client
+        .put(cw.url("/api/v1/rules/t.rodent"))
+        .body(rule("t.rodent", "rodent"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 201);
+    assert_eq!(ids(cw.get("/api/v1/rules").await), ["t.smoke", "t.rodent"]);
+    let detection = msg(
+        "cw/v1/kitchen/K-S01/camera/C1/detection",
+        json!({"ts": now_ms(), "kind": "rodent", "confidence": 0.9}).to_string(),
+    );
+    publish_all(broker, "camera", &[detection]).await;
+    let firing = |c: &Value, rule: &str| {
+        c["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["rule"] == rule)
+    };
+    wait_for("t.rodent to fire", async || {
+        firing(&cw.get("/api/v1/conditions").await, "t.rodent")
+    })
+    .await;
+
+    // Deleted: its condition stops.
+    let del = client
+        .delete(cw.url("/api/v1/rules/t.rodent"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.status(), 204);
+    wait_for("t.rodent to stop", async || {
+        !firing(&cw.get("/api/v1/conditions").await, "t.rodent")
+    })
+    .await;
+    assert_eq!(
+        client
+            .delete(cw.url("/api/v1/rules/t.rodent"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+
+    // A new rule file is picked up; an invalid one is not.
+    std::fs::write(rules_dir.join("b.toml"), rule("t.stranger", "stranger")).unwrap();
+    wait_for("the new file to load", async || {
+        ids(cw.get("/api/v1/rules").await).contains(&"t.stranger".to_owned())
+    })
+    .await;
+    std::fs::write(rules_dir.join("c.toml"), "[[rule]]\nid = \"broken\"\n").unwrap();
+    let log = cw.log.clone();
+    wait_for("the invalid file to be reported", async || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("rule files changed but are invalid")
+    })
+    .await;
+    assert_eq!(
+        ids(cw.get("/api/v1/rules").await),
+        ["t.smoke", "t.stranger"]
+    );
+    cw.stop();
+}

@@ -14,7 +14,9 @@
 
 use crate::conditions::Condition;
 use crate::counters::{Counter, minute_of};
-use crate::operators::conditions::{Batch, Conditions, Observation, RefValues, observe};
+use crate::operators::conditions::{
+    Batch, Conditions, Observation, RefValues, RuleSetVersion, What, observe, registry_keys,
+};
 use crate::operators::{Liveness, Tumbling};
 use crate::series::{ELEVATOR_WINDOW_MS, FrameSummary, MINUTE_MS, Series};
 use differential_dataflow::AsCollection;
@@ -25,6 +27,7 @@ use model::{Envelope, Event, Id, Stream};
 use rules::Rule;
 use std::sync::Arc;
 use timely::dataflow::operators::Concat;
+use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::operators::vec::{Input as _, Map, Partition};
 use timely::dataflow::{InputHandleVec, Scope, StreamVec};
 
@@ -68,6 +71,8 @@ pub struct Inputs {
     pub merchants: InputSession<u64, (Id, Id), isize>,
     /// Devices registered for absence rules.
     pub registrations: InputHandleVec<u64, Observation>,
+    /// Versions of the rule set (worker 0 sends them; every worker gets them).
+    pub rule_versions: InputHandleVec<u64, RuleSetVersion>,
 }
 
 impl Inputs {
@@ -75,6 +80,7 @@ impl Inputs {
     pub fn advance_to(&mut self, t: u64) {
         self.events.advance_to(t);
         self.registrations.advance_to(t);
+        self.rule_versions.advance_to(t);
         for s in [
             &mut self.elevators,
             &mut self.cameras,
@@ -92,6 +98,38 @@ impl Inputs {
     pub fn flush(&mut self) {
         self.events.flush();
         self.counters.flush();
+    }
+
+    /// Puts `rules` in force for events at or after `activation` (not before the input's
+    /// current time), and registers the devices of its new or changed absence rules at the
+    /// same time.
+    pub fn set_rules(
+        &mut self,
+        activation: u64,
+        rules: &[Rule],
+        before: &[Rule],
+        reference: &crate::reference::Reference,
+    ) {
+        let activation = activation.max(*self.rule_versions.time());
+        self.rule_versions
+            .send(RuleSetVersion::of(activation, rules));
+        for rule in rules {
+            let unchanged = before
+                .iter()
+                .any(|b| b.id == rule.id && b.source == rule.source);
+            if let (rules::spec::Kind::Absence { registry, .. }, true, false) =
+                (&rule.kind, rule.enabled, unchanged)
+            {
+                for key in registry_keys(reference, *registry) {
+                    self.registrations.send(Observation {
+                        rule: rules::rule_key(&rule.id),
+                        group: key,
+                        time: activation,
+                        what: What::Registered,
+                    });
+                }
+            }
+        }
     }
 
     /// Loads the registries of `reference` at the current time.
@@ -124,8 +162,8 @@ pub struct Plan {
     pub timeouts: Timeouts,
     /// Build the time-series window operators.
     pub series: bool,
-    /// The rules to evaluate (none: no rule operators).
-    pub rules: Arc<Vec<Rule>>,
+    /// Build the rule operators (their rules arrive on [`Inputs::rule_versions`]).
+    pub rules_on: bool,
     /// Reference data, for `ref` in rule expressions.
     pub reference: Arc<crate::reference::Reference>,
     /// Where rule evaluation failures are counted.
@@ -149,12 +187,14 @@ pub fn build<'scope>(scope: Scope<'scope, u64>, plan: &Plan) -> Built<'scope> {
     let (timeouts, series) = (plan.timeouts, plan.series);
     let (events_in, events) = scope.new_input::<(Envelope, u64)>();
     let (registrations_in, registrations) = scope.new_input::<Observation>();
-    // Rules see every event; the copy is made only when there are rules.
-    let conditions = (!plan.rules.is_empty()).then(|| {
+    let (rule_versions_in, rule_versions) = scope.new_input::<RuleSetVersion>();
+    // Rules see every event; the copy is made only when rules are on.
+    let conditions = plan.rules_on.then(|| {
+        let versions = rule_versions.broadcast();
         let refs = Arc::new(RefValues::new(&plan.reference));
-        observe(events.clone(), plan.rules.clone(), refs, plan.stats.clone())
+        observe(events.clone(), versions.clone(), refs, plan.stats.clone())
             .concat(registrations.map(Batch::from))
-            .conditions(plan.rules.clone())
+            .conditions(versions)
     });
     let (counters_in, fed_counters) = scope.new_collection::<Counter, isize>();
     let (elevators_in, elevators) = scope.new_collection::<(Id, Id), isize>();
@@ -380,6 +420,7 @@ pub fn build<'scope>(scope: Scope<'scope, u64>, plan: &Plan) -> Built<'scope> {
         kitchens: kitchens_in,
         merchants: merchants_in,
         registrations: registrations_in,
+        rule_versions: rule_versions_in,
     };
     Built {
         inputs,

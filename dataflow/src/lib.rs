@@ -34,6 +34,6 @@ pub use counters::{Counter, Snapshot, SnapshotView};
 pub use feed::{ChannelSource, ClockMode, Ingested, Pulled, Source, VecSource};
 pub use operators::snapshot::SnapshotFn;
 pub use reference::Reference;
-pub use runtime::{DataflowConfig, Outputs, Running, SourceFactory, start};
+pub use runtime::{DataflowConfig, Outputs, RuleFeed, Running, SourceFactory, start};
 pub use series::{Series, SeriesFn};
 pub use stats::Stats;

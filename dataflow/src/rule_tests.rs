@@ -217,7 +217,7 @@ fn evaluate(
         let plan = Plan {
             timeouts: Timeouts::default(),
             series: false,
-            rules: rules.clone(),
+            rules_on: true,
             reference: reference.clone(),
             stats: Default::default(),
         };
@@ -235,6 +235,9 @@ fn evaluate(
             });
             (inputs, probe)
         });
+        inputs
+            .rule_versions
+            .send(crate::operators::conditions::RuleSetVersion::of(0, &rules));
         inputs.advance_to(start);
         register_devices(&mut inputs, &rules, &reference, start);
         for e in events

@@ -69,7 +69,7 @@ fn plan() -> Plan {
             camera_ms: 180_000,
         },
         series: false,
-        rules: Default::default(),
+        rules_on: false,
         reference: Default::default(),
         stats: Default::default(),
     }

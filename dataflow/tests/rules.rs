@@ -2,7 +2,7 @@
 
 use dataflow::Condition;
 use dataflow::build::{Built, Plan, Timeouts, build};
-use dataflow::operators::conditions::{Observation, What};
+use dataflow::operators::conditions::{Observation, RuleSetVersion, What};
 use dataflow::reference::{Camera, Kitchen, Reference};
 use differential_dataflow::consolidation::consolidate_updates;
 use model::{Decoder, Envelope};
@@ -94,7 +94,10 @@ fn run(rounds: Vec<(u64, Vec<(Envelope, u64)>)>, until: u64) -> Vec<Update> {
         Arc::new(reference()),
         rounds,
         until,
-        vec![(2, "K1/C1".to_owned()), (2, "K1/C2".to_owned())],
+        vec![
+            ("camera_offline", "K1/C1".to_owned()),
+            ("camera_offline", "K1/C2".to_owned()),
+        ],
     )
 }
 
@@ -103,14 +106,14 @@ fn run_with(
     reference: Arc<Reference>,
     rounds: Vec<(u64, Vec<(Envelope, u64)>)>,
     until: u64,
-    registrations: Vec<(u32, String)>,
+    registrations: Vec<(&'static str, String)>,
 ) -> Vec<Update> {
     timely::execute_directly(move |worker| {
         let mut rounds_start = rounds.first().map(|r| r.0);
         let plan = Plan {
             timeouts: Timeouts::default(),
             series: false,
-            rules: rules.clone(),
+            rules_on: true,
             reference: reference.clone(),
             stats: Default::default(),
         };
@@ -127,11 +130,13 @@ fn run_with(
                 .probe();
             (inputs, probe)
         });
+        inputs.rule_versions.send(RuleSetVersion::of(0, &rules));
         for (epoch, events) in rounds {
             inputs.advance_to(epoch);
             if let Some(start) = rounds_start.take() {
                 // Registered devices, for absence rules, at start-up.
                 for (rule, key) in registrations.iter().cloned() {
+                    let rule = rules::rule_key(rule);
                     inputs.registrations.send(Observation {
                         rule,
                         group: key,
@@ -440,7 +445,7 @@ absent_for = "300ms"
                 .iter()
                 .map(|&(e, t, m)| frame(ids[e], t0 + t, m))
                 .collect();
-            let registrations = ids.iter().map(|id| (3u32, id.to_string())).collect();
+            let registrations = ids.iter().map(|id| ("silent", id.to_string())).collect();
             let rules = Arc::new(rules::load_str("oracle.toml", RULES).unwrap());
             let out = run_with(
                 rules,
@@ -506,4 +511,107 @@ absent_for = "300ms"
             }
         }
     }
+}
+
+/// Changing rules at run time: a changed rule starts afresh at the change (its firing
+/// condition stops there), an unchanged rule keeps its state.
+#[test]
+fn a_rule_change_at_run_time() {
+    let before = Arc::new(rules::load_str("test.toml", RULES).unwrap());
+    let changed = RULES.replace("condition = \"value >= 3\"", "condition = \"value >= 2\"").replace(
+        "filter = 'event.kind == \"stranger\" && ref.kitchen.venue_type == \"school\"'\ngroup_by = [\"kitchen_id\"]\nkeep_firing_for = \"5m\"",
+        "filter = 'event.kind == \"stranger\" && ref.kitchen.venue_type == \"school\"'\ngroup_by = [\"kitchen_id\"]\nkeep_firing_for = \"1m\"",
+    );
+    let after = Arc::new(rules::load_str("test.toml", &changed).unwrap());
+    assert_ne!(before[0].source, after[0].source);
+    assert_ne!(before[1].source, after[1].source);
+    assert_eq!(before[2].source, after[2].source);
+    let beat = |ts: u64| {
+        (
+            env(
+                "cw/v1/kitchen/K1/camera/C1/heartbeat",
+                format!(r#"{{"ts":{ts},"online":true}}"#),
+                ts,
+            ),
+            ts,
+        )
+    };
+    let out = timely::execute_directly(move |worker| {
+        let reference = Arc::new(reference());
+        let plan = Plan {
+            timeouts: Timeouts::default(),
+            series: false,
+            rules_on: true,
+            reference: reference.clone(),
+            stats: Default::default(),
+        };
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        let sink = seen.clone();
+        let (mut inputs, probe) = worker.dataflow::<u64, _, _>(|scope| {
+            let Built {
+                inputs, conditions, ..
+            } = build(scope, &plan);
+            let (probe, _) = conditions
+                .unwrap()
+                .inner
+                .inspect(move |u: &Update| sink.borrow_mut().push(u.clone()))
+                .probe();
+            (inputs, probe)
+        });
+        inputs.rule_versions.send(RuleSetVersion::of(0, &before));
+        inputs.advance_to(T0);
+        rules_runtime_register(&mut inputs, &before, &reference);
+        for e in [
+            beat(T0),
+            detection("K1", "no_mask", T0 + MIN),
+            detection("K1", "no_hat", T0 + 2 * MIN),
+            detection("K1", "stranger", T0 + 3 * MIN),
+        ] {
+            inputs.events.send(e);
+        }
+        inputs.advance_to(T0 + 5 * MIN);
+        inputs.set_rules(T0 + 5 * MIN, &after, &before, &reference);
+        for e in [
+            detection("K1", "no_hat", T0 + 6 * MIN),
+            detection("K1", "no_mask", T0 + 7 * MIN),
+        ] {
+            inputs.events.send(e);
+        }
+        let until = T0 + 9 * MIN;
+        inputs.advance_to(until);
+        while probe.less_than(&until) {
+            worker.step();
+        }
+        let mut all: Vec<Update> = seen
+            .borrow()
+            .iter()
+            .filter(|u| u.1 < until)
+            .cloned()
+            .collect();
+        consolidate_updates(&mut all);
+        all
+    });
+    let mut expected = vec![
+        // Under the old threshold (3) two violations were not enough; the new rule starts with
+        // an empty window at 5 min and fires at its second violation.
+        (cond("hygiene", "K1", 2.0), T0 + 7 * MIN, 1),
+        // The stranger alert of the old rule stops at the change.
+        (cond("stranger", "K1", 1.0), T0 + 3 * MIN, 1),
+        (cond("stranger", "K1", 1.0), T0 + 5 * MIN, -1),
+        // The unchanged absence rule keeps its state: C1 beat at T0, offline 3 min later; C2
+        // (never seen) too, from its registration at T0, not from the change.
+        (cond("camera_offline", "K1/C1", 180.0), T0 + 3 * MIN, 1),
+        (cond("camera_offline", "K1/C2", 180.0), T0 + 3 * MIN, 1),
+    ];
+    consolidate_updates(&mut expected);
+    assert_eq!(out, expected);
+}
+
+fn rules_runtime_register(
+    inputs: &mut dataflow::build::Inputs,
+    rules: &[rules::Rule],
+    reference: &Reference,
+) {
+    let t = *inputs.rule_versions.time();
+    dataflow::runtime::register_devices(inputs, rules, reference, t);
 }

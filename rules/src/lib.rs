@@ -17,5 +17,13 @@ pub mod load;
 pub mod machine;
 pub mod spec;
 
-pub use load::{RuleError, load_dir, load_str};
-pub use spec::{Rule, Severity};
+pub use load::{RuleError, compile, load_dir, load_str};
+pub use spec::{Rule, RuleSource, Severity};
+
+/// A rule's stable key across workers and rule-set versions: a hash of its id.
+pub fn rule_key(id: &str) -> u64 {
+    // FNV-1a: stable across processes and versions, unlike the std hasher.
+    id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}

@@ -181,6 +181,22 @@ fn collect(dir: &Path, out: &mut Vec<std::path::PathBuf>) -> std::io::Result<()>
     Ok(())
 }
 
+/// Compiles a rule that was already written out (sent between workers, or kept as the
+/// running set). Its problems, if any, as messages.
+pub fn compile(src: &RuleSource, origin: &str) -> Result<Rule, Vec<String>> {
+    let evaluator = Evaluator::default();
+    let mut problems = Vec::new();
+    let mut err =
+        |key: &str, _col: usize, message: String| problems.push(format!("{key}: {message}"));
+    match validate(src, &evaluator, &mut err) {
+        Some(mut rule) if problems.is_empty() => {
+            rule.origin = origin.to_owned();
+            Ok(rule)
+        }
+        _ => Err(problems),
+    }
+}
+
 /// Streams a registry can judge absence from, by default.
 fn default_registry(stream: Stream) -> Option<Registry> {
     match stream {

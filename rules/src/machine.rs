@@ -60,6 +60,11 @@ impl Machine {
         }
     }
 
+    /// The value it fires with, if it fires now.
+    pub fn firing_value(&self) -> Option<f64> {
+        self.firing.map(|(_, v)| v)
+    }
+
     /// Whether the condition fires now.
     pub fn is_firing(&self) -> bool {
         self.firing.is_some()

@@ -32,7 +32,8 @@ use timely::dataflow::operators::generic::Operator;
 /// What one event means for one rule's group.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Observation {
-    pub rule: u32,
+    /// The rule's key ([`rules::rule_key`] of its id).
+    pub rule: u64,
     pub group: String,
     pub time: u64,
     pub what: What,
@@ -183,7 +184,8 @@ pub fn registry_keys(r: &Reference, registry: Registry) -> Vec<String> {
 pub struct Batch {
     pub group: String,
     pub time: u64,
-    pub items: Vec<(u32, What)>,
+    /// (rule key, what the event means for it).
+    pub items: Vec<(u64, What)>,
 }
 
 impl From<Observation> for Batch {
@@ -196,94 +198,234 @@ impl From<Observation> for Batch {
     }
 }
 
-/// Step 1: observations of the rules of each event's stream.
+/// A version of the rule set, in force for events at or after `activation` (event time).
+/// Sent as sources and compiled on each worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuleSetVersion {
+    pub activation: u64,
+    /// (origin, source) of every rule.
+    pub rules: Vec<(String, rules::RuleSource)>,
+}
+
+impl RuleSetVersion {
+    /// The version of `rules`, from `activation`.
+    pub fn of(activation: u64, rules: &[Rule]) -> RuleSetVersion {
+        RuleSetVersion {
+            activation,
+            rules: rules
+                .iter()
+                .map(|r| (r.origin.clone(), r.source.clone()))
+                .collect(),
+        }
+    }
+}
+
+/// A compiled rule set, indexed for evaluation.
+#[derive(Default)]
+struct RuleSet {
+    rules: Vec<Rule>,
+    keys: Vec<u64>,
+    by_key: HashMap<u64, usize>,
+    by_stream: HashMap<Stream, Vec<usize>>,
+}
+
+impl RuleSet {
+    fn compile(v: &RuleSetVersion) -> RuleSet {
+        let mut set = RuleSet::default();
+        for (origin, src) in &v.rules {
+            match rules::compile(src, origin) {
+                Ok(rule) => {
+                    let i = set.rules.len();
+                    let key = rules::rule_key(&rule.id);
+                    set.keys.push(key);
+                    set.by_key.insert(key, i);
+                    if rule.enabled {
+                        set.by_stream.entry(rule.stream).or_default().push(i);
+                    }
+                    set.rules.push(rule);
+                }
+                // Validated before it was sent; a rule that no longer compiles is left out.
+                Err(problems) => {
+                    tracing::error!(rule = %src.id, ?problems, "rule does not compile")
+                }
+            }
+        }
+        set
+    }
+
+    fn get(&self, key: u64) -> Option<&Rule> {
+        self.by_key.get(&key).map(|&i| &self.rules[i])
+    }
+}
+
+/// The versions a worker knows, by activation time.
+#[derive(Default)]
+struct Versions {
+    by_time: BTreeMap<u64, Arc<RuleSet>>,
+}
+
+impl Versions {
+    fn add(&mut self, v: &RuleSetVersion) {
+        self.by_time
+            .insert(v.activation, Arc::new(RuleSet::compile(v)));
+    }
+
+    /// The set in force at `t`.
+    fn at(&self, t: u64) -> Option<&Arc<RuleSet>> {
+        self.by_time.range(..=t).next_back().map(|(_, s)| s)
+    }
+}
+
+/// Step 1: observations of the rules of each event's stream. Events wait until the rule-set
+/// input has passed their time, so each is judged by the version in force at its event time.
 pub fn observe<'scope>(
     events: StreamVec<'scope, u64, (Envelope, u64)>,
-    rules: Arc<Vec<Rule>>,
+    versions: StreamVec<'scope, u64, RuleSetVersion>,
     refs: Arc<RefValues>,
     stats: Arc<Stats>,
 ) -> StreamVec<'scope, u64, Batch> {
-    use timely::dataflow::operators::vec::Map;
-    let mut by_stream: HashMap<Stream, Vec<u32>> = HashMap::new();
-    for (i, r) in rules.iter().enumerate() {
-        if r.enabled {
-            by_stream.entry(r.stream).or_default().push(i as u32);
-        }
-    }
-    let evaluator = Evaluator::default();
-    events.flat_map(move |(env, t)| {
-        let Some(ids) = by_stream.get(&env.event.stream()) else {
-            return Vec::new();
-        };
-        let event = event_value(&env);
-        // One binding per event for all its rules; `ref` only when a rule of the stream reads it.
-        let mut vars = vec![("event", event.clone())];
-        if ids.iter().any(|&i| uses_ref(&rules[i as usize])) {
-            vars.push(("ref", refs.for_event(&env.event)));
-        }
-        let bound = evaluator.bind(vars);
-        let mut out: Vec<Batch> = Vec::new();
-        for &i in ids {
-            let rule = &rules[i as usize];
-            let matched = match &rule.filter {
-                None => true,
-                Some(f) => bound.bool(f).unwrap_or_else(|e| {
-                    stats.rule_error(&rule.id, &e.to_string());
-                    false
-                }),
-            };
-            let cleared = match &rule.kind {
-                Kind::State { clear: Some(c) } => bound.bool(c).unwrap_or_else(|e| {
-                    stats.rule_error(&rule.id, &e.to_string());
-                    false
-                }),
-                _ => false,
-            };
-            // Only what can change a machine travels: unmatched events matter to state rules,
-            // to window rules (time moves the window) and to set-and-clear rules.
-            let relevant = matched
-                || cleared
-                || matches!(rule.kind, Kind::State { clear: None } | Kind::Window { .. });
-            if !relevant {
-                continue;
-            }
-            let group = match &rule.kind {
-                Kind::Absence { .. } => device_key(&env.event),
-                _ => rule
-                    .group_by
-                    .iter()
-                    .map(|g| field(&event, g).map_or_else(String::new, value_text))
-                    .collect::<Vec<_>>()
-                    .join("/"),
-            };
-            let item = match &rule.kind {
-                Kind::Window { aggregate, .. } => {
-                    match aggregate.field().and_then(|f| field(&event, f)) {
-                        Some(v) => match rules::expr::number(v) {
-                            Some(n) => Item::Num(n),
-                            None => Item::Text(value_text(v)),
-                        },
-                        None => Item::Unit,
+    use timely::dataflow::channels::pact::Pipeline;
+    use timely::dataflow::operators::generic::operator::Operator as _;
+    events.binary_frontier(
+        versions,
+        Pipeline,
+        Pipeline,
+        "ObserveRules",
+        move |_cap, _info| {
+            let mut cap: Option<Capability<u64>> = None;
+            let mut stash: BTreeMap<u64, Vec<Envelope>> = BTreeMap::new();
+            let mut known = Versions::default();
+            let evaluator = Evaluator::default();
+            move |(events, _events_frontier), (versions, versions_frontier), output| {
+                versions.for_each(|_cap, data| {
+                    for v in data.drain(..) {
+                        known.add(&v);
+                    }
+                });
+                events.for_each_stamp(|incap, data| {
+                    if let Some(least) = incap.least()
+                        && cap.as_ref().is_none_or(|c| c.time() > least)
+                    {
+                        cap = incap.retain_least(0);
+                    }
+                    for batch in data {
+                        for (env, t) in batch.drain(..) {
+                            stash.entry(t).or_default().push(env);
+                        }
+                    }
+                });
+                let f = versions_frontier
+                    .frontier()
+                    .first()
+                    .copied()
+                    .unwrap_or(u64::MAX);
+                let mut out: Vec<Batch> = Vec::new();
+                while let Some(entry) = stash.first_entry() {
+                    if *entry.key() >= f {
+                        break;
+                    }
+                    let t = *entry.key();
+                    let envs = entry.remove();
+                    let Some(set) = known.at(t).cloned() else {
+                        continue;
+                    };
+                    for env in envs {
+                        observe_event(&set, &env, t, &refs, &stats, &evaluator, &mut out);
                     }
                 }
-                _ => Item::Unit,
-            };
-            let what = What::Event {
-                matched,
-                cleared,
-                item,
-            };
-            match out.iter_mut().find(|b| b.group == group) {
-                Some(b) => b.items.push((i, what)),
-                None => out.push(Batch {
-                    group,
-                    time: t,
-                    items: vec![(i, what)],
-                }),
+                if let Some(c) = cap.as_mut() {
+                    if !out.is_empty() {
+                        output.session(&*c).give_iterator(out.drain(..));
+                    }
+                    match stash.keys().next() {
+                        Some(&t) => c.downgrade(&t.max(*c.time())),
+                        None => cap = None,
+                    }
+                }
             }
+        },
+    )
+}
+
+fn observe_event(
+    set: &RuleSet,
+    env: &Envelope,
+    t: u64,
+    refs: &RefValues,
+    stats: &Stats,
+    evaluator: &Evaluator,
+    out: &mut Vec<Batch>,
+) {
+    let Some(ids) = set.by_stream.get(&env.event.stream()) else {
+        return;
+    };
+    let event = event_value(env);
+    // One binding per event for all its rules; `ref` only when a rule of the stream reads it.
+    let mut vars = vec![("event", event.clone())];
+    if ids.iter().any(|&i| uses_ref(&set.rules[i])) {
+        vars.push(("ref", refs.for_event(&env.event)));
+    }
+    let bound = evaluator.bind(vars);
+    let first = out.len();
+    for &i in ids {
+        let rule = &set.rules[i];
+        let matched = match &rule.filter {
+            None => true,
+            Some(f) => bound.bool(f).unwrap_or_else(|e| {
+                stats.rule_error(&rule.id, &e.to_string());
+                false
+            }),
+        };
+        let cleared = match &rule.kind {
+            Kind::State { clear: Some(c) } => bound.bool(c).unwrap_or_else(|e| {
+                stats.rule_error(&rule.id, &e.to_string());
+                false
+            }),
+            _ => false,
+        };
+        // Only what can change a machine travels: unmatched events matter to state rules,
+        // to window rules (time moves the window) and to set-and-clear rules.
+        let relevant = matched
+            || cleared
+            || matches!(rule.kind, Kind::State { clear: None } | Kind::Window { .. });
+        if !relevant {
+            continue;
         }
-        out
-    })
+        let group = match &rule.kind {
+            Kind::Absence { .. } => device_key(&env.event),
+            _ => rule
+                .group_by
+                .iter()
+                .map(|g| field(&event, g).map_or_else(String::new, value_text))
+                .collect::<Vec<_>>()
+                .join("/"),
+        };
+        let item = match &rule.kind {
+            Kind::Window { aggregate, .. } => {
+                match aggregate.field().and_then(|f| field(&event, f)) {
+                    Some(v) => match rules::expr::number(v) {
+                        Some(n) => Item::Num(n),
+                        None => Item::Text(value_text(v)),
+                    },
+                    None => Item::Unit,
+                }
+            }
+            _ => Item::Unit,
+        };
+        let what = What::Event {
+            matched,
+            cleared,
+            item,
+        };
+        match out[first..].iter_mut().find(|b| b.group == group) {
+            Some(b) => b.items.push((set.keys[i], what)),
+            None => out.push(Batch {
+                group,
+                time: t,
+                items: vec![(set.keys[i], what)],
+            }),
+        }
+    }
 }
 
 fn uses_ref(rule: &Rule) -> bool {
@@ -304,130 +446,224 @@ fn value_text(v: &Value) -> String {
 
 /// Step 2, as an extension trait on the batch stream.
 pub trait Conditions<'scope> {
-    /// The collection of active conditions.
-    fn conditions(self, rules: Arc<Vec<Rule>>) -> VecCollection<'scope, u64, Condition, isize>;
+    /// The collection of active conditions, under the rule-set versions of `versions`.
+    fn conditions(
+        self,
+        versions: StreamVec<'scope, u64, RuleSetVersion>,
+    ) -> VecCollection<'scope, u64, Condition, isize>;
 }
 
 /// The machines of one group key, one per rule, and the group's earliest timer.
 #[derive(Default)]
 struct Group {
-    machines: Vec<(u32, Machine)>,
+    machines: Vec<(u64, Machine)>,
     scheduled: Option<u64>,
 }
 
 impl<'scope> Conditions<'scope> for StreamVec<'scope, u64, Batch> {
-    fn conditions(self, rules: Arc<Vec<Rule>>) -> VecCollection<'scope, u64, Condition, isize> {
+    fn conditions(
+        self,
+        versions: StreamVec<'scope, u64, RuleSetVersion>,
+    ) -> VecCollection<'scope, u64, Condition, isize> {
+        use timely::dataflow::channels::pact::Pipeline;
         let exchange = Exchange::new(|b: &Batch| b.group.hashed());
-        self.unary_frontier(exchange, "Conditions", move |_cap, _info| {
-            let mut cap: Option<Capability<u64>> = None;
-            let mut stash: BTreeMap<u64, Vec<Batch>> = BTreeMap::new();
-            let mut groups: HashMap<String, Group> = HashMap::new();
-            // Lazy: an entry counts only while it is its group's `scheduled` time.
-            let mut timers: BinaryHeap<Reverse<(u64, String)>> = BinaryHeap::new();
-            let mut out: Vec<(Condition, u64, isize)> = Vec::new();
-            let evaluator = Evaluator::default();
-            move |(input, frontier), output| {
-                input.for_each_stamp(|incap, data| {
-                    if let Some(least) = incap.least()
-                        && cap.as_ref().is_none_or(|c| c.time() > least)
-                    {
-                        cap = incap.retain_least(0);
-                    }
-                    for batch in data {
-                        for b in batch.drain(..) {
-                            stash.entry(b.time).or_default().push(b);
+        self.binary_frontier(
+            versions,
+            exchange,
+            Pipeline,
+            "Conditions",
+            move |_cap, _info| {
+                let mut cap: Option<Capability<u64>> = None;
+                let mut stash: BTreeMap<u64, Vec<Batch>> = BTreeMap::new();
+                let mut pending: BTreeMap<u64, RuleSetVersion> = BTreeMap::new();
+                let mut current = Arc::new(RuleSet::default());
+                let mut groups: HashMap<String, Group> = HashMap::new();
+                // Lazy: an entry counts only while it is its group's `scheduled` time.
+                let mut timers: BinaryHeap<Reverse<(u64, String)>> = BinaryHeap::new();
+                let mut out: Vec<(Condition, u64, isize)> = Vec::new();
+                let evaluator = Evaluator::default();
+                move |(input, frontier), (versions, versions_frontier), output| {
+                    versions.for_each_stamp(|incap, data| {
+                        if let Some(least) = incap.least()
+                            && cap.as_ref().is_none_or(|c| c.time() > least)
+                        {
+                            cap = incap.retain_least(0);
                         }
-                    }
-                });
-                let f = frontier.frontier().first().copied().unwrap_or(u64::MAX);
-                loop {
-                    let next_obs = stash.first_key_value().map(|(t, _)| *t).filter(|t| *t < f);
-                    let next_timer = timers.peek().map(|Reverse((t, _))| *t).filter(|t| *t < f);
-                    let timer_first = match (next_obs, next_timer) {
-                        (None, None) => break,
-                        (Some(o), Some(tm)) => tm <= o,
-                        (None, Some(_)) => true,
-                        (Some(_), None) => false,
-                    };
-                    if timer_first {
-                        let Some(Reverse((t, key))) = timers.pop() else {
-                            break;
-                        };
-                        let Some(group) = groups.get_mut(&key) else {
-                            continue;
-                        };
-                        if group.scheduled != Some(t) {
-                            continue;
-                        }
-                        for (rule, m) in group.machines.iter_mut() {
-                            let r = &rules[*rule as usize];
-                            if m.next_timer(r).is_some_and(|due| due <= t) {
-                                let mut cond = window_condition(&evaluator, r);
-                                emit(r, &key, m.timer(r, t, &mut cond), &mut out);
+                        for batch in data {
+                            for v in batch.drain(..) {
+                                pending.insert(v.activation, v);
                             }
                         }
-                        reschedule(&rules, &mut groups, key, &mut timers);
-                    } else {
-                        let Some((t, batches)) = stash.pop_first() else {
-                            break;
-                        };
-                        for b in batches {
-                            let group = groups.entry(b.group.clone()).or_default();
-                            for (rule, what) in b.items {
-                                let r = &rules[rule as usize];
-                                let m = match group.machines.iter().position(|(x, _)| *x == rule) {
-                                    Some(i) => &mut group.machines[i].1,
-                                    None => {
-                                        group.machines.push((rule, Machine::default()));
-                                        &mut group.machines.last_mut().expect("just pushed").1
-                                    }
-                                };
-                                let mut cond = window_condition(&evaluator, r);
-                                let transitions = match what {
-                                    What::Event {
-                                        matched,
-                                        cleared,
-                                        item,
-                                    } => m.event(r, t, matched, cleared, item, &mut cond),
-                                    What::Registered => {
-                                        // Absence counts from the registration's time (the
-                                        // runtime registers at its first frontier: start-up).
-                                        *m = Machine::registered(t);
-                                        Vec::new()
-                                    }
-                                };
-                                emit(r, &b.group, transitions, &mut out);
-                            }
-                            reschedule(&rules, &mut groups, b.group, &mut timers);
+                    });
+                    input.for_each_stamp(|incap, data| {
+                        if let Some(least) = incap.least()
+                            && cap.as_ref().is_none_or(|c| c.time() > least)
+                        {
+                            cap = incap.retain_least(0);
                         }
-                    }
-                }
-                if let Some(c) = cap.as_mut() {
-                    if !out.is_empty() {
-                        output.session(&*c).give_iterator(out.drain(..));
-                    }
-                    let next = stash
-                        .keys()
-                        .next()
+                        for batch in data {
+                            for b in batch.drain(..) {
+                                stash.entry(b.time).or_default().push(b);
+                            }
+                        }
+                    });
+                    let f1 = frontier.frontier().first().copied().unwrap_or(u64::MAX);
+                    let f2 = versions_frontier
+                        .frontier()
+                        .first()
                         .copied()
-                        .into_iter()
-                        .chain(timers.peek().map(|Reverse((t, _))| *t))
-                        .min();
-                    match next {
-                        Some(t) => c.downgrade(&t.max(*c.time())),
-                        None => cap = None,
+                        .unwrap_or(u64::MAX);
+                    let f = f1.min(f2);
+                    loop {
+                        let next_version = pending
+                            .first_key_value()
+                            .map(|(t, _)| *t)
+                            .filter(|t| *t < f);
+                        let next_obs = stash.first_key_value().map(|(t, _)| *t).filter(|t| *t < f);
+                        let next_timer = timers.peek().map(|Reverse((t, _))| *t).filter(|t| *t < f);
+                        let Some(t) = [next_version, next_obs, next_timer]
+                            .into_iter()
+                            .flatten()
+                            .min()
+                        else {
+                            break;
+                        };
+                        // At one time: a new version first, then timers, then observations.
+                        if next_version == Some(t) {
+                            let Some((_, v)) = pending.pop_first() else {
+                                break;
+                            };
+                            let next = Arc::new(RuleSet::compile(&v));
+                            retire_changed(&current, &next, t, &mut groups, &mut out);
+                            current = next;
+                        } else if next_timer == Some(t) {
+                            let Some(Reverse((t, key))) = timers.pop() else {
+                                break;
+                            };
+                            let Some(group) = groups.get_mut(&key) else {
+                                continue;
+                            };
+                            if group.scheduled != Some(t) {
+                                continue;
+                            }
+                            for (rule, m) in group.machines.iter_mut() {
+                                let Some(r) = current.get(*rule) else {
+                                    continue;
+                                };
+                                if m.next_timer(r).is_some_and(|due| due <= t) {
+                                    let mut cond = window_condition(&evaluator, r);
+                                    emit(r, &key, m.timer(r, t, &mut cond), &mut out);
+                                }
+                            }
+                            reschedule(&current, &mut groups, key, &mut timers);
+                        } else {
+                            let Some((t, batches)) = stash.pop_first() else {
+                                break;
+                            };
+                            for b in batches {
+                                let group = groups.entry(b.group.clone()).or_default();
+                                for (rule, what) in b.items {
+                                    let Some(r) = current.get(rule) else { continue };
+                                    let m = match group
+                                        .machines
+                                        .iter()
+                                        .position(|(x, _)| *x == rule)
+                                    {
+                                        Some(i) => &mut group.machines[i].1,
+                                        None => {
+                                            group.machines.push((rule, Machine::default()));
+                                            &mut group.machines.last_mut().expect("just pushed").1
+                                        }
+                                    };
+                                    let mut cond = window_condition(&evaluator, r);
+                                    let transitions = match what {
+                                        What::Event {
+                                            matched,
+                                            cleared,
+                                            item,
+                                        } => m.event(r, t, matched, cleared, item, &mut cond),
+                                        What::Registered => {
+                                            // Absence counts from the registration's time (the
+                                            // runtime registers at its first frontier: start-up).
+                                            *m = Machine::registered(t);
+                                            Vec::new()
+                                        }
+                                    };
+                                    emit(r, &b.group, transitions, &mut out);
+                                }
+                                reschedule(&current, &mut groups, b.group, &mut timers);
+                            }
+                        }
+                    }
+                    if let Some(c) = cap.as_mut() {
+                        if !out.is_empty() {
+                            output.session(&*c).give_iterator(out.drain(..));
+                        }
+                        let next = stash
+                            .keys()
+                            .next()
+                            .copied()
+                            .into_iter()
+                            .chain(timers.peek().map(|Reverse((t, _))| *t))
+                            .chain(pending.keys().next().copied())
+                            .min();
+                        match next {
+                            Some(t) => c.downgrade(&t.max(*c.time())),
+                            None => cap = None,
+                        }
                     }
                 }
-            }
-        })
+            },
+        )
         .as_collection()
     }
+}
+
+/// A new rule-set version at `t`: conditions of rules that changed or went away stop at `t`
+/// and their state is dropped; the others carry on untouched.
+fn retire_changed(
+    old: &RuleSet,
+    new: &RuleSet,
+    t: u64,
+    groups: &mut HashMap<String, Group>,
+    out: &mut Vec<(Condition, u64, isize)>,
+) {
+    let changed: Vec<u64> = old
+        .keys
+        .iter()
+        .zip(&old.rules)
+        .filter(|(k, r)| new.get(**k).is_none_or(|n| n.source != r.source))
+        .map(|(k, _)| *k)
+        .collect();
+    if changed.is_empty() {
+        return;
+    }
+    for (group, g) in groups.iter_mut() {
+        g.machines.retain(|(rule, m)| {
+            if !changed.contains(rule) {
+                return true;
+            }
+            if let (Some(r), Some(value)) = (old.get(*rule), m.firing_value()) {
+                out.push((
+                    Condition {
+                        rule: r.id.clone(),
+                        group: group.clone(),
+                        value_milli: (value * 1000.0).round() as i64,
+                    },
+                    t,
+                    -1,
+                ));
+            }
+            false
+        });
+    }
+    groups.retain(|_, g| !g.machines.is_empty());
 }
 
 /// Drops the group's idle machines (and the group when none is left), and queues its next
 /// timer if it changed.
 fn reschedule(
-    rules: &[Rule],
+    set: &RuleSet,
     groups: &mut HashMap<String, Group>,
     key: String,
     timers: &mut BinaryHeap<Reverse<(u64, String)>>,
@@ -435,18 +671,19 @@ fn reschedule(
     let Some(group) = groups.get_mut(&key) else {
         return;
     };
-    group
-        .machines
-        .retain(|(rule, m)| !(m.is_idle() && m.next_timer(&rules[*rule as usize]).is_none()));
-    let next = group
-        .machines
-        .iter()
-        .filter_map(|(rule, m)| m.next_timer(&rules[*rule as usize]))
-        .min();
+    group.machines.retain(|(rule, m)| {
+        set.get(*rule)
+            .is_some_and(|r| !(m.is_idle() && m.next_timer(r).is_none()))
+    });
     if group.machines.is_empty() {
         groups.remove(&key);
         return;
     }
+    let next = group
+        .machines
+        .iter()
+        .filter_map(|(rule, m)| set.get(*rule).and_then(|r| m.next_timer(r)))
+        .min();
     if next != group.scheduled {
         group.scheduled = next;
         if let Some(t) = next {
