@@ -74,6 +74,27 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
         }
     };
     let (conditions, publish_conditions) = api::state::conditions_channel();
+    // With the sink on, every alert transition is also a point.
+    let publish_conditions: dataflow::ConditionsFn = match &sink {
+        None => publish_conditions,
+        Some(sink) => {
+            let tx = sink.sender();
+            let manager = rule_manager.clone();
+            Arc::new(move |c: dataflow::ConditionsSnapshot| {
+                if !c.changes.is_empty() {
+                    let rules = manager.current();
+                    let severity = |id: &str| {
+                        rules
+                            .iter()
+                            .find(|r| r.id == id)
+                            .map_or("info", |r| r.severity.as_str())
+                    };
+                    tx.send(influx::points::transitions(&c, severity));
+                }
+                publish_conditions(c);
+            })
+        }
+    };
     let outputs = dataflow::Outputs {
         snapshots: publish,
         series,

@@ -30,6 +30,9 @@ pub struct Active {
 pub struct ConditionsSnapshot {
     pub as_of: u64,
     pub active: BTreeMap<(String, String), Active>,
+    /// What changed since the previous snapshot, in time order: the condition, whether it
+    /// started (else stopped), and when.
+    pub changes: Vec<(Active, bool, u64)>,
 }
 
 /// Receives each conditions snapshot.

@@ -303,3 +303,22 @@ mod tests {
         );
     }
 }
+
+/// The points of the alert transitions in a conditions snapshot: one per condition that
+/// started or stopped, at its exact event time. `severity` names a rule's severity.
+pub fn transitions(
+    c: &dataflow::ConditionsSnapshot,
+    severity: impl Fn(&str) -> &'static str,
+) -> Vec<Point> {
+    c.changes
+        .iter()
+        .map(|(a, started, at)| {
+            Point::new("alert_transitions", *at)
+                .tag("rule", a.rule.as_str())
+                .tag("severity", severity(&a.rule))
+                .tag("state", if *started { "firing" } else { "resolved" })
+                .field("group", Field::Str(a.group.clone()))
+                .field("value", Field::F64(a.value))
+        })
+        .collect()
+}

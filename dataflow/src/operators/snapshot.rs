@@ -111,22 +111,22 @@ impl PublishConditions for VecCollection<'_, u64, crate::conditions::Condition, 
                     for (c, d) in updates {
                         let key = (c.rule.clone(), c.group.clone());
                         if d > 0 {
-                            snapshot.active.insert(
-                                key,
-                                Active {
-                                    rule: c.rule,
-                                    group: c.group,
-                                    value: c.value_milli as f64 / 1000.0,
-                                    since: t,
-                                },
-                            );
-                        } else {
-                            snapshot.active.remove(&key);
+                            let active = Active {
+                                rule: c.rule,
+                                group: c.group,
+                                value: c.value_milli as f64 / 1000.0,
+                                since: t,
+                            };
+                            snapshot.changes.push((active.clone(), true, t));
+                            snapshot.active.insert(key, active);
+                        } else if let Some(active) = snapshot.active.remove(&key) {
+                            snapshot.changes.push((active, false, t));
                         }
                     }
                 }
                 snapshot.as_of = f;
                 publish(snapshot.clone());
+                snapshot.changes.clear();
             },
         );
     }
