@@ -282,6 +282,25 @@ pub fn snapshot(view: &SnapshotView) -> Vec<Point> {
     out
 }
 
+/// The points of the alert transitions in a conditions snapshot: one per condition that
+/// started or stopped, at its exact event time. `severity` names a rule's severity.
+pub fn transitions(
+    c: &dataflow::ConditionsSnapshot,
+    severity: impl Fn(&str) -> &'static str,
+) -> Vec<Point> {
+    c.changes
+        .iter()
+        .map(|(a, started, at)| {
+            Point::new("alert_transitions", *at)
+                .tag("rule", a.rule.as_str())
+                .tag("severity", severity(&a.rule))
+                .tag("state", if *started { "firing" } else { "resolved" })
+                .field("group", Field::Str(a.group.clone()))
+                .field("value", Field::F64(a.value))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,23 +321,4 @@ mod tests {
             "elevator_status,elevator_id=E1 direction=\"up\",door=\"closed\",floor=3,in_door_zone=true,service_mode=\"normal\",speed_mps=0.5 1795737600000\n"
         );
     }
-}
-
-/// The points of the alert transitions in a conditions snapshot: one per condition that
-/// started or stopped, at its exact event time. `severity` names a rule's severity.
-pub fn transitions(
-    c: &dataflow::ConditionsSnapshot,
-    severity: impl Fn(&str) -> &'static str,
-) -> Vec<Point> {
-    c.changes
-        .iter()
-        .map(|(a, started, at)| {
-            Point::new("alert_transitions", *at)
-                .tag("rule", a.rule.as_str())
-                .tag("severity", severity(&a.rule))
-                .tag("state", if *started { "firing" } else { "resolved" })
-                .field("group", Field::Str(a.group.clone()))
-                .field("value", Field::F64(a.value))
-        })
-        .collect()
 }
