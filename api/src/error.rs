@@ -35,6 +35,16 @@ impl ApiError {
         }
     }
 
+    /// 500.
+    pub fn internal(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "internal",
+            message: message.into(),
+            field: None,
+        }
+    }
+
     /// 404.
     pub fn not_found(message: impl Into<String>) -> Self {
         ApiError {

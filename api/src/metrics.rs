@@ -214,6 +214,37 @@ pub fn render(s: &AppState) -> String {
         o.sample("citywatch_rule_errors_total", &[("rule", rule.as_str())], n);
     }
 
+    if let Some(a) = &s.alerts {
+        o.family("citywatch_alerts_firing", "gauge", "Alerts firing now.");
+        o.sample(
+            "citywatch_alerts_firing",
+            &[],
+            a.journal().firing().unwrap_or(0),
+        );
+        o.family(
+            "citywatch_notifications_total",
+            "counter",
+            "Notification delivery attempts by receiver kind and outcome.",
+        );
+        for (kind, outcome, n) in a.stats().notifications() {
+            o.sample(
+                "citywatch_notifications_total",
+                &[("receiver_kind", kind.as_str()), ("outcome", outcome)],
+                n,
+            );
+        }
+        o.family(
+            "citywatch_alert_routing_errors_total",
+            "counter",
+            "Route roles that reached no receiver.",
+        );
+        o.sample(
+            "citywatch_alert_routing_errors_total",
+            &[],
+            a.stats().routing_errors(),
+        );
+    }
+
     if let Some(f) = &s.influx {
         o.family(
             "citywatch_influx_points_written_total",

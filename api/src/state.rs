@@ -22,6 +22,8 @@ pub struct AppState {
     pub conditions: watch::Receiver<Arc<dataflow::ConditionsSnapshot>>,
     /// The running rules, and the way to change them.
     pub rules: Arc<RuleManager>,
+    /// Alerts and notifications (with `--rules`).
+    pub alerts: Option<Arc<alerts::Alerts>>,
 }
 
 /// The running rule set: read by the API, replaced through the API or by a reload of the

@@ -7,6 +7,9 @@ use ingest::{DeadLetters, Ingest};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How long shutdown waits for HTTP clients (event streams) to leave.
+const HTTP_DRAIN: Duration = Duration::from_secs(2);
+
 /// How long shutdown waits for the last acknowledgements.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -74,6 +77,26 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
         }
     };
     let (conditions, publish_conditions) = api::state::conditions_channel();
+    // With rules, conditions become alerts: journaled, then notified.
+    let alerts = match &settings.rules {
+        None => None,
+        Some(_) => Some(alerts::Alerts::open(
+            &settings.data_dir.join("alerts.db"),
+            reference.clone(),
+        )?),
+    };
+    let publish_conditions: dataflow::ConditionsFn = match &alerts {
+        None => publish_conditions,
+        Some(a) => {
+            let (a, manager) = (a.clone(), rule_manager.clone());
+            Arc::new(move |c: dataflow::ConditionsSnapshot| {
+                if let Err(e) = a.apply(&c, &manager.current()) {
+                    tracing::error!(error = %e, "cannot journal alert transitions");
+                }
+                publish_conditions(c);
+            })
+        }
+    };
     // With the sink on, every alert transition is also a point.
     let publish_conditions: dataflow::ConditionsFn = match &sink {
         None => publish_conditions,
@@ -123,7 +146,9 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
         influx: sink.as_ref().map(|s| s.stats()),
         conditions,
         rules: rule_manager.clone(),
+        alerts: alerts.clone(),
     };
+    let delivery = alerts.clone().map(|a| tokio::spawn(a.run()));
     if let Some(dir) = settings.rules.clone() {
         tokio::spawn(crate::rules_cmd::watch(dir, rule_manager.clone()));
     }
@@ -162,6 +187,10 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
     if let Some(sim) = simulation {
         sim.abort();
     }
+    if let Some(d) = delivery {
+        // The outbox is durable: what is not delivered now is delivered at the next start.
+        d.abort();
+    }
     tracing::info!("shutting down: draining the ingest queue");
     ingest.stop_intake();
     running.stop();
@@ -173,10 +202,17 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
         sink.shutdown(DRAIN_TIMEOUT).await;
     }
     let _ = stop_http.send(());
-    server
-        .await
-        .context("joining the HTTP server")?
-        .context("HTTP server")?;
+    // Open event streams (SSE) would hold a graceful shutdown for ever: they get a moment,
+    // then the server is stopped.
+    match tokio::time::timeout(HTTP_DRAIN, server).await {
+        Ok(joined) => joined
+            .context("joining the HTTP server")?
+            .context("HTTP server")?,
+        Err(_) => tracing::info!(
+            "HTTP clients still connected after {} s: closing",
+            HTTP_DRAIN.as_secs()
+        ),
+    }
     tracing::info!("stopped");
     Ok(())
 }

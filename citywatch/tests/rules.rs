@@ -82,6 +82,50 @@ async fn a_trapped_passenger_over_mosquitto() {
     assert!(trapped(&c).is_none(), "{c}");
     let rules_listed = cw.get("/api/v1/rules").await;
     assert!(rules_listed.as_array().unwrap().len() >= 28);
+
+    // The alert: journaled, firing then resolved, and on the SSE stream from the start.
+    let id = {
+        let alerts = cw
+            .get("/api/v1/alerts?rule=elevator.trapped_outside_zone")
+            .await;
+        assert_eq!(alerts[0]["state"], "resolved", "{alerts}");
+        assert_eq!(alerts[0]["version"], 2);
+        alerts[0]["id"].as_str().unwrap().to_owned()
+    };
+    let detail = cw.get(&format!("/api/v1/alerts/{id}")).await;
+    let states: Vec<&str> = detail["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["firing", "resolved"]);
+    let first_seq = detail["transitions"][0]["seq"].as_u64().unwrap();
+    // Reconnecting after the firing event: the stream resumes with the resolution.
+    let resp = reqwest::Client::new()
+        .get(cw.url("/api/v1/alerts/stream"))
+        .header("last-event-id", first_seq.to_string())
+        .send()
+        .await
+        .unwrap();
+    let mut body = resp.bytes_stream();
+    let mut text = String::new();
+    use futures_util::StreamExt;
+    while !text.contains("\n\n") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), body.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    assert!(text.contains("event: alert"), "{text}");
+    assert!(
+        text.contains(&format!("id: {}", first_seq + 1)) || text.contains("\"state\":\"resolved\""),
+        "{text}"
+    );
+    assert!(!text.contains(&format!("id: {first_seq}\n")), "{text}");
+    drop(body);
     cw.stop();
 }
 

@@ -138,6 +138,22 @@ pub struct GuidancePrice {
     pub price: f64,
 }
 
+/// Where a notification goes: a webhook (URL) or an MQTT topic, for an owner (a maintenance
+/// unit id, an office id, or `duty:<district>` for a district's duty leader).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Receiver {
+    pub receiver_id: Id,
+    /// `webhook` or `mqtt`.
+    pub kind: String,
+    /// The URL or the topic.
+    pub target: String,
+    /// Key of the webhook signature (HMAC-SHA256).
+    #[serde(default)]
+    pub secret: String,
+    pub owner: String,
+}
+
 /// All reference tables.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Reference {
@@ -151,6 +167,9 @@ pub struct Reference {
     pub offices: Vec<Office>,
     pub maintenance_units: Vec<MaintenanceUnit>,
     pub guidance_prices: Vec<GuidancePrice>,
+    /// Notification receivers.
+    #[serde(default)]
+    pub receivers: Vec<Receiver>,
     /// Jurisdiction polygons (GeoJSON FeatureCollection), kept as loaded.
     pub jurisdictions: Option<serde_json::Value>,
 }
@@ -185,6 +204,7 @@ impl Reference {
             guidance_prices: table(dir, "guidance_prices", |g: &GuidancePrice| {
                 vec![&g.goods_code]
             })?,
+            receivers: table(dir, "receivers", |r: &Receiver| vec![&r.receiver_id])?,
             jurisdictions: {
                 let path = dir.join("jurisdictions.geojson");
                 if path.exists() {

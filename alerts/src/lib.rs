@@ -1,0 +1,44 @@
+//! Alerts: conditions become alerts with a lifecycle, kept in a durable journal, and
+//! notifications that are delivered at least once and survive restarts.
+//!
+//! Last steps of the data path (`dataflow → alerts → notifications`): the rules' condition
+//! changes come in, each is appended to the journal with the notifications it causes (the
+//! outbox) in one transaction, and delivery workers send the outbox. The semantics are in
+//! `docs/alerts.md`.
+//!
+//! # Layout
+//! - [`journal`]: the SQLite journal: alerts, transitions, outbox.
+//! - [`routing`]: who a rule's `route` reaches, from reference data.
+//! - [`deliver`]: the webhook receiver and the delivery loop (signature, retries).
+//! - [`service`]: [`Alerts`], tying them together for the binary and the API.
+
+pub mod deliver;
+pub mod journal;
+pub mod routing;
+pub mod service;
+
+pub use journal::{AlertRow, NotificationRow, TransitionRow};
+pub use service::{Alerts, AlertsStats};
+
+/// Why the alert store could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum AlertsError {
+    /// SQLite failed.
+    #[error("alert journal: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A stored value did not parse.
+    #[error("alert journal: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// An alert's id: a fingerprint of (rule, group), 16 hex digits of FNV-1a.
+pub fn fingerprint(rule: &str, group: &str) -> String {
+    let h = rule
+        .bytes()
+        .chain([0u8])
+        .chain(group.bytes())
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+    format!("{h:016x}")
+}
