@@ -140,7 +140,7 @@ impl Alerts {
                         self.stats
                             .routing_errors
                             .fetch_add(unresolved.len() as u64, Ordering::Relaxed);
-                        tracing::warn!(alert = %id, rule = %rule.id, roles = ?unresolved, "route reaches no receiver");
+                        tracing::debug!(alert = %id, rule = %rule.id, roles = ?unresolved, "route reaches no receiver");
                     }
                     for r in routing::receivers(&owners, &self.reference) {
                         outbox(
