@@ -304,3 +304,21 @@ async fn messages_published_while_down_are_counted_exactly_once_after_restart() 
     );
     cw.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_completes_with_an_event_stream_open() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cw = Citywatch::start("embedded", Some(port), &dir.path().join("data")).await;
+    let resp = reqwest::get(cw.url("/api/v1/counters/stream"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    // The stream stays open while citywatch is asked to stop: it must still exit, cleanly.
+    let stopped = tokio::task::spawn_blocking(move || cw.stop());
+    tokio::time::timeout(std::time::Duration::from_secs(30), stopped)
+        .await
+        .expect("citywatch stopped in time")
+        .unwrap();
+    drop(resp);
+}
