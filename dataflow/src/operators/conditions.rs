@@ -11,6 +11,7 @@
 //!    of observations ahead of the frontier, and one timer entry per machine.
 
 use crate::conditions::Condition;
+use crate::operators::Held;
 use crate::reference::Reference;
 use crate::stats::Stats;
 use cel_interpreter::Value;
@@ -26,7 +27,6 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::sync::Arc;
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Exchange;
-use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::generic::Operator;
 
 /// What one event means for one rule's group.
@@ -292,7 +292,7 @@ pub fn observe<'scope>(
         Pipeline,
         "ObserveRules",
         move |_cap, _info| {
-            let mut cap: Option<Capability<u64>> = None;
+            let mut cap = Held::default();
             let mut stash: BTreeMap<u64, Vec<Envelope>> = BTreeMap::new();
             let mut known = Versions::default();
             let evaluator = Evaluator::default();
@@ -303,11 +303,7 @@ pub fn observe<'scope>(
                     }
                 });
                 events.for_each_stamp(|incap, data| {
-                    if let Some(least) = incap.least()
-                        && cap.as_ref().is_none_or(|c| c.time() > least)
-                    {
-                        cap = incap.retain_least(0);
-                    }
+                    cap.keep(&incap);
                     for batch in data {
                         for (env, t) in batch.drain(..) {
                             stash.entry(t).or_default().push(env);
@@ -333,15 +329,12 @@ pub fn observe<'scope>(
                         observe_event(&set, &env, t, &refs, &stats, &evaluator, &mut out);
                     }
                 }
-                if let Some(c) = cap.as_mut() {
-                    if !out.is_empty() {
-                        output.session(&*c).give_iterator(out.drain(..));
-                    }
-                    match stash.keys().next() {
-                        Some(&t) => c.downgrade(&t.max(*c.time())),
-                        None => cap = None,
-                    }
+                if let Some(c) = cap.get()
+                    && !out.is_empty()
+                {
+                    output.session(c).give_iterator(out.drain(..));
                 }
+                cap.release_to(stash.keys().next().copied());
             }
         },
     )
@@ -473,7 +466,7 @@ impl<'scope> Conditions<'scope> for StreamVec<'scope, u64, Batch> {
             Pipeline,
             "Conditions",
             move |_cap, _info| {
-                let mut cap: Option<Capability<u64>> = None;
+                let mut cap = Held::default();
                 let mut stash: BTreeMap<u64, Vec<Batch>> = BTreeMap::new();
                 let mut pending: BTreeMap<u64, RuleSetVersion> = BTreeMap::new();
                 let mut current = Arc::new(RuleSet::default());
@@ -484,11 +477,7 @@ impl<'scope> Conditions<'scope> for StreamVec<'scope, u64, Batch> {
                 let evaluator = Evaluator::default();
                 move |(input, frontier), (versions, versions_frontier), output| {
                     versions.for_each_stamp(|incap, data| {
-                        if let Some(least) = incap.least()
-                            && cap.as_ref().is_none_or(|c| c.time() > least)
-                        {
-                            cap = incap.retain_least(0);
-                        }
+                        cap.keep(&incap);
                         for batch in data {
                             for v in batch.drain(..) {
                                 pending.insert(v.activation, v);
@@ -496,11 +485,7 @@ impl<'scope> Conditions<'scope> for StreamVec<'scope, u64, Batch> {
                         }
                     });
                     input.for_each_stamp(|incap, data| {
-                        if let Some(least) = incap.least()
-                            && cap.as_ref().is_none_or(|c| c.time() > least)
-                        {
-                            cap = incap.retain_least(0);
-                        }
+                        cap.keep(&incap);
                         for batch in data {
                             for b in batch.drain(..) {
                                 stash.entry(b.time).or_default().push(b);
@@ -595,23 +580,20 @@ impl<'scope> Conditions<'scope> for StreamVec<'scope, u64, Batch> {
                             }
                         }
                     }
-                    if let Some(c) = cap.as_mut() {
-                        if !out.is_empty() {
-                            output.session(&*c).give_iterator(out.drain(..));
-                        }
-                        let next = stash
-                            .keys()
-                            .next()
-                            .copied()
-                            .into_iter()
-                            .chain(timers.peek().map(|Reverse((t, _))| *t))
-                            .chain(pending.keys().next().copied())
-                            .min();
-                        match next {
-                            Some(t) => c.downgrade(&t.max(*c.time())),
-                            None => cap = None,
-                        }
+                    if let Some(c) = cap.get()
+                        && !out.is_empty()
+                    {
+                        output.session(c).give_iterator(out.drain(..));
                     }
+                    let next = stash
+                        .keys()
+                        .next()
+                        .copied()
+                        .into_iter()
+                        .chain(timers.peek().map(|Reverse((t, _))| *t))
+                        .chain(pending.keys().next().copied())
+                        .min();
+                    cap.release_to(next);
                 }
             },
         )

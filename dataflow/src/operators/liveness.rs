@@ -9,6 +9,7 @@
 //! State per key: its expiry and the deadline queued for it. The deadline queue holds at most
 //! one live entry per online key, so memory is bounded by the number of keys, not the rate.
 
+use crate::operators::Held;
 use differential_dataflow::hashable::Hashable;
 use differential_dataflow::{AsCollection, ExchangeData, VecCollection};
 use std::cmp::Reverse;
@@ -16,7 +17,6 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::hash::Hash;
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Exchange;
-use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::generic::Operator;
 
 /// An observation: the key, its event time, and whether it says "online" (`true`) or
@@ -46,18 +46,14 @@ where
     fn liveness(self, timeout_ms: u64) -> VecCollection<'scope, u64, K, isize> {
         let exchange = Exchange::new(|(k, _, _): &Seen<K>| k.hashed());
         self.unary_frontier(exchange, "Liveness", move |_cap, _info| {
-            let mut cap: Option<Capability<u64>> = None;
+            let mut cap = Held::default();
             let mut stash: BTreeMap<u64, Vec<(K, bool)>> = BTreeMap::new();
             let mut state: HashMap<K, KeyState> = HashMap::new();
             let mut deadlines: BinaryHeap<Reverse<(u64, K)>> = BinaryHeap::new();
             let mut out: Vec<(K, u64, isize)> = Vec::new();
             move |(input, frontier), output| {
                 input.for_each_stamp(|incap, data| {
-                    if let Some(least) = incap.least()
-                        && cap.as_ref().is_none_or(|c| c.time() > least)
-                    {
-                        cap = incap.retain_least(0);
-                    }
+                    cap.keep(&incap);
                     for batch in data {
                         for (k, t, alive) in batch.drain(..) {
                             stash.entry(t).or_default().push((k, alive));
@@ -95,17 +91,14 @@ where
                         }
                     }
                 }
-                if let Some(c) = cap.as_mut() {
-                    if !out.is_empty() {
-                        output.session(&*c).give_iterator(out.drain(..));
-                    }
-                    let next = stash.keys().next().copied().into_iter();
-                    let next = next.chain(deadlines.peek().map(|Reverse((t, _))| *t)).min();
-                    match next {
-                        Some(t) => c.downgrade(&t.max(*c.time())),
-                        None => cap = None,
-                    }
+                if let Some(c) = cap.get()
+                    && !out.is_empty()
+                {
+                    output.session(c).give_iterator(out.drain(..));
                 }
+                let next = stash.keys().next().copied().into_iter();
+                let next = next.chain(deadlines.peek().map(|Reverse((t, _))| *t)).min();
+                cap.release_to(next);
             }
         })
         .as_collection()

@@ -15,3 +15,37 @@ pub mod tumbling;
 pub use liveness::Liveness;
 pub use snapshot::{PublishConditions, PublishSnapshots};
 pub use tumbling::Tumbling;
+
+use timely::dataflow::operators::{Capability, InputCapability};
+
+/// The one capability an event-time operator holds: at the least time for which it still
+/// owes output (its stash, its timers).
+#[derive(Default)]
+pub(crate) struct Held(Option<Capability<u64>>);
+
+impl Held {
+    /// Holds on to an incoming message's time if it is earlier than the one held.
+    pub(crate) fn keep(&mut self, incap: &InputCapability<u64>) {
+        if let Some(least) = incap.least()
+            && self.0.as_ref().is_none_or(|c| c.time() > least)
+        {
+            self.0 = incap.retain_least(0);
+        }
+    }
+
+    /// The capability to send under (every pending time is at or after it).
+    pub(crate) fn get(&self) -> Option<&Capability<u64>> {
+        self.0.as_ref()
+    }
+
+    /// Holds only until `next`, the earliest time still owed; nothing when none is.
+    pub(crate) fn release_to(&mut self, next: Option<u64>) {
+        match (self.0.as_mut(), next) {
+            (Some(c), Some(t)) => {
+                let t = t.max(*c.time());
+                c.downgrade(&t);
+            }
+            _ => self.0 = None,
+        }
+    }
+}

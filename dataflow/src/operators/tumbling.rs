@@ -6,13 +6,13 @@
 //! windows (at most lateness / width + 1 per key), and one small carry per key that lets a
 //! window see transitions from the previous one (e.g. an elevator starting to move).
 
+use crate::operators::Held;
 use differential_dataflow::ExchangeData;
 use differential_dataflow::hashable::Hashable;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Exchange;
-use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::generic::Operator;
 
 /// An aggregate over one window.
@@ -40,18 +40,14 @@ where
         let width = width_ms.max(1);
         let exchange = Exchange::new(|(k, _, _): &(K, u64, W::In)| k.hashed());
         self.unary_frontier(exchange, "Tumbling", move |_cap, _info| {
-            let mut cap: Option<Capability<u64>> = None;
+            let mut cap = Held::default();
             let mut stash: BTreeMap<u64, Vec<(K, W::In)>> = BTreeMap::new();
             let mut open: BTreeMap<u64, HashMap<K, W>> = BTreeMap::new();
             let mut carry: HashMap<K, W::Carry> = HashMap::new();
             let mut out: Vec<(K, u64, W)> = Vec::new();
             move |(input, frontier), output| {
                 input.for_each_stamp(|incap, data| {
-                    if let Some(least) = incap.least()
-                        && cap.as_ref().is_none_or(|c| c.time() > least)
-                    {
-                        cap = incap.retain_least(0);
-                    }
+                    cap.keep(&incap);
                     for batch in data {
                         for (k, t, v) in batch.drain(..) {
                             stash.entry(t).or_default().push((k, v));
@@ -78,22 +74,19 @@ where
                     }
                     out.extend(entry.remove().into_iter().map(|(k, w)| (k, start, w)));
                 }
-                if let Some(c) = cap.as_mut() {
-                    if !out.is_empty() {
-                        output.session(&*c).give_iterator(out.drain(..));
-                    }
-                    let next = stash
-                        .keys()
-                        .next()
-                        .copied()
-                        .into_iter()
-                        .chain(open.keys().next().copied())
-                        .min();
-                    match next {
-                        Some(t) => c.downgrade(&t.max(*c.time())),
-                        None => cap = None,
-                    }
+                if let Some(c) = cap.get()
+                    && !out.is_empty()
+                {
+                    output.session(c).give_iterator(out.drain(..));
                 }
+                let next = stash
+                    .keys()
+                    .next()
+                    .copied()
+                    .into_iter()
+                    .chain(open.keys().next().copied())
+                    .min();
+                cap.release_to(next);
             }
         })
     }
