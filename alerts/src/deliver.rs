@@ -1,6 +1,9 @@
-//! Delivering one notification: the webhook receiver, with its signature and idempotency key.
+//! Delivering one notification: to a webhook (signed, with an idempotency key header) or by
+//! MQTT push (the key inside the payload). One function per receiver kind behind
+//! [`deliver`], so other kinds (SMS, WeCom) are one more arm.
 
 use crate::journal::NotificationRow;
+use crate::push::MqttPush;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::time::Duration;
@@ -27,8 +30,22 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
 }
 
 /// Sends one notification.
-pub async fn deliver(client: &reqwest::Client, n: &NotificationRow, timeout: Duration) -> Outcome {
+pub async fn deliver(
+    client: &reqwest::Client,
+    push: Option<&MqttPush>,
+    n: &NotificationRow,
+    timeout: Duration,
+) -> Outcome {
     match n.kind.as_str() {
+        "mqtt" => {
+            let Some(push) = push else {
+                return Outcome::Retry("mqtt push is not connected".into());
+            };
+            match push.publish(&n.target, mqtt_payload(n), timeout).await {
+                Ok(()) => Outcome::Delivered,
+                Err(e) => Outcome::Retry(e),
+            }
+        }
         "webhook" => {
             let sent = client
                 .post(&n.target)
@@ -66,6 +83,18 @@ pub async fn deliver(client: &reqwest::Client, n: &NotificationRow, timeout: Dur
         }
         other => Outcome::Fail(format!("receiver kind {other:?} is not supported yet")),
     }
+}
+
+/// The MQTT payload: the notification body with its idempotency key and receiver, since
+/// MQTT 3.1.1 has no headers.
+pub fn mqtt_payload(n: &NotificationRow) -> Vec<u8> {
+    let mut body: serde_json::Value =
+        serde_json::from_str(&n.body).unwrap_or(serde_json::Value::Null);
+    if let Some(o) = body.as_object_mut() {
+        o.insert("idempotency_key".into(), n.idempotency_key.clone().into());
+        o.insert("receiver_id".into(), n.receiver_id.clone().into());
+    }
+    body.to_string().into_bytes()
 }
 
 /// The wait before attempt `attempts + 1`: 1 s doubling to 5 min, with up to 20 % jitter.

@@ -1,30 +1,58 @@
 //! The journal: SQLite in WAL mode. `alerts` holds each alert's state, `transitions` every
-//! change (its `seq` orders them and numbers the SSE events), `outbox` every notification to
-//! deliver and how it went.
+//! change and operator action (its `seq` orders them and numbers the SSE events), `outbox`
+//! every notification to deliver and how it went, `escalations` the timed steps of each
+//! episode, `silences` the operators' silences.
+//!
+//! Reads and writes go through [`Journal`] or, inside a transaction, the free functions of this
+//! module, so the service can append a transition and its notifications atomically.
 
 use crate::AlertsError;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use std::path::Path;
 
+/// The schema version this build writes (`PRAGMA user_version`).
+const VERSION: i64 = 2;
+
 const SCHEMA: &str = "
-PRAGMA journal_mode = WAL;
-PRAGMA synchronous = NORMAL;
 CREATE TABLE IF NOT EXISTS alerts (
     id TEXT PRIMARY KEY, rule TEXT NOT NULL, grp TEXT NOT NULL, severity TEXT NOT NULL,
     state TEXT NOT NULL, value REAL NOT NULL, since_ms INTEGER NOT NULL, resolved_ms INTEGER,
-    version INTEGER NOT NULL, body TEXT NOT NULL);
+    version INTEGER NOT NULL, body TEXT NOT NULL,
+    episode INTEGER NOT NULL DEFAULT 1, opened_ms INTEGER NOT NULL DEFAULT 0,
+    acked_ms INTEGER, suppressed TEXT);
 CREATE TABLE IF NOT EXISTS transitions (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, alert_id TEXT NOT NULL, version INTEGER NOT NULL,
-    state TEXT NOT NULL, at_ms INTEGER NOT NULL, body TEXT NOT NULL);
+    state TEXT NOT NULL, at_ms INTEGER NOT NULL, body TEXT NOT NULL,
+    event TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT, alert_id TEXT NOT NULL, version INTEGER NOT NULL,
     receiver_id TEXT NOT NULL, kind TEXT NOT NULL, target TEXT NOT NULL, secret TEXT NOT NULL,
     body TEXT NOT NULL, idem_key TEXT NOT NULL UNIQUE, status TEXT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0, next_ms INTEGER NOT NULL, last_error TEXT,
     delivered_ms INTEGER);
+CREATE TABLE IF NOT EXISTS escalations (
+    alert_id TEXT NOT NULL, episode INTEGER NOT NULL, step INTEGER NOT NULL,
+    due_ms INTEGER NOT NULL, status TEXT NOT NULL, policy TEXT NOT NULL,
+    PRIMARY KEY (alert_id, episode, step));
+CREATE TABLE IF NOT EXISTS silences (
+    id TEXT PRIMARY KEY, matchers TEXT NOT NULL, starts_ms INTEGER NOT NULL,
+    ends_ms INTEGER NOT NULL, author TEXT NOT NULL, reason TEXT NOT NULL,
+    created_ms INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_ms);
+CREATE INDEX IF NOT EXISTS outbox_alert ON outbox (alert_id, version);
 CREATE INDEX IF NOT EXISTS transitions_alert ON transitions (alert_id);
+CREATE INDEX IF NOT EXISTS alerts_state ON alerts (state);
+CREATE INDEX IF NOT EXISTS escalations_due ON escalations (status, due_ms);
+";
+
+/// The columns version 1 lacked; added in place when an older journal is opened.
+const UPGRADE_FROM_1: &str = "
+ALTER TABLE alerts ADD COLUMN episode INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE alerts ADD COLUMN opened_ms INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE alerts ADD COLUMN acked_ms INTEGER;
+ALTER TABLE alerts ADD COLUMN suppressed TEXT;
+ALTER TABLE transitions ADD COLUMN event TEXT NOT NULL DEFAULT '';
 ";
 
 /// An alert as stored.
@@ -37,10 +65,19 @@ pub struct AlertRow {
     /// `firing` or `resolved`.
     pub state: String,
     pub value: f64,
+    /// Event time the condition started.
     pub since_ms: u64,
     pub resolved_ms: Option<u64>,
+    /// Increases with every transition and action of the alert, across episodes.
     pub version: u64,
-    /// Labels, annotations, description: what notifications carry.
+    /// The version that opened the current episode.
+    pub episode: u64,
+    /// Wall-clock time the episode opened: escalation timers count from it.
+    pub opened_ms: u64,
+    pub acked_ms: Option<u64>,
+    /// Why notifications are held back: `silence:<id>` or `inhibited:<alert id>`.
+    pub suppressed: Option<String>,
+    /// Labels, annotations, description, operator state: what notifications carry.
     pub body: serde_json::Value,
 }
 
@@ -50,9 +87,13 @@ pub struct TransitionRow {
     pub seq: u64,
     pub alert_id: String,
     pub version: u64,
+    /// The alert's state after it.
     pub state: String,
+    /// What happened: `firing`, `resolved`, `acknowledged`, `assigned`, `commented`,
+    /// `field_state`, `escalated`, `released`.
+    pub event: String,
     pub at_ms: u64,
-    /// The notification body of this transition.
+    /// The alert as it was after the transition, with `event` describing it.
     pub body: serde_json::Value,
 }
 
@@ -70,12 +111,37 @@ pub struct NotificationRow {
     #[serde(skip)]
     pub body: String,
     pub idempotency_key: String,
-    /// `pending`, `delivered` or `failed`.
+    /// `pending`, `delivered`, `failed`, `held` (silenced or inhibited) or `dropped` (held
+    /// until the alert resolved).
     pub status: String,
     pub attempts: u32,
     pub next_ms: u64,
     pub last_error: Option<String>,
     pub delivered_ms: Option<u64>,
+}
+
+/// A silence as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct SilenceRow {
+    pub id: String,
+    pub matchers: Vec<crate::matcher::Matcher>,
+    pub starts_ms: u64,
+    pub ends_ms: u64,
+    pub author: String,
+    pub reason: String,
+    pub created_ms: u64,
+}
+
+/// An escalation step waiting for its time.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EscalationRow {
+    pub alert_id: String,
+    pub episode: u64,
+    pub step: u32,
+    pub due_ms: u64,
+    /// `pending`, `done`, `skipped` (its `unless` held) or `cancelled` (the alert resolved).
+    pub status: String,
+    pub policy: String,
 }
 
 /// The journal.
@@ -84,11 +150,27 @@ pub struct Journal {
 }
 
 impl Journal {
-    /// Opens (or creates) the journal at `path`.
+    /// Opens (or creates, or upgrades) the journal at `path`.
     pub fn open(path: &Path) -> Result<Journal, AlertsError> {
         let conn = Connection::open(path)?;
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let had_alerts: bool = conn.query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'alerts'",
+            [],
+            |r| r.get::<_, i64>(0).map(|n| n > 0),
+        )?;
+        if had_alerts && version < 2 {
+            conn.execute_batch(UPGRADE_FROM_1)?;
+        }
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(&format!("PRAGMA user_version = {VERSION}"))?;
         Ok(Journal { conn })
+    }
+
+    /// The connection, for the lifecycle's own statements.
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.conn
     }
 
     /// A transaction, for appending a transition with its notifications atomically.
@@ -101,20 +183,29 @@ impl Journal {
         alert(&self.conn, id)
     }
 
-    /// Alerts, newest first, optionally of one state / rule / severity.
-    pub fn alerts(
-        &self,
-        state: Option<&str>,
-        rule: Option<&str>,
-        severity: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<AlertRow>, AlertsError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT id, rule, grp, severity, state, value, since_ms, resolved_ms, version, body FROM alerts
-             WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR rule = ?2) AND (?3 IS NULL OR severity = ?3)
-             ORDER BY since_ms DESC LIMIT ?4",
+    /// Alerts, newest first, filtered.
+    pub fn alerts(&self, f: &AlertFilter<'_>, limit: usize) -> Result<Vec<AlertRow>, AlertsError> {
+        let mut stmt = self.conn.prepare(&format!(
+            "{ALERT_COLUMNS} WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR rule = ?2)
+               AND (?3 IS NULL OR severity = ?3) AND (?4 IS NULL OR since_ms >= ?4)
+               AND (?5 IS NULL OR json_extract(body, '$.labels.domain') = ?5)
+               AND (?6 IS NULL OR json_extract(body, '$.labels.district') = ?6)
+               AND (?7 IS NULL OR json_extract(body, '$.labels.maintenance_unit') = ?7)
+             ORDER BY since_ms DESC, id LIMIT ?8"
+        ))?;
+        let rows = stmt.query_map(
+            params![
+                f.state,
+                f.rule,
+                f.severity,
+                f.since_ms.map(|s| s as i64),
+                f.domain,
+                f.district,
+                f.unit,
+                limit as i64
+            ],
+            alert_row,
         )?;
-        let rows = stmt.query_map(params![state, rule, severity, limit as i64], alert_row)?;
         let mut out = Vec::new();
         for r in rows {
             out.push(r??);
@@ -128,9 +219,9 @@ impl Journal {
         seq: u64,
         limit: usize,
     ) -> Result<Vec<TransitionRow>, AlertsError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT seq, alert_id, version, state, at_ms, body FROM transitions WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-        )?;
+        let mut stmt = self.conn.prepare(&format!(
+            "{TRANSITION_COLUMNS} WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+        ))?;
         let rows = stmt.query_map(params![seq as i64, limit as i64], transition_row)?;
         let mut out = Vec::new();
         for r in rows {
@@ -141,7 +232,9 @@ impl Journal {
 
     /// The transitions of one alert.
     pub fn transitions_of(&self, alert_id: &str) -> Result<Vec<TransitionRow>, AlertsError> {
-        let mut stmt = self.conn.prepare("SELECT seq, alert_id, version, state, at_ms, body FROM transitions WHERE alert_id = ?1 ORDER BY seq")?;
+        let mut stmt = self.conn.prepare(&format!(
+            "{TRANSITION_COLUMNS} WHERE alert_id = ?1 ORDER BY seq"
+        ))?;
         let rows = stmt.query_map(params![alert_id], transition_row)?;
         let mut out = Vec::new();
         for r in rows {
@@ -172,6 +265,17 @@ impl Journal {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// When the next pending notification or escalation step is due.
+    pub fn next_due(&self) -> Result<Option<u64>, AlertsError> {
+        let n: Option<i64> = self.conn.query_row(
+            "SELECT MIN(t) FROM (SELECT MIN(next_ms) AS t FROM outbox WHERE status = 'pending'
+               UNION ALL SELECT MIN(due_ms) FROM escalations WHERE status = 'pending')",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(n.map(|n| n.max(0) as u64))
+    }
+
     /// Records a delivery attempt's outcome.
     pub fn record(
         &self,
@@ -189,6 +293,18 @@ impl Journal {
         Ok(())
     }
 
+    /// Alerts firing now, by (severity, domain).
+    pub fn firing_by(&self) -> Result<Vec<(String, String, u64)>, AlertsError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT severity, COALESCE(json_extract(body, '$.labels.domain'), ''), COUNT(*)
+             FROM alerts WHERE state = 'firing' GROUP BY 1, 2 ORDER BY 1, 2",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// How many alerts fire now.
     pub fn firing(&self) -> Result<u64, AlertsError> {
         Ok(self.conn.query_row(
@@ -197,14 +313,79 @@ impl Journal {
             |r| r.get::<_, i64>(0),
         )? as u64)
     }
+
+    /// Silences, newest first; only those not yet ended at `now_ms` unless `all`.
+    pub fn silences(&self, now_ms: u64, all: bool) -> Result<Vec<SilenceRow>, AlertsError> {
+        silences(&self.conn, now_ms, all)
+    }
+
+    /// The escalation steps of one alert.
+    pub fn escalations_of(&self, alert_id: &str) -> Result<Vec<EscalationRow>, AlertsError> {
+        let mut stmt = self.conn.prepare(&format!(
+            "{ESCALATION_COLUMNS} WHERE alert_id = ?1 ORDER BY episode, step"
+        ))?;
+        let rows = stmt.query_map(params![alert_id], escalation_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Per maintenance unit, over alerts opened since `since_ms`: (unit, alerts, acknowledged,
+    /// mean ms to acknowledge, resolved, mean ms to resolve).
+    pub fn unit_times(&self, since_ms: u64) -> Result<Vec<UnitTimes>, AlertsError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT json_extract(body, '$.labels.maintenance_unit') AS unit, COUNT(*),
+                    COUNT(acked_ms), AVG(acked_ms - opened_ms),
+                    SUM(state = 'resolved'),
+                    AVG(CASE WHEN state = 'resolved' THEN json_extract(body, '$.ops.closed_ms') - opened_ms END)
+             FROM alerts WHERE opened_ms >= ?1 AND unit IS NOT NULL GROUP BY unit ORDER BY unit",
+        )?;
+        let rows = stmt.query_map(params![since_ms as i64], |r| {
+            Ok(UnitTimes {
+                unit: r.get(0)?,
+                alerts: r.get::<_, i64>(1)? as u64,
+                acknowledged: r.get::<_, i64>(2)? as u64,
+                mean_ack_ms: r.get::<_, Option<f64>>(3)?,
+                resolved: r.get::<_, Option<i64>>(4)?.unwrap_or(0) as u64,
+                mean_resolve_ms: r.get::<_, Option<f64>>(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
 }
 
+/// Response times of one maintenance unit.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UnitTimes {
+    pub unit: String,
+    pub alerts: u64,
+    pub acknowledged: u64,
+    pub mean_ack_ms: Option<f64>,
+    pub resolved: u64,
+    pub mean_resolve_ms: Option<f64>,
+}
+
+/// What `GET /api/v1/alerts` filters on; `None` matches everything.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AlertFilter<'a> {
+    pub state: Option<&'a str>,
+    pub rule: Option<&'a str>,
+    pub severity: Option<&'a str>,
+    pub since_ms: Option<u64>,
+    pub domain: Option<&'a str>,
+    pub district: Option<&'a str>,
+    pub unit: Option<&'a str>,
+}
+
+const ALERT_COLUMNS: &str = "SELECT id, rule, grp, severity, state, value, since_ms, resolved_ms, version, body, episode, opened_ms, acked_ms, suppressed FROM alerts";
+const TRANSITION_COLUMNS: &str =
+    "SELECT seq, alert_id, version, state, at_ms, body, event FROM transitions";
 const NOTIFICATION_COLUMNS: &str = "SELECT id, alert_id, version, receiver_id, kind, target, secret, body, idem_key, status, attempts, next_ms, last_error, delivered_ms FROM outbox";
+const ESCALATION_COLUMNS: &str =
+    "SELECT alert_id, episode, step, due_ms, status, policy FROM escalations";
 
 pub(crate) fn alert(conn: &Connection, id: &str) -> Result<Option<AlertRow>, AlertsError> {
     let row = conn
         .query_row(
-            "SELECT id, rule, grp, severity, state, value, since_ms, resolved_ms, version, body FROM alerts WHERE id = ?1",
+            &format!("{ALERT_COLUMNS} WHERE id = ?1"),
             params![id],
             alert_row,
         )
@@ -212,37 +393,125 @@ pub(crate) fn alert(conn: &Connection, id: &str) -> Result<Option<AlertRow>, Ale
     row.transpose().map_err(AlertsError::from)
 }
 
+/// Alerts in one state.
+pub(crate) fn alerts_in(conn: &Connection, state: &str) -> Result<Vec<AlertRow>, AlertsError> {
+    let mut stmt = conn.prepare(&format!("{ALERT_COLUMNS} WHERE state = ?1"))?;
+    let rows = stmt.query_map(params![state], alert_row)?;
+    let mut out = Vec::new();
+    for r in rows {
+        out.push(r??);
+    }
+    Ok(out)
+}
+
+/// Writes every column of an alert.
+pub(crate) fn save(conn: &Connection, a: &AlertRow) -> Result<(), AlertsError> {
+    conn.execute(
+        "INSERT INTO alerts (id, rule, grp, severity, state, value, since_ms, resolved_ms, version, body, episode, opened_ms, acked_ms, suppressed)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+         ON CONFLICT(id) DO UPDATE SET severity = ?4, state = ?5, value = ?6, since_ms = ?7,
+             resolved_ms = ?8, version = ?9, body = ?10, episode = ?11, opened_ms = ?12,
+             acked_ms = ?13, suppressed = ?14",
+        params![
+            a.id,
+            a.rule,
+            a.group,
+            a.severity,
+            a.state,
+            a.value,
+            a.since_ms as i64,
+            a.resolved_ms.map(|v| v as i64),
+            a.version as i64,
+            a.body.to_string(),
+            a.episode as i64,
+            a.opened_ms as i64,
+            a.acked_ms.map(|v| v as i64),
+            a.suppressed,
+        ],
+    )?;
+    Ok(())
+}
+
+pub(crate) fn silences(
+    conn: &Connection,
+    now_ms: u64,
+    all: bool,
+) -> Result<Vec<SilenceRow>, AlertsError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, matchers, starts_ms, ends_ms, author, reason, created_ms FROM silences
+         WHERE ?2 OR ends_ms > ?1 ORDER BY created_ms DESC, id",
+    )?;
+    let rows = stmt.query_map(params![now_ms as i64, all], |r| {
+        let matchers: String = r.get(1)?;
+        Ok((
+            matchers,
+            SilenceRow {
+                id: r.get(0)?,
+                matchers: Vec::new(),
+                starts_ms: r.get::<_, i64>(2)? as u64,
+                ends_ms: r.get::<_, i64>(3)? as u64,
+                author: r.get(4)?,
+                reason: r.get(5)?,
+                created_ms: r.get::<_, i64>(6)? as u64,
+            },
+        ))
+    })?;
+    let mut out = Vec::new();
+    for r in rows {
+        let (matchers, mut s) = r?;
+        s.matchers = serde_json::from_str(&matchers)?;
+        out.push(s);
+    }
+    Ok(out)
+}
+
+pub(crate) fn due_escalations(
+    conn: &Connection,
+    now_ms: u64,
+) -> Result<Vec<EscalationRow>, AlertsError> {
+    let mut stmt = conn.prepare(&format!(
+        "{ESCALATION_COLUMNS} WHERE status = 'pending' AND due_ms <= ?1 ORDER BY due_ms, alert_id, step"
+    ))?;
+    let rows = stmt.query_map(params![now_ms as i64], escalation_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 fn alert_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<AlertRow, serde_json::Error>> {
     let body: String = r.get(9)?;
-    Ok(serde_json::from_str(&body).map(|body| AlertRow {
-        id: r.get(0).unwrap_or_default(),
-        rule: r.get(1).unwrap_or_default(),
-        group: r.get(2).unwrap_or_default(),
-        severity: r.get(3).unwrap_or_default(),
-        state: r.get(4).unwrap_or_default(),
-        value: r.get(5).unwrap_or_default(),
-        since_ms: r.get::<_, i64>(6).unwrap_or_default() as u64,
-        resolved_ms: r
-            .get::<_, Option<i64>>(7)
-            .unwrap_or_default()
-            .map(|v| v as u64),
-        version: r.get::<_, i64>(8).unwrap_or_default() as u64,
-        body,
-    }))
+    let opt = |i: usize| r.get::<_, Option<i64>>(i).map(|v| v.map(|v| v as u64));
+    let row = AlertRow {
+        id: r.get(0)?,
+        rule: r.get(1)?,
+        group: r.get(2)?,
+        severity: r.get(3)?,
+        state: r.get(4)?,
+        value: r.get(5)?,
+        since_ms: r.get::<_, i64>(6)? as u64,
+        resolved_ms: opt(7)?,
+        version: r.get::<_, i64>(8)? as u64,
+        body: serde_json::Value::Null,
+        episode: r.get::<_, i64>(10)? as u64,
+        opened_ms: r.get::<_, i64>(11)? as u64,
+        acked_ms: opt(12)?,
+        suppressed: r.get(13)?,
+    };
+    Ok(serde_json::from_str(&body).map(|body| AlertRow { body, ..row }))
 }
 
 fn transition_row(
     r: &rusqlite::Row<'_>,
 ) -> rusqlite::Result<Result<TransitionRow, serde_json::Error>> {
     let body: String = r.get(5)?;
-    Ok(serde_json::from_str(&body).map(|body| TransitionRow {
-        seq: r.get::<_, i64>(0).unwrap_or_default() as u64,
-        alert_id: r.get(1).unwrap_or_default(),
-        version: r.get::<_, i64>(2).unwrap_or_default() as u64,
-        state: r.get(3).unwrap_or_default(),
-        at_ms: r.get::<_, i64>(4).unwrap_or_default() as u64,
-        body,
-    }))
+    let row = TransitionRow {
+        seq: r.get::<_, i64>(0)? as u64,
+        alert_id: r.get(1)?,
+        version: r.get::<_, i64>(2)? as u64,
+        state: r.get(3)?,
+        at_ms: r.get::<_, i64>(4)? as u64,
+        body: serde_json::Value::Null,
+        event: r.get(6)?,
+    };
+    Ok(serde_json::from_str(&body).map(|body| TransitionRow { body, ..row }))
 }
 
 fn notification_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<NotificationRow> {
@@ -262,4 +531,50 @@ fn notification_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<NotificationRow> 
         last_error: r.get(12)?,
         delivered_ms: r.get::<_, Option<i64>>(13)?.map(|v| v as u64),
     })
+}
+
+fn escalation_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EscalationRow> {
+    Ok(EscalationRow {
+        alert_id: r.get(0)?,
+        episode: r.get::<_, i64>(1)? as u64,
+        step: r.get::<_, i64>(2)? as u32,
+        due_ms: r.get::<_, i64>(3)? as u64,
+        status: r.get(4)?,
+        policy: r.get(5)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_version_1_journal_is_upgraded_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("alerts.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE alerts (id TEXT PRIMARY KEY, rule TEXT NOT NULL, grp TEXT NOT NULL,
+                   severity TEXT NOT NULL, state TEXT NOT NULL, value REAL NOT NULL,
+                   since_ms INTEGER NOT NULL, resolved_ms INTEGER, version INTEGER NOT NULL,
+                   body TEXT NOT NULL);
+                 CREATE TABLE transitions (seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                   alert_id TEXT NOT NULL, version INTEGER NOT NULL, state TEXT NOT NULL,
+                   at_ms INTEGER NOT NULL, body TEXT NOT NULL);
+                 INSERT INTO alerts VALUES ('a', 'r', 'g', 'major', 'firing', 1.0, 5, NULL, 1, '{}');",
+            )
+            .unwrap();
+        }
+        let j = Journal::open(&path).unwrap();
+        let a = j.alert("a").unwrap().unwrap();
+        assert_eq!(
+            (a.state.as_str(), a.episode, a.acked_ms),
+            ("firing", 1, None)
+        );
+        drop(j);
+        // Opening again is a no-op.
+        let j = Journal::open(&path).unwrap();
+        assert_eq!(j.firing().unwrap(), 1);
+    }
 }

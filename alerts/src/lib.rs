@@ -7,18 +7,30 @@
 //! `docs/alerts.md`.
 //!
 //! # Layout
-//! - [`journal`]: the SQLite journal: alerts, transitions, outbox.
+//! - [`journal`]: the SQLite journal: alerts, transitions, outbox, escalations, silences.
+//! - [`lifecycle`]: what each change does inside one journal transaction: episodes,
+//!   operator actions, escalation steps, holding and releasing notifications.
+//! - [`matcher`]: label matchers for silences and policies.
+//! - [`policy`]: escalation policies, as data.
 //! - [`routing`]: who a rule's `route` reaches, from reference data.
-//! - [`deliver`]: the webhook receiver and the delivery loop (signature, retries).
+//! - [`deliver`]: sending one notification (webhook, MQTT), retries and backoff.
+//! - [`push`]: the MQTT connection for push notifications and the units' acks.
 //! - [`service`]: [`Alerts`], tying them together for the binary and the API.
 
 pub mod deliver;
 pub mod journal;
+pub mod lifecycle;
+pub mod matcher;
+pub mod policy;
+pub mod push;
 pub mod routing;
 pub mod service;
 
-pub use journal::{AlertRow, NotificationRow, TransitionRow};
-pub use service::{Alerts, AlertsStats};
+pub use journal::{AlertFilter, AlertRow, NotificationRow, SilenceRow, TransitionRow};
+pub use lifecycle::{ActError, Action, FieldState};
+pub use matcher::Matcher;
+pub use policy::Policies;
+pub use service::{Alerts, AlertsStats, Clock, NewSilence, Options, UnitAckError};
 
 /// Why the alert store could not be used.
 #[derive(Debug, thiserror::Error)]

@@ -60,6 +60,25 @@ pub fn owners(
     (owners, unresolved)
 }
 
+/// Adds what reference data knows about the device an alert is about: its `district`, and
+/// for elevators its `maintenance_unit` and `building`, so silences, policies and the API can
+/// select on them.
+pub fn enrich(labels: &mut BTreeMap<String, String>, reference: &Reference) {
+    if let Some(d) = district(labels, reference) {
+        labels.entry("district".to_owned()).or_insert(d);
+    }
+    if let Some(e) = labels.get("elevator_id").and_then(|id| {
+        reference
+            .elevators
+            .iter()
+            .find(|e| e.elevator_id == id.as_str())
+    }) {
+        let (unit, building) = (e.maintenance_unit.to_string(), e.building.clone());
+        labels.entry("maintenance_unit".to_owned()).or_insert(unit);
+        labels.entry("building".to_owned()).or_insert(building);
+    }
+}
+
 /// The district of the device an alert is about.
 fn district(labels: &BTreeMap<String, String>, r: &Reference) -> Option<String> {
     if let Some(id) = labels.get("elevator_id") {

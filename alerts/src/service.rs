@@ -1,11 +1,16 @@
 //! [`Alerts`]: conditions in, journal and deliveries out.
 
 use crate::deliver::{Outcome, backoff_ms, deliver};
-use crate::journal::{self, AlertRow, Journal, TransitionRow};
-use crate::{AlertsError, fingerprint, routing};
+use crate::journal::{self, AlertRow, Journal, SilenceRow, TransitionRow};
+use crate::lifecycle::{ActError, Action, Ctx, FieldState};
+use crate::matcher::Matcher;
+use crate::policy::Policies;
+use crate::push::MqttPush;
+use crate::{AlertsError, fingerprint};
 use dataflow::ConditionsSnapshot;
 use dataflow::reference::Reference;
 use rusqlite::params;
+use serde::Deserialize;
 use serde_json::json;
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
@@ -24,6 +29,7 @@ const CONCURRENCY: usize = 16;
 pub struct AlertsStats {
     notifications: Mutex<BTreeMap<(String, &'static str), u64>>,
     routing_errors: AtomicU64,
+    unit_acks: [AtomicU64; 3],
 }
 
 impl AlertsStats {
@@ -46,44 +52,133 @@ impl AlertsStats {
             .collect()
     }
 
+    /// Units' MQTT answers: (outcome, count) for applied, repeated, rejected.
+    pub fn unit_acks(&self) -> [(&'static str, u64); 3] {
+        let n = |i: usize| self.unit_acks[i].load(Ordering::Relaxed);
+        [("applied", n(0)), ("repeated", n(1)), ("rejected", n(2))]
+    }
+
     /// Route roles that resolved to no receiver.
     pub fn routing_errors(&self) -> u64 {
         self.routing_errors.load(Ordering::Relaxed)
     }
 }
 
+/// A wall clock the lifecycle reads: the system's, or one a test moves by hand.
+#[derive(Debug, Clone, Default)]
+pub enum Clock {
+    #[default]
+    System,
+    Manual(Arc<AtomicU64>),
+}
+
+impl Clock {
+    pub fn now_ms(&self) -> u64 {
+        match self {
+            Clock::System => SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            Clock::Manual(t) => t.load(Ordering::SeqCst),
+        }
+    }
+}
+
+/// How the alerts stage is set up.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub policies: Policies,
+    pub clock: Clock,
+    /// Webhook request timeout.
+    pub timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            policies: Policies::domain_default(),
+            clock: Clock::System,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A new silence, as the API takes it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewSilence {
+    pub matchers: Vec<Matcher>,
+    /// Defaults to now.
+    pub starts_ms: Option<u64>,
+    pub ends_ms: u64,
+    pub author: String,
+    pub reason: String,
+}
+
+/// Alerts that were firing when the journal was opened: each is confirmed by its condition
+/// re-deriving, or resolved once the dataflow has run long enough past the restart that the
+/// condition would have re-derived.
+#[derive(Default)]
+struct Inherited {
+    alerts: BTreeMap<String, (String, String)>,
+    first_as_of: Option<u64>,
+}
+
 /// The alerts stage.
 pub struct Alerts {
     journal: Mutex<Journal>,
     reference: Arc<Reference>,
+    policies: Policies,
+    clock: Clock,
     events: broadcast::Sender<TransitionRow>,
     wake: Notify,
     stats: AlertsStats,
     client: reqwest::Client,
     timeout: Duration,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    push: Mutex<Option<MqttPush>>,
+    inherited: Mutex<Inherited>,
 }
 
 impl Alerts {
-    /// Opens the journal at `path`; pending notifications in it are delivered once
-    /// [`Alerts::run`] runs.
+    /// Opens the journal at `path` with the default options; pending notifications in it are
+    /// delivered once [`Alerts::run`] runs.
     pub fn open(path: &Path, reference: Arc<Reference>) -> Result<Arc<Alerts>, AlertsError> {
+        Alerts::open_with(path, reference, Options::default())
+    }
+
+    /// Opens the journal at `path`.
+    pub fn open_with(
+        path: &Path,
+        reference: Arc<Reference>,
+        options: Options,
+    ) -> Result<Arc<Alerts>, AlertsError> {
         let journal = Journal::open(path)?;
+        let inherited = Inherited {
+            alerts: journal::alerts_in(journal.conn(), "firing")?
+                .into_iter()
+                .map(|a| (a.id, (a.rule, a.group)))
+                .collect(),
+            first_as_of: None,
+        };
         let (events, _) = broadcast::channel(1024);
         Ok(Arc::new(Alerts {
             journal: Mutex::new(journal),
             reference,
+            policies: options.policies,
+            clock: options.clock,
             events,
             wake: Notify::new(),
             stats: AlertsStats::default(),
             client: reqwest::Client::new(),
-            timeout: Duration::from_secs(10),
+            timeout: options.timeout,
+            push: Mutex::new(None),
+            inherited: Mutex::new(inherited),
         }))
+    }
+
+    /// Sends `mqtt` receivers' notifications through this connection.
+    pub fn set_push(&self, push: MqttPush) {
+        *self.push.lock().unwrap_or_else(PoisonError::into_inner) = Some(push);
+        self.wake.notify_one();
     }
 
     /// The journal, for queries.
@@ -101,90 +196,188 @@ impl Alerts {
         &self.stats
     }
 
-    /// Journals the condition changes of a snapshot as alert transitions, each with its
-    /// notifications, in one transaction; then wakes the delivery.
-    pub fn apply(&self, c: &ConditionsSnapshot, rules: &[rules::Rule]) -> Result<(), AlertsError> {
-        if c.changes.is_empty() {
-            return Ok(());
-        }
-        let mut rows = Vec::new();
-        {
+    /// The escalation policies in force.
+    pub fn policies(&self) -> &Policies {
+        &self.policies
+    }
+
+    /// Runs `f` in one journal transaction, then publishes its transitions and wakes delivery.
+    fn with_tx<T, E: From<AlertsError> + From<rusqlite::Error>>(
+        &self,
+        f: impl FnOnce(&mut Ctx<'_, '_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let (out, rows) = {
             let mut j = self.journal();
             let tx = j.transaction()?;
-            let now = now_ms();
-            for (active, started, at) in &c.changes {
-                let id = fingerprint(&active.rule, &active.group);
-                let existing = journal::alert(&tx, &id)?;
-                if *started {
-                    let Some(rule) = rules.iter().find(|r| r.id == active.rule) else {
-                        continue;
-                    };
-                    let labels = routing::labels(rule, &active.group);
-                    let version = existing.map_or(1, |a| a.version + 1);
-                    let body = json!({
-                        "id": id, "rule": rule.id, "group": active.group, "state": "firing", "version": version,
-                        "severity": rule.severity.as_str(), "since_ms": at, "value": active.value,
-                        "description": rule.description, "labels": labels, "annotations": rule.annotations,
-                    });
-                    tx.execute(
-                        "INSERT INTO alerts (id, rule, grp, severity, state, value, since_ms, resolved_ms, version, body)
-                         VALUES (?1, ?2, ?3, ?4, 'firing', ?5, ?6, NULL, ?7, ?8)
-                         ON CONFLICT(id) DO UPDATE SET severity = ?4, state = 'firing', value = ?5, since_ms = ?6,
-                             resolved_ms = NULL, version = ?7, body = ?8",
-                        params![id, rule.id, active.group, rule.severity.as_str(), active.value, *at as i64, version as i64, body.to_string()],
-                    )?;
-                    rows.push(transition(&tx, &id, version, "firing", *at, &body)?);
-                    let (owners, unresolved) =
-                        routing::owners(&rule.route, &labels, &self.reference);
-                    if !unresolved.is_empty() {
-                        self.stats
-                            .routing_errors
-                            .fetch_add(unresolved.len() as u64, Ordering::Relaxed);
-                        tracing::debug!(alert = %id, rule = %rule.id, roles = ?unresolved, "route reaches no receiver");
-                    }
-                    for r in routing::receivers(&owners, &self.reference) {
-                        outbox(
-                            &tx,
-                            &id,
-                            version,
-                            &r.receiver_id,
-                            &r.kind,
-                            &r.target,
-                            &r.secret,
-                            &body,
-                            now,
-                        )?;
-                    }
-                } else if let Some(alert) = existing.filter(|a| a.state == "firing") {
-                    let version = alert.version + 1;
-                    let mut body = alert.body.clone();
-                    body["state"] = json!("resolved");
-                    body["version"] = json!(version);
-                    body["resolved_ms"] = json!(at);
-                    tx.execute(
-                        "UPDATE alerts SET state = 'resolved', resolved_ms = ?2, version = ?3, body = ?4 WHERE id = ?1",
-                        params![id, *at as i64, version as i64, body.to_string()],
-                    )?;
-                    rows.push(transition(&tx, &id, version, "resolved", *at, &body)?);
-                    // Whoever was told it fires is told it is resolved.
-                    let told: Vec<(String, String, String, String)> = {
-                        let mut stmt = tx.prepare(
-                            "SELECT DISTINCT receiver_id, kind, target, secret FROM outbox WHERE alert_id = ?1 AND version = ?2",
-                        )?;
-                        let rows = stmt.query_map(params![id, alert.version as i64], |r| {
-                            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-                        })?;
-                        rows.collect::<Result<_, _>>()?
-                    };
-                    for (rid, kind, target, secret) in told {
-                        outbox(&tx, &id, version, &rid, &kind, &target, &secret, &body, now)?;
-                    }
-                }
-            }
+            let mut ctx = Ctx {
+                tx: &tx,
+                now: self.clock.now_ms(),
+                reference: &self.reference,
+                policies: &self.policies,
+                rows: Vec::new(),
+                routing_errors: 0,
+            };
+            let out = f(&mut ctx)?;
+            let (rows, errors) = (std::mem::take(&mut ctx.rows), ctx.routing_errors);
+            drop(ctx);
             tx.commit()?;
-        }
+            self.stats
+                .routing_errors
+                .fetch_add(errors, Ordering::Relaxed);
+            (out, rows)
+        };
+        let woke = !rows.is_empty();
         for row in rows {
             let _ = self.events.send(row);
+        }
+        if woke {
+            self.wake.notify_one();
+        }
+        Ok(out)
+    }
+
+    /// Journals the condition changes of a snapshot as alert transitions, each with its
+    /// notifications, in one transaction; then wakes the delivery. Alerts inherited from
+    /// before a restart whose condition has not re-derived are resolved once the dataflow is
+    /// far enough past the restart.
+    pub fn apply(&self, c: &ConditionsSnapshot, rules: &[rules::Rule]) -> Result<(), AlertsError> {
+        let stale = self.stale_inherited(c, rules);
+        if c.changes.is_empty() && stale.is_empty() {
+            return Ok(());
+        }
+        self.with_tx(|ctx| -> Result<(), AlertsError> {
+            for (active, started, at) in &c.changes {
+                let id = fingerprint(&active.rule, &active.group);
+                if *started {
+                    if let Some(rule) = rules.iter().find(|r| r.id == active.rule) {
+                        ctx.open(rule, active, *at)?;
+                    }
+                } else if let Some(mut a) =
+                    journal::alert(ctx.tx, &id)?.filter(|a| a.state == "firing")
+                {
+                    ctx.close(&mut a, *at, json!({}))?;
+                }
+            }
+            for id in &stale {
+                if let Some(mut a) = journal::alert(ctx.tx, id)?.filter(|a| a.state == "firing") {
+                    tracing::info!(alert = %id, rule = %a.rule, "resolving: its condition did not re-derive after the restart");
+                    ctx.close(&mut a, c.as_of, json!({ "reason": "condition not active after restart" }))?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// The inherited alerts now known to be stale; those confirmed active are forgotten.
+    fn stale_inherited(&self, c: &ConditionsSnapshot, rules: &[rules::Rule]) -> Vec<String> {
+        let mut inh = self
+            .inherited
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if inh.alerts.is_empty() {
+            return Vec::new();
+        }
+        let first = *inh.first_as_of.get_or_insert(c.as_of);
+        let mut stale = Vec::new();
+        inh.alerts.retain(|id, (rule, group)| {
+            if c.active.contains_key(&(rule.clone(), group.clone())) {
+                return false;
+            }
+            let settle = rules.iter().find(|r| &r.id == rule).map_or(0, settle_ms);
+            if c.as_of >= first.saturating_add(settle) {
+                stale.push(id.clone());
+                return false;
+            }
+            true
+        });
+        stale
+    }
+
+    /// Applies an operator's action; returns the alert after it.
+    pub fn act(&self, id: &str, action: &Action, by: &str) -> Result<AlertRow, ActError> {
+        self.act_changed(id, action, by).map(|(a, _)| a)
+    }
+
+    /// Applies an action; returns the alert after it and whether it changed anything.
+    fn act_changed(
+        &self,
+        id: &str,
+        action: &Action,
+        by: &str,
+    ) -> Result<(AlertRow, bool), ActError> {
+        self.with_tx(|ctx| {
+            let changed = ctx.act(id, action, by)?;
+            let a = journal::alert(ctx.tx, id)?.ok_or_else(|| ActError::NotFound(id.into()))?;
+            Ok((a, changed))
+        })
+    }
+
+    /// Runs the escalation steps due now and releases alerts no longer silenced.
+    pub fn tick(&self) -> Result<(), AlertsError> {
+        self.with_tx(|ctx| -> Result<(), AlertsError> {
+            for row in journal::due_escalations(ctx.tx, ctx.now)? {
+                ctx.escalate(&row)?;
+            }
+            let held: Vec<AlertRow> = journal::alerts_in(ctx.tx, "firing")?
+                .into_iter()
+                .filter(|a| a.suppressed.is_some())
+                .collect();
+            for mut a in held {
+                ctx.recheck(&mut a)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Creates a silence; it holds back notifications of matching alerts from `starts_ms`
+    /// to `ends_ms`.
+    pub fn silence(&self, s: NewSilence) -> Result<SilenceRow, ActError> {
+        let now = self.clock.now_ms();
+        let starts_ms = s.starts_ms.unwrap_or(now);
+        if s.matchers.is_empty() {
+            return Err(ActError::Conflict(
+                "a silence needs at least one matcher".into(),
+            ));
+        }
+        if s.ends_ms <= starts_ms.max(now) {
+            return Err(ActError::Conflict(
+                "ends_ms must be after starts_ms and now".into(),
+            ));
+        }
+        if s.author.trim().is_empty() || s.reason.trim().is_empty() {
+            return Err(ActError::Conflict(
+                "a silence needs an author and a reason".into(),
+            ));
+        }
+        let row = SilenceRow {
+            id: format!(
+                "{:016x}",
+                fnv(&format!("{now}{:?}{}", s.matchers, s.author))
+            ),
+            matchers: s.matchers,
+            starts_ms,
+            ends_ms: s.ends_ms,
+            author: s.author,
+            reason: s.reason,
+            created_ms: now,
+        };
+        let j = self.journal();
+        j.conn().execute(
+            "INSERT INTO silences (id, matchers, starts_ms, ends_ms, author, reason, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![row.id, serde_json::to_string(&row.matchers).map_err(AlertsError::from)?, row.starts_ms as i64, row.ends_ms as i64, row.author, row.reason, row.created_ms as i64],
+        )?;
+        Ok(row)
+    }
+
+    /// Ends a silence now; alerts it held are released at the next tick.
+    pub fn expire_silence(&self, id: &str) -> Result<(), ActError> {
+        let now = self.clock.now_ms();
+        let n = self.journal().conn().execute(
+            "UPDATE silences SET ends_ms = MIN(ends_ms, ?2) WHERE id = ?1",
+            params![id, now as i64],
+        )?;
+        if n == 0 {
+            return Err(ActError::NotFound(id.into()));
         }
         self.wake.notify_one();
         Ok(())
@@ -196,7 +389,15 @@ impl Alerts {
         let slots = Arc::new(Semaphore::new(CONCURRENCY));
         let in_flight: Arc<Mutex<HashSet<u64>>> = Arc::default();
         loop {
-            let due = match self.journal().due(now_ms(), 256) {
+            if let Err(e) = self.tick() {
+                tracing::error!(error = %e, "cannot run escalations");
+            }
+            let push = self
+                .push
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            let due = match self.journal().due(self.clock.now_ms(), 256) {
                 Ok(d) => d,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot read the outbox");
@@ -212,13 +413,14 @@ impl Alerts {
                     continue;
                 }
                 let (me, slots, in_flight) = (self.clone(), slots.clone(), in_flight.clone());
+                let push = push.clone();
                 tokio::spawn(async move {
                     let Ok(_permit) = slots.acquire_owned().await else {
                         return;
                     };
-                    let outcome = deliver(&me.client, &n, me.timeout).await;
+                    let outcome = deliver(&me.client, push.as_ref(), &n, me.timeout).await;
                     let attempts = n.attempts + 1;
-                    let now = now_ms();
+                    let now = me.clock.now_ms();
                     let recorded = match &outcome {
                         Outcome::Delivered => {
                             me.stats.count(&n.kind, "delivered");
@@ -265,48 +467,106 @@ impl Alerts {
             "alert": alert,
             "transitions": j.transitions_of(id)?,
             "notifications": j.notifications(Some(id), 1000)?,
+            "escalations": j.escalations_of(id)?,
         })))
+    }
+
+    /// A maintenance unit's answer over MQTT (`…/notify/{unit}/ack`): `{"alert_id", "action":
+    /// "ack" | "responded" | "on_site" | "done" | "false_alarm", "by"?, "comment"?}`. `unit` is
+    /// the unit's id or one of its receivers' ids; it may act only on alerts it was notified
+    /// of or whose elevator it maintains.
+    pub fn unit_ack(&self, unit: &str, payload: &[u8]) -> Result<AlertRow, UnitAckError> {
+        let result = self.unit_ack_inner(unit, payload);
+        let slot = match &result {
+            Ok((_, true)) => 0,
+            Ok((_, false)) => 1,
+            Err(_) => 2,
+        };
+        self.stats.unit_acks[slot].fetch_add(1, Ordering::Relaxed);
+        result.map(|(a, _)| a)
+    }
+
+    fn unit_ack_inner(&self, unit: &str, payload: &[u8]) -> Result<(AlertRow, bool), UnitAckError> {
+        #[derive(Deserialize)]
+        struct Ack {
+            alert_id: String,
+            action: String,
+            by: Option<String>,
+            comment: Option<String>,
+        }
+        let ack: Ack =
+            serde_json::from_slice(payload).map_err(|e| UnitAckError::Payload(e.to_string()))?;
+        let action = match ack.action.as_str() {
+            "ack" => Action::Ack { comment: ack.comment },
+            other => Action::Field(FieldState::parse(other).ok_or_else(|| {
+                UnitAckError::Payload(format!(
+                    "field \"action\": {other:?} is not one of ack, responded, on_site, done, false_alarm"
+                ))
+            })?),
+        };
+        let owner = self
+            .reference
+            .receivers
+            .iter()
+            .find(|r| r.receiver_id == unit)
+            .map_or(unit.to_owned(), |r| r.owner.clone());
+        let allowed = {
+            let j = self.journal();
+            let alert = j
+                .alert(&ack.alert_id)?
+                .ok_or_else(|| UnitAckError::Refused(format!("no alert {:?}", ack.alert_id)))?;
+            let maintains =
+                alert.body["labels"]["maintenance_unit"].as_str() == Some(owner.as_str());
+            maintains
+                || j.notifications(Some(&ack.alert_id), 1000)?.iter().any(|n| {
+                    self.reference
+                        .receivers
+                        .iter()
+                        .any(|r| r.receiver_id == n.receiver_id.as_str() && r.owner == owner)
+                })
+        };
+        if !allowed {
+            return Err(UnitAckError::Refused(format!(
+                "unit {owner:?} was not notified of alert {:?}",
+                ack.alert_id
+            )));
+        }
+        let by = ack.by.unwrap_or_else(|| format!("unit:{owner}"));
+        self.act_changed(&ack.alert_id, &action, &by)
+            .map_err(|e| match e {
+                ActError::Store(e) => UnitAckError::Store(e),
+                other => UnitAckError::Refused(other.to_string()),
+            })
     }
 }
 
-fn transition(
-    tx: &rusqlite::Transaction<'_>,
-    id: &str,
-    version: u64,
-    state: &str,
-    at: u64,
-    body: &serde_json::Value,
-) -> Result<TransitionRow, AlertsError> {
-    tx.execute(
-        "INSERT INTO transitions (alert_id, version, state, at_ms, body) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![id, version as i64, state, at as i64, body.to_string()],
-    )?;
-    Ok(TransitionRow {
-        seq: tx.last_insert_rowid() as u64,
-        alert_id: id.to_owned(),
-        version,
-        state: state.to_owned(),
-        at_ms: at,
-        body: body.clone(),
-    })
+/// Why a unit's MQTT answer was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum UnitAckError {
+    /// The payload is not what the contract says.
+    #[error("{0}")]
+    Payload(String),
+    /// The action does not apply (unknown alert, not this unit's, wrong state).
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Store(#[from] AlertsError),
 }
 
-#[allow(clippy::too_many_arguments)]
-fn outbox(
-    tx: &rusqlite::Transaction<'_>,
-    id: &str,
-    version: u64,
-    receiver: &str,
-    kind: &str,
-    target: &str,
-    secret: &str,
-    body: &serde_json::Value,
-    now: u64,
-) -> Result<(), AlertsError> {
-    tx.execute(
-        "INSERT OR IGNORE INTO outbox (alert_id, version, receiver_id, kind, target, secret, body, idem_key, status, next_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', ?9)",
-        params![id, version as i64, receiver, kind, target, secret, body.to_string(), format!("{id}-{version}-{receiver}"), now as i64],
-    )?;
-    Ok(())
+/// How long after a restart a rule's condition needs to re-derive from fresh events.
+fn settle_ms(rule: &rules::Rule) -> u64 {
+    use rules::spec::Kind;
+    let shape = match &rule.kind {
+        Kind::Event | Kind::State { .. } => 0,
+        Kind::Window { window, .. } => window.size_ms(),
+        Kind::Absence { after_ms, .. } => *after_ms,
+    };
+    // A minute on top: devices report at least that often (idle heartbeats).
+    shape + rule.for_ms + rule.keep_firing_for_ms + 60_000
+}
+
+fn fnv(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }

@@ -1,13 +1,14 @@
 //! Alerts end to end through a real HTTP receiver: signed webhooks for firing and resolved,
 //! retries through a failing receiver, and delivery after a restart.
 
+mod common;
+
 use alerts::Alerts;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use dataflow::reference::{Elevator, Office, Receiver, Reference};
 use dataflow::{Active, ConditionsSnapshot};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -45,39 +46,6 @@ async fn receive(State(h): State<Hook>, headers: HeaderMap, body: Bytes) -> Stat
 async fn serve_hook(listener: tokio::net::TcpListener, hook: Hook) {
     let app = Router::new().route("/hook", post(receive)).with_state(hook);
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-}
-
-fn reference(port: u16) -> Arc<Reference> {
-    let receiver = |id: &str, owner: &str| Receiver {
-        receiver_id: id.into(),
-        kind: "webhook".into(),
-        target: format!("http://127.0.0.1:{port}/hook"),
-        secret: "s3cret".into(),
-        owner: owner.into(),
-    };
-    Arc::new(Reference {
-        elevators: vec![Elevator {
-            elevator_id: "E1".into(),
-            building: "b".into(),
-            district: "D1".into(),
-            lat: 0.0,
-            lon: 0.0,
-            maintenance_unit: "MU-1".into(),
-            rated_speed_mps: 1.0,
-            floors: 10,
-        }],
-        offices: vec![Office {
-            office_id: "O1".into(),
-            name: "所".into(),
-            district: "D1".into(),
-        }],
-        receivers: vec![
-            receiver("R-unit", "MU-1"),
-            receiver("R-office", "O1"),
-            receiver("R-duty", "duty:D1"),
-        ],
-        ..Reference::default()
-    })
 }
 
 fn rules() -> Vec<rules::Rule> {
@@ -119,7 +87,7 @@ async fn firing_and_resolved_reach_the_routed_receivers_signed_and_once() {
     hook.fail_first.store(2, Ordering::SeqCst);
     serve_hook(listener, hook.clone()).await;
     let dir = tempfile::tempdir().unwrap();
-    let a = Alerts::open(&dir.path().join("alerts.db"), reference(port)).unwrap();
+    let a = Alerts::open(&dir.path().join("alerts.db"), common::reference(port)).unwrap();
     tokio::spawn(a.clone().run());
     let rules = rules();
 
@@ -161,7 +129,10 @@ async fn firing_and_resolved_reach_the_routed_receivers_signed_and_once() {
         (Some(2), Some(T0 + 10_000))
     );
 
-    let stored = a.journal().alerts(None, None, None, 10).unwrap();
+    let stored = a
+        .journal()
+        .alerts(&alerts::AlertFilter::default(), 10)
+        .unwrap();
     assert_eq!(stored.len(), 1);
     assert_eq!(
         (stored[0].state.as_str(), stored[0].version),
@@ -197,7 +168,7 @@ async fn pending_notifications_are_delivered_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("alerts.db");
     {
-        let a = Alerts::open(&db, reference(port)).unwrap();
+        let a = Alerts::open(&db, common::reference(port)).unwrap();
         let runner = tokio::spawn(a.clone().run());
         a.apply(&change(true, T0), &rules()).unwrap();
         until("a failed attempt", || {
@@ -216,7 +187,7 @@ async fn pending_notifications_are_delivered_after_a_restart() {
         .unwrap();
     let hook = Hook::default();
     serve_hook(listener, hook.clone()).await;
-    let a = Alerts::open(&db, reference(port)).unwrap();
+    let a = Alerts::open(&db, common::reference(port)).unwrap();
     tokio::spawn(a.clone().run());
     until("delivery after the restart", || {
         a.journal()
@@ -228,7 +199,13 @@ async fn pending_notifications_are_delivered_after_a_restart() {
     .await;
     assert_eq!(
         a.journal()
-            .alerts(Some("firing"), None, None, 10)
+            .alerts(
+                &alerts::AlertFilter {
+                    state: Some("firing"),
+                    ..Default::default()
+                },
+                10
+            )
             .unwrap()
             .len(),
         1

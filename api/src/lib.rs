@@ -7,10 +7,12 @@
 //!
 //! # Layout
 //! - [`state`]: what the handlers read ([`AppState`]).
-//! - [`routes`]: the handlers.
+//! - [`routes`]: the handlers (counters, dead letters, conditions, rules, health).
+//! - [`alerts`]: the alert handlers (actions, silences, notifications, stream).
 //! - [`metrics`]: the Prometheus text exposition.
 //! - [`error`]: JSON errors `{ "error": { "code", "message", "field"? } }`.
 
+pub mod alerts;
 pub mod error;
 pub mod metrics;
 pub mod routes;

@@ -215,12 +215,26 @@ pub fn render(s: &AppState) -> String {
     }
 
     if let Some(a) = &s.alerts {
-        o.family("citywatch_alerts_firing", "gauge", "Alerts firing now.");
-        o.sample(
+        o.family(
             "citywatch_alerts_firing",
-            &[],
-            a.journal().firing().unwrap_or(0),
+            "gauge",
+            "Alerts firing now, by severity and domain.",
         );
+        for (severity, domain, n) in a.journal().firing_by().unwrap_or_default() {
+            o.sample(
+                "citywatch_alerts_firing",
+                &[("severity", severity.as_str()), ("domain", domain.as_str())],
+                n,
+            );
+        }
+        o.family(
+            "citywatch_unit_acks_total",
+            "counter",
+            "Maintenance units' MQTT answers by outcome (applied, repeated, rejected).",
+        );
+        for (outcome, n) in a.stats().unit_acks() {
+            o.sample("citywatch_unit_acks_total", &[("outcome", outcome)], n);
+        }
         o.family(
             "citywatch_notifications_total",
             "counter",

@@ -25,10 +25,6 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/counters/stream", get(counters_stream))
         .route("/api/v1/deadletters", get(deadletters))
         .route("/api/v1/conditions", get(conditions))
-        .route("/api/v1/alerts", get(alerts_list))
-        .route("/api/v1/alerts/stream", get(alerts_stream))
-        .route("/api/v1/alerts/{id}", get(alert_detail))
-        .route("/api/v1/notifications", get(notifications))
         .route("/api/v1/rules", get(rules_list))
         .route(
             "/api/v1/rules/validate",
@@ -38,6 +34,7 @@ pub fn app(state: AppState) -> Router {
             "/api/v1/rules/{id}",
             get(rule_get).put(rule_put).delete(rule_delete),
         )
+        .merge(crate::alerts::routes())
         .route("/metrics", get(prometheus))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -83,7 +80,7 @@ struct DeadLetterPage {
     items: Vec<ingest::DeadLetter>,
 }
 
-const MAX_LIMIT: usize = 1000;
+pub(crate) const MAX_LIMIT: usize = 1000;
 
 async fn deadletters(
     State(s): State<AppState>,
@@ -314,105 +311,6 @@ async fn rule_delete(
         .replace(current.iter().filter(|r| r.id != id).cloned().collect())
         .map_err(ApiError::conflict)?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-fn alerts_of(s: &AppState) -> Result<&std::sync::Arc<alerts::Alerts>, ApiError> {
-    s.alerts
-        .as_ref()
-        .ok_or_else(|| ApiError::not_found("alerts are off: start citywatch with --rules"))
-}
-
-fn internal(e: impl std::fmt::Display) -> ApiError {
-    ApiError::internal(e.to_string())
-}
-
-#[derive(Debug, Deserialize)]
-struct AlertQuery {
-    state: Option<String>,
-    rule: Option<String>,
-    severity: Option<String>,
-    limit: Option<usize>,
-}
-
-async fn alerts_list(
-    State(s): State<AppState>,
-    Query(q): Query<AlertQuery>,
-) -> Result<Json<Vec<alerts::AlertRow>>, ApiError> {
-    let limit = q.limit.unwrap_or(100).clamp(1, MAX_LIMIT);
-    let rows = alerts_of(&s)?
-        .journal()
-        .alerts(
-            q.state.as_deref(),
-            q.rule.as_deref(),
-            q.severity.as_deref(),
-            limit,
-        )
-        .map_err(internal)?;
-    Ok(Json(rows))
-}
-
-async fn alert_detail(
-    State(s): State<AppState>,
-    axum::extract::Path(id): axum::extract::Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    alerts_of(&s)?
-        .detail(&id)
-        .map_err(internal)?
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("no alert {id:?}")))
-}
-
-#[derive(Debug, Deserialize)]
-struct NotificationQuery {
-    alert: Option<String>,
-    limit: Option<usize>,
-}
-
-async fn notifications(
-    State(s): State<AppState>,
-    Query(q): Query<NotificationQuery>,
-) -> Result<Json<Vec<alerts::NotificationRow>>, ApiError> {
-    let limit = q.limit.unwrap_or(100).clamp(1, MAX_LIMIT);
-    Ok(Json(
-        alerts_of(&s)?
-            .journal()
-            .notifications(q.alert.as_deref(), limit)
-            .map_err(internal)?,
-    ))
-}
-
-/// Every alert transition as a server-sent event (id = journal sequence); a client that
-/// reconnects with `Last-Event-ID` gets what it missed, then the live ones.
-async fn alerts_stream(
-    State(s): State<AppState>,
-    headers: axum::http::HeaderMap,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let a = alerts_of(&s)?.clone();
-    let last: u64 = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    // Subscribe before reading the journal, so nothing falls between the two.
-    let live = tokio_stream::wrappers::BroadcastStream::new(a.subscribe());
-    let missed = a
-        .journal()
-        .transitions_after(last, 10_000)
-        .map_err(internal)?;
-    let sent = missed.last().map_or(last, |t| t.seq);
-    let to_event = |t: alerts::TransitionRow| {
-        Event::default()
-            .event("alert")
-            .id(t.seq.to_string())
-            .json_data(&t)
-            .unwrap_or_else(|_| Event::default().comment("unserializable"))
-    };
-    let missed = tokio_stream::iter(missed.into_iter().map(move |t| Ok(to_event(t))));
-    let live = live.filter_map(move |r| match r {
-        Ok(t) if t.seq > sent => Some(Ok(to_event(t))),
-        _ => None,
-    });
-    Ok(Sse::new(missed.chain(live)).keep_alive(KeepAlive::default()))
 }
 
 async fn prometheus(State(s): State<AppState>) -> Response {

@@ -80,10 +80,20 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
     // With rules, conditions become alerts: journaled, then notified.
     let alerts = match &settings.rules {
         None => None,
-        Some(_) => Some(alerts::Alerts::open(
-            &settings.data_dir.join("alerts.db"),
-            reference.clone(),
-        )?),
+        Some(_) => {
+            let policies = alerts::Policies::load(settings.reference.as_deref())
+                .map_err(|e| anyhow::anyhow!("escalation policies: {e}"))?;
+            let alerts = alerts::Alerts::open_with(
+                &settings.data_dir.join("alerts.db"),
+                reference.clone(),
+                alerts::Options {
+                    policies,
+                    ..alerts::Options::default()
+                },
+            )?;
+            alerts.set_push(start_push(&settings, alerts.clone(), deadletters.clone())?);
+            Some(alerts)
+        }
     };
     let publish_conditions: dataflow::ConditionsFn = match &alerts {
         None => publish_conditions,
@@ -242,4 +252,53 @@ async fn shutdown_signal() {
         _ = ctrl_c => {}
         _ = term => {}
     }
+}
+
+/// The MQTT connection for push notifications and the units' answers; a bad answer is
+/// dead-lettered like bad device input.
+fn start_push(
+    settings: &Settings,
+    alerts: Arc<alerts::Alerts>,
+    deadletters: Arc<ingest::DeadLetters>,
+) -> anyhow::Result<alerts::push::MqttPush> {
+    let mqtt = settings.mqtt_config();
+    let (host, port) = mqtt.endpoint()?;
+    let config = alerts::push::PushConfig {
+        host,
+        port,
+        client_id: format!("{}-notify", mqtt.client_id),
+        username: mqtt.username.clone(),
+        password: mqtt.password.clone(),
+        prefix: mqtt.prefix.clone(),
+    };
+    // Weak: the handler lives inside the push connection that `alerts` owns.
+    let alerts = Arc::downgrade(&alerts);
+    let on_ack: alerts::push::AckHandler = Arc::new(move |unit, topic, payload| {
+        let Some(alerts) = alerts.upgrade() else {
+            return;
+        };
+        let refused = match alerts.unit_ack(unit, payload) {
+            Ok(a) => {
+                tracing::info!(alert = %a.id, unit, "unit answer applied");
+                return;
+            }
+            Err(alerts::UnitAckError::Store(e)) => {
+                tracing::error!(error = %e, "cannot journal a unit's answer");
+                return;
+            }
+            Err(alerts::UnitAckError::Payload(why)) => (model::Reason::WrongType, why),
+            Err(alerts::UnitAckError::Refused(why)) => (model::Reason::OutOfRange, why),
+        };
+        let rejection = model::Rejection {
+            reason: refused.0,
+            field: None,
+            message: format!("{topic}: {}", refused.1),
+        };
+        tracing::warn!(message = %rejection.message, "unit answer rejected");
+        let received = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        deadletters.put(topic, payload, &rejection, received);
+    });
+    Ok(alerts::push::MqttPush::start(config, on_ack))
 }

@@ -35,6 +35,9 @@ pub struct Ingest {
 struct Loop {
     client: AsyncClient,
     filter: String,
+    /// `{prefix}notify/`: citywatch's own notifications and the units' acks, which the
+    /// alerts stage handles; not device input.
+    notify: String,
     decoder: Decoder,
     tx: crossbeam_channel::Sender<Ingested>,
     deadletters: Arc<DeadLetters>,
@@ -86,6 +89,7 @@ impl Ingest {
         let looper = Loop {
             client: client.clone(),
             filter: config.filter(),
+            notify: format!("{}notify/", config.prefix),
             decoder,
             tx,
             deadletters,
@@ -249,6 +253,12 @@ impl Loop {
     async fn publish(&self, p: Publish) {
         let received_ms = now_ms();
         let seq = (p.qos != QoS::AtMostOnce).then(|| self.acker.register(p.pkid, p.qos));
+        if p.topic.starts_with(&self.notify) {
+            if let Some(seq) = seq {
+                self.acker.handed(&[seq]);
+            }
+            return;
+        }
         match self.decoder.decode(&p.topic, &p.payload, received_ms) {
             Ok(envelope) => {
                 self.stats.message(envelope.event.stream());

@@ -1,0 +1,533 @@
+//! The alert lifecycle inside one journal transaction: opening and closing episodes,
+//! operator actions, escalation steps, and holding back / releasing notifications for
+//! silences and inhibition. Every change is a transition appended with the notifications it
+//! causes, in the same transaction, before anything is sent.
+
+use crate::journal::{self, AlertRow, EscalationRow, TransitionRow};
+use crate::matcher::all_match;
+use crate::policy::{Policies, Unless};
+use crate::{AlertsError, fingerprint, routing};
+use dataflow::Active;
+use dataflow::reference::{Receiver, Reference};
+use rusqlite::{Transaction, params};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+/// The field states of an elevator incident (DOMAIN.md: 响应 → 到场 → 完成, or 误报).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldState {
+    /// 响应: the maintenance unit has taken the call (acknowledges the alert).
+    Responded,
+    /// 到场: on site.
+    OnSite,
+    /// 完成: rescue or repair done; closes the alert.
+    Done,
+    /// 误报: false alarm; closes the alert as a false positive.
+    FalseAlarm,
+}
+
+impl FieldState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FieldState::Responded => "responded",
+            FieldState::OnSite => "on_site",
+            FieldState::Done => "done",
+            FieldState::FalseAlarm => "false_alarm",
+        }
+    }
+
+    fn rank(self) -> u8 {
+        match self {
+            FieldState::Responded => 1,
+            FieldState::OnSite => 2,
+            FieldState::Done | FieldState::FalseAlarm => 3,
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<FieldState> {
+        [
+            FieldState::Responded,
+            FieldState::OnSite,
+            FieldState::Done,
+            FieldState::FalseAlarm,
+        ]
+        .into_iter()
+        .find(|f| f.as_str() == s)
+    }
+}
+
+/// An operator's (or a maintenance unit's) action on an alert.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Ack { comment: Option<String> },
+    Assign { to: String },
+    Comment { text: String },
+    Resolve { reason: Option<String> },
+    FalsePositive { reason: Option<String> },
+    Field(FieldState),
+}
+
+/// Why an action was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ActError {
+    #[error("no alert {0:?}")]
+    NotFound(String),
+    /// The action does not fit the alert's state.
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Store(#[from] AlertsError),
+}
+
+impl From<rusqlite::Error> for ActError {
+    fn from(e: rusqlite::Error) -> ActError {
+        ActError::Store(e.into())
+    }
+}
+
+/// One transaction's worth of lifecycle work.
+pub(crate) struct Ctx<'a, 't> {
+    pub tx: &'a Transaction<'t>,
+    /// Wall-clock now.
+    pub now: u64,
+    pub reference: &'a Reference,
+    pub policies: &'a Policies,
+    /// The transitions appended, to broadcast after commit.
+    pub rows: Vec<TransitionRow>,
+    /// Route roles that reached no receiver.
+    pub routing_errors: u64,
+}
+
+/// An alert's labels with `rule` and `severity`, as matchers see them.
+pub(crate) fn match_labels(a: &AlertRow) -> BTreeMap<String, String> {
+    let mut labels: BTreeMap<String, String> = a.body["labels"]
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default();
+    labels.insert("rule".into(), a.rule.clone());
+    labels.insert("severity".into(), a.severity.clone());
+    labels
+}
+
+fn ops(a: &mut AlertRow) -> &mut serde_json::Map<String, Value> {
+    if !a.body["ops"].is_object() {
+        a.body["ops"] = json!({});
+    }
+    a.body["ops"].as_object_mut().expect("just made an object")
+}
+
+impl Ctx<'_, '_> {
+    /// Appends a transition of `a` (its version bumped, its state as set by the caller).
+    fn record(
+        &mut self,
+        a: &mut AlertRow,
+        event: &str,
+        at_ms: u64,
+        detail: Value,
+    ) -> Result<Value, AlertsError> {
+        a.version += 1;
+        a.body["version"] = json!(a.version);
+        a.body["state"] = json!(a.state);
+        journal::save(self.tx, a)?;
+        let mut body = a.body.clone();
+        let mut ev = json!({ "kind": event, "at_ms": at_ms, "wall_ms": self.now });
+        if let (Some(ev), Some(detail)) = (ev.as_object_mut(), detail.as_object()) {
+            ev.extend(detail.clone());
+        }
+        body["event"] = ev;
+        self.tx.execute(
+            "INSERT INTO transitions (alert_id, version, state, at_ms, body, event) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![a.id, a.version as i64, a.state, at_ms as i64, body.to_string(), event],
+        )?;
+        self.rows.push(TransitionRow {
+            seq: self.tx.last_insert_rowid() as u64,
+            alert_id: a.id.clone(),
+            version: a.version,
+            state: a.state.clone(),
+            event: event.to_owned(),
+            at_ms,
+            body: body.clone(),
+        });
+        Ok(body)
+    }
+
+    /// Queues `body` for each receiver: pending, or held while the alert is suppressed.
+    fn notify(
+        &mut self,
+        a: &AlertRow,
+        receivers: &[(String, String, String, String)],
+        body: &Value,
+        held: bool,
+    ) -> Result<(), AlertsError> {
+        let status = if held { "held" } else { "pending" };
+        for (rid, kind, target, secret) in receivers {
+            self.tx.execute(
+                "INSERT OR IGNORE INTO outbox (alert_id, version, receiver_id, kind, target, secret, body, idem_key, status, next_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![a.id, a.version as i64, rid, kind, target, secret, body.to_string(),
+                    format!("{}-{}-{rid}", a.id, a.version), status, self.now as i64],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The receivers a list of roles reaches for this alert.
+    fn route(&mut self, a: &AlertRow, roles: &[String]) -> Vec<(String, String, String, String)> {
+        let labels = match_labels(a);
+        let (owners, unresolved) = routing::owners(roles, &labels, self.reference);
+        if !unresolved.is_empty() {
+            self.routing_errors += unresolved.len() as u64;
+            tracing::debug!(alert = %a.id, rule = %a.rule, roles = ?unresolved, "route reaches no receiver");
+        }
+        routing::receivers(&owners, self.reference)
+            .into_iter()
+            .map(|r: &Receiver| {
+                (
+                    r.receiver_id.to_string(),
+                    r.kind.clone(),
+                    r.target.clone(),
+                    r.secret.clone(),
+                )
+            })
+            .collect()
+    }
+
+    /// Why the alert's notifications are held now: an active silence that matches it, or a
+    /// firing alert that inhibits it (its rule lists this rule in `inhibits`, and the labels
+    /// both alerts group by agree).
+    fn suppression(&self, a: &AlertRow) -> Result<Option<String>, AlertsError> {
+        let labels = match_labels(a);
+        for s in journal::silences(self.tx, self.now, false)? {
+            if s.starts_ms <= self.now && all_match(&s.matchers, &labels) {
+                return Ok(Some(format!("silence:{}", s.id)));
+            }
+        }
+        for source in journal::alerts_in(self.tx, "firing")? {
+            if source.id == a.id {
+                continue;
+            }
+            let inhibits = source.body["inhibits"]
+                .as_array()
+                .is_some_and(|l| l.iter().any(|r| r.as_str() == Some(a.rule.as_str())));
+            if !inhibits {
+                continue;
+            }
+            let theirs = source.body["group_labels"].as_object();
+            let ours = a.body["group_labels"].as_object();
+            let (Some(theirs), Some(ours)) = (theirs, ours) else {
+                continue;
+            };
+            let shared: Vec<&String> = theirs.keys().filter(|k| ours.contains_key(*k)).collect();
+            if !shared.is_empty() && shared.iter().all(|k| theirs[*k] == ours[*k]) {
+                return Ok(Some(format!("inhibited:{}", source.id)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// A condition started: opens an episode, unless the alert is already firing (a
+    /// condition re-derived after a restart continues the open episode).
+    pub fn open(
+        &mut self,
+        rule: &rules::Rule,
+        active: &Active,
+        at: u64,
+    ) -> Result<Option<String>, AlertsError> {
+        let id = fingerprint(&active.rule, &active.group);
+        let existing = journal::alert(self.tx, &id)?;
+        if existing.as_ref().is_some_and(|a| a.state == "firing") {
+            return Ok(None);
+        }
+        let group_labels = routing::labels(
+            &rules::Rule {
+                labels: BTreeMap::new(),
+                ..rule.clone()
+            },
+            &active.group,
+        );
+        let mut labels = routing::labels(rule, &active.group);
+        routing::enrich(&mut labels, self.reference);
+        let mut a = AlertRow {
+            id: id.clone(),
+            rule: rule.id.clone(),
+            group: active.group.clone(),
+            severity: rule.severity.as_str().to_owned(),
+            state: "firing".into(),
+            value: active.value,
+            since_ms: at,
+            resolved_ms: None,
+            version: existing.as_ref().map_or(0, |a| a.version),
+            episode: 0,
+            opened_ms: self.now,
+            acked_ms: None,
+            suppressed: None,
+            body: json!({
+                "id": id, "rule": rule.id, "group": active.group,
+                "severity": rule.severity.as_str(), "since_ms": at, "value": active.value,
+                "description": rule.description, "labels": labels, "group_labels": group_labels,
+                "annotations": rule.annotations, "inhibits": rule.inhibits, "ops": {},
+            }),
+        };
+        a.episode = a.version + 1;
+        a.body["episode"] = json!(a.episode);
+        a.suppressed = self.suppression(&a)?;
+        let detail = json!({ "suppressed": a.suppressed });
+        let body = self.record(&mut a, "firing", at, detail)?;
+        let receivers = self.route(&a, &rule.route);
+        self.notify(&a, &receivers, &body, a.suppressed.is_some())?;
+        if let Some(policy) = self.policies.for_labels(&match_labels(&a)) {
+            for (i, step) in policy.steps.iter().enumerate() {
+                self.tx.execute(
+                    "INSERT OR REPLACE INTO escalations (alert_id, episode, step, due_ms, status, policy) VALUES (?1, ?2, ?3, ?4, 'pending', ?5)",
+                    params![id, a.episode as i64, i as i64, (self.now + step.after_ms) as i64, policy.name],
+                )?;
+            }
+        }
+        Ok(Some(id))
+    }
+
+    /// Ends the alert's episode: resolved, with the receivers its firing reached told so.
+    pub fn close(&mut self, a: &mut AlertRow, at: u64, detail: Value) -> Result<(), AlertsError> {
+        a.state = "resolved".into();
+        a.resolved_ms = Some(at);
+        a.body["resolved_ms"] = json!(at);
+        ops(a).insert("closed_ms".into(), json!(self.now));
+        let body = self.record(a, "resolved", at, detail)?;
+        // Whoever was told it fires is told it is resolved; what was held is dropped.
+        let told: Vec<(String, String, String, String)> = {
+            let mut stmt = self.tx.prepare(
+                "SELECT DISTINCT receiver_id, kind, target, secret FROM outbox
+                 WHERE alert_id = ?1 AND version >= ?2 AND status IN ('pending', 'delivered', 'failed')",
+            )?;
+            let rows = stmt.query_map(params![a.id, a.episode as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?;
+            rows.collect::<Result<_, _>>()?
+        };
+        self.tx.execute(
+            "UPDATE outbox SET status = 'dropped' WHERE alert_id = ?1 AND status = 'held'",
+            params![a.id],
+        )?;
+        self.notify(a, &told, &body, false)?;
+        self.tx.execute(
+            "UPDATE escalations SET status = 'cancelled' WHERE alert_id = ?1 AND status = 'pending'",
+            params![a.id],
+        )?;
+        // Alerts this one inhibited may be free now.
+        let inhibited: Vec<AlertRow> = journal::alerts_in(self.tx, "firing")?
+            .into_iter()
+            .filter(|o| o.suppressed.as_deref() == Some(&format!("inhibited:{}", a.id)))
+            .collect();
+        for mut o in inhibited {
+            self.recheck(&mut o)?;
+        }
+        Ok(())
+    }
+
+    /// Re-evaluates a held alert: when nothing suppresses it any more, its held notifications
+    /// go out now.
+    pub fn recheck(&mut self, a: &mut AlertRow) -> Result<(), AlertsError> {
+        let now = self.suppression(a)?;
+        if now == a.suppressed {
+            return Ok(());
+        }
+        let was = a.suppressed.take();
+        a.suppressed = now;
+        if a.suppressed.is_some() {
+            // Held for another reason now.
+            journal::save(self.tx, a)?;
+            return Ok(());
+        }
+        self.tx.execute(
+            "UPDATE outbox SET status = 'pending', next_ms = ?2 WHERE alert_id = ?1 AND status = 'held'",
+            params![a.id, self.now as i64],
+        )?;
+        self.record(a, "released", self.now, json!({ "was": was }))?;
+        Ok(())
+    }
+
+    /// Applies an operator's action. `Ok(false)`: it changed nothing (a repeat).
+    pub fn act(&mut self, id: &str, action: &Action, by: &str) -> Result<bool, ActError> {
+        let mut a = journal::alert(self.tx, id)?.ok_or_else(|| ActError::NotFound(id.into()))?;
+        let now = self.now;
+        let firing = a.state == "firing";
+        let refuse = |what: &str| {
+            Err(ActError::Conflict(format!(
+                "cannot {what}: alert {id} is resolved"
+            )))
+        };
+        match action {
+            Action::Ack { comment } => {
+                if !firing {
+                    return refuse("acknowledge");
+                }
+                if a.acked_ms.is_some() {
+                    return Ok(false);
+                }
+                self.ack(&mut a, by);
+                self.record(
+                    &mut a,
+                    "acknowledged",
+                    now,
+                    json!({ "by": by, "comment": comment }),
+                )?;
+            }
+            Action::Assign { to } => {
+                if ops(&mut a).get("assignee").and_then(Value::as_str) == Some(to) {
+                    return Ok(false);
+                }
+                ops(&mut a).insert("assignee".into(), json!(to));
+                self.record(&mut a, "assigned", now, json!({ "by": by, "to": to }))?;
+            }
+            Action::Comment { text } => {
+                let n = ops(&mut a)
+                    .get("comments")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0);
+                ops(&mut a).insert("comments".into(), json!(n + 1));
+                self.record(&mut a, "commented", now, json!({ "by": by, "text": text }))?;
+            }
+            Action::Resolve { reason } | Action::FalsePositive { reason } => {
+                if !firing {
+                    return refuse("resolve");
+                }
+                let false_positive = matches!(action, Action::FalsePositive { .. });
+                self.close_by(&mut a, by, false_positive, json!({ "reason": reason }))?;
+            }
+            Action::Field(state) => {
+                if a.body["labels"]["domain"].as_str() != Some("elevator") {
+                    return Err(ActError::Conflict(format!(
+                        "field states are for elevator incidents; alert {id} is not one"
+                    )));
+                }
+                let current = ops(&mut a)
+                    .get("field_state")
+                    .and_then(Value::as_str)
+                    .and_then(FieldState::parse);
+                if current == Some(*state) {
+                    return Ok(false);
+                }
+                if !firing {
+                    return refuse(&format!("report {}", state.as_str()));
+                }
+                if let Some(c) = current.filter(|c| c.rank() >= state.rank()) {
+                    return Err(ActError::Conflict(format!(
+                        "alert {id} is already {}; it cannot go back to {}",
+                        c.as_str(),
+                        state.as_str()
+                    )));
+                }
+                self.ack(&mut a, by);
+                let o = ops(&mut a);
+                o.insert("field_state".into(), json!(state.as_str()));
+                let times = o.entry("field_times").or_insert_with(|| json!({}));
+                times[state.as_str()] = json!({ "by": by, "at_ms": now });
+                self.record(
+                    &mut a,
+                    "field_state",
+                    now,
+                    json!({ "by": by, "state": state.as_str() }),
+                )?;
+                if matches!(state, FieldState::Done | FieldState::FalseAlarm) {
+                    let false_positive = *state == FieldState::FalseAlarm;
+                    self.close_by(
+                        &mut a,
+                        by,
+                        false_positive,
+                        json!({ "field_state": state.as_str() }),
+                    )?;
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Closes the alert by a person's decision rather than its condition.
+    fn close_by(
+        &mut self,
+        a: &mut AlertRow,
+        by: &str,
+        false_positive: bool,
+        mut detail: Value,
+    ) -> Result<(), AlertsError> {
+        let o = ops(a);
+        o.insert("resolved_by".into(), json!(by));
+        o.insert("false_positive".into(), json!(false_positive));
+        detail["by"] = json!(by);
+        detail["manual"] = json!(true);
+        detail["false_positive"] = json!(false_positive);
+        let now = self.now;
+        self.close(a, now, detail)
+    }
+
+    /// Marks the alert acknowledged (once); for elevator incidents that is 响应 responded.
+    fn ack(&self, a: &mut AlertRow, by: &str) {
+        if a.acked_ms.is_some() {
+            return;
+        }
+        a.acked_ms = Some(self.now);
+        let now = self.now;
+        let elevator = a.body["labels"]["domain"].as_str() == Some("elevator");
+        let o = ops(a);
+        o.insert("acked_by".into(), json!(by));
+        o.insert("acked_ms".into(), json!(now));
+        if elevator && !o.contains_key("field_state") {
+            o.insert("field_state".into(), json!("responded"));
+            o.insert(
+                "field_times".into(),
+                json!({ "responded": { "by": by, "at_ms": now } }),
+            );
+        }
+    }
+
+    /// Runs one due escalation step.
+    pub fn escalate(&mut self, row: &EscalationRow) -> Result<(), AlertsError> {
+        let set = |tx: &Transaction<'_>, status: &str| {
+            tx.execute(
+                "UPDATE escalations SET status = ?4 WHERE alert_id = ?1 AND episode = ?2 AND step = ?3",
+                params![row.alert_id, row.episode as i64, row.step as i64, status],
+            )
+        };
+        let alert = journal::alert(self.tx, &row.alert_id)?;
+        let Some(mut a) = alert.filter(|a| a.episode == row.episode && a.state == "firing") else {
+            set(self.tx, "cancelled")?;
+            return Ok(());
+        };
+        let Some(step) = self
+            .policies
+            .get(&row.policy)
+            .and_then(|p| p.steps.get(row.step as usize))
+            .cloned()
+        else {
+            // The policy changed since the episode opened.
+            set(self.tx, "skipped")?;
+            return Ok(());
+        };
+        if step.unless == Unless::Acknowledged && a.acked_ms.is_some() {
+            set(self.tx, "skipped")?;
+            return Ok(());
+        }
+        let o = ops(&mut a);
+        o.insert("escalation_step".into(), json!(row.step + 1));
+        if let Some(mark) = &step.mark {
+            o.insert(mark.clone(), json!(true));
+        }
+        let body = self.record(
+            &mut a,
+            "escalated",
+            self.now,
+            json!({ "policy": row.policy, "step": row.step + 1, "notify": step.notify, "mark": step.mark }),
+        )?;
+        let receivers = self.route(&a, &step.notify);
+        let held = self.suppression(&a)?.is_some();
+        self.notify(&a, &receivers, &body, held)?;
+        set(self.tx, "done")?;
+        Ok(())
+    }
+}

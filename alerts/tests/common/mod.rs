@@ -1,0 +1,46 @@
+//! What the alerts tests share: a small district's reference data whose receivers are
+//! webhooks on one local port, all signed with the secret `s3cret`.
+
+use dataflow::reference::{Elevator, Merchant, Office, Receiver, Reference};
+use std::sync::Arc;
+
+/// Elevators E1 and E2 (building B1, district D1, maintained by MU-1), office O1 with
+/// merchant M1, and receivers R-unit (MU-1), R-office (O1) and R-duty (duty:D1).
+pub fn reference(port: u16) -> Arc<Reference> {
+    let receiver = |id: &str, owner: &str| Receiver {
+        receiver_id: id.into(),
+        kind: "webhook".into(),
+        target: format!("http://127.0.0.1:{port}/hook"),
+        secret: "s3cret".into(),
+        owner: owner.into(),
+    };
+    let elevator = |id: &str| Elevator {
+        elevator_id: id.into(),
+        building: "B1".into(),
+        district: "D1".into(),
+        lat: 0.0,
+        lon: 0.0,
+        maintenance_unit: "MU-1".into(),
+        rated_speed_mps: 1.0,
+        floors: 10,
+    };
+    Arc::new(Reference {
+        elevators: vec![elevator("E1"), elevator("E2")],
+        offices: vec![Office {
+            office_id: "O1".into(),
+            name: "所".into(),
+            district: "D1".into(),
+        }],
+        merchants: vec![Merchant {
+            merchant_id: "M1".into(),
+            name: "店".into(),
+            office_id: "O1".into(),
+        }],
+        receivers: vec![
+            receiver("R-unit", "MU-1"),
+            receiver("R-office", "O1"),
+            receiver("R-duty", "duty:D1"),
+        ],
+        ..Reference::default()
+    })
+}

@@ -1,0 +1,305 @@
+//! The alert handlers: list, detail, actions, silences, notifications, the SSE stream and the
+//! per-unit response times.
+
+use crate::error::ApiError;
+use crate::routes::MAX_LIMIT;
+use crate::state::AppState;
+use alerts::{ActError, Action, AlertFilter, FieldState, NewSilence};
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use futures_util::Stream;
+use serde::Deserialize;
+use std::convert::Infallible;
+use std::sync::Arc;
+use tokio_stream::StreamExt;
+
+/// The alert routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/alerts", get(list))
+        .route("/api/v1/alerts/stream", get(stream))
+        .route("/api/v1/alerts/summary", get(summary))
+        .route("/api/v1/alerts/{id}", get(detail))
+        .route("/api/v1/alerts/{id}/{action}", post(act))
+        .route("/api/v1/silences", get(silences).post(silence_create))
+        .route("/api/v1/silences/{id}", delete(silence_expire))
+        .route("/api/v1/notifications", get(notifications))
+}
+
+fn alerts_of(s: &AppState) -> Result<&Arc<alerts::Alerts>, ApiError> {
+    s.alerts
+        .as_ref()
+        .ok_or_else(|| ApiError::not_found("alerts are off: start citywatch with --rules"))
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::internal(e.to_string())
+}
+
+fn act_error(e: ActError) -> ApiError {
+    match e {
+        ActError::NotFound(_) => ApiError::not_found(e.to_string()),
+        ActError::Conflict(m) => ApiError::conflict(m),
+        ActError::Store(e) => internal(e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    state: Option<String>,
+    rule: Option<String>,
+    severity: Option<String>,
+    /// Event time, epoch ms: alerts whose condition started at or after it.
+    since: Option<u64>,
+    domain: Option<String>,
+    district: Option<String>,
+    unit: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /api/v1/alerts?state=&rule=&severity=&since=&domain=&district=&unit=&limit=`.
+async fn list(
+    State(s): State<AppState>,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<alerts::AlertRow>>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad_field("query", e.body_text()))?;
+    if let Some(state) = q
+        .state
+        .as_deref()
+        .filter(|s| !["firing", "resolved"].contains(s))
+    {
+        return Err(ApiError::bad_field(
+            "state",
+            format!("{state:?} is not firing or resolved"),
+        ));
+    }
+    let filter = AlertFilter {
+        state: q.state.as_deref(),
+        rule: q.rule.as_deref(),
+        severity: q.severity.as_deref(),
+        since_ms: q.since,
+        domain: q.domain.as_deref(),
+        district: q.district.as_deref(),
+        unit: q.unit.as_deref(),
+    };
+    let limit = q.limit.unwrap_or(100).clamp(1, MAX_LIMIT);
+    let rows = alerts_of(&s)?
+        .journal()
+        .alerts(&filter, limit)
+        .map_err(internal)?;
+    Ok(Json(rows))
+}
+
+/// `GET /api/v1/alerts/{id}`: the alert, its transitions, notifications and escalation steps.
+async fn detail(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    alerts_of(&s)?
+        .detail(&id)
+        .map_err(internal)?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no alert {id:?}")))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActBody {
+    /// Who acts (until tokens name them).
+    by: String,
+    comment: Option<String>,
+    to: Option<String>,
+    text: Option<String>,
+    reason: Option<String>,
+    state: Option<String>,
+}
+
+/// `POST /api/v1/alerts/{id}/{ack|assign|comment|resolve|false_positive|state}`.
+async fn act(
+    State(s): State<AppState>,
+    Path((id, action)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Json<alerts::AlertRow>, ApiError> {
+    let b: ActBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_field("body", format!("expected a JSON object: {e}")))?;
+    if b.by.trim().is_empty() {
+        return Err(ApiError::bad_field("by", "who acts must be named"));
+    }
+    let need = |v: Option<String>, field: &'static str| {
+        v.filter(|v| !v.trim().is_empty())
+            .ok_or_else(|| ApiError::bad_field(field, format!("{action} needs \"{field}\"")))
+    };
+    let action = match action.as_str() {
+        "ack" => Action::Ack { comment: b.comment },
+        "assign" => Action::Assign {
+            to: need(b.to, "to")?,
+        },
+        "comment" => Action::Comment {
+            text: need(b.text, "text")?,
+        },
+        "resolve" => Action::Resolve { reason: b.reason },
+        "false_positive" => Action::FalsePositive { reason: b.reason },
+        "state" => {
+            let state = need(b.state, "state")?;
+            Action::Field(FieldState::parse(&state).ok_or_else(|| {
+                ApiError::bad_field(
+                    "state",
+                    format!("{state:?} is not one of responded, on_site, done, false_alarm"),
+                )
+            })?)
+        }
+        other => {
+            return Err(ApiError::not_found(format!(
+                "no action {other:?}: ack, assign, comment, resolve, false_positive or state"
+            )));
+        }
+    };
+    let a = alerts_of(&s)?;
+    let a = a.clone();
+    let by = b.by;
+    tokio::task::spawn_blocking(move || a.act(&id, &action, &by))
+        .await
+        .map_err(internal)?
+        .map(Json)
+        .map_err(act_error)
+}
+
+#[derive(Debug, Deserialize)]
+struct SilenceQuery {
+    /// Include expired silences.
+    all: Option<bool>,
+}
+
+/// `GET /api/v1/silences?all=`: active and future silences (all with `all=true`).
+async fn silences(
+    State(s): State<AppState>,
+    Query(q): Query<SilenceQuery>,
+) -> Result<Json<Vec<alerts::SilenceRow>>, ApiError> {
+    let a = alerts_of(&s)?;
+    let now = now_ms();
+    Ok(Json(
+        a.journal()
+            .silences(now, q.all.unwrap_or(false))
+            .map_err(internal)?,
+    ))
+}
+
+/// `POST /api/v1/silences` with `{matchers: ["domain=elevator", …], starts_ms?, ends_ms,
+/// author, reason}`.
+async fn silence_create(
+    State(s): State<AppState>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<alerts::SilenceRow>), ApiError> {
+    let new: NewSilence = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_field("body", format!("not a silence: {e}")))?;
+    let row = alerts_of(&s)?.silence(new).map_err(|e| match e {
+        ActError::Conflict(m) => ApiError::bad_field("body", m),
+        other => act_error(other),
+    })?;
+    Ok((StatusCode::CREATED, Json(row)))
+}
+
+/// `DELETE /api/v1/silences/{id}`: expires it now.
+async fn silence_expire(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    alerts_of(&s)?.expire_silence(&id).map_err(act_error)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+struct NotificationQuery {
+    alert: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /api/v1/notifications?alert=&limit=`.
+async fn notifications(
+    State(s): State<AppState>,
+    Query(q): Query<NotificationQuery>,
+) -> Result<Json<Vec<alerts::NotificationRow>>, ApiError> {
+    let limit = q.limit.unwrap_or(100).clamp(1, MAX_LIMIT);
+    Ok(Json(
+        alerts_of(&s)?
+            .journal()
+            .notifications(q.alert.as_deref(), limit)
+            .map_err(internal)?,
+    ))
+}
+
+/// `GET /api/v1/alerts/summary`: firing by severity and domain, trapped passengers now, and
+/// per maintenance unit today (since local midnight, Asia/Shanghai): alerts, acknowledged,
+/// mean time to acknowledge and to resolve.
+async fn summary(State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let a = alerts_of(&s)?;
+    let j = a.journal();
+    let firing = j.firing_by().map_err(internal)?;
+    let trapped = j
+        .alerts(
+            &AlertFilter {
+                state: Some("firing"),
+                ..AlertFilter::default()
+            },
+            MAX_LIMIT * 100,
+        )
+        .map_err(internal)?
+        .iter()
+        .filter(|a| a.body["labels"]["fault"].as_str() == Some("trapped"))
+        .count();
+    let today = (model::time::local_day(now_ms()) * model::time::DAY_MS)
+        .saturating_sub(model::time::LOCAL_OFFSET_MS);
+    let units = j.unit_times(today).map_err(internal)?;
+    Ok(Json(serde_json::json!({
+        "firing": firing.iter().map(|(severity, domain, n)| serde_json::json!({
+            "severity": severity, "domain": domain, "count": n })).collect::<Vec<_>>(),
+        "trapped_now": trapped,
+        "units_today": units,
+        "since_ms": today,
+    })))
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Every alert transition and action as a server-sent event (id = journal sequence); a client
+/// that reconnects with `Last-Event-ID` gets what it missed, then the live ones.
+async fn stream(
+    State(s): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let a = alerts_of(&s)?.clone();
+    let last: u64 = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    // Subscribe before reading the journal, so nothing falls between the two.
+    let live = tokio_stream::wrappers::BroadcastStream::new(a.subscribe());
+    let missed = a
+        .journal()
+        .transitions_after(last, 10_000)
+        .map_err(internal)?;
+    let sent = missed.last().map_or(last, |t| t.seq);
+    let to_event = |t: alerts::TransitionRow| {
+        Event::default()
+            .event("alert")
+            .id(t.seq.to_string())
+            .json_data(&t)
+            .unwrap_or_else(|_| Event::default().comment("unserializable"))
+    };
+    let missed = tokio_stream::iter(missed.into_iter().map(move |t| Ok(to_event(t))));
+    let live = live.filter_map(move |r| match r {
+        Ok(t) if t.seq > sent => Some(Ok(to_event(t))),
+        _ => None,
+    });
+    Ok(Sse::new(missed.chain(live)).keep_alive(KeepAlive::default()))
+}
