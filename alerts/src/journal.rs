@@ -265,15 +265,17 @@ impl Journal {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// When the next pending notification or escalation step is due.
-    pub fn next_due(&self) -> Result<Option<u64>, AlertsError> {
-        let n: Option<i64> = self.conn.query_row(
-            "SELECT MIN(t) FROM (SELECT MIN(next_ms) AS t FROM outbox WHERE status = 'pending'
-               UNION ALL SELECT MIN(due_ms) FROM escalations WHERE status = 'pending')",
-            [],
-            |r| r.get(0),
-        )?;
-        Ok(n.map(|n| n.max(0) as u64))
+    /// Whether a notification is still pending with the attempts it was read with.
+    pub fn is_unchanged(&self, n: &NotificationRow) -> Result<bool, AlertsError> {
+        let row: Option<(String, u32)> = self
+            .conn
+            .query_row(
+                "SELECT status, attempts FROM outbox WHERE id = ?1",
+                params![n.id as i64],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        Ok(row.is_some_and(|(status, attempts)| status == "pending" && attempts == n.attempts))
     }
 
     /// Records a delivery attempt's outcome.

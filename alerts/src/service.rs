@@ -418,6 +418,15 @@ impl Alerts {
                     let Ok(_permit) = slots.acquire_owned().await else {
                         return;
                     };
+                    // The list of due rows may predate an attempt that finished since: send
+                    // only if the row is still as it was read.
+                    if !me.journal().is_unchanged(&n).unwrap_or(false) {
+                        in_flight
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .remove(&n.id);
+                        return;
+                    }
                     let outcome = deliver(&me.client, push.as_ref(), &n, me.timeout).await;
                     let attempts = n.attempts + 1;
                     let now = me.clock.now_ms();

@@ -108,13 +108,14 @@ impl Citywatch {
             .arg(mqtt)
             .arg("--data-dir")
             .arg(data_dir)
-            .arg("--reference")
-            .arg(reference)
             .arg("--lateness-ms")
             .arg("300")
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
+        if !args.contains(&"--reference") {
+            cmd.arg("--reference").arg(reference);
+        }
         cmd.args(args).envs(env.iter().copied());
         if let Some(p) = embedded_port {
             cmd.arg("--embedded-broker-addr")
@@ -197,6 +198,14 @@ impl Citywatch {
                 "only {acked} of {n} acknowledged"
             );
             tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Kills the process with SIGKILL: no shutdown code runs.
+    pub fn kill_9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            let _ = child.wait();
         }
     }
 

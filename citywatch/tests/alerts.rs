@@ -1,0 +1,458 @@
+//! Alerts end to end over real transports: elevator frames through Mosquitto fire an alert;
+//! the maintenance unit is pushed over MQTT and answers over MQTT, the office gets a signed
+//! webhook; operators act and silence through the API; and a `kill -9` in the middle of
+//! deliveries loses no alert and repeats only what was in flight.
+
+mod common;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+
+use common::*;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A webhook receiver: every request as (idempotency key, body), recorded on arrival, answered
+/// after `delay`.
+#[derive(Clone, Default)]
+struct Hook {
+    got: Arc<Mutex<Vec<(String, Value)>>>,
+    delay: Duration,
+}
+
+async fn receive(State(h): State<Hook>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let sig = headers["x-citywatch-signature"].to_str().unwrap();
+    if sig != alerts::deliver::signature("hook-secret", &body) {
+        return StatusCode::UNAUTHORIZED;
+    }
+    let key = headers["idempotency-key"].to_str().unwrap().to_owned();
+    h.got
+        .lock()
+        .unwrap()
+        .push((key, serde_json::from_slice(&body).unwrap()));
+    tokio::time::sleep(h.delay).await;
+    StatusCode::NO_CONTENT
+}
+
+async fn serve_hook(delay: Duration) -> (Hook, u16) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hook = Hook {
+        delay,
+        ..Hook::default()
+    };
+    let app = Router::new()
+        .route("/hook", axum::routing::post(receive))
+        .with_state(hook.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (hook, port)
+}
+
+/// The sample district with a receivers table.
+fn reference_with(dir: &Path, receivers: &str) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/reference");
+    let dst = dir.join("reference");
+    std::fs::create_dir_all(&dst).unwrap();
+    for f in std::fs::read_dir(src).unwrap() {
+        let f = f.unwrap();
+        std::fs::copy(f.path(), dst.join(f.file_name())).unwrap();
+    }
+    std::fs::write(
+        dst.join("receivers.csv"),
+        format!("receiver_id,kind,target,secret,owner\n{receivers}"),
+    )
+    .unwrap();
+    dst
+}
+
+fn alarm(elevator: &str, ts: u64) -> (String, Vec<u8>) {
+    msg(
+        &format!("cw/v1/elevator/{elevator}/status"),
+        json!({"ts": ts, "floor": 3, "in_door_zone": false, "speed_mps": 0.0, "direction": "stop",
+               "door": "closed", "occupied": true, "alarm_button": true})
+        .to_string(),
+    )
+}
+
+fn rules_dir() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../rules/default")
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn start(broker: &Mosquitto, data: &Path, reference: &Path) -> Citywatch {
+    Citywatch::start_with(
+        &format!("mqtt://127.0.0.1:{}", broker.port),
+        None,
+        data,
+        &[
+            "--rules",
+            &rules_dir(),
+            "--clock",
+            "event",
+            "--reference",
+            reference.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await
+}
+
+async fn wait_for<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// A maintenance unit's MQTT client: what arrives on its topic, and a way to answer.
+struct Unit {
+    client: AsyncClient,
+    got: tokio::sync::mpsc::UnboundedReceiver<Value>,
+}
+
+impl Unit {
+    async fn connect(port: u16, topic: &str) -> Unit {
+        let mut opts = MqttOptions::new(format!("unit-{topic}"), "127.0.0.1", port);
+        opts.set_keep_alive(Duration::from_secs(30));
+        let (client, mut eventloop) = AsyncClient::new(opts, 100);
+        client.subscribe(topic, QoS::AtLeastOnce).await.unwrap();
+        let (tx, got) = tokio::sync::mpsc::unbounded_channel();
+        let (subscribed, ready) = tokio::sync::oneshot::channel();
+        let mut subscribed = Some(subscribed);
+        tokio::spawn(async move {
+            while let Ok(ev) = eventloop.poll().await {
+                match ev {
+                    Event::Incoming(Packet::SubAck(_)) => {
+                        if let Some(s) = subscribed.take() {
+                            let _ = s.send(());
+                        }
+                    }
+                    Event::Incoming(Packet::Publish(p)) => {
+                        let _ = tx.send(serde_json::from_slice(&p.payload).unwrap());
+                    }
+                    _ => {}
+                }
+            }
+        });
+        ready.await.unwrap();
+        Unit { client, got }
+    }
+
+    async fn next(&mut self) -> Value {
+        tokio::time::timeout(Duration::from_secs(30), self.got.recv())
+            .await
+            .expect("a push notification in time")
+            .unwrap()
+    }
+
+    async fn say(&self, topic: &str, payload: impl Into<Vec<u8>>) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, payload.into())
+            .await
+            .unwrap();
+    }
+}
+
+async fn post(cw: &Citywatch, path: &str, body: Value) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(cw.url(path))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+fn metric(text: &str, line_prefix: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(line_prefix))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unit_is_pushed_over_mqtt_answers_over_mqtt_and_operators_act_through_the_api() {
+    let broker = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (office, hook_port) = serve_hook(Duration::ZERO).await;
+    // E0001 and E0004 are maintained by MU-02; yuzhong's offices include O-JFB.
+    let reference = reference_with(
+        dir.path(),
+        &format!(
+            "R-MU02,mqtt,cw/v1/notify/R-MU02,,MU-02\n\
+             R-JFB,webhook,http://127.0.0.1:{hook_port}/hook,hook-secret,O-JFB\n"
+        ),
+    );
+    let mut unit = Unit::connect(broker.port, "cw/v1/notify/R-MU02").await;
+    let mut cw = start(&broker, &dir.path().join("data"), &reference).await;
+
+    let t = now_ms() - now_ms() % 1000 - 60_000;
+    publish_all(
+        broker.port,
+        "elevator-E0001",
+        &[alarm("E0001", t), alarm("E0001", t + 1000)],
+    )
+    .await;
+
+    // The unit is pushed (QoS 1), with the idempotency key in the payload.
+    let firing = unit.next().await;
+    assert_eq!(firing["state"], "firing", "{firing}");
+    assert_eq!(firing["rule"], "elevator.trapped_alarm");
+    assert_eq!(firing["labels"]["elevator_id"], "E0001");
+    assert_eq!(firing["labels"]["maintenance_unit"], "MU-02");
+    assert_eq!(firing["receiver_id"], "R-MU02");
+    let id = firing["id"].as_str().unwrap().to_owned();
+    assert_eq!(firing["idempotency_key"], format!("{id}-1-R-MU02"));
+    // The office, by a signed webhook.
+    wait_for("the office's webhook", async || {
+        (office.got.lock().unwrap().len() == 1).then_some(())
+    })
+    .await;
+
+    // The unit answers over MQTT: on site (到场), which also acknowledges.
+    unit.say(
+        "cw/v1/notify/MU-02/ack",
+        json!({"alert_id": id, "action": "on_site", "by": "王师傅"}).to_string(),
+    )
+    .await;
+    // Another unit may not answer for it; nonsense is refused and kept.
+    unit.say(
+        "cw/v1/notify/MU-03/ack",
+        json!({"alert_id": id, "action": "done"}).to_string(),
+    )
+    .await;
+    unit.say("cw/v1/notify/MU-02/ack", "on my way").await;
+    let detail = wait_for("the unit's answer applied", async || {
+        let d = cw.get(&format!("/api/v1/alerts/{id}")).await;
+        (d["alert"]["body"]["ops"]["field_state"] == "on_site").then_some(d)
+    })
+    .await;
+    assert_eq!(detail["alert"]["body"]["ops"]["acked_by"], "王师傅");
+    assert!(detail["alert"]["acked_ms"].as_u64().is_some());
+    let m = wait_for("two rejected answers", async || {
+        let m = cw.metrics().await;
+        (metric(&m, "citywatch_unit_acks_total{outcome=\"rejected\"} ") == 2).then_some(m)
+    })
+    .await;
+    assert_eq!(
+        metric(&m, "citywatch_unit_acks_total{outcome=\"applied\"} "),
+        1
+    );
+    let dead = cw.get("/api/v1/deadletters").await.to_string();
+    assert!(
+        dead.contains("cw/v1/notify/MU-03/ack") && dead.contains("was not notified"),
+        "{dead}"
+    );
+    assert!(
+        !dead.contains("unknown_topic"),
+        "notify topics are not device input: {dead}"
+    );
+
+    // Operators: bad requests are refused with the field at fault.
+    let (status, err) = post(
+        &cw,
+        &format!("/api/v1/alerts/{id}/state"),
+        json!({"by": "x", "state": "flying"}),
+    )
+    .await;
+    assert_eq!(
+        (status, err["error"]["field"].as_str()),
+        (400, Some("state"))
+    );
+    let (status, _) = post(&cw, "/api/v1/alerts/0000/ack", json!({"by": "x"})).await;
+    assert_eq!(status, 404);
+    let (status, err) = post(&cw, &format!("/api/v1/alerts/{id}/ack"), json!({})).await;
+    assert_eq!(status, 400, "{err}");
+    // Done (完成): resolved; the unit and the office hear of it.
+    let (status, done) = post(
+        &cw,
+        &format!("/api/v1/alerts/{id}/state"),
+        json!({"by": "王师傅", "state": "done"}),
+    )
+    .await;
+    assert_eq!(
+        (status, done["state"].as_str()),
+        (200, Some("resolved")),
+        "{done}"
+    );
+    let resolved = unit.next().await;
+    assert_eq!(resolved["state"], "resolved", "{resolved}");
+    assert!(resolved["version"].as_u64() > firing["version"].as_u64());
+    wait_for("the office hears the end", async || {
+        let got = office.got.lock().unwrap();
+        got.iter()
+            .any(|(_, b)| b["state"] == "resolved")
+            .then_some(())
+    })
+    .await;
+    let (status, _) = post(&cw, &format!("/api/v1/alerts/{id}/ack"), json!({"by": "x"})).await;
+    assert_eq!(status, 409, "a resolved alert cannot be acknowledged");
+
+    // A silence for E0004 (MU-02 too): its alert fires, held; expiring it releases the push.
+    let (status, silence) = post(
+        &cw,
+        "/api/v1/silences",
+        json!({"matchers": ["elevator_id=E0004"], "ends_ms": now_ms() + 3_600_000,
+               "author": "控制室", "reason": "年检"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{silence}");
+    let (status, _) = post(
+        &cw,
+        "/api/v1/silences",
+        json!({"matchers": ["elevator_id"], "ends_ms": 1, "author": "a", "reason": "b"}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        cw.get("/api/v1/silences").await.as_array().unwrap().len(),
+        1
+    );
+    publish_all(
+        broker.port,
+        "elevator-E0004",
+        &[alarm("E0004", t + 2000), alarm("E0004", t + 3000)],
+    )
+    .await;
+    let held = wait_for("the silenced alert", async || {
+        let a = cw
+            .get("/api/v1/alerts?state=firing&rule=elevator.trapped_alarm")
+            .await;
+        a.as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["body"]["labels"]["elevator_id"] == "E0004")
+            .cloned()
+    })
+    .await;
+    assert_eq!(
+        held["suppressed"],
+        format!("silence:{}", silence["id"].as_str().unwrap())
+    );
+    let notes = cw
+        .get(&format!(
+            "/api/v1/notifications?alert={}",
+            held["id"].as_str().unwrap()
+        ))
+        .await;
+    assert!(
+        notes
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["status"] == "held"),
+        "{notes}"
+    );
+    let r = reqwest::Client::new()
+        .delete(cw.url(&format!(
+            "/api/v1/silences/{}",
+            silence["id"].as_str().unwrap()
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    let released = unit.next().await;
+    assert_eq!(released["labels"]["elevator_id"], "E0004", "{released}");
+    assert_eq!(released["state"], "firing");
+
+    let summary = cw.get("/api/v1/alerts/summary").await;
+    assert!(summary["firing"].as_array().is_some(), "{summary}");
+    assert_eq!(summary["units_today"][0]["unit"], "MU-02", "{summary}");
+    assert_eq!(summary["units_today"][0]["acknowledged"], 1, "{summary}");
+    cw.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_delivery_loses_no_alert_and_repeats_only_what_was_in_flight() {
+    let broker = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    // A slow receiver: each request takes a second to answer.
+    let (hook, port) = serve_hook(Duration::from_secs(1)).await;
+    let url = format!("http://127.0.0.1:{port}/hook");
+    let reference = reference_with(
+        dir.path(),
+        &format!(
+            "R-MU01,webhook,{url},hook-secret,MU-01\nR-MU02,webhook,{url},hook-secret,MU-02\n\
+             R-MU03,webhook,{url},hook-secret,MU-03\nR-JFB,webhook,{url},hook-secret,O-JFB\n"
+        ),
+    );
+    let data = dir.path().join("data");
+    let mut cw = start(&broker, &data, &reference).await;
+    let t = now_ms() - now_ms() % 1000 - 60_000;
+    let elevators: Vec<String> = (1..=20).map(|i| format!("E{i:04}")).collect();
+    // In time order: event time is the clock here, and a frame behind it would be late.
+    let frames: Vec<_> = [t, t + 1000]
+        .iter()
+        .flat_map(|ts| elevators.iter().map(|e| alarm(e, *ts)))
+        .collect();
+    publish_all(broker.port, "elevators", &frames).await;
+    // Twenty alerts, each for its unit and the office: forty notifications.
+    let ids: Vec<String> = wait_for("twenty alerts journaled", async || {
+        let a = cw.get("/api/v1/alerts?state=firing&limit=100").await;
+        let a = a.as_array().unwrap();
+        (a.len() == 20).then(|| {
+            a.iter()
+                .map(|a| a["id"].as_str().unwrap().to_owned())
+                .collect()
+        })
+    })
+    .await;
+    wait_for("a few deliveries under way", async || {
+        (hook.got.lock().unwrap().len() >= 4).then_some(())
+    })
+    .await;
+    cw.kill_9();
+    let at_kill = hook.got.lock().unwrap().len();
+    assert!(
+        at_kill < 40,
+        "the kill came after every delivery ({at_kill})"
+    );
+
+    let cw = start(&broker, &data, &reference).await;
+    wait_for(
+        "every notification delivered after the restart",
+        async || {
+            let notes = cw.get("/api/v1/notifications?limit=1000").await;
+            let notes = notes.as_array().unwrap();
+            (notes.len() == 40 && notes.iter().all(|n| n["status"] == "delivered")).then_some(())
+        },
+    )
+    .await;
+    let got = hook.got.lock().unwrap().clone();
+    let keys: std::collections::BTreeSet<&str> = got.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys.len(), 40, "every notification arrived: {keys:?}");
+    for id in &ids {
+        assert_eq!(
+            keys.iter().filter(|k| k.starts_with(id.as_str())).count(),
+            2,
+            "alert {id}: its unit and the office"
+        );
+    }
+    // Repeats are the deliveries in flight at the kill, which the receiver drops by key.
+    let repeats = got.len() - keys.len();
+    eprintln!("{at_kill} requests before the kill, {repeats} repeated after it");
+    assert!(
+        repeats <= 16,
+        "{repeats} repeats: more than could be in flight"
+    );
+    let alerts = cw.get("/api/v1/alerts?state=firing&limit=100").await;
+    assert_eq!(
+        alerts.as_array().unwrap().len(),
+        20,
+        "every alert still there"
+    );
+}
