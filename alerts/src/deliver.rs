@@ -85,6 +85,33 @@ pub async fn deliver(
     }
 }
 
+/// One message for several notifications to one receiver (a group): `{"group", "count",
+/// "alerts": [each notification's body with its `idempotency_key`]}`, with a key of its own
+/// made of the rows' keys. A receiver drops a repeated alert by the key inside.
+pub fn batch(rows: &[NotificationRow]) -> NotificationRow {
+    let alerts: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            let mut b: serde_json::Value =
+                serde_json::from_str(&r.body).unwrap_or(serde_json::Value::Null);
+            if let Some(o) = b.as_object_mut() {
+                o.insert("idempotency_key".into(), r.idempotency_key.clone().into());
+            }
+            b
+        })
+        .collect();
+    let first = &rows[0];
+    let keys: Vec<&str> = rows.iter().map(|r| r.idempotency_key.as_str()).collect();
+    let body = serde_json::json!({
+        "group": first.group, "count": rows.len(), "alerts": alerts,
+    });
+    NotificationRow {
+        body: body.to_string(),
+        idempotency_key: format!("group-{:016x}", crate::fnv([keys.join(",").as_bytes()])),
+        ..first.clone()
+    }
+}
+
 /// The MQTT payload: the notification body with its idempotency key and receiver, since
 /// MQTT 3.1.1 has no headers.
 pub fn mqtt_payload(n: &NotificationRow) -> Vec<u8> {

@@ -30,7 +30,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     receiver_id TEXT NOT NULL, kind TEXT NOT NULL, target TEXT NOT NULL, secret TEXT NOT NULL,
     body TEXT NOT NULL, idem_key TEXT NOT NULL UNIQUE, status TEXT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0, next_ms INTEGER NOT NULL, last_error TEXT,
-    delivered_ms INTEGER);
+    delivered_ms INTEGER, grp TEXT);
 CREATE TABLE IF NOT EXISTS escalations (
     alert_id TEXT NOT NULL, episode INTEGER NOT NULL, step INTEGER NOT NULL,
     due_ms INTEGER NOT NULL, status TEXT NOT NULL, policy TEXT NOT NULL,
@@ -41,19 +41,21 @@ CREATE TABLE IF NOT EXISTS silences (
     created_ms INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_ms);
 CREATE INDEX IF NOT EXISTS outbox_alert ON outbox (alert_id, version);
+CREATE INDEX IF NOT EXISTS outbox_group ON outbox (grp, status);
 CREATE INDEX IF NOT EXISTS transitions_alert ON transitions (alert_id);
 CREATE INDEX IF NOT EXISTS alerts_state ON alerts (state);
 CREATE INDEX IF NOT EXISTS escalations_due ON escalations (status, due_ms);
 ";
 
-/// The columns version 1 lacked; added in place when an older journal is opened.
-const UPGRADE_FROM_1: &str = "
-ALTER TABLE alerts ADD COLUMN episode INTEGER NOT NULL DEFAULT 1;
-ALTER TABLE alerts ADD COLUMN opened_ms INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE alerts ADD COLUMN acked_ms INTEGER;
-ALTER TABLE alerts ADD COLUMN suppressed TEXT;
-ALTER TABLE transitions ADD COLUMN event TEXT NOT NULL DEFAULT '';
-";
+/// Columns added since the first journal: added in place when an older journal is opened.
+const ADDED_COLUMNS: [(&str, &str, &str); 6] = [
+    ("alerts", "episode", "INTEGER NOT NULL DEFAULT 1"),
+    ("alerts", "opened_ms", "INTEGER NOT NULL DEFAULT 0"),
+    ("alerts", "acked_ms", "INTEGER"),
+    ("alerts", "suppressed", "TEXT"),
+    ("transitions", "event", "TEXT NOT NULL DEFAULT ''"),
+    ("outbox", "grp", "TEXT"),
+];
 
 /// An alert as stored.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -118,6 +120,8 @@ pub struct NotificationRow {
     pub next_ms: u64,
     pub last_error: Option<String>,
     pub delivered_ms: Option<u64>,
+    /// Notifications with the same group go to their receiver in one message.
+    pub group: Option<String>,
 }
 
 /// A silence as stored.
@@ -154,14 +158,15 @@ impl Journal {
     pub fn open(path: &Path) -> Result<Journal, AlertsError> {
         let conn = Connection::open(path)?;
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")?;
-        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        let had_alerts: bool = conn.query_row(
-            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'alerts'",
-            [],
-            |r| r.get::<_, i64>(0).map(|n| n > 0),
-        )?;
-        if had_alerts && version < 2 {
-            conn.execute_batch(UPGRADE_FROM_1)?;
+        for (table, column, decl) in ADDED_COLUMNS {
+            let mut stmt = conn.prepare(&format!("PRAGMA table_info({table})"))?;
+            let columns: Vec<String> = stmt
+                .query_map([], |r| r.get::<_, String>(1))?
+                .collect::<Result<_, _>>()?;
+            // A table that does not exist yet is created whole by the schema below.
+            if !columns.is_empty() && !columns.iter().any(|c| c == column) {
+                conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))?;
+            }
         }
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(&format!("PRAGMA user_version = {VERSION}"))?;
@@ -262,6 +267,15 @@ impl Journal {
             "{NOTIFICATION_COLUMNS} WHERE status = 'pending' AND next_ms <= ?1 ORDER BY id LIMIT ?2"
         ))?;
         let rows = stmt.query_map(params![now_ms as i64, limit as i64], notification_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The pending notifications of a group, oldest first (at most `limit`).
+    pub fn group(&self, group: &str, limit: usize) -> Result<Vec<NotificationRow>, AlertsError> {
+        let mut stmt = self.conn.prepare(&format!(
+            "{NOTIFICATION_COLUMNS} WHERE grp = ?1 AND status = 'pending' ORDER BY id LIMIT ?2"
+        ))?;
+        let rows = stmt.query_map(params![group, limit as i64], notification_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -380,7 +394,7 @@ pub struct AlertFilter<'a> {
 const ALERT_COLUMNS: &str = "SELECT id, rule, grp, severity, state, value, since_ms, resolved_ms, version, body, episode, opened_ms, acked_ms, suppressed FROM alerts";
 const TRANSITION_COLUMNS: &str =
     "SELECT seq, alert_id, version, state, at_ms, body, event FROM transitions";
-const NOTIFICATION_COLUMNS: &str = "SELECT id, alert_id, version, receiver_id, kind, target, secret, body, idem_key, status, attempts, next_ms, last_error, delivered_ms FROM outbox";
+const NOTIFICATION_COLUMNS: &str = "SELECT id, alert_id, version, receiver_id, kind, target, secret, body, idem_key, status, attempts, next_ms, last_error, delivered_ms, grp FROM outbox";
 const ESCALATION_COLUMNS: &str =
     "SELECT alert_id, episode, step, due_ms, status, policy FROM escalations";
 
@@ -532,6 +546,7 @@ fn notification_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<NotificationRow> 
         next_ms: r.get::<_, i64>(11)? as u64,
         last_error: r.get(12)?,
         delivered_ms: r.get::<_, Option<i64>>(13)?.map(|v| v as u64),
+        group: r.get(14)?,
     })
 }
 

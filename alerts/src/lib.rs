@@ -45,12 +45,15 @@ pub enum AlertsError {
 
 /// An alert's id: a fingerprint of (rule, group), 16 hex digits of FNV-1a.
 pub fn fingerprint(rule: &str, group: &str) -> String {
-    let h = rule
-        .bytes()
-        .chain([0u8])
-        .chain(group.bytes())
+    format!("{:016x}", fnv([rule.as_bytes(), &[0], group.as_bytes()]))
+}
+
+/// FNV-1a over some byte strings: short stable ids.
+pub(crate) fn fnv<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> u64 {
+    parts
+        .into_iter()
+        .flatten()
         .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        });
-    format!("{h:016x}")
+            (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+        })
 }

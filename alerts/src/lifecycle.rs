@@ -157,7 +157,9 @@ impl Ctx<'_, '_> {
         Ok(body)
     }
 
-    /// Queues `body` for each receiver: pending, or held while the alert is suppressed.
+    /// Queues `body` for each receiver: pending, or held while the alert is suppressed. Under
+    /// a policy with `group_by`, each row carries its group (receiver, policy, label values),
+    /// and a firing one waits `group_wait` for others to join it.
     fn notify(
         &mut self,
         a: &AlertRow,
@@ -166,15 +168,69 @@ impl Ctx<'_, '_> {
         held: bool,
     ) -> Result<(), AlertsError> {
         let status = if held { "held" } else { "pending" };
+        let policy = a.body["policy"]
+            .as_str()
+            .and_then(|p| self.policies.get(p))
+            .filter(|p| !p.group_by.is_empty());
+        let labels = match_labels(a);
+        let firing = body["event"]["kind"] == "firing";
         for (rid, kind, target, secret) in receivers {
+            let group = policy.map(|p| {
+                let values: Vec<&str> = p
+                    .group_by
+                    .iter()
+                    .map(|l| labels.get(l).map_or("", String::as_str))
+                    .collect();
+                format!("{rid}|{}|{}", p.name, values.join("|"))
+            });
+            let wait = match policy {
+                Some(p) if firing => p.group_wait_ms,
+                _ => 0,
+            };
             self.tx.execute(
-                "INSERT OR IGNORE INTO outbox (alert_id, version, receiver_id, kind, target, secret, body, idem_key, status, next_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                "INSERT OR IGNORE INTO outbox (alert_id, version, receiver_id, kind, target, secret, body, idem_key, status, next_ms, grp)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 params![a.id, a.version as i64, rid, kind, target, secret, body.to_string(),
-                    format!("{}-{}-{rid}", a.id, a.version), status, self.now as i64],
+                    format!("{}-{}-{rid}", a.id, a.version), status, (self.now + wait) as i64, group],
             )?;
         }
         Ok(())
+    }
+
+    /// The receivers told of the current episode (not those whose notices were held).
+    fn told(&self, a: &AlertRow) -> Result<Vec<(String, String, String, String)>, AlertsError> {
+        let mut stmt = self.tx.prepare(
+            "SELECT DISTINCT receiver_id, kind, target, secret FROM outbox
+             WHERE alert_id = ?1 AND version >= ?2 AND status IN ('pending', 'delivered', 'failed')",
+        )?;
+        let rows = stmt.query_map(params![a.id, a.episode as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Sends a firing alert nobody acknowledged again, every `repeat` of its policy, to the
+    /// receivers told of it.
+    pub fn repeat(&mut self, a: &mut AlertRow) -> Result<(), AlertsError> {
+        let Some(every) = a.body["policy"]
+            .as_str()
+            .and_then(|p| self.policies.get(p))
+            .and_then(|p| p.repeat_ms)
+        else {
+            return Ok(());
+        };
+        if a.acked_ms.is_some() || a.suppressed.is_some() {
+            return Ok(());
+        }
+        let done = a.body["ops"]["repeats"].as_u64().unwrap_or(0);
+        if self.now < a.opened_ms + (done + 1) * every {
+            return Ok(());
+        }
+        let told = self.told(a)?;
+        ops(a).insert("repeats".into(), json!(done + 1));
+        let now = self.now;
+        let body = self.record(a, "repeated", now, json!({ "repeat": done + 1 }))?;
+        self.notify(a, &told, &body, false)
     }
 
     /// The receivers a list of roles reaches for this alert.
@@ -276,12 +332,14 @@ impl Ctx<'_, '_> {
         };
         a.episode = a.version + 1;
         a.body["episode"] = json!(a.episode);
+        let policy = self.policies.for_labels(&match_labels(&a));
+        a.body["policy"] = json!(policy.map(|p| p.name.clone()));
         a.suppressed = self.suppression(&a)?;
         let detail = json!({ "suppressed": a.suppressed });
         let body = self.record(&mut a, "firing", at, detail)?;
         let receivers = self.route(&a, &rule.route);
         self.notify(&a, &receivers, &body, a.suppressed.is_some())?;
-        if let Some(policy) = self.policies.for_labels(&match_labels(&a)) {
+        if let Some(policy) = policy {
             for (i, step) in policy.steps.iter().enumerate() {
                 self.tx.execute(
                     "INSERT OR REPLACE INTO escalations (alert_id, episode, step, due_ms, status, policy) VALUES (?1, ?2, ?3, ?4, 'pending', ?5)",
@@ -300,16 +358,7 @@ impl Ctx<'_, '_> {
         ops(a).insert("closed_ms".into(), json!(self.now));
         let body = self.record(a, "resolved", at, detail)?;
         // Whoever was told it fires is told it is resolved; what was held is dropped.
-        let told: Vec<(String, String, String, String)> = {
-            let mut stmt = self.tx.prepare(
-                "SELECT DISTINCT receiver_id, kind, target, secret FROM outbox
-                 WHERE alert_id = ?1 AND version >= ?2 AND status IN ('pending', 'delivered', 'failed')",
-            )?;
-            let rows = stmt.query_map(params![a.id, a.episode as i64], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-            })?;
-            rows.collect::<Result<_, _>>()?
-        };
+        let told = self.told(a)?;
         self.tx.execute(
             "UPDATE outbox SET status = 'dropped' WHERE alert_id = ?1 AND status = 'held'",
             params![a.id],

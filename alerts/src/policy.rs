@@ -1,6 +1,9 @@
-//! Escalation policies, as data: which alerts a policy takes (matchers), and its steps, each
-//! a wall-clock delay from the alert's opening, a condition that cancels it (`unless`), the
-//! roles it notifies and an optional mark. Read from `escalation.toml` in the reference
+//! Notification policies, as data: which alerts a policy takes (matchers); its escalation
+//! steps, each a wall-clock delay from the alert's opening, a condition that cancels it
+//! (`unless`), the roles it notifies and an optional mark; how its notifications are grouped
+//! (`group_by` labels, `group_wait` before the first is sent, so alerts of one building or
+//! market arriving together reach a receiver as one message); and how often a firing alert
+//! nobody acknowledged is sent again (`repeat`). Read from `escalation.toml` in the reference
 //! directory; without the file, [`Policies::domain_default`] applies.
 //!
 //! ```toml
@@ -16,6 +19,12 @@
 //! unless = "resolved"
 //! notify = ["duty_leader"]
 //! mark = "overdue"
+//!
+//! [[policy]]
+//! name = "default"
+//! group_by = ["building", "market_id", "kitchen_id"]
+//! group_wait = "10s"
+//! repeat = "4h"
 //! ```
 
 use crate::matcher::{Matcher, all_match};
@@ -50,6 +59,12 @@ pub struct Policy {
     pub name: String,
     pub matchers: Vec<Matcher>,
     pub steps: Vec<Step>,
+    /// Labels whose values put notifications to one receiver in one message.
+    pub group_by: Vec<String>,
+    /// How long a grouped firing notification waits for others to join it.
+    pub group_wait_ms: u64,
+    /// Resend a firing, unacknowledged alert this often.
+    pub repeat_ms: Option<u64>,
 }
 
 /// The policies, in order: an alert takes the first that matches.
@@ -71,6 +86,10 @@ struct PolicyFile {
     matchers: Vec<Matcher>,
     #[serde(default)]
     step: Vec<StepFile>,
+    #[serde(default)]
+    group_by: Vec<String>,
+    group_wait: Option<String>,
+    repeat: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -104,6 +123,12 @@ after = "30m"
 unless = "resolved"
 notify = ["duty_leader"]
 mark = "overdue"
+
+[[policy]]
+name = "default"
+group_by = ["building", "market_id", "kitchen_id"]
+group_wait = "10s"
+repeat = "4h"
 "#,
         )
         .expect("the built-in policy parses")
@@ -142,10 +167,30 @@ mark = "overdue"
                     mark: s.mark,
                 });
             }
+            let duration = |field: &str, v: &Option<String>| -> Result<Option<u64>, String> {
+                v.as_deref()
+                    .map(|d| {
+                        rules::spec::parse_duration(d).ok_or_else(|| {
+                            format!(
+                                "policy {:?}: {field} = {d:?} is not a duration such as \"10s\"",
+                                p.name
+                            )
+                        })
+                    })
+                    .transpose()
+            };
+            let group_wait_ms = duration("group_wait", &p.group_wait)?.unwrap_or(0);
+            let repeat_ms = duration("repeat", &p.repeat)?;
+            if repeat_ms == Some(0) {
+                return Err(format!("policy {:?}: repeat must be longer than 0", p.name));
+            }
             out.push(Policy {
                 name: p.name,
                 matchers: p.matchers,
                 steps,
+                group_by: p.group_by,
+                group_wait_ms,
+                repeat_ms,
             });
         }
         Ok(Policies(out))
@@ -179,6 +224,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn everything_else_is_grouped_and_repeated() {
+        let p = Policies::domain_default();
+        let labels: BTreeMap<String, String> = [("domain", "market"), ("severity", "major")]
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect();
+        let policy = p.for_labels(&labels).unwrap();
+        assert_eq!(policy.name, "default");
+        assert_eq!(policy.group_wait_ms, 10_000);
+        assert_eq!(policy.repeat_ms, Some(4 * 3_600_000));
+        assert!(policy.steps.is_empty());
+    }
+
+    #[test]
     fn the_default_is_domain_md() {
         let p = Policies::domain_default();
         let labels: BTreeMap<String, String> = [("domain", "elevator"), ("severity", "critical")]
@@ -194,7 +253,7 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).into(), (*v).into()))
             .collect();
-        assert!(p.for_labels(&minor).is_none());
+        assert_eq!(p.for_labels(&minor).unwrap().name, "default");
     }
 
     #[test]

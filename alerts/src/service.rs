@@ -1,7 +1,7 @@
 //! [`Alerts`]: conditions in, journal and deliveries out.
 
-use crate::deliver::{Outcome, backoff_ms, deliver};
-use crate::journal::{self, AlertRow, Journal, SilenceRow, TransitionRow};
+use crate::deliver::{self, Outcome, backoff_ms, deliver};
+use crate::journal::{self, AlertRow, Journal, NotificationRow, SilenceRow, TransitionRow};
 use crate::lifecycle::{ActError, Action, Ctx, FieldState};
 use crate::matcher::Matcher;
 use crate::policy::Policies;
@@ -23,6 +23,10 @@ use tokio::sync::{Notify, Semaphore, broadcast};
 pub const MAX_ATTEMPTS: u32 = 12;
 /// Deliveries in flight at once.
 const CONCURRENCY: usize = 16;
+/// How often escalation timers, silences and repeats are looked at.
+const TICK: Duration = Duration::from_secs(1);
+/// Most notifications sent as one grouped message.
+const GROUP_LIMIT: usize = 100;
 
 /// What the alerts stage did, for `/metrics`.
 #[derive(Debug, Default)]
@@ -312,18 +316,19 @@ impl Alerts {
         })
     }
 
-    /// Runs the escalation steps due now and releases alerts no longer silenced.
+    /// Runs the escalation steps due now, releases alerts no longer silenced or inhibited, and
+    /// repeats unacknowledged ones whose repeat interval has passed.
     pub fn tick(&self) -> Result<(), AlertsError> {
         self.with_tx(|ctx| -> Result<(), AlertsError> {
             for row in journal::due_escalations(ctx.tx, ctx.now)? {
                 ctx.escalate(&row)?;
             }
-            let held: Vec<AlertRow> = journal::alerts_in(ctx.tx, "firing")?
-                .into_iter()
-                .filter(|a| a.suppressed.is_some())
-                .collect();
-            for mut a in held {
-                ctx.recheck(&mut a)?;
+            for mut a in journal::alerts_in(ctx.tx, "firing")? {
+                if a.suppressed.is_some() {
+                    ctx.recheck(&mut a)?;
+                } else {
+                    ctx.repeat(&mut a)?;
+                }
             }
             Ok(())
         })
@@ -352,7 +357,7 @@ impl Alerts {
         let row = SilenceRow {
             id: format!(
                 "{:016x}",
-                fnv(&format!("{now}{:?}{}", s.matchers, s.author))
+                crate::fnv([format!("{now}{:?}{}", s.matchers, s.author).as_bytes()])
             ),
             matchers: s.matchers,
             starts_ms,
@@ -383,14 +388,18 @@ impl Alerts {
         Ok(())
     }
 
-    /// Delivers the outbox, for ever: due notifications are sent concurrently, each retried
-    /// on its own schedule.
+    /// Delivers the outbox, for ever: due notifications are sent concurrently, each (or each
+    /// group) retried on its own schedule; once a second the escalation timers run.
     pub async fn run(self: Arc<Self>) {
         let slots = Arc::new(Semaphore::new(CONCURRENCY));
-        let in_flight: Arc<Mutex<HashSet<u64>>> = Arc::default();
+        let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
+        let mut last_tick: Option<std::time::Instant> = None;
         loop {
-            if let Err(e) = self.tick() {
-                tracing::error!(error = %e, "cannot run escalations");
+            if last_tick.is_none_or(|t| t.elapsed() >= TICK) {
+                last_tick = Some(std::time::Instant::now());
+                if let Err(e) = self.tick() {
+                    tracing::error!(error = %e, "cannot run escalations");
+                }
             }
             let push = self
                 .push
@@ -405,63 +414,81 @@ impl Alerts {
                 }
             };
             for n in due {
+                let key = n
+                    .group
+                    .as_ref()
+                    .map_or_else(|| format!("n:{}", n.id), |g| format!("g:{g}"));
                 if !in_flight
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
-                    .insert(n.id)
+                    .insert(key.clone())
                 {
                     continue;
                 }
                 let (me, slots, in_flight) = (self.clone(), slots.clone(), in_flight.clone());
                 let push = push.clone();
                 tokio::spawn(async move {
-                    let Ok(_permit) = slots.acquire_owned().await else {
-                        return;
-                    };
-                    // The list of due rows may predate an attempt that finished since: send
-                    // only if the row is still as it was read.
-                    if !me.journal().is_unchanged(&n).unwrap_or(false) {
-                        in_flight
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .remove(&n.id);
-                        return;
-                    }
-                    let outcome = deliver(&me.client, push.as_ref(), &n, me.timeout).await;
-                    let attempts = n.attempts + 1;
-                    let now = me.clock.now_ms();
-                    let recorded = match &outcome {
-                        Outcome::Delivered => {
-                            me.stats.count(&n.kind, "delivered");
-                            me.journal()
-                                .record(n.id, "delivered", attempts, now, None, Some(now))
-                        }
-                        Outcome::Retry(why) if attempts < MAX_ATTEMPTS => {
-                            me.stats.count(&n.kind, "retried");
-                            let next = now + backoff_ms(n.attempts, now ^ n.id);
-                            me.journal()
-                                .record(n.id, "pending", attempts, next, Some(why), None)
-                        }
-                        Outcome::Retry(why) | Outcome::Fail(why) => {
-                            me.stats.count(&n.kind, "failed");
-                            tracing::warn!(receiver = %n.receiver_id, alert = %n.alert_id, error = %why, "notification failed");
-                            me.journal()
-                                .record(n.id, "failed", attempts, now, Some(why), None)
-                        }
-                    };
-                    if let Err(e) = recorded {
-                        tracing::error!(error = %e, "cannot record a delivery");
+                    if let Ok(_permit) = slots.acquire_owned().await {
+                        me.send(n, push.as_ref()).await;
                     }
                     in_flight
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner)
-                        .remove(&n.id);
+                        .remove(&key);
                     me.wake.notify_one();
                 });
             }
             tokio::select! {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            }
+        }
+    }
+
+    /// Sends one due notification, or the whole pending group it belongs to as one message,
+    /// and records the outcome on every row sent.
+    async fn send(&self, n: NotificationRow, push: Option<&MqttPush>) {
+        // The list of due rows may predate an attempt that finished since: send only rows
+        // still as they were read.
+        let rows: Vec<NotificationRow> = {
+            let j = self.journal();
+            let rows = match &n.group {
+                None => vec![n],
+                Some(g) => j.group(g, GROUP_LIMIT).unwrap_or_default(),
+            };
+            rows.into_iter()
+                .filter(|r| j.is_unchanged(r).unwrap_or(false))
+                .collect()
+        };
+        let Some(first) = rows.first() else {
+            return;
+        };
+        let outcome = if rows.len() == 1 {
+            deliver(&self.client, push, first, self.timeout).await
+        } else {
+            deliver(&self.client, push, &deliver::batch(&rows), self.timeout).await
+        };
+        let now = self.clock.now_ms();
+        let attempts = rows.iter().map(|r| r.attempts).max().unwrap_or(0) + 1;
+        let (status, next, error, delivered, outcome_name) = match &outcome {
+            Outcome::Delivered => ("delivered", now, None, Some(now), "delivered"),
+            Outcome::Retry(why) if attempts < MAX_ATTEMPTS => (
+                "pending",
+                now + backoff_ms(attempts - 1, now ^ first.id),
+                Some(why.as_str()),
+                None,
+                "retried",
+            ),
+            Outcome::Retry(why) | Outcome::Fail(why) => {
+                tracing::warn!(receiver = %first.receiver_id, alert = %first.alert_id, rows = rows.len(), error = %why, "notification failed");
+                ("failed", now, Some(why.as_str()), None, "failed")
+            }
+        };
+        self.stats.count(&first.kind, outcome_name);
+        let j = self.journal();
+        for r in &rows {
+            if let Err(e) = j.record(r.id, status, attempts, next, error, delivered) {
+                tracing::error!(error = %e, "cannot record a delivery");
             }
         }
     }
@@ -572,10 +599,4 @@ fn settle_ms(rule: &rules::Rule) -> u64 {
     };
     // A minute on top: devices report at least that often (idle heartbeats).
     shape + rule.for_ms + rule.keep_firing_for_ms + 60_000
-}
-
-fn fnv(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }

@@ -628,3 +628,68 @@ fn after_a_restart_a_re_derived_condition_continues_and_a_stale_one_resolves() {
     );
     assert_eq!(j.alert(&e1).unwrap().unwrap().state, "firing");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_of_one_building_reach_a_receiver_as_one_message_and_repeat_until_acknowledged() {
+    let (got, port) = hook().await;
+    let s = Setup::new(port);
+    tokio::spawn(s.alerts.clone().run());
+    let r = rules();
+    // Two power failures in building B1 (major: the default policy groups by building).
+    s.alerts
+        .apply(&change("e.power", "E1", true, T0), &r)
+        .unwrap();
+    s.alerts
+        .apply(&change("e.power", "E2", true, T0 + 500), &r)
+        .unwrap();
+    // They wait for the group (10 s), then go as one message to the unit.
+    let waiting: Vec<(String, u64, Option<String>)> = s
+        .alerts
+        .journal()
+        .notifications(None, 10)
+        .unwrap()
+        .into_iter()
+        .map(|n| (n.status, n.next_ms, n.group))
+        .collect();
+    let group = Some("R-unit|default|B1||".to_owned());
+    assert_eq!(
+        waiting,
+        [
+            ("pending".into(), T0 + 10_000, group.clone()),
+            ("pending".into(), T0 + 10_000, group)
+        ]
+    );
+    s.advance(10_000);
+    until("one grouped message", || !got.lock().unwrap().is_empty()).await;
+    let (key, body) = got.lock().unwrap()[0].clone();
+    assert!(key.starts_with("group-"), "{key}");
+    assert_eq!(body["count"], 2, "{body}");
+    let elevators: Vec<&str> = body["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["labels"]["elevator_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(elevators, ["E1", "E2"]);
+    let e1 = alerts::fingerprint("e.power", "E1");
+    assert_eq!(
+        body["alerts"][0]["idempotency_key"],
+        format!("{e1}-1-R-unit")
+    );
+
+    // Four hours on, neither acknowledged: both are sent again; E2 is acknowledged first.
+    s.alerts
+        .act(
+            &alerts::fingerprint("e.power", "E2"),
+            &Action::Ack { comment: None },
+            "王师傅",
+        )
+        .unwrap();
+    s.advance(4 * 60 * MIN);
+    until("the repeat", || got.lock().unwrap().len() == 2).await;
+    let (_, repeat) = got.lock().unwrap()[1].clone();
+    assert_eq!(repeat["event"]["kind"], "repeated", "{repeat}");
+    assert_eq!(repeat["labels"]["elevator_id"], "E1");
+    assert_eq!(s.alert("e.power", "E1").body["ops"]["repeats"], 1);
+    assert!(s.alert("e.power", "E2").body["ops"]["repeats"].is_null());
+}

@@ -3,7 +3,6 @@
 
 mod common;
 
-use alerts::Alerts;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -87,7 +86,7 @@ async fn firing_and_resolved_reach_the_routed_receivers_signed_and_once() {
     hook.fail_first.store(2, Ordering::SeqCst);
     serve_hook(listener, hook.clone()).await;
     let dir = tempfile::tempdir().unwrap();
-    let a = Alerts::open(&dir.path().join("alerts.db"), common::reference(port)).unwrap();
+    let a = common::open_without_policies(&dir.path().join("alerts.db"), port);
     tokio::spawn(a.clone().run());
     let rules = rules();
 
@@ -168,7 +167,7 @@ async fn pending_notifications_are_delivered_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("alerts.db");
     {
-        let a = Alerts::open(&db, common::reference(port)).unwrap();
+        let a = common::open_without_policies(&db, port);
         let runner = tokio::spawn(a.clone().run());
         a.apply(&change(true, T0), &rules()).unwrap();
         until("a failed attempt", || {
@@ -187,7 +186,7 @@ async fn pending_notifications_are_delivered_after_a_restart() {
         .unwrap();
     let hook = Hook::default();
     serve_hook(listener, hook.clone()).await;
-    let a = Alerts::open(&db, common::reference(port)).unwrap();
+    let a = common::open_without_policies(&db, port);
     tokio::spawn(a.clone().run());
     until("delivery after the restart", || {
         a.journal()

@@ -1,6 +1,8 @@
 //! What the alerts tests share: a small district's reference data whose receivers are
 //! webhooks on one local port, all signed with the secret `s3cret`.
 
+#![allow(dead_code)]
+
 use dataflow::reference::{Elevator, Merchant, Office, Receiver, Reference};
 use std::sync::Arc;
 
@@ -43,4 +45,18 @@ pub fn reference(port: u16) -> Arc<Reference> {
         ],
         ..Reference::default()
     })
+}
+
+/// The alerts stage with no notification policies: every notification goes out at once,
+/// alone, and nothing escalates or repeats.
+pub fn open_without_policies(db: &std::path::Path, port: u16) -> Arc<alerts::Alerts> {
+    alerts::Alerts::open_with(
+        db,
+        reference(port),
+        alerts::Options {
+            policies: alerts::Policies::default(),
+            ..alerts::Options::default()
+        },
+    )
+    .unwrap()
 }
