@@ -183,7 +183,8 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
             let district = crate::demo::district(&reference);
             let truth = settings.data_dir.join("demo-ground-truth.jsonl");
             tracing::info!(
-                "demo: a simulated district publishes to {host}:{port}; alert conditions at http://{http_addr}/api/v1/conditions, \
+                "demo: a simulated district publishes to {host}:{port}; alerts at http://{http_addr}/api/v1/alerts \
+                 (live: /api/v1/alerts/stream), pushes to units and offices on {host}:{port} under cw/v1/notify/#, \
                  injected incidents in {}",
                 truth.display()
             );
