@@ -5,6 +5,7 @@
 #   bash benches/pipeline.sh mosquitto  # QoS 1 through Mosquitto: plain subscriber vs citywatch
 #   bash benches/pipeline.sh soak [SECONDS]  # RSS sampled under steady load (default 600 s)
 #   bash benches/pipeline.sh influx     # points/s into VictoriaMetrics; CPU of citywatch with and without the sink
+#   bash benches/pipeline.sh alerts     # alert transitions/s through the journal, webhooks/s, apply → webhook latency
 # Needs: cargo, mosquitto, mosquitto_sub (Debian: mosquitto, mosquitto-clients), victoria-metrics.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -143,6 +144,9 @@ influx)
   done
   kill $MOSQ $VM
   ;;
+alerts)
+  for n in 2000 20000; do target/release/alerts_load --alerts $n; done
+  ;;
 *)
-  sed -n '2,7p' "$0"; exit 2 ;;
+  sed -n '2,8p' "$0"; exit 2 ;;
 esac

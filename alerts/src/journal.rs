@@ -20,7 +20,7 @@ CREATE TABLE IF NOT EXISTS alerts (
     state TEXT NOT NULL, value REAL NOT NULL, since_ms INTEGER NOT NULL, resolved_ms INTEGER,
     version INTEGER NOT NULL, body TEXT NOT NULL,
     episode INTEGER NOT NULL DEFAULT 1, opened_ms INTEGER NOT NULL DEFAULT 0,
-    acked_ms INTEGER, suppressed TEXT);
+    acked_ms INTEGER, suppressed TEXT, repeat_due_ms INTEGER);
 CREATE TABLE IF NOT EXISTS transitions (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, alert_id TEXT NOT NULL, version INTEGER NOT NULL,
     state TEXT NOT NULL, at_ms INTEGER NOT NULL, body TEXT NOT NULL,
@@ -35,6 +35,8 @@ CREATE TABLE IF NOT EXISTS escalations (
     alert_id TEXT NOT NULL, episode INTEGER NOT NULL, step INTEGER NOT NULL,
     due_ms INTEGER NOT NULL, status TEXT NOT NULL, policy TEXT NOT NULL,
     PRIMARY KEY (alert_id, episode, step));
+CREATE TABLE IF NOT EXISTS inhibitions (
+    source_id TEXT NOT NULL, target_rule TEXT NOT NULL, PRIMARY KEY (target_rule, source_id));
 CREATE TABLE IF NOT EXISTS silences (
     id TEXT PRIMARY KEY, matchers TEXT NOT NULL, starts_ms INTEGER NOT NULL,
     ends_ms INTEGER NOT NULL, author TEXT NOT NULL, reason TEXT NOT NULL,
@@ -44,17 +46,21 @@ CREATE INDEX IF NOT EXISTS outbox_alert ON outbox (alert_id, version);
 CREATE INDEX IF NOT EXISTS outbox_group ON outbox (grp, status);
 CREATE INDEX IF NOT EXISTS transitions_alert ON transitions (alert_id);
 CREATE INDEX IF NOT EXISTS alerts_state ON alerts (state);
+CREATE INDEX IF NOT EXISTS alerts_suppressed ON alerts (suppressed) WHERE suppressed IS NOT NULL;
+CREATE INDEX IF NOT EXISTS alerts_repeat ON alerts (repeat_due_ms) WHERE repeat_due_ms IS NOT NULL;
 CREATE INDEX IF NOT EXISTS escalations_due ON escalations (status, due_ms);
+CREATE INDEX IF NOT EXISTS inhibitions_source ON inhibitions (source_id);
 ";
 
 /// Columns added since the first journal: added in place when an older journal is opened.
-const ADDED_COLUMNS: [(&str, &str, &str); 6] = [
+const ADDED_COLUMNS: [(&str, &str, &str); 7] = [
     ("alerts", "episode", "INTEGER NOT NULL DEFAULT 1"),
     ("alerts", "opened_ms", "INTEGER NOT NULL DEFAULT 0"),
     ("alerts", "acked_ms", "INTEGER"),
     ("alerts", "suppressed", "TEXT"),
     ("transitions", "event", "TEXT NOT NULL DEFAULT ''"),
     ("outbox", "grp", "TEXT"),
+    ("alerts", "repeat_due_ms", "INTEGER"),
 ];
 
 /// An alert as stored.
@@ -79,6 +85,9 @@ pub struct AlertRow {
     pub acked_ms: Option<u64>,
     /// Why notifications are held back: `silence:<id>` or `inhibited:<alert id>`.
     pub suppressed: Option<String>,
+    /// When a firing, unacknowledged alert is next sent again (its policy's `repeat`).
+    #[serde(skip)]
+    pub repeat_due_ms: Option<u64>,
     /// Labels, annotations, description, operator state: what notifications carry.
     pub body: serde_json::Value,
 }
@@ -121,6 +130,14 @@ pub struct NotificationRow {
     pub last_error: Option<String>,
     pub delivered_ms: Option<u64>,
     /// Notifications with the same group go to their receiver in one message.
+    pub group: Option<String>,
+}
+
+/// A notification due for delivery, as listed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Due {
+    pub id: u64,
+    pub attempts: u32,
     pub group: Option<String>,
 }
 
@@ -190,7 +207,7 @@ impl Journal {
 
     /// Alerts, newest first, filtered.
     pub fn alerts(&self, f: &AlertFilter<'_>, limit: usize) -> Result<Vec<AlertRow>, AlertsError> {
-        let mut stmt = self.conn.prepare(&format!(
+        let mut stmt = self.conn.prepare_cached(&format!(
             "{ALERT_COLUMNS} WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR rule = ?2)
                AND (?3 IS NULL OR severity = ?3) AND (?4 IS NULL OR since_ms >= ?4)
                AND (?5 IS NULL OR json_extract(body, '$.labels.domain') = ?5)
@@ -224,7 +241,7 @@ impl Journal {
         seq: u64,
         limit: usize,
     ) -> Result<Vec<TransitionRow>, AlertsError> {
-        let mut stmt = self.conn.prepare(&format!(
+        let mut stmt = self.conn.prepare_cached(&format!(
             "{TRANSITION_COLUMNS} WHERE seq > ?1 ORDER BY seq LIMIT ?2"
         ))?;
         let rows = stmt.query_map(params![seq as i64, limit as i64], transition_row)?;
@@ -237,7 +254,7 @@ impl Journal {
 
     /// The transitions of one alert.
     pub fn transitions_of(&self, alert_id: &str) -> Result<Vec<TransitionRow>, AlertsError> {
-        let mut stmt = self.conn.prepare(&format!(
+        let mut stmt = self.conn.prepare_cached(&format!(
             "{TRANSITION_COLUMNS} WHERE alert_id = ?1 ORDER BY seq"
         ))?;
         let rows = stmt.query_map(params![alert_id], transition_row)?;
@@ -254,42 +271,47 @@ impl Journal {
         alert_id: Option<&str>,
         limit: usize,
     ) -> Result<Vec<NotificationRow>, AlertsError> {
-        let mut stmt = self.conn.prepare(&format!(
+        let mut stmt = self.conn.prepare_cached(&format!(
             "{NOTIFICATION_COLUMNS} WHERE (?1 IS NULL OR alert_id = ?1) ORDER BY id DESC LIMIT ?2"
         ))?;
         let rows = stmt.query_map(params![alert_id, limit as i64], notification_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Pending notifications due at `now_ms`, oldest first.
-    pub fn due(&self, now_ms: u64, limit: usize) -> Result<Vec<NotificationRow>, AlertsError> {
-        let mut stmt = self.conn.prepare(&format!(
-            "{NOTIFICATION_COLUMNS} WHERE status = 'pending' AND next_ms <= ?1 ORDER BY id LIMIT ?2"
-        ))?;
-        let rows = stmt.query_map(params![now_ms as i64, limit as i64], notification_row)?;
+    /// Pending notifications due at `now_ms`, earliest first: only what the delivery loop
+    /// needs to pick them (it lists them often).
+    pub fn due(&self, now_ms: u64, limit: usize) -> Result<Vec<Due>, AlertsError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, attempts, grp FROM outbox WHERE status = 'pending' AND next_ms <= ?1 ORDER BY next_ms, id LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![now_ms as i64, limit as i64], |r| {
+            Ok(Due {
+                id: r.get::<_, i64>(0)? as u64,
+                attempts: r.get(1)?,
+                group: r.get(2)?,
+            })
+        })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// One notification, if it is still pending after `attempts` attempts (the delivery
+    /// loop's listing may predate an attempt that finished since).
+    pub fn pending(&self, due: &Due) -> Result<Option<NotificationRow>, AlertsError> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "{NOTIFICATION_COLUMNS} WHERE id = ?1 AND status = 'pending' AND attempts = ?2"
+        ))?;
+        Ok(stmt
+            .query_row(params![due.id as i64, due.attempts], notification_row)
+            .optional()?)
     }
 
     /// The pending notifications of a group, oldest first (at most `limit`).
     pub fn group(&self, group: &str, limit: usize) -> Result<Vec<NotificationRow>, AlertsError> {
-        let mut stmt = self.conn.prepare(&format!(
+        let mut stmt = self.conn.prepare_cached(&format!(
             "{NOTIFICATION_COLUMNS} WHERE grp = ?1 AND status = 'pending' ORDER BY id LIMIT ?2"
         ))?;
         let rows = stmt.query_map(params![group, limit as i64], notification_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// Whether a notification is still pending with the attempts it was read with.
-    pub fn is_unchanged(&self, n: &NotificationRow) -> Result<bool, AlertsError> {
-        let row: Option<(String, u32)> = self
-            .conn
-            .query_row(
-                "SELECT status, attempts FROM outbox WHERE id = ?1",
-                params![n.id as i64],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        Ok(row.is_some_and(|(status, attempts)| status == "pending" && attempts == n.attempts))
     }
 
     /// Records a delivery attempt's outcome.
@@ -302,16 +324,16 @@ impl Journal {
         error: Option<&str>,
         delivered_ms: Option<u64>,
     ) -> Result<(), AlertsError> {
-        self.conn.execute(
+        self.conn.prepare_cached(
             "UPDATE outbox SET status = ?2, attempts = ?3, next_ms = ?4, last_error = ?5, delivered_ms = ?6 WHERE id = ?1",
-            params![id as i64, status, attempts, next_ms as i64, error, delivered_ms.map(|d| d as i64)],
-        )?;
+        )?
+        .execute(params![id as i64, status, attempts, next_ms as i64, error, delivered_ms.map(|d| d as i64)])?;
         Ok(())
     }
 
     /// Alerts firing now, by (severity, domain).
     pub fn firing_by(&self) -> Result<Vec<(String, String, u64)>, AlertsError> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "SELECT severity, COALESCE(json_extract(body, '$.labels.domain'), ''), COUNT(*)
              FROM alerts WHERE state = 'firing' GROUP BY 1, 2 ORDER BY 1, 2",
         )?;
@@ -337,7 +359,7 @@ impl Journal {
 
     /// The escalation steps of one alert.
     pub fn escalations_of(&self, alert_id: &str) -> Result<Vec<EscalationRow>, AlertsError> {
-        let mut stmt = self.conn.prepare(&format!(
+        let mut stmt = self.conn.prepare_cached(&format!(
             "{ESCALATION_COLUMNS} WHERE alert_id = ?1 ORDER BY episode, step"
         ))?;
         let rows = stmt.query_map(params![alert_id], escalation_row)?;
@@ -347,7 +369,7 @@ impl Journal {
     /// Per maintenance unit, over alerts opened since `since_ms`: (unit, alerts, acknowledged,
     /// mean ms to acknowledge, resolved, mean ms to resolve).
     pub fn unit_times(&self, since_ms: u64) -> Result<Vec<UnitTimes>, AlertsError> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "SELECT json_extract(body, '$.labels.maintenance_unit') AS unit, COUNT(*),
                     COUNT(acked_ms), AVG(acked_ms - opened_ms),
                     SUM(state = 'resolved'),
@@ -391,7 +413,7 @@ pub struct AlertFilter<'a> {
     pub unit: Option<&'a str>,
 }
 
-const ALERT_COLUMNS: &str = "SELECT id, rule, grp, severity, state, value, since_ms, resolved_ms, version, body, episode, opened_ms, acked_ms, suppressed FROM alerts";
+const ALERT_COLUMNS: &str = "SELECT id, rule, grp, severity, state, value, since_ms, resolved_ms, version, body, episode, opened_ms, acked_ms, suppressed, repeat_due_ms FROM alerts";
 const TRANSITION_COLUMNS: &str =
     "SELECT seq, alert_id, version, state, at_ms, body, event FROM transitions";
 const NOTIFICATION_COLUMNS: &str = "SELECT id, alert_id, version, receiver_id, kind, target, secret, body, idem_key, status, attempts, next_ms, last_error, delivered_ms, grp FROM outbox";
@@ -399,20 +421,21 @@ const ESCALATION_COLUMNS: &str =
     "SELECT alert_id, episode, step, due_ms, status, policy FROM escalations";
 
 pub(crate) fn alert(conn: &Connection, id: &str) -> Result<Option<AlertRow>, AlertsError> {
-    let row = conn
-        .query_row(
-            &format!("{ALERT_COLUMNS} WHERE id = ?1"),
-            params![id],
-            alert_row,
-        )
-        .optional()?;
+    let mut stmt = conn.prepare_cached(&format!("{ALERT_COLUMNS} WHERE id = ?1"))?;
+    let row = stmt.query_row(params![id], alert_row).optional()?;
     row.transpose().map_err(AlertsError::from)
 }
 
-/// Alerts in one state.
-pub(crate) fn alerts_in(conn: &Connection, state: &str) -> Result<Vec<AlertRow>, AlertsError> {
-    let mut stmt = conn.prepare(&format!("{ALERT_COLUMNS} WHERE state = ?1"))?;
-    let rows = stmt.query_map(params![state], alert_row)?;
+/// Alerts selected by a condition on the alerts table (a `WHERE` clause with one parameter).
+/// Hot conditions write `+state` so that SQLite does not walk the index of every firing alert
+/// when a narrower one (id, `suppressed`, `repeat_due_ms`) applies.
+pub(crate) fn alerts_where(
+    conn: &Connection,
+    condition: &str,
+    param: impl rusqlite::ToSql,
+) -> Result<Vec<AlertRow>, AlertsError> {
+    let mut stmt = conn.prepare_cached(&format!("{ALERT_COLUMNS} WHERE {condition}"))?;
+    let rows = stmt.query_map(params![param], alert_row)?;
     let mut out = Vec::new();
     for r in rows {
         out.push(r??);
@@ -422,13 +445,14 @@ pub(crate) fn alerts_in(conn: &Connection, state: &str) -> Result<Vec<AlertRow>,
 
 /// Writes every column of an alert.
 pub(crate) fn save(conn: &Connection, a: &AlertRow) -> Result<(), AlertsError> {
-    conn.execute(
-        "INSERT INTO alerts (id, rule, grp, severity, state, value, since_ms, resolved_ms, version, body, episode, opened_ms, acked_ms, suppressed)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+    conn.prepare_cached(
+        "INSERT INTO alerts (id, rule, grp, severity, state, value, since_ms, resolved_ms, version, body, episode, opened_ms, acked_ms, suppressed, repeat_due_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
          ON CONFLICT(id) DO UPDATE SET severity = ?4, state = ?5, value = ?6, since_ms = ?7,
              resolved_ms = ?8, version = ?9, body = ?10, episode = ?11, opened_ms = ?12,
-             acked_ms = ?13, suppressed = ?14",
-        params![
+             acked_ms = ?13, suppressed = ?14, repeat_due_ms = ?15",
+    )?
+    .execute(params![
             a.id,
             a.rule,
             a.group,
@@ -443,8 +467,8 @@ pub(crate) fn save(conn: &Connection, a: &AlertRow) -> Result<(), AlertsError> {
             a.opened_ms as i64,
             a.acked_ms.map(|v| v as i64),
             a.suppressed,
-        ],
-    )?;
+            a.repeat_due_ms.map(|v| v as i64),
+        ])?;
     Ok(())
 }
 
@@ -453,7 +477,7 @@ pub(crate) fn silences(
     now_ms: u64,
     all: bool,
 ) -> Result<Vec<SilenceRow>, AlertsError> {
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.prepare_cached(
         "SELECT id, matchers, starts_ms, ends_ms, author, reason, created_ms FROM silences
          WHERE ?2 OR ends_ms > ?1 ORDER BY created_ms DESC, id",
     )?;
@@ -510,6 +534,7 @@ fn alert_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<AlertRow, serde_j
         opened_ms: r.get::<_, i64>(11)? as u64,
         acked_ms: opt(12)?,
         suppressed: r.get(13)?,
+        repeat_due_ms: opt(14)?,
     };
     Ok(serde_json::from_str(&body).map(|body| AlertRow { body, ..row }))
 }

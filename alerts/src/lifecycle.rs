@@ -8,7 +8,7 @@ use crate::matcher::all_match;
 use crate::policy::{Policies, Unless};
 use crate::{AlertsError, fingerprint, routing};
 use dataflow::Active;
-use dataflow::reference::{Receiver, Reference};
+use dataflow::reference::Receiver;
 use rusqlite::{Transaction, params};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -92,7 +92,7 @@ pub(crate) struct Ctx<'a, 't> {
     pub tx: &'a Transaction<'t>,
     /// Wall-clock now.
     pub now: u64,
-    pub reference: &'a Reference,
+    pub directory: &'a routing::Directory,
     pub policies: &'a Policies,
     /// The transitions appended, to broadcast after commit.
     pub rows: Vec<TransitionRow>,
@@ -141,10 +141,7 @@ impl Ctx<'_, '_> {
             ev.extend(detail.clone());
         }
         body["event"] = ev;
-        self.tx.execute(
-            "INSERT INTO transitions (alert_id, version, state, at_ms, body, event) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![a.id, a.version as i64, a.state, at_ms as i64, body.to_string(), event],
-        )?;
+        self.tx.prepare_cached("INSERT INTO transitions (alert_id, version, state, at_ms, body, event) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?.execute(params![a.id, a.version as i64, a.state, at_ms as i64, body.to_string(), event])?;
         self.rows.push(TransitionRow {
             seq: self.tx.last_insert_rowid() as u64,
             alert_id: a.id.clone(),
@@ -187,21 +184,18 @@ impl Ctx<'_, '_> {
                 Some(p) if firing => p.group_wait_ms,
                 _ => 0,
             };
-            self.tx.execute(
-                "INSERT OR IGNORE INTO outbox (alert_id, version, receiver_id, kind, target, secret, body, idem_key, status, next_ms, grp)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                params![a.id, a.version as i64, rid, kind, target, secret, body.to_string(),
-                    format!("{}-{}-{rid}", a.id, a.version), status, (self.now + wait) as i64, group],
-            )?;
+            self.tx.prepare_cached("INSERT OR IGNORE INTO outbox (alert_id, version, receiver_id, kind, target, secret, body, idem_key, status, next_ms, grp)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")?.execute(params![a.id, a.version as i64, rid, kind, target, secret, body.to_string(),
+                    format!("{}-{}-{rid}", a.id, a.version), status, (self.now + wait) as i64, group])?;
         }
         Ok(())
     }
 
     /// The receivers told of the current episode (not those whose notices were held).
     fn told(&self, a: &AlertRow) -> Result<Vec<(String, String, String, String)>, AlertsError> {
-        let mut stmt = self.tx.prepare(
+        let mut stmt = self.tx.prepare_cached(
             "SELECT DISTINCT receiver_id, kind, target, secret FROM outbox
-             WHERE alert_id = ?1 AND version >= ?2 AND status IN ('pending', 'delivered', 'failed')",
+             WHERE alert_id = ?1 AND version >= ?2 AND +status IN ('pending', 'delivered', 'failed')",
         )?;
         let rows = stmt.query_map(params![a.id, a.episode as i64], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
@@ -210,23 +204,26 @@ impl Ctx<'_, '_> {
     }
 
     /// Sends a firing alert nobody acknowledged again, every `repeat` of its policy, to the
-    /// receivers told of it.
+    /// receivers told of it. Called for alerts whose `repeat_due_ms` has passed.
     pub fn repeat(&mut self, a: &mut AlertRow) -> Result<(), AlertsError> {
-        let Some(every) = a.body["policy"]
+        let every = a.body["policy"]
             .as_str()
             .and_then(|p| self.policies.get(p))
-            .and_then(|p| p.repeat_ms)
-        else {
-            return Ok(());
+            .and_then(|p| p.repeat_ms);
+        let (Some(every), Some(due)) = (every, a.repeat_due_ms) else {
+            a.repeat_due_ms = None;
+            return journal::save(self.tx, a);
         };
-        if a.acked_ms.is_some() || a.suppressed.is_some() {
+        if a.acked_ms.is_some() || self.now < due {
             return Ok(());
         }
-        let done = a.body["ops"]["repeats"].as_u64().unwrap_or(0);
-        if self.now < a.opened_ms + (done + 1) * every {
-            return Ok(());
+        // Next time from the due time, not from now: a late tick does not shift the schedule.
+        a.repeat_due_ms = Some((due + every).max(self.now + 1));
+        if a.suppressed.is_some() {
+            return journal::save(self.tx, a);
         }
         let told = self.told(a)?;
+        let done = a.body["ops"]["repeats"].as_u64().unwrap_or(0);
         ops(a).insert("repeats".into(), json!(done + 1));
         let now = self.now;
         let body = self.record(a, "repeated", now, json!({ "repeat": done + 1 }))?;
@@ -236,12 +233,13 @@ impl Ctx<'_, '_> {
     /// The receivers a list of roles reaches for this alert.
     fn route(&mut self, a: &AlertRow, roles: &[String]) -> Vec<(String, String, String, String)> {
         let labels = match_labels(a);
-        let (owners, unresolved) = routing::owners(roles, &labels, self.reference);
+        let (owners, unresolved) = self.directory.owners(roles, &labels);
         if !unresolved.is_empty() {
             self.routing_errors += unresolved.len() as u64;
             tracing::debug!(alert = %a.id, rule = %a.rule, roles = ?unresolved, "route reaches no receiver");
         }
-        routing::receivers(&owners, self.reference)
+        self.directory
+            .receivers(&owners)
             .into_iter()
             .map(|r: &Receiver| {
                 (
@@ -264,14 +262,13 @@ impl Ctx<'_, '_> {
                 return Ok(Some(format!("silence:{}", s.id)));
             }
         }
-        for source in journal::alerts_in(self.tx, "firing")? {
+        let sources = journal::alerts_where(
+            self.tx,
+            "+state = 'firing' AND id IN (SELECT source_id FROM inhibitions WHERE target_rule = ?1)",
+            &a.rule,
+        )?;
+        for source in sources {
             if source.id == a.id {
-                continue;
-            }
-            let inhibits = source.body["inhibits"]
-                .as_array()
-                .is_some_and(|l| l.iter().any(|r| r.as_str() == Some(a.rule.as_str())));
-            if !inhibits {
                 continue;
             }
             let theirs = source.body["group_labels"].as_object();
@@ -308,7 +305,7 @@ impl Ctx<'_, '_> {
             &active.group,
         );
         let mut labels = routing::labels(rule, &active.group);
-        routing::enrich(&mut labels, self.reference);
+        self.directory.enrich(&mut labels);
         let mut a = AlertRow {
             id: id.clone(),
             rule: rule.id.clone(),
@@ -323,6 +320,7 @@ impl Ctx<'_, '_> {
             opened_ms: self.now,
             acked_ms: None,
             suppressed: None,
+            repeat_due_ms: None,
             body: json!({
                 "id": id, "rule": rule.id, "group": active.group,
                 "severity": rule.severity.as_str(), "since_ms": at, "value": active.value,
@@ -334,17 +332,22 @@ impl Ctx<'_, '_> {
         a.body["episode"] = json!(a.episode);
         let policy = self.policies.for_labels(&match_labels(&a));
         a.body["policy"] = json!(policy.map(|p| p.name.clone()));
+        a.repeat_due_ms = policy.and_then(|p| p.repeat_ms).map(|r| self.now + r);
         a.suppressed = self.suppression(&a)?;
         let detail = json!({ "suppressed": a.suppressed });
         let body = self.record(&mut a, "firing", at, detail)?;
         let receivers = self.route(&a, &rule.route);
         self.notify(&a, &receivers, &body, a.suppressed.is_some())?;
+        for target in &rule.inhibits {
+            self.tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO inhibitions (source_id, target_rule) VALUES (?1, ?2)",
+                )?
+                .execute(params![id, target])?;
+        }
         if let Some(policy) = policy {
             for (i, step) in policy.steps.iter().enumerate() {
-                self.tx.execute(
-                    "INSERT OR REPLACE INTO escalations (alert_id, episode, step, due_ms, status, policy) VALUES (?1, ?2, ?3, ?4, 'pending', ?5)",
-                    params![id, a.episode as i64, i as i64, (self.now + step.after_ms) as i64, policy.name],
-                )?;
+                self.tx.prepare_cached("INSERT OR REPLACE INTO escalations (alert_id, episode, step, due_ms, status, policy) VALUES (?1, ?2, ?3, ?4, 'pending', ?5)")?.execute(params![id, a.episode as i64, i as i64, (self.now + step.after_ms) as i64, policy.name])?;
             }
         }
         Ok(Some(id))
@@ -354,25 +357,28 @@ impl Ctx<'_, '_> {
     pub fn close(&mut self, a: &mut AlertRow, at: u64, detail: Value) -> Result<(), AlertsError> {
         a.state = "resolved".into();
         a.resolved_ms = Some(at);
+        a.repeat_due_ms = None;
         a.body["resolved_ms"] = json!(at);
         ops(a).insert("closed_ms".into(), json!(self.now));
         let body = self.record(a, "resolved", at, detail)?;
         // Whoever was told it fires is told it is resolved; what was held is dropped.
         let told = self.told(a)?;
-        self.tx.execute(
-            "UPDATE outbox SET status = 'dropped' WHERE alert_id = ?1 AND status = 'held'",
-            params![a.id],
-        )?;
+        self.tx
+            .prepare_cached(
+                "UPDATE outbox SET status = 'dropped' WHERE alert_id = ?1 AND +status = 'held'",
+            )?
+            .execute(params![a.id])?;
         self.notify(a, &told, &body, false)?;
-        self.tx.execute(
-            "UPDATE escalations SET status = 'cancelled' WHERE alert_id = ?1 AND status = 'pending'",
-            params![a.id],
-        )?;
+        self.tx.prepare_cached("UPDATE escalations SET status = 'cancelled' WHERE alert_id = ?1 AND +status = 'pending'")?.execute(params![a.id])?;
         // Alerts this one inhibited may be free now.
-        let inhibited: Vec<AlertRow> = journal::alerts_in(self.tx, "firing")?
-            .into_iter()
-            .filter(|o| o.suppressed.as_deref() == Some(&format!("inhibited:{}", a.id)))
-            .collect();
+        self.tx
+            .prepare_cached("DELETE FROM inhibitions WHERE source_id = ?1")?
+            .execute(params![a.id])?;
+        let inhibited = journal::alerts_where(
+            self.tx,
+            "+state = 'firing' AND suppressed = ?1",
+            format!("inhibited:{}", a.id),
+        )?;
         for mut o in inhibited {
             self.recheck(&mut o)?;
         }
@@ -393,10 +399,7 @@ impl Ctx<'_, '_> {
             journal::save(self.tx, a)?;
             return Ok(());
         }
-        self.tx.execute(
-            "UPDATE outbox SET status = 'pending', next_ms = ?2 WHERE alert_id = ?1 AND status = 'held'",
-            params![a.id, self.now as i64],
-        )?;
+        self.tx.prepare_cached("UPDATE outbox SET status = 'pending', next_ms = ?2 WHERE alert_id = ?1 AND +status = 'held'")?.execute(params![a.id, self.now as i64])?;
         self.record(a, "released", self.now, json!({ "was": was }))?;
         Ok(())
     }
@@ -521,6 +524,7 @@ impl Ctx<'_, '_> {
             return;
         }
         a.acked_ms = Some(self.now);
+        a.repeat_due_ms = None;
         let now = self.now;
         let elevator = a.body["labels"]["domain"].as_str() == Some("elevator");
         let o = ops(a);

@@ -1,12 +1,12 @@
 //! [`Alerts`]: conditions in, journal and deliveries out.
 
 use crate::deliver::{self, Outcome, backoff_ms, deliver};
-use crate::journal::{self, AlertRow, Journal, NotificationRow, SilenceRow, TransitionRow};
+use crate::journal::{self, AlertRow, Due, Journal, NotificationRow, SilenceRow, TransitionRow};
 use crate::lifecycle::{ActError, Action, Ctx, FieldState};
 use crate::matcher::Matcher;
 use crate::policy::Policies;
 use crate::push::MqttPush;
-use crate::{AlertsError, fingerprint};
+use crate::{AlertsError, fingerprint, routing};
 use dataflow::ConditionsSnapshot;
 use dataflow::reference::Reference;
 use rusqlite::params;
@@ -130,7 +130,7 @@ struct Inherited {
 /// The alerts stage.
 pub struct Alerts {
     journal: Mutex<Journal>,
-    reference: Arc<Reference>,
+    directory: routing::Directory,
     policies: Policies,
     clock: Clock,
     events: broadcast::Sender<TransitionRow>,
@@ -157,7 +157,7 @@ impl Alerts {
     ) -> Result<Arc<Alerts>, AlertsError> {
         let journal = Journal::open(path)?;
         let inherited = Inherited {
-            alerts: journal::alerts_in(journal.conn(), "firing")?
+            alerts: journal::alerts_where(journal.conn(), "state = ?1", "firing")?
                 .into_iter()
                 .map(|a| (a.id, (a.rule, a.group)))
                 .collect(),
@@ -166,7 +166,7 @@ impl Alerts {
         let (events, _) = broadcast::channel(1024);
         Ok(Arc::new(Alerts {
             journal: Mutex::new(journal),
-            reference,
+            directory: routing::Directory::new(reference),
             policies: options.policies,
             clock: options.clock,
             events,
@@ -216,7 +216,7 @@ impl Alerts {
             let mut ctx = Ctx {
                 tx: &tx,
                 now: self.clock.now_ms(),
-                reference: &self.reference,
+                directory: &self.directory,
                 policies: &self.policies,
                 rows: Vec::new(),
                 routing_errors: 0,
@@ -323,12 +323,18 @@ impl Alerts {
             for row in journal::due_escalations(ctx.tx, ctx.now)? {
                 ctx.escalate(&row)?;
             }
-            for mut a in journal::alerts_in(ctx.tx, "firing")? {
-                if a.suppressed.is_some() {
-                    ctx.recheck(&mut a)?;
-                } else {
-                    ctx.repeat(&mut a)?;
-                }
+            let held =
+                journal::alerts_where(ctx.tx, "suppressed IS NOT NULL AND +state = ?1", "firing")?;
+            for mut a in held {
+                ctx.recheck(&mut a)?;
+            }
+            let due = journal::alerts_where(
+                ctx.tx,
+                "repeat_due_ms <= ?1 AND +state = 'firing'",
+                ctx.now as i64,
+            )?;
+            for mut a in due {
+                ctx.repeat(&mut a)?;
             }
             Ok(())
         })
@@ -418,6 +424,7 @@ impl Alerts {
                     .group
                     .as_ref()
                     .map_or_else(|| format!("n:{}", n.id), |g| format!("g:{g}"));
+                // A due row is listed again at every wake until its attempt is recorded.
                 if !in_flight
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
@@ -447,18 +454,18 @@ impl Alerts {
 
     /// Sends one due notification, or the whole pending group it belongs to as one message,
     /// and records the outcome on every row sent.
-    async fn send(&self, n: NotificationRow, push: Option<&MqttPush>) {
-        // The list of due rows may predate an attempt that finished since: send only rows
-        // still as they were read.
+    async fn send(&self, due: Due, push: Option<&MqttPush>) {
         let rows: Vec<NotificationRow> = {
             let j = self.journal();
-            let rows = match &n.group {
-                None => vec![n],
-                Some(g) => j.group(g, GROUP_LIMIT).unwrap_or_default(),
+            let rows = match &due.group {
+                // Only if still as listed: the listing may predate an attempt that finished.
+                None => j.pending(&due).map(|r| r.into_iter().collect()),
+                Some(g) => j.group(g, GROUP_LIMIT),
             };
-            rows.into_iter()
-                .filter(|r| j.is_unchanged(r).unwrap_or(false))
-                .collect()
+            rows.unwrap_or_else(|e| {
+                tracing::error!(error = %e, "cannot read the outbox");
+                Vec::new()
+            })
         };
         let Some(first) = rows.first() else {
             return;
@@ -541,10 +548,8 @@ impl Alerts {
             })?),
         };
         let owner = self
-            .reference
-            .receivers
-            .iter()
-            .find(|r| r.receiver_id == unit)
+            .directory
+            .receiver(unit)
             .map_or(unit.to_owned(), |r| r.owner.clone());
         let allowed = {
             let j = self.journal();
@@ -555,10 +560,9 @@ impl Alerts {
                 alert.body["labels"]["maintenance_unit"].as_str() == Some(owner.as_str());
             maintains
                 || j.notifications(Some(&ack.alert_id), 1000)?.iter().any(|n| {
-                    self.reference
-                        .receivers
-                        .iter()
-                        .any(|r| r.receiver_id == n.receiver_id.as_str() && r.owner == owner)
+                    self.directory
+                        .receiver(&n.receiver_id)
+                        .is_some_and(|r| r.owner == owner)
                 })
         };
         if !allowed {
