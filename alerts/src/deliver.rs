@@ -1,9 +1,9 @@
-//! Delivering one notification: to a webhook (signed, with an idempotency key header) or by
-//! MQTT push (the key inside the payload). One function per receiver kind behind
-//! [`deliver`], so other kinds (SMS, WeCom) are one more arm.
+//! Delivering one notification through the [`Transport`] of its receiver's kind: a webhook
+//! (signed, with an idempotency key header) or MQTT push (the key inside the payload).
 
 use crate::journal::NotificationRow;
 use crate::push::MqttPush;
+use futures_util::future::BoxFuture;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::time::Duration;
@@ -29,25 +29,24 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
     format!("sha256={hex}")
 }
 
-/// Sends one notification.
-pub async fn deliver(
-    client: &reqwest::Client,
-    push: Option<&MqttPush>,
-    n: &NotificationRow,
-    timeout: Duration,
-) -> Outcome {
-    match n.kind.as_str() {
-        "mqtt" => {
-            let Some(push) = push else {
-                return Outcome::Retry("mqtt push is not connected".into());
-            };
-            match push.publish(&n.target, mqtt_payload(n), timeout).await {
-                Ok(()) => Outcome::Delivered,
-                Err(e) => Outcome::Retry(e),
-            }
-        }
-        "webhook" => {
-            let sent = client
+/// A way to reach receivers of one kind (`receivers.csv` `kind`). Webhooks and MQTT push are
+/// built in; an SMS or WeCom adapter is one more implementation registered with
+/// [`crate::Alerts::register`].
+pub trait Transport: Send + Sync {
+    /// Sends one notification (or one grouped message) to `n.target`.
+    fn send<'a>(&'a self, n: &'a NotificationRow, timeout: Duration) -> BoxFuture<'a, Outcome>;
+}
+
+/// Signed HTTP POST.
+pub struct Webhook {
+    pub client: reqwest::Client,
+}
+
+impl Transport for Webhook {
+    fn send<'a>(&'a self, n: &'a NotificationRow, timeout: Duration) -> BoxFuture<'a, Outcome> {
+        Box::pin(async move {
+            let sent = self
+                .client
                 .post(&n.target)
                 .timeout(timeout)
                 .header("content-type", "application/json")
@@ -80,8 +79,18 @@ pub async fn deliver(
                     }
                 }
             }
-        }
-        other => Outcome::Fail(format!("receiver kind {other:?} is not supported yet")),
+        })
+    }
+}
+
+impl Transport for MqttPush {
+    fn send<'a>(&'a self, n: &'a NotificationRow, timeout: Duration) -> BoxFuture<'a, Outcome> {
+        Box::pin(async move {
+            match self.publish(&n.target, mqtt_payload(n), timeout).await {
+                Ok(()) => Outcome::Delivered,
+                Err(e) => Outcome::Retry(e),
+            }
+        })
     }
 }
 

@@ -231,12 +231,35 @@ impl Ctx<'_, '_> {
     }
 
     /// The receivers a list of roles reaches for this alert.
-    fn route(&mut self, a: &AlertRow, roles: &[String]) -> Vec<(String, String, String, String)> {
+    /// Roles that reach no receiver are counted and listed on the alert (`routing_errors`).
+    fn route(
+        &mut self,
+        a: &mut AlertRow,
+        roles: &[String],
+    ) -> Vec<(String, String, String, String)> {
         let labels = match_labels(a);
-        let (owners, unresolved) = self.directory.owners(roles, &labels);
+        let (owners, mut unresolved) = self.directory.owners(roles, &labels);
+        let reached: Vec<&str> = owners
+            .iter()
+            .filter(|o| {
+                self.directory
+                    .receivers(std::slice::from_ref(*o))
+                    .is_empty()
+            })
+            .map(String::as_str)
+            .collect();
+        // An owner named but without a receiver is as unreachable as a role naming nobody.
+        unresolved.extend(reached.iter().map(|o| format!("{o} (no receiver)")));
         if !unresolved.is_empty() {
             self.routing_errors += unresolved.len() as u64;
-            tracing::debug!(alert = %a.id, rule = %a.rule, roles = ?unresolved, "route reaches no receiver");
+            tracing::debug!(alert = %a.id, rule = %a.rule, unreachable = ?unresolved, "route reaches no receiver");
+            let errors = a.body["routing_errors"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let mut errors: Vec<Value> = errors;
+            errors.extend(unresolved.into_iter().map(Value::from));
+            a.body["routing_errors"] = Value::Array(errors);
         }
         self.directory
             .receivers(&owners)
@@ -334,9 +357,9 @@ impl Ctx<'_, '_> {
         a.body["policy"] = json!(policy.map(|p| p.name.clone()));
         a.repeat_due_ms = policy.and_then(|p| p.repeat_ms).map(|r| self.now + r);
         a.suppressed = self.suppression(&a)?;
+        let receivers = self.route(&mut a, &rule.route);
         let detail = json!({ "suppressed": a.suppressed });
         let body = self.record(&mut a, "firing", at, detail)?;
-        let receivers = self.route(&a, &rule.route);
         self.notify(&a, &receivers, &body, a.suppressed.is_some())?;
         for target in &rule.inhibits {
             self.tx
@@ -571,13 +594,13 @@ impl Ctx<'_, '_> {
         if let Some(mark) = &step.mark {
             o.insert(mark.clone(), json!(true));
         }
+        let receivers = self.route(&mut a, &step.notify);
         let body = self.record(
             &mut a,
             "escalated",
             self.now,
             json!({ "policy": row.policy, "step": row.step + 1, "notify": step.notify, "mark": step.mark }),
         )?;
-        let receivers = self.route(&a, &step.notify);
         let held = self.suppression(&a)?.is_some();
         self.notify(&a, &receivers, &body, held)?;
         set(self.tx, "done")?;

@@ -1,6 +1,6 @@
 //! [`Alerts`]: conditions in, journal and deliveries out.
 
-use crate::deliver::{self, Outcome, backoff_ms, deliver};
+use crate::deliver::{self, Outcome, Transport, Webhook, backoff_ms};
 use crate::journal::{self, AlertRow, Due, Journal, NotificationRow, SilenceRow, TransitionRow};
 use crate::lifecycle::{ActError, Action, Ctx, FieldState};
 use crate::matcher::Matcher;
@@ -12,7 +12,7 @@ use dataflow::reference::Reference;
 use rusqlite::params;
 use serde::Deserialize;
 use serde_json::json;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -136,9 +136,8 @@ pub struct Alerts {
     events: broadcast::Sender<TransitionRow>,
     wake: Notify,
     stats: AlertsStats,
-    client: reqwest::Client,
     timeout: Duration,
-    push: Mutex<Option<MqttPush>>,
+    transports: Mutex<HashMap<String, Arc<dyn Transport>>>,
     inherited: Mutex<Inherited>,
 }
 
@@ -172,16 +171,28 @@ impl Alerts {
             events,
             wake: Notify::new(),
             stats: AlertsStats::default(),
-            client: reqwest::Client::new(),
             timeout: options.timeout,
-            push: Mutex::new(None),
+            transports: Mutex::new(HashMap::from([(
+                "webhook".to_owned(),
+                Arc::new(Webhook {
+                    client: reqwest::Client::new(),
+                }) as Arc<dyn Transport>,
+            )])),
             inherited: Mutex::new(inherited),
         }))
     }
 
     /// Sends `mqtt` receivers' notifications through this connection.
     pub fn set_push(&self, push: MqttPush) {
-        *self.push.lock().unwrap_or_else(PoisonError::into_inner) = Some(push);
+        self.register("mqtt", Arc::new(push));
+    }
+
+    /// Sends notifications of receivers of `kind` through `transport`.
+    pub fn register(&self, kind: &str, transport: Arc<dyn Transport>) {
+        self.transports
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(kind.to_owned(), transport);
         self.wake.notify_one();
     }
 
@@ -407,11 +418,6 @@ impl Alerts {
                     tracing::error!(error = %e, "cannot run escalations");
                 }
             }
-            let push = self
-                .push
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clone();
             let due = match self.journal().due(self.clock.now_ms(), 256) {
                 Ok(d) => d,
                 Err(e) => {
@@ -433,10 +439,9 @@ impl Alerts {
                     continue;
                 }
                 let (me, slots, in_flight) = (self.clone(), slots.clone(), in_flight.clone());
-                let push = push.clone();
                 tokio::spawn(async move {
                     if let Ok(_permit) = slots.acquire_owned().await {
-                        me.send(n, push.as_ref()).await;
+                        me.send(n).await;
                     }
                     in_flight
                         .lock()
@@ -454,7 +459,7 @@ impl Alerts {
 
     /// Sends one due notification, or the whole pending group it belongs to as one message,
     /// and records the outcome on every row sent.
-    async fn send(&self, due: Due, push: Option<&MqttPush>) {
+    async fn send(&self, due: Due) {
         let rows: Vec<NotificationRow> = {
             let j = self.journal();
             let rows = match &due.group {
@@ -470,10 +475,18 @@ impl Alerts {
         let Some(first) = rows.first() else {
             return;
         };
-        let outcome = if rows.len() == 1 {
-            deliver(&self.client, push, first, self.timeout).await
-        } else {
-            deliver(&self.client, push, &deliver::batch(&rows), self.timeout).await
+        let transport = self
+            .transports
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&first.kind)
+            .cloned();
+        let outcome = match transport {
+            // MQTT push connects in the background: wait for it rather than fail.
+            None if first.kind == "mqtt" => Outcome::Retry("mqtt push is not connected".into()),
+            None => Outcome::Fail(format!("receiver kind {:?} is not supported", first.kind)),
+            Some(t) if rows.len() == 1 => t.send(first, self.timeout).await,
+            Some(t) => t.send(&deliver::batch(&rows), self.timeout).await,
         };
         let now = self.clock.now_ms();
         let attempts = rows.iter().map(|r| r.attempts).max().unwrap_or(0) + 1;

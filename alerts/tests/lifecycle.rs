@@ -627,6 +627,39 @@ fn after_a_restart_a_re_derived_condition_continues_and_a_stale_one_resolves() {
         "condition not active after restart"
     );
     assert_eq!(j.alert(&e1).unwrap().unwrap().state, "firing");
+    drop(j);
+    // Escalation timers are journal rows: five minutes after the opening, across the
+    // restart, the step runs in the new process.
+    s.clock.fetch_add(5 * MIN, Ordering::SeqCst);
+    reopened.tick().unwrap();
+    let steps: Vec<String> = reopened
+        .journal()
+        .escalations_of(&e1)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.status)
+        .collect();
+    assert_eq!(steps, ["done", "pending"]);
+}
+
+#[test]
+fn an_alert_nobody_can_be_told_of_is_still_recorded_with_the_reason() {
+    let s = Setup::new(nowhere());
+    // M9 is in no registry: its office cannot be found.
+    s.alerts
+        .apply(&change("c.burst", "M9", true, T0), &rules())
+        .unwrap();
+    let a = s.alert("c.burst", "M9");
+    assert_eq!(a.state, "firing");
+    assert_eq!(a.body["routing_errors"], serde_json::json!(["office"]));
+    assert_eq!(s.alerts.stats().routing_errors(), 1);
+    assert!(
+        s.alerts
+            .journal()
+            .notifications(Some(&a.id), 10)
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

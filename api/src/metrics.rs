@@ -250,7 +250,7 @@ pub fn render(s: &AppState) -> String {
         o.family(
             "citywatch_alert_routing_errors_total",
             "counter",
-            "Route roles that reached no receiver.",
+            "Route roles or owners that reached no receiver.",
         );
         o.sample(
             "citywatch_alert_routing_errors_total",
