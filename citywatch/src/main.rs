@@ -1,14 +1,18 @@
-//! `citywatch`: the one binary. `run` is the service; `replay` feeds a recording through the
-//! same dataflow without a broker and prints the final counters.
+//! `citywatch`: the one binary. `run` is the service; `demo` runs it with a simulated
+//! district; `simulate` drives any broker with a simulated city; `replay` feeds a recording
+//! through the same dataflow without a broker and prints the final counters; `rules` checks,
+//! tests and backtests rule files.
 
 #![forbid(unsafe_code)]
 
+mod bench;
 mod demo;
 mod logging;
 mod replay;
 mod rules_cmd;
 mod run;
 mod settings;
+mod simulate;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -40,6 +44,12 @@ enum Command {
         #[arg(long, default_value_t = 8)]
         incident_every: u64,
     },
+    /// Drive a broker (or write a recording) with a simulated city: devices, incidents with
+    /// their ground truth, bad input and late delivery.
+    Simulate(simulate::SimulateArgs),
+    /// Measure end to end: a simulated city published into a citywatch child process;
+    /// throughput, latency, accuracy against the ground truth; writes OUT/report.json.
+    Bench(bench::BenchArgs),
     /// Check and test rule files.
     Rules {
         #[command(subcommand)]
@@ -135,10 +145,26 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Simulate(args) => {
+            logging::init(logging::LogFormat::Text);
+            block_on(simulate::run(args))
+        }
+        Command::Bench(args) => {
+            logging::init(logging::LogFormat::Text);
+            block_on(bench::run(args))
+        }
         Command::Replay { file, args } => {
             let settings = settings::Settings::load(&args)?;
             logging::init(settings.log_format);
             replay::replay(&file, settings)
         }
     }
+}
+
+/// Runs a command's future on a multi-threaded runtime.
+fn block_on<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(f)
 }

@@ -7,9 +7,11 @@
 //!
 //! # Layout
 //! - [`rng`]: a small seeded generator (SplitMix64).
+//! - [`city`]: a city of a chosen size: reference files and the matching district.
 //! - [`district`]: the devices to simulate (from reference data).
 //! - [`sim`]: the simulator: elevator trips, kitchens, markets, complaints, incidents.
 
+pub mod city;
 pub mod district;
 pub mod rng;
 pub mod sim;

@@ -1,0 +1,412 @@
+//! `citywatch bench`: end to end on this machine. A generated city is published as fast as
+//! the broker takes it (QoS 1, several connections) into a `citywatch run` child process
+//! (embedded broker, default rules, event-time clock); then the alerts it raised are compared
+//! with the simulator's ground truth. Writes `report.json` and `summary.md`.
+
+use crate::simulate::{SimulateArgs, Summary, simulate};
+use anyhow::Context;
+use serde_json::{Value, json};
+use simulators::city::City;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Where the report, the generated reference data and citywatch's data go.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// A small run for quick checks (under 2 minutes): 2 000 elevators, 600 simulated seconds.
+    #[arg(long)]
+    pub smoke: bool,
+    /// The rules to run [default: rules/default].
+    #[arg(long, default_value = "rules/default")]
+    pub rules: PathBuf,
+    /// Elevators [default: 2 000 with --smoke, else 20 000].
+    #[arg(long)]
+    pub elevators: Option<u64>,
+    /// Simulated seconds [default: 600].
+    #[arg(long)]
+    pub seconds: Option<u64>,
+    /// Kitchens (3 cameras each) [default: elevators / 20].
+    #[arg(long)]
+    pub kitchens: Option<u64>,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Simulated seconds per wall-clock second; 0 publishes as fast as the broker takes it
+    /// (latency then includes the backlog the pipeline builds).
+    #[arg(long, default_value_t = 0.0)]
+    pub speed: f64,
+    /// Timely workers of the citywatch under test.
+    #[arg(long, default_value_t = 2)]
+    pub workers: u32,
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// The citywatch under test; stopped (SIGTERM) when dropped.
+struct UnderTest {
+    child: Child,
+}
+
+impl Drop for UnderTest {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// Resident memory and CPU seconds of a process, from /proc.
+fn usage(pid: u32) -> Option<(f64, f64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss_kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches(" kB")
+        .trim()
+        .parse()
+        .ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some((rss_kb / 1024.0, ticks / 100.0))
+}
+
+async fn get(client: &reqwest::Client, url: &str) -> anyhow::Result<Value> {
+    Ok(client
+        .get(url)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?)
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// How long after an incident starts its rule can have fired: the longest wait among the
+/// injected kinds (a camera is offline 180 s after its last heartbeat) plus a margin.
+const DETECTION_WINDOW_MS: u64 = 240_000;
+
+/// Compares alerts with the ground truth: an incident is found when an alert of its rule,
+/// for its device, started within the detection window after it.
+fn accuracy(truth: &[Value], alerts: &[Value], end_ms: u64) -> Value {
+    let rules: std::collections::BTreeSet<&str> =
+        truth.iter().filter_map(|i| i["rule"].as_str()).collect();
+    let counted: Vec<&Value> = truth
+        .iter()
+        .filter(|i| i["start_ms"].as_u64().unwrap_or(u64::MAX) + DETECTION_WINDOW_MS <= end_ms)
+        .collect();
+    let matches = |i: &Value, a: &Value| {
+        let start = i["start_ms"].as_u64().unwrap_or(0);
+        let since = a["since_ms"].as_u64().unwrap_or(0);
+        a["rule"] == i["rule"]
+            && a["group"]
+                .as_str()
+                .zip(i["device"].as_str())
+                .is_some_and(|(g, d)| g == d || g.starts_with(&format!("{d}/")))
+            && since + 1000 >= start
+            && since <= start + DETECTION_WINDOW_MS
+    };
+    // Every alert of a rule the incidents exercise, judged against every incident.
+    let relevant: Vec<&Value> = alerts
+        .iter()
+        .filter(|a| a["rule"].as_str().is_some_and(|r| rules.contains(r)))
+        .collect();
+    let found = counted
+        .iter()
+        .filter(|i| alerts.iter().any(|a| matches(i, a)))
+        .count();
+    let true_alerts = relevant
+        .iter()
+        .filter(|a| truth.iter().any(|i| matches(i, a)))
+        .count();
+    let mut per_rule = serde_json::Map::new();
+    for rule in &rules {
+        let of = |v: &&&Value| v["rule"] == *rule;
+        let incidents: Vec<&&Value> = counted.iter().filter(of).collect();
+        let found = incidents
+            .iter()
+            .filter(|i| alerts.iter().any(|a| matches(i, a)))
+            .count();
+        let alerts_n = relevant.iter().filter(of).count();
+        let missed: Vec<&str> = incidents
+            .iter()
+            .filter(|i| !alerts.iter().any(|a| matches(i, a)))
+            .filter_map(|i| i["device"].as_str())
+            .collect();
+        per_rule.insert(
+            (*rule).to_owned(),
+            json!({ "incidents": incidents.len(), "found": found, "alerts": alerts_n, "missed": missed }),
+        );
+    }
+    let ratio = |a: usize, b: usize| if b == 0 { 1.0 } else { a as f64 / b as f64 };
+    json!({
+        "recall": ratio(found, counted.len()),
+        "precision": ratio(true_alerts, relevant.len()),
+        "incidents": counted.len(),
+        "found": found,
+        "alerts": relevant.len(),
+        "true_alerts": true_alerts,
+        "per_rule": per_rule,
+    })
+}
+
+/// Latency from the wall-clock time a simulated second was published to the time the alert
+/// whose condition started in that second was journaled.
+fn latencies(alerts: &[Value], sim: &Summary) -> Vec<f64> {
+    let mut ms: Vec<f64> = alerts
+        .iter()
+        .filter_map(|a| {
+            let since = a["since_ms"].as_u64()?;
+            let second = since.checked_sub(sim.start_ms)? / 1000;
+            let sent = *sim.second_sent_ms.get(second as usize)?;
+            let opened = a["opened_ms"].as_u64()?;
+            Some(opened as f64 - sent as f64)
+        })
+        .collect();
+    ms.sort_by(f64::total_cmp);
+    ms
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let elevators = args
+        .elevators
+        .unwrap_or(if args.smoke { 2_000 } else { 20_000 });
+    let seconds = args.seconds.unwrap_or(600);
+    let sim_args = SimulateArgs {
+        mqtt: None,
+        out: None,
+        reference: None,
+        write_reference: Some(args.out.join("reference")),
+        elevators,
+        kitchens: args.kitchens.unwrap_or(elevators / 20),
+        cameras_per_kitchen: 3,
+        markets: (elevators / 500).max(2),
+        scales_per_market: 30,
+        merchants: (elevators / 20).max(20),
+        seed: args.seed,
+        seconds,
+        speed: args.speed,
+        start_ms: None,
+        incident_every: 10,
+        truth: Some(args.out.join("ground-truth.jsonl")),
+        clients: 4,
+        qos: 1,
+        bad_every: 0,
+        late_every: 0,
+        late_ms: 0,
+    };
+    std::fs::create_dir_all(&args.out)?;
+    let data = args.out.join("data");
+    let _ = std::fs::remove_dir_all(&data);
+    let city = City::generate(sim_args.size(), args.seed);
+    city.write(&args.out.join("reference"))?;
+
+    let (http, broker) = (free_port()?, free_port()?);
+    let log = std::fs::File::create(args.out.join("citywatch.log"))?;
+    let child = Command::new(std::env::current_exe()?)
+        .args([
+            "run",
+            "--mqtt",
+            "embedded",
+            "--clock",
+            "event",
+            "--lateness-ms",
+            "1000",
+        ])
+        .arg("--embedded-broker-addr")
+        .arg(format!("127.0.0.1:{broker}"))
+        .arg("--http")
+        .arg(format!("127.0.0.1:{http}"))
+        .arg("--reference")
+        .arg(args.out.join("reference"))
+        .arg("--rules")
+        .arg(&args.rules)
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--workers")
+        .arg(args.workers.to_string())
+        .env(
+            "CITYWATCH_MQTT_CLIENT_ID",
+            format!("citywatch-bench-{http}"),
+        )
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .context("starting citywatch run")?;
+    let child = UnderTest { child };
+    let pid = child.child.id();
+    let base = format!("http://127.0.0.1:{http}");
+    let client = reqwest::Client::new();
+    let ready = Instant::now();
+    while get(&client, &format!("{base}/readyz")).await.is_err() {
+        anyhow::ensure!(
+            ready.elapsed() < Duration::from_secs(60),
+            "citywatch did not become ready; see {}",
+            args.out.join("citywatch.log").display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, cpu_before) = usage(pid).unwrap_or_default();
+
+    // Publish, sampling citywatch's memory meanwhile.
+    let mut rss_max: f64 = 0.0;
+    let sim = {
+        let mut sim_args = sim_args.clone();
+        sim_args.mqtt = Some(format!("mqtt://127.0.0.1:{broker}"));
+        let publish = simulate(&sim_args, city.district.clone());
+        tokio::pin!(publish);
+        let mut sample = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tokio::select! {
+                r = &mut publish => break r?,
+                _ = sample.tick() => rss_max = rss_max.max(usage(pid).map_or(0.0, |u| u.0)),
+            }
+        }
+    };
+    let started = Instant::now() - Duration::from_secs_f64(sim.wall_seconds);
+    // Throughput: until citywatch has taken (and acknowledged) every message.
+    loop {
+        let m = client
+            .get(format!("{base}/metrics"))
+            .send()
+            .await?
+            .text()
+            .await?;
+        if metric(&m, "citywatch_mqtt_acks_total") >= sim.messages as f64 {
+            break;
+        }
+        rss_max = rss_max.max(usage(pid).map_or(0.0, |u| u.0));
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(600),
+            "citywatch did not take every message"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = started.elapsed().as_secs_f64();
+    let end_ms = sim.start_ms + seconds * 1000;
+    // Complete up to the last second but the lateness.
+    loop {
+        let c = get(&client, &format!("{base}/api/v1/conditions")).await?;
+        if c["as_of"].as_u64().unwrap_or(0) + 2000 >= end_ms {
+            break;
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(900),
+            "the dataflow did not reach the end of the run"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Alerts are journaled as the conditions come: wait for the journal to stop growing.
+    let mut alerts = Vec::new();
+    for _ in 0..100 {
+        let now = get(&client, &format!("{base}/api/v1/alerts?limit=1000")).await?;
+        let now = now.as_array().cloned().unwrap_or_default();
+        if !alerts.is_empty() && now.len() == alerts.len() {
+            break;
+        }
+        alerts = now;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (rss_end, cpu_after) = usage(pid).unwrap_or_default();
+    drop(child);
+
+    let truth: Vec<Value> = std::fs::read_to_string(args.out.join("ground-truth.jsonl"))?
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let acc = accuracy(&truth, &alerts, end_ms);
+    let lat = latencies(&alerts, &sim);
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let report = json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "machine": { "cpus": cpus, "os": std::env::consts::OS, "arch": std::env::consts::ARCH,
+                     "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim() },
+        "settings": { "smoke": args.smoke, "elevators": elevators, "kitchens": sim_args.kitchens,
+                      "cameras": city.district.cameras.len(), "scales": city.district.scales.len(),
+                      "simulated_seconds": seconds, "speed": args.speed, "seed": args.seed, "workers": args.workers,
+                      "broker": "embedded", "qos": 1, "clients": sim_args.clients, "lateness_ms": 1000,
+                      "rules": args.rules },
+        "messages": sim.messages,
+        "events_per_s": sim.messages as f64 / took,
+        "publish": { "wall_seconds": sim.wall_seconds, "messages_per_s": sim.messages_per_s, "acked": sim.acked },
+        "latency_ms": { "p50": percentile(&lat, 0.5), "p99": percentile(&lat, 0.99),
+                        "max": lat.last().copied().unwrap_or(0.0), "n": lat.len(),
+                        "from": "publish of the event's simulated second", "to": "alert journaled" },
+        "accuracy": acc,
+        "citywatch": { "rss_mb_max": rss_max.max(rss_end), "cpu_seconds": cpu_after - cpu_before },
+        "alerts_total": alerts.len(),
+    });
+    std::fs::write(
+        args.out.join("report.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
+    let summary = summary_md(&report);
+    std::fs::write(args.out.join("summary.md"), &summary)?;
+    std::io::stdout().lock().write_all(summary.as_bytes())?;
+    Ok(())
+}
+
+fn summary_md(r: &Value) -> String {
+    let a = &r["accuracy"];
+    let mut s = format!(
+        "# citywatch bench\n\n{} elevators, {} cameras, {} scales; {} simulated seconds, {} messages, {} workers, {} CPUs\n\n\
+         | figure | value |\n|---|---|\n\
+         | events/s (published → taken by citywatch) | {:.0} |\n\
+         | latency p50 / p99 / max (ms) | {:.0} / {:.0} / {:.0} |\n\
+         | recall | {:.3} ({} of {} incidents) |\n\
+         | precision | {:.3} ({} of {} alerts) |\n\
+         | citywatch RSS max (MB) | {:.1} |\n\
+         | citywatch CPU (s) | {:.2} |\n\n| rule | incidents | found | alerts |\n|---|---|---|---|\n",
+        r["settings"]["elevators"],
+        r["settings"]["cameras"],
+        r["settings"]["scales"],
+        r["settings"]["simulated_seconds"],
+        r["messages"],
+        r["settings"]["workers"],
+        r["machine"]["cpus"],
+        r["events_per_s"].as_f64().unwrap_or(0.0),
+        r["latency_ms"]["p50"].as_f64().unwrap_or(0.0),
+        r["latency_ms"]["p99"].as_f64().unwrap_or(0.0),
+        r["latency_ms"]["max"].as_f64().unwrap_or(0.0),
+        a["recall"].as_f64().unwrap_or(0.0),
+        a["found"],
+        a["incidents"],
+        a["precision"].as_f64().unwrap_or(0.0),
+        a["true_alerts"],
+        a["alerts"],
+        r["citywatch"]["rss_mb_max"].as_f64().unwrap_or(0.0),
+        r["citywatch"]["cpu_seconds"].as_f64().unwrap_or(0.0),
+    );
+    if let Some(rules) = a["per_rule"].as_object() {
+        for (rule, v) in rules {
+            s.push_str(&format!(
+                "| {rule} | {} | {} | {} |\n",
+                v["incidents"], v["found"], v["alerts"]
+            ));
+        }
+    }
+    s
+}
