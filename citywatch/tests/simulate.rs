@@ -143,7 +143,7 @@ fn a_small_bench_reports_throughput_latency_and_accuracy_from_real_alerts() {
     assert!(incidents > 0, "{report}");
     // Found incidents are alerts the running citywatch journaled, not a copy of the truth.
     assert!(
-        found > 0 && report["alerts_total"].as_u64().unwrap() > 0,
+        found > 0 && report["alerts_of_incident_rules"].as_u64().unwrap() > 0,
         "{report}"
     );
     assert!((0.0..=1.0).contains(&acc["recall"].as_f64().unwrap()));
