@@ -50,6 +50,8 @@ CREATE INDEX IF NOT EXISTS alerts_suppressed ON alerts (suppressed) WHERE suppre
 CREATE INDEX IF NOT EXISTS alerts_repeat ON alerts (repeat_due_ms) WHERE repeat_due_ms IS NOT NULL;
 CREATE INDEX IF NOT EXISTS escalations_due ON escalations (status, due_ms);
 CREATE INDEX IF NOT EXISTS inhibitions_source ON inhibitions (source_id);
+CREATE INDEX IF NOT EXISTS alerts_rule ON alerts (rule);
+CREATE INDEX IF NOT EXISTS silences_ends ON silences (ends_ms);
 ";
 
 /// Columns added since the first journal: added in place when an older journal is opened.
@@ -132,6 +134,9 @@ pub struct NotificationRow {
     /// Notifications with the same group go to their receiver in one message.
     pub group: Option<String>,
 }
+
+/// One attempt's outcome for a row: (id, status, attempts, next_ms, error, delivered_ms).
+pub type Attempt<'a> = (u64, &'a str, u32, u64, Option<&'a str>, Option<u64>);
 
 /// A notification due for delivery, as listed.
 #[derive(Debug, Clone, PartialEq)]
@@ -271,9 +276,14 @@ impl Journal {
         alert_id: Option<&str>,
         limit: usize,
     ) -> Result<Vec<NotificationRow>, AlertsError> {
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "{NOTIFICATION_COLUMNS} WHERE (?1 IS NULL OR alert_id = ?1) ORDER BY id DESC LIMIT ?2"
-        ))?;
+        // Two statements: one `?1 IS NULL OR …` query cannot use the alert index.
+        let sql = match alert_id {
+            Some(_) => {
+                format!("{NOTIFICATION_COLUMNS} WHERE alert_id = ?1 ORDER BY id DESC LIMIT ?2")
+            }
+            None => format!("{NOTIFICATION_COLUMNS} WHERE ?1 IS NULL ORDER BY id DESC LIMIT ?2"),
+        };
+        let mut stmt = self.conn.prepare_cached(&sql)?;
         let rows = stmt.query_map(params![alert_id, limit as i64], notification_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -314,20 +324,25 @@ impl Journal {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Records a delivery attempt's outcome.
-    pub fn record(
-        &self,
-        id: u64,
-        status: &str,
-        attempts: u32,
-        next_ms: u64,
-        error: Option<&str>,
-        delivered_ms: Option<u64>,
-    ) -> Result<(), AlertsError> {
-        self.conn.prepare_cached(
-            "UPDATE outbox SET status = ?2, attempts = ?3, next_ms = ?4, last_error = ?5, delivered_ms = ?6 WHERE id = ?1",
-        )?
-        .execute(params![id as i64, status, attempts, next_ms as i64, error, delivered_ms.map(|d| d as i64)])?;
+    /// Records delivery attempts' outcomes, in one transaction.
+    pub fn record_all(&mut self, attempts: &[Attempt<'_>]) -> Result<(), AlertsError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE outbox SET status = ?2, attempts = ?3, next_ms = ?4, last_error = ?5, delivered_ms = ?6 WHERE id = ?1",
+            )?;
+            for (id, status, n, next_ms, error, delivered_ms) in attempts {
+                stmt.execute(params![
+                    *id as i64,
+                    status,
+                    n,
+                    *next_ms as i64,
+                    error,
+                    delivered_ms.map(|d| d as i64)
+                ])?;
+            }
+        }
+        tx.commit()?;
         Ok(())
     }
 

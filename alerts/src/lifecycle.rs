@@ -219,7 +219,9 @@ impl Ctx<'_, '_> {
         }
         // Next time from the due time, not from now: a late tick does not shift the schedule.
         a.repeat_due_ms = Some((due + every).max(self.now + 1));
+        a.suppressed = self.suppression(a)?;
         if a.suppressed.is_some() {
+            // A silenced or inhibited alert is not repeated; its schedule goes on.
             return journal::save(self.tx, a);
         }
         let told = self.told(a)?;
@@ -317,7 +319,10 @@ impl Ctx<'_, '_> {
     ) -> Result<Option<String>, AlertsError> {
         let id = fingerprint(&active.rule, &active.group);
         let existing = journal::alert(self.tx, &id)?;
-        if existing.as_ref().is_some_and(|a| a.state == "firing") {
+        if existing
+            .as_ref()
+            .is_some_and(|a| a.state == "firing" || a.body["ops"]["hold_until_stop"] == json!(true))
+        {
             return Ok(None);
         }
         let group_labels = routing::labels(
@@ -367,6 +372,13 @@ impl Ctx<'_, '_> {
                     "INSERT OR IGNORE INTO inhibitions (source_id, target_rule) VALUES (?1, ?2)",
                 )?
                 .execute(params![id, target])?;
+            // Targets already firing are held from now on (what they sent stays sent).
+            for mut t in journal::alerts_where(self.tx, "rule = ?1 AND +state = 'firing'", target)?
+            {
+                if t.suppressed.is_none() {
+                    self.recheck(&mut t)?;
+                }
+            }
         }
         if let Some(policy) = policy {
             for (i, step) in policy.steps.iter().enumerate() {
@@ -374,6 +386,15 @@ impl Ctx<'_, '_> {
             }
         }
         Ok(Some(id))
+    }
+
+    /// The condition of a closed alert stopped: a later start opens a new episode again.
+    pub fn stopped(&mut self, a: &mut AlertRow) -> Result<(), AlertsError> {
+        if a.body["ops"]["hold_until_stop"] == json!(true) {
+            ops(a).remove("hold_until_stop");
+            journal::save(self.tx, a)?;
+        }
+        Ok(())
     }
 
     /// Ends the alert's episode: resolved, with the receivers its firing reached told so.
@@ -534,6 +555,9 @@ impl Ctx<'_, '_> {
         let o = ops(a);
         o.insert("resolved_by".into(), json!(by));
         o.insert("false_positive".into(), json!(false_positive));
+        // The condition may still hold: a start of it is ignored until it has stopped (also
+        // when it re-derives after a restart), so a closed incident does not reopen by itself.
+        o.insert("hold_until_stop".into(), json!(true));
         detail["by"] = json!(by);
         detail["manual"] = json!(true);
         detail["false_positive"] = json!(false_positive);
@@ -595,14 +619,15 @@ impl Ctx<'_, '_> {
             o.insert(mark.clone(), json!(true));
         }
         let receivers = self.route(&mut a, &step.notify);
+        // Held like any notification of a silenced or inhibited alert, and released with them.
+        a.suppressed = self.suppression(&a)?;
         let body = self.record(
             &mut a,
             "escalated",
             self.now,
             json!({ "policy": row.policy, "step": row.step + 1, "notify": step.notify, "mark": step.mark }),
         )?;
-        let held = self.suppression(&a)?.is_some();
-        self.notify(&a, &receivers, &body, held)?;
+        self.notify(&a, &receivers, &body, a.suppressed.is_some())?;
         set(self.tx, "done")?;
         Ok(())
     }

@@ -16,6 +16,10 @@ use tokio::sync::oneshot;
 
 type Waiter = oneshot::Sender<Result<(), String>>;
 
+/// Largest push message; grouped messages are cut to fit well below it (and below the
+/// embedded broker's payload limit).
+pub const MAX_PACKET_BYTES: usize = 1 << 20;
+
 #[derive(Default)]
 struct Waiting {
     /// Publishes requested, not yet given a packet id by the event loop, in order.
@@ -36,8 +40,10 @@ impl Waiting {
     }
 }
 
-/// An answer from a unit on `…/notify/{unit}/ack`: the unit segment and the raw payload.
-pub type AckHandler = Arc<dyn Fn(&str, &str, &[u8]) + Send + Sync>;
+/// An answer from a unit on `…/notify/{unit}/ack`: gets the unit segment, the topic and the
+/// raw payload; returns whether the answer is settled (journaled, or refused for good) and
+/// may be acknowledged to the broker. `false` leaves it with the broker, which sends it again.
+pub type AckHandler = Arc<dyn Fn(&str, &str, &[u8]) -> bool + Send + Sync>;
 
 /// Where and how to connect.
 #[derive(Debug, Clone)]
@@ -112,15 +118,17 @@ fn connect(c: &PushConfig) -> (AsyncClient, EventLoop) {
     options
         .set_clean_session(false)
         .set_manual_acks(true)
-        .set_keep_alive(Duration::from_secs(30));
+        .set_keep_alive(Duration::from_secs(30))
+        .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES);
     if let Some(user) = &c.username {
         options.set_credentials(user.clone(), c.password.clone().unwrap_or_default());
     }
     AsyncClient::new(options, 256)
 }
 
-/// Runs the event loop. It never waits for the publishers' lock (a publisher holding it may
-/// wait for this loop to drain the request channel): it keeps its own handle of the client.
+/// Runs the event loop. It keeps its own handle of the client and takes the publishers' lock
+/// only after dropping the old event loop, when a publisher holding the lock cannot be
+/// waiting for this loop any more (its channel is closed).
 async fn drive(
     push: MqttPush,
     config: PushConfig,
@@ -159,15 +167,18 @@ async fn drive(
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 let topic = p.topic.clone();
-                if let Some(unit) = topic
+                let settled = match topic
                     .strip_prefix(&notify)
                     .and_then(|rest| rest.strip_suffix("/ack"))
                 {
-                    on_ack(unit, &topic, &p.payload);
+                    Some(unit) => on_ack(unit, &topic, &p.payload),
+                    None => true,
+                };
+                // Acknowledged once settled. If the channel is full the broker sends it again,
+                // and a repeated action changes nothing.
+                if settled {
+                    let _ = client.try_ack(&p);
                 }
-                // Acknowledged once handled: the action is journaled by now. If the channel
-                // is full the broker sends it again, and a repeated action changes nothing.
-                let _ = client.try_ack(&p);
             }
             Ok(_) => {}
             Err(e) => {
@@ -182,11 +193,15 @@ async fn drive(
                 let (fresh_client, fresh) = connect(&config);
                 eventloop = fresh;
                 client = fresh_client.clone();
-                *push.client.lock().await = fresh_client;
+                // Swap and clear under the publishers' lock: no publisher can queue a waiter
+                // for the new client that this clearing would throw away.
+                let mut slot = push.client.lock().await;
+                *slot = fresh_client;
                 push.waiting
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .fail_all("mqtt: connection lost");
+                drop(slot);
             }
         }
     }

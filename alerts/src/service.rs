@@ -27,6 +27,8 @@ const CONCURRENCY: usize = 16;
 const TICK: Duration = Duration::from_secs(1);
 /// Most notifications sent as one grouped message.
 const GROUP_LIMIT: usize = 100;
+/// Most body bytes in one grouped message (the embedded broker takes 64 KiB payloads).
+const GROUP_MAX_BYTES: usize = 48 * 1024;
 
 /// What the alerts stage did, for `/metrics`.
 #[derive(Debug, Default)]
@@ -221,7 +223,7 @@ impl Alerts {
         &self,
         f: impl FnOnce(&mut Ctx<'_, '_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        let (out, rows) = {
+        let (out, woke) = {
             let mut j = self.journal();
             let tx = j.transaction()?;
             let mut ctx = Ctx {
@@ -239,12 +241,13 @@ impl Alerts {
             self.stats
                 .routing_errors
                 .fetch_add(errors, Ordering::Relaxed);
-            (out, rows)
+            // Broadcast under the journal lock, so the live stream sees sequence order.
+            let woke = !rows.is_empty();
+            for row in rows {
+                let _ = self.events.send(row);
+            }
+            (out, woke)
         };
-        let woke = !rows.is_empty();
-        for row in rows {
-            let _ = self.events.send(row);
-        }
         if woke {
             self.wake.notify_one();
         }
@@ -267,10 +270,12 @@ impl Alerts {
                     if let Some(rule) = rules.iter().find(|r| r.id == active.rule) {
                         ctx.open(rule, active, *at)?;
                     }
-                } else if let Some(mut a) =
-                    journal::alert(ctx.tx, &id)?.filter(|a| a.state == "firing")
-                {
-                    ctx.close(&mut a, *at, json!({}))?;
+                } else if let Some(mut a) = journal::alert(ctx.tx, &id)? {
+                    if a.state == "firing" {
+                        ctx.close(&mut a, *at, json!({}))?;
+                    } else {
+                        ctx.stopped(&mut a)?;
+                    }
                 }
             }
             for id in &stale {
@@ -383,11 +388,18 @@ impl Alerts {
             reason: s.reason,
             created_ms: now,
         };
-        let j = self.journal();
-        j.conn().execute(
-            "INSERT INTO silences (id, matchers, starts_ms, ends_ms, author, reason, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![row.id, serde_json::to_string(&row.matchers).map_err(AlertsError::from)?, row.starts_ms as i64, row.ends_ms as i64, row.author, row.reason, row.created_ms as i64],
-        )?;
+        let matchers = serde_json::to_string(&row.matchers).map_err(AlertsError::from)?;
+        self.with_tx(|ctx| -> Result<(), ActError> {
+            ctx.tx.execute(
+                "INSERT INTO silences (id, matchers, starts_ms, ends_ms, author, reason, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![row.id, matchers, row.starts_ms as i64, row.ends_ms as i64, row.author, row.reason, row.created_ms as i64],
+            )?;
+            // Alerts firing now are held from now on (what they sent stays sent).
+            for mut a in journal::alerts_where(ctx.tx, "suppressed IS NULL AND +state = ?1", "firing")? {
+                ctx.recheck(&mut a)?;
+            }
+            Ok(())
+        })?;
         Ok(row)
     }
 
@@ -462,15 +474,26 @@ impl Alerts {
     async fn send(&self, due: Due) {
         let rows: Vec<NotificationRow> = {
             let j = self.journal();
-            let rows = match &due.group {
-                // Only if still as listed: the listing may predate an attempt that finished.
-                None => j.pending(&due).map(|r| r.into_iter().collect()),
-                Some(g) => j.group(g, GROUP_LIMIT),
-            };
-            rows.unwrap_or_else(|e| {
+            // Only if the listed row is still as listed: the listing may predate an attempt
+            // that finished since (and set a backoff).
+            let rows = j
+                .pending(&due)
+                .and_then(|listed| match (listed, &due.group) {
+                    (None, _) => Ok(Vec::new()),
+                    (Some(row), None) => Ok(vec![row]),
+                    (Some(_), Some(g)) => j.group(g, GROUP_LIMIT),
+                });
+            let mut rows = rows.unwrap_or_else(|e| {
                 tracing::error!(error = %e, "cannot read the outbox");
                 Vec::new()
-            })
+            });
+            // A grouped message stays well under the brokers' and receivers' size limits.
+            let mut bytes = 0;
+            rows.retain(|r| {
+                bytes += r.body.len();
+                bytes <= GROUP_MAX_BYTES || bytes == r.body.len()
+            });
+            rows
         };
         let Some(first) = rows.first() else {
             return;
@@ -489,27 +512,37 @@ impl Alerts {
             Some(t) => t.send(&deliver::batch(&rows), self.timeout).await,
         };
         let now = self.clock.now_ms();
-        let attempts = rows.iter().map(|r| r.attempts).max().unwrap_or(0) + 1;
-        let (status, next, error, delivered, outcome_name) = match &outcome {
-            Outcome::Delivered => ("delivered", now, None, Some(now), "delivered"),
-            Outcome::Retry(why) if attempts < MAX_ATTEMPTS => (
-                "pending",
-                now + backoff_ms(attempts - 1, now ^ first.id),
-                Some(why.as_str()),
-                None,
-                "retried",
-            ),
-            Outcome::Retry(why) | Outcome::Fail(why) => {
-                tracing::warn!(receiver = %first.receiver_id, alert = %first.alert_id, rows = rows.len(), error = %why, "notification failed");
-                ("failed", now, Some(why.as_str()), None, "failed")
-            }
+        let name = match &outcome {
+            Outcome::Delivered => "delivered",
+            Outcome::Retry(_) => "retried",
+            Outcome::Fail(_) => "failed",
         };
-        self.stats.count(&first.kind, outcome_name);
-        let j = self.journal();
-        for r in &rows {
-            if let Err(e) = j.record(r.id, status, attempts, next, error, delivered) {
-                tracing::error!(error = %e, "cannot record a delivery");
-            }
+        self.stats.count(&first.kind, name);
+        // Each row counts its own attempts: a row that joined a retrying group is not failed
+        // early for the group's history.
+        let records: Vec<journal::Attempt<'_>> = rows
+            .iter()
+            .map(|r| {
+                let attempts = r.attempts + 1;
+                match &outcome {
+                    Outcome::Delivered => (r.id, "delivered", attempts, now, None, Some(now)),
+                    Outcome::Retry(why) if attempts < MAX_ATTEMPTS => (
+                        r.id,
+                        "pending",
+                        attempts,
+                        now + backoff_ms(attempts - 1, now ^ first.id),
+                        Some(why.as_str()),
+                        None,
+                    ),
+                    Outcome::Retry(why) | Outcome::Fail(why) => {
+                        tracing::warn!(receiver = %r.receiver_id, alert = %r.alert_id, error = %why, "notification failed");
+                        (r.id, "failed", attempts, now, Some(why.as_str()), None)
+                    }
+                }
+            })
+            .collect();
+        if let Err(e) = self.journal().record_all(&records) {
+            tracing::error!(error = %e, "cannot record a delivery");
         }
     }
 

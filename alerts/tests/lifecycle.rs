@@ -726,3 +726,67 @@ async fn alerts_of_one_building_reach_a_receiver_as_one_message_and_repeat_until
     assert_eq!(s.alert("e.power", "E1").body["ops"]["repeats"], 1);
     assert!(s.alert("e.power", "E2").body["ops"]["repeats"].is_null());
 }
+
+#[test]
+fn a_silence_made_while_an_alert_fires_holds_its_escalation_until_it_ends() {
+    let s = Setup::new(nowhere());
+    s.alerts
+        .apply(&change("e.trapped", "E1", true, T0), &rules())
+        .unwrap();
+    let id = alerts::fingerprint("e.trapped", "E1");
+    let silence = s
+        .alerts
+        .silence(NewSilence {
+            matchers: vec![alerts::Matcher::parse("elevator_id=E1").unwrap()],
+            starts_ms: None,
+            ends_ms: T0 + 20 * MIN,
+            author: "控制室".into(),
+            reason: "现场已处置".into(),
+        })
+        .unwrap();
+    assert_eq!(
+        s.alert("e.trapped", "E1").suppressed,
+        Some(format!("silence:{}", silence.id))
+    );
+    // What was sent stays sent; the escalation at 5 min is held.
+    assert_eq!(
+        s.outbox(&id, 1),
+        pairs(&[("R-office", "pending"), ("R-unit", "pending")])
+    );
+    s.advance(5 * MIN);
+    assert_eq!(s.outbox(&id, 2), pairs(&[("R-duty", "held")]));
+    // The silence runs out at 20 min: the duty leader is told then.
+    s.advance(15 * MIN);
+    assert_eq!(s.outbox(&id, 2), pairs(&[("R-duty", "pending")]));
+}
+
+#[test]
+fn an_incident_closed_by_hand_stays_closed_until_its_condition_stops() {
+    let s = Setup::new(nowhere());
+    let r = rules();
+    s.alerts
+        .apply(&change("e.trapped", "E1", true, T0), &r)
+        .unwrap();
+    let id = alerts::fingerprint("e.trapped", "E1");
+    s.alerts
+        .act(&id, &Action::Field(FieldState::FalseAlarm), "王师傅")
+        .unwrap();
+    let closed = s.alert("e.trapped", "E1").version;
+    // After a restart the still-active condition re-derives: it does not reopen the incident.
+    let reopened = open(&s.db, nowhere(), &s.clock);
+    reopened
+        .apply(&change("e.trapped", "E1", true, T0 + MIN), &r)
+        .unwrap();
+    let a = reopened.journal().alert(&id).unwrap().unwrap();
+    assert_eq!((a.state.as_str(), a.version), ("resolved", closed));
+    // Once it has stopped, a new start is a new incident.
+    reopened
+        .apply(&change("e.trapped", "E1", false, T0 + 2 * MIN), &r)
+        .unwrap();
+    reopened
+        .apply(&change("e.trapped", "E1", true, T0 + 3 * MIN), &r)
+        .unwrap();
+    let a = reopened.journal().alert(&id).unwrap().unwrap();
+    assert_eq!(a.state, "firing");
+    assert_eq!(a.episode, closed + 1);
+}

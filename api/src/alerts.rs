@@ -270,25 +270,38 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Every alert transition and action as a server-sent event (id = journal sequence); a client
-/// that reconnects with `Last-Event-ID` gets what it missed, then the live ones.
+/// Every alert transition and action as a server-sent event (id = journal sequence). A client
+/// that reconnects with `Last-Event-ID` gets everything it missed, then the live ones; a new
+/// client gets the live ones (the current state is `GET /api/v1/alerts`). A client too slow
+/// for the live buffer gets an `error` event saying how many it missed, and can resume with its
+/// last id.
 async fn stream(
     State(s): State<AppState>,
     headers: axum::http::HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let a = alerts_of(&s)?.clone();
-    let last: u64 = headers
+    let last: Option<u64> = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+        .and_then(|v| v.parse().ok());
     // Subscribe before reading the journal, so nothing falls between the two.
     let live = tokio_stream::wrappers::BroadcastStream::new(a.subscribe());
-    let missed = a
-        .journal()
-        .transitions_after(last, 10_000)
-        .map_err(internal)?;
-    let sent = missed.last().map_or(last, |t| t.seq);
+    let mut missed = Vec::new();
+    if let Some(mut after) = last {
+        loop {
+            let page = a
+                .journal()
+                .transitions_after(after, PAGE)
+                .map_err(internal)?;
+            let full = page.len() == PAGE;
+            after = page.last().map_or(after, |t| t.seq);
+            missed.extend(page);
+            if !full {
+                break;
+            }
+        }
+    }
+    let sent = missed.last().map_or(last.unwrap_or(0), |t| t.seq);
     let to_event = |t: alerts::TransitionRow| {
         Event::default()
             .event("alert")
@@ -298,8 +311,18 @@ async fn stream(
     };
     let missed = tokio_stream::iter(missed.into_iter().map(move |t| Ok(to_event(t))));
     let live = live.filter_map(move |r| match r {
+        // The journal commits in order but broadcasts after the lock: skip what was already
+        // sent from the journal, never reorder.
         Ok(t) if t.seq > sent => Some(Ok(to_event(t))),
-        _ => None,
+        Ok(_) => None,
+        Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(n)) => {
+            Some(Ok(Event::default().event("error").data(format!(
+                "{n} events missed: reconnect with Last-Event-ID"
+            ))))
+        }
     });
     Ok(Sse::new(missed.chain(live)).keep_alive(KeepAlive::default()))
 }
+
+/// Transitions read from the journal at a time when a client catches up.
+const PAGE: usize = 10_000;

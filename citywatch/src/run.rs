@@ -276,16 +276,17 @@ fn start_push(
     let alerts = Arc::downgrade(&alerts);
     let on_ack: alerts::push::AckHandler = Arc::new(move |unit, topic, payload| {
         let Some(alerts) = alerts.upgrade() else {
-            return;
+            return false;
         };
         let refused = match alerts.unit_ack(unit, payload) {
             Ok(a) => {
                 tracing::info!(alert = %a.id, unit, "unit answer applied");
-                return;
+                return true;
             }
             Err(alerts::UnitAckError::Store(e)) => {
+                // Not journaled: left with the broker, which sends it again.
                 tracing::error!(error = %e, "cannot journal a unit's answer");
-                return;
+                return false;
             }
             Err(alerts::UnitAckError::Payload(why)) => (model::Reason::WrongType, why),
             Err(alerts::UnitAckError::Refused(why)) => (model::Reason::OutOfRange, why),
@@ -300,6 +301,7 @@ fn start_push(
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
         deadletters.put(topic, payload, &rejection, received);
+        true
     });
     Ok(alerts::push::MqttPush::start(config, on_ack))
 }
