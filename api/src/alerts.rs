@@ -1,6 +1,7 @@
 //! The alert handlers: list, detail, actions, silences, notifications, the SSE stream and the
 //! per-unit response times.
 
+use crate::auth::{Caller, Need};
 use crate::error::ApiError;
 use crate::routes::MAX_LIMIT;
 use crate::state::AppState;
@@ -65,9 +66,14 @@ struct ListQuery {
 /// `GET /api/v1/alerts?state=&rule=&severity=&since=&domain=&district=&unit=&limit=`.
 async fn list(
     State(s): State<AppState>,
+    caller: Caller,
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<alerts::AlertRow>>, ApiError> {
-    let Query(q) = q.map_err(|e| ApiError::bad_field("query", e.body_text()))?;
+    let Query(mut q) = q.map_err(|e| ApiError::bad_field("query", e.body_text()))?;
+    // A maintenance unit sees its own alerts only.
+    if let Some(unit) = caller.unit() {
+        q.unit = Some(unit.to_owned());
+    }
     if let Some(state) = q
         .state
         .as_deref()
@@ -110,8 +116,8 @@ async fn detail(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ActBody {
-    /// Who acts (until tokens name them).
-    by: String,
+    /// The person acting (recorded with the token's name).
+    by: Option<String>,
     comment: Option<String>,
     to: Option<String>,
     text: Option<String>,
@@ -122,14 +128,26 @@ struct ActBody {
 /// `POST /api/v1/alerts/{id}/{ack|assign|comment|resolve|false_positive|state}`.
 async fn act(
     State(s): State<AppState>,
+    caller: Caller,
     Path((id, action)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Json<alerts::AlertRow>, ApiError> {
     let b: ActBody = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_field("body", format!("expected a JSON object: {e}")))?;
-    if b.by.trim().is_empty() {
-        return Err(ApiError::bad_field("by", "who acts must be named"));
-    }
+    let person = b.by.as_deref().map(str::trim).filter(|b| !b.is_empty());
+    let unit = alerts_of(&s)?
+        .journal()
+        .alert(&id)
+        .map_err(internal)?
+        .ok_or_else(|| ApiError::not_found(format!("no alert {id:?}")))?
+        .body["labels"]["maintenance_unit"]
+        .as_str()
+        .map(str::to_owned);
+    let token = caller.may_act_on(&s.auth, unit.as_deref(), person)?;
+    let by = match (person, &caller) {
+        (Some(p), Caller::Known { .. }) if p != token => format!("{p} ({token})"),
+        _ => token,
+    };
     let need = |v: Option<String>, field: &'static str| {
         v.filter(|v| !v.trim().is_empty())
             .ok_or_else(|| ApiError::bad_field(field, format!("{action} needs \"{field}\"")))
@@ -159,9 +177,7 @@ async fn act(
             )));
         }
     };
-    let a = alerts_of(&s)?;
-    let a = a.clone();
-    let by = b.by;
+    let a = alerts_of(&s)?.clone();
     tokio::task::spawn_blocking(move || a.act(&id, &action, &by))
         .await
         .map_err(internal)?
@@ -193,10 +209,17 @@ async fn silences(
 /// author, reason}`.
 async fn silence_create(
     State(s): State<AppState>,
+    caller: Caller,
     body: Bytes,
 ) -> Result<(StatusCode, Json<alerts::SilenceRow>), ApiError> {
-    let new: NewSilence = serde_json::from_slice(&body)
+    let mut new: NewSilence = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_field("body", format!("not a silence: {e}")))?;
+    let token = caller.require(&s.auth, Need::Operator, Some(&new.author))?;
+    if let Caller::Known { .. } = caller
+        && new.author != token
+    {
+        new.author = format!("{} ({token})", new.author);
+    }
     let row = alerts_of(&s)?.silence(new).map_err(|e| match e {
         ActError::Conflict(m) => ApiError::bad_field("body", m),
         other => act_error(other),
@@ -207,8 +230,10 @@ async fn silence_create(
 /// `DELETE /api/v1/silences/{id}`: expires it now.
 async fn silence_expire(
     State(s): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    caller.require(&s.auth, Need::Operator, None)?;
     alerts_of(&s)?.expire_silence(&id).map_err(act_error)?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -45,6 +45,26 @@ impl ApiError {
         }
     }
 
+    /// 401: no token, or one nobody issued.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            code: "unauthorized",
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    /// 403: a token whose role may not do this.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::FORBIDDEN,
+            code: "forbidden",
+            message: message.into(),
+            field: None,
+        }
+    }
+
     /// 404.
     pub fn not_found(message: impl Into<String>) -> Self {
         ApiError {

@@ -9,10 +9,12 @@
 //! - [`state`]: what the handlers read ([`AppState`]).
 //! - [`routes`]: the handlers (counters, dead letters, conditions, rules, health).
 //! - [`alerts`]: the alert handlers (actions, silences, notifications, stream).
+//! - [`auth`]: bearer tokens and roles for writes.
 //! - [`metrics`]: the Prometheus text exposition.
 //! - [`error`]: JSON errors `{ "error": { "code", "message", "field"? } }`.
 
 pub mod alerts;
+pub mod auth;
 pub mod error;
 pub mod metrics;
 pub mod routes;

@@ -1,5 +1,6 @@
 //! The handlers.
 
+use crate::auth::{Caller, Need};
 use crate::error::ApiError;
 use crate::metrics;
 use crate::state::AppState;
@@ -252,9 +253,13 @@ async fn rules_validate(body: String) -> Json<Validation> {
 /// nothing.
 async fn rule_put(
     State(s): State<AppState>,
+    caller: Caller,
     axum::extract::Path(id): axum::extract::Path<String>,
     body: String,
 ) -> Result<(StatusCode, Json<RuleView>), Response> {
+    caller
+        .require(&s.auth, Need::Admin, None)
+        .map_err(IntoResponse::into_response)?;
     let invalid = |errors: Vec<Problem>| {
         (
             StatusCode::BAD_REQUEST,
@@ -301,8 +306,10 @@ async fn rule_put(
 /// `DELETE /api/v1/rules/{id}`.
 async fn rule_delete(
     State(s): State<AppState>,
+    caller: Caller,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    caller.require(&s.auth, Need::Admin, None)?;
     let current = s.rules.current();
     if !current.iter().any(|r| r.id == id) {
         return Err(ApiError::not_found(format!("no rule {id:?}")));

@@ -24,6 +24,8 @@ pub struct AppState {
     pub rules: Arc<RuleManager>,
     /// Alerts and notifications (with `--rules`).
     pub alerts: Option<Arc<alerts::Alerts>>,
+    /// Tokens and roles for writes.
+    pub auth: Arc<crate::auth::Auth>,
 }
 
 /// The running rule set: read by the API, replaced through the API or by a reload of the

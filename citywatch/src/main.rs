@@ -50,6 +50,11 @@ enum Command {
     /// Measure end to end: a simulated city published into a citywatch child process;
     /// throughput, latency, accuracy against the ground truth; writes OUT/report.json.
     Bench(bench::BenchArgs),
+    /// API tokens (stored hashed in DATA_DIR/tokens.json).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Check and test rule files.
     Rules {
         #[command(subcommand)]
@@ -61,6 +66,22 @@ enum Command {
         file: PathBuf,
         #[command(flatten)]
         args: settings::RunArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create (or replace) a token and print it; it is shown only this once.
+    Create {
+        /// Who holds it: recorded as the actor of what it does.
+        #[arg(long)]
+        name: String,
+        /// viewer, operator, admin or unit:<maintenance unit id>.
+        #[arg(long)]
+        role: String,
+        /// citywatch's data directory.
+        #[arg(long, env = "CITYWATCH_DATA_DIR", default_value = "./citywatch-data")]
+        data_dir: PathBuf,
     },
 }
 
@@ -148,6 +169,22 @@ fn main() -> anyhow::Result<()> {
         Command::Simulate(args) => {
             logging::init(logging::LogFormat::Text);
             block_on(simulate::run(args))
+        }
+        Command::Token {
+            command:
+                TokenCommand::Create {
+                    name,
+                    role,
+                    data_dir,
+                },
+        } => {
+            let role = api::auth::Role::parse(&role).map_err(anyhow::Error::msg)?;
+            let token = api::auth::Auth::new(api::auth::AuthMode::Writes, &data_dir)
+                .create(&name, &role)
+                .map_err(anyhow::Error::msg)?;
+            use std::io::Write;
+            writeln!(std::io::stdout().lock(), "{token}")?;
+            Ok(())
         }
         Command::Bench(args) => {
             logging::init(logging::LogFormat::Text);

@@ -157,7 +157,17 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
         conditions,
         rules: rule_manager.clone(),
         alerts: alerts.clone(),
+        auth: Arc::new(api::auth::Auth::new(settings.auth, &settings.data_dir)),
     };
+    if demo.is_some() && settings.auth != api::auth::AuthMode::Off {
+        let token = state
+            .auth
+            .create("demo-operator", &api::auth::Role::Operator)
+            .map_err(|e| anyhow::anyhow!("creating the demo's operator token: {e}"))?;
+        tracing::info!(
+            "demo: operator token for alert actions and silences: Authorization: Bearer {token}"
+        );
+    }
     let delivery = alerts.clone().map(|a| tokio::spawn(a.run()));
     if let Some(dir) = settings.rules.clone() {
         tokio::spawn(crate::rules_cmd::watch(dir, rule_manager.clone()));

@@ -69,6 +69,8 @@ pub struct Settings {
     pub influx_raw_telemetry: bool,
     /// How often (in event time) a snapshot of every counter is written, ms.
     pub influx_snapshot_interval_ms: u64,
+    /// `writes` (writes need a token with the right role) or `off`.
+    pub auth: api::auth::AuthMode,
 }
 
 impl Default for Settings {
@@ -104,6 +106,7 @@ impl Default for Settings {
             influx_spool_max_bytes: influx.spool_max_bytes,
             influx_raw_telemetry: false,
             influx_snapshot_interval_ms: 10_000,
+            auth: api::auth::AuthMode::Writes,
         }
     }
 }
@@ -167,6 +170,19 @@ pub struct RunArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub influx_bucket: Option<String>,
+    /// `writes`: API writes need a token (`citywatch token create`); `off`: no checks
+    /// [default: writes].
+    #[arg(long, value_parser = parse_auth)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<api::auth::AuthMode>,
+}
+
+fn parse_auth(s: &str) -> Result<api::auth::AuthMode, String> {
+    match s {
+        "writes" => Ok(api::auth::AuthMode::Writes),
+        "off" => Ok(api::auth::AuthMode::Off),
+        _ => Err(format!("{s:?}: expected writes or off")),
+    }
 }
 
 fn parse_clock(s: &str) -> Result<ClockMode, String> {

@@ -165,13 +165,12 @@ impl Unit {
     }
 }
 
-async fn post(cw: &Citywatch, path: &str, body: Value) -> (u16, Value) {
-    let r = reqwest::Client::new()
-        .post(cw.url(path))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+async fn post(cw: &Citywatch, token: &str, path: &str, body: Value) -> (u16, Value) {
+    let mut req = reqwest::Client::new().post(cw.url(path)).json(&body);
+    if !token.is_empty() {
+        req = req.bearer_auth(token);
+    }
+    let r = req.send().await.unwrap();
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
 }
@@ -197,7 +196,12 @@ async fn a_unit_is_pushed_over_mqtt_answers_over_mqtt_and_operators_act_through_
         ),
     );
     let mut unit = Unit::connect(broker.port, "cw/v1/notify/R-MU02").await;
-    let mut cw = start(&broker, &dir.path().join("data"), &reference).await;
+    let data = dir.path().join("data");
+    let op = token(&data, "控制室", "operator");
+    let viewer = token(&data, "大屏", "viewer");
+    let mu02 = token(&data, "安达维保", "unit:MU-02");
+    let mu03 = token(&data, "山城电梯", "unit:MU-03");
+    let mut cw = start(&broker, &data, &reference).await;
 
     let t = now_ms() - now_ms() % 1000 - 60_000;
     publish_all(
@@ -261,9 +265,44 @@ async fn a_unit_is_pushed_over_mqtt_answers_over_mqtt_and_operators_act_through_
         "notify topics are not device input: {dead}"
     );
 
+    // Roles: no token, a viewer, another unit: refused; the unit sees only its own alerts.
+    let ack = format!("/api/v1/alerts/{id}/ack");
+    assert_eq!(post(&cw, "", &ack, json!({})).await.0, 401);
+    assert_eq!(post(&cw, &viewer, &ack, json!({})).await.0, 403);
+    let (status, err) = post(&cw, &mu03, &ack, json!({})).await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (403, Some("forbidden")),
+        "{err}"
+    );
+    let theirs: Value = reqwest::Client::new()
+        .get(cw.url("/api/v1/alerts"))
+        .bearer_auth(&mu03)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(theirs.as_array().unwrap().len(), 0, "{theirs}");
+    let (status, assigned) = post(
+        &cw,
+        &mu02,
+        &format!("/api/v1/alerts/{id}/assign"),
+        json!({"to": "王师傅", "by": "调度员"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{assigned}");
+    let history = cw.get(&format!("/api/v1/alerts/{id}")).await;
+    assert!(
+        history.to_string().contains("调度员 (安达维保)"),
+        "the actor is recorded: {history}"
+    );
+
     // Operators: bad requests are refused with the field at fault.
     let (status, err) = post(
         &cw,
+        &op,
         &format!("/api/v1/alerts/{id}/state"),
         json!({"by": "x", "state": "flying"}),
     )
@@ -272,13 +311,14 @@ async fn a_unit_is_pushed_over_mqtt_answers_over_mqtt_and_operators_act_through_
         (status, err["error"]["field"].as_str()),
         (400, Some("state"))
     );
-    let (status, _) = post(&cw, "/api/v1/alerts/0000/ack", json!({"by": "x"})).await;
+    let (status, _) = post(&cw, &op, "/api/v1/alerts/0000/ack", json!({"by": "x"})).await;
     assert_eq!(status, 404);
-    let (status, err) = post(&cw, &format!("/api/v1/alerts/{id}/ack"), json!({})).await;
+    let (status, err) = post(&cw, &op, &format!("/api/v1/alerts/{id}/ack"), json!([])).await;
     assert_eq!(status, 400, "{err}");
     // Done (完成): resolved; the unit and the office hear of it.
     let (status, done) = post(
         &cw,
+        &op,
         &format!("/api/v1/alerts/{id}/state"),
         json!({"by": "王师傅", "state": "done"}),
     )
@@ -298,12 +338,19 @@ async fn a_unit_is_pushed_over_mqtt_answers_over_mqtt_and_operators_act_through_
             .then_some(())
     })
     .await;
-    let (status, _) = post(&cw, &format!("/api/v1/alerts/{id}/ack"), json!({"by": "x"})).await;
+    let (status, _) = post(
+        &cw,
+        &op,
+        &format!("/api/v1/alerts/{id}/ack"),
+        json!({"by": "x"}),
+    )
+    .await;
     assert_eq!(status, 409, "a resolved alert cannot be acknowledged");
 
     // A silence for E0004 (MU-02 too): its alert fires, held; expiring it releases the push.
     let (status, silence) = post(
         &cw,
+        &op,
         "/api/v1/silences",
         json!({"matchers": ["elevator_id=E0004"], "ends_ms": now_ms() + 3_600_000,
                "author": "控制室", "reason": "年检"}),
@@ -312,6 +359,7 @@ async fn a_unit_is_pushed_over_mqtt_answers_over_mqtt_and_operators_act_through_
     assert_eq!(status, 201, "{silence}");
     let (status, _) = post(
         &cw,
+        &op,
         "/api/v1/silences",
         json!({"matchers": ["elevator_id"], "ends_ms": 1, "author": "a", "reason": "b"}),
     )
@@ -361,6 +409,7 @@ async fn a_unit_is_pushed_over_mqtt_answers_over_mqtt_and_operators_act_through_
             "/api/v1/silences/{}",
             silence["id"].as_str().unwrap()
         )))
+        .bearer_auth(&op)
         .send()
         .await
         .unwrap();

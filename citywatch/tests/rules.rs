@@ -280,6 +280,9 @@ async fn rules_change_at_run_time_through_the_api_and_the_files() {
     };
     std::fs::write(rules_dir.join("a.toml"), rule("t.smoke", "smoking")).unwrap();
     let broker = free_port();
+    // Rules are changed by an admin.
+    let admin = token(&dir.path().join("data"), "规则管理员", "admin");
+    let operator = token(&dir.path().join("data"), "控制室", "operator");
     let mut cw = Citywatch::start_with(
         "embedded",
         Some(broker),
@@ -289,6 +292,21 @@ async fn rules_change_at_run_time_through_the_api_and_the_files() {
     )
     .await;
     let client = reqwest::Client::new();
+    for (who, status) in [(None, 401), (Some(&operator), 403)] {
+        let mut req = client
+            .put(cw.url("/api/v1/rules/t.rodent"))
+            .body(rule("t.rodent", "rodent"));
+        if let Some(t) = who {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status().as_u16(), status);
+        let e: Value = r.json().await.unwrap();
+        assert!(
+            e["error"]["message"].as_str().unwrap().contains("token") || status == 403,
+            "{e}"
+        );
+    }
     let ids = |v: Value| -> Vec<String> {
         v.as_array()
             .unwrap()
@@ -301,6 +319,7 @@ async fn rules_change_at_run_time_through_the_api_and_the_files() {
     // An invalid rule is refused with its position and changes nothing.
     let bad = client
         .put(cw.url("/api/v1/rules/t.rodent"))
+        .bearer_auth(&admin)
         .body(rule("t.rodent", "rodent").replace("kitchen_detection", "kitchen"))
         .send()
         .await
@@ -336,6 +355,7 @@ async fn rules_change_at_run_time_through_the_api_and_the_files() {
     // Added through the API: in force for what comes next.
     let put = client
         .put(cw.url("/api/v1/rules/t.rodent"))
+        .bearer_auth(&admin)
         .body(rule("t.rodent", "rodent"))
         .send()
         .await
@@ -362,6 +382,7 @@ async fn rules_change_at_run_time_through_the_api_and_the_files() {
     // Deleted: its condition stops.
     let del = client
         .delete(cw.url("/api/v1/rules/t.rodent"))
+        .bearer_auth(&admin)
         .send()
         .await
         .unwrap();
@@ -373,6 +394,7 @@ async fn rules_change_at_run_time_through_the_api_and_the_files() {
     assert_eq!(
         client
             .delete(cw.url("/api/v1/rules/t.rodent"))
+            .bearer_auth(&admin)
             .send()
             .await
             .unwrap()

@@ -264,3 +264,26 @@ pub async fn publish_all(port: u16, client_id: &str, messages: &[(String, Vec<u8
 pub fn msg(topic: &str, payload: impl Into<Vec<u8>>) -> (String, Vec<u8>) {
     (topic.to_owned(), payload.into())
 }
+
+/// Creates an API token with `citywatch token create` in `data_dir`; returns it.
+pub fn token(data_dir: &Path, name: &str, role: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_citywatch"))
+        .args([
+            "token",
+            "create",
+            "--name",
+            name,
+            "--role",
+            role,
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}

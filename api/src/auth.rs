@@ -1,0 +1,328 @@
+//! Who may write: bearer tokens with roles, kept hashed in `DATA_DIR/tokens.json`.
+//!
+//! Roles: `viewer` (reads), `operator` (alert actions, silences), `unit:<id>` (actions on
+//! that maintenance unit's alerts only; its alert list shows only those), `admin` (rules, and
+//! everything an operator may). With `auth = "writes"` (the default) reads are open (wall
+//! screens on the bureau's network) and every write needs a token of the right role; with
+//! `auth = "off"` nothing is checked (a laptop, tests).
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// Whether tokens are checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMode {
+    /// Writes need a token with the right role; reads are open.
+    #[default]
+    Writes,
+    /// Nothing is checked.
+    Off,
+}
+
+/// A role a token carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    Viewer,
+    Operator,
+    /// A maintenance unit: only its own alerts.
+    Unit(String),
+    Admin,
+}
+
+impl Role {
+    /// Parses `viewer`, `operator`, `admin` or `unit:<id>`.
+    pub fn parse(s: &str) -> Result<Role, String> {
+        match s {
+            "viewer" => Ok(Role::Viewer),
+            "operator" => Ok(Role::Operator),
+            "admin" => Ok(Role::Admin),
+            _ => match s.strip_prefix("unit:") {
+                Some(id) if !id.is_empty() => Ok(Role::Unit(id.to_owned())),
+                _ => Err(format!(
+                    "role {s:?}: expected viewer, operator, admin or unit:<unit id>"
+                )),
+            },
+        }
+    }
+
+    pub fn as_string(&self) -> String {
+        match self {
+            Role::Viewer => "viewer".into(),
+            Role::Operator => "operator".into(),
+            Role::Admin => "admin".into(),
+            Role::Unit(id) => format!("unit:{id}"),
+        }
+    }
+}
+
+/// A stored token: never the token itself, only its SHA-256.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenRow {
+    pub name: String,
+    pub role: String,
+    pub sha256: String,
+    pub created_ms: u64,
+}
+
+/// The token store and the mode.
+#[derive(Debug, Clone)]
+pub struct Auth {
+    pub mode: AuthMode,
+    path: PathBuf,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn digest(token: &str) -> String {
+    hex(&Sha256::digest(token.as_bytes()))
+}
+
+impl Auth {
+    /// Tokens in `data_dir/tokens.json`.
+    pub fn new(mode: AuthMode, data_dir: &Path) -> Auth {
+        Auth {
+            mode,
+            path: data_dir.join("tokens.json"),
+        }
+    }
+
+    fn load(&self) -> Result<Vec<TokenRow>, String> {
+        match std::fs::read_to_string(&self.path) {
+            Ok(text) => {
+                serde_json::from_str(&text).map_err(|e| format!("{}: {e}", self.path.display()))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(format!("{}: {e}", self.path.display())),
+        }
+    }
+
+    /// Creates a token for `name` with `role`, stores its hash, and returns the token (shown
+    /// once). A token of the same name is replaced.
+    pub fn create(&self, name: &str, role: &Role) -> Result<String, String> {
+        let mut bytes = [0u8; 24];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut bytes))
+            .map_err(|e| format!("no randomness for a token: {e}"))?;
+        let token = format!("cw_{}", hex(&bytes));
+        let mut rows = self.load()?;
+        rows.retain(|r| r.name != name);
+        rows.push(TokenRow {
+            name: name.to_owned(),
+            role: role.as_string(),
+            sha256: digest(&token),
+            created_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+        });
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        }
+        let text = serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?;
+        std::fs::write(&self.path, text).map_err(|e| format!("{}: {e}", self.path.display()))?;
+        Ok(token)
+    }
+
+    /// The (name, role) a bearer token belongs to. The file is read on each call, so tokens
+    /// created by the CLI count at once.
+    fn identify(&self, token: &str) -> Result<Option<(String, Role)>, String> {
+        let hash = digest(token);
+        Ok(self
+            .load()?
+            .into_iter()
+            .find(|r| r.sha256 == hash)
+            .and_then(|r| Role::parse(&r.role).ok().map(|role| (r.name, role))))
+    }
+}
+
+/// Who is calling: from `Authorization: Bearer <token>`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Caller {
+    /// No token (or auth is off).
+    Anonymous,
+    Known {
+        name: String,
+        role: Role,
+    },
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Caller, ApiError> {
+        let Some(header) = parts.headers.get(axum::http::header::AUTHORIZATION) else {
+            return Ok(Caller::Anonymous);
+        };
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .ok_or_else(|| ApiError::unauthorized("Authorization must be \"Bearer <token>\""))?;
+        match s.auth.identify(token.trim()) {
+            Ok(Some((name, role))) => Ok(Caller::Known { name, role }),
+            Ok(None) => Err(ApiError::unauthorized("unknown token")),
+            Err(e) => Err(ApiError::internal(e)),
+        }
+    }
+}
+
+/// What a write needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Alert actions and silences: operator or admin (units: see [`Caller::may_act_for`]).
+    Operator,
+    /// Rules: admin.
+    Admin,
+}
+
+impl Caller {
+    /// Checks a write; returns the name to record as the actor (`fallback` when auth is off).
+    pub fn require(
+        &self,
+        auth: &Auth,
+        need: Need,
+        fallback: Option<&str>,
+    ) -> Result<String, ApiError> {
+        if auth.mode == AuthMode::Off {
+            return match self {
+                Caller::Known { name, .. } => Ok(name.clone()),
+                Caller::Anonymous => Ok(fallback.unwrap_or("anonymous").to_owned()),
+            };
+        }
+        let Caller::Known { name, role } = self else {
+            return Err(ApiError::unauthorized(
+                "this needs a token: Authorization: Bearer <token> (citywatch token create)",
+            ));
+        };
+        let ok = matches!(
+            (need, role),
+            (_, Role::Admin) | (Need::Operator, Role::Operator)
+        );
+        if ok {
+            Ok(name.clone())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "{name} ({}) may not do this: it needs {}",
+                role.as_string(),
+                match need {
+                    Need::Operator => "operator or admin",
+                    Need::Admin => "admin",
+                }
+            )))
+        }
+    }
+
+    /// Checks an action on an alert whose maintenance unit is `unit`: operators and admins
+    /// may act on any; a unit only on its own.
+    pub fn may_act_on(
+        &self,
+        auth: &Auth,
+        unit: Option<&str>,
+        fallback: Option<&str>,
+    ) -> Result<String, ApiError> {
+        if let Caller::Known {
+            name,
+            role: Role::Unit(id),
+        } = self
+            && auth.mode != AuthMode::Off
+        {
+            return if unit == Some(id.as_str()) {
+                Ok(name.clone())
+            } else {
+                Err(ApiError::forbidden(format!(
+                    "{name} (unit:{id}) may act only on its own unit's alerts"
+                )))
+            };
+        }
+        self.require(auth, Need::Operator, fallback)
+    }
+
+    /// The maintenance unit a caller is restricted to, if any.
+    pub fn unit(&self) -> Option<&str> {
+        match self {
+            Caller::Known {
+                role: Role::Unit(id),
+                ..
+            } => Some(id),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_stored_hashed_and_identify_their_role() {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = Auth::new(AuthMode::Writes, dir.path());
+        let token = auth.create("李科长", &Role::Operator).unwrap();
+        let unit = auth
+            .create("安达维保", &Role::Unit("MU-02".into()))
+            .unwrap();
+        let text = std::fs::read_to_string(dir.path().join("tokens.json")).unwrap();
+        assert!(!text.contains(&token), "the token itself is not stored");
+        assert_eq!(
+            auth.identify(&token).unwrap(),
+            Some(("李科长".into(), Role::Operator))
+        );
+        assert_eq!(
+            auth.identify(&unit).unwrap().map(|(_, r)| r),
+            Some(Role::Unit("MU-02".into()))
+        );
+        assert_eq!(auth.identify("cw_nope").unwrap(), None);
+        assert!(Role::parse("unit:").is_err());
+        assert!(Role::parse("mayor").unwrap_err().contains("expected"));
+    }
+
+    #[test]
+    fn roles_draw_the_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = Auth::new(AuthMode::Writes, dir.path());
+        let known = |role| Caller::Known {
+            name: "x".into(),
+            role,
+        };
+        assert!(
+            Caller::Anonymous
+                .require(&auth, Need::Operator, None)
+                .is_err()
+        );
+        assert!(
+            known(Role::Viewer)
+                .require(&auth, Need::Operator, None)
+                .is_err()
+        );
+        assert!(
+            known(Role::Operator)
+                .require(&auth, Need::Operator, None)
+                .is_ok()
+        );
+        assert!(
+            known(Role::Operator)
+                .require(&auth, Need::Admin, None)
+                .is_err()
+        );
+        assert!(known(Role::Admin).require(&auth, Need::Admin, None).is_ok());
+        let unit = known(Role::Unit("MU-02".into()));
+        assert!(unit.may_act_on(&auth, Some("MU-02"), None).is_ok());
+        assert!(unit.may_act_on(&auth, Some("MU-03"), None).is_err());
+        assert!(unit.require(&auth, Need::Operator, None).is_err());
+        let off = Auth::new(AuthMode::Off, dir.path());
+        assert_eq!(
+            Caller::Anonymous
+                .require(&off, Need::Admin, Some("控制室"))
+                .unwrap(),
+            "控制室"
+        );
+    }
+}
