@@ -7,6 +7,7 @@ use crate::routes::MAX_LIMIT;
 use crate::state::AppState;
 use alerts::{ActError, Action, AlertFilter, FieldState, NewSilence};
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -130,8 +131,9 @@ async fn act(
     State(s): State<AppState>,
     caller: Caller,
     Path((id, action)): Path<(String, String)>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<alerts::AlertRow>, ApiError> {
+    let body = body.map_err(|r| ApiError::rejected(r.status(), r.body_text()))?;
     let b: ActBody = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_field("body", format!("expected a JSON object: {e}")))?;
     let person = b.by.as_deref().map(str::trim).filter(|b| !b.is_empty());
@@ -210,8 +212,9 @@ async fn silences(
 async fn silence_create(
     State(s): State<AppState>,
     caller: Caller,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<alerts::SilenceRow>), ApiError> {
+    let body = body.map_err(|r| ApiError::rejected(r.status(), r.body_text()))?;
     let mut new: NewSilence = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_field("body", format!("not a silence: {e}")))?;
     let token = caller.require(&s.auth, Need::Operator, Some(&new.author))?;

@@ -71,12 +71,19 @@ pub struct TokenRow {
     pub created_ms: u64,
 }
 
-/// The token store and the mode.
-#[derive(Debug, Clone)]
+/// The token store, the mode, and each token's request budget.
+#[derive(Debug)]
 pub struct Auth {
     pub mode: AuthMode,
     path: PathBuf,
+    /// Per token name: requests left in the bucket, and when it was last filled.
+    buckets: std::sync::Mutex<std::collections::HashMap<String, (f64, std::time::Instant)>>,
 }
+
+/// Requests a token may make per second, sustained.
+pub const RATE_PER_S: f64 = 20.0;
+/// Requests a token may make at once.
+pub const BURST: f64 = 100.0;
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -92,6 +99,26 @@ impl Auth {
         Auth {
             mode,
             path: data_dir.join("tokens.json"),
+            buckets: Default::default(),
+        }
+    }
+
+    /// Takes one request from `name`'s budget (a token bucket: `BURST` at once, `RATE_PER_S`
+    /// sustained); `false` when it is spent.
+    pub fn allow(&self, name: &str) -> bool {
+        let now = std::time::Instant::now();
+        let mut buckets = self
+            .buckets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (left, at) = buckets.entry(name.to_owned()).or_insert((BURST, now));
+        *left = (*left + now.duration_since(*at).as_secs_f64() * RATE_PER_S).min(BURST);
+        *at = now;
+        if *left >= 1.0 {
+            *left -= 1.0;
+            true
+        } else {
+            false
         }
     }
 
@@ -167,6 +194,9 @@ impl FromRequestParts<AppState> for Caller {
             .and_then(|h| h.strip_prefix("Bearer "))
             .ok_or_else(|| ApiError::unauthorized("Authorization must be \"Bearer <token>\""))?;
         match s.auth.identify(token.trim()) {
+            Ok(Some((name, _))) if !s.auth.allow(&name) => Err(ApiError::too_many(format!(
+                "{name}: more than {RATE_PER_S} requests/s (bursts of {BURST}); slow down"
+            ))),
             Ok(Some((name, role))) => Ok(Caller::Known { name, role }),
             Ok(None) => Err(ApiError::unauthorized("unknown token")),
             Err(e) => Err(ApiError::internal(e)),
@@ -282,6 +312,17 @@ mod tests {
         assert_eq!(auth.identify("cw_nope").unwrap(), None);
         assert!(Role::parse("unit:").is_err());
         assert!(Role::parse("mayor").unwrap_err().contains("expected"));
+    }
+
+    #[test]
+    fn a_token_has_a_burst_then_a_rate() {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = Auth::new(AuthMode::Writes, dir.path());
+        let allowed = (0..(BURST as usize + 10))
+            .filter(|_| auth.allow("a"))
+            .count();
+        assert_eq!(allowed, BURST as usize);
+        assert!(auth.allow("b"), "budgets are per token");
     }
 
     #[test]

@@ -65,6 +65,41 @@ impl ApiError {
         }
     }
 
+    /// 429: a token's request budget is spent.
+    pub fn too_many(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            code: "too_many_requests",
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    /// 503: the request took longer than the API allows.
+    pub fn timeout(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "timeout",
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    /// An axum extractor's rejection (a body too large, not UTF-8, …), as a JSON error with
+    /// its status.
+    pub fn rejected(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code: if status == StatusCode::PAYLOAD_TOO_LARGE {
+                "too_large"
+            } else {
+                "bad_request"
+            },
+            message: message.into(),
+            field: Some("body"),
+        }
+    }
+
     /// 404.
     pub fn not_found(message: impl Into<String>) -> Self {
         ApiError {

@@ -40,7 +40,27 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(time_limit))
         .with_state(state)
+}
+
+/// Largest request body: rule files and alert actions are small.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+/// Longest a handler may take to produce its response (a stream's body may run on).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Answers 503 with a JSON error when a handler takes longer than [`REQUEST_TIMEOUT`]. No CORS
+/// layer: browsers may call the API only from pages it serves itself.
+async fn time_limit(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => ApiError::timeout(format!(
+            "no response within {} s",
+            REQUEST_TIMEOUT.as_secs()
+        ))
+        .into_response(),
+    }
 }
 
 async fn counters(State(s): State<AppState>) -> Json<SnapshotView> {
@@ -233,8 +253,11 @@ fn validate_body(name: &str, body: &str) -> Result<Vec<rules::Rule>, Vec<Problem
 }
 
 /// `POST /api/v1/rules/validate`: checks a rule file (TOML) without running it.
-async fn rules_validate(body: String) -> Json<Validation> {
-    match validate_body("body", &body) {
+async fn rules_validate(
+    body: Result<String, axum::extract::rejection::StringRejection>,
+) -> Result<Json<Validation>, ApiError> {
+    let body = body.map_err(|r| ApiError::rejected(r.status(), r.body_text()))?;
+    Ok(match validate_body("body", &body) {
         Ok(rules) => Json(Validation {
             valid: true,
             rules: rules.iter().map(|r| r.id.clone()).collect(),
@@ -245,7 +268,7 @@ async fn rules_validate(body: String) -> Json<Validation> {
             rules: Vec::new(),
             errors,
         }),
-    }
+    })
 }
 
 /// `PUT /api/v1/rules/{id}`: adds or replaces one rule, given as a rule file holding exactly
@@ -255,8 +278,9 @@ async fn rule_put(
     State(s): State<AppState>,
     caller: Caller,
     axum::extract::Path(id): axum::extract::Path<String>,
-    body: String,
+    body: Result<String, axum::extract::rejection::StringRejection>,
 ) -> Result<(StatusCode, Json<RuleView>), Response> {
+    let body = body.map_err(|r| ApiError::rejected(r.status(), r.body_text()).into_response())?;
     caller
         .require(&s.auth, Need::Admin, None)
         .map_err(IntoResponse::into_response)?;

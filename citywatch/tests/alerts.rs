@@ -299,6 +299,19 @@ async fn a_unit_is_pushed_over_mqtt_answers_over_mqtt_and_operators_act_through_
         "the actor is recorded: {history}"
     );
 
+    // A body over the limit (1 MiB) is refused with a JSON error, not read whole.
+    let huge = reqwest::Client::new()
+        .post(cw.url(&format!("/api/v1/alerts/{id}/comment")))
+        .bearer_auth(&op)
+        .header("content-type", "application/json")
+        .body(vec![b' '; 2 << 20])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(huge.status().as_u16(), 413);
+    let err: Value = huge.json().await.unwrap();
+    assert_eq!(err["error"]["code"], "too_large", "{err}");
+
     // Operators: bad requests are refused with the field at fault.
     let (status, err) = post(
         &cw,
