@@ -358,6 +358,14 @@ impl Journal {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// How many alerts fire now with `labels.<label> = value`.
+    pub fn firing_with(&self, label: &str, value: &str) -> Result<u64, AlertsError> {
+        Ok(self.conn.prepare_cached(
+            "SELECT COUNT(*) FROM alerts WHERE state = 'firing' AND json_extract(body, '$.labels.' || ?1) = ?2",
+        )?
+        .query_row(params![label, value], |r| r.get::<_, i64>(0))? as u64)
+    }
+
     /// How many alerts fire now.
     pub fn firing(&self) -> Result<u64, AlertsError> {
         Ok(self.conn.query_row(

@@ -268,18 +268,7 @@ async fn summary(State(s): State<AppState>) -> Result<Json<serde_json::Value>, A
     let a = alerts_of(&s)?;
     let j = a.journal();
     let firing = j.firing_by().map_err(internal)?;
-    let trapped = j
-        .alerts(
-            &AlertFilter {
-                state: Some("firing"),
-                ..AlertFilter::default()
-            },
-            MAX_LIMIT * 100,
-        )
-        .map_err(internal)?
-        .iter()
-        .filter(|a| a.body["labels"]["fault"].as_str() == Some("trapped"))
-        .count();
+    let trapped = j.firing_with("fault", "trapped").map_err(internal)?;
     let today = (model::time::local_day(now_ms()) * model::time::DAY_MS)
         .saturating_sub(model::time::LOCAL_OFFSET_MS);
     let units = j.unit_times(today).map_err(internal)?;

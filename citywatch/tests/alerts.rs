@@ -433,6 +433,7 @@ async fn a_unit_is_pushed_over_mqtt_answers_over_mqtt_and_operators_act_through_
 
     let summary = cw.get("/api/v1/alerts/summary").await;
     assert!(summary["firing"].as_array().is_some(), "{summary}");
+    assert_eq!(summary["trapped_now"], 1, "E0004's alarm: {summary}");
     assert_eq!(summary["units_today"][0]["unit"], "MU-02", "{summary}");
     assert_eq!(summary["units_today"][0]["acknowledged"], 1, "{summary}");
     cw.stop();
