@@ -233,11 +233,7 @@ impl Journal {
             ],
             alert_row,
         )?;
-        let mut out = Vec::new();
-        for r in rows {
-            out.push(r??);
-        }
-        Ok(out)
+        parsed(rows)
     }
 
     /// Transitions after `seq`, oldest first (at most `limit`).
@@ -250,11 +246,7 @@ impl Journal {
             "{TRANSITION_COLUMNS} WHERE seq > ?1 ORDER BY seq LIMIT ?2"
         ))?;
         let rows = stmt.query_map(params![seq as i64, limit as i64], transition_row)?;
-        let mut out = Vec::new();
-        for r in rows {
-            out.push(r??);
-        }
-        Ok(out)
+        parsed(rows)
     }
 
     /// The transitions of one alert.
@@ -263,11 +255,7 @@ impl Journal {
             "{TRANSITION_COLUMNS} WHERE alert_id = ?1 ORDER BY seq"
         ))?;
         let rows = stmt.query_map(params![alert_id], transition_row)?;
-        let mut out = Vec::new();
-        for r in rows {
-            out.push(r??);
-        }
-        Ok(out)
+        parsed(rows)
     }
 
     /// Notifications, optionally of one alert, newest first.
@@ -459,11 +447,7 @@ pub(crate) fn alerts_where(
 ) -> Result<Vec<AlertRow>, AlertsError> {
     let mut stmt = conn.prepare_cached(&format!("{ALERT_COLUMNS} WHERE {condition}"))?;
     let rows = stmt.query_map(params![param], alert_row)?;
-    let mut out = Vec::new();
-    for r in rows {
-        out.push(r??);
-    }
-    Ok(out)
+    parsed(rows)
 }
 
 /// Writes every column of an alert.
@@ -537,6 +521,17 @@ pub(crate) fn due_escalations(
     ))?;
     let rows = stmt.query_map(params![now_ms as i64], escalation_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Rows whose JSON column is parsed as they are read: the first failure of either kind.
+fn parsed<T>(
+    rows: impl Iterator<Item = rusqlite::Result<Result<T, serde_json::Error>>>,
+) -> Result<Vec<T>, AlertsError> {
+    let mut out = Vec::new();
+    for r in rows {
+        out.push(r??);
+    }
+    Ok(out)
 }
 
 fn alert_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<AlertRow, serde_json::Error>> {

@@ -138,6 +138,25 @@ enum Sink {
     File(BufWriter<std::fs::File>),
 }
 
+impl Sink {
+    /// One message: to the connection its device always uses, or to the recording.
+    async fn send(&mut self, m: Message, qos: QoS) -> anyhow::Result<()> {
+        match self {
+            Sink::Mqtt(clients) => {
+                let c = &clients[client_of(&m.topic, clients.len())];
+                c.client
+                    .publish(m.topic, qos, false, m.payload)
+                    .await
+                    .context("publishing")?;
+            }
+            Sink::File(w) => {
+                writeln!(w, "{}", model::recording::line(&m.topic, &m.payload, None))?;
+            }
+        }
+        Ok(())
+    }
+}
+
 struct Publisher {
     client: AsyncClient,
     acked: Arc<AtomicU64>,
@@ -288,18 +307,7 @@ pub async fn simulate(args: &SimulateArgs, district: District) -> anyhow::Result
             *per_stream
                 .entry(m.topic.split('/').nth(2).unwrap_or("").to_owned())
                 .or_default() += 1;
-            match &mut sink {
-                Sink::Mqtt(clients) => {
-                    let c = &clients[client_of(&m.topic, clients.len())];
-                    c.client
-                        .publish(m.topic, qos, false, m.payload)
-                        .await
-                        .context("publishing")?;
-                }
-                Sink::File(w) => {
-                    writeln!(w, "{}", model::recording::line(&m.topic, &m.payload, None))?;
-                }
-            }
+            sink.send(m, qos).await?;
         }
         summary.second_sent_ms.push(now_ms());
         for incident in sim.take_incidents() {
@@ -312,13 +320,7 @@ pub async fn simulate(args: &SimulateArgs, district: District) -> anyhow::Result
     // What is still held back goes out at the end.
     for (_, m) in held.drain(..) {
         summary.messages += 1;
-        match &mut sink {
-            Sink::Mqtt(clients) => {
-                let c = &clients[client_of(&m.topic, clients.len())];
-                c.client.publish(m.topic, qos, false, m.payload).await?;
-            }
-            Sink::File(w) => writeln!(w, "{}", model::recording::line(&m.topic, &m.payload, None))?,
-        }
+        sink.send(m, qos).await?;
     }
     if let Some(t) = &mut truth {
         t.flush()?;
