@@ -5,10 +5,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Real servers the tests start on free ports: Mosquitto (MQTT) and VictoriaMetrics (which
-# speaks the InfluxDB v2 write API).
+# speaks the InfluxDB v2 write API); a real browser for the control-room page (Chromium and
+# its WebDriver, with a CJK font so its screenshots are readable).
 missing=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
 command -v victoria-metrics >/dev/null 2>&1 || missing+=(victoria-metrics)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+fc-list 2>/dev/null | grep -qi "wenquanyi\|noto sans cjk" || missing+=(fonts-wqy-zenhei)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]} (Debian packages) for the end-to-end tests"
   apt-get update -qq
@@ -17,3 +21,5 @@ fi
 export PATH="$PATH:/usr/sbin"
 
 cargo test --workspace --locked
+# The API against its OpenAPI document (schemathesis, from PyPI, in target/schemathesis).
+bash scripts/openapi-check.sh

@@ -66,7 +66,7 @@ const ADDED_COLUMNS: [(&str, &str, &str); 7] = [
 ];
 
 /// An alert as stored.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AlertRow {
     pub id: String,
     pub rule: String,
@@ -95,7 +95,7 @@ pub struct AlertRow {
 }
 
 /// A transition as stored.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct TransitionRow {
     pub seq: u64,
     pub alert_id: String,
@@ -111,7 +111,7 @@ pub struct TransitionRow {
 }
 
 /// A notification as stored.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct NotificationRow {
     pub id: u64,
     pub alert_id: String,
@@ -147,9 +147,11 @@ pub struct Due {
 }
 
 /// A silence as stored.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct SilenceRow {
     pub id: String,
+    /// Alertmanager matchers: `label=value`, `label!=value`, `label=~regex`, `label!~regex`.
+    #[schema(value_type = Vec<String>, example = json!(["domain=elevator", "building=~解放碑.*"]))]
     pub matchers: Vec<crate::matcher::Matcher>,
     pub starts_ms: u64,
     pub ends_ms: u64,
@@ -159,7 +161,7 @@ pub struct SilenceRow {
 }
 
 /// An escalation step waiting for its time.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct EscalationRow {
     pub alert_id: String,
     pub episode: u64,
@@ -354,6 +356,37 @@ impl Journal {
         .query_row(params![label, value], |r| r.get::<_, i64>(0))? as u64)
     }
 
+    /// What the control room's tiles show about alerts now; `since_ms` starts "today".
+    pub fn overview(&self, since_ms: u64) -> Result<Overview, AlertsError> {
+        let count = |sql: &str, p: &[&dyn rusqlite::ToSql]| -> Result<u64, AlertsError> {
+            Ok(self
+                .conn
+                .prepare_cached(sql)?
+                .query_row(p, |r| r.get::<_, i64>(0))? as u64)
+        };
+        Ok(Overview {
+            firing: self.firing()?,
+            unacknowledged: count(
+                "SELECT COUNT(*) FROM alerts WHERE +state = 'firing' AND acked_ms IS NULL",
+                &[],
+            )?,
+            elevators_in_fault: count(
+                "SELECT COUNT(DISTINCT json_extract(body, '$.labels.elevator_id')) FROM alerts
+                 WHERE state = 'firing' AND rule LIKE 'elevator.%' AND rule != 'elevator.offline'",
+                &[],
+            )?,
+            trapped: self.firing_with("fault", "trapped")?,
+            residue_failed_today: count(
+                "SELECT COUNT(*) FROM alerts WHERE rule = 'market.residue_fail' AND opened_ms >= ?1",
+                &[&(since_ms as i64)],
+            )?,
+            group_risk_firing: count(
+                "SELECT COUNT(*) FROM alerts WHERE state = 'firing' AND rule LIKE 'complaint.%group_risk'",
+                &[],
+            )?,
+        })
+    }
+
     /// How many alerts fire now.
     pub fn firing(&self) -> Result<u64, AlertsError> {
         Ok(self.conn.query_row(
@@ -401,8 +434,25 @@ impl Journal {
     }
 }
 
+/// Alert counts for the control room's tiles.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Overview {
+    /// Alerts firing now.
+    pub firing: u64,
+    /// Firing and nobody has acknowledged them.
+    pub unacknowledged: u64,
+    /// Elevators with a firing fault alert (offline is not a fault).
+    pub elevators_in_fault: u64,
+    /// Firing trapped-passenger alerts.
+    pub trapped: u64,
+    /// Failed pesticide-residue tests (alerts of `market.residue_fail` opened since `since_ms`).
+    pub residue_failed_today: u64,
+    /// Group-complaint risks firing now.
+    pub group_risk_firing: u64,
+}
+
 /// Response times of one maintenance unit.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct UnitTimes {
     pub unit: String,
     pub alerts: u64,

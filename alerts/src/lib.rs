@@ -26,11 +26,13 @@ pub mod push;
 pub mod routing;
 pub mod service;
 
-pub use journal::{AlertFilter, AlertRow, NotificationRow, SilenceRow, TransitionRow};
+pub use journal::{
+    AlertFilter, AlertRow, EscalationRow, NotificationRow, Overview, SilenceRow, TransitionRow,
+};
 pub use lifecycle::{ActError, Action, FieldState};
 pub use matcher::Matcher;
 pub use policy::Policies;
-pub use service::{Alerts, AlertsStats, Clock, NewSilence, Options, UnitAckError};
+pub use service::{AlertDetail, Alerts, AlertsStats, Clock, NewSilence, Options, UnitAckError};
 
 /// Why the alert store could not be used.
 #[derive(Debug, thiserror::Error)]

@@ -108,10 +108,24 @@ impl Default for Options {
     }
 }
 
+/// An alert with its whole story.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct AlertDetail {
+    pub alert: AlertRow,
+    /// Every transition and action, oldest first.
+    pub transitions: Vec<crate::TransitionRow>,
+    /// Every notification with its delivery status, newest first (at most 1000).
+    pub notifications: Vec<crate::NotificationRow>,
+    /// Escalation steps, done and waiting.
+    pub escalations: Vec<crate::journal::EscalationRow>,
+}
+
 /// A new silence, as the API takes it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewSilence {
+    /// Alertmanager matchers: `label=value`, `label!=value`, `label=~regex`, `label!~regex`.
+    #[schema(value_type = Vec<String>, example = json!(["rule=elevator.offline", "building=时代广场"]))]
     pub matchers: Vec<Matcher>,
     /// Defaults to now.
     pub starts_ms: Option<u64>,
@@ -547,17 +561,17 @@ impl Alerts {
     }
 
     /// One alert with its history and notifications.
-    pub fn detail(&self, id: &str) -> Result<Option<serde_json::Value>, AlertsError> {
+    pub fn detail(&self, id: &str) -> Result<Option<AlertDetail>, AlertsError> {
         let j = self.journal();
         let Some(alert): Option<AlertRow> = j.alert(id)? else {
             return Ok(None);
         };
-        Ok(Some(json!({
-            "alert": alert,
-            "transitions": j.transitions_of(id)?,
-            "notifications": j.notifications(Some(id), 1000)?,
-            "escalations": j.escalations_of(id)?,
-        })))
+        Ok(Some(AlertDetail {
+            transitions: j.transitions_of(id)?,
+            notifications: j.notifications(Some(id), 1000)?,
+            escalations: j.escalations_of(id)?,
+            alert,
+        }))
     }
 
     /// A maintenance unit's answer over MQTT (`…/notify/{unit}/ack`): `{"alert_id", "action":

@@ -2,13 +2,12 @@
 //! per-unit response times.
 
 use crate::auth::{Caller, Need};
-use crate::error::ApiError;
-use crate::routes::MAX_LIMIT;
+use crate::error::{ApiError, ApiQuery, ErrorBody};
 use crate::state::AppState;
 use alerts::{ActError, Action, AlertFilter, FieldState, NewSilence};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::{delete, get, post};
@@ -50,27 +49,52 @@ fn act_error(e: ActError) -> ApiError {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct ListQuery {
+pub(crate) struct ListQuery {
+    /// `firing` or `resolved`.
+    #[param(pattern = "^(firing|resolved)?$")]
     state: Option<String>,
+    /// A rule id, e.g. `elevator.trapped_alarm`.
     rule: Option<String>,
+    /// `critical`, `major`, `minor` or `info`.
+    #[param(pattern = "^(critical|major|minor|info)?$")]
     severity: Option<String>,
     /// Event time, epoch ms: alerts whose condition started at or after it.
+    #[param(minimum = 0, maximum = 9_007_199_254_740_991_i64)]
     since: Option<u64>,
+    /// `elevator`, `market`, `kitchen` or `complaint`.
     domain: Option<String>,
     district: Option<String>,
+    /// A maintenance unit id (a unit's token is always held to its own).
     unit: Option<String>,
+    /// At most this many, newest first [default: 100].
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
 /// `GET /api/v1/alerts?state=&rule=&severity=&since=&domain=&district=&unit=&limit=`.
-async fn list(
+#[utoipa::path(get, path = "/api/v1/alerts", tag = "alerts", params(ListQuery),
+    responses((status = 200, description = "Alerts, newest first", body = [alerts::AlertRow]), (status = 400, body = ErrorBody)))]
+pub(crate) async fn list(
     State(s): State<AppState>,
     caller: Caller,
-    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    ApiQuery(mut q): ApiQuery<ListQuery>,
 ) -> Result<Json<Vec<alerts::AlertRow>>, ApiError> {
-    let Query(mut q) = q.map_err(|e| ApiError::bad_field("query", e.body_text()))?;
+    // An empty parameter (`?state=`, as forms send) means no filter.
+    for f in [
+        &mut q.state,
+        &mut q.rule,
+        &mut q.severity,
+        &mut q.domain,
+        &mut q.district,
+        &mut q.unit,
+    ] {
+        if f.as_deref().is_some_and(str::is_empty) {
+            *f = None;
+        }
+    }
     // A maintenance unit sees its own alerts only.
     if let Some(unit) = caller.unit() {
         q.unit = Some(unit.to_owned());
@@ -94,7 +118,7 @@ async fn list(
         district: q.district.as_deref(),
         unit: q.unit.as_deref(),
     };
-    let limit = q.limit.unwrap_or(100).clamp(1, MAX_LIMIT);
+    let limit = crate::routes::limit(q.limit)?;
     let rows = alerts_of(&s)?
         .journal()
         .alerts(&filter, limit)
@@ -102,32 +126,65 @@ async fn list(
     Ok(Json(rows))
 }
 
-/// `GET /api/v1/alerts/{id}`: the alert, its transitions, notifications and escalation steps.
-async fn detail(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    alerts_of(&s)?
-        .detail(&id)
-        .map_err(internal)?
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("no alert {id:?}")))
+/// The maintenance unit of an alert, from its (or its transition's) body.
+fn unit_of(body: &serde_json::Value) -> Option<&str> {
+    body["labels"]["maintenance_unit"].as_str()
 }
 
-#[derive(Debug, Deserialize)]
+/// A unit's token may read only its own unit's alerts: 404 for the others, as if absent, so
+/// that a unit learns nothing of another's incidents.
+fn visible(caller: &Caller, body: &serde_json::Value, id: &str) -> Result<(), ApiError> {
+    match caller.unit() {
+        Some(unit) if unit_of(body) != Some(unit) => Err(ApiError::not_found(format!(
+            "no alert {id:?} for unit {unit}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// `GET /api/v1/alerts/{id}`: the alert, its transitions, notifications and escalation steps.
+#[utoipa::path(get, path = "/api/v1/alerts/{id}", tag = "alerts", params(("id" = String, Path, description = "Alert id")),
+    responses((status = 200, body = alerts::AlertDetail), (status = 404, description = "No such alert (or another unit's)", body = ErrorBody)))]
+pub(crate) async fn detail(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<alerts::AlertDetail>, ApiError> {
+    let d = alerts_of(&s)?
+        .detail(&id)
+        .map_err(internal)?
+        .ok_or_else(|| ApiError::not_found(format!("no alert {id:?}")))?;
+    visible(&caller, &d.alert.body, &id)?;
+    Ok(Json(d))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ActBody {
+#[schema(example = json!({"by": "李工", "comment": "已电话联系，维保人员15分钟内到场"}))]
+pub(crate) struct ActBody {
     /// The person acting (recorded with the token's name).
     by: Option<String>,
+    /// `ack`: an optional comment.
     comment: Option<String>,
+    /// `assign`: who takes it.
     to: Option<String>,
+    /// `comment`: the text.
     text: Option<String>,
+    /// `resolve`, `false_positive`: why.
     reason: Option<String>,
+    /// `state`: `responded`, `on_site`, `done` or `false_alarm` (forward only).
     state: Option<String>,
 }
 
 /// `POST /api/v1/alerts/{id}/{ack|assign|comment|resolve|false_positive|state}`.
-async fn act(
+#[utoipa::path(post, path = "/api/v1/alerts/{id}/{action}", tag = "alerts",
+    params(("id" = String, Path, description = "Alert id"),
+        ("action" = String, Path, description = "`ack`, `assign`, `comment`, `resolve`, `false_positive` or `state`", example = "ack")),
+    request_body = ActBody, security(("token" = ["operator", "admin", "unit:<id> (its own alerts)"])),
+    responses((status = 200, description = "The alert after the action", body = alerts::AlertRow),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, description = "Does not fit the alert's state (a field state backwards, …)", body = ErrorBody)))]
+pub(crate) async fn act(
     State(s): State<AppState>,
     caller: Caller,
     Path((id, action)): Path<(String, String)>,
@@ -137,14 +194,12 @@ async fn act(
     let b: ActBody = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_field("body", format!("expected a JSON object: {e}")))?;
     let person = b.by.as_deref().map(str::trim).filter(|b| !b.is_empty());
-    let unit = alerts_of(&s)?
+    let alert = alerts_of(&s)?
         .journal()
         .alert(&id)
         .map_err(internal)?
-        .ok_or_else(|| ApiError::not_found(format!("no alert {id:?}")))?
-        .body["labels"]["maintenance_unit"]
-        .as_str()
-        .map(str::to_owned);
+        .ok_or_else(|| ApiError::not_found(format!("no alert {id:?}")))?;
+    let unit = unit_of(&alert.body).map(str::to_owned);
     let token = caller.may_act_on(&s.auth, unit.as_deref(), person)?;
     let by = match (person, &caller) {
         (Some(p), Caller::Known { .. }) if p != token => format!("{p} ({token})"),
@@ -187,19 +242,21 @@ async fn act(
         .map_err(act_error)
 }
 
-#[derive(Debug, Deserialize)]
-struct SilenceQuery {
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct SilenceQuery {
     /// Include expired silences.
     all: Option<bool>,
 }
 
 /// `GET /api/v1/silences?all=`: active and future silences (all with `all=true`).
-async fn silences(
+#[utoipa::path(get, path = "/api/v1/silences", tag = "silences", params(SilenceQuery), responses((status = 200, body = [alerts::SilenceRow]), (status = 400, body = ErrorBody)))]
+pub(crate) async fn silences(
     State(s): State<AppState>,
-    Query(q): Query<SilenceQuery>,
+    ApiQuery(q): ApiQuery<SilenceQuery>,
 ) -> Result<Json<Vec<alerts::SilenceRow>>, ApiError> {
     let a = alerts_of(&s)?;
-    let now = now_ms();
+    let now = crate::now_ms();
     Ok(Json(
         a.journal()
             .silences(now, q.all.unwrap_or(false))
@@ -209,7 +266,10 @@ async fn silences(
 
 /// `POST /api/v1/silences` with `{matchers: ["domain=elevator", …], starts_ms?, ends_ms,
 /// author, reason}`.
-async fn silence_create(
+#[utoipa::path(post, path = "/api/v1/silences", tag = "silences", request_body = alerts::NewSilence,
+    security(("token" = ["operator", "admin"])),
+    responses((status = 201, body = alerts::SilenceRow), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub(crate) async fn silence_create(
     State(s): State<AppState>,
     caller: Caller,
     body: Result<Bytes, BytesRejection>,
@@ -231,7 +291,10 @@ async fn silence_create(
 }
 
 /// `DELETE /api/v1/silences/{id}`: expires it now.
-async fn silence_expire(
+#[utoipa::path(delete, path = "/api/v1/silences/{id}", tag = "silences", params(("id" = String, Path, description = "Silence id")),
+    security(("token" = ["operator", "admin"])),
+    responses((status = 204, description = "Expired"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn silence_expire(
     State(s): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -241,21 +304,36 @@ async fn silence_expire(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize)]
-struct NotificationQuery {
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct NotificationQuery {
+    /// Only this alert's (required with a unit's token).
     alert: Option<String>,
+    /// At most this many, newest first [default: 100].
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
-/// `GET /api/v1/notifications?alert=&limit=`.
-async fn notifications(
+/// `GET /api/v1/notifications?alert=&limit=`. A unit's token must name one of its alerts.
+#[utoipa::path(get, path = "/api/v1/notifications", tag = "alerts", params(NotificationQuery),
+    responses((status = 200, body = [alerts::NotificationRow]), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn notifications(
     State(s): State<AppState>,
-    Query(q): Query<NotificationQuery>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<NotificationQuery>,
 ) -> Result<Json<Vec<alerts::NotificationRow>>, ApiError> {
-    let limit = q.limit.unwrap_or(100).clamp(1, MAX_LIMIT);
+    let limit = crate::routes::limit(q.limit)?;
+    let a = alerts_of(&s)?;
+    if let Some(unit) = caller.unit() {
+        let id = q.alert.as_deref().ok_or_else(|| {
+            ApiError::bad_field("alert", format!("unit {unit} must name one of its alerts"))
+        })?;
+        let alert = a.journal().alert(id).map_err(internal)?;
+        let body = alert.map(|a| a.body).unwrap_or_default();
+        visible(&caller, &body, id)?;
+    }
     Ok(Json(
-        alerts_of(&s)?
-            .journal()
+        a.journal()
             .notifications(q.alert.as_deref(), limit)
             .map_err(internal)?,
     ))
@@ -264,12 +342,16 @@ async fn notifications(
 /// `GET /api/v1/alerts/summary`: firing by severity and domain, trapped passengers now, and
 /// per maintenance unit today (since local midnight, Asia/Shanghai): alerts, acknowledged,
 /// mean time to acknowledge and to resolve.
-async fn summary(State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+#[utoipa::path(get, path = "/api/v1/alerts/summary", tag = "alerts",
+    responses((status = 200, description = "`{firing: [{severity, domain, count}], trapped_now, units_today: [UnitTimes], since_ms}`", body = Object)))]
+pub(crate) async fn summary(
+    State(s): State<AppState>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let a = alerts_of(&s)?;
     let j = a.journal();
     let firing = j.firing_by().map_err(internal)?;
     let trapped = j.firing_with("fault", "trapped").map_err(internal)?;
-    let today = (model::time::local_day(now_ms()) * model::time::DAY_MS)
+    let today = (model::time::local_day(crate::now_ms()) * model::time::DAY_MS)
         .saturating_sub(model::time::LOCAL_OFFSET_MS);
     let units = j.unit_times(today).map_err(internal)?;
     Ok(Json(serde_json::json!({
@@ -281,21 +363,23 @@ async fn summary(State(s): State<AppState>) -> Result<Json<serde_json::Value>, A
     })))
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 /// Every alert transition and action as a server-sent event (id = journal sequence). A client
 /// that reconnects with `Last-Event-ID` gets everything it missed, then the live ones; a new
 /// client gets the live ones (the current state is `GET /api/v1/alerts`). A client too slow
 /// for the live buffer gets an `error` event saying how many it missed, and can resume with its
 /// last id.
-async fn stream(
+#[utoipa::path(get, path = "/api/v1/alerts/stream", tag = "alerts",
+    params(("Last-Event-ID" = Option<u64>, Header, description = "Resume after this journal sequence")),
+    responses((status = 200, description = "`event: alert`, `id:` the journal sequence, `data:` a TransitionRow; `event: error` when events were missed", content_type = "text/event-stream", body = alerts::TransitionRow)))]
+pub(crate) async fn stream(
     State(s): State<AppState>,
+    caller: Caller,
     headers: axum::http::HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    // A unit's stream carries its own alerts only.
+    let unit = caller.unit().map(str::to_owned);
+    let mine =
+        move |t: &alerts::TransitionRow| unit.is_none() || unit_of(&t.body) == unit.as_deref();
     let a = alerts_of(&s)?.clone();
     let last: Option<u64> = headers
         .get("last-event-id")
@@ -326,11 +410,12 @@ async fn stream(
             .json_data(&t)
             .unwrap_or_else(|_| Event::default().comment("unserializable"))
     };
+    let missed: Vec<_> = missed.into_iter().filter(&mine).collect();
     let missed = tokio_stream::iter(missed.into_iter().map(move |t| Ok(to_event(t))));
     let live = live.filter_map(move |r| match r {
         // The journal commits in order but broadcasts after the lock: skip what was already
         // sent from the journal, never reorder.
-        Ok(t) if t.seq > sent => Some(Ok(to_event(t))),
+        Ok(t) if t.seq > sent && mine(&t) => Some(Ok(to_event(t))),
         Ok(_) => None,
         Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(n)) => {
             Some(Ok(Event::default().event("error").data(format!(

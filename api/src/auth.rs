@@ -4,7 +4,9 @@
 //! that maintenance unit's alerts only; its alert list shows only those), `admin` (rules, and
 //! everything an operator may). With `auth = "writes"` (the default) reads are open (wall
 //! screens on the bureau's network) and every write needs a token of the right role; with
-//! `auth = "off"` nothing is checked (a laptop, tests).
+//! `auth = "all"` every call under `/api/` and `/metrics` needs a token too (any role), for a
+//! network the bureau does not control; with `auth = "off"` nothing is checked (a laptop,
+//! tests). The page itself (`/`, its assets) and the health probes stay open in every mode.
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -16,12 +18,14 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// Whether tokens are checked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthMode {
     /// Writes need a token with the right role; reads are open.
     #[default]
     Writes,
+    /// Reads need a token as well (any role).
+    All,
     /// Nothing is checked.
     Off,
 }
@@ -198,9 +202,38 @@ impl FromRequestParts<AppState> for Caller {
                 "{name}: more than {RATE_PER_S} requests/s (bursts of {BURST}); slow down"
             ))),
             Ok(Some((name, role))) => Ok(Caller::Known { name, role }),
+            // With auth off nothing is checked, not even that a token was issued.
+            Ok(None) if s.auth.mode == AuthMode::Off => Ok(Caller::Anonymous),
             Ok(None) => Err(ApiError::unauthorized("unknown token")),
             Err(e) => Err(ApiError::internal(e)),
         }
+    }
+}
+
+/// With [`AuthMode::All`], answers 401 to a call of the API or the metrics without a known
+/// token. Roles are checked by the handlers, as in the other modes.
+pub async fn read_guard(
+    axum::extract::State(s): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let path = req.uri().path();
+    let guarded = path.starts_with("/api/") && path != "/api/v1/openapi.json" || path == "/metrics";
+    if s.auth.mode != AuthMode::All || !guarded {
+        return next.run(req).await;
+    }
+    let (mut parts, body) = req.into_parts();
+    match Caller::from_request_parts(&mut parts, &s).await {
+        Ok(Caller::Known { .. }) => {
+            next.run(axum::extract::Request::from_parts(parts, body))
+                .await
+        }
+        Ok(Caller::Anonymous) => ApiError::unauthorized(
+            "reads need a token here: Authorization: Bearer <token> (citywatch token create)",
+        )
+        .into_response(),
+        Err(e) => e.into_response(),
     }
 }
 

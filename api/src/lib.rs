@@ -9,16 +9,22 @@
 //! - [`state`]: what the handlers read ([`AppState`]).
 //! - [`routes`]: the handlers (counters, dead letters, conditions, rules, health).
 //! - [`alerts`]: the alert handlers (actions, silences, notifications, stream).
-//! - [`auth`]: bearer tokens and roles for writes.
+//! - [`auth`]: bearer tokens and roles.
+//! - [`tiles`]: the control room's counter tiles and their last hour.
+//! - [`web`]: the control-room page, built into the binary.
 //! - [`metrics`]: the Prometheus text exposition.
+//! - [`openapi`]: the OpenAPI document, derived from the handlers.
 //! - [`error`]: JSON errors `{ "error": { "code", "message", "field"? } }`.
 
 pub mod alerts;
 pub mod auth;
 pub mod error;
 pub mod metrics;
+pub mod openapi;
 pub mod routes;
 pub mod state;
+pub mod tiles;
+pub mod web;
 
 pub use routes::app;
 pub use state::AppState;
@@ -29,7 +35,17 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
+    let sampler = tokio::spawn(tiles::sample(state.clone()));
+    let served = axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+    sampler.abort();
+    served
+}
+
+/// Wall clock, epoch ms.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

@@ -1,10 +1,10 @@
 //! The handlers.
 
 use crate::auth::{Caller, Need};
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiQuery, ErrorBody};
 use crate::metrics;
 use crate::state::AppState;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -35,11 +35,24 @@ pub fn app(state: AppState) -> Router {
             "/api/v1/rules/{id}",
             get(rule_get).put(rule_put).delete(rule_delete),
         )
+        .route(
+            "/api/v1/rules/{id}/enabled",
+            axum::routing::put(rule_enable),
+        )
+        .route("/api/v1/me", get(me))
+        .route("/api/v1/map", get(map))
+        .route("/api/v1/tiles", get(tiles))
         .merge(crate::alerts::routes())
+        .merge(crate::web::routes())
+        .merge(crate::openapi::routes())
         .route("/metrics", get(prometheus))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::read_guard,
+        ))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(time_limit))
         .with_state(state)
@@ -63,14 +76,21 @@ async fn time_limit(req: axum::extract::Request, next: axum::middleware::Next) -
     }
 }
 
-async fn counters(State(s): State<AppState>) -> Json<SnapshotView> {
+/// `GET /api/v1/counters`: the latest counter snapshot.
+#[utoipa::path(get, path = "/api/v1/counters", tag = "counters",
+    responses((status = 200, description = "The counters, exact for every event time before `as_of`", body = SnapshotView)))]
+pub(crate) async fn counters(State(s): State<AppState>) -> Json<SnapshotView> {
     Json(s.snapshots.borrow().view())
 }
 
 /// Snapshots are published every tick (100 ms); a screen needs no more than a few a second.
 const STREAM_MIN_INTERVAL: Duration = Duration::from_millis(250);
 
-async fn counters_stream(
+/// `GET /api/v1/counters/stream`: the counters as server-sent events (`event: counters`), at
+/// most four a second.
+#[utoipa::path(get, path = "/api/v1/counters/stream", tag = "counters",
+    responses((status = 200, description = "`event: counters`, `data:` a SnapshotView, `id:` its as_of", content_type = "text/event-stream", body = String)))]
+pub(crate) async fn counters_stream(
     State(s): State<AppState>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let stream = WatchStream::new(s.snapshots.clone())
@@ -86,14 +106,21 @@ async fn counters_stream(
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
-#[derive(Debug, Deserialize)]
-struct DeadLetterQuery {
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct DeadLetterQuery {
+    /// Only this reason.
+    #[param(
+        pattern = "^(not_json|not_object|unknown_topic|bad_id|missing_field|wrong_type|out_of_range|ts_skew|too_large)?$"
+    )]
     reason: Option<String>,
+    /// At most this many [default: 100].
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
 }
 
-#[derive(Serialize)]
-struct DeadLetterPage {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct DeadLetterPage {
     /// Entries kept in the store now.
     kept: u64,
     /// Entries dropped (oldest first) since start because the store was full.
@@ -103,9 +130,24 @@ struct DeadLetterPage {
 
 pub(crate) const MAX_LIMIT: usize = 1000;
 
-async fn deadletters(
+/// A page size: 100 when absent, else 1 to [`MAX_LIMIT`].
+pub(crate) fn limit(l: Option<usize>) -> Result<usize, ApiError> {
+    match l {
+        None => Ok(100),
+        Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::bad_field(
+            "limit",
+            format!("{n} is not a whole number from 1 to {MAX_LIMIT}"),
+        )),
+    }
+}
+
+/// `GET /api/v1/deadletters?reason=&limit=`: rejected messages, newest first.
+#[utoipa::path(get, path = "/api/v1/deadletters", tag = "ingest", params(DeadLetterQuery),
+    responses((status = 200, body = DeadLetterPage), (status = 400, description = "Unknown reason or bad limit", body = ErrorBody)))]
+pub(crate) async fn deadletters(
     State(s): State<AppState>,
-    Query(q): Query<DeadLetterQuery>,
+    ApiQuery(q): ApiQuery<DeadLetterQuery>,
 ) -> Result<Json<DeadLetterPage>, ApiError> {
     let reason = match q.reason.as_deref().filter(|r| !r.is_empty()) {
         None => None,
@@ -137,8 +179,8 @@ async fn deadletters(
     }))
 }
 
-#[derive(Serialize)]
-struct ConditionView {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ConditionView {
     rule: String,
     group: String,
     severity: &'static str,
@@ -150,15 +192,28 @@ struct ConditionView {
     since: u64,
 }
 
-#[derive(Serialize)]
-struct ConditionsPage {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ConditionsPage {
     as_of: u64,
     conditions: Vec<ConditionView>,
 }
 
-async fn conditions(State(s): State<AppState>) -> Json<ConditionsPage> {
+/// `GET /api/v1/conditions`: the active conditions (a unit's token: its own only).
+#[utoipa::path(get, path = "/api/v1/conditions", tag = "rules",
+    responses((status = 200, description = "What the rules find true now", body = ConditionsPage)))]
+pub(crate) async fn conditions(State(s): State<AppState>, caller: Caller) -> Json<ConditionsPage> {
     let snap = s.conditions.borrow().clone();
     let rules_now = s.rules.current();
+    // Elevator conditions name their maintenance unit, as their alerts do.
+    let units: std::collections::HashMap<&str, &str> = if snap.active.is_empty() {
+        Default::default()
+    } else {
+        s.reference
+            .elevators
+            .iter()
+            .map(|e| (e.elevator_id.as_str(), e.maintenance_unit.as_str()))
+            .collect()
+    };
     let conditions = snap
         .active
         .values()
@@ -169,6 +224,12 @@ async fn conditions(State(s): State<AppState>) -> Json<ConditionsPage> {
                 for (k, v) in r.group_by.iter().zip(a.group.split('/')) {
                     labels.insert(k.clone(), v.to_owned());
                 }
+            }
+            let unit = labels
+                .get("elevator_id")
+                .and_then(|e| units.get(e.as_str()));
+            if let Some(unit) = unit {
+                labels.insert("maintenance_unit".into(), (*unit).to_owned());
             }
             ConditionView {
                 rule: a.rule.clone(),
@@ -181,6 +242,10 @@ async fn conditions(State(s): State<AppState>) -> Json<ConditionsPage> {
                 since: a.since,
             }
         })
+        .filter(|c: &ConditionView| {
+            caller.unit().is_none()
+                || c.labels.get("maintenance_unit").map(String::as_str) == caller.unit()
+        })
         .collect();
     Json(ConditionsPage {
         as_of: snap.as_of,
@@ -188,8 +253,8 @@ async fn conditions(State(s): State<AppState>) -> Json<ConditionsPage> {
     })
 }
 
-#[derive(Serialize)]
-struct RuleView {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct RuleView {
     id: String,
     description: String,
     severity: &'static str,
@@ -209,11 +274,16 @@ fn rule_view(r: &rules::Rule) -> RuleView {
     }
 }
 
-async fn rules_list(State(s): State<AppState>) -> Json<Vec<RuleView>> {
+/// `GET /api/v1/rules`: the rules in force.
+#[utoipa::path(get, path = "/api/v1/rules", tag = "rules", responses((status = 200, body = [RuleView])))]
+pub(crate) async fn rules_list(State(s): State<AppState>) -> Json<Vec<RuleView>> {
     Json(s.rules.current().iter().map(rule_view).collect())
 }
 
-async fn rule_get(
+/// `GET /api/v1/rules/{id}`.
+#[utoipa::path(get, path = "/api/v1/rules/{id}", tag = "rules", params(("id" = String, Path, description = "Rule id", example = "elevator.trapped_alarm")),
+    responses((status = 200, body = RuleView), (status = 404, body = ErrorBody)))]
+pub(crate) async fn rule_get(
     State(s): State<AppState>,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Result<Json<RuleView>, ApiError> {
@@ -225,15 +295,15 @@ async fn rule_get(
         .ok_or_else(|| ApiError::not_found(format!("no rule {id:?}")))
 }
 
-#[derive(Serialize)]
-struct Problem {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Problem {
     line: usize,
     column: usize,
     message: String,
 }
 
-#[derive(Serialize)]
-struct Validation {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Validation {
     valid: bool,
     rules: Vec<String>,
     errors: Vec<Problem>,
@@ -253,10 +323,21 @@ fn validate_body(name: &str, body: &str) -> Result<Vec<rules::Rule>, Vec<Problem
 }
 
 /// `POST /api/v1/rules/validate`: checks a rule file (TOML) without running it.
-async fn rules_validate(
+#[utoipa::path(post, path = "/api/v1/rules/validate", tag = "rules",
+    request_body(content = String, content_type = "text/plain", description = "A rule file (TOML)",
+        example = "[[rule]]\nid = \"x\"\ndescription = \"…\"\nseverity = \"minor\"\nstream = \"elevator_status\"\nfilter = 'event.speed_mps > 3'\n"),
+    responses((status = 200, description = "Valid or not, with the errors by line and column", body = Validation),
+        (status = 400, description = "No body, or not UTF-8", body = ErrorBody), (status = 413, body = ErrorBody)))]
+pub(crate) async fn rules_validate(
     body: Result<String, axum::extract::rejection::StringRejection>,
 ) -> Result<Json<Validation>, ApiError> {
     let body = body.map_err(|r| ApiError::rejected(r.status(), r.body_text()))?;
+    if body.trim().is_empty() {
+        return Err(ApiError::bad_field(
+            "body",
+            "empty: send a rule file (TOML) with at least one [[rule]]",
+        ));
+    }
     Ok(match validate_body("body", &body) {
         Ok(rules) => Json(Validation {
             valid: true,
@@ -274,16 +355,23 @@ async fn rules_validate(
 /// `PUT /api/v1/rules/{id}`: adds or replaces one rule, given as a rule file holding exactly
 /// that rule. It is in force from the dataflow's current frontier; an invalid rule changes
 /// nothing.
-async fn rule_put(
+#[utoipa::path(put, path = "/api/v1/rules/{id}", tag = "rules", params(("id" = String, Path, description = "Rule id")),
+    request_body(content = String, content_type = "text/plain", description = "A rule file holding exactly this rule"),
+    security(("token" = ["admin"])),
+    responses((status = 200, description = "Replaced", body = RuleView), (status = 201, description = "Added", body = RuleView),
+        (status = 400, description = "Invalid rule, or not exactly this one rule", body = Validation), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 413, body = ErrorBody),
+        (status = 409, description = "Rules cannot change (no --rules)", body = ErrorBody)))]
+pub(crate) async fn rule_put(
     State(s): State<AppState>,
     caller: Caller,
     axum::extract::Path(id): axum::extract::Path<String>,
     body: Result<String, axum::extract::rejection::StringRejection>,
 ) -> Result<(StatusCode, Json<RuleView>), Response> {
-    let body = body.map_err(|r| ApiError::rejected(r.status(), r.body_text()).into_response())?;
     caller
         .require(&s.auth, Need::Admin, None)
         .map_err(IntoResponse::into_response)?;
+    // Every 400 here is a Validation, so a client reads one shape.
     let invalid = |errors: Vec<Problem>| {
         (
             StatusCode::BAD_REQUEST,
@@ -295,13 +383,24 @@ async fn rule_put(
         )
             .into_response()
     };
+    let problem = |message: String| {
+        invalid(vec![Problem {
+            line: 0,
+            column: 0,
+            message,
+        }])
+    };
+    let body = body.map_err(|r| match r.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::rejected(r.status(), r.body_text()).into_response()
+        }
+        _ => problem(r.body_text()),
+    })?;
     let mut new = validate_body(&format!("PUT /api/v1/rules/{id}"), &body).map_err(invalid)?;
     if new.len() != 1 || new[0].id != id {
-        return Err(ApiError::bad_field(
-            "id",
-            format!("the body must hold exactly one [[rule]] with id {id:?}"),
-        )
-        .into_response());
+        return Err(problem(format!(
+            "the body must hold exactly one [[rule]] with id {id:?}"
+        )));
     }
     let rule = new.remove(0);
     let mut next: Vec<rules::Rule> = s
@@ -328,7 +427,10 @@ async fn rule_put(
 }
 
 /// `DELETE /api/v1/rules/{id}`.
-async fn rule_delete(
+#[utoipa::path(delete, path = "/api/v1/rules/{id}", tag = "rules", params(("id" = String, Path, description = "Rule id")),
+    security(("token" = ["admin"])),
+    responses((status = 204, description = "Removed"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn rule_delete(
     State(s): State<AppState>,
     caller: Caller,
     axum::extract::Path(id): axum::extract::Path<String>,
@@ -344,7 +446,158 @@ async fn rule_delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn prometheus(State(s): State<AppState>) -> Response {
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"enabled": false}))]
+pub(crate) struct Enabled {
+    enabled: bool,
+}
+
+/// `PUT /api/v1/rules/{id}/enabled` with `{"enabled": false}`: switches a rule off (its
+/// conditions resolve) or on again, keeping its definition.
+#[utoipa::path(put, path = "/api/v1/rules/{id}/enabled", tag = "rules", params(("id" = String, Path, description = "Rule id")),
+    request_body = Enabled, security(("token" = ["admin"])),
+    responses((status = 200, body = RuleView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn rule_enable(
+    State(s): State<AppState>,
+    caller: Caller,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<RuleView>, ApiError> {
+    let body = body.map_err(|r| ApiError::rejected(r.status(), r.body_text()))?;
+    caller.require(&s.auth, Need::Admin, None)?;
+    let Enabled { enabled } = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_field(
+            "enabled",
+            format!("expected {{\"enabled\": true|false}}: {e}"),
+        )
+    })?;
+    let mut next: Vec<rules::Rule> = s.rules.current().to_vec();
+    let rule = next
+        .iter_mut()
+        .find(|r| r.id == id)
+        .ok_or_else(|| ApiError::not_found(format!("no rule {id:?}")))?;
+    rule.enabled = enabled;
+    let view = rule_view(rule);
+    s.rules.replace(next).map_err(ApiError::conflict)?;
+    Ok(Json(view))
+}
+
+/// Who is calling.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"name": "值班员张三", "role": "operator", "auth": "writes"}))]
+pub(crate) struct Me {
+    /// The token's name; null without a token.
+    name: Option<String>,
+    /// `viewer`, `operator`, `admin` or `unit:<id>`; null without a token.
+    role: Option<String>,
+    /// `writes`, `all` or `off`.
+    auth: crate::auth::AuthMode,
+}
+
+/// `GET /api/v1/me`: who the token is (or that there is none), and the auth mode.
+#[utoipa::path(get, path = "/api/v1/me", tag = "auth", responses((status = 200, body = Me), (status = 401, description = "A token nobody issued", body = ErrorBody)))]
+pub(crate) async fn me(State(s): State<AppState>, caller: Caller) -> Json<Me> {
+    let auth = s.auth.mode;
+    Json(match caller {
+        Caller::Anonymous => Me {
+            name: None,
+            role: None,
+            auth,
+        },
+        Caller::Known { name, role } => Me {
+            name: Some(name),
+            role: Some(role.as_string()),
+            auth,
+        },
+    })
+}
+
+/// `GET /api/v1/map`: what the district map draws: jurisdiction polygons (GeoJSON, with the
+/// office's name) and the devices with a position (elevators, kitchens, markets). Device
+/// states come from the alerts, which the page already has.
+#[utoipa::path(get, path = "/api/v1/map", tag = "reference",
+    responses((status = 200, description = "`{jurisdictions: GeoJSON FeatureCollection (properties office_id, name), elevators: [{id, name, lat, lon, district, unit}], kitchens: [{id, name, lat, lon, district, venue_type}], markets: [{id, name, lat, lon, district}]}`", body = Object)))]
+pub(crate) async fn map(State(s): State<AppState>) -> Json<serde_json::Value> {
+    let r = &s.reference;
+    let office = |id: &str| {
+        r.offices
+            .iter()
+            .find(|o| o.office_id.as_str() == id)
+            .map(|o| o.name.clone())
+    };
+    let mut jurisdictions = r
+        .jurisdictions
+        .clone()
+        .unwrap_or_else(|| serde_json::json!({ "type": "FeatureCollection", "features": [] }));
+    if let Some(features) = jurisdictions["features"].as_array_mut() {
+        for f in features {
+            let name = f["properties"]["office_id"].as_str().and_then(office);
+            if let Some(name) = name {
+                f["properties"]["name"] = serde_json::json!(name);
+            }
+        }
+    }
+    let elevators: Vec<_> = r
+        .elevators
+        .iter()
+        .map(|e| {
+            serde_json::json!({ "id": e.elevator_id, "name": e.building, "lat": e.lat, "lon": e.lon,
+                "district": e.district, "unit": e.maintenance_unit })
+        })
+        .collect();
+    let kitchens: Vec<_> = r
+        .kitchens
+        .iter()
+        .filter_map(|k| Some((k, k.lat?, k.lon?)))
+        .map(|(k, lat, lon)| {
+            serde_json::json!({ "id": k.kitchen_id, "name": k.venue, "lat": lat, "lon": lon,
+                "district": k.district, "venue_type": k.venue_type })
+        })
+        .collect();
+    let markets: Vec<_> = r
+        .markets
+        .iter()
+        .filter_map(|m| Some((m, m.lat?, m.lon?)))
+        .map(|(m, lat, lon)| {
+            serde_json::json!({ "id": m.market_id, "name": m.name, "lat": lat, "lon": lon,
+                "district": m.district })
+        })
+        .collect();
+    Json(serde_json::json!({
+        "jurisdictions": jurisdictions,
+        "elevators": elevators,
+        "kitchens": kitchens,
+        "markets": markets,
+    }))
+}
+
+/// The tiles now and their last hour.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct TilesPage {
+    now: crate::tiles::Tiles,
+    history: crate::tiles::HistoryView,
+}
+
+/// `GET /api/v1/tiles`: the control room's counter tiles now and the last hour of each.
+#[utoipa::path(get, path = "/api/v1/tiles", tag = "counters", responses((status = 200, body = TilesPage)))]
+pub(crate) async fn tiles(State(s): State<AppState>) -> Result<Json<TilesPage>, ApiError> {
+    let s2 = s.clone();
+    let now = tokio::task::spawn_blocking(move || crate::tiles::Tiles::read(&s2, crate::now_ms()))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(ApiError::internal)?;
+    Ok(Json(TilesPage {
+        now,
+        history: s.history.view(),
+    }))
+}
+
+/// `GET /metrics`: the Prometheus text exposition.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain", body = String)))]
+pub(crate) async fn prometheus(State(s): State<AppState>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
@@ -355,11 +608,17 @@ async fn prometheus(State(s): State<AppState>) -> Response {
         .into_response()
 }
 
-async fn healthz() -> Json<serde_json::Value> {
+/// `GET /healthz`: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Object, example = json!({"status": "ok"}))))]
+pub(crate) async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
-async fn readyz(State(s): State<AppState>) -> Response {
+/// `GET /readyz`: subscribed to the broker and the dataflow running.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, body = Object, example = json!({"ready": true, "mqtt": "subscribed", "dataflow": "running"})),
+        (status = 503, description = "Not ready yet", body = Object)))]
+pub(crate) async fn readyz(State(s): State<AppState>) -> Response {
     let subscribed = s.ingest.is_subscribed();
     let dataflow = s.dataflow.is_running();
     let body = serde_json::json!({

@@ -26,6 +26,10 @@ pub struct AppState {
     pub alerts: Option<Arc<alerts::Alerts>>,
     /// Tokens and roles for writes.
     pub auth: Arc<crate::auth::Auth>,
+    /// The reference data loaded at start (the district map draws it).
+    pub reference: Arc<dataflow::Reference>,
+    /// The last hour of the counter tiles.
+    pub history: Arc<crate::tiles::History>,
 }
 
 /// The running rule set: read by the API, replaced through the API or by a reload of the

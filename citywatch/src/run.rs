@@ -158,6 +158,8 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
         rules: rule_manager.clone(),
         alerts: alerts.clone(),
         auth: Arc::new(api::auth::Auth::new(settings.auth, &settings.data_dir)),
+        reference: reference.clone(),
+        history: Default::default(),
     };
     if demo.is_some() && settings.auth != api::auth::AuthMode::Off {
         let token = state
@@ -165,7 +167,8 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
             .create("demo-operator", &api::auth::Role::Operator)
             .map_err(|e| anyhow::anyhow!("creating the demo's operator token: {e}"))?;
         tracing::info!(
-            "demo: operator token for alert actions and silences: Authorization: Bearer {token}"
+            "demo: the control room, signed in as an operator: http://{http_addr}/#token={token} \
+             (API: Authorization: Bearer {token})"
         );
     }
     let delivery = alerts.clone().map(|a| tokio::spawn(a.run()));

@@ -170,8 +170,8 @@ pub struct RunArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub influx_bucket: Option<String>,
-    /// `writes`: API writes need a token (`citywatch token create`); `off`: no checks
-    /// [default: writes].
+    /// `writes`: API writes need a token (`citywatch token create`); `all`: reads too; `off`:
+    /// no checks [default: writes].
     #[arg(long, value_parser = parse_auth)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth: Option<api::auth::AuthMode>,
@@ -180,8 +180,9 @@ pub struct RunArgs {
 fn parse_auth(s: &str) -> Result<api::auth::AuthMode, String> {
     match s {
         "writes" => Ok(api::auth::AuthMode::Writes),
+        "all" => Ok(api::auth::AuthMode::All),
         "off" => Ok(api::auth::AuthMode::Off),
-        _ => Err(format!("{s:?}: expected writes or off")),
+        _ => Err(format!("{s:?}: expected writes, all or off")),
     }
 }
 

@@ -70,15 +70,6 @@ fn reference_with(dir: &Path, receivers: &str) -> PathBuf {
     dst
 }
 
-fn alarm(elevator: &str, ts: u64) -> (String, Vec<u8>) {
-    msg(
-        &format!("cw/v1/elevator/{elevator}/status"),
-        json!({"ts": ts, "floor": 3, "in_door_zone": false, "speed_mps": 0.0, "direction": "stop",
-               "door": "closed", "occupied": true, "alarm_button": true})
-        .to_string(),
-    )
-}
-
 fn rules_dir() -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../rules/default")
@@ -207,7 +198,7 @@ async fn a_unit_is_pushed_over_mqtt_answers_over_mqtt_and_operators_act_through_
     publish_all(
         broker.port,
         "elevator-E0001",
-        &[alarm("E0001", t), alarm("E0001", t + 1000)],
+        &[trapped("E0001", t), trapped("E0001", t + 1000)],
     )
     .await;
 
@@ -275,15 +266,7 @@ async fn a_unit_is_pushed_over_mqtt_answers_over_mqtt_and_operators_act_through_
         (403, Some("forbidden")),
         "{err}"
     );
-    let theirs: Value = reqwest::Client::new()
-        .get(cw.url("/api/v1/alerts"))
-        .bearer_auth(&mu03)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let theirs = get_as(&cw, &mu03, "/api/v1/alerts").await;
     assert_eq!(theirs.as_array().unwrap().len(), 0, "{theirs}");
     let (status, assigned) = post(
         &cw,
@@ -385,7 +368,7 @@ async fn a_unit_is_pushed_over_mqtt_answers_over_mqtt_and_operators_act_through_
     publish_all(
         broker.port,
         "elevator-E0004",
-        &[alarm("E0004", t + 2000), alarm("E0004", t + 3000)],
+        &[trapped("E0004", t + 2000), trapped("E0004", t + 3000)],
     )
     .await;
     let held = wait_for("the silenced alert", async || {
@@ -460,7 +443,7 @@ async fn kill_9_mid_delivery_loses_no_alert_and_repeats_only_what_was_in_flight(
     // In time order: event time is the clock here, and a frame behind it would be late.
     let frames: Vec<_> = [t, t + 1000]
         .iter()
-        .flat_map(|ts| elevators.iter().map(|e| alarm(e, *ts)))
+        .flat_map(|ts| elevators.iter().map(|e| trapped(e, *ts)))
         .collect();
     publish_all(broker.port, "elevators", &frames).await;
     // Twenty alerts, each for its unit and the office: forty notifications.

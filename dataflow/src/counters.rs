@@ -45,7 +45,7 @@ pub struct Snapshot {
 }
 
 /// The JSON form of a snapshot, grouped for people.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct SnapshotView {
     /// See [`Snapshot::as_of`], epoch ms.
     pub as_of: u64,
@@ -63,7 +63,7 @@ pub struct SnapshotView {
     pub complaints: ComplaintsView,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default, utoipa::ToSchema)]
 pub struct MessagesView {
     /// Per stream and minute, oldest first.
     pub per_minute: Vec<StreamMinute>,
@@ -73,7 +73,7 @@ pub struct MessagesView {
     pub untimed: BTreeMap<String, i64>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct StreamMinute {
     pub stream: String,
     /// Start of the minute, epoch ms.
@@ -81,7 +81,7 @@ pub struct StreamMinute {
     pub count: i64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default, utoipa::ToSchema)]
 pub struct ElevatorsView {
     pub registered: i64,
     pub online: i64,
@@ -91,7 +91,7 @@ pub struct ElevatorsView {
     pub by_district: Vec<DistrictElevators>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct DistrictElevators {
     pub district: String,
     pub registered: i64,
@@ -99,13 +99,13 @@ pub struct DistrictElevators {
     pub offline: i64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default, utoipa::ToSchema)]
 pub struct MarketsView {
     /// Per market and minute, oldest first.
     pub per_minute: Vec<MarketMinute>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct MarketMinute {
     pub market: String,
     pub minute: u64,
@@ -113,21 +113,21 @@ pub struct MarketMinute {
     pub sales: i64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default, utoipa::ToSchema)]
 pub struct CamerasView {
     pub registered: i64,
     pub online: i64,
     pub by_venue_type: Vec<VenueCameras>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct VenueCameras {
     pub venue_type: String,
     pub registered: i64,
     pub online: i64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default, utoipa::ToSchema)]
 pub struct ComplaintsView {
     /// The local day (Asia/Shanghai) of `as_of`, `YYYY-MM-DD`.
     pub day: String,
@@ -136,7 +136,7 @@ pub struct ComplaintsView {
     pub by_office: Vec<OfficeComplaints>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct OfficeComplaints {
     pub office: String,
     pub received_today: i64,

@@ -64,6 +64,11 @@ pub struct Kitchen {
     /// `school`, `restaurant` or `canteen`.
     pub venue_type: Id,
     pub district: Id,
+    /// WGS-84 position for the control-room map (an optional extension column).
+    #[serde(default)]
+    pub lat: Option<f64>,
+    #[serde(default)]
+    pub lon: Option<f64>,
 }
 
 /// A registered kitchen camera (an extension of the contract's kitchen table: cameras are
@@ -82,6 +87,11 @@ pub struct Market {
     pub market_id: Id,
     pub name: String,
     pub district: Id,
+    /// WGS-84 position for the control-room map (an optional extension column).
+    #[serde(default)]
+    pub lat: Option<f64>,
+    #[serde(default)]
+    pub lon: Option<f64>,
 }
 
 /// A stall of a market.

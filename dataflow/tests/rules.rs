@@ -39,12 +39,16 @@ fn reference() -> Reference {
                 venue: "小学".into(),
                 venue_type: "school".into(),
                 district: "d".into(),
+                lat: None,
+                lon: None,
             },
             Kitchen {
                 kitchen_id: "K2".into(),
                 venue: "饭店".into(),
                 venue_type: "restaurant".into(),
                 district: "d".into(),
+                lat: None,
+                lon: None,
             },
         ],
         cameras: vec![

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
 /// One rejected message.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeadLetter {
     /// Position in the store, increasing.
     pub id: u64,
@@ -21,6 +21,7 @@ pub struct DeadLetter {
     /// The MQTT topic.
     pub topic: String,
     /// The stable reason code.
+    #[schema(value_type = String, example = "wrong_type")]
     pub reason: Reason,
     /// The payload field at fault, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]

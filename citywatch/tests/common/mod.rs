@@ -287,3 +287,27 @@ pub fn token(data_dir: &Path, name: &str, role: &str) -> String {
     );
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
+
+/// A status frame of `elevator` at `ts` with a passenger pressing the alarm button between
+/// floors: the trapped-passenger rule fires on it.
+pub fn trapped(elevator: &str, ts: u64) -> (String, Vec<u8>) {
+    msg(
+        &format!("cw/v1/elevator/{elevator}/status"),
+        serde_json::json!({"ts": ts, "floor": 3, "in_door_zone": false, "speed_mps": 0.0,
+            "direction": "stop", "door": "closed", "occupied": true, "alarm_button": true})
+        .to_string(),
+    )
+}
+
+/// The alerts `GET path` shows to the holder of `token`.
+pub async fn get_as(cw: &Citywatch, token: &str, path: &str) -> serde_json::Value {
+    reqwest::Client::new()
+        .get(cw.url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}

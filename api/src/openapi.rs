@@ -1,0 +1,155 @@
+//! The OpenAPI 3.1 document of the API, served at `/api/v1/openapi.json`. It is derived from
+//! the handlers' own annotations and the types they return, so it cannot drift from the code
+//! without a test noticing (see the tests below: every route is in it).
+
+use crate::alerts as a;
+use crate::routes as r;
+use crate::state::AppState;
+use axum::routing::get;
+use axum::{Json, Router};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "citywatch",
+        description = "Live counters, alerts and rules of a district market-supervision control room. \
+                       Reads are open unless citywatch runs with `auth = \"all\"`; writes need a bearer \
+                       token whose role allows them (viewer, operator, unit:<id>, admin).",
+    ),
+    paths(
+        r::counters, r::counters_stream, r::deadletters, r::conditions, r::rules_list, r::rule_get,
+        r::rules_validate, r::rule_put, r::rule_delete, r::rule_enable, r::me, r::map, r::tiles,
+        r::prometheus, r::healthz, r::readyz,
+        a::list, a::detail, a::act, a::silences, a::silence_create, a::silence_expire,
+        a::notifications, a::summary, a::stream,
+        openapi_json,
+    ),
+    modifiers(&Bearer),
+    tags(
+        (name = "counters", description = "Live counters and the control room's tiles"),
+        (name = "alerts", description = "Alerts, their actions, notifications and the live stream"),
+        (name = "silences", description = "Holding notifications back"),
+        (name = "rules", description = "The alert rules in force and the conditions they find"),
+        (name = "ingest", description = "Rejected messages"),
+        (name = "reference", description = "Reference data for the map"),
+        (name = "auth", description = "Who is calling"),
+        (name = "operations", description = "Health and metrics"),
+    )
+)]
+pub struct ApiDoc;
+
+struct Bearer;
+
+impl Modify for Bearer {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A token from `citywatch token create --name N --role R`",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// `GET /api/v1/openapi.json`: this document.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "operations",
+    responses((status = 200, description = "OpenAPI 3.1", body = Object)))]
+pub(crate) async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+/// The document's route.
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/api/v1/openapi.json", get(openapi_json))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `.route("…", method(…))` in the router's sources, as (METHOD, path).
+    fn routed() -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for src in [
+            include_str!("routes.rs"),
+            include_str!("alerts.rs"),
+            include_str!("openapi.rs"),
+        ] {
+            for part in src.split(".route(").skip(1) {
+                let Some(path) = part.split('"').nth(1) else {
+                    continue;
+                };
+                if !path.starts_with('/') || path.contains('…') {
+                    continue;
+                }
+                let call: String = part.split(')').take(4).collect();
+                for m in ["get", "post", "put", "delete"] {
+                    if call.contains(&format!("{m}(")) {
+                        out.push((m.to_uppercase(), path.to_owned()));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_route_is_documented_with_its_methods() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let routes = routed();
+        assert!(routes.len() >= 25, "found only {routes:?}");
+        for (method, path) in &routes {
+            let op = &doc["paths"][path][method.to_lowercase()];
+            assert!(
+                op.is_object(),
+                "{method} {path} is not in the OpenAPI document"
+            );
+            assert!(
+                op["responses"].as_object().is_some_and(|r| !r.is_empty()),
+                "{method} {path} has no responses"
+            );
+        }
+        let documented: usize = doc["paths"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|p| p.as_object().unwrap().len())
+            .sum();
+        assert_eq!(
+            documented,
+            routes.len(),
+            "documented operations with no route"
+        );
+    }
+
+    #[test]
+    fn writes_name_the_token_they_need() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        assert_eq!(
+            doc["components"]["securitySchemes"]["token"]["scheme"],
+            "bearer"
+        );
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                if method != "get" && path != "/api/v1/rules/validate" {
+                    assert!(
+                        op["security"].is_array(),
+                        "{method} {path} does not say which token it needs"
+                    );
+                    assert!(
+                        op["responses"]["401"].is_object(),
+                        "{method} {path}: no 401"
+                    );
+                }
+            }
+        }
+    }
+}

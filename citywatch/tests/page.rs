@@ -1,0 +1,318 @@
+//! The control-room page in a real headless Chromium (driven over WebDriver by chromedriver),
+//! against the citywatch binary, a Mosquitto broker and a simulated district: the page loads,
+//! tiles show live counts, an injected trapped passenger appears within seconds, the
+//! operator acknowledges it in the page and the API shows it, and a maintenance unit's view
+//! holds only that unit's alerts. Screenshots go to `target/tmp/page/`.
+
+mod common;
+
+use common::{Citywatch, Mosquitto, free_port, get_as, now_ms, publish_all, token, trapped};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A child process killed when dropped.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// chromedriver on a free port, and a headless Chromium session through it.
+async fn browser(profile: &Path) -> (Killed, Client) {
+    let port = free_port();
+    let driver = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver is installed (apt-get install chromium chromium-driver)");
+    let driver = Killed(driver);
+    let args = [
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1920,1080",
+        &format!("--user-data-dir={}", profile.display()),
+    ];
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({ "binary": "/usr/bin/chromium", "args": args }),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let client = loop {
+        match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps.clone())
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+        {
+            Ok(c) => break c,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "no WebDriver session: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    (driver, client)
+}
+
+/// Evaluates `script` (a function body returning a value) in the page until `done` holds.
+async fn wait_js(c: &Client, what: &str, script: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = c.execute(script, vec![]).await.unwrap_or(Value::Null);
+        if done(&v) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out: {what} (last {v})");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn shot(c: &Client, name: &str) {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("page");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(name), c.screenshot().await.unwrap()).unwrap();
+}
+
+/// Opens the page as the holder of `token` (handed over in the address, as the demo does).
+async fn open_as(c: &Client, cw: &Citywatch, token: &str) {
+    c.goto("about:blank").await.unwrap();
+    c.goto(&cw.url(&format!("/#token={token}"))).await.unwrap();
+    wait_js(
+        c,
+        "the page is ready",
+        "return document.body.classList.contains('ready')",
+        |v| v == &json!(true),
+    )
+    .await;
+}
+
+/// Device ids of the alerts listed now.
+const LISTED: &str =
+    "return [...document.querySelectorAll('#alerts li[data-device]')].map(li => li.dataset.device)";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_control_room_page_works_end_to_end_in_a_real_browser() {
+    let tmp = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start();
+    let mqtt = format!("mqtt://127.0.0.1:{}", broker.port);
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/reference");
+    // Two elevators the simulator does not drive, so only this test speaks for them.
+    let reference = tmp.path().join("reference");
+    std::fs::create_dir_all(&reference).unwrap();
+    for f in std::fs::read_dir(&examples).unwrap() {
+        let f = f.unwrap();
+        std::fs::copy(f.path(), reference.join(f.file_name())).unwrap();
+    }
+    let elevators = std::fs::read_to_string(reference.join("elevators.csv")).unwrap();
+    std::fs::write(
+        reference.join("elevators.csv"),
+        format!(
+            "{elevators}E-T1,测试大厦,yuzhong,29.551,106.56,MU-02,1.0,12\n\
+             E-T2,测试二号楼,yuzhong,29.552,106.53,MU-01,1.0,12\n"
+        ),
+    )
+    .unwrap();
+    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/default");
+    let data = tmp.path().join("data");
+    let cw = Citywatch::start_with(
+        &mqtt,
+        None,
+        &data,
+        &[
+            "--rules",
+            rules.to_str().unwrap(),
+            "--reference",
+            reference.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    let operator = token(&data, "值班员张三", "operator");
+    let mu01 = token(&data, "江北维保", "unit:MU-01");
+
+    // The simulated district, live, without injected incidents.
+    let _sim = Killed(
+        Command::new(env!("CARGO_BIN_EXE_citywatch"))
+            .args(["simulate", "--mqtt", &mqtt, "--reference"])
+            .arg(&examples)
+            .args(["--seconds", "600", "--incident-every", "0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+
+    let (_driver, c) = browser(&tmp.path().join("chromium")).await;
+    open_as(&c, &cw, &operator).await;
+    let who = c
+        .find(Locator::Css("#who"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        who.contains("值班员张三") && who.contains("operator"),
+        "{who}"
+    );
+    // Counters from the simulated district reach the tiles.
+    wait_js(
+        &c,
+        "online elevators and cameras on the tiles",
+        "return ['elevators.online', 'cameras.online'].map(s =>
+           parseInt(document.querySelector(`[data-series=\"${s}\"]`)?.textContent || '0'))",
+        |v| {
+            v.as_array()
+                .is_some_and(|a| a.iter().all(|n| n.as_i64() > Some(0)))
+        },
+    )
+    .await;
+    // The map draws the jurisdictions and the devices.
+    let drawn = c
+        .execute(
+            "return [document.querySelectorAll('#map .area').length,
+                     document.querySelectorAll('#map .dev').length]",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(drawn[0], json!(3), "three jurisdiction polygons");
+    assert!(
+        drawn[1].as_u64().unwrap() >= 60,
+        "devices on the map: {drawn}"
+    );
+
+    // A trapped passenger in each test elevator: both appear, live, in the operator's list.
+    let ts = now_ms();
+    publish_all(
+        broker.port,
+        "page-test",
+        &[trapped("E-T1", ts), trapped("E-T2", ts)],
+    )
+    .await;
+    let seen_at = Instant::now();
+    wait_js(&c, "both trapped alerts listed", LISTED, |v| {
+        let v = v.to_string();
+        v.contains("elevator:E-T1") && v.contains("elevator:E-T2")
+    })
+    .await;
+    eprintln!(
+        "trapped alerts listed {:?} after publishing",
+        seen_at.elapsed()
+    );
+    shot(&c, "operator-list.png").await;
+
+    // Acknowledge E-T1's alert in the page; the API shows who did.
+    let row = c
+        .find(Locator::Css(
+            "#alerts li[data-device='elevator:E-T1'][data-state='firing']",
+        ))
+        .await
+        .unwrap();
+    let id = row.attr("data-alert-id").await.unwrap().unwrap();
+    row.click().await.unwrap();
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#do-ack"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let acked = loop {
+        let a = cw.get(&format!("/api/v1/alerts/{id}")).await;
+        if let Some(by) = a["alert"]["body"]["ops"]["acked_by"].as_str() {
+            break by.to_owned();
+        }
+        assert!(Instant::now() < deadline, "never acknowledged: {a}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(acked, "值班员张三");
+    wait_js(
+        &c,
+        "the detail shows the acknowledgement",
+        "return document.querySelector('[data-field=\"acked\"]')?.textContent || ''",
+        |v| v.as_str().is_some_and(|s| s.contains("值班员张三")),
+    )
+    .await;
+    shot(&c, "operator-detail.png").await;
+
+    // The unit MU-01 sees its own alert only, and moves it on in the field.
+    open_as(&c, &cw, &mu01).await;
+    let listed = wait_js(&c, "the unit's alert listed", LISTED, |v| {
+        v.to_string().contains("elevator:E-T2")
+    })
+    .await;
+    assert!(
+        !listed.to_string().contains("elevator:E-T1"),
+        "MU-01 sees MU-02's alert: {listed}"
+    );
+    for device in listed.as_array().unwrap() {
+        let d = device.as_str().unwrap().trim_start_matches("elevator:");
+        let unit = std::fs::read_to_string(reference.join("elevators.csv"))
+            .unwrap()
+            .lines()
+            .find(|l| l.starts_with(&format!("{d},")))
+            .map(|l| l.split(',').nth(5).unwrap().to_owned());
+        assert_eq!(unit.as_deref(), Some("MU-01"), "{d} is not MU-01's");
+    }
+    let unit_view = c
+        .execute(
+            "return document.body.classList.contains('unit-view')",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(unit_view, json!(true));
+    c.find(Locator::Css("#alerts li[data-device='elevator:E-T2']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("[data-field-state='responded']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let alerts = get_as(&cw, &mu01, "/api/v1/alerts?state=firing").await;
+    let mine = alerts.as_array().unwrap();
+    assert!(!mine.is_empty());
+    assert!(
+        mine.iter()
+            .all(|a| a["body"]["labels"]["maintenance_unit"] == "MU-01")
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = get_as(&cw, &mu01, "/api/v1/alerts?state=firing").await;
+        let responded = v.as_array().unwrap().iter().any(|a| {
+            a["body"]["labels"]["elevator_id"] == "E-T2"
+                && a["body"]["ops"]["field_state"] == "responded"
+        });
+        if responded {
+            break;
+        }
+        assert!(Instant::now() < deadline, "E-T2 never responded: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    shot(&c, "unit-view.png").await;
+    c.close().await.unwrap();
+}
