@@ -67,10 +67,14 @@ impl Role {
 }
 
 /// A stored token: never the token itself, only its SHA-256.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TokenRow {
+    /// Who holds it: recorded as the actor of what it does.
     pub name: String,
+    /// `viewer`, `operator`, `admin` or `unit:<id>`.
     pub role: String,
+    /// Only the hash is kept; never shown by the API.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub sha256: String,
     pub created_ms: u64,
 }
@@ -80,6 +84,8 @@ pub struct TokenRow {
 pub struct Auth {
     pub mode: AuthMode,
     path: PathBuf,
+    /// Serialises changes of the token file within the process.
+    writing: std::sync::Mutex<()>,
     /// Per token name: requests left in the bucket, and when it was last filled.
     buckets: std::sync::Mutex<std::collections::HashMap<String, (f64, std::time::Instant)>>,
 }
@@ -103,6 +109,7 @@ impl Auth {
         Auth {
             mode,
             path: data_dir.join("tokens.json"),
+            writing: Default::default(),
             buckets: Default::default(),
         }
     }
@@ -144,6 +151,10 @@ impl Auth {
             .and_then(|mut f| f.read_exact(&mut bytes))
             .map_err(|e| format!("no randomness for a token: {e}"))?;
         let token = format!("cw_{}", hex(&bytes));
+        let _writing = self
+            .writing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut rows = self.load()?;
         rows.retain(|r| r.name != name);
         rows.push(TokenRow {
@@ -154,12 +165,44 @@ impl Auth {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
         });
+        self.store(&rows)?;
+        Ok(token)
+    }
+
+    /// Writes the whole file anew and renames it into place: a reader never sees half a file.
+    fn store(&self, rows: &[TokenRow]) -> Result<(), String> {
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
         }
-        let text = serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?;
-        std::fs::write(&self.path, text).map_err(|e| format!("{}: {e}", self.path.display()))?;
-        Ok(token)
+        let text = serde_json::to_string_pretty(rows).map_err(|e| e.to_string())?;
+        let tmp = self.path.with_extension("json.tmp");
+        std::fs::write(&tmp, text).map_err(|e| format!("{}: {e}", tmp.display()))?;
+        std::fs::rename(&tmp, &self.path).map_err(|e| format!("{}: {e}", self.path.display()))
+    }
+
+    /// Every token's name, role and creation time (never a hash), oldest first.
+    pub fn list(&self) -> Result<Vec<TokenRow>, String> {
+        let mut rows = self.load()?;
+        for r in &mut rows {
+            r.sha256.clear();
+        }
+        Ok(rows)
+    }
+
+    /// Revokes the token named `name`; `false` when there was none.
+    pub fn revoke(&self, name: &str) -> Result<bool, String> {
+        let _writing = self
+            .writing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut rows = self.load()?;
+        let before = rows.len();
+        rows.retain(|r| r.name != name);
+        if rows.len() == before {
+            return Ok(false);
+        }
+        self.store(&rows)?;
+        Ok(true)
     }
 
     /// The (name, role) a bearer token belongs to. The file is read on each call, so tokens
@@ -345,6 +388,27 @@ mod tests {
         assert_eq!(auth.identify("cw_nope").unwrap(), None);
         assert!(Role::parse("unit:").is_err());
         assert!(Role::parse("mayor").unwrap_err().contains("expected"));
+    }
+
+    #[test]
+    fn a_revoked_token_no_longer_identifies_and_listing_shows_no_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = Auth::new(AuthMode::Writes, dir.path());
+        let a = auth.create("a", &Role::Viewer).unwrap();
+        let b = auth.create("b", &Role::Admin).unwrap();
+        let listed = auth.list().unwrap();
+        assert_eq!(
+            listed
+                .iter()
+                .map(|r| (&*r.name, &*r.role))
+                .collect::<Vec<_>>(),
+            [("a", "viewer"), ("b", "admin")]
+        );
+        assert!(listed.iter().all(|r| r.sha256.is_empty()));
+        assert!(auth.revoke("a").unwrap());
+        assert!(!auth.revoke("a").unwrap(), "already gone");
+        assert_eq!(auth.identify(&a).unwrap(), None);
+        assert_eq!(auth.identify(&b).unwrap().map(|(n, _)| n), Some("b".into()));
     }
 
     #[test]

@@ -20,7 +20,8 @@ use utoipa::{Modify, OpenApi};
     ),
     paths(
         r::counters, r::counters_stream, r::deadletters, r::conditions, r::rules_list, r::rule_get,
-        r::rules_validate, r::rule_put, r::rule_delete, r::rule_enable, r::me, r::map, r::tiles,
+        r::rules_validate, r::rule_put, r::rule_delete, r::rule_enable, r::me, r::tokens_list,
+        r::token_create, r::token_revoke, r::map, r::tiles,
         r::prometheus, r::healthz, r::readyz,
         a::list, a::detail, a::act, a::silences, a::silence_create, a::silence_expire,
         a::notifications, a::summary, a::stream,
@@ -34,7 +35,7 @@ use utoipa::{Modify, OpenApi};
         (name = "rules", description = "The alert rules in force and the conditions they find"),
         (name = "ingest", description = "Rejected messages"),
         (name = "reference", description = "Reference data for the map"),
-        (name = "auth", description = "Who is calling"),
+        (name = "auth", description = "Who is calling; tokens"),
         (name = "operations", description = "Health and metrics"),
     )
 )]

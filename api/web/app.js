@@ -151,10 +151,15 @@ function sorted() {
     (b.since_ms || 0) - (a.since_ms || 0));
 }
 
+/** Names of devices by `kind:id`, from the map's reference data. */
+const names = new Map();
+
 function where(a) {
   const l = a.labels || {};
-  return [l.building, l.elevator_id, l.venue, l.kitchen_id, l.camera_id, l.market_id,
-    l.stall_id, l.merchant_name || l.merchant_id, l.office]
+  const device = deviceOf(l);
+  const name = device && names.get(device);
+  return [l.building, l.elevator_id, name && name !== l.building ? name : null, l.kitchen_id,
+    l.camera_id, l.market_id, l.stall_id, l.merchant_name || l.merchant_id, l.office]
     .filter(Boolean).join(" · ");
 }
 
@@ -289,7 +294,7 @@ async function openDetail(id) {
   const assignTo = h("input", { id: "assign-to", placeholder: t("assign_to") });
   const commentText = h("input", { id: "comment-text", placeholder: t("comment_text") });
   const evidence = (a.labels || {}).snapshot || (a.annotations || {}).snapshot;
-  pane.replaceChildren(
+  pane.replaceChildren(...[
     h("div", { class: "detail-head" },
       badge(a.severity),
       h("h2", {}, summary(a)),
@@ -336,8 +341,8 @@ async function openDetail(id) {
     d.escalations.length ? [h("h3", {}, t("escalations")),
       h("table", { class: "grid" }, d.escalations.map((e) => h("tr", {},
         h("td", {}, String(e.step + 1)), h("td", {}, e.status), h("td", {}, clock(e.due_ms)),
-        h("td", {}, [].concat(e.notify || e.receivers || []).join(", ")))))] : null,
-  );
+        h("td", {}, e.policy))))] : null,
+  ].flat().filter(Boolean));
   document.body.classList.add("detail-open");
   renderList();
 }
@@ -435,10 +440,13 @@ async function loadMap() {
   try {
     state.map = await get("/api/v1/map");
     state.areas = areaIndex(state.map);
+    for (const [kind, list] of [["elevator", state.map.elevators], ["kitchen", state.map.kitchens],
+      ["market", state.map.markets]])
+      for (const d of list) names.set(kind + ":" + d.id, d.name);
   } catch (e) {
     state.map = null;
   }
-  renderMap();
+  scheduleRender();
 }
 
 function renderMap() {

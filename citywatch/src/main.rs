@@ -83,6 +83,21 @@ enum TokenCommand {
         #[arg(long, env = "CITYWATCH_DATA_DIR", default_value = "./citywatch-data")]
         data_dir: PathBuf,
     },
+    /// List the tokens: name, role, when created (tab-separated).
+    List {
+        /// citywatch's data directory.
+        #[arg(long, env = "CITYWATCH_DATA_DIR", default_value = "./citywatch-data")]
+        data_dir: PathBuf,
+    },
+    /// Revoke a token at once.
+    Revoke {
+        /// The token's name.
+        #[arg(long)]
+        name: String,
+        /// citywatch's data directory.
+        #[arg(long, env = "CITYWATCH_DATA_DIR", default_value = "./citywatch-data")]
+        data_dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -169,6 +184,28 @@ fn main() -> anyhow::Result<()> {
         Command::Simulate(args) => {
             logging::init(logging::LogFormat::Text);
             block_on(simulate::run(args))
+        }
+        Command::Token {
+            command: TokenCommand::List { data_dir },
+        } => {
+            let rows = api::auth::Auth::new(api::auth::AuthMode::Writes, &data_dir)
+                .list()
+                .map_err(anyhow::Error::msg)?;
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            for r in rows {
+                writeln!(out, "{}\t{}\t{}", r.name, r.role, r.created_ms)?;
+            }
+            Ok(())
+        }
+        Command::Token {
+            command: TokenCommand::Revoke { name, data_dir },
+        } => {
+            let revoked = api::auth::Auth::new(api::auth::AuthMode::Writes, &data_dir)
+                .revoke(&name)
+                .map_err(anyhow::Error::msg)?;
+            anyhow::ensure!(revoked, "no token named {name:?}");
+            Ok(())
         }
         Command::Token {
             command:

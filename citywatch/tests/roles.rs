@@ -235,6 +235,51 @@ async fn roles_hold_at_every_boundary() {
         403
     );
 
+    // Tokens: an admin creates and revokes them; nobody else may, and no hash is ever shown.
+    for t in [&viewer, &operator, &mu01] {
+        assert_eq!(
+            call(&cw, "GET", "/api/v1/tokens", Some(t), None).await.0,
+            403
+        );
+    }
+    let new = json!({"name": "夜班", "role": "operator"});
+    assert_eq!(
+        call(
+            &cw,
+            "POST",
+            "/api/v1/tokens",
+            Some(&operator),
+            Some(new.clone())
+        )
+        .await
+        .0,
+        403
+    );
+    let (status, created) = call(&cw, "POST", "/api/v1/tokens", Some(&admin), Some(new)).await;
+    assert_eq!(status, 201, "{created}");
+    let night = created["token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        call(&cw, "GET", "/api/v1/me", Some(&night), None).await.1["name"],
+        "夜班"
+    );
+    let (_, listed) = call(&cw, "GET", "/api/v1/tokens", Some(&admin), None).await;
+    assert!(listed.to_string().contains("夜班"));
+    assert!(!listed.to_string().contains("sha256"), "{listed}");
+    let bad = json!({"name": "x", "role": "mayor"});
+    let (status, e) = call(&cw, "POST", "/api/v1/tokens", Some(&admin), Some(bad)).await;
+    assert_eq!((status, e["error"]["field"].as_str()), (400, Some("role")));
+    let revoke = "/api/v1/tokens/%E5%A4%9C%E7%8F%AD";
+    assert_eq!(
+        call(&cw, "DELETE", revoke, Some(&operator), None).await.0,
+        403
+    );
+    assert_eq!(call(&cw, "DELETE", revoke, Some(&admin), None).await.0, 204);
+    assert_eq!(
+        call(&cw, "GET", "/api/v1/me", Some(&night), None).await.0,
+        401
+    );
+    assert_eq!(call(&cw, "DELETE", revoke, Some(&admin), None).await.0, 404);
+
     // The live stream of a unit carries its own alerts only: both alerts change now, MU-02's
     // first; once MU-01's change arrives, MU-02's would have come before it.
     let stream = reqwest::Client::new()
