@@ -32,7 +32,9 @@ pub use journal::{
 pub use lifecycle::{ActError, Action, FieldState};
 pub use matcher::Matcher;
 pub use policy::Policies;
-pub use service::{AlertDetail, Alerts, AlertsStats, Clock, NewSilence, Options, UnitAckError};
+pub use service::{
+    AlertDetail, Alerts, AlertsStats, Clock, EvidenceFn, NewSilence, Options, UnitAckError,
+};
 
 /// Why the alert store could not be used.
 #[derive(Debug, thiserror::Error)]

@@ -98,6 +98,7 @@ pub(crate) struct Ctx<'a, 't> {
     pub rows: Vec<TransitionRow>,
     /// Route roles that reached no receiver.
     pub routing_errors: u64,
+    pub evidence: Option<&'a crate::service::EvidenceFn>,
 }
 
 /// An alert's labels with `rule` and `severity`, as matchers see them.
@@ -358,6 +359,10 @@ impl Ctx<'_, '_> {
         };
         a.episode = a.version + 1;
         a.body["episode"] = json!(a.episode);
+        let evidence = self.evidence.and_then(|f| f(&match_labels(&a)));
+        if let Some(evidence) = evidence {
+            a.body["evidence"] = evidence;
+        }
         let policy = self.policies.for_labels(&match_labels(&a));
         a.body["policy"] = json!(policy.map(|p| p.name.clone()));
         a.repeat_due_ms = policy.and_then(|p| p.repeat_ms).map(|r| self.now + r);

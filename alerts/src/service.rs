@@ -90,13 +90,31 @@ impl Clock {
 }
 
 /// How the alerts stage is set up.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Options {
     pub policies: Policies,
     pub clock: Clock,
     /// Webhook request timeout.
     pub timeout: Duration,
+    /// Evidence for a new alert from its labels (a kitchen camera's latest image), kept on the
+    /// alert as `evidence` and carried by its notifications.
+    pub evidence: Option<EvidenceFn>,
 }
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("policies", &self.policies)
+            .field("clock", &self.clock)
+            .field("timeout", &self.timeout)
+            .field("evidence", &self.evidence.is_some())
+            .finish()
+    }
+}
+
+/// Finds evidence for an alert with these labels.
+pub type EvidenceFn =
+    Arc<dyn Fn(&BTreeMap<String, String>) -> Option<serde_json::Value> + Send + Sync>;
 
 impl Default for Options {
     fn default() -> Options {
@@ -104,6 +122,7 @@ impl Default for Options {
             policies: Policies::domain_default(),
             clock: Clock::System,
             timeout: Duration::from_secs(10),
+            evidence: None,
         }
     }
 }
@@ -155,6 +174,7 @@ pub struct Alerts {
     timeout: Duration,
     transports: Mutex<HashMap<String, Arc<dyn Transport>>>,
     inherited: Mutex<Inherited>,
+    evidence: Option<EvidenceFn>,
 }
 
 impl Alerts {
@@ -195,6 +215,7 @@ impl Alerts {
                 }) as Arc<dyn Transport>,
             )])),
             inherited: Mutex::new(inherited),
+            evidence: options.evidence,
         }))
     }
 
@@ -247,6 +268,7 @@ impl Alerts {
                 policies: &self.policies,
                 rows: Vec::new(),
                 routing_errors: 0,
+                evidence: self.evidence.as_ref(),
             };
             let out = f(&mut ctx)?;
             let (rows, errors) = (std::mem::take(&mut ctx.rows), ctx.routing_errors);

@@ -27,7 +27,7 @@ use utoipa::{Modify, OpenApi};
         a::notifications, a::summary, a::stream,
         openapi_json,
     ),
-    modifiers(&Bearer),
+    modifiers(&Bearer, &EveryCall),
     tags(
         (name = "counters", description = "Live counters and the control room's tiles"),
         (name = "alerts", description = "Alerts, their actions, notifications and the live stream"),
@@ -57,6 +57,48 @@ impl Modify for Bearer {
                     .build(),
             ),
         );
+    }
+}
+
+/// Answers any API call may give, whatever the handler: `401` (an unknown token, or none
+/// with `auth = "all"`) and `429` (the token's request budget spent).
+struct EveryCall;
+
+impl Modify for EveryCall {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let error = |what: &str| {
+            ResponseBuilder::new()
+                .description(what)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build()
+        };
+        for (path, item) in doc.paths.paths.iter_mut() {
+            if path == "/api/v1/openapi.json" || path == "/healthz" || path == "/readyz" {
+                continue;
+            }
+            for op in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let r = &mut op.responses.responses;
+                r.entry("401".into()).or_insert_with(|| {
+                    error("An unknown token, or none where one is needed").into()
+                });
+                r.entry("429".into())
+                    .or_insert_with(|| error("The token's request budget is spent").into());
+            }
+        }
     }
 }
 

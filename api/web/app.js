@@ -293,7 +293,10 @@ async function openDetail(id) {
   const elevator = (a.labels || {}).domain === "elevator";
   const assignTo = h("input", { id: "assign-to", placeholder: t("assign_to") });
   const commentText = h("input", { id: "comment-text", placeholder: t("comment_text") });
-  const evidence = (a.labels || {}).snapshot || (a.annotations || {}).snapshot;
+  const evidence = a.evidence && a.evidence.snapshot;
+  // Only http(s) addresses become links: a snapshot id is shown as text, and nothing from a
+  // device can become a javascript: link.
+  const evidenceLink = evidence && /^https?:\/\//i.test(evidence);
   pane.replaceChildren(...[
     h("div", { class: "detail-head" },
       badge(a.severity),
@@ -309,7 +312,9 @@ async function openDetail(id) {
       elevator ? [h("dt", {}, t("field_state")), h("dd", { "data-field": "field_state" }, ops.field_state ? t(ops.field_state) : t("none"))] : null,
       h("dt", {}, t("escalation_step")), h("dd", {}, String(ops.escalation_step || 0)),
       a.suppressed ? [h("dt", {}, t("suppressed")), h("dd", {}, a.suppressed)] : null,
-      evidence ? [h("dt", {}, t("evidence")), h("dd", {}, h("a", { href: evidence, target: "_blank", rel: "noopener" }, evidence))] : null),
+      evidence ? [h("dt", {}, t("evidence")), h("dd", { "data-field": "evidence" }, evidenceLink
+        ? h("a", { href: evidence, target: "_blank", rel: "noopener noreferrer" }, evidence)
+        : evidence, " ", clock(a.evidence.ts))] : null),
     can && firing ? h("div", { class: "actions" },
       h("button", { id: "do-ack", disabled: !!ops.acked_ms, onclick: () => act(a.id, "ack", {}) }, t("ack")),
       elevator ? FIELD_STATES.map((s) => h("button", { "data-field-state": s, onclick: () => act(a.id, "state", { state: s }) }, t(s))) : null,

@@ -88,6 +88,7 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
                 reference.clone(),
                 alerts::Options {
                     policies,
+                    evidence: Some(kitchen_evidence(ingest.evidence())),
                     ..alerts::Options::default()
                 },
             )?;
@@ -317,4 +318,15 @@ fn start_push(
         true
     });
     Ok(alerts::push::MqttPush::start(config, on_ack))
+}
+
+/// An alert about a kitchen camera carries that camera's latest image of the detected kind
+/// (or of any kind when the rule does not group by kind): `{"snapshot", "ts"}`.
+fn kitchen_evidence(store: Arc<ingest::Evidence>) -> alerts::EvidenceFn {
+    Arc::new(move |labels| {
+        let kitchen = labels.get("kitchen_id")?;
+        let camera = labels.get("camera_id")?;
+        let s = store.latest(kitchen, camera, labels.get("kind").map(String::as_str))?;
+        Some(serde_json::json!({ "snapshot": s.snapshot, "ts": s.ts }))
+    })
 }

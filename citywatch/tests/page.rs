@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Citywatch, Mosquitto, free_port, get_as, now_ms, publish_all, token, trapped};
+use common::{Citywatch, Mosquitto, free_port, get_as, msg, now_ms, publish_all, token, trapped};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -251,6 +251,36 @@ async fn the_control_room_page_works_end_to_end_in_a_real_browser() {
     )
     .await;
     shot(&c, "operator-detail.png").await;
+
+    // A rodent seen by a kitchen camera: the alert's detail links the camera's image.
+    let snapshot = "https://evidence.example/K-S01/C1/rodent-1.jpg";
+    publish_all(
+        broker.port,
+        "page-test-kitchen",
+        &[msg(
+            "cw/v1/kitchen/K-S01/camera/C1/detection",
+            json!({"ts": now_ms(), "kind": "rodent", "confidence": 0.93, "snapshot": snapshot})
+                .to_string(),
+        )],
+    )
+    .await;
+    c.wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::Css(
+            "#alerts li[data-device='kitchen:K-S01'][data-rule='kitchen.hazard']",
+        ))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let link = c
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("[data-field='evidence'] a"))
+        .await
+        .unwrap();
+    assert_eq!(link.attr("href").await.unwrap().as_deref(), Some(snapshot));
 
     // The unit MU-01 sees its own alert only, and moves it on in the field.
     open_as(&c, &cw, &mu01).await;

@@ -10,14 +10,17 @@
 //! - [`mqtt`]: the client (config, event loop, ack sequencing).
 //! - [`broker`]: the embedded broker (rumqttd) for the quick start.
 //! - [`deadletter`]: the bounded on-disk store of rejected messages.
+//! - [`evidence`]: the latest evidence image of each kitchen camera, for alerts.
 //! - [`stats`]: counters and gauges for `/metrics` and `/readyz`.
 
 pub mod broker;
 pub mod deadletter;
+pub mod evidence;
 pub mod mqtt;
 pub mod stats;
 
 pub use deadletter::{DeadLetter, DeadLetters};
+pub use evidence::Evidence;
 pub use mqtt::{Ingest, MqttConfig};
 pub use stats::{ConnectionState, IngestStats};
 

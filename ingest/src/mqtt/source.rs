@@ -24,6 +24,7 @@ const PACKET_HEADROOM: usize = 1 << 20;
 /// A running MQTT ingest.
 pub struct Ingest {
     rx: crossbeam_channel::Receiver<Ingested>,
+    evidence: Arc<crate::Evidence>,
     acker: Arc<Acker>,
     stats: Arc<IngestStats>,
     client: AsyncClient,
@@ -44,6 +45,7 @@ struct Loop {
     stats: Arc<IngestStats>,
     acker: Arc<Acker>,
     backoff: (Duration, Duration),
+    evidence: Arc<crate::Evidence>,
 }
 
 fn now_ms() -> u64 {
@@ -81,6 +83,7 @@ impl Ingest {
         let stats = Arc::new(IngestStats::default());
         stats.watch_queue(rx.clone());
         let (stop, stop_rx) = watch::channel(false);
+        let evidence = Arc::new(crate::Evidence::default());
         let decoder = Decoder::new(DecoderConfig {
             prefix: config.prefix.clone(),
             max_payload_bytes: config.max_payload_bytes,
@@ -99,6 +102,7 @@ impl Ingest {
                 Duration::from_millis(config.reconnect_min_ms.max(1)),
                 Duration::from_millis(config.reconnect_max_ms.max(1)),
             ),
+            evidence: evidence.clone(),
         };
         let task = tokio::spawn(looper.run(eventloop, stop_rx));
         let ack_task = tokio::spawn(send_acks(
@@ -109,6 +113,7 @@ impl Ingest {
         ));
         Ok(Ingest {
             rx,
+            evidence,
             acker,
             stats,
             client,
@@ -116,6 +121,11 @@ impl Ingest {
             task,
             ack_task,
         })
+    }
+
+    /// The latest evidence image of each kitchen camera and detection kind.
+    pub fn evidence(&self) -> Arc<crate::Evidence> {
+        self.evidence.clone()
     }
 
     /// The queue of decoded events, for the dataflow's sources.
@@ -262,6 +272,21 @@ impl Loop {
         match self.decoder.decode(&p.topic, &p.payload, received_ms) {
             Ok(envelope) => {
                 self.stats.message(envelope.event.stream());
+                if let model::Event::Detection {
+                    kitchen_id,
+                    camera_id,
+                    detection,
+                } = &envelope.event
+                    && let Some(snapshot) = &detection.snapshot
+                {
+                    self.evidence.record(
+                        kitchen_id,
+                        camera_id,
+                        detection.kind.as_str(),
+                        detection.ts.unwrap_or(received_ms),
+                        snapshot,
+                    );
+                }
                 self.enqueue(Ingested { envelope, seq }).await;
             }
             Err(rejection) => {
