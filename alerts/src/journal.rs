@@ -384,6 +384,16 @@ impl Journal {
                 "SELECT COUNT(*) FROM alerts WHERE state = 'firing' AND rule LIKE 'complaint.%group_risk'",
                 &[],
             )?,
+            deadline_near: count(
+                "SELECT COUNT(*) FROM alerts WHERE state = 'firing'
+                 AND json_extract(body, '$.labels.deadline') IS NOT NULL AND rule LIKE '%near'",
+                &[],
+            )?,
+            overdue: count(
+                "SELECT COUNT(*) FROM alerts WHERE state = 'firing'
+                 AND json_extract(body, '$.labels.deadline') IS NOT NULL AND rule LIKE '%overdue'",
+                &[],
+            )?,
         })
     }
 
@@ -449,6 +459,11 @@ pub struct Overview {
     pub residue_failed_today: u64,
     /// Group-complaint risks firing now.
     pub group_risk_firing: u64,
+    /// Complaints and reports within a working day of a handling limit (rules labelled
+    /// `deadline`, ids ending in `near`).
+    pub deadline_near: u64,
+    /// Complaints and reports past a handling limit (ids ending in `overdue`).
+    pub overdue: u64,
 }
 
 /// Response times of one maintenance unit.

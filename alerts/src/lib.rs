@@ -33,7 +33,8 @@ pub use lifecycle::{ActError, Action, FieldState};
 pub use matcher::Matcher;
 pub use policy::Policies;
 pub use service::{
-    AlertDetail, Alerts, AlertsStats, Clock, EvidenceFn, NewSilence, Options, UnitAckError,
+    AlertDetail, Alerts, AlertsStats, Clock, EvidenceFn, LabelsFn, NewSilence, Options,
+    UnitAckError,
 };
 
 /// Why the alert store could not be used.

@@ -99,6 +99,7 @@ pub(crate) struct Ctx<'a, 't> {
     /// Route roles that reached no receiver.
     pub routing_errors: u64,
     pub evidence: Option<&'a crate::service::EvidenceFn>,
+    pub labels: Option<&'a crate::service::LabelsFn>,
 }
 
 /// An alert's labels with `rule` and `severity`, as matchers see them.
@@ -334,6 +335,11 @@ impl Ctx<'_, '_> {
             &active.group,
         );
         let mut labels = routing::labels(rule, &active.group);
+        if let Some(more) = self.labels {
+            for (k, v) in more(&labels) {
+                labels.entry(k).or_insert(v);
+            }
+        }
         self.directory.enrich(&mut labels);
         let mut a = AlertRow {
             id: id.clone(),

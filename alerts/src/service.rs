@@ -99,7 +99,13 @@ pub struct Options {
     /// Evidence for a new alert from its labels (a kitchen camera's latest image), kept on the
     /// alert as `evidence` and carried by its notifications.
     pub evidence: Option<EvidenceFn>,
+    /// Labels a new alert gains from what ingest saw (a complaint's merchant for an alert
+    /// keyed by complaint id), before it is routed. Existing labels are kept.
+    pub labels: Option<LabelsFn>,
 }
+
+/// Finds more labels for an alert with these labels.
+pub type LabelsFn = Arc<dyn Fn(&BTreeMap<String, String>) -> Vec<(String, String)> + Send + Sync>;
 
 impl std::fmt::Debug for Options {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -108,6 +114,7 @@ impl std::fmt::Debug for Options {
             .field("clock", &self.clock)
             .field("timeout", &self.timeout)
             .field("evidence", &self.evidence.is_some())
+            .field("labels", &self.labels.is_some())
             .finish()
     }
 }
@@ -123,6 +130,7 @@ impl Default for Options {
             clock: Clock::System,
             timeout: Duration::from_secs(10),
             evidence: None,
+            labels: None,
         }
     }
 }
@@ -175,6 +183,7 @@ pub struct Alerts {
     transports: Mutex<HashMap<String, Arc<dyn Transport>>>,
     inherited: Mutex<Inherited>,
     evidence: Option<EvidenceFn>,
+    labels: Option<LabelsFn>,
 }
 
 impl Alerts {
@@ -216,6 +225,7 @@ impl Alerts {
             )])),
             inherited: Mutex::new(inherited),
             evidence: options.evidence,
+            labels: options.labels,
         }))
     }
 
@@ -269,6 +279,7 @@ impl Alerts {
                 rows: Vec::new(),
                 routing_errors: 0,
                 evidence: self.evidence.as_ref(),
+                labels: self.labels.as_ref(),
             };
             let out = f(&mut ctx)?;
             let (rows, errors) = (std::mem::take(&mut ctx.rows), ctx.routing_errors);
@@ -682,6 +693,9 @@ fn settle_ms(rule: &rules::Rule) -> u64 {
         Kind::Event | Kind::State { .. } => 0,
         Kind::Window { window, .. } => window.size_ms(),
         Kind::Absence { after_ms, .. } => *after_ms,
+        // A clock that ran before the restart does not re-derive (its starting event is
+        // gone): an inherited deadline alert stays until its person closes it.
+        Kind::Deadline { .. } => return u64::MAX,
     };
     // A minute on top: devices report at least that often (idle heartbeats).
     shape + rule.for_ms + rule.keep_firing_for_ms + 60_000

@@ -67,6 +67,23 @@ route = ["maintenance_unit"]
 inhibits = ["e.trapped"]
 
 [[rule]]
+id = "c.late"
+severity = "major"
+stream = "complaint_new"
+group_by = ["complaint_id"]
+deadline = { working_days = 7, done_stream = "complaint_status", done = 'event.status == "accepted"' }
+labels = { domain = "complaint" }
+route = ["office"]
+
+[[rule]]
+id = "k.rodent"
+severity = "critical"
+stream = "kitchen_detection"
+group_by = ["kitchen_id", "camera_id", "kind"]
+labels = { domain = "kitchen" }
+route = ["office"]
+
+[[rule]]
 id = "c.burst"
 severity = "major"
 stream = "complaint_new"
@@ -640,6 +657,60 @@ fn after_a_restart_a_re_derived_condition_continues_and_a_stale_one_resolves() {
         .map(|e| e.status)
         .collect();
     assert_eq!(steps, ["done", "pending"]);
+}
+
+#[test]
+fn hooks_add_what_ingest_saw_before_routing_and_evidence_to_the_alert() {
+    let dir = tempfile::tempdir().unwrap();
+    let labels: alerts::LabelsFn = Arc::new(|l| match l.get("complaint_id").map(String::as_str) {
+        Some("C7") => pairs(&[("merchant_id", "M1"), ("complaint_id", "not this")]),
+        _ => Vec::new(),
+    });
+    let evidence: alerts::EvidenceFn = Arc::new(|l| {
+        (l.get("kind").map(String::as_str) == Some("rodent"))
+            .then(|| serde_json::json!({"snapshot": "https://e.example/1.jpg", "ts": 5}))
+    });
+    let a = Alerts::open_with(
+        &dir.path().join("alerts.db"),
+        common::reference(nowhere()),
+        Options {
+            labels: Some(labels),
+            evidence: Some(evidence),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    a.apply(&change("c.late", "C7", true, T0), &rules())
+        .unwrap();
+    let late = a
+        .journal()
+        .alert(&alerts::fingerprint("c.late", "C7"))
+        .unwrap()
+        .unwrap();
+    // The merchant it learnt routes it to the merchant's office; the group label stays.
+    assert_eq!(late.body["labels"]["merchant_id"], "M1");
+    assert_eq!(late.body["labels"]["complaint_id"], "C7");
+    assert!(late.body["routing_errors"].is_null(), "{}", late.body);
+    let sent: Vec<String> = a
+        .journal()
+        .notifications(Some(&late.id), 10)
+        .unwrap()
+        .into_iter()
+        .map(|n| n.receiver_id)
+        .collect();
+    assert_eq!(sent, ["R-office"]);
+    assert!(late.body["evidence"].is_null());
+    a.apply(&change("k.rodent", "K1/C1/rodent", true, T0), &rules())
+        .unwrap();
+    let rodent = a
+        .journal()
+        .alert(&alerts::fingerprint("k.rodent", "K1/C1/rodent"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        rodent.body["evidence"]["snapshot"],
+        "https://e.example/1.jpg"
+    );
 }
 
 #[test]

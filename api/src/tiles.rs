@@ -67,6 +67,10 @@ pub struct ComplaintTiles {
     pub duplicates_today: i64,
     /// Merchants with a firing group-complaint risk.
     pub group_risk: u64,
+    /// Complaints and reports within a working day of a handling limit.
+    pub near_deadline: u64,
+    /// Complaints and reports past a handling limit.
+    pub overdue: u64,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Default, utoipa::ToSchema)]
@@ -133,6 +137,8 @@ impl Tiles {
                 received_today: view.complaints.received_today,
                 duplicates_today: view.complaints.duplicates_today,
                 group_risk: o(|o| o.group_risk_firing),
+                near_deadline: o(|o| o.deadline_near),
+                overdue: o(|o| o.overdue),
             },
             alerts: AlertTiles {
                 firing: o(|o| o.firing),
@@ -168,6 +174,11 @@ impl Tiles {
                 self.complaints.duplicates_today as f64,
             ),
             ("complaints.group_risk", self.complaints.group_risk as f64),
+            (
+                "complaints.near_deadline",
+                self.complaints.near_deadline as f64,
+            ),
+            ("complaints.overdue", self.complaints.overdue as f64),
             ("alerts.firing", self.alerts.firing as f64),
             ("alerts.unacknowledged", self.alerts.unacknowledged as f64),
         ]
@@ -175,7 +186,7 @@ impl Tiles {
 }
 
 /// One sample: each series' name and value.
-pub type Sample = [(&'static str, f64); 14];
+pub type Sample = [(&'static str, f64); 16];
 
 /// The ring of samples.
 #[derive(Debug, Default)]
@@ -264,6 +275,6 @@ mod tests {
         assert_eq!(online.len(), SAMPLES);
         assert_eq!(online[0], 5.0);
         assert_eq!(*online.last().unwrap(), (SAMPLES + 4) as f64);
-        assert_eq!(v.series.len(), 14);
+        assert_eq!(v.series.len(), 16);
     }
 }

@@ -385,6 +385,8 @@ const TILES = [
   { key: "complaints", spark: "complaints.received_today", values: [
     ["received_today", (x) => x.received_today, "complaints.received_today"],
     ["duplicates_today", (x) => x.duplicates_today, "complaints.duplicates_today"],
+    ["near_deadline", (x) => x.near_deadline, "complaints.near_deadline"],
+    ["overdue", (x) => x.overdue, "complaints.overdue"],
     ["group_risk", (x) => x.group_risk, "complaints.group_risk"]] },
   { key: "alerts", spark: "alerts.firing", values: [
     ["firing", (x) => x.firing, "alerts.firing"],
@@ -432,7 +434,7 @@ async function loadTiles() {
     return h("section", { class: "tile", "data-tile": tile.key },
       h("h3", {}, t(tile.key)),
       h("div", { class: "values" }, tile.values.map(([word, f, series]) =>
-        h("div", { class: "v" + (word === "trapped" && x.trapped > 0 ? " hot" : "") },
+        h("div", { class: "v" + ((word === "trapped" || word === "overdue") && x[word] > 0 ? " hot" : "") },
           h("b", { "data-series": series }, String(f(x))), h("small", {}, t(word))))),
       tile.extra ? h("div", { class: "extra" }, tile.extra(x)) : null,
       sparkline(history.series[tile.spark]));

@@ -89,6 +89,7 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
                 alerts::Options {
                     policies,
                     evidence: Some(kitchen_evidence(ingest.evidence())),
+                    labels: Some(complaint_labels(ingest.complaints())),
                     ..alerts::Options::default()
                 },
             )?;
@@ -328,5 +329,21 @@ fn kitchen_evidence(store: Arc<ingest::Evidence>) -> alerts::EvidenceFn {
         let camera = labels.get("camera_id")?;
         let s = store.latest(kitchen, camera, labels.get("kind").map(String::as_str))?;
         Some(serde_json::json!({ "snapshot": s.snapshot, "ts": s.ts }))
+    })
+}
+
+/// An alert keyed by a complaint id (a handling deadline) learns whom the complaint is about,
+/// so it is routed to the merchant's office like the complaint itself.
+fn complaint_labels(store: Arc<ingest::Complaints>) -> alerts::LabelsFn {
+    Arc::new(move |labels| {
+        let Some(facts) = labels.get("complaint_id").and_then(|id| store.get(id)) else {
+            return Vec::new();
+        };
+        let mut out = vec![
+            ("merchant_name".to_owned(), facts.merchant_name),
+            ("complaint_kind".to_owned(), facts.kind),
+        ];
+        out.extend(facts.merchant_id.map(|m| ("merchant_id".to_owned(), m)));
+        out
     })
 }

@@ -80,6 +80,18 @@ pub struct Camera {
     pub camera_id: Id,
 }
 
+/// A day off or a make-up working day (`holidays.csv`: `date,kind,name`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Holiday {
+    /// `YYYY-MM-DD`, local.
+    pub date: String,
+    /// `holiday` (a weekday off) or `workday` (a weekend day worked).
+    pub kind: String,
+    #[serde(default)]
+    pub name: String,
+}
+
 /// A smart market.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -180,11 +192,25 @@ pub struct Reference {
     /// Notification receivers.
     #[serde(default)]
     pub receivers: Vec<Receiver>,
+    /// Public holidays and make-up working days, for deadlines in working days.
+    #[serde(default)]
+    pub holidays: Vec<Holiday>,
     /// Jurisdiction polygons (GeoJSON FeatureCollection), kept as loaded.
     pub jurisdictions: Option<serde_json::Value>,
 }
 
 impl Reference {
+    /// The working-day calendar of `holidays`.
+    pub fn calendar(&self) -> model::time::WorkCalendar {
+        let days = |kind: &'static str| {
+            self.holidays
+                .iter()
+                .filter(move |h| h.kind == kind)
+                .filter_map(|h| model::time::parse_day(&h.date))
+        };
+        model::time::WorkCalendar::new(days("holiday"), days("workday"))
+    }
+
     /// Loads every table found in `dir`.
     pub fn load(dir: &Path) -> Result<Reference, ReferenceError> {
         let r = Reference {
@@ -215,6 +241,7 @@ impl Reference {
                 vec![&g.goods_code]
             })?,
             receivers: table(dir, "receivers", |r: &Receiver| vec![&r.receiver_id])?,
+            holidays: table(dir, "holidays", |_: &Holiday| vec![])?,
             jurisdictions: {
                 let path = dir.join("jurisdictions.geojson");
                 if path.exists() {
@@ -242,6 +269,22 @@ impl Reference {
                 .iter()
                 .map(|c| format!("{}/{}", c.kitchen_id, c.camera_id).into()),
         )?;
+        for (i, h) in r.holidays.iter().enumerate() {
+            let problem = if model::time::parse_day(&h.date).is_none() {
+                Some(format!("date {:?} is not YYYY-MM-DD", h.date))
+            } else if !matches!(h.kind.as_str(), "holiday" | "workday") {
+                Some(format!("kind {:?}: expected holiday or workday", h.kind))
+            } else {
+                None
+            };
+            if let Some(message) = problem {
+                return Err(ReferenceError::Csv {
+                    path: dir.join("holidays.csv"),
+                    line: i as u64 + 2,
+                    message,
+                });
+            }
+        }
         check_unique(
             dir,
             "merchants",

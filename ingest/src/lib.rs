@@ -11,14 +11,17 @@
 //! - [`broker`]: the embedded broker (rumqttd) for the quick start.
 //! - [`deadletter`]: the bounded on-disk store of rejected messages.
 //! - [`evidence`]: the latest evidence image of each kitchen camera, for alerts.
+//! - [`complaints`]: whom each recent complaint is about, for routing its deadline alerts.
 //! - [`stats`]: counters and gauges for `/metrics` and `/readyz`.
 
 pub mod broker;
+pub mod complaints;
 pub mod deadletter;
 pub mod evidence;
 pub mod mqtt;
 pub mod stats;
 
+pub use complaints::Complaints;
 pub use deadletter::{DeadLetter, DeadLetters};
 pub use evidence::Evidence;
 pub use mqtt::{Ingest, MqttConfig};

@@ -25,6 +25,64 @@ pub fn format_day(day: u64) -> String {
     )
 }
 
+/// Parses `YYYY-MM-DD` into a local day number (days since 1970-01-01).
+pub fn parse_day(s: &str) -> Option<u64> {
+    let mut parts = s.trim().splitn(3, '-');
+    let year: i32 = parts.next()?.parse().ok()?;
+    let month: u8 = parts.next()?.parse().ok()?;
+    let day: u8 = parts.next()?.parse().ok()?;
+    let date =
+        ::time::Date::from_calendar_date(year, ::time::Month::try_from(month).ok()?, day).ok()?;
+    u64::try_from(date.to_julian_day() - 2_440_588).ok()
+}
+
+/// Working days in the bureau's calendar: Monday to Friday, except public holidays, plus the
+/// weekend days declared working days in their place (调休).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WorkCalendar {
+    holidays: std::collections::HashSet<u64>,
+    workdays: std::collections::HashSet<u64>,
+}
+
+impl WorkCalendar {
+    /// A calendar with these holidays and make-up working days (local day numbers).
+    pub fn new(
+        holidays: impl IntoIterator<Item = u64>,
+        workdays: impl IntoIterator<Item = u64>,
+    ) -> WorkCalendar {
+        WorkCalendar {
+            holidays: holidays.into_iter().collect(),
+            workdays: workdays.into_iter().collect(),
+        }
+    }
+
+    /// Whether a local day is a working day.
+    pub fn is_working(&self, day: u64) -> bool {
+        if self.workdays.contains(&day) {
+            return true;
+        }
+        // 1970-01-01 was a Thursday: (day + 3) % 7 is 0 on Mondays.
+        (day + 3) % 7 < 5 && !self.holidays.contains(&day)
+    }
+
+    /// When a time limit of `n` working days that starts at `ms` runs out: the end (local
+    /// midnight) of the `n`-th working day after the day of `ms`, epoch ms.
+    pub fn working_days_after(&self, ms: u64, n: u32) -> u64 {
+        let mut day = local_day(ms);
+        let mut left = n;
+        // A calendar with no working day at all would never end: give up after ten years.
+        let mut guard = 3_660;
+        while left > 0 && guard > 0 {
+            day += 1;
+            guard -= 1;
+            if self.is_working(day) {
+                left -= 1;
+            }
+        }
+        ((day + 1) * DAY_MS).saturating_sub(LOCAL_OFFSET_MS)
+    }
+}
+
 /// Parses an RFC 3339 timestamp into Unix epoch milliseconds. Times before 1970 are `None`.
 pub fn parse_rfc3339_ms(s: &str) -> Option<u64> {
     let t =
@@ -82,6 +140,36 @@ pub mod ts_opt {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn working_days_skip_weekends_and_holidays_and_count_make_up_days() {
+        let day = |s: &str| parse_day(s).unwrap();
+        let at = |s: &str| day(s) * DAY_MS - LOCAL_OFFSET_MS + 10 * 3_600_000; // 10:00 local
+        let end_of = |s: &str| (day(s) + 1) * DAY_MS - LOCAL_OFFSET_MS;
+        assert_eq!(format_day(day("2026-11-27")), "2026-11-27");
+        let plain = WorkCalendar::default();
+        // Friday 2026-11-27 + 7 working days: Mon 30 Nov … Tue 8 Dec.
+        assert_eq!(
+            plain.working_days_after(at("2026-11-27"), 7),
+            end_of("2026-12-08")
+        );
+        // Received on a Saturday: the count starts on Monday.
+        assert_eq!(
+            plain.working_days_after(at("2026-11-28"), 1),
+            end_of("2026-11-30")
+        );
+        // A holiday week (1–7 Oct) with two make-up working days (Sun 27 Sep, Sat 10 Oct).
+        let holidays: Vec<u64> = (1..=7).map(|d| day(&format!("2026-10-0{d}"))).collect();
+        let cal = WorkCalendar::new(holidays, [day("2026-09-27"), day("2026-10-10")]);
+        assert!(cal.is_working(day("2026-09-27")) && !cal.is_working(day("2026-10-05")));
+        // From Friday 25 Sep: Sun 27, Mon 28, Tue 29, Wed 30, then Thu 8, Fri 9, Sat 10.
+        assert_eq!(
+            cal.working_days_after(at("2026-09-25"), 7),
+            end_of("2026-10-10")
+        );
+        assert_eq!(parse_day("2026-02-30"), None);
+        assert_eq!(parse_day("tomorrow"), None);
+    }
+
     use super::*;
 
     #[test]

@@ -349,7 +349,68 @@ fn validate(
             format!("unknown mode {mode:?}; expected event or state"),
         );
     }
-    let kind = if let Some(after) = &src.absent_for {
+    let kind = if let Some(d) = &src.deadline {
+        if src.absent_for.is_some() || src.window.is_some() || src.aggregate.is_some() {
+            fail(
+                "deadline",
+                1,
+                "deadline cannot be combined with absent_for, window or aggregate".into(),
+            );
+        }
+        if mode != "event" || src.clear_condition.is_some() {
+            fail(
+                "deadline",
+                1,
+                "a deadline stops with its done condition: no mode or clear_condition".into(),
+            );
+        }
+        if d.working_days == 0 {
+            fail("deadline", 1, "working_days must be at least 1".into());
+        }
+        if src.group_by.is_empty() {
+            fail(
+                "group_by",
+                1,
+                "a deadline runs per group: name what identifies it (e.g. complaint_id)".into(),
+            );
+        }
+        let done_stream = match d.done_stream.as_deref() {
+            None => Some(stream),
+            Some(name) => {
+                let found = Stream::ALL.into_iter().find(|s| s.as_str() == name);
+                if found.is_none() {
+                    fail("deadline", 1, format!("unknown done_stream {name:?}"));
+                }
+                found
+            }
+        };
+        let done = done_stream.and_then(|ds| {
+            let sample = sample_event(ds);
+            for g in &src.group_by {
+                if crate::expr::field(&sample, g).is_none() {
+                    fail(
+                        "group_by",
+                        1,
+                        format!("unknown field {g:?} for done_stream {}", ds.as_str()),
+                    );
+                }
+            }
+            let vars = vec![
+                ("event", sample.clone()),
+                ("prev", sample),
+                ("ref", sample_ref()),
+            ];
+            compile_bool(&mut fail, "deadline.done", &d.done, vars)
+        });
+        match (done_stream, done) {
+            (Some(done_stream), Some(done)) => Kind::Deadline {
+                working_days: d.working_days,
+                done_stream,
+                done,
+            },
+            _ => Kind::Event,
+        }
+    } else if let Some(after) = &src.absent_for {
         let after_ms = duration(&mut fail, "absent_for", &Some(after.clone()));
         if src.window.is_some() || src.aggregate.is_some() {
             fail(
@@ -629,5 +690,56 @@ condition = "value >= 3"
         assert!(one_error(&twice).message.contains("duplicate rule id"));
         let ev = load_str("e.toml", "[[rule]]\nid = \"x\"\nseverity = \"critical\"\nstream = \"kitchen_detection\"\nfilter = 'event.kind == \"rodent\"'\n").unwrap();
         assert_eq!(ev[0].keep_firing_for_ms, DEFAULT_EVENT_HOLD_MS);
+    }
+
+    #[test]
+    fn deadlines_are_checked_against_both_streams() {
+        let rule = |deadline: &str, group: &str| {
+            format!(
+                "[[rule]]\nid = \"d\"\nseverity = \"major\"\nstream = \"complaint_new\"\n\
+                 group_by = [{group}]\ndeadline = {deadline}\n"
+            )
+        };
+        let good = rule(
+            r#"{ working_days = 7, done_stream = "complaint_status", done = 'event.status == "accepted"' }"#,
+            r#""complaint_id""#,
+        );
+        let d = load_str("d.toml", &good).unwrap().remove(0);
+        assert!(matches!(
+            d.kind,
+            Kind::Deadline {
+                working_days: 7,
+                done_stream: model::Stream::ComplaintStatus,
+                ..
+            }
+        ));
+        assert_eq!(d.keep_firing_for_ms, 0, "it resolves as soon as it is done");
+        let cases = [
+            (
+                good.replace("event.status", "event.state"),
+                "unknown field \"state\"",
+            ),
+            (
+                good.replace("working_days = 7", "working_days = 0"),
+                "at least 1",
+            ),
+            (
+                good.replace("complaint_status", "complaint_state"),
+                "unknown done_stream",
+            ),
+            (
+                good.replace(r#""complaint_id""#, ""),
+                "name what identifies it",
+            ),
+            // merchant_id is on new complaints only: the done stream could never match it.
+            (
+                good.replace(r#""complaint_id""#, r#""merchant_id""#),
+                "unknown field \"merchant_id\" for done_stream complaint_status",
+            ),
+        ];
+        for (text, expected) in cases {
+            let e = one_error(&text);
+            assert!(e.message.contains(expected), "{expected}: {}", e.message);
+        }
     }
 }

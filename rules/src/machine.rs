@@ -9,7 +9,8 @@
 //!    the filter and off with the clear condition); a window rule evaluates its condition on
 //!    the aggregate of the matching events in the window; an absence rule is true once no
 //!    matching event came for `absent_for` (counting from registration for a device that never
-//!    reported);
+//!    reported); a deadline rule is true from the due time its starting event carries until
+//!    an event matches its `done` condition;
 //! 2. **firing**: the raw condition must hold for `for` before firing starts; once firing, it
 //!    stops `keep_firing_for` after the raw condition last ended (hysteresis).
 
@@ -47,7 +48,8 @@ pub struct Machine {
     firing: Option<(u64, f64)>,
     value: f64,
     items: VecDeque<(u64, Item)>,
-    /// Absence: the last matching event, or the registration time.
+    /// Absence: the last matching event, or the registration time. Deadline: when the
+    /// running clock is due (one field for both keeps every machine small).
     last_seen: Option<u64>,
 }
 
@@ -120,6 +122,23 @@ impl Machine {
                     self.set_raw(t, false, rule, &mut out);
                 }
             }
+            Kind::Deadline { working_days, .. } => {
+                if cleared {
+                    self.last_seen = None;
+                    self.set_raw(t, false, rule, &mut out);
+                } else if matched
+                    && self.last_seen.is_none()
+                    && !self.raw
+                    && let Item::Num(due) = item
+                {
+                    // A repeat of the starting event (a duplicate) never restarts the clock.
+                    self.last_seen = Some(due as u64);
+                    self.value = f64::from(*working_days);
+                    if t >= due as u64 {
+                        self.set_raw(due as u64, true, rule, &mut out);
+                    }
+                }
+            }
         }
         self.settle(t, rule, &mut out);
         out
@@ -147,6 +166,14 @@ impl Machine {
                 {
                     self.value = (t - seen) as f64 / 1000.0;
                     self.set_raw(seen + after_ms, true, rule, &mut out);
+                }
+            }
+            Kind::Deadline { .. } => {
+                if let Some(due) = self.last_seen
+                    && !self.raw
+                    && t >= due
+                {
+                    self.set_raw(due, true, rule, &mut out);
                 }
             }
             _ => {}
@@ -185,6 +212,11 @@ impl Machine {
             Kind::Absence { after_ms, .. } => {
                 if let (false, Some(seen)) = (self.raw, self.last_seen) {
                     at(seen + after_ms);
+                }
+            }
+            Kind::Deadline { .. } => {
+                if let (false, Some(due)) = (self.raw, self.last_seen) {
+                    at(due);
                 }
             }
             _ => {}

@@ -68,6 +68,10 @@ pub struct RuleSource {
     /// The registry absence is judged against: `elevators`, `cameras`, `scales`.
     #[serde(default)]
     pub registry: Option<String>,
+    /// Deadline: a matching event starts a clock of working days for its group; an event of
+    /// `done_stream` matching `done` stops it; the condition fires when the clock runs out.
+    #[serde(default)]
+    pub deadline: Option<DeadlineSource>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
@@ -94,6 +98,22 @@ pub struct WindowSource {
     pub tumbling: Option<String>,
 }
 
+/// A deadline as written: `{ working_days = 7, done_stream = "complaint_status",
+/// done = 'event.status in ["accepted", "rejected"]' }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadlineSource {
+    /// Working days after the day of the starting event (weekends and the reference data's
+    /// holidays skipped, its make-up working days counted); due at the end of the last one,
+    /// local time (Asia/Shanghai).
+    pub working_days: u32,
+    /// The stream whose events can stop the clock (default: the rule's stream).
+    #[serde(default)]
+    pub done_stream: Option<String>,
+    /// Over an event of `done_stream` of the same group: the clock stops when it holds.
+    pub done: String,
+}
+
 /// What makes the raw condition true.
 #[derive(Debug, Clone)]
 pub enum Kind {
@@ -110,6 +130,13 @@ pub enum Kind {
     },
     /// No matching event from a registered device for `after_ms`.
     Absence { after_ms: u64, registry: Registry },
+    /// A matching event starts a clock of `working_days` for its group, unless one runs; an
+    /// event of `done_stream` matching `done` stops it; true once it runs out, until stopped.
+    Deadline {
+        working_days: u32,
+        done_stream: Stream,
+        done: Expr,
+    },
 }
 
 /// A window's shape.

@@ -58,6 +58,8 @@ pub struct RefValues {
     kitchens: HashMap<Id, Value>,
     /// Guidance prices by (market, goods); the empty market is the district-wide price.
     guidance: HashMap<(Id, Id), f64>,
+    /// Working days, for deadline rules.
+    calendar: model::time::WorkCalendar,
 }
 
 impl RefValues {
@@ -112,6 +114,7 @@ impl RefValues {
             elevators,
             kitchens,
             guidance,
+            calendar: r.calendar(),
         }
     }
 
@@ -241,6 +244,12 @@ impl RuleSet {
                     set.by_key.insert(key, i);
                     if rule.enabled {
                         set.by_stream.entry(rule.stream).or_default().push(i);
+                        // A deadline also hears the stream that stops its clock.
+                        if let Kind::Deadline { done_stream, .. } = &rule.kind
+                            && *done_stream != rule.stream
+                        {
+                            set.by_stream.entry(*done_stream).or_default().push(i);
+                        }
                     }
                     set.rules.push(rule);
                 }
@@ -360,20 +369,24 @@ fn observe_event(
     }
     let bound = evaluator.bind(vars);
     let first = out.len();
+    let stream = env.event.stream();
     for &i in ids {
         let rule = &set.rules[i];
-        let matched = match &rule.filter {
-            None => true,
-            Some(f) => bound.bool(f).unwrap_or_else(|e| {
-                stats.rule_error(&rule.id, &e.to_string());
-                false
-            }),
+        // A deadline's own stream starts its clock; its done stream (maybe the same) stops it.
+        let (starts, stops) = match &rule.kind {
+            Kind::Deadline { done_stream, .. } => (rule.stream == stream, *done_stream == stream),
+            _ => (true, false),
         };
-        let cleared = match &rule.kind {
-            Kind::State { clear: Some(c) } => bound.bool(c).unwrap_or_else(|e| {
-                stats.rule_error(&rule.id, &e.to_string());
+        let check = |e: &rules::expr::Expr| {
+            bound.bool(e).unwrap_or_else(|err| {
+                stats.rule_error(&rule.id, &err.to_string());
                 false
-            }),
+            })
+        };
+        let matched = starts && rule.filter.as_ref().is_none_or(check);
+        let cleared = match &rule.kind {
+            Kind::State { clear: Some(c) } => check(c),
+            Kind::Deadline { done, .. } if stops => check(done),
             _ => false,
         };
         // Only what can change a machine travels: unmatched events matter to state rules,
@@ -403,6 +416,10 @@ fn observe_event(
                     None => Item::Unit,
                 }
             }
+            // The starting event carries when its clock runs out.
+            Kind::Deadline { working_days, .. } if matched => {
+                Item::Num(refs.calendar.working_days_after(t, *working_days) as f64)
+            }
             _ => Item::Unit,
         };
         let what = What::Event {
@@ -423,7 +440,7 @@ fn observe_event(
 
 fn uses_ref(rule: &Rule) -> bool {
     rule.filter.as_ref().is_some_and(|f| f.uses_ref)
-        || matches!(&rule.kind, Kind::State { clear: Some(c) } if c.uses_ref)
+        || matches!(&rule.kind, Kind::State { clear: Some(c) } | Kind::Deadline { done: c, .. } if c.uses_ref)
 }
 
 fn value_text(v: &Value) -> String {

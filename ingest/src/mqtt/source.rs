@@ -25,6 +25,7 @@ const PACKET_HEADROOM: usize = 1 << 20;
 pub struct Ingest {
     rx: crossbeam_channel::Receiver<Ingested>,
     evidence: Arc<crate::Evidence>,
+    complaints: Arc<crate::Complaints>,
     acker: Arc<Acker>,
     stats: Arc<IngestStats>,
     client: AsyncClient,
@@ -46,6 +47,7 @@ struct Loop {
     acker: Arc<Acker>,
     backoff: (Duration, Duration),
     evidence: Arc<crate::Evidence>,
+    complaints: Arc<crate::Complaints>,
 }
 
 fn now_ms() -> u64 {
@@ -84,6 +86,7 @@ impl Ingest {
         stats.watch_queue(rx.clone());
         let (stop, stop_rx) = watch::channel(false);
         let evidence = Arc::new(crate::Evidence::default());
+        let complaints = Arc::new(crate::Complaints::default());
         let decoder = Decoder::new(DecoderConfig {
             prefix: config.prefix.clone(),
             max_payload_bytes: config.max_payload_bytes,
@@ -103,6 +106,7 @@ impl Ingest {
                 Duration::from_millis(config.reconnect_max_ms.max(1)),
             ),
             evidence: evidence.clone(),
+            complaints: complaints.clone(),
         };
         let task = tokio::spawn(looper.run(eventloop, stop_rx));
         let ack_task = tokio::spawn(send_acks(
@@ -114,6 +118,7 @@ impl Ingest {
         Ok(Ingest {
             rx,
             evidence,
+            complaints,
             acker,
             stats,
             client,
@@ -126,6 +131,11 @@ impl Ingest {
     /// The latest evidence image of each kitchen camera and detection kind.
     pub fn evidence(&self) -> Arc<crate::Evidence> {
         self.evidence.clone()
+    }
+
+    /// Who each recent complaint is about.
+    pub fn complaints(&self) -> Arc<crate::Complaints> {
+        self.complaints.clone()
     }
 
     /// The queue of decoded events, for the dataflow's sources.
@@ -196,6 +206,37 @@ async fn send_acks(
 }
 
 impl Loop {
+    /// Keeps what alerts will want to know of an event: a kitchen camera's evidence image,
+    /// whom a complaint is about.
+    fn remember(&self, event: &model::Event, received_ms: u64) {
+        match event {
+            model::Event::Detection {
+                kitchen_id,
+                camera_id,
+                detection,
+            } => {
+                if let Some(snapshot) = &detection.snapshot {
+                    self.evidence.record(
+                        kitchen_id,
+                        camera_id,
+                        detection.kind.as_str(),
+                        detection.ts.unwrap_or(received_ms),
+                        snapshot,
+                    );
+                }
+            }
+            model::Event::ComplaintNew { complaint } => self.complaints.record(
+                &complaint.complaint_id,
+                crate::complaints::ComplaintFacts {
+                    merchant_id: complaint.merchant_id.as_ref().map(|m| m.to_string()),
+                    merchant_name: complaint.merchant_name.clone(),
+                    kind: complaint.kind.as_str().to_owned(),
+                },
+            ),
+            _ => {}
+        }
+    }
+
     async fn run(self, mut eventloop: EventLoop, mut stop: watch::Receiver<bool>) {
         let mut backoff = self.backoff.0;
         let mut draining = false;
@@ -272,21 +313,7 @@ impl Loop {
         match self.decoder.decode(&p.topic, &p.payload, received_ms) {
             Ok(envelope) => {
                 self.stats.message(envelope.event.stream());
-                if let model::Event::Detection {
-                    kitchen_id,
-                    camera_id,
-                    detection,
-                } = &envelope.event
-                    && let Some(snapshot) = &detection.snapshot
-                {
-                    self.evidence.record(
-                        kitchen_id,
-                        camera_id,
-                        detection.kind.as_str(),
-                        detection.ts.unwrap_or(received_ms),
-                        snapshot,
-                    );
-                }
+                self.remember(&envelope.event, received_ms);
                 self.enqueue(Ingested { envelope, seq }).await;
             }
             Err(rejection) => {
