@@ -65,6 +65,10 @@ pub struct CameraTiles {
 pub struct ComplaintTiles {
     pub received_today: i64,
     pub duplicates_today: i64,
+    /// Without a decision yet (last 90 days).
+    pub open: i64,
+    /// Decided within the limit, of those decided in the last 90 days (按时办结率).
+    pub on_time_rate: Option<f64>,
     /// Merchants with a firing group-complaint risk.
     pub group_risk: u64,
     /// Complaints and reports within a working day of a handling limit.
@@ -136,6 +140,8 @@ impl Tiles {
             complaints: ComplaintTiles {
                 received_today: view.complaints.received_today,
                 duplicates_today: view.complaints.duplicates_today,
+                open: view.complaints.open,
+                on_time_rate: view.complaints.on_time_rate,
                 group_risk: o(|o| o.group_risk_firing),
                 near_deadline: o(|o| o.deadline_near),
                 overdue: o(|o| o.overdue),
@@ -174,6 +180,7 @@ impl Tiles {
                 self.complaints.duplicates_today as f64,
             ),
             ("complaints.group_risk", self.complaints.group_risk as f64),
+            ("complaints.open", self.complaints.open as f64),
             (
                 "complaints.near_deadline",
                 self.complaints.near_deadline as f64,
@@ -186,7 +193,7 @@ impl Tiles {
 }
 
 /// One sample: each series' name and value.
-pub type Sample = [(&'static str, f64); 16];
+pub type Sample = [(&'static str, f64); 17];
 
 /// The ring of samples.
 #[derive(Debug, Default)]
@@ -275,6 +282,6 @@ mod tests {
         assert_eq!(online.len(), SAMPLES);
         assert_eq!(online[0], 5.0);
         assert_eq!(*online.last().unwrap(), (SAMPLES + 4) as f64);
-        assert_eq!(v.series.len(), 16);
+        assert_eq!(v.series.len(), 17);
     }
 }

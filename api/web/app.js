@@ -384,10 +384,11 @@ const TILES = [
     extra: (x) => x.by_venue_type.map((v) => `${v.venue_type} ${v.online}/${v.registered}`).join(" · ") },
   { key: "complaints", spark: "complaints.received_today", values: [
     ["received_today", (x) => x.received_today, "complaints.received_today"],
-    ["duplicates_today", (x) => x.duplicates_today, "complaints.duplicates_today"],
+    ["open", (x) => x.open, "complaints.open"],
     ["near_deadline", (x) => x.near_deadline, "complaints.near_deadline"],
     ["overdue", (x) => x.overdue, "complaints.overdue"],
-    ["group_risk", (x) => x.group_risk, "complaints.group_risk"]] },
+    ["group_risk", (x) => x.group_risk, "complaints.group_risk"]],
+    extra: (x) => `${t("on_time_rate")} ${x.on_time_rate === null ? "—" : Math.round(x.on_time_rate * 100) + "%"} · ${t("duplicates_today")} ${x.duplicates_today}` },
   { key: "alerts", spark: "alerts.firing", values: [
     ["firing", (x) => x.firing, "alerts.firing"],
     ["unacknowledged", (x) => x.unacknowledged, "alerts.unacknowledged"]] },

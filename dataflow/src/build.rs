@@ -34,8 +34,14 @@ use timely::dataflow::{InputHandleVec, Scope, StreamVec};
 /// How long per-minute counters are kept after their minute ends.
 pub const MINUTE_RETENTION_MS: u64 = 61 * 60_000;
 
-/// How long a complaint id is remembered for duplicate detection.
+/// How long a complaint id (and its decision) is remembered: for duplicate detection, open
+/// complaints and the on-time rate.
 pub const COMPLAINT_ID_RETENTION_MS: u64 = 90 * DAY_MS;
+
+/// A complaint is accepted or rejected within 7 working days of receipt (SAMR measures, art. 14).
+pub const COMPLAINT_DECISION_WORKING_DAYS: u32 = 7;
+/// A report is decided within 15 working days of receipt.
+pub const REPORT_DECISION_WORKING_DAYS: u32 = 15;
 
 /// Liveness timeouts, event-time ms.
 #[derive(Debug, Clone, Copy)]
@@ -203,19 +209,21 @@ pub fn build<'scope>(scope: Scope<'scope, u64>, plan: &Plan) -> Built<'scope> {
     let (merchants_in, merchants) = scope.new_collection::<(Id, Id), isize>();
 
     let mut parts = events
-        .partition(5, |(env, t)| {
+        .partition(6, |(env, t)| {
             let part = match env.event.stream() {
                 Stream::ElevatorStatus => 0,
                 Stream::KitchenHeartbeat | Stream::KitchenDetection => 1,
                 Stream::MarketSale => 2,
                 Stream::ComplaintNew => 3,
-                _ => 4,
+                Stream::ComplaintStatus => 4,
+                _ => 5,
             };
             (part, (env.event, t))
         })
         .into_iter();
-    let mut next = || parts.next().expect("five partitions");
-    let (frames, camera_events, sales, complaints) = (next(), next(), next(), next());
+    let mut next = || parts.next().expect("six partitions");
+    let (frames, camera_events, sales, complaints, statuses) =
+        (next(), next(), next(), next(), next());
 
     // Elevators: online per district, and online but unregistered.
     let frames = frames.flat_map(|(event, t)| match event {
@@ -302,15 +310,22 @@ pub fn build<'scope>(scope: Scope<'scope, u64>, plan: &Plan) -> Built<'scope> {
         })
         .as_collection();
 
-    // Complaints: the first occurrence of each id counts; repeats are duplicates.
+    // Complaints: the first occurrence of each id counts; repeats are duplicates. Each carries
+    // when its decision is due (7 working days for a complaint, 15 for a report).
+    let calendar = plan.reference.calendar();
     let complaint_ids = complaints
-        .flat_map(|(event, t)| {
+        .flat_map(move |(event, t)| {
             let Event::ComplaintNew { complaint } = event else {
                 return Vec::new();
             };
-            let day = local_day(complaint.ts.unwrap_or(t));
+            let ts = complaint.ts.unwrap_or(t);
+            let limit = match complaint.kind {
+                model::ComplaintKind::Report => REPORT_DECISION_WORKING_DAYS,
+                _ => COMPLAINT_DECISION_WORKING_DAYS,
+            };
+            let due = calendar.working_days_after(ts, limit);
             let merchant = complaint.merchant_id.unwrap_or_default();
-            let rec = (complaint.complaint_id, (day, merchant));
+            let rec = (complaint.complaint_id, (local_day(ts), merchant, due));
             vec![
                 (rec.clone(), t, 1),
                 (rec, t + COMPLAINT_ID_RETENTION_MS, -1),
@@ -320,7 +335,66 @@ pub fn build<'scope>(scope: Scope<'scope, u64>, plan: &Plan) -> Built<'scope> {
     let first = complaint_ids
         .clone()
         .reduce(|_id, input, output| output.push((input[0].0.clone(), 1)));
-    let by_merchant = first.map(|(_, (day, merchant))| (merchant, day));
+    // The first status of a complaint is its decision (accepted, rejected, or straight into
+    // mediation or closed).
+    let decided = statuses
+        .flat_map(|(event, t)| {
+            let Event::ComplaintStatus {
+                complaint_id,
+                update,
+            } = event
+            else {
+                return Vec::new();
+            };
+            let rec = (complaint_id, update.ts.unwrap_or(t));
+            vec![
+                (rec.clone(), t, 1),
+                (rec, t + COMPLAINT_ID_RETENTION_MS, -1),
+            ]
+        })
+        .as_collection()
+        .reduce(|_id, input, output| output.push((*input[0].0, 1)));
+    let known_merchants = merchants.clone().map(|(m, _)| m).distinct();
+    // (merchant, on time?) of each decided complaint, and (merchant, ()) of each open one, to
+    // the merchant's office (or `unrouted`).
+    let decided_by_merchant = first
+        .clone()
+        .join_map(decided.clone(), |_, (_, merchant, due), at| {
+            (merchant.clone(), *at <= *due)
+        });
+    let decisions = decided_by_merchant
+        .clone()
+        .join_map(merchants.clone(), |_, on_time, office| {
+            Counter::ComplaintsDecided {
+                office: office.clone(),
+                on_time: *on_time,
+            }
+        })
+        .concat(
+            decided_by_merchant
+                .antijoin(known_merchants.clone())
+                .map(|(_, on_time)| Counter::ComplaintsDecided {
+                    office: UNROUTED_OFFICE.into(),
+                    on_time,
+                }),
+        );
+    let open_by_merchant = first
+        .clone()
+        .antijoin(decided.map(|(id, _)| id))
+        .map(|(_, (_, merchant, _))| (merchant, ()));
+    let open = open_by_merchant
+        .clone()
+        .join_map(merchants.clone(), |_, (), office| Counter::ComplaintsOpen {
+            office: office.clone(),
+        })
+        .concat(
+            open_by_merchant
+                .antijoin(known_merchants)
+                .map(|_| Counter::ComplaintsOpen {
+                    office: UNROUTED_OFFICE.into(),
+                }),
+        );
+    let by_merchant = first.map(|(_, (day, merchant, _))| (merchant, day));
     let routed = by_merchant
         .clone()
         .join_map(merchants.clone(), |_, day, office| {
@@ -337,7 +411,7 @@ pub fn build<'scope>(scope: Scope<'scope, u64>, plan: &Plan) -> Built<'scope> {
             day,
         });
     let duplicates = complaint_ids
-        .map(|(_, (day, _))| day)
+        .map(|(_, (day, _, _))| day)
         .concat(by_merchant.map(|(_, day)| day).negate())
         .map(|day| Counter::ComplaintDuplicates { day });
 
@@ -354,6 +428,8 @@ pub fn build<'scope>(scope: Scope<'scope, u64>, plan: &Plan) -> Built<'scope> {
             routed,
             unrouted,
             duplicates,
+            decisions,
+            open,
         ],
     )
     .consolidate_stream();

@@ -33,6 +33,11 @@ pub enum Counter {
     ComplaintsReceived { office: Id, day: u64 },
     /// Repeated complaint ids on a local day.
     ComplaintDuplicates { day: u64 },
+    /// Complaints and reports of the last 90 days decided (their first status), per office
+    /// of their merchant, on time or late (7 working days for a complaint, 15 for a report).
+    ComplaintsDecided { office: Id, on_time: bool },
+    /// Complaints and reports of the last 90 days still without a decision, per office.
+    ComplaintsOpen { office: Id },
 }
 
 /// All counter values, complete for every event time before `as_of`.
@@ -133,6 +138,13 @@ pub struct ComplaintsView {
     pub day: String,
     pub received_today: i64,
     pub duplicates_today: i64,
+    /// Complaints and reports of the last 90 days without a decision yet.
+    pub open: i64,
+    /// Of the last 90 days': decided, and decided within the limit.
+    pub decided: i64,
+    pub decided_on_time: i64,
+    /// `decided_on_time / decided` (按时办结率); null before any decision.
+    pub on_time_rate: Option<f64>,
     pub by_office: Vec<OfficeComplaints>,
 }
 
@@ -140,6 +152,10 @@ pub struct ComplaintsView {
 pub struct OfficeComplaints {
     pub office: String,
     pub received_today: i64,
+    pub open: i64,
+    pub decided: i64,
+    pub decided_on_time: i64,
+    pub on_time_rate: Option<f64>,
 }
 
 impl Snapshot {
@@ -160,7 +176,8 @@ impl Snapshot {
             day: format_day(today),
             ..Default::default()
         };
-        let mut offices: BTreeMap<&str, i64> = BTreeMap::new();
+        // Per office: received today, open, decided, decided on time.
+        let mut offices: BTreeMap<&str, [i64; 4]> = BTreeMap::new();
         for (counter, &v) in &self.values {
             match counter {
                 Counter::Messages { stream, minute } => messages.per_minute.push(StreamMinute {
@@ -194,7 +211,15 @@ impl Snapshot {
                     venues.entry(venue_type).or_default().1 += v
                 }
                 Counter::ComplaintsReceived { office, day } if *day == today => {
-                    *offices.entry(office).or_default() += v
+                    offices.entry(office).or_default()[0] += v
+                }
+                Counter::ComplaintsOpen { office } => offices.entry(office).or_default()[1] += v,
+                Counter::ComplaintsDecided { office, on_time } => {
+                    let o = offices.entry(office).or_default();
+                    o[2] += v;
+                    if *on_time {
+                        o[3] += v;
+                    }
                 }
                 Counter::ComplaintDuplicates { day } if *day == today => {
                     complaints.duplicates_today += v
@@ -237,13 +262,24 @@ impl Snapshot {
                 })
                 .collect(),
         };
-        for (office, n) in offices {
-            complaints.received_today += n;
+        let rate = |on_time: i64, decided: i64| {
+            (decided > 0).then(|| (on_time as f64 / decided as f64 * 1000.0).round() / 1000.0)
+        };
+        for (office, [received, open, decided, on_time]) in offices {
+            complaints.received_today += received;
+            complaints.open += open;
+            complaints.decided += decided;
+            complaints.decided_on_time += on_time;
             complaints.by_office.push(OfficeComplaints {
                 office: office.to_owned(),
-                received_today: n,
+                received_today: received,
+                open,
+                decided,
+                decided_on_time: on_time,
+                on_time_rate: rate(on_time, decided),
             });
         }
+        complaints.on_time_rate = rate(complaints.decided_on_time, complaints.decided);
         SnapshotView {
             as_of: self.as_of,
             as_of_time: local_rfc3339(self.as_of),

@@ -315,6 +315,95 @@ fn complaints_are_deduplicated_and_routed_by_merchant() {
             1,
         ),
         (Counter::ComplaintDuplicates { day }, T0 + 100, 1),
+        (Counter::ComplaintsOpen { office: id("O1") }, T0, 1),
+        (
+            Counter::ComplaintsOpen {
+                office: id("unrouted"),
+            },
+            T0 + 200,
+            1,
+        ),
+    ];
+    consolidate_updates(&mut expected);
+    assert_eq!(out, expected);
+}
+
+fn complaint(cid: &str, kind: ComplaintKind, ts: u64) -> Event {
+    Event::ComplaintNew {
+        complaint: Complaint {
+            ts: Some(ts),
+            complaint_id: id(cid),
+            kind,
+            merchant_id: Some(id("MER1")),
+            merchant_name: "某商户".into(),
+            category: id("price"),
+            lat: None,
+            lon: None,
+            amount: None,
+            text: None,
+        },
+    }
+}
+
+fn status(cid: &str, ts: u64) -> Event {
+    Event::ComplaintStatus {
+        complaint_id: id(cid),
+        update: ComplaintUpdate {
+            ts: Some(ts),
+            status: model::ComplaintStatus::Accepted,
+            office: None,
+        },
+    }
+}
+
+#[test]
+fn decisions_count_on_time_or_late_against_working_days_and_the_rest_stay_open() {
+    const DAY: u64 = 86_400_000;
+    // Friday 27 Nov, 08:00: a complaint is due by the end of Tuesday 8 Dec (7 working days),
+    // a report by the end of Thursday 17 Dec (15).
+    let (prompt, late, report) = (T0 + DAY, T0 + 12 * DAY, T0 + 12 * DAY);
+    let out = run(
+        |i| i.merchants.insert((id("MER1"), id("O1"))),
+        vec![
+            (
+                T0,
+                vec![
+                    (complaint("C1", ComplaintKind::Complaint, T0), T0),
+                    (complaint("C2", ComplaintKind::Complaint, T0), T0),
+                    (complaint("R1", ComplaintKind::Report, T0), T0),
+                    (complaint("C3", ComplaintKind::Complaint, T0), T0),
+                ],
+            ),
+            (prompt, vec![(status("C1", prompt), prompt)]),
+            // A second status is progress, not another decision.
+            (prompt + 1, vec![(status("C1", prompt + 1), prompt + 1)]),
+            (
+                late,
+                vec![(status("C2", late), late), (status("R1", report), report)],
+            ),
+        ],
+        T0 + 13 * DAY,
+    );
+    let open = Counter::ComplaintsOpen { office: id("O1") };
+    let decided = |on_time| Counter::ComplaintsDecided {
+        office: id("O1"),
+        on_time,
+    };
+    let mut expected = vec![
+        (
+            Counter::ComplaintsReceived {
+                office: id("O1"),
+                day: model::time::local_day(T0),
+            },
+            T0,
+            4,
+        ),
+        (open.clone(), T0, 4),
+        (open.clone(), prompt, -1),
+        (open, late, -2),
+        (decided(true), prompt, 1),
+        (decided(false), late, 1),
+        (decided(true), report, 1),
     ];
     consolidate_updates(&mut expected);
     assert_eq!(out, expected);
