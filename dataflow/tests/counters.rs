@@ -270,19 +270,8 @@ fn market_turnover_per_minute_is_retracted_after_retention() {
 
 #[test]
 fn complaints_are_deduplicated_and_routed_by_merchant() {
-    let complaint = |cid: &str, merchant: Option<&str>, ts: u64| Event::ComplaintNew {
-        complaint: Complaint {
-            ts: Some(ts),
-            complaint_id: id(cid),
-            kind: ComplaintKind::Complaint,
-            merchant_id: merchant.map(id),
-            merchant_name: "某商户".into(),
-            category: id("price"),
-            lat: None,
-            lon: None,
-            amount: None,
-            text: None,
-        },
+    let complaint = |cid: &str, merchant: Option<&str>, ts: u64| {
+        complaint_about(cid, merchant, ComplaintKind::Complaint, ts)
     };
     let day = model::time::local_day(T0);
     let out = run(
@@ -328,13 +317,13 @@ fn complaints_are_deduplicated_and_routed_by_merchant() {
     assert_eq!(out, expected);
 }
 
-fn complaint(cid: &str, kind: ComplaintKind, ts: u64) -> Event {
+fn complaint_about(cid: &str, merchant: Option<&str>, kind: ComplaintKind, ts: u64) -> Event {
     Event::ComplaintNew {
         complaint: Complaint {
             ts: Some(ts),
             complaint_id: id(cid),
             kind,
-            merchant_id: Some(id("MER1")),
+            merchant_id: merchant.map(id),
             merchant_name: "某商户".into(),
             category: id("price"),
             lat: None,
@@ -343,6 +332,10 @@ fn complaint(cid: &str, kind: ComplaintKind, ts: u64) -> Event {
             text: None,
         },
     }
+}
+
+fn complaint(cid: &str, kind: ComplaintKind, ts: u64) -> Event {
+    complaint_about(cid, Some("MER1"), kind, ts)
 }
 
 fn status(cid: &str, ts: u64) -> Event {
