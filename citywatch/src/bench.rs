@@ -1,7 +1,10 @@
 //! `citywatch bench`: end to end on this machine. A generated city is published as fast as
 //! the broker takes it (QoS 1, several connections) into a `citywatch run` child process
 //! (embedded broker, default rules, event-time clock); then the alerts it raised are compared
-//! with the simulator's ground truth. Writes `report.json` and `summary.md`.
+//! with the simulator's ground truth. Before it, unless `--no-baseline`, the same city goes
+//! through the same kind of broker alone (an embedded broker in this process and one plain
+//! QoS 1 subscriber), so the pipeline is reported as a share of what the broker delivers.
+//! Writes `report.json` and `summary.md`.
 
 use crate::simulate::{SimulateArgs, Summary, simulate};
 use anyhow::Context;
@@ -41,6 +44,85 @@ pub struct BenchArgs {
     /// Timely workers of the citywatch under test.
     #[arg(long, default_value_t = 2)]
     pub workers: u32,
+    /// Skip the broker-alone baseline.
+    #[arg(long)]
+    pub no_baseline: bool,
+}
+
+/// The broker alone: `city` published as the pipeline run will publish it, into an embedded
+/// broker started in this process, and read by one plain QoS 1 subscriber that does nothing
+/// with what it gets. Messages/s from the first publish to the last message received.
+async fn broker_alone(sim_args: &SimulateArgs, city: &City) -> anyhow::Result<Value> {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let port = free_port()?;
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    ingest::broker::start_embedded(addr, 2 << 20)?;
+    let mut opts = MqttOptions::new(format!("bench-baseline-{port}"), "127.0.0.1", port);
+    opts.set_max_packet_size(2 << 20, 2 << 20)
+        .set_keep_alive(Duration::from_secs(30));
+    let (client, mut eventloop) = AsyncClient::new(opts, 1024);
+    client.subscribe("cw/v1/#", QoS::AtLeastOnce).await?;
+    let received = Arc::new(AtomicU64::new(0));
+    let last_ms = Arc::new(AtomicU64::new(0));
+    let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel();
+    let reader = {
+        let (received, last_ms) = (received.clone(), last_ms.clone());
+        tokio::spawn(async move {
+            let mut subscribed_tx = Some(subscribed_tx);
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        if let Some(tx) = subscribed_tx.take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::Publish(_))) => {
+                        received.fetch_add(1, Ordering::Relaxed);
+                        last_ms.store(crate::simulate::now_ms(), Ordering::Relaxed);
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "baseline subscriber");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        })
+    };
+    tokio::time::timeout(Duration::from_secs(10), subscribed)
+        .await
+        .context("the baseline subscriber was not subscribed in 10 s")??;
+    let mut args = sim_args.clone();
+    args.mqtt = Some(format!("mqtt://127.0.0.1:{port}"));
+    args.truth = None;
+    args.write_reference = None;
+    let first_ms = crate::simulate::now_ms();
+    let sim = simulate(&args, city.district.clone()).await?;
+    let (mut seen, mut growth) = (0, Instant::now());
+    while growth.elapsed() < Duration::from_secs(5) {
+        let now = received.load(Ordering::Relaxed);
+        if now >= sim.messages {
+            break;
+        }
+        if now > seen {
+            (seen, growth) = (now, Instant::now());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    reader.abort();
+    let got = received.load(Ordering::Relaxed).min(sim.messages);
+    let seconds = (last_ms.load(Ordering::Relaxed).saturating_sub(first_ms) as f64 / 1000.0)
+        .max(sim.wall_seconds);
+    Ok(json!({
+        "broker": "embedded (rumqttd), in the bench process",
+        "subscriber": "one rumqttc client, QoS 1, counting only",
+        "messages": sim.messages,
+        "received": got,
+        "messages_per_s": got as f64 / seconds,
+        "publish_messages_per_s": sim.messages_per_s,
+    }))
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -223,6 +305,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&data);
     let city = City::generate(sim_args.size(), args.seed);
     city.write(&args.out.join("reference"))?;
+    let baseline = if args.no_baseline {
+        Value::Null
+    } else {
+        let b = broker_alone(&sim_args, &city).await?;
+        tracing::info!(messages_per_s = %b["messages_per_s"], "broker alone");
+        b
+    };
 
     let (http, broker) = (free_port()?, free_port()?);
     let log = std::fs::File::create(args.out.join("citywatch.log"))?;
@@ -388,6 +477,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                         "max": lat.last().copied().unwrap_or(0.0), "n": lat.len(),
                         "from": "publish of the event's simulated second", "to": "alert journaled" },
         "accuracy": acc,
+        "broker_alone": baseline,
+        // The pipeline's rate as a share of the broker alone's.
+        "share_of_broker": baseline["messages_per_s"].as_f64().filter(|b| *b > 0.0)
+            .map(|b| taken.min(sim.messages as f64) / took / b),
         "citywatch": { "rss_mb_max": rss_max.max(rss_end), "cpu_seconds": cpu_after - cpu_before },
         "alerts_of_incident_rules": alerts.len(),
         "alerts_firing_at_end": alerts_total,
@@ -409,6 +502,8 @@ fn summary_md(r: &Value) -> String {
          | figure | value |\n|---|---|\n\
          | messages taken / published | {} / {} |\n\
          | events/s (published → taken by citywatch) | {:.0} |\n\
+         | broker alone: messages/s (published → plain subscriber) | {} |\n\
+         | citywatch as a share of the broker alone | {} |\n\
          | latency p50 / p99 / max (ms) | {:.0} / {:.0} / {:.0} |\n\
          | recall | {:.3} ({} of {} incidents) |\n\
          | precision | {:.3} ({} of {} alerts) |\n\
@@ -424,6 +519,12 @@ fn summary_md(r: &Value) -> String {
         r["messages_taken"],
         r["messages"],
         r["events_per_s"].as_f64().unwrap_or(0.0),
+        r["broker_alone"]["messages_per_s"]
+            .as_f64()
+            .map_or("not measured".into(), |v| format!("{v:.0}")),
+        r["share_of_broker"]
+            .as_f64()
+            .map_or("–".into(), |v| format!("{:.0} %", v * 100.0)),
         r["latency_ms"]["p50"].as_f64().unwrap_or(0.0),
         r["latency_ms"]["p99"].as_f64().unwrap_or(0.0),
         r["latency_ms"]["max"].as_f64().unwrap_or(0.0),

@@ -155,4 +155,13 @@ fn a_small_bench_reports_throughput_latency_and_accuracy_from_real_alerts() {
     assert!(out.join("summary.md").exists());
     assert!(out.join("reference/elevators.csv").exists());
     assert!(report["machine"]["cpus"].as_u64().unwrap() >= 1);
+    // The broker alone carried the same messages, and the pipeline is a share of its rate.
+    let alone = &report["broker_alone"];
+    assert_eq!(alone["messages"], report["messages"], "{report}");
+    assert!(alone["received"].as_u64().unwrap() > 0, "{report}");
+    assert!(alone["messages_per_s"].as_f64().unwrap() > 0.0, "{report}");
+    assert!(
+        report["share_of_broker"].as_f64().unwrap() > 0.0,
+        "{report}"
+    );
 }

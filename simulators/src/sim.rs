@@ -75,6 +75,8 @@ pub struct Simulator {
     next_incident: usize,
     complaints: u64,
     incidents: Vec<Incident>,
+    /// Complaint decisions waiting for their second.
+    decisions: std::collections::BTreeMap<u64, Vec<Message>>,
 }
 
 impl Simulator {
@@ -106,6 +108,7 @@ impl Simulator {
             next_incident: 0,
             complaints: 0,
             incidents: Vec::new(),
+            decisions: Default::default(),
         }
     }
 
@@ -127,6 +130,9 @@ impl Simulator {
         let mut out = Vec::new();
         if self.incident_every > 0 && s > 0 && s.is_multiple_of(self.incident_every) {
             self.inject(s, t, &mut out);
+        }
+        if let Some(due) = self.decisions.remove(&s) {
+            out.extend(due);
         }
         for i in 0..self.elevators.len() {
             self.elevator(i, s, t, &mut out);
@@ -188,10 +194,25 @@ impl Simulator {
 
     fn complaint(&mut self, merchant: usize, t: u64, category: &str) -> Message {
         self.complaints += 1;
+        let id = format!("SIM-{}-{}", self.start_ms / 1000, self.complaints);
+        // The office decides most within minutes (accepted 8 in 10, rejected 1 in 10); the
+        // rest stay open.
+        let roll = self.rng.below(10);
+        if roll < 9 {
+            let after = 30 + self.rng.below(570);
+            let status = if roll < 8 { "accepted" } else { "rejected" };
+            let at = self.second + after;
+            let ts = self.start_ms + at * 1000;
+            self.decisions.entry(at).or_default().push(msg(
+                format!("complaint/{id}/status"),
+                json!({"ts": ts, "status": status}),
+                ts,
+            ));
+        }
         let m = &self.district.merchants[merchant];
         msg(
             "complaint/new".into(),
-            json!({"ts": t, "complaint_id": format!("SIM-{}-{}", self.start_ms / 1000, self.complaints), "merchant_id": m,
+            json!({"ts": t, "complaint_id": id, "merchant_id": m,
                    "merchant_name": format!("商户 {m}"), "category": category, "amount": 100 + self.rng.below(2000)}),
             t,
         )
@@ -377,7 +398,13 @@ impl Simulator {
             "overspeed" | "trapped" if !d.elevators.is_empty() => {
                 let candidates: Vec<usize> = (0..self.elevators.len())
                     .filter(|&i| match self.elevators[i].car {
-                        Car::Moving { .. } => kind == "overspeed",
+                        // Far enough from its landing to be still moving for the 3 s the
+                        // overspeed lasts: a car that stops first would never show it.
+                        Car::Moving { target, pos, .. } => {
+                            let goal = f64::from(target - 1) * FLOOR_HEIGHT_M;
+                            let rated = self.district.elevators[i].rated_speed_mps;
+                            kind == "overspeed" && (goal - pos).abs() > 4.0 * rated
+                        }
                         Car::Idle { .. } => kind == "trapped",
                         Car::Trapped { .. } => false,
                     })
