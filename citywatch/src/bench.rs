@@ -6,6 +6,7 @@
 //! QoS 1 subscriber), so the pipeline is reported as a share of what the broker delivers.
 //! Writes `report.json` and `summary.md`.
 
+use crate::plot;
 use crate::simulate::{SimulateArgs, Summary, simulate};
 use anyhow::Context;
 use serde_json::{Value, json};
@@ -47,6 +48,10 @@ pub struct BenchArgs {
     /// Skip the broker-alone baseline.
     #[arg(long)]
     pub no_baseline: bool,
+    /// Step the offered load: one run per speed (e.g. `--steps 10,20,40,80`), each with a
+    /// fresh citywatch; reports every step, the fastest sustained one, and `load.svg`.
+    #[arg(long, value_delimiter = ',')]
+    pub steps: Vec<f64>,
 }
 
 /// The broker alone: `city` published as the pipeline run will publish it, into an embedded
@@ -301,8 +306,6 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         late_ms: 0,
     };
     std::fs::create_dir_all(&args.out)?;
-    let data = args.out.join("data");
-    let _ = std::fs::remove_dir_all(&data);
     let city = City::generate(sim_args.size(), args.seed);
     city.write(&args.out.join("reference"))?;
     let baseline = if args.no_baseline {
@@ -313,8 +316,85 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         b
     };
 
+    let speeds = if args.steps.is_empty() {
+        vec![args.speed]
+    } else {
+        args.steps.clone()
+    };
+    let mut steps = Vec::new();
+    for (n, speed) in speeds.iter().enumerate() {
+        let dir = if speeds.len() == 1 {
+            args.out.clone()
+        } else {
+            args.out.join(format!("step-{n}"))
+        };
+        let mut step_args = sim_args.clone();
+        step_args.speed = *speed;
+        step_args.truth = Some(dir.join("ground-truth.jsonl"));
+        let step = measure(&args, &city, &step_args, &dir).await?;
+        tracing::info!(speed, events_per_s = %step["events_per_s"], sustained = %step["sustained"], "step done");
+        steps.push(step);
+    }
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let share = |step: &Value| {
+        baseline["messages_per_s"]
+            .as_f64()
+            .filter(|b| *b > 0.0)
+            .and_then(|b| Some(step["events_per_s"].as_f64()? / b))
+    };
+    let max_sustained = steps
+        .iter()
+        .filter(|s| s["sustained"] == true)
+        .max_by(|a, b| a["events_per_s"].as_f64().unwrap_or(0.0).total_cmp(&b["events_per_s"].as_f64().unwrap_or(0.0)))
+        .map(|s| json!({ "speed": s["speed"], "events_per_s": s["events_per_s"], "share_of_broker": share(s) }));
+    let mut report = json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "machine": { "cpus": cpus, "os": std::env::consts::OS, "arch": std::env::consts::ARCH,
+                     "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim() },
+        "settings": { "smoke": args.smoke, "elevators": elevators, "kitchens": sim_args.kitchens,
+                      "cameras": city.district.cameras.len(), "scales": city.district.scales.len(),
+                      "simulated_seconds": seconds, "speed": args.speed, "steps": speeds, "seed": args.seed,
+                      "workers": args.workers, "broker": "embedded", "qos": 1, "clients": sim_args.clients,
+                      "lateness_ms": 1000, "rules": args.rules },
+        "broker_alone": baseline,
+        "max_sustained": max_sustained,
+    });
+    // One step: its figures at the top level, as before; several: a list, and a plot.
+    if let ([only], Some(obj)) = (steps.as_slice(), report.as_object_mut()) {
+        if let Some(fields) = only.as_object() {
+            obj.extend(fields.clone());
+        }
+        obj.insert("share_of_broker".into(), json!(share(only)));
+    } else {
+        for s in &mut steps {
+            let sh = share(s);
+            s["share_of_broker"] = json!(sh);
+        }
+        std::fs::write(args.out.join("load.svg"), plot::latency_vs_load(&steps))?;
+        report["steps"] = json!(steps);
+    }
+    std::fs::write(
+        args.out.join("report.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
+    let summary = summary_md(&report);
+    std::fs::write(args.out.join("summary.md"), &summary)?;
+    std::io::stdout().lock().write_all(summary.as_bytes())?;
+    Ok(())
+}
+
+/// One run at one offered load: a fresh citywatch child, the city published at
+/// `sim_args.speed`, the alerts compared with the ground truth. Files go to `dir`.
+async fn measure(
+    args: &BenchArgs,
+    city: &City,
+    sim_args: &SimulateArgs,
+    dir: &std::path::Path,
+) -> anyhow::Result<Value> {
+    std::fs::create_dir_all(dir)?;
+    let _ = std::fs::remove_dir_all(dir.join("data"));
     let (http, broker) = (free_port()?, free_port()?);
-    let log = std::fs::File::create(args.out.join("citywatch.log"))?;
+    let log = std::fs::File::create(dir.join("citywatch.log"))?;
     let child = Command::new(std::env::current_exe()?)
         .args([
             "run",
@@ -334,7 +414,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .arg("--rules")
         .arg(&args.rules)
         .arg("--data-dir")
-        .arg(&data)
+        .arg(dir.join("data"))
         .arg("--workers")
         .arg(args.workers.to_string())
         .env(
@@ -354,7 +434,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         anyhow::ensure!(
             ready.elapsed() < Duration::from_secs(60),
             "citywatch did not become ready; see {}",
-            args.out.join("citywatch.log").display()
+            dir.join("citywatch.log").display()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -407,7 +487,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             "the broker dropped messages: citywatch fell too far behind; try a lower --speed"
         );
     }
-    let end_ms = sim.start_ms + seconds * 1000;
+    let end_ms = sim.start_ms + sim_args.seconds * 1000;
     // Complete up to the last second but the lateness.
     loop {
         let c = get(&client, &format!("{base}/api/v1/conditions")).await?;
@@ -422,7 +502,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     // Alerts are journaled as the conditions come: wait for the journal to stop growing. The
     // incidents' rules are read one by one (a city raises more alerts than one page holds).
-    let truth: Vec<Value> = std::fs::read_to_string(args.out.join("ground-truth.jsonl"))?
+    let truth: Vec<Value> = std::fs::read_to_string(dir.join("ground-truth.jsonl"))?
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
@@ -457,49 +537,46 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 
     let acc = accuracy(&truth, &alerts, end_ms);
     let lat = latencies(&alerts, &sim);
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let report = json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "machine": { "cpus": cpus, "os": std::env::consts::OS, "arch": std::env::consts::ARCH,
-                     "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim() },
-        "settings": { "smoke": args.smoke, "elevators": elevators, "kitchens": sim_args.kitchens,
-                      "cameras": city.district.cameras.len(), "scales": city.district.scales.len(),
-                      "simulated_seconds": seconds, "speed": args.speed, "seed": args.seed, "workers": args.workers,
-                      "broker": "embedded", "qos": 1, "clients": sim_args.clients, "lateness_ms": 1000,
-                      "rules": args.rules },
+    let taken = taken.min(sim.messages as f64);
+    // The backlog left when publishing ended: how long citywatch needed after the last publish
+    // to take everything. A load is sustained when nothing was dropped, citywatch took at least
+    // 95 % of the offered rate, and what was left drained within 2 s.
+    let drain_s = (took - sim.wall_seconds).max(0.0);
+    let kept_pace = taken / took >= SUSTAINED_SHARE * sim.messages_per_s;
+    Ok(json!({
+        "speed": sim_args.speed,
         "messages": sim.messages,
         // Acknowledged by citywatch's ingest: the published messages (and its own pushes,
         // which it reads and ignores).
-        "messages_taken": taken.min(sim.messages as f64),
-        "events_per_s": taken.min(sim.messages as f64) / took,
+        "messages_taken": taken,
+        "events_per_s": taken / took,
         "publish": { "wall_seconds": sim.wall_seconds, "messages_per_s": sim.messages_per_s, "acked": sim.acked },
+        "drain_seconds": drain_s,
+        "sustained": taken >= sim.messages as f64 && kept_pace && drain_s <= SUSTAINED_DRAIN_S,
         "latency_ms": { "p50": percentile(&lat, 0.5), "p99": percentile(&lat, 0.99),
                         "max": lat.last().copied().unwrap_or(0.0), "n": lat.len(),
                         "from": "publish of the event's simulated second", "to": "alert journaled" },
         "accuracy": acc,
-        "broker_alone": baseline,
-        // The pipeline's rate as a share of the broker alone's.
-        "share_of_broker": baseline["messages_per_s"].as_f64().filter(|b| *b > 0.0)
-            .map(|b| taken.min(sim.messages as f64) / took / b),
         "citywatch": { "rss_mb_max": rss_max.max(rss_end), "cpu_seconds": cpu_after - cpu_before },
         "alerts_of_incident_rules": alerts.len(),
         "alerts_firing_at_end": alerts_total,
-    });
-    std::fs::write(
-        args.out.join("report.json"),
-        serde_json::to_string_pretty(&report)?,
-    )?;
-    let summary = summary_md(&report);
-    std::fs::write(args.out.join("summary.md"), &summary)?;
-    std::io::stdout().lock().write_all(summary.as_bytes())?;
-    Ok(())
+    }))
 }
 
+/// A load is sustained when citywatch has taken everything within this long after the last
+/// publish (a backlog that grew during the run takes longer to drain).
+const SUSTAINED_DRAIN_S: f64 = 2.0;
+/// …and when it took at least this share of the offered rate.
+const SUSTAINED_SHARE: f64 = 0.95;
+
 fn summary_md(r: &Value) -> String {
-    let a = &r["accuracy"];
+    // With steps, the figures table shows the last (fastest offered) step; the steps table all.
+    let v = r["steps"].as_array().and_then(|s| s.last()).unwrap_or(r);
+    let a = &v["accuracy"];
+    let f = |x: &Value| x.as_f64().unwrap_or(0.0);
     let mut s = format!(
         "# citywatch bench\n\n{} elevators, {} cameras, {} scales; {} simulated seconds, {} messages, {} workers, {} CPUs\n\n\
-         | figure | value |\n|---|---|\n\
+         | figure{} | value |\n|---|---|\n\
          | messages taken / published | {} / {} |\n\
          | events/s (published → taken by citywatch) | {:.0} |\n\
          | broker alone: messages/s (published → plain subscriber) | {} |\n\
@@ -508,40 +585,77 @@ fn summary_md(r: &Value) -> String {
          | recall | {:.3} ({} of {} incidents) |\n\
          | precision | {:.3} ({} of {} alerts) |\n\
          | citywatch RSS max (MB) | {:.1} |\n\
-         | citywatch CPU (s) | {:.2} |\n\n| rule | incidents | found | alerts |\n|---|---|---|---|\n",
+         | citywatch CPU (s) | {:.2} |\n",
         r["settings"]["elevators"],
         r["settings"]["cameras"],
         r["settings"]["scales"],
         r["settings"]["simulated_seconds"],
-        r["messages"],
+        v["messages"],
         r["settings"]["workers"],
         r["machine"]["cpus"],
-        r["messages_taken"],
-        r["messages"],
-        r["events_per_s"].as_f64().unwrap_or(0.0),
+        if r["steps"].is_array() {
+            " (last step)"
+        } else {
+            ""
+        },
+        v["messages_taken"],
+        v["messages"],
+        f(&v["events_per_s"]),
         r["broker_alone"]["messages_per_s"]
             .as_f64()
-            .map_or("not measured".into(), |v| format!("{v:.0}")),
-        r["share_of_broker"]
+            .map_or("not measured".into(), |x| format!("{x:.0}")),
+        v["share_of_broker"]
             .as_f64()
-            .map_or("–".into(), |v| format!("{:.0} %", v * 100.0)),
-        r["latency_ms"]["p50"].as_f64().unwrap_or(0.0),
-        r["latency_ms"]["p99"].as_f64().unwrap_or(0.0),
-        r["latency_ms"]["max"].as_f64().unwrap_or(0.0),
-        a["recall"].as_f64().unwrap_or(0.0),
+            .map_or("–".into(), |x| format!("{:.0} %", x * 100.0)),
+        f(&v["latency_ms"]["p50"]),
+        f(&v["latency_ms"]["p99"]),
+        f(&v["latency_ms"]["max"]),
+        f(&a["recall"]),
         a["found"],
         a["incidents"],
-        a["precision"].as_f64().unwrap_or(0.0),
+        f(&a["precision"]),
         a["true_alerts"],
         a["alerts"],
-        r["citywatch"]["rss_mb_max"].as_f64().unwrap_or(0.0),
-        r["citywatch"]["cpu_seconds"].as_f64().unwrap_or(0.0),
+        f(&v["citywatch"]["rss_mb_max"]),
+        f(&v["citywatch"]["cpu_seconds"]),
     );
+    if let Some(steps) = r["steps"].as_array() {
+        s.push_str(
+            "\n| speed | offered msgs/s | taken events/s | share of broker | drain (s) | sustained | latency p50 / p99 (ms) | recall | precision |\n\
+             |---|---|---|---|---|---|---|---|---|\n",
+        );
+        for st in steps {
+            s.push_str(&format!(
+                "| {} | {:.0} | {:.0} | {} | {:.1} | {} | {:.0} / {:.0} | {:.3} | {:.3} |\n",
+                st["speed"],
+                f(&st["publish"]["messages_per_s"]),
+                f(&st["events_per_s"]),
+                st["share_of_broker"]
+                    .as_f64()
+                    .map_or("–".into(), |x| format!("{:.0} %", x * 100.0)),
+                f(&st["drain_seconds"]),
+                if st["sustained"] == true { "yes" } else { "no" },
+                f(&st["latency_ms"]["p50"]),
+                f(&st["latency_ms"]["p99"]),
+                f(&st["accuracy"]["recall"]),
+                f(&st["accuracy"]["precision"]),
+            ));
+        }
+        s.push_str(&match r["max_sustained"].as_object() {
+            Some(m) => format!(
+                "\nFastest sustained: speed {} at {:.0} events/s (plot: load.svg).\n",
+                m["speed"],
+                f(&m["events_per_s"])
+            ),
+            None => "\nNone of the steps was sustained (plot: load.svg).\n".into(),
+        });
+    }
+    s.push_str("\n| rule | incidents | found | alerts |\n|---|---|---|---|\n");
     if let Some(rules) = a["per_rule"].as_object() {
-        for (rule, v) in rules {
+        for (rule, x) in rules {
             s.push_str(&format!(
                 "| {rule} | {} | {} | {} |\n",
-                v["incidents"], v["found"], v["alerts"]
+                x["incidents"], x["found"], x["alerts"]
             ));
         }
     }

@@ -8,6 +8,7 @@
 mod bench;
 mod demo;
 mod logging;
+mod plot;
 mod replay;
 mod rules_cmd;
 mod run;

@@ -165,3 +165,46 @@ fn a_small_bench_reports_throughput_latency_and_accuracy_from_real_alerts() {
         "{report}"
     );
 }
+
+#[test]
+fn a_stepped_bench_reports_each_step_and_draws_the_load_plot() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("steps");
+    let printed = citywatch(&[
+        "bench",
+        "--smoke",
+        "--out",
+        out.to_str().unwrap(),
+        "--elevators",
+        "100",
+        "--kitchens",
+        "5",
+        "--seconds",
+        "120",
+        "--steps",
+        "60,0",
+        "--no-baseline",
+    ]);
+    assert!(printed.contains("| speed | offered msgs/s |"), "{printed}");
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let steps = report["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 2, "{report}");
+    for (step, speed) in steps.iter().zip([60.0, 0.0]) {
+        assert_eq!(step["speed"].as_f64(), Some(speed));
+        assert!(step["events_per_s"].as_f64().unwrap() > 0.0, "{step}");
+        assert!(step["sustained"].is_boolean());
+        assert!(
+            out.join(format!("step-{}", (speed == 0.0) as u8))
+                .join("ground-truth.jsonl")
+                .exists()
+        );
+    }
+    assert!(report["broker_alone"].is_null(), "--no-baseline");
+    let svg = std::fs::read_to_string(out.join("load.svg")).unwrap();
+    assert_eq!(
+        svg.matches("<circle").count(),
+        6,
+        "three lines of two steps"
+    );
+}
