@@ -688,11 +688,15 @@ pub enum UnitAckError {
 
 /// How long after a restart a rule's condition needs to re-derive from fresh events.
 fn settle_ms(rule: &rules::Rule) -> u64 {
+    use model::time::DAY_MS;
     use rules::spec::Kind;
     let shape = match &rule.kind {
         Kind::Event | Kind::State { .. } => 0,
         Kind::Window { window, .. } => window.size_ms(),
-        Kind::Absence { after_ms, .. } => *after_ms,
+        // Counting only market hours, an absence can span the night.
+        Kind::Absence {
+            after_ms, hours, ..
+        } => *after_ms + if hours.is_some() { DAY_MS } else { 0 },
         // A clock that ran before the restart does not re-derive (its starting event is
         // gone): an inherited deadline alert stays until its person closes it.
         Kind::Deadline { .. } => return u64::MAX,

@@ -349,6 +349,13 @@ fn validate(
             format!("unknown mode {mode:?}; expected event or state"),
         );
     }
+    if src.hours.is_some() && src.absent_for.is_none() {
+        fail(
+            "hours",
+            1,
+            "hours applies to absence rules (absent_for)".into(),
+        );
+    }
     let kind = if let Some(d) = &src.deadline {
         if src.absent_for.is_some() || src.window.is_some() || src.aggregate.is_some() {
             fail(
@@ -434,7 +441,21 @@ fn validate(
             }
         };
         match registry {
-            Some(registry) => Kind::Absence { after_ms, registry },
+            Some(registry) => Kind::Absence {
+                after_ms,
+                registry,
+                hours: src.hours.as_deref().and_then(|h| {
+                    let parsed = crate::spec::parse_hours(h);
+                    if parsed.is_none() {
+                        fail(
+                            "hours",
+                            1,
+                            format!("hours {h:?}: expected HH:MM-HH:MM within one day, e.g. \"06:00-20:00\""),
+                        );
+                    }
+                    parsed
+                }),
+            },
             None => {
                 fail(
                     "absent_for",
@@ -690,6 +711,23 @@ condition = "value >= 3"
         assert!(one_error(&twice).message.contains("duplicate rule id"));
         let ev = load_str("e.toml", "[[rule]]\nid = \"x\"\nseverity = \"critical\"\nstream = \"kitchen_detection\"\nfilter = 'event.kind == \"rodent\"'\n").unwrap();
         assert_eq!(ev[0].keep_firing_for_ms, DEFAULT_EVENT_HOLD_MS);
+    }
+
+    #[test]
+    fn hours_belong_to_absence_rules_and_must_parse() {
+        let absence = "[[rule]]\nid = \"s\"\nseverity = \"minor\"\nstream = \"market_sale\"\nabsent_for = \"2h\"\nhours = \"06:00-20:00\"\n";
+        let r = load_str("s.toml", absence).unwrap().remove(0);
+        assert!(matches!(
+            r.kind,
+            Kind::Absence {
+                hours: Some((21_600_000, 72_000_000)),
+                ..
+            }
+        ));
+        let e = one_error(&absence.replace("06:00-20:00", "20:00-06:00"));
+        assert!(e.message.contains("HH:MM-HH:MM"), "{}", e.message);
+        let e = one_error(&absence.replace("absent_for = \"2h\"\n", ""));
+        assert!(e.message.contains("absence rules"), "{}", e.message);
     }
 
     #[test]

@@ -159,13 +159,17 @@ impl Machine {
                 self.evict(t, *window);
                 self.window_raw(t, rule, *window, aggregate, condition, &mut out);
             }
-            Kind::Absence { after_ms, .. } => {
+            Kind::Absence {
+                after_ms, hours, ..
+            } => {
                 if let Some(seen) = self.last_seen
                     && !self.raw
-                    && t >= seen + after_ms
                 {
-                    self.value = (t - seen) as f64 / 1000.0;
-                    self.set_raw(seen + after_ms, true, rule, &mut out);
+                    let due = crate::spec::absence_due(seen, *after_ms, *hours);
+                    if t >= due {
+                        self.value = (t - seen) as f64 / 1000.0;
+                        self.set_raw(due, true, rule, &mut out);
+                    }
                 }
             }
             Kind::Deadline { .. } => {
@@ -209,9 +213,11 @@ impl Machine {
                     at(t - t % w + w);
                 }
             }
-            Kind::Absence { after_ms, .. } => {
+            Kind::Absence {
+                after_ms, hours, ..
+            } => {
                 if let (false, Some(seen)) = (self.raw, self.last_seen) {
-                    at(seen + after_ms);
+                    at(crate::spec::absence_due(seen, *after_ms, *hours));
                 }
             }
             Kind::Deadline { .. } => {

@@ -68,6 +68,9 @@ pub struct RuleSource {
     /// The registry absence is judged against: `elevators`, `cameras`, `scales`.
     #[serde(default)]
     pub registry: Option<String>,
+    /// Absence: only time within these local hours counts (`"06:00-20:00"`, Asia/Shanghai).
+    #[serde(default)]
+    pub hours: Option<String>,
     /// Deadline: a matching event starts a clock of working days for its group; an event of
     /// `done_stream` matching `done` stops it; the condition fires when the clock runs out.
     #[serde(default)]
@@ -128,8 +131,13 @@ pub enum Kind {
         condition: Expr,
         clear: Option<Expr>,
     },
-    /// No matching event from a registered device for `after_ms`.
-    Absence { after_ms: u64, registry: Registry },
+    /// No matching event from a registered device for `after_ms` (of time within `hours`,
+    /// local milliseconds from midnight, when given).
+    Absence {
+        after_ms: u64,
+        registry: Registry,
+        hours: Option<(u64, u64)>,
+    },
     /// A matching event starts a clock of `working_days` for its group, unless one runs; an
     /// event of `done_stream` matching `done` stops it; true once it runs out, until stopped.
     Deadline {
@@ -213,6 +221,42 @@ pub struct Rule {
     pub source: RuleSource,
 }
 
+/// When an absence that starts at `seen` has lasted `after_ms`, counting only the time within
+/// the local daily `hours` (from, to: ms after local midnight) when given.
+pub fn absence_due(seen: u64, after_ms: u64, hours: Option<(u64, u64)>) -> u64 {
+    use model::time::{DAY_MS, LOCAL_OFFSET_MS, local_day};
+    let Some((from, to)) = hours.filter(|(from, to)| from < to) else {
+        return seen + after_ms;
+    };
+    let (mut t, mut left) = (seen, after_ms);
+    loop {
+        let midnight = (local_day(t) * DAY_MS).saturating_sub(LOCAL_OFFSET_MS);
+        let (open, close) = (midnight + from, midnight + to);
+        if t < open {
+            t = open;
+        }
+        if t < close {
+            if left <= close - t {
+                return t + left;
+            }
+            left -= close - t;
+        }
+        t = midnight + DAY_MS + from;
+    }
+}
+
+/// Parses `HH:MM-HH:MM` into ms after midnight.
+pub fn parse_hours(s: &str) -> Option<(u64, u64)> {
+    let (a, b) = s.trim().split_once('-')?;
+    let ms = |x: &str| -> Option<u64> {
+        let (h, m) = x.trim().split_once(':')?;
+        let (h, m): (u64, u64) = (h.parse().ok()?, m.parse().ok()?);
+        (h <= 24 && m < 60 && h * 60 + m <= 24 * 60).then_some((h * 60 + m) * 60_000)
+    };
+    let (from, to) = (ms(a)?, ms(b)?);
+    (from < to).then_some((from, to))
+}
+
 /// Parses a duration such as `90s`, `10m`, `2h`, `7d`, `500ms`, or `1h30m`.
 pub fn parse_duration(s: &str) -> Option<u64> {
     let s = s.trim();
@@ -250,6 +294,30 @@ pub fn parse_duration(s: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn absence_counts_only_market_hours() {
+        let hours = parse_hours("06:00-20:00");
+        assert_eq!(hours, Some((6 * 3_600_000, 20 * 3_600_000)));
+        assert_eq!(parse_hours("20:00-06:00"), None);
+        assert_eq!(parse_hours("6-20"), None);
+        // 2026-11-27 local midnight, epoch ms.
+        let midnight = 1_795_708_800_000;
+        let h = |n: u64| n * 3_600_000;
+        let two_h = h(2);
+        assert_eq!(
+            absence_due(midnight + h(10), two_h, hours),
+            midnight + h(12)
+        );
+        // Last heard at 19:00: one hour today, the other from 06:00 tomorrow.
+        assert_eq!(
+            absence_due(midnight + h(19), two_h, hours),
+            midnight + h(24 + 7)
+        );
+        // Last heard at night: counting starts at 06:00.
+        assert_eq!(absence_due(midnight + h(2), two_h, hours), midnight + h(8));
+        assert_eq!(absence_due(midnight + h(2), two_h, None), midnight + h(4));
+    }
 
     #[test]
     fn durations() {
