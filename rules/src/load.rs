@@ -356,6 +356,24 @@ fn validate(
             "hours applies to absence rules (absent_for)".into(),
         );
     }
+    if !src.seen_on.is_empty() && src.absent_for.is_none() {
+        fail(
+            "seen_on",
+            1,
+            "seen_on applies to absence rules (absent_for)".into(),
+        );
+    }
+    let seen_on: Vec<Stream> = src
+        .seen_on
+        .iter()
+        .filter_map(|name| {
+            let found = Stream::ALL.into_iter().find(|s| s.as_str() == name);
+            if found.is_none() {
+                fail("seen_on", 1, format!("unknown stream {name:?}"));
+            }
+            found
+        })
+        .collect();
     let kind = if let Some(d) = &src.deadline {
         if src.absent_for.is_some() || src.window.is_some() || src.aggregate.is_some() {
             fail(
@@ -444,6 +462,7 @@ fn validate(
             Some(registry) => Kind::Absence {
                 after_ms,
                 registry,
+                seen_on: seen_on.clone(),
                 hours: src.hours.as_deref().and_then(|h| {
                     let parsed = crate::spec::parse_hours(h);
                     if parsed.is_none() {
@@ -728,6 +747,20 @@ condition = "value >= 3"
         assert!(e.message.contains("HH:MM-HH:MM"), "{}", e.message);
         let e = one_error(&absence.replace("absent_for = \"2h\"\n", ""));
         assert!(e.message.contains("absence rules"), "{}", e.message);
+        let e = one_error(&format!("{absence}seen_on = [\"market_sales\"]\n"));
+        assert!(
+            e.message.contains("unknown stream \"market_sales\""),
+            "{}",
+            e.message
+        );
+        let seen = load_str(
+            "s.toml",
+            &format!("{absence}seen_on = [\"market_check\"]\n"),
+        )
+        .unwrap();
+        assert!(
+            matches!(&seen[0].kind, Kind::Absence { seen_on, .. } if seen_on == &[model::Stream::MarketCheck])
+        );
     }
 
     #[test]

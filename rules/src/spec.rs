@@ -71,6 +71,9 @@ pub struct RuleSource {
     /// Absence: only time within these local hours counts (`"06:00-20:00"`, Asia/Shanghai).
     #[serde(default)]
     pub hours: Option<String>,
+    /// Absence: any event of these streams from the device counts as hearing from it too.
+    #[serde(default)]
+    pub seen_on: Vec<String>,
     /// Deadline: a matching event starts a clock of working days for its group; an event of
     /// `done_stream` matching `done` stops it; the condition fires when the clock runs out.
     #[serde(default)]
@@ -137,6 +140,8 @@ pub enum Kind {
         after_ms: u64,
         registry: Registry,
         hours: Option<(u64, u64)>,
+        /// Other streams whose events count as hearing from the device.
+        seen_on: Vec<Stream>,
     },
     /// A matching event starts a clock of `working_days` for its group, unless one runs; an
     /// event of `done_stream` matching `done` stops it; true once it runs out, until stopped.

@@ -244,11 +244,18 @@ impl RuleSet {
                     set.by_key.insert(key, i);
                     if rule.enabled {
                         set.by_stream.entry(rule.stream).or_default().push(i);
-                        // A deadline also hears the stream that stops its clock.
-                        if let Kind::Deadline { done_stream, .. } = &rule.kind
-                            && *done_stream != rule.stream
-                        {
-                            set.by_stream.entry(*done_stream).or_default().push(i);
+                        // A deadline also hears the stream that stops its clock, an absence
+                        // the other streams its devices can be heard on.
+                        let also: Vec<Stream> = match &rule.kind {
+                            Kind::Deadline { done_stream, .. } => vec![*done_stream],
+                            Kind::Absence { seen_on, .. } => seen_on.clone(),
+                            _ => Vec::new(),
+                        };
+                        for s in also.into_iter().filter(|s| *s != rule.stream) {
+                            let ids = set.by_stream.entry(s).or_default();
+                            if !ids.contains(&i) {
+                                ids.push(i);
+                            }
                         }
                     }
                     set.rules.push(rule);
@@ -377,13 +384,15 @@ fn observe_event(
             Kind::Deadline { done_stream, .. } => (rule.stream == stream, *done_stream == stream),
             _ => (true, false),
         };
+        // An absence rule hears its device on its other streams whatever the event says.
+        let heard_elsewhere = matches!(&rule.kind, Kind::Absence { .. }) && rule.stream != stream;
         let check = |e: &rules::expr::Expr| {
             bound.bool(e).unwrap_or_else(|err| {
                 stats.rule_error(&rule.id, &err.to_string());
                 false
             })
         };
-        let matched = starts && rule.filter.as_ref().is_none_or(check);
+        let matched = heard_elsewhere || (starts && rule.filter.as_ref().is_none_or(check));
         let cleared = match &rule.kind {
             Kind::State { clear: Some(c) } => check(c),
             Kind::Deadline { done, .. } if stops => check(done),
