@@ -10,6 +10,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The district of the reference data, as the simulator drives it.
 pub fn district(r: &dataflow::Reference) -> District {
+    let schools: std::collections::HashSet<&str> = r
+        .kitchens
+        .iter()
+        .filter(|k| k.venue_type.as_str() == "school")
+        .map(|k| k.kitchen_id.as_str())
+        .collect();
     District {
         elevators: r
             .elevators
@@ -26,6 +32,7 @@ pub fn district(r: &dataflow::Reference) -> District {
             .map(|c| simulators::district::Camera {
                 kitchen_id: c.kitchen_id.to_string(),
                 camera_id: c.camera_id.to_string(),
+                school: schools.contains(c.kitchen_id.as_str()),
             })
             .collect(),
         scales: r

@@ -15,7 +15,7 @@
 use crate::conditions::Condition;
 use crate::counters::{Counter, minute_of};
 use crate::operators::conditions::{
-    Batch, Conditions, Observation, RefValues, RuleSetVersion, What, observe, registry_keys,
+    Batch, Conditions, Observation, RefValues, RuleSetVersion, What, observe,
 };
 use crate::operators::{Liveness, Tumbling};
 use crate::series::{ELEVATOR_WINDOW_MS, FrameSummary, MINUTE_MS, Series};
@@ -123,10 +123,10 @@ impl Inputs {
             let unchanged = before
                 .iter()
                 .any(|b| b.id == rule.id && b.source == rule.source);
-            if let (rules::spec::Kind::Absence { registry, .. }, true, false) =
+            if let (rules::spec::Kind::Absence { .. }, true, false) =
                 (&rule.kind, rule.enabled, unchanged)
             {
-                for key in registry_keys(reference, *registry) {
+                for key in crate::operators::conditions::watched_keys(rule, reference) {
                     self.registrations.send(Observation {
                         rule: rules::rule_key(&rule.id),
                         group: key,

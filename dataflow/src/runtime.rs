@@ -8,7 +8,7 @@ use crate::counters::{Counter, minute_of};
 use crate::feed::{ClockMode, Frontier, Ingested, Pulled, Source};
 use crate::operators::PublishConditions;
 use crate::operators::PublishSnapshots;
-use crate::operators::conditions::{Observation, What, registry_keys};
+use crate::operators::conditions::{Observation, What};
 use crate::operators::snapshot::SnapshotFn;
 use crate::reference::Reference;
 use crate::series::{Series, SeriesFn};
@@ -298,10 +298,10 @@ pub fn start(
 /// Registers every device of the registries the absence rules watch, at time `t`.
 pub fn register_devices(inputs: &mut Inputs, rules: &[rules::Rule], reference: &Reference, t: u64) {
     for rule in rules {
-        if let rules::spec::Kind::Absence { registry, .. } = &rule.kind
+        if let rules::spec::Kind::Absence { .. } = &rule.kind
             && rule.enabled
         {
-            for key in registry_keys(reference, *registry) {
+            for key in crate::operators::conditions::watched_keys(rule, reference) {
                 inputs.registrations.send(Observation {
                     rule: rules::rule_key(&rule.id),
                     group: key,

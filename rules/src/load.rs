@@ -356,6 +356,17 @@ fn validate(
             "hours applies to absence rules (absent_for)".into(),
         );
     }
+    if src.registry_filter.is_some() && src.absent_for.is_none() {
+        fail(
+            "registry_filter",
+            1,
+            "registry_filter applies to absence rules (absent_for)".into(),
+        );
+    }
+    let registry_filter = src
+        .registry_filter
+        .as_deref()
+        .and_then(|f| compile_bool(&mut fail, "registry_filter", f, vec![("ref", sample_ref())]));
     if !src.seen_on.is_empty() && src.absent_for.is_none() {
         fail(
             "seen_on",
@@ -463,6 +474,7 @@ fn validate(
                 after_ms,
                 registry,
                 seen_on: seen_on.clone(),
+                registry_filter: registry_filter.clone(),
                 hours: src.hours.as_deref().and_then(|h| {
                     let parsed = crate::spec::parse_hours(h);
                     if parsed.is_none() {

@@ -74,6 +74,10 @@ pub struct RuleSource {
     /// Absence: any event of these streams from the device counts as hearing from it too.
     #[serde(default)]
     pub seen_on: Vec<String>,
+    /// Absence: which registered devices the rule watches, in CEL over `ref` only (e.g.
+    /// `has(ref.kitchen) && ref.kitchen.venue_type == "school"`).
+    #[serde(default)]
+    pub registry_filter: Option<String>,
     /// Deadline: a matching event starts a clock of working days for its group; an event of
     /// `done_stream` matching `done` stops it; the condition fires when the clock runs out.
     #[serde(default)]
@@ -142,6 +146,8 @@ pub enum Kind {
         hours: Option<(u64, u64)>,
         /// Other streams whose events count as hearing from the device.
         seen_on: Vec<Stream>,
+        /// Which devices it watches (over `ref`); the others are neither registered nor heard.
+        registry_filter: Option<Expr>,
     },
     /// A matching event starts a clock of `working_days` for its group, unless one runs; an
     /// event of `done_stream` matching `done` stops it; true once it runs out, until stopped.

@@ -80,6 +80,7 @@ impl City {
                 district.cameras.push(Camera {
                     kitchen_id: id.clone(),
                     camera_id: format!("C{}", c + 1),
+                    school: venue_type == "school",
                 });
             }
         }

@@ -13,6 +13,8 @@ pub struct Elevator {
 pub struct Camera {
     pub kitchen_id: String,
     pub camera_id: String,
+    /// In a school canteen: its outage is a different (major) rule.
+    pub school: bool,
 }
 
 /// A market scale and the stall it belongs to.

@@ -392,7 +392,11 @@ impl Simulator {
                     device: format!("{}/{}", c.kitchen_id, c.camera_id),
                     start_ms: self.start_ms + last_beat * 1000,
                     end_ms: Some(t + 300_000),
-                    rule: "kitchen.camera_offline",
+                    rule: if c.school {
+                        "kitchen.school_camera_offline"
+                    } else {
+                        "kitchen.camera_offline"
+                    },
                 })
             }
             "overspeed" | "trapped" if !d.elevators.is_empty() => {
@@ -481,6 +485,7 @@ mod tests {
                 .map(|i| Camera {
                     kitchen_id: format!("K{}", i / 2),
                     camera_id: format!("C{}", i % 2),
+                    school: i < 2,
                 })
                 .collect(),
             scales: (0..10)

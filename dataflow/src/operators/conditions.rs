@@ -150,6 +150,53 @@ impl RefValues {
     }
 }
 
+impl RefValues {
+    /// The `ref` of a registered device, by its registry key (as for its events).
+    pub fn for_device(&self, registry: Registry, key: &str) -> Value {
+        let mut entries = Vec::new();
+        match registry {
+            Registry::Elevators => {
+                if let Some(v) = self.elevators.get(key) {
+                    entries.push(("elevator".to_owned(), v.clone()));
+                }
+            }
+            Registry::Cameras => {
+                let kitchen = key.split('/').next().unwrap_or_default();
+                if let Some(v) = self.kitchens.get(kitchen) {
+                    entries.push(("kitchen".to_owned(), v.clone()));
+                }
+            }
+            Registry::Scales => {}
+        }
+        map(entries)
+    }
+}
+
+/// The registry keys an absence rule watches: all of its registry's, or those its registry
+/// filter admits.
+pub fn watched_keys(rule: &Rule, reference: &Reference) -> Vec<String> {
+    let Kind::Absence {
+        registry,
+        registry_filter,
+        ..
+    } = &rule.kind
+    else {
+        return Vec::new();
+    };
+    let keys = registry_keys(reference, *registry);
+    let Some(f) = registry_filter else {
+        return keys;
+    };
+    let (refs, evaluator) = (RefValues::new(reference), Evaluator::default());
+    keys.into_iter()
+        .filter(|k| {
+            evaluator
+                .bool(f, vec![("ref", refs.for_device(*registry, k))])
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
 /// The device key of an event, for absence rules.
 pub fn device_key(e: &Event) -> String {
     rules::expr::ids(e)
@@ -384,7 +431,8 @@ fn observe_event(
             Kind::Deadline { done_stream, .. } => (rule.stream == stream, *done_stream == stream),
             _ => (true, false),
         };
-        // An absence rule hears its device on its other streams whatever the event says.
+        // An absence rule hears its device on its other streams whatever the event says, and
+        // only the devices its registry filter admits.
         let heard_elsewhere = matches!(&rule.kind, Kind::Absence { .. }) && rule.stream != stream;
         let check = |e: &rules::expr::Expr| {
             bound.bool(e).unwrap_or_else(|err| {
@@ -392,6 +440,14 @@ fn observe_event(
                 false
             })
         };
+        if let Kind::Absence {
+            registry_filter: Some(f),
+            ..
+        } = &rule.kind
+            && !check(f)
+        {
+            continue;
+        }
         let matched = heard_elsewhere || (starts && rule.filter.as_ref().is_none_or(check));
         let cleared = match &rule.kind {
             Kind::State { clear: Some(c) } => check(c),
@@ -450,6 +506,13 @@ fn observe_event(
 fn uses_ref(rule: &Rule) -> bool {
     rule.filter.as_ref().is_some_and(|f| f.uses_ref)
         || matches!(&rule.kind, Kind::State { clear: Some(c) } | Kind::Deadline { done: c, .. } if c.uses_ref)
+        || matches!(
+            &rule.kind,
+            Kind::Absence {
+                registry_filter: Some(_),
+                ..
+            }
+        )
 }
 
 fn value_text(v: &Value) -> String {
