@@ -340,7 +340,26 @@ fn validate(
             );
         }
     }
-    let value_vars = || vec![("value", Value::Float(1.0)), ("count", Value::Int(1))];
+    let prior_n = src.prior_windows.unwrap_or(0);
+    let value_vars = || {
+        let list = |v: Value| Value::List(std::sync::Arc::new(vec![v; prior_n.max(1) as usize]));
+        vec![
+            ("value", Value::Float(1.0)),
+            ("count", Value::Int(1)),
+            ("prior", list(Value::Float(1.0))),
+            ("prior_count", list(Value::Int(1))),
+        ]
+    };
+    if src.prior_windows.is_some() && src.window.as_ref().is_none_or(|w| w.tumbling.is_none()) {
+        fail(
+            "prior_windows",
+            1,
+            "prior_windows needs a tumbling window".into(),
+        );
+    }
+    if prior_n > 366 {
+        fail("prior_windows", 1, "at most 366 windows".into());
+    }
     let mode = src.mode.as_deref().unwrap_or("event");
     if !matches!(mode, "event" | "state") {
         fail(
@@ -568,6 +587,7 @@ fn validate(
                 aggregate,
                 condition,
                 clear,
+                prior: prior_n,
             },
             None => Kind::Event,
         }
@@ -742,6 +762,24 @@ condition = "value >= 3"
         assert!(one_error(&twice).message.contains("duplicate rule id"));
         let ev = load_str("e.toml", "[[rule]]\nid = \"x\"\nseverity = \"critical\"\nstream = \"kitchen_detection\"\nfilter = 'event.kind == \"rodent\"'\n").unwrap();
         assert_eq!(ev[0].keep_firing_for_ms, DEFAULT_EVENT_HOLD_MS);
+    }
+
+    #[test]
+    fn prior_windows_need_a_tumbling_window_and_are_lists_in_the_condition() {
+        let rule = "[[rule]]\nid = \"p\"\nseverity = \"minor\"\nstream = \"market_sale\"\n\
+                    group_by = [\"market_id\", \"goods_code\"]\nwindow = { tumbling = \"1d\" }\n\
+                    prior_windows = 3\naggregate = \"avg(unit_price)\"\n\
+                    condition = 'prior_count[2] >= 10 && value > 1.1 * prior[2]'\n";
+        let r = load_str("p.toml", rule).unwrap().remove(0);
+        assert!(matches!(r.kind, Kind::Window { prior: 3, .. }));
+        let e = one_error(&rule.replace("tumbling", "sliding"));
+        assert!(
+            e.message.contains("needs a tumbling window"),
+            "{}",
+            e.message
+        );
+        let e = one_error(&rule.replace("prior[2]", "prior.last"));
+        assert_eq!(e.line, 9, "{}", e.message);
     }
 
     #[test]

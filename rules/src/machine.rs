@@ -26,6 +26,16 @@ pub enum Item {
     Unit,
 }
 
+/// What a window rule's condition sees: the aggregate of the current window, how many
+/// events it holds, and (tumbling windows with `prior_windows`) the windows before it, most
+/// recent first, as (value, count), (0, 0) for a window without events.
+#[derive(Debug, Clone, Copy)]
+pub struct Aggregated<'a> {
+    pub value: f64,
+    pub count: usize,
+    pub prior: &'a [(f64, usize)],
+}
+
 /// A change of the firing state.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transition {
@@ -51,6 +61,11 @@ pub struct Machine {
     /// Absence: the last matching event, or the registration time. Deadline: when the
     /// running clock is due (one field for both keeps every machine small).
     last_seen: Option<u64>,
+    /// Tumbling windows kept for `prior`: (window start, value, count), most recent first.
+    /// Boxed so that every other machine pays 8 bytes for it, not a VecDeque's 32: the rules'
+    /// state per device is measured in docs/BENCHMARKS.md and already over its target.
+    #[allow(clippy::box_collection)]
+    prior: Option<Box<VecDeque<(u64, f64, usize)>>>,
 }
 
 impl Machine {
@@ -74,7 +89,11 @@ impl Machine {
 
     /// Whether the machine holds nothing worth keeping (it can be dropped).
     pub fn is_idle(&self) -> bool {
-        !self.raw && self.firing.is_none() && self.items.is_empty() && self.last_seen.is_none()
+        !self.raw
+            && self.firing.is_none()
+            && self.items.is_empty()
+            && self.last_seen.is_none()
+            && self.prior.is_none()
     }
 
     /// An event of the group at `t`. `matched`: the rule's filter holds; `cleared`: its clear
@@ -87,7 +106,7 @@ impl Machine {
         matched: bool,
         cleared: bool,
         item: Item,
-        condition: &mut dyn FnMut(f64, usize) -> (bool, bool),
+        condition: &mut dyn FnMut(&Aggregated<'_>) -> (bool, bool),
     ) -> Vec<Transition> {
         let mut out = Vec::new();
         match &rule.kind {
@@ -108,9 +127,12 @@ impl Machine {
                 }
             }
             Kind::Window {
-                window, aggregate, ..
+                window,
+                aggregate,
+                prior,
+                ..
             } => {
-                self.evict(t, *window);
+                self.evict(t, *window, aggregate, *prior);
                 if matched {
                     self.items.push_back((t, item));
                 }
@@ -149,14 +171,17 @@ impl Machine {
         &mut self,
         rule: &Rule,
         t: u64,
-        condition: &mut dyn FnMut(f64, usize) -> (bool, bool),
+        condition: &mut dyn FnMut(&Aggregated<'_>) -> (bool, bool),
     ) -> Vec<Transition> {
         let mut out = Vec::new();
         match &rule.kind {
             Kind::Window {
-                window, aggregate, ..
+                window,
+                aggregate,
+                prior,
+                ..
             } => {
-                self.evict(t, *window);
+                self.evict(t, *window, aggregate, *prior);
                 self.window_raw(t, rule, *window, aggregate, condition, &mut out);
             }
             Kind::Absence {
@@ -210,7 +235,7 @@ impl Machine {
                 ..
             } => {
                 if let Some((t, _)) = self.items.front() {
-                    at(t - t % w + w);
+                    at(window_start(*t, *w) + w);
                 }
             }
             Kind::Absence {
@@ -230,7 +255,7 @@ impl Machine {
         next
     }
 
-    fn evict(&mut self, t: u64, window: Window) {
+    fn evict(&mut self, t: u64, window: Window, aggregate: &Aggregate, keep: u32) {
         match window {
             Window::Sliding(w) => {
                 while self.items.front().is_some_and(|(x, _)| x + w <= t) {
@@ -238,7 +263,32 @@ impl Machine {
                 }
             }
             Window::Tumbling(w) => {
-                let start = t - t % w;
+                let start = window_start(t, w);
+                if keep > 0 && self.items.front().is_some_and(|(x, _)| *x < start) {
+                    // Close the windows that ended: their aggregates become `prior`.
+                    let prior = self.prior.get_or_insert_with(Default::default);
+                    while let Some(&(x, _)) = self.items.front() {
+                        let ws = window_start(x, w);
+                        if ws >= start {
+                            break;
+                        }
+                        let mut closed = VecDeque::new();
+                        while self
+                            .items
+                            .front()
+                            .is_some_and(|(y, _)| window_start(*y, w) == ws)
+                        {
+                            closed.extend(self.items.pop_front());
+                        }
+                        prior.push_front((
+                            ws,
+                            aggregate_value(aggregate, &closed, w),
+                            closed.len(),
+                        ));
+                    }
+                    let oldest = start.saturating_sub(w * keep as u64);
+                    prior.retain(|(ws, _, _)| *ws >= oldest);
+                }
                 while self.items.front().is_some_and(|(x, _)| *x < start) {
                     self.items.pop_front();
                 }
@@ -252,11 +302,33 @@ impl Machine {
         rule: &Rule,
         window: Window,
         aggregate: &Aggregate,
-        condition: &mut dyn FnMut(f64, usize) -> (bool, bool),
+        condition: &mut dyn FnMut(&Aggregated<'_>) -> (bool, bool),
         out: &mut Vec<Transition>,
     ) {
         let value = aggregate_value(aggregate, &self.items, window.size_ms());
-        let (holds, clears) = condition(value, self.items.len());
+        let prior = match (window, &self.prior) {
+            (Window::Tumbling(w), Some(kept)) => {
+                let start = window_start(t, w);
+                let keep = match &rule.kind {
+                    Kind::Window { prior, .. } => *prior as u64,
+                    _ => 0,
+                };
+                (1..=keep)
+                    .map(|k| {
+                        let ws = start.saturating_sub(k * w);
+                        kept.iter()
+                            .find(|(s, _, _)| *s == ws)
+                            .map_or((0.0, 0), |&(_, v, n)| (v, n))
+                    })
+                    .collect()
+            }
+            _ => Vec::new(),
+        };
+        let (holds, clears) = condition(&Aggregated {
+            value,
+            count: self.items.len(),
+            prior: &prior,
+        });
         let has_clear = matches!(&rule.kind, Kind::Window { clear: Some(_), .. });
         let raw = if self.raw && has_clear {
             !clears
@@ -305,6 +377,13 @@ impl Machine {
             });
         }
     }
+}
+
+/// The start of the tumbling window of size `w` holding `t`: windows are aligned to local
+/// (Asia/Shanghai) time, so a one-day window is a calendar day.
+pub fn window_start(t: u64, w: u64) -> u64 {
+    let local = t + model::time::LOCAL_OFFSET_MS;
+    local - local % w - model::time::LOCAL_OFFSET_MS
 }
 
 fn aggregate_value(a: &Aggregate, items: &VecDeque<(u64, Item)>, window_ms: u64) -> f64 {
@@ -359,7 +438,8 @@ mod tests {
         events: &[(u64, bool, f64)],
         until: u64,
     ) -> Vec<(u64, bool)> {
-        let mut cond = |v: f64, _n: usize| {
+        let mut cond = |a: &Aggregated<'_>| {
+            let v = a.value;
             let threshold = match &rule.kind {
                 Kind::Window { condition, .. } => condition
                     .source

@@ -51,9 +51,13 @@ pub struct RuleSource {
     /// `distinct(field)`, `last(field)`.
     #[serde(default)]
     pub aggregate: Option<String>,
-    /// Over the aggregate: CEL with `value`.
+    /// Over the aggregate: CEL with `value` and `count` (and `prior`, `prior_count`).
     #[serde(default)]
     pub condition: Option<String>,
+    /// Tumbling windows: how many earlier windows the condition sees, as `prior[0]` (the
+    /// window before this one) … and `prior_count[…]` (0 for a window without events).
+    #[serde(default)]
+    pub prior_windows: Option<u32>,
     /// State rules: once firing, stay until an event matches this (instead of until the
     /// filter stops matching). Window rules: over `value`.
     #[serde(default)]
@@ -137,6 +141,8 @@ pub enum Kind {
         aggregate: Aggregate,
         condition: Expr,
         clear: Option<Expr>,
+        /// Earlier tumbling windows the condition sees (`prior`).
+        prior: u32,
     },
     /// No matching event from a registered device for `after_ms` (of time within `hours`,
     /// local milliseconds from midnight, when given).

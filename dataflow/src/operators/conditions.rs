@@ -766,15 +766,24 @@ fn reschedule(
 fn window_condition<'a>(
     ev: &'a Evaluator,
     rule: &'a Rule,
-) -> impl FnMut(f64, usize) -> (bool, bool) + 'a {
-    move |value, count| match &rule.kind {
+) -> impl FnMut(&rules::machine::Aggregated<'_>) -> (bool, bool) + 'a {
+    move |a| match &rule.kind {
         Kind::Window {
             condition, clear, ..
         } => {
+            let list = |f: &dyn Fn(&(f64, usize)) -> Value| {
+                Value::List(Arc::new(a.prior.iter().map(f).collect()))
+            };
+            let (prior, prior_count) = (
+                list(&|p| Value::Float(p.0)),
+                list(&|p| Value::Int(p.1 as i64)),
+            );
             let vars = || {
                 vec![
-                    ("value", Value::Float(value)),
-                    ("count", Value::Int(count as i64)),
+                    ("value", Value::Float(a.value)),
+                    ("count", Value::Int(a.count as i64)),
+                    ("prior", prior.clone()),
+                    ("prior_count", prior_count.clone()),
                 ]
             };
             let holds = ev.bool(condition, vars()).unwrap_or(false);
