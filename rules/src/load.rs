@@ -629,6 +629,34 @@ fn validate(
             Kind::Event
         }
     };
+    // `prev` is known where a group's events meet, in event-time order: only the filter may
+    // read it, and there the reference data (`ref`) is not at hand.
+    let mut prev_fields = Vec::new();
+    if let Some(f) = filter.as_ref().filter(|f| f.uses_prev) {
+        if f.uses_ref {
+            fail(
+                "filter",
+                1,
+                "a filter that reads prev cannot read ref".into(),
+            );
+        }
+        for path in crate::expr::name_paths(&f.source) {
+            if (path[0] == "event" || path[0] == "prev")
+                && let Some(field) = path.get(1)
+                && !prev_fields.contains(field)
+            {
+                prev_fields.push(field.clone());
+            }
+        }
+    }
+    for (key, text) in [
+        ("clear_condition", src.clear_condition.as_deref()),
+        ("registry_filter", src.registry_filter.as_deref()),
+    ] {
+        if text.is_some_and(|t| crate::expr::name_paths(t).iter().any(|p| p[0] == "prev")) {
+            fail(key, 1, "only the filter may read prev".into());
+        }
+    }
     if before.get() > 0 {
         return None;
     }
@@ -647,6 +675,7 @@ fn validate(
         route: src.route.clone(),
         inhibits: src.inhibits.clone(),
         enabled: src.enabled,
+        prev_fields,
         origin: String::new(),
         source: src.clone(),
     })
@@ -780,6 +809,28 @@ condition = "value >= 3"
         );
         let e = one_error(&rule.replace("prior[2]", "prior.last"));
         assert_eq!(e.line, 9, "{}", e.message);
+    }
+
+    #[test]
+    fn a_filter_reading_prev_carries_the_fields_it_reads() {
+        let rule = "[[rule]]\nid = \"d\"\nseverity = \"minor\"\nstream = \"elevator_status\"\n\
+                    filter = 'prev.door == \"closing\" && event.door == \"opening\" && event.floor == prev.floor'\n\
+                    group_by = [\"elevator_id\"]\nwindow = { sliding = \"60s\" }\ncondition = \"value >= 3\"\n";
+        let r = load_str("d.toml", rule).unwrap().remove(0);
+        assert_eq!(r.prev_fields, ["door", "floor"]);
+        let e = one_error(&rule.replace("event.floor == prev.floor", "ref.elevator.floors > 2"));
+        assert!(e.message.contains("cannot read ref"), "{}", e.message);
+        let plain = load_str(
+            "p.toml",
+            &rule
+                .replace("prev.door", "event.door")
+                .replace("prev.floor", "1"),
+        )
+        .unwrap();
+        assert!(
+            plain[0].prev_fields.is_empty(),
+            "no prev: judged where the event arrives"
+        );
     }
 
     #[test]

@@ -36,6 +36,14 @@ pub struct Aggregated<'a> {
     pub prior: &'a [(f64, usize)],
 }
 
+/// A field of an event kept for `prev` (rules whose filter reads the group's previous event).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum Scalar {
+    Text(String),
+    Num(f64),
+    Bool(bool),
+}
+
 /// A change of the firing state.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transition {
@@ -66,6 +74,8 @@ pub struct Machine {
     /// state per device is measured in docs/BENCHMARKS.md and already over its target.
     #[allow(clippy::box_collection)]
     prior: Option<Box<VecDeque<(u64, f64, usize)>>>,
+    /// Rules whose filter reads `prev`: the fields it reads of the group's previous event.
+    prev: Option<Box<[(String, Scalar)]>>,
 }
 
 impl Machine {
@@ -94,6 +104,17 @@ impl Machine {
             && self.items.is_empty()
             && self.last_seen.is_none()
             && self.prior.is_none()
+            && self.prev.is_none()
+    }
+
+    /// The fields kept of the group's previous event (rules whose filter reads `prev`).
+    pub fn prev(&self) -> Option<&[(String, Scalar)]> {
+        self.prev.as_deref()
+    }
+
+    /// Keeps `fields` as the previous event's, for the next event of the group.
+    pub fn set_prev(&mut self, fields: Vec<(String, Scalar)>) {
+        self.prev = Some(fields.into_boxed_slice());
     }
 
     /// An event of the group at `t`. `matched`: the rule's filter holds; `cleared`: its clear

@@ -232,6 +232,9 @@ pub struct Rule {
     pub route: Vec<String>,
     pub inhibits: Vec<String>,
     pub enabled: bool,
+    /// A filter that reads `prev` is evaluated per group, in event-time order, where the
+    /// previous event is known: these are the event fields it reads (`event.x`, `prev.x`).
+    pub prev_fields: Vec<String>,
     /// Where it was defined (`file:line`).
     pub origin: String,
     /// The text it was built from, for comparing rule sets.

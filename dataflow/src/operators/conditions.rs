@@ -19,7 +19,7 @@ use differential_dataflow::hashable::Hashable;
 use differential_dataflow::{AsCollection, VecCollection};
 use model::{Envelope, Event, Id, Stream};
 use rules::expr::{Evaluator, event_value, field, map};
-use rules::machine::{Item, Machine};
+use rules::machine::{Item, Machine, Scalar};
 use rules::spec::{Kind, Registry, Rule};
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
@@ -50,6 +50,12 @@ pub enum What {
     },
     /// A device registered for an absence rule.
     Registered,
+    /// An event of the group for a rule whose filter reads `prev`: the fields the filter
+    /// reads, to be judged where the group's previous event is known.
+    Deferred {
+        fields: Vec<(String, Scalar)>,
+        item: Item,
+    },
 }
 
 /// Reference data as CEL values, per device, for `ref`.
@@ -448,6 +454,29 @@ fn observe_event(
         {
             continue;
         }
+        if !rule.prev_fields.is_empty() && starts {
+            let group = rule
+                .group_by
+                .iter()
+                .map(|g| field(&event, g).map_or_else(String::new, value_text))
+                .collect::<Vec<_>>()
+                .join("/");
+            let fields = rule
+                .prev_fields
+                .iter()
+                .filter_map(|f| Some((f.clone(), scalar(field(&event, f)?)?)))
+                .collect();
+            let item = window_item(rule, &event);
+            push(
+                out,
+                first,
+                group,
+                t,
+                set.keys[i],
+                What::Deferred { fields, item },
+            );
+            continue;
+        }
         let matched = heard_elsewhere || (starts && rule.filter.as_ref().is_none_or(check));
         let cleared = match &rule.kind {
             Kind::State { clear: Some(c) } => check(c),
@@ -472,15 +501,7 @@ fn observe_event(
                 .join("/"),
         };
         let item = match &rule.kind {
-            Kind::Window { aggregate, .. } => {
-                match aggregate.field().and_then(|f| field(&event, f)) {
-                    Some(v) => match rules::expr::number(v) {
-                        Some(n) => Item::Num(n),
-                        None => Item::Text(value_text(v)),
-                    },
-                    None => Item::Unit,
-                }
-            }
+            Kind::Window { .. } => window_item(rule, &event),
             // The starting event carries when its clock runs out.
             Kind::Deadline { working_days, .. } if matched => {
                 Item::Num(refs.calendar.working_days_after(t, *working_days) as f64)
@@ -492,15 +513,55 @@ fn observe_event(
             cleared,
             item,
         };
-        match out[first..].iter_mut().find(|b| b.group == group) {
-            Some(b) => b.items.push((set.keys[i], what)),
-            None => out.push(Batch {
-                group,
-                time: t,
-                items: vec![(set.keys[i], what)],
-            }),
-        }
+        push(out, first, group, t, set.keys[i], what);
     }
+}
+
+/// Adds what an event means for one rule to the batch of its group (one batch per group).
+fn push(out: &mut Vec<Batch>, first: usize, group: String, t: u64, rule: u64, what: What) {
+    match out[first..].iter_mut().find(|b| b.group == group) {
+        Some(b) => b.items.push((rule, what)),
+        None => out.push(Batch {
+            group,
+            time: t,
+            items: vec![(rule, what)],
+        }),
+    }
+}
+
+/// What an event adds to a window rule's window.
+fn window_item(rule: &Rule, event: &Value) -> Item {
+    let Kind::Window { aggregate, .. } = &rule.kind else {
+        return Item::Unit;
+    };
+    match aggregate.field().and_then(|f| field(event, f)) {
+        Some(v) => match rules::expr::number(v) {
+            Some(n) => Item::Num(n),
+            None => Item::Text(value_text(v)),
+        },
+        None => Item::Unit,
+    }
+}
+
+/// A field's value as carried for `prev`.
+fn scalar(v: &Value) -> Option<Scalar> {
+    match v {
+        Value::String(s) => Some(Scalar::Text(s.to_string())),
+        Value::Bool(b) => Some(Scalar::Bool(*b)),
+        other => rules::expr::number(other).map(Scalar::Num),
+    }
+}
+
+/// The CEL map of carried fields.
+fn scalars_value(fields: &[(String, Scalar)]) -> Value {
+    map(fields.iter().map(|(k, s)| {
+        let v = match s {
+            Scalar::Text(t) => Value::String(Arc::new(t.clone())),
+            Scalar::Num(n) => Value::Float(*n),
+            Scalar::Bool(b) => Value::Bool(*b),
+        };
+        (k.clone(), v)
+    }))
 }
 
 fn uses_ref(rule: &Rule) -> bool {
@@ -661,6 +722,25 @@ impl<'scope> Conditions<'scope> for StreamVec<'scope, u64, Batch> {
                                             // runtime registers at its first frontier: start-up).
                                             *m = Machine::registered(t);
                                             Vec::new()
+                                        }
+                                        What::Deferred { fields, item } => {
+                                            // The group's previous event is known here, in
+                                            // event-time order: judge the filter now.
+                                            let matched = match (&r.filter, m.prev()) {
+                                                (Some(f), Some(prev)) => evaluator
+                                                    .bool(
+                                                        f,
+                                                        vec![
+                                                            ("event", scalars_value(&fields)),
+                                                            ("prev", scalars_value(prev)),
+                                                        ],
+                                                    )
+                                                    .unwrap_or(false),
+                                                // The group's first event has no previous one.
+                                                _ => false,
+                                            };
+                                            m.set_prev(fields);
+                                            m.event(r, t, matched, false, item, &mut cond)
                                         }
                                     };
                                     emit(r, &b.group, transitions, &mut out);
