@@ -88,6 +88,12 @@ impl Directory {
             let m = self.reference.markets.get(*self.markets.get(id)?)?;
             return Some(m.district.to_string());
         }
+        if let Some(district) = labels
+            .get("office")
+            .and_then(|o| self.office_district.get(o))
+        {
+            return Some(district.clone());
+        }
         if labels.contains_key("merchant_id") {
             let office = self.merchant(labels)?.office_id.to_string();
             return self.office_district.get(&office).cloned();
@@ -113,7 +119,13 @@ impl Directory {
                     }
                 }
                 "office" => {
-                    if let Some(m) = self.merchant(labels) {
+                    // A place's jurisdiction (a complaint's) first, then the merchant's office.
+                    if let Some(o) = labels
+                        .get("office")
+                        .filter(|o| self.office_district.contains_key(*o))
+                    {
+                        owners.push(o.clone());
+                    } else if let Some(m) = self.merchant(labels) {
                         owners.push(m.office_id.to_string());
                     } else if let Some(offices) =
                         district.as_ref().and_then(|d| self.district_offices.get(d))

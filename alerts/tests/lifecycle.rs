@@ -664,6 +664,8 @@ fn hooks_add_what_ingest_saw_before_routing_and_evidence_to_the_alert() {
     let dir = tempfile::tempdir().unwrap();
     let labels: alerts::LabelsFn = Arc::new(|l| match l.get("complaint_id").map(String::as_str) {
         Some("C7") => pairs(&[("merchant_id", "M1"), ("complaint_id", "not this")]),
+        // A place in O1's jurisdiction, no merchant known.
+        Some("C8") => pairs(&[("office", "O1")]),
         _ => Vec::new(),
     });
     let evidence: alerts::EvidenceFn = Arc::new(|l| {
@@ -691,15 +693,29 @@ fn hooks_add_what_ingest_saw_before_routing_and_evidence_to_the_alert() {
     assert_eq!(late.body["labels"]["merchant_id"], "M1");
     assert_eq!(late.body["labels"]["complaint_id"], "C7");
     assert!(late.body["routing_errors"].is_null(), "{}", late.body);
-    let sent: Vec<String> = a
-        .journal()
-        .notifications(Some(&late.id), 10)
-        .unwrap()
-        .into_iter()
-        .map(|n| n.receiver_id)
-        .collect();
-    assert_eq!(sent, ["R-office"]);
+    let receivers = |id: &str| -> Vec<String> {
+        a.journal()
+            .notifications(Some(id), 10)
+            .unwrap()
+            .into_iter()
+            .map(|n| n.receiver_id)
+            .collect()
+    };
+    assert_eq!(receivers(&late.id), ["R-office"]);
     assert!(late.body["evidence"].is_null());
+    a.apply(&change("c.late", "C8", true, T0), &rules())
+        .unwrap();
+    let placed = a
+        .journal()
+        .alert(&alerts::fingerprint("c.late", "C8"))
+        .unwrap()
+        .unwrap();
+    assert!(placed.body["routing_errors"].is_null(), "{}", placed.body);
+    assert_eq!(
+        receivers(&placed.id),
+        ["R-office"],
+        "the jurisdiction's office"
+    );
     a.apply(&change("k.rodent", "K1/C1/rodent", true, T0), &rules())
         .unwrap();
     let rodent = a

@@ -89,7 +89,7 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
                 alerts::Options {
                     policies,
                     evidence: Some(kitchen_evidence(ingest.evidence())),
-                    labels: Some(complaint_labels(ingest.complaints())),
+                    labels: Some(complaint_labels(ingest.complaints(), &reference)),
                     ..alerts::Options::default()
                 },
             )?;
@@ -332,9 +332,14 @@ fn kitchen_evidence(store: Arc<ingest::Evidence>) -> alerts::EvidenceFn {
     })
 }
 
-/// An alert keyed by a complaint id (a handling deadline) learns whom the complaint is about,
-/// so it is routed to the merchant's office like the complaint itself.
-fn complaint_labels(store: Arc<ingest::Complaints>) -> alerts::LabelsFn {
+/// An alert keyed by a complaint id (a handling deadline) learns whom the complaint is about
+/// and the office of the jurisdiction where it happened, so it is routed like the complaint:
+/// to that office, else to the merchant's.
+fn complaint_labels(
+    store: Arc<ingest::Complaints>,
+    reference: &dataflow::Reference,
+) -> alerts::LabelsFn {
+    let places = reference.jurisdictions();
     Arc::new(move |labels| {
         let Some(facts) = labels.get("complaint_id").and_then(|id| store.get(id)) else {
             return Vec::new();
@@ -344,6 +349,10 @@ fn complaint_labels(store: Arc<ingest::Complaints>) -> alerts::LabelsFn {
             ("complaint_kind".to_owned(), facts.kind),
         ];
         out.extend(facts.merchant_id.map(|m| ("merchant_id".to_owned(), m)));
+        let office = facts
+            .place
+            .and_then(|(lat, lon)| places.office_at(lat, lon));
+        out.extend(office.map(|o| ("office".to_owned(), o.to_string())));
         out
     })
 }

@@ -311,8 +311,10 @@ pub fn build<'scope>(scope: Scope<'scope, u64>, plan: &Plan) -> Built<'scope> {
         .as_collection();
 
     // Complaints: the first occurrence of each id counts; repeats are duplicates. Each carries
-    // when its decision is due (7 working days for a complaint, 15 for a report).
+    // when its decision is due (7 working days for a complaint, 15 for a report) and the office
+    // of the jurisdiction its place lies in, if it has one.
     let calendar = plan.reference.calendar();
+    let places = plan.reference.jurisdictions();
     let complaint_ids = complaints
         .flat_map(move |(event, t)| {
             let Event::ComplaintNew { complaint } = event else {
@@ -325,7 +327,14 @@ pub fn build<'scope>(scope: Scope<'scope, u64>, plan: &Plan) -> Built<'scope> {
             };
             let due = calendar.working_days_after(ts, limit);
             let merchant = complaint.merchant_id.unwrap_or_default();
-            let rec = (complaint.complaint_id, (local_day(ts), merchant, due));
+            let place = match (complaint.lat, complaint.lon) {
+                (Some(lat), Some(lon)) => places.office_at(lat, lon).cloned(),
+                _ => None,
+            };
+            let rec = (
+                complaint.complaint_id,
+                (local_day(ts), merchant, due, place.unwrap_or_default()),
+            );
             vec![
                 (rec.clone(), t, 1),
                 (rec, t + COMPLAINT_ID_RETENTION_MS, -1),
@@ -335,6 +344,38 @@ pub fn build<'scope>(scope: Scope<'scope, u64>, plan: &Plan) -> Built<'scope> {
     let first = complaint_ids
         .clone()
         .reduce(|_id, input, output| output.push((input[0].0.clone(), 1)));
+    // Each complaint's office (DOMAIN.md): the jurisdiction its place lies in; else its
+    // merchant's registered office; else `unrouted`.
+    let by_place = first
+        .clone()
+        .flat_map(|(id, (_, _, _, place))| (!place.is_empty()).then_some((id, place)));
+    let by_merchant = first
+        .clone()
+        .filter(|(_, (_, _, _, place))| place.is_empty())
+        .map(|(id, (_, merchant, _, _))| (merchant, id));
+    let known_merchants = merchants.clone().map(|(m, _)| m).distinct();
+    let office_of = by_place
+        .concat(
+            by_merchant
+                .clone()
+                .join_map(merchants.clone(), |_, id, office| {
+                    (id.clone(), office.clone())
+                }),
+        )
+        .concat(
+            by_merchant
+                .antijoin(known_merchants)
+                .map(|(_, id)| (id, Id::from(UNROUTED_OFFICE))),
+        );
+    let received = first
+        .clone()
+        .map(|(id, (day, _, _, _))| (id, day))
+        .join_map(office_of.clone(), |_, day, office| {
+            Counter::ComplaintsReceived {
+                office: office.clone(),
+                day: *day,
+            }
+        });
     // The first status of a complaint is its decision (accepted, rejected, or straight into
     // mediation or closed).
     let decided = statuses
@@ -354,65 +395,27 @@ pub fn build<'scope>(scope: Scope<'scope, u64>, plan: &Plan) -> Built<'scope> {
         })
         .as_collection()
         .reduce(|_id, input, output| output.push((*input[0].0, 1)));
-    let known_merchants = merchants.clone().map(|(m, _)| m).distinct();
-    // (merchant, on time?) of each decided complaint, and (merchant, ()) of each open one, to
-    // the merchant's office (or `unrouted`).
-    let decided_by_merchant = first
+    let decisions = first
         .clone()
-        .join_map(decided.clone(), |_, (_, merchant, due), at| {
-            (merchant.clone(), *at <= *due)
-        });
-    let decisions = decided_by_merchant
-        .clone()
-        .join_map(merchants.clone(), |_, on_time, office| {
+        .join_map(decided.clone(), |id, (_, _, due, _), at| {
+            (id.clone(), *at <= *due)
+        })
+        .join_map(office_of.clone(), |_, on_time, office| {
             Counter::ComplaintsDecided {
                 office: office.clone(),
                 on_time: *on_time,
             }
-        })
-        .concat(
-            decided_by_merchant
-                .antijoin(known_merchants.clone())
-                .map(|(_, on_time)| Counter::ComplaintsDecided {
-                    office: UNROUTED_OFFICE.into(),
-                    on_time,
-                }),
-        );
-    let open_by_merchant = first
+        });
+    let open = first
         .clone()
         .antijoin(decided.map(|(id, _)| id))
-        .map(|(_, (_, merchant, _))| (merchant, ()));
-    let open = open_by_merchant
-        .clone()
-        .join_map(merchants.clone(), |_, (), office| Counter::ComplaintsOpen {
+        .map(|(id, _)| (id, ()))
+        .join_map(office_of, |_, (), office| Counter::ComplaintsOpen {
             office: office.clone(),
-        })
-        .concat(
-            open_by_merchant
-                .antijoin(known_merchants)
-                .map(|_| Counter::ComplaintsOpen {
-                    office: UNROUTED_OFFICE.into(),
-                }),
-        );
-    let by_merchant = first.map(|(_, (day, merchant, _))| (merchant, day));
-    let routed = by_merchant
-        .clone()
-        .join_map(merchants.clone(), |_, day, office| {
-            Counter::ComplaintsReceived {
-                office: office.clone(),
-                day: *day,
-            }
-        });
-    let unrouted = by_merchant
-        .clone()
-        .antijoin(merchants.map(|(m, _)| m).distinct())
-        .map(|(_, day)| Counter::ComplaintsReceived {
-            office: UNROUTED_OFFICE.into(),
-            day,
         });
     let duplicates = complaint_ids
-        .map(|(_, (day, _, _))| day)
-        .concat(by_merchant.map(|(_, day)| day).negate())
+        .map(|(_, (day, _, _, _))| day)
+        .concat(first.map(|(_, (day, _, _, _))| day).negate())
         .map(|day| Counter::ComplaintDuplicates { day });
 
     let counters = differential_dataflow::collection::concatenate(
@@ -425,8 +428,7 @@ pub fn build<'scope>(scope: Scope<'scope, u64>, plan: &Plan) -> Built<'scope> {
             cameras_registered,
             cameras_online,
             market_minutes,
-            routed,
-            unrouted,
+            received,
             duplicates,
             decisions,
             open,

@@ -199,7 +199,88 @@ pub struct Reference {
     pub jurisdictions: Option<serde_json::Value>,
 }
 
+/// A polygon: its rings (the outer one, then holes), each a list of (lon, lat).
+type Polygon = Vec<Vec<(f64, f64)>>;
+
+/// The jurisdictions as polygons, for finding the office of a place.
+#[derive(Debug, Clone, Default)]
+pub struct Jurisdictions {
+    /// (office id, its polygons).
+    areas: Vec<(Id, Vec<Polygon>)>,
+}
+
+impl Jurisdictions {
+    /// The office whose jurisdiction holds the point (the first, should they overlap).
+    pub fn office_at(&self, lat: f64, lon: f64) -> Option<&Id> {
+        self.areas
+            .iter()
+            .find(|(_, polygons)| polygons.iter().any(|rings| inside(rings, lon, lat)))
+            .map(|(office, _)| office)
+    }
+
+    /// Whether there are any.
+    pub fn is_empty(&self) -> bool {
+        self.areas.is_empty()
+    }
+}
+
+/// Even-odd ray casting over a polygon's rings (its holes count against it). Written out:
+/// the one test the district needs is shorter than a geometry crate's dependencies.
+fn inside(rings: &[Vec<(f64, f64)>], x: f64, y: f64) -> bool {
+    let mut inside = false;
+    for ring in rings {
+        for i in 0..ring.len() {
+            let (xi, yi) = ring[i];
+            let (xj, yj) = ring[(i + ring.len() - 1) % ring.len()];
+            if (yi > y) != (yj > y) && x < (xj - xi) * (y - yi) / (yj - yi) + xi {
+                inside = !inside;
+            }
+        }
+    }
+    inside
+}
+
 impl Reference {
+    /// The jurisdiction polygons of `jurisdictions.geojson` (features with an `office_id` and
+    /// a Polygon or MultiPolygon geometry; others are skipped).
+    pub fn jurisdictions(&self) -> Jurisdictions {
+        let ring = |r: &serde_json::Value| -> Vec<(f64, f64)> {
+            r.as_array()
+                .map(|pts| {
+                    pts.iter()
+                        .filter_map(|p| Some((p[0].as_f64()?, p[1].as_f64()?)))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let polygon = |p: &serde_json::Value| -> Polygon {
+            p.as_array()
+                .map(|rings| rings.iter().map(ring).collect())
+                .unwrap_or_default()
+        };
+        let mut areas = Vec::new();
+        let features = self
+            .jurisdictions
+            .as_ref()
+            .and_then(|j| j["features"].as_array());
+        for f in features.into_iter().flatten() {
+            let Some(office) = f["properties"]["office_id"].as_str() else {
+                continue;
+            };
+            let g = &f["geometry"];
+            let polygons = match g["type"].as_str() {
+                Some("Polygon") => vec![polygon(&g["coordinates"])],
+                Some("MultiPolygon") => g["coordinates"]
+                    .as_array()
+                    .map(|ps| ps.iter().map(polygon).collect())
+                    .unwrap_or_default(),
+                _ => continue,
+            };
+            areas.push((Id::from(office), polygons));
+        }
+        Jurisdictions { areas }
+    }
+
     /// The working-day calendar of `holidays`.
     pub fn calendar(&self) -> model::time::WorkCalendar {
         let days = |kind: &'static str| {
@@ -377,6 +458,24 @@ fn check_unique(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_place_finds_the_office_whose_jurisdiction_holds_it() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/reference");
+        let r = Reference::load(&dir).unwrap();
+        let j = r.jurisdictions();
+        assert!(!j.is_empty());
+        // Jiefangbei (解放碑) lies in O-JFB's square, Daping (大坪) in O-DP's.
+        assert_eq!(
+            j.office_at(29.5569, 106.5658).map(|o| o.as_str()),
+            Some("O-JFB")
+        );
+        assert_eq!(
+            j.office_at(29.5396, 106.5152).map(|o| o.as_str()),
+            Some("O-DP")
+        );
+        assert_eq!(j.office_at(29.60, 106.50), None, "outside the district");
+    }
+
     use super::*;
 
     #[test]

@@ -70,7 +70,16 @@ fn plan() -> Plan {
         },
         series: false,
         rules_on: false,
-        reference: Default::default(),
+        // One jurisdiction, a square around 29.55 N 106.55 E, for routing complaints by place.
+        reference: std::sync::Arc::new(dataflow::Reference {
+            jurisdictions: Some(
+                serde_json::json!({"type": "FeatureCollection", "features": [
+                    {"type": "Feature", "properties": {"office_id": "O-SQ"}, "geometry": {"type": "Polygon",
+                     "coordinates": [[[106.5, 29.5], [106.6, 29.5], [106.6, 29.6], [106.5, 29.6], [106.5, 29.5]]]}}
+                ]}),
+            ),
+            ..Default::default()
+        }),
         stats: Default::default(),
     }
 }
@@ -318,6 +327,16 @@ fn complaints_are_deduplicated_and_routed_by_merchant() {
 }
 
 fn complaint_about(cid: &str, merchant: Option<&str>, kind: ComplaintKind, ts: u64) -> Event {
+    complaint_at(cid, merchant, kind, ts, None)
+}
+
+fn complaint_at(
+    cid: &str,
+    merchant: Option<&str>,
+    kind: ComplaintKind,
+    ts: u64,
+    place: Option<(f64, f64)>,
+) -> Event {
     Event::ComplaintNew {
         complaint: Complaint {
             ts: Some(ts),
@@ -326,8 +345,8 @@ fn complaint_about(cid: &str, merchant: Option<&str>, kind: ComplaintKind, ts: u
             merchant_id: merchant.map(id),
             merchant_name: "某商户".into(),
             category: id("price"),
-            lat: None,
-            lon: None,
+            lat: place.map(|p| p.0),
+            lon: place.map(|p| p.1),
             amount: None,
             text: None,
         },
@@ -397,6 +416,48 @@ fn decisions_count_on_time_or_late_against_working_days_and_the_rest_stay_open()
         (decided(true), prompt, 1),
         (decided(false), late, 1),
         (decided(true), report, 1),
+    ];
+    consolidate_updates(&mut expected);
+    assert_eq!(out, expected);
+}
+
+#[test]
+fn a_complaint_goes_to_the_jurisdiction_of_its_place_before_its_merchants_office() {
+    let day = model::time::local_day(T0);
+    let c = ComplaintKind::Complaint;
+    let out = run(
+        |i| i.merchants.insert((id("MER1"), id("O1"))),
+        vec![(
+            T0,
+            vec![
+                // In the square: its office, whatever the merchant's.
+                (
+                    complaint_at("P1", Some("MER1"), c, T0, Some((29.55, 106.55))),
+                    T0,
+                ),
+                // Outside every jurisdiction: the merchant's office.
+                (
+                    complaint_at("P2", Some("MER1"), c, T0, Some((29.70, 106.55))),
+                    T0,
+                ),
+                // Neither: unrouted.
+                (complaint_at("P3", None, c, T0, Some((29.70, 106.55))), T0),
+            ],
+        )],
+        T0 + 1_000,
+    );
+    let received = |office: &str| Counter::ComplaintsReceived {
+        office: id(office),
+        day,
+    };
+    let open = |office: &str| Counter::ComplaintsOpen { office: id(office) };
+    let mut expected = vec![
+        (received("O-SQ"), T0, 1),
+        (received("O1"), T0, 1),
+        (received("unrouted"), T0, 1),
+        (open("O-SQ"), T0, 1),
+        (open("O1"), T0, 1),
+        (open("unrouted"), T0, 1),
     ];
     consolidate_updates(&mut expected);
     assert_eq!(out, expected);

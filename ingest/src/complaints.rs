@@ -18,6 +18,8 @@ pub struct ComplaintFacts {
     pub merchant_name: String,
     /// `complaint` or `report`.
     pub kind: String,
+    /// Where it happened, when the complaint says (WGS-84).
+    pub place: Option<(f64, f64)>,
 }
 
 /// Complaint facts by complaint id.
@@ -66,6 +68,7 @@ mod tests {
             merchant_id: Some(m.into()),
             merchant_name: "店".into(),
             kind: "complaint".into(),
+            place: None,
         }
     }
 

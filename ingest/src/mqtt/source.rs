@@ -231,6 +231,7 @@ impl Loop {
                     merchant_id: complaint.merchant_id.as_ref().map(|m| m.to_string()),
                     merchant_name: complaint.merchant_name.clone(),
                     kind: complaint.kind.as_str().to_owned(),
+                    place: complaint.lat.zip(complaint.lon),
                 },
             ),
             _ => {}
