@@ -138,7 +138,12 @@ impl Machine {
                     self.set_raw(t, false, rule, &mut out);
                 }
             }
-            Kind::State { clear: None } => self.set_raw(t, matched, rule, &mut out),
+            Kind::State { clear: None } => {
+                if matched {
+                    self.value = 1.0;
+                }
+                self.set_raw(t, matched, rule, &mut out)
+            }
             Kind::State { clear: Some(_) } => {
                 if !self.raw && matched {
                     self.value = 1.0;
