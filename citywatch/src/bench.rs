@@ -52,6 +52,10 @@ pub struct BenchArgs {
     /// fresh citywatch; reports every step, the fastest sustained one, and `load.svg`.
     #[arg(long, value_delimiter = ',')]
     pub steps: Vec<f64>,
+    /// Several cities, one after the other: elevators per city (e.g. `--sizes 1000,10000,100000`;
+    /// the rest in proportion); reports each and `sizes.svg`.
+    #[arg(long, value_delimiter = ',')]
+    pub sizes: Vec<u64>,
 }
 
 /// The broker alone: `city` published as the pipeline run will publish it, into an embedded
@@ -278,15 +282,99 @@ fn latencies(alerts: &[Value], sim: &Summary) -> Vec<f64> {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let elevators = args
-        .elevators
-        .unwrap_or(if args.smoke { 2_000 } else { 20_000 });
+    if args.sizes.is_empty() {
+        let elevators = args
+            .elevators
+            .unwrap_or(if args.smoke { 2_000 } else { 20_000 });
+        let report = bench_city(&args, elevators, &args.out).await?;
+        std::io::stdout()
+            .lock()
+            .write_all(summary_md(&report).as_bytes())?;
+        return Ok(());
+    }
+    // One city per size, one after the other, so the growth of cost with the city shows.
+    let mut cities = Vec::new();
+    for &size in &args.sizes {
+        let dir = args.out.join(format!("size-{size}"));
+        let report = bench_city(&args, size, &dir).await?;
+        tracing::info!(elevators = size, events_per_s = %report["events_per_s"], "city done");
+        cities.push(report);
+    }
+    let report = json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "machine": cities.first().map(|c| c["machine"].clone()),
+        "sizes": cities.iter().map(|c| json!({
+            "elevators": c["settings"]["elevators"], "cameras": c["settings"]["cameras"],
+            "scales": c["settings"]["scales"], "devices": devices(c), "messages": c["messages"],
+            "events_per_s": c["events_per_s"], "share_of_broker": c["share_of_broker"],
+            "latency_ms": c["latency_ms"], "accuracy": { "recall": c["accuracy"]["recall"],
+            "precision": c["accuracy"]["precision"] }, "citywatch": c["citywatch"],
+        })).collect::<Vec<_>>(),
+    });
+    std::fs::write(
+        args.out.join("report.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
+    std::fs::write(
+        args.out.join("sizes.svg"),
+        plot::cost_vs_size(&report["sizes"]),
+    )?;
+    let summary = sizes_md(&report);
+    std::fs::write(args.out.join("summary.md"), &summary)?;
+    std::io::stdout().lock().write_all(summary.as_bytes())?;
+    Ok(())
+}
+
+/// Devices of a city's report: elevators, cameras and scales.
+fn devices(r: &Value) -> u64 {
+    ["elevators", "cameras", "scales"]
+        .iter()
+        .filter_map(|k| r["settings"][k].as_u64())
+        .sum()
+}
+
+fn sizes_md(r: &Value) -> String {
+    let f = |x: &Value| x.as_f64().unwrap_or(0.0);
+    let mut s = String::from(
+        "# citywatch bench: cost against the city's size\n\n\
+         | elevators | devices | messages | events/s | share of broker | latency p50 / p99 (ms) | recall | precision | RSS max (MB) | CPU (s) |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for c in r["sizes"].as_array().into_iter().flatten() {
+        s.push_str(&format!(
+            "| {} | {} | {} | {:.0} | {} | {:.0} / {:.0} | {:.3} | {:.3} | {:.1} | {:.1} |\n",
+            c["elevators"],
+            c["devices"],
+            c["messages"],
+            f(&c["events_per_s"]),
+            c["share_of_broker"]
+                .as_f64()
+                .map_or("–".into(), |x| format!("{:.0} %", x * 100.0)),
+            f(&c["latency_ms"]["p50"]),
+            f(&c["latency_ms"]["p99"]),
+            f(&c["accuracy"]["recall"]),
+            f(&c["accuracy"]["precision"]),
+            f(&c["citywatch"]["rss_mb_max"]),
+            f(&c["citywatch"]["cpu_seconds"]),
+        ));
+    }
+    s.push_str("\nPlot: sizes.svg. Each size's own report is in size-N/.\n");
+    s
+}
+
+/// One city of `elevators` elevators (and the rest in proportion): the broker alone, then each
+/// step; writes `out/report.json` and `out/summary.md` and returns the report.
+async fn bench_city(
+    args: &BenchArgs,
+    elevators: u64,
+    out: &std::path::Path,
+) -> anyhow::Result<Value> {
     let seconds = args.seconds.unwrap_or(600);
     let sim_args = SimulateArgs {
         mqtt: None,
         out: None,
         reference: None,
-        write_reference: Some(args.out.join("reference")),
+        write_reference: Some(out.join("reference")),
         elevators,
         kitchens: args.kitchens.unwrap_or(elevators / 20),
         cameras_per_kitchen: 3,
@@ -298,16 +386,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         speed: args.speed,
         start_ms: None,
         incident_every: 10,
-        truth: Some(args.out.join("ground-truth.jsonl")),
+        truth: Some(out.join("ground-truth.jsonl")),
         clients: 4,
         qos: 1,
         bad_every: 0,
         late_every: 0,
         late_ms: 0,
     };
-    std::fs::create_dir_all(&args.out)?;
+    std::fs::create_dir_all(out)?;
     let city = City::generate(sim_args.size(), args.seed);
-    city.write(&args.out.join("reference"))?;
+    city.write(&out.join("reference"))?;
     let baseline = if args.no_baseline {
         Value::Null
     } else {
@@ -324,14 +412,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut steps = Vec::new();
     for (n, speed) in speeds.iter().enumerate() {
         let dir = if speeds.len() == 1 {
-            args.out.clone()
+            out.to_path_buf()
         } else {
-            args.out.join(format!("step-{n}"))
+            out.join(format!("step-{n}"))
         };
         let mut step_args = sim_args.clone();
         step_args.speed = *speed;
         step_args.truth = Some(dir.join("ground-truth.jsonl"));
-        let step = measure(&args, &city, &step_args, &dir).await?;
+        let step = measure(args, &city, &step_args, &dir, &out.join("reference")).await?;
         tracing::info!(speed, events_per_s = %step["events_per_s"], sustained = %step["sustained"], "step done");
         steps.push(step);
     }
@@ -370,17 +458,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             let sh = share(s);
             s["share_of_broker"] = json!(sh);
         }
-        std::fs::write(args.out.join("load.svg"), plot::latency_vs_load(&steps))?;
+        std::fs::write(out.join("load.svg"), plot::latency_vs_load(&steps))?;
         report["steps"] = json!(steps);
     }
     std::fs::write(
-        args.out.join("report.json"),
+        out.join("report.json"),
         serde_json::to_string_pretty(&report)?,
     )?;
-    let summary = summary_md(&report);
-    std::fs::write(args.out.join("summary.md"), &summary)?;
-    std::io::stdout().lock().write_all(summary.as_bytes())?;
-    Ok(())
+    std::fs::write(out.join("summary.md"), summary_md(&report))?;
+    Ok(report)
 }
 
 /// One run at one offered load: a fresh citywatch child, the city published at
@@ -390,6 +476,7 @@ async fn measure(
     city: &City,
     sim_args: &SimulateArgs,
     dir: &std::path::Path,
+    reference: &std::path::Path,
 ) -> anyhow::Result<Value> {
     std::fs::create_dir_all(dir)?;
     let _ = std::fs::remove_dir_all(dir.join("data"));
@@ -410,7 +497,7 @@ async fn measure(
         .arg("--http")
         .arg(format!("127.0.0.1:{http}"))
         .arg("--reference")
-        .arg(args.out.join("reference"))
+        .arg(reference)
         .arg("--rules")
         .arg(&args.rules)
         .arg("--data-dir")

@@ -208,3 +208,38 @@ fn a_stepped_bench_reports_each_step_and_draws_the_load_plot() {
         "three lines of two steps"
     );
 }
+
+#[test]
+fn a_bench_over_sizes_reports_each_city_and_draws_the_cost_plot() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sizes");
+    let printed = citywatch(&[
+        "bench",
+        "--smoke",
+        "--out",
+        out.to_str().unwrap(),
+        "--sizes",
+        "50,200",
+        "--seconds",
+        "60",
+        "--no-baseline",
+    ]);
+    assert!(printed.contains("| elevators | devices |"), "{printed}");
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let sizes = report["sizes"].as_array().unwrap();
+    assert_eq!(sizes.len(), 2, "{report}");
+    assert_eq!(sizes[0]["elevators"], 50);
+    assert_eq!(sizes[1]["elevators"], 200);
+    assert!(sizes[1]["devices"].as_u64() > sizes[0]["devices"].as_u64());
+    for (c, n) in sizes.iter().zip([50, 200]) {
+        assert!(c["events_per_s"].as_f64().unwrap() > 0.0, "{c}");
+        assert!(out.join(format!("size-{n}/report.json")).exists());
+        assert!(
+            out.join(format!("size-{n}/reference/elevators.csv"))
+                .exists()
+        );
+    }
+    let svg = std::fs::read_to_string(out.join("sizes.svg")).unwrap();
+    assert_eq!(svg.matches("<circle").count(), 4);
+}
