@@ -306,9 +306,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "sizes": cities.iter().map(|c| json!({
             "elevators": c["settings"]["elevators"], "cameras": c["settings"]["cameras"],
             "scales": c["settings"]["scales"], "devices": devices(c), "messages": c["messages"],
+            "messages_taken": c["messages_taken"],
             "events_per_s": c["events_per_s"], "share_of_broker": c["share_of_broker"],
             "latency_ms": c["latency_ms"], "accuracy": { "recall": c["accuracy"]["recall"],
-            "precision": c["accuracy"]["precision"] }, "citywatch": c["citywatch"],
+            "precision": c["accuracy"]["precision"], "incidents": c["accuracy"]["incidents"],
+            "alerts": c["accuracy"]["alerts"] }, "citywatch": c["citywatch"],
         })).collect::<Vec<_>>(),
     });
     std::fs::write(
@@ -325,6 +327,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A recall or precision, or a dash when there was nothing to measure it on.
+fn ratio(value: &Value, of: &Value) -> String {
+    match (value.as_f64(), of.as_u64()) {
+        (Some(v), Some(n)) if n > 0 => format!("{v:.3}"),
+        _ => "– (none)".into(),
+    }
+}
+
 /// Devices of a city's report: elevators, cameras and scales.
 fn devices(r: &Value) -> u64 {
     ["elevators", "cameras", "scales"]
@@ -337,14 +347,15 @@ fn sizes_md(r: &Value) -> String {
     let f = |x: &Value| x.as_f64().unwrap_or(0.0);
     let mut s = String::from(
         "# citywatch bench: cost against the city's size\n\n\
-         | elevators | devices | messages | events/s | share of broker | latency p50 / p99 (ms) | recall | precision | RSS max (MB) | CPU (s) |\n\
+         | elevators | devices | messages taken / published | events/s | share of broker | latency p50 / p99 (ms) | recall | precision | RSS max (MB) | CPU (s) |\n\
          |---|---|---|---|---|---|---|---|---|---|\n",
     );
     for c in r["sizes"].as_array().into_iter().flatten() {
         s.push_str(&format!(
-            "| {} | {} | {} | {:.0} | {} | {:.0} / {:.0} | {:.3} | {:.3} | {:.1} | {:.1} |\n",
+            "| {} | {} | {} / {} | {:.0} | {} | {:.0} / {:.0} | {} | {} | {:.1} | {:.1} |\n",
             c["elevators"],
             c["devices"],
+            c["messages_taken"],
             c["messages"],
             f(&c["events_per_s"]),
             c["share_of_broker"]
@@ -352,8 +363,8 @@ fn sizes_md(r: &Value) -> String {
                 .map_or("–".into(), |x| format!("{:.0} %", x * 100.0)),
             f(&c["latency_ms"]["p50"]),
             f(&c["latency_ms"]["p99"]),
-            f(&c["accuracy"]["recall"]),
-            f(&c["accuracy"]["precision"]),
+            ratio(&c["accuracy"]["recall"], &c["accuracy"]["incidents"]),
+            ratio(&c["accuracy"]["precision"], &c["accuracy"]["alerts"]),
             f(&c["citywatch"]["rss_mb_max"]),
             f(&c["citywatch"]["cpu_seconds"]),
         ));
