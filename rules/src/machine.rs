@@ -74,8 +74,9 @@ pub struct Machine {
     /// state per device is measured in docs/BENCHMARKS.md and already over its target.
     #[allow(clippy::box_collection)]
     prior: Option<Box<VecDeque<(u64, f64, usize)>>>,
-    /// Rules whose filter reads `prev`: the fields it reads of the group's previous event.
-    prev: Option<Box<[(String, Scalar)]>>,
+    /// Rules whose filter reads `prev`: the group's previous event as the filter saw it (only
+    /// the fields it reads), kept ready to bind.
+    prev: Option<Box<cel_interpreter::Value>>,
 }
 
 impl Machine {
@@ -107,14 +108,14 @@ impl Machine {
             && self.prev.is_none()
     }
 
-    /// The fields kept of the group's previous event (rules whose filter reads `prev`).
-    pub fn prev(&self) -> Option<&[(String, Scalar)]> {
+    /// The group's previous event (rules whose filter reads `prev`).
+    pub fn prev(&self) -> Option<&cel_interpreter::Value> {
         self.prev.as_deref()
     }
 
-    /// Keeps `fields` as the previous event's, for the next event of the group.
-    pub fn set_prev(&mut self, fields: Vec<(String, Scalar)>) {
-        self.prev = Some(fields.into_boxed_slice());
+    /// Keeps `event` as the previous one, for the next event of the group.
+    pub fn set_prev(&mut self, event: cel_interpreter::Value) {
+        self.prev = Some(Box::new(event));
     }
 
     /// An event of the group at `t`. `matched`: the rule's filter holds; `cleared`: its clear

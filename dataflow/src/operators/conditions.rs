@@ -51,9 +51,10 @@ pub enum What {
     /// A device registered for an absence rule.
     Registered,
     /// An event of the group for a rule whose filter reads `prev`: the fields the filter
-    /// reads, to be judged where the group's previous event is known.
+    /// reads (by position in the rule's `prev_fields`; absent ones are left out of the event),
+    /// to be judged where the group's previous event is known.
     Deferred {
-        fields: Vec<(String, Scalar)>,
+        fields: Vec<Option<Scalar>>,
         item: Item,
     },
 }
@@ -464,7 +465,7 @@ fn observe_event(
             let fields = rule
                 .prev_fields
                 .iter()
-                .filter_map(|f| Some((f.clone(), scalar(field(&event, f)?)?)))
+                .map(|f| field(&event, f).and_then(scalar))
                 .collect();
             let item = window_item(rule, &event);
             push(
@@ -552,15 +553,15 @@ fn scalar(v: &Value) -> Option<Scalar> {
     }
 }
 
-/// The CEL map of carried fields.
-fn scalars_value(fields: &[(String, Scalar)]) -> Value {
-    map(fields.iter().map(|(k, s)| {
-        let v = match s {
-            Scalar::Text(t) => Value::String(Arc::new(t.clone())),
-            Scalar::Num(n) => Value::Float(*n),
-            Scalar::Bool(b) => Value::Bool(*b),
+/// The CEL map of the carried fields, named by the rule's `prev_fields`.
+fn scalars_value(names: &[String], fields: Vec<Option<Scalar>>) -> Value {
+    map(names.iter().zip(fields).filter_map(|(k, s)| {
+        let v = match s? {
+            Scalar::Text(t) => Value::String(Arc::new(t)),
+            Scalar::Num(n) => Value::Float(n),
+            Scalar::Bool(b) => Value::Bool(b),
         };
-        (k.clone(), v)
+        Some((k.clone(), v))
     }))
 }
 
@@ -726,20 +727,21 @@ impl<'scope> Conditions<'scope> for StreamVec<'scope, u64, Batch> {
                                         What::Deferred { fields, item } => {
                                             // The group's previous event is known here, in
                                             // event-time order: judge the filter now.
+                                            let event = scalars_value(&r.prev_fields, fields);
                                             let matched = match (&r.filter, m.prev()) {
                                                 (Some(f), Some(prev)) => evaluator
                                                     .bool(
                                                         f,
                                                         vec![
-                                                            ("event", scalars_value(&fields)),
-                                                            ("prev", scalars_value(prev)),
+                                                            ("event", event.clone()),
+                                                            ("prev", prev.clone()),
                                                         ],
                                                     )
                                                     .unwrap_or(false),
                                                 // The group's first event has no previous one.
                                                 _ => false,
                                             };
-                                            m.set_prev(fields);
+                                            m.set_prev(event);
                                             m.event(r, t, matched, false, item, &mut cond)
                                         }
                                     };
