@@ -160,7 +160,11 @@ impl Machine {
                 ..
             } => {
                 self.evict(t, *window, aggregate, *prior);
-                if matched {
+                // For a distinct count, a repeat (a duplicate complaint id) counts from its first
+                // occurrence: keeping the later copy would hold the value in the window longer.
+                let repeat = matches!(aggregate, Aggregate::Distinct(_))
+                    && self.items.iter().any(|(_, i)| *i == item);
+                if matched && !repeat {
                     self.items.push_back((t, item));
                 }
                 self.window_raw(t, rule, *window, aggregate, condition, &mut out);
