@@ -601,7 +601,12 @@ pub trait Conditions<'scope> {
 #[derive(Default)]
 struct Group {
     machines: Vec<(u64, Machine)>,
+    /// When the group's machines next need a timer.
     scheduled: Option<u64>,
+    /// The earliest entry of the group in the timer heap. A later `scheduled` waits behind it
+    /// and is queued when it pops, so a group has one or two entries in the heap however often
+    /// its time moves (an absence timer moves with every frame).
+    queued: Option<u64>,
 }
 
 impl<'scope> Conditions<'scope> for StreamVec<'scope, u64, Batch> {
@@ -679,8 +684,20 @@ impl<'scope> Conditions<'scope> for StreamVec<'scope, u64, Batch> {
                             let Some(group) = groups.get_mut(&key) else {
                                 continue;
                             };
-                            if group.scheduled != Some(t) {
-                                continue;
+                            if group.queued == Some(t) {
+                                group.queued = None;
+                            }
+                            match group.scheduled {
+                                Some(s) if s == t => {}
+                                // Its time moved on: wait in the heap for that instead.
+                                Some(s) if s > t => {
+                                    if group.queued.is_none_or(|q| s < q) {
+                                        group.queued = Some(s);
+                                        timers.push(Reverse((s, key)));
+                                    }
+                                    continue;
+                                }
+                                _ => continue,
                             }
                             for (rule, m) in group.machines.iter_mut() {
                                 let Some(r) = current.get(*rule) else {
@@ -837,11 +854,12 @@ fn reschedule(
         .iter()
         .filter_map(|(rule, m)| set.get(*rule).and_then(|r| m.next_timer(r)))
         .min();
-    if next != group.scheduled {
-        group.scheduled = next;
-        if let Some(t) = next {
-            timers.push(Reverse((t, key)));
-        }
+    group.scheduled = next;
+    if let Some(t) = next
+        && group.queued.is_none_or(|q| t < q)
+    {
+        group.queued = Some(t);
+        timers.push(Reverse((t, key)));
     }
 }
 
