@@ -33,4 +33,7 @@ pub struct District {
     pub cameras: Vec<Camera>,
     pub scales: Vec<Scale>,
     pub merchants: Vec<String>,
+    /// Where complaints happen, when the reference data has jurisdictions: their bounding box
+    /// (lat min, lat max, lon min, lon max); complaints then carry a place inside it.
+    pub area: Option<(f64, f64, f64, f64)>,
 }

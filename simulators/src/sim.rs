@@ -210,12 +210,13 @@ impl Simulator {
             ));
         }
         let m = &self.district.merchants[merchant];
-        msg(
-            "complaint/new".into(),
-            json!({"ts": t, "complaint_id": id, "merchant_id": m,
-                   "merchant_name": format!("商户 {m}"), "category": category, "amount": 100 + self.rng.below(2000)}),
-            t,
-        )
+        let mut payload = json!({"ts": t, "complaint_id": id, "merchant_id": m,
+               "merchant_name": format!("商户 {m}"), "category": category, "amount": 100 + self.rng.below(2000)});
+        if let Some((lat0, lat1, lon0, lon1)) = self.district.area {
+            payload["lat"] = json!(round5(lat0 + self.rng.unit() * (lat1 - lat0)));
+            payload["lon"] = json!(round5(lon0 + self.rng.unit() * (lon1 - lon0)));
+        }
+        msg("complaint/new".into(), payload, t)
     }
 
     fn elevator(&mut self, i: usize, s: u64, t: u64, out: &mut Vec<Message>) {
@@ -463,6 +464,10 @@ fn msg(topic: String, payload: serde_json::Value, ts: u64) -> Message {
     }
 }
 
+fn round5(x: f64) -> f64 {
+    (x * 100_000.0).round() / 100_000.0
+}
+
 fn round2(v: f64) -> f64 {
     (v * 100.0).round() / 100.0
 }
@@ -496,6 +501,7 @@ mod tests {
                 })
                 .collect(),
             merchants: (0..8).map(|i| format!("MER{i}")).collect(),
+            area: None,
         }
     }
 
@@ -526,5 +532,33 @@ mod tests {
         let kinds: std::collections::BTreeSet<&str> =
             s.take_incidents().iter().map(|i| i.kind).collect();
         assert_eq!(kinds.len(), INCIDENTS.len(), "{kinds:?}");
+    }
+
+    #[test]
+    fn complaints_happen_inside_the_area_and_most_are_decided() {
+        let area = (29.53, 29.57, 106.51, 106.59);
+        let d = District {
+            area: Some(area),
+            ..district()
+        };
+        let mut s = Simulator::new(d, 1, 1_795_737_600_000);
+        let decoder = model::Decoder::default();
+        let (mut new, mut decided) = (0, 0);
+        for _ in 0..3_600 {
+            for m in s.step() {
+                match decoder.decode(&m.topic, &m.payload, m.ts).unwrap().event {
+                    model::Event::ComplaintNew { complaint } => {
+                        new += 1;
+                        let (lat, lon) = (complaint.lat.unwrap(), complaint.lon.unwrap());
+                        assert!((area.0..=area.1).contains(&lat), "{lat}");
+                        assert!((area.2..=area.3).contains(&lon), "{lon}");
+                    }
+                    model::Event::ComplaintStatus { .. } => decided += 1,
+                    _ => {}
+                }
+            }
+        }
+        assert!(new > 20, "{new}");
+        assert!(decided > new / 2 && decided <= new, "{decided} of {new}");
     }
 }
