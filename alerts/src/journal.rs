@@ -338,11 +338,21 @@ impl Journal {
 
     /// Alerts firing now, by (severity, domain).
     pub fn firing_by(&self) -> Result<Vec<(String, String, u64)>, AlertsError> {
+        self.firing_by_of(None)
+    }
+
+    /// As [`Journal::firing_by`], of one maintenance unit's alerts when `unit` is given.
+    pub fn firing_by_of(
+        &self,
+        unit: Option<&str>,
+    ) -> Result<Vec<(String, String, u64)>, AlertsError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT severity, COALESCE(json_extract(body, '$.labels.domain'), ''), COUNT(*)
-             FROM alerts WHERE state = 'firing' GROUP BY 1, 2 ORDER BY 1, 2",
+             FROM alerts WHERE state = 'firing'
+               AND (?1 IS NULL OR json_extract(body, '$.labels.maintenance_unit') = ?1)
+             GROUP BY 1, 2 ORDER BY 1, 2",
         )?;
-        let rows = stmt.query_map([], |r| {
+        let rows = stmt.query_map(params![unit], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -350,10 +360,21 @@ impl Journal {
 
     /// How many alerts fire now with `labels.<label> = value`.
     pub fn firing_with(&self, label: &str, value: &str) -> Result<u64, AlertsError> {
+        self.firing_with_of(label, value, None)
+    }
+
+    /// As [`Journal::firing_with`], of one maintenance unit's alerts when `unit` is given.
+    pub fn firing_with_of(
+        &self,
+        label: &str,
+        value: &str,
+        unit: Option<&str>,
+    ) -> Result<u64, AlertsError> {
         Ok(self.conn.prepare_cached(
-            "SELECT COUNT(*) FROM alerts WHERE state = 'firing' AND json_extract(body, '$.labels.' || ?1) = ?2",
+            "SELECT COUNT(*) FROM alerts WHERE state = 'firing' AND json_extract(body, '$.labels.' || ?1) = ?2
+               AND (?3 IS NULL OR json_extract(body, '$.labels.maintenance_unit') = ?3)",
         )?
-        .query_row(params![label, value], |r| r.get::<_, i64>(0))? as u64)
+        .query_row(params![label, value, unit], |r| r.get::<_, i64>(0))? as u64)
     }
 
     /// What the control room's tiles show about alerts now; `since_ms` starts "today".

@@ -341,19 +341,27 @@ pub(crate) async fn notifications(
 
 /// `GET /api/v1/alerts/summary`: firing by severity and domain, trapped passengers now, and
 /// per maintenance unit today (since local midnight, Asia/Shanghai): alerts, acknowledged,
-/// mean time to acknowledge and to resolve.
+/// mean time to acknowledge and to resolve. A unit's token gets its own figures only.
 #[utoipa::path(get, path = "/api/v1/alerts/summary", tag = "alerts",
     responses((status = 200, description = "`{firing: [{severity, domain, count}], trapped_now, units_today: [UnitTimes], since_ms}`", body = Object)))]
 pub(crate) async fn summary(
     State(s): State<AppState>,
+    caller: Caller,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let a = alerts_of(&s)?;
     let j = a.journal();
-    let firing = j.firing_by().map_err(internal)?;
-    let trapped = j.firing_with("fault", "trapped").map_err(internal)?;
+    // A unit's token: its own alerts only, as everywhere.
+    let unit = caller.unit();
+    let firing = j.firing_by_of(unit).map_err(internal)?;
+    let trapped = j
+        .firing_with_of("fault", "trapped", unit)
+        .map_err(internal)?;
     let today = (model::time::local_day(crate::now_ms()) * model::time::DAY_MS)
         .saturating_sub(model::time::LOCAL_OFFSET_MS);
-    let units = j.unit_times(today).map_err(internal)?;
+    let mut units = j.unit_times(today).map_err(internal)?;
+    if let Some(unit) = unit {
+        units.retain(|u| u.unit == unit);
+    }
     Ok(Json(serde_json::json!({
         "firing": firing.iter().map(|(severity, domain, n)| serde_json::json!({
             "severity": severity, "domain": domain, "count": n })).collect::<Vec<_>>(),

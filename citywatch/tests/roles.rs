@@ -167,6 +167,20 @@ async fn roles_hold_at_every_boundary() {
     .await;
     assert_eq!(status, 200);
     assert!(!n.as_array().unwrap().is_empty(), "MU-01 was notified");
+    // The summary: a unit counts its own alerts only.
+    let (_, all) = call(&cw, "GET", "/api/v1/alerts/summary", Some(&operator), None).await;
+    let (_, own) = call(&cw, "GET", "/api/v1/alerts/summary", Some(&mu01), None).await;
+    assert_eq!(
+        (all["trapped_now"].as_u64(), own["trapped_now"].as_u64()),
+        (Some(2), Some(1))
+    );
+    let units: Vec<&str> = own["units_today"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|u| u["unit"].as_str())
+        .collect();
+    assert_eq!(units, ["MU-01"], "{own}");
     let (_, c) = call(&cw, "GET", "/api/v1/conditions", Some(&mu01), None).await;
     let c = c["conditions"].as_array().unwrap();
     assert!(!c.is_empty());
