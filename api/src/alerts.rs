@@ -356,8 +356,7 @@ pub(crate) async fn summary(
     let trapped = j
         .firing_with_of("fault", "trapped", unit)
         .map_err(internal)?;
-    let today = (model::time::local_day(crate::now_ms()) * model::time::DAY_MS)
-        .saturating_sub(model::time::LOCAL_OFFSET_MS);
+    let today = model::time::day_start(model::time::local_day(crate::now_ms()));
     let mut units = j.unit_times(today).map_err(internal)?;
     if let Some(unit) = unit {
         units.retain(|u| u.unit == unit);

@@ -97,8 +97,7 @@ impl Tiles {
         let view = s.snapshots.borrow().view();
         let overview = match &s.alerts {
             Some(a) => {
-                let today = (model::time::local_day(now_ms) * model::time::DAY_MS)
-                    .saturating_sub(model::time::LOCAL_OFFSET_MS);
+                let today = model::time::day_start(model::time::local_day(now_ms));
                 Some(a.journal().overview(today).map_err(|e| e.to_string())?)
             }
             None => None,

@@ -14,6 +14,11 @@ pub const fn local_day(ms: u64) -> u64 {
     (ms + LOCAL_OFFSET_MS) / DAY_MS
 }
 
+/// When a local day (days since 1970-01-01, Asia/Shanghai) starts: its local midnight, epoch ms.
+pub const fn day_start(day: u64) -> u64 {
+    (day * DAY_MS).saturating_sub(LOCAL_OFFSET_MS)
+}
+
 /// Formats a local day number as `YYYY-MM-DD`.
 pub fn format_day(day: u64) -> String {
     let date = ::time::Date::from_julian_day(2_440_588 + day as i32).unwrap_or(::time::Date::MIN);
@@ -79,7 +84,7 @@ impl WorkCalendar {
                 left -= 1;
             }
         }
-        ((day + 1) * DAY_MS).saturating_sub(LOCAL_OFFSET_MS)
+        day_start(day + 1)
     }
 }
 

@@ -244,13 +244,13 @@ pub struct Rule {
 /// When an absence that starts at `seen` has lasted `after_ms`, counting only the time within
 /// the local daily `hours` (from, to: ms after local midnight) when given.
 pub fn absence_due(seen: u64, after_ms: u64, hours: Option<(u64, u64)>) -> u64 {
-    use model::time::{DAY_MS, LOCAL_OFFSET_MS, local_day};
+    use model::time::{DAY_MS, day_start, local_day};
     let Some((from, to)) = hours.filter(|(from, to)| from < to) else {
         return seen + after_ms;
     };
     let (mut t, mut left) = (seen, after_ms);
     loop {
-        let midnight = (local_day(t) * DAY_MS).saturating_sub(LOCAL_OFFSET_MS);
+        let midnight = day_start(local_day(t));
         let (open, close) = (midnight + from, midnight + to);
         if t < open {
             t = open;
