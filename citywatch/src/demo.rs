@@ -16,20 +16,6 @@ pub fn district(r: &dataflow::Reference) -> District {
         .filter(|k| k.venue_type.as_str() == "school")
         .map(|k| k.kitchen_id.as_str())
         .collect();
-    // The jurisdictions' bounding box, so simulated complaints carry places inside it.
-    let mut area: Option<(f64, f64, f64, f64)> = None;
-    let features = r
-        .jurisdictions
-        .as_ref()
-        .and_then(|j| j["features"].as_array());
-    for f in features.into_iter().flatten() {
-        let mut points = Vec::new();
-        collect_points(&f["geometry"]["coordinates"], &mut points);
-        for (lon, lat) in points {
-            let (a, b, c, d) = area.unwrap_or((lat, lat, lon, lon));
-            area = Some((a.min(lat), b.max(lat), c.min(lon), d.max(lon)));
-        }
-    }
     District {
         elevators: r
             .elevators
@@ -63,20 +49,8 @@ pub fn district(r: &dataflow::Reference) -> District {
             .iter()
             .map(|m| m.merchant_id.to_string())
             .collect(),
-        area,
-    }
-}
-
-/// Every [lon, lat] pair in a GeoJSON coordinates array, however deeply nested.
-fn collect_points(v: &serde_json::Value, out: &mut Vec<(f64, f64)>) {
-    match v.as_array() {
-        Some(a) if a.len() >= 2 && a[0].is_number() => {
-            if let (Some(lon), Some(lat)) = (a[0].as_f64(), a[1].as_f64()) {
-                out.push((lon, lat));
-            }
-        }
-        Some(a) => a.iter().for_each(|x| collect_points(x, out)),
-        None => {}
+        // Simulated complaints happen at places inside the jurisdictions.
+        area: r.jurisdictions().bounds(),
     }
 }
 

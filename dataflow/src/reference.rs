@@ -222,6 +222,18 @@ impl Jurisdictions {
     pub fn is_empty(&self) -> bool {
         self.areas.is_empty()
     }
+
+    /// Their bounding box: (lat min, lat max, lon min, lon max); none without polygons.
+    pub fn bounds(&self) -> Option<(f64, f64, f64, f64)> {
+        let points = self
+            .areas
+            .iter()
+            .flat_map(|(_, ps)| ps.iter().flatten().flatten());
+        points.fold(None, |b, &(lon, lat)| {
+            let (a, b, c, d) = b.unwrap_or((lat, lat, lon, lon));
+            Some((a.min(lat), b.max(lat), c.min(lon), d.max(lon)))
+        })
+    }
 }
 
 /// Even-odd ray casting over a polygon's rings (its holes count against it). Written out:
@@ -474,6 +486,7 @@ mod tests {
             Some("O-DP")
         );
         assert_eq!(j.office_at(29.60, 106.50), None, "outside the district");
+        assert_eq!(j.bounds(), Some((29.535, 29.57, 106.51, 106.59)));
     }
 
     use super::*;
