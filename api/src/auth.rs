@@ -232,6 +232,10 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Caller, ApiError> {
+        // Already identified by the read guard: once per request, against the budget too.
+        if let Some(known) = parts.extensions.get::<Caller>() {
+            return Ok(known.clone());
+        }
         let Some(header) = parts.headers.get(axum::http::header::AUTHORIZATION) else {
             return Ok(Caller::Anonymous);
         };
@@ -268,7 +272,8 @@ pub async fn read_guard(
     }
     let (mut parts, body) = req.into_parts();
     match Caller::from_request_parts(&mut parts, &s).await {
-        Ok(Caller::Known { .. }) => {
+        Ok(known @ Caller::Known { .. }) => {
+            parts.extensions.insert(known);
             next.run(axum::extract::Request::from_parts(parts, body))
                 .await
         }

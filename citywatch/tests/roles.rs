@@ -372,4 +372,11 @@ async fn with_auth_all_every_read_needs_a_token_but_the_page_and_probes() {
         call(&cw, "GET", "/api/v1/me", Some(&viewer), None).await.1["auth"],
         "all"
     );
+    // The guard and the handler identify a caller once: a request costs one from the budget
+    // (a burst of 100; the calls above spent some, the rate refills 20/s).
+    let fresh = token(&data, "第二块大屏", "viewer");
+    for n in 0..100 {
+        let (status, e) = call(&cw, "GET", "/api/v1/me", Some(&fresh), None).await;
+        assert_eq!(status, 200, "request {n}: {e}");
+    }
 }
