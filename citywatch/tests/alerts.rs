@@ -55,27 +55,13 @@ async fn serve_hook(delay: Duration) -> (Hook, u16) {
 
 /// The sample district with a receivers table.
 fn reference_with(dir: &Path, receivers: &str) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/reference");
-    let dst = dir.join("reference");
-    std::fs::create_dir_all(&dst).unwrap();
-    for f in std::fs::read_dir(src).unwrap() {
-        let f = f.unwrap();
-        std::fs::copy(f.path(), dst.join(f.file_name())).unwrap();
-    }
+    let dst = reference_copy(dir);
     std::fs::write(
         dst.join("receivers.csv"),
         format!("receiver_id,kind,target,secret,owner\n{receivers}"),
     )
     .unwrap();
     dst
-}
-
-fn rules_dir() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../rules/default")
-        .to_str()
-        .unwrap()
-        .to_owned()
 }
 
 async fn start(broker: &Mosquitto, data: &Path, reference: &Path) -> Citywatch {
@@ -85,7 +71,7 @@ async fn start(broker: &Mosquitto, data: &Path, reference: &Path) -> Citywatch {
         data,
         &[
             "--rules",
-            &rules_dir(),
+            default_rules().to_str().unwrap(),
             "--clock",
             "event",
             "--reference",

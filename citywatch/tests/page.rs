@@ -6,7 +6,10 @@
 
 mod common;
 
-use common::{Citywatch, Mosquitto, free_port, get_as, msg, now_ms, publish_all, token, trapped};
+use common::{
+    Citywatch, Mosquitto, default_rules, free_port, get_as, msg, now_ms, publish_all,
+    reference_copy, repo, token, trapped,
+};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -109,14 +112,9 @@ async fn the_control_room_page_works_end_to_end_in_a_real_browser() {
     let tmp = tempfile::tempdir().unwrap();
     let broker = Mosquitto::start();
     let mqtt = format!("mqtt://127.0.0.1:{}", broker.port);
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/reference");
+    let examples = repo().join("examples/reference");
     // Two elevators the simulator does not drive, so only this test speaks for them.
-    let reference = tmp.path().join("reference");
-    std::fs::create_dir_all(&reference).unwrap();
-    for f in std::fs::read_dir(&examples).unwrap() {
-        let f = f.unwrap();
-        std::fs::copy(f.path(), reference.join(f.file_name())).unwrap();
-    }
+    let reference = reference_copy(tmp.path());
     let elevators = std::fs::read_to_string(reference.join("elevators.csv")).unwrap();
     std::fs::write(
         reference.join("elevators.csv"),
@@ -126,7 +124,7 @@ async fn the_control_room_page_works_end_to_end_in_a_real_browser() {
         ),
     )
     .unwrap();
-    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/default");
+    let rules = default_rules();
     let data = tmp.path().join("data");
     let cw = Citywatch::start_with(
         &mqtt,

@@ -4,10 +4,9 @@
 
 mod common;
 
-use common::{Citywatch, free_port, now_ms, publish_all, token, trapped};
+use common::{Citywatch, default_rules, free_port, now_ms, publish_all, token, trapped};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// (status, JSON body) of a call with an optional token.
@@ -48,14 +47,6 @@ async fn alert_of(cw: &Citywatch, elevator: &str) -> String {
     }
 }
 
-fn rules_dir() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../rules/default")
-        .to_str()
-        .unwrap()
-        .to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn roles_hold_at_every_boundary() {
     let dir = tempfile::tempdir().unwrap();
@@ -65,7 +56,7 @@ async fn roles_hold_at_every_boundary() {
         "embedded",
         Some(port),
         &data,
-        &["--rules", &rules_dir()],
+        &["--rules", default_rules().to_str().unwrap()],
         &[],
     )
     .await;

@@ -40,7 +40,7 @@ fn trapped(c: &Value) -> Option<&Value> {
 async fn a_trapped_passenger_over_mosquitto() {
     let broker = Mosquitto::start();
     let dir = tempfile::tempdir().unwrap();
-    let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/default");
+    let rules = default_rules();
     // Event-time clock: the 30 s the rule waits pass in the data, not on the wall.
     let mut cw = Citywatch::start_with(
         &format!("mqtt://127.0.0.1:{}", broker.port),
@@ -198,7 +198,7 @@ fn backtest_lists_alerts_and_the_difference_between_rule_sets() {
     .join("\n");
     let input = dir.path().join("rec.jsonl");
     std::fs::write(&input, recording).unwrap();
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/default");
+    let root = default_rules();
     // A stricter candidate: hygiene needs four violations.
     let candidate = dir.path().join("candidate");
     std::fs::create_dir_all(&candidate).unwrap();
@@ -214,19 +214,7 @@ fn backtest_lists_alerts_and_the_difference_between_rule_sets() {
     )
     .unwrap();
 
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_citywatch"))
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
-    let text = run(&[
+    let text = cli(&[
         "rules",
         "backtest",
         "--rules",
@@ -243,7 +231,7 @@ fn backtest_lists_alerts_and_the_difference_between_rule_sets() {
         "{text}"
     );
     assert!(!text.contains("kitchen.hygiene"), "{text}");
-    let diff = run(&[
+    let diff = cli(&[
         "rules",
         "backtest",
         "--rules",

@@ -2,23 +2,15 @@
 //! byte, with its ground truth and the bad and late messages asked for; a small end-to-end
 //! bench writes a report whose accuracy comes from the alerts a real citywatch raised.
 
+mod common;
+
+use common::cli as citywatch;
 use serde_json::Value;
 use std::path::Path;
-use std::process::Command;
 
-fn citywatch(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_citywatch"))
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "citywatch {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+/// The report.json a bench wrote to `out`.
+fn report(out: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap()
 }
 
 #[test]
@@ -129,8 +121,7 @@ fn a_small_bench_reports_throughput_latency_and_accuracy_from_real_alerts() {
         "0",
     ]);
     assert!(printed.contains("| recall |"), "{printed}");
-    let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let report = report(&out);
     assert!(report["events_per_s"].as_f64().unwrap() > 0.0, "{report}");
     for p in ["p50", "p99", "max"] {
         assert!(report["latency_ms"][p].as_f64().is_some(), "{report}");
@@ -186,8 +177,7 @@ fn a_stepped_bench_reports_each_step_and_draws_the_load_plot() {
         "--no-baseline",
     ]);
     assert!(printed.contains("| speed | offered msgs/s |"), "{printed}");
-    let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let report = report(&out);
     let steps = report["steps"].as_array().unwrap();
     assert_eq!(steps.len(), 2, "{report}");
     for (step, speed) in steps.iter().zip([60.0, 0.0]) {
@@ -225,8 +215,7 @@ fn a_bench_over_sizes_reports_each_city_and_draws_the_cost_plot() {
         "--no-baseline",
     ]);
     assert!(printed.contains("| elevators | devices |"), "{printed}");
-    let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let report = report(&out);
     let sizes = report["sizes"].as_array().unwrap();
     assert_eq!(sizes.len(), 2, "{report}");
     assert_eq!(sizes[0]["elevators"], 50);

@@ -99,7 +99,7 @@ impl Citywatch {
     ) -> Citywatch {
         let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let log = data_dir.with_extension(format!("{}.log", http.port()));
-        let reference = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/reference");
+        let reference = repo().join("examples/reference");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_citywatch"));
         cmd.arg("run")
             .arg("--http")
@@ -265,27 +265,59 @@ pub fn msg(topic: &str, payload: impl Into<Vec<u8>>) -> (String, Vec<u8>) {
     (topic.to_owned(), payload.into())
 }
 
-/// Creates an API token with `citywatch token create` in `data_dir`; returns it.
-pub fn token(data_dir: &Path, name: &str, role: &str) -> String {
+/// The repository's root, where `examples/` and `rules/` are.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The default rule pack.
+pub fn default_rules() -> PathBuf {
+    repo().join("rules/default")
+}
+
+/// A copy of the sample district's reference data in `dir/reference`, for a test to change.
+pub fn reference_copy(dir: &Path) -> PathBuf {
+    let dst = dir.join("reference");
+    std::fs::create_dir_all(&dst).unwrap();
+    for f in std::fs::read_dir(repo().join("examples/reference")).unwrap() {
+        let f = f.unwrap();
+        std::fs::copy(f.path(), dst.join(f.file_name())).unwrap();
+    }
+    dst
+}
+
+/// Runs the citywatch binary from the repository's root and returns what it printed, after
+/// checking that it succeeded.
+pub fn cli(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_citywatch"))
-        .args([
-            "token",
-            "create",
-            "--name",
-            name,
-            "--role",
-            role,
-            "--data-dir",
-        ])
-        .arg(data_dir)
+        .current_dir(repo())
+        .args(args)
+        .env_remove("RUST_LOG")
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "{}",
+        "citywatch {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Creates an API token with `citywatch token create` in `data_dir`; returns it.
+pub fn token(data_dir: &Path, name: &str, role: &str) -> String {
+    let dir = data_dir.to_str().unwrap();
+    cli(&[
+        "token",
+        "create",
+        "--name",
+        name,
+        "--role",
+        role,
+        "--data-dir",
+        dir,
+    ])
+    .trim()
+    .to_owned()
 }
 
 /// A status frame of `elevator` at `ts` with a passenger pressing the alarm button between
