@@ -173,7 +173,8 @@ struct Inherited {
 /// The alerts stage.
 pub struct Alerts {
     journal: Mutex<Journal>,
-    directory: routing::Directory,
+    /// Replaced whole when the reference data changes.
+    directory: std::sync::RwLock<Arc<routing::Directory>>,
     policies: Policies,
     clock: Clock,
     events: broadcast::Sender<TransitionRow>,
@@ -210,7 +211,7 @@ impl Alerts {
         let (events, _) = broadcast::channel(1024);
         Ok(Arc::new(Alerts {
             journal: Mutex::new(journal),
-            directory: routing::Directory::new(reference),
+            directory: std::sync::RwLock::new(Arc::new(routing::Directory::new(reference))),
             policies: options.policies,
             clock: options.clock,
             events,
@@ -263,18 +264,36 @@ impl Alerts {
         &self.policies
     }
 
+    /// Routes alerts that open from now on through `reference` (alerts already open keep
+    /// the receivers they were given).
+    pub fn set_reference(&self, reference: Arc<Reference>) {
+        let next = Arc::new(routing::Directory::new(reference));
+        *self
+            .directory
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = next;
+    }
+
+    fn directory(&self) -> Arc<routing::Directory> {
+        self.directory
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     /// Runs `f` in one journal transaction, then publishes its transitions and wakes delivery.
     fn with_tx<T, E: From<AlertsError> + From<rusqlite::Error>>(
         &self,
         f: impl FnOnce(&mut Ctx<'_, '_>) -> Result<T, E>,
     ) -> Result<T, E> {
+        let directory = self.directory();
         let (out, woke) = {
             let mut j = self.journal();
             let tx = j.transaction()?;
             let mut ctx = Ctx {
                 tx: &tx,
                 now: self.clock.now_ms(),
-                directory: &self.directory,
+                directory: &directory,
                 policies: &self.policies,
                 rows: Vec::new(),
                 routing_errors: 0,
@@ -640,8 +659,8 @@ impl Alerts {
                 ))
             })?),
         };
-        let owner = self
-            .directory
+        let directory = self.directory();
+        let owner = directory
             .receiver(unit)
             .map_or(unit.to_owned(), |r| r.owner.clone());
         let allowed = {
@@ -653,7 +672,7 @@ impl Alerts {
                 alert.body["labels"]["maintenance_unit"].as_str() == Some(owner.as_str());
             maintains
                 || j.notifications(Some(&ack.alert_id), 1000)?.iter().any(|n| {
-                    self.directory
+                    directory
                         .receiver(&n.receiver_id)
                         .is_some_and(|r| r.owner == owner)
                 })

@@ -21,6 +21,7 @@ pub mod auth;
 pub mod error;
 pub mod metrics;
 pub mod openapi;
+pub mod reference;
 pub mod routes;
 pub mod state;
 pub mod tiles;

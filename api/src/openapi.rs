@@ -25,6 +25,7 @@ use utoipa::{Modify, OpenApi};
         r::prometheus, r::healthz, r::readyz,
         a::list, a::detail, a::act, a::silences, a::silence_create, a::silence_expire,
         a::notifications, a::summary, a::stream,
+        crate::reference::tables, crate::reference::table, crate::reference::replace,
         openapi_json,
     ),
     modifiers(&Bearer, &EveryCall),
@@ -34,7 +35,7 @@ use utoipa::{Modify, OpenApi};
         (name = "silences", description = "Holding notifications back"),
         (name = "rules", description = "The alert rules in force and the conditions they find"),
         (name = "ingest", description = "Rejected messages"),
-        (name = "reference", description = "Reference data for the map"),
+        (name = "reference", description = "Reference data: the registries, the map, changes at run time"),
         (name = "auth", description = "Who is calling; tokens"),
         (name = "operations", description = "Health and metrics"),
     )
@@ -124,6 +125,7 @@ mod tests {
         for src in [
             include_str!("routes.rs"),
             include_str!("alerts.rs"),
+            include_str!("reference.rs"),
             include_str!("openapi.rs"),
         ] {
             for part in src.split(".route(").skip(1) {

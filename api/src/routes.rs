@@ -45,6 +45,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/map", get(map))
         .route("/api/v1/tiles", get(tiles))
         .merge(crate::alerts::routes())
+        .merge(crate::reference::routes())
         .merge(crate::web::routes())
         .merge(crate::openapi::routes())
         .route("/metrics", get(prometheus))
@@ -206,11 +207,12 @@ pub(crate) struct ConditionsPage {
 pub(crate) async fn conditions(State(s): State<AppState>, caller: Caller) -> Json<ConditionsPage> {
     let snap = s.conditions.borrow().clone();
     let rules_now = s.rules.current();
+    let reference = s.reference.current();
     // Elevator conditions name their maintenance unit, as their alerts do.
     let units: std::collections::HashMap<&str, &str> = if snap.active.is_empty() {
         Default::default()
     } else {
-        s.reference
+        reference
             .elevators
             .iter()
             .map(|e| (e.elevator_id.as_str(), e.maintenance_unit.as_str()))
@@ -598,7 +600,7 @@ pub(crate) async fn me(State(s): State<AppState>, caller: Caller) -> Json<Me> {
 #[utoipa::path(get, path = "/api/v1/map", tag = "reference",
     responses((status = 200, description = "`{jurisdictions: GeoJSON FeatureCollection (properties office_id, name), elevators: [{id, name, lat, lon, district, unit}], kitchens: [{id, name, lat, lon, district, venue_type}], markets: [{id, name, lat, lon, district}]}`", body = Object)))]
 pub(crate) async fn map(State(s): State<AppState>) -> Json<serde_json::Value> {
-    let r = &s.reference;
+    let r = &s.reference.current();
     let office = |id: &str| {
         r.offices
             .iter()

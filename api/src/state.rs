@@ -26,8 +26,8 @@ pub struct AppState {
     pub alerts: Option<Arc<alerts::Alerts>>,
     /// Tokens and roles for writes.
     pub auth: Arc<crate::auth::Auth>,
-    /// The reference data loaded at start (the district map draws it).
-    pub reference: Arc<dataflow::Reference>,
+    /// The reference data in force (the district map draws it), and the way to change it.
+    pub reference: Arc<crate::reference::ReferenceManager>,
     /// The last hour of the counter tiles.
     pub history: Arc<crate::tiles::History>,
 }

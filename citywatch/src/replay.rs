@@ -50,7 +50,7 @@ pub fn replay(file: &std::path::Path, mut settings: Settings) -> anyhow::Result<
         reference,
         dataflow::RuleFeed {
             initial: rules.clone(),
-            updates: None,
+            ..Default::default()
         },
         sources,
         dataflow::Outputs {

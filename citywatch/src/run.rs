@@ -34,7 +34,7 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
     let reference = Arc::new(settings.reference()?);
     let rules = Arc::new(settings.rules()?);
     // With --rules, rules can change at run time (API, file changes).
-    let (rule_feed, rule_manager) = match &settings.rules {
+    let (mut rule_feed, rule_manager) = match &settings.rules {
         None => (
             dataflow::RuleFeed::default(),
             Arc::new(api::state::RuleManager::new(rules.clone(), None)),
@@ -45,11 +45,33 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
                 dataflow::RuleFeed {
                     initial: rules.clone(),
                     updates: Some(rx),
+                    reference_updates: None,
                 },
                 Arc::new(api::state::RuleManager::new(rules.clone(), Some(tx))),
             )
         }
     };
+    // Reference tables replaced through the API reach the dataflow (and alert routing, and
+    // complaint labels, below).
+    let (reference_tx, reference_rx) = crossbeam_channel::unbounded::<Arc<dataflow::Reference>>();
+    rule_feed.reference_updates = Some(reference_rx);
+    let places = Arc::new(std::sync::RwLock::new(Arc::new(reference.jurisdictions())));
+    let mut reference_listeners: Vec<api::reference::Listener> = vec![
+        Box::new(move |r| {
+            if reference_tx.send(r).is_err() {
+                tracing::warn!("reference data changed after the dataflow stopped");
+            }
+        }),
+        {
+            let places = places.clone();
+            Box::new(move |r: Arc<dataflow::Reference>| {
+                *places
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    Arc::new(r.jurisdictions());
+            })
+        },
+    ];
     let deadletters = Arc::new(DeadLetters::open(
         &settings.data_dir.join("deadletter"),
         settings.deadletter_max_bytes,
@@ -89,11 +111,13 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
                 alerts::Options {
                     policies,
                     evidence: Some(kitchen_evidence(ingest.evidence())),
-                    labels: Some(complaint_labels(ingest.complaints(), &reference)),
+                    labels: Some(complaint_labels(ingest.complaints(), places.clone())),
                     ..alerts::Options::default()
                 },
             )?;
             alerts.set_push(start_push(&settings, alerts.clone(), deadletters.clone())?);
+            let routing = alerts.clone();
+            reference_listeners.push(Box::new(move |r| routing.set_reference(r)));
             Some(alerts)
         }
     };
@@ -160,7 +184,11 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
         rules: rule_manager.clone(),
         alerts: alerts.clone(),
         auth: Arc::new(api::auth::Auth::new(settings.auth, &settings.data_dir)),
-        reference: reference.clone(),
+        reference: Arc::new(api::reference::ReferenceManager::new(
+            reference.clone(),
+            Some(settings.reference_changes_dir()),
+            reference_listeners,
+        )),
         history: Default::default(),
     };
     if demo.is_some() && settings.auth != api::auth::AuthMode::Off {
@@ -337,9 +365,8 @@ fn kitchen_evidence(store: Arc<ingest::Evidence>) -> alerts::EvidenceFn {
 /// to that office, else to the merchant's.
 fn complaint_labels(
     store: Arc<ingest::Complaints>,
-    reference: &dataflow::Reference,
+    places: Arc<std::sync::RwLock<Arc<dataflow::reference::Jurisdictions>>>,
 ) -> alerts::LabelsFn {
-    let places = reference.jurisdictions();
     Arc::new(move |labels| {
         let Some(facts) = labels.get("complaint_id").and_then(|id| store.get(id)) else {
             return Vec::new();
@@ -349,6 +376,10 @@ fn complaint_labels(
             ("complaint_kind".to_owned(), facts.kind),
         ];
         out.extend(facts.merchant_id.map(|m| ("merchant_id".to_owned(), m)));
+        let places = places
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
         let office = facts
             .place
             .and_then(|(lat, lon)| places.office_at(lat, lon));

@@ -271,12 +271,30 @@ impl Settings {
         }
     }
 
+    /// The reference data: the tables of `--reference`, each replaced by its copy in
+    /// [`Settings::reference_changes_dir`] when it was changed at run time.
     pub fn reference(&self) -> anyhow::Result<dataflow::Reference> {
-        match &self.reference {
-            Some(dir) => dataflow::Reference::load(dir)
-                .with_context(|| format!("loading reference data from {}", dir.display())),
-            None => Ok(dataflow::Reference::default()),
-        }
+        let changed = self.reference_changes_dir();
+        let dirs: Vec<&std::path::Path> = self
+            .reference
+            .as_deref()
+            .into_iter()
+            .chain([changed.as_path()])
+            .collect();
+        dataflow::Reference::load_layers(&dirs).with_context(|| {
+            format!(
+                "loading reference data from {}",
+                dirs.iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            )
+        })
+    }
+
+    /// Where tables replaced through the API are kept.
+    pub fn reference_changes_dir(&self) -> PathBuf {
+        self.data_dir.join("reference")
     }
 }
 

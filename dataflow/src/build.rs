@@ -25,10 +25,12 @@ use differential_dataflow::input::{Input as _, InputSession};
 use model::time::{DAY_MS, local_day};
 use model::{Envelope, Event, Id, Stream};
 use rules::Rule;
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::sync::Arc;
-use timely::dataflow::operators::Concat;
 use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::operators::vec::{Input as _, Map, Partition};
+use timely::dataflow::operators::{Concat, Inspect};
 use timely::dataflow::{InputHandleVec, Scope, StreamVec};
 
 /// How long per-minute counters are kept after their minute ends.
@@ -138,6 +140,86 @@ impl Inputs {
         }
     }
 
+    /// Puts `after` in force for events at or after `activation` in place of `before`: the
+    /// registries change by their differences, `ref` in rules reads the new data, and the
+    /// absence rules of `rules` watch the devices they now admit (new ones are registered,
+    /// removed ones stop counting).
+    pub fn set_reference(
+        &mut self,
+        activation: u64,
+        rules: &[Rule],
+        before: &crate::reference::Reference,
+        after: Arc<crate::reference::Reference>,
+    ) {
+        use std::collections::HashSet;
+        fn diff(
+            input: &mut InputSession<u64, (Id, Id), isize>,
+            old: HashSet<(Id, Id)>,
+            new: HashSet<(Id, Id)>,
+        ) {
+            for gone in old.difference(&new) {
+                input.remove(gone.clone());
+            }
+            for added in new.difference(&old) {
+                input.insert(added.clone());
+            }
+        }
+        let activation = activation.max(*self.rule_versions.time());
+        let elevators = |r: &crate::reference::Reference| {
+            r.elevators
+                .iter()
+                .map(|e| (e.elevator_id.clone(), e.district.clone()))
+                .collect()
+        };
+        let cameras = |r: &crate::reference::Reference| {
+            r.cameras
+                .iter()
+                .map(|c| (c.kitchen_id.clone(), c.camera_id.clone()))
+                .collect()
+        };
+        let kitchens = |r: &crate::reference::Reference| {
+            r.kitchens
+                .iter()
+                .map(|k| (k.kitchen_id.clone(), k.venue_type.clone()))
+                .collect()
+        };
+        let merchants = |r: &crate::reference::Reference| {
+            r.merchants
+                .iter()
+                .map(|m| (m.merchant_id.clone(), m.office_id.clone()))
+                .collect()
+        };
+        diff(&mut self.elevators, elevators(before), elevators(&after));
+        diff(&mut self.cameras, cameras(before), cameras(&after));
+        diff(&mut self.kitchens, kitchens(before), kitchens(&after));
+        diff(&mut self.merchants, merchants(before), merchants(&after));
+        for rule in rules {
+            if !(matches!(rule.kind, rules::spec::Kind::Absence { .. }) && rule.enabled) {
+                continue;
+            }
+            let old: HashSet<String> = crate::operators::conditions::watched_keys(rule, before)
+                .into_iter()
+                .collect();
+            let new: HashSet<String> = crate::operators::conditions::watched_keys(rule, &after)
+                .into_iter()
+                .collect();
+            let changes = new
+                .difference(&old)
+                .map(|k| (k, What::Registered))
+                .chain(old.difference(&new).map(|k| (k, What::Unregistered)));
+            for (key, what) in changes {
+                self.registrations.send(Observation {
+                    rule: rules::rule_key(&rule.id),
+                    group: key.clone(),
+                    time: activation,
+                    what,
+                });
+            }
+        }
+        self.rule_versions
+            .send(RuleSetVersion::of(activation, rules).with_reference(after));
+    }
+
     /// Loads the registries of `reference` at the current time.
     pub fn load_reference(&mut self, reference: &crate::reference::Reference) {
         for e in &reference.elevators {
@@ -188,15 +270,40 @@ pub struct Built<'scope> {
     pub series: Option<StreamVec<'scope, u64, Series>>,
 }
 
+/// What routing a complaint reads from the reference data.
+struct Routing {
+    calendar: model::time::WorkCalendar,
+    places: crate::reference::Jurisdictions,
+}
+
+impl Routing {
+    fn of(r: &crate::reference::Reference) -> Routing {
+        Routing {
+            calendar: r.calendar(),
+            places: r.jurisdictions(),
+        }
+    }
+}
+
 /// Builds the dataflow in `scope`; the time-series operators only when `series` is set.
 pub fn build<'scope>(scope: Scope<'scope, u64>, plan: &Plan) -> Built<'scope> {
     let (timeouts, series) = (plan.timeouts, plan.series);
     let (events_in, events) = scope.new_input::<(Envelope, u64)>();
     let (registrations_in, registrations) = scope.new_input::<Observation>();
     let (rule_versions_in, rule_versions) = scope.new_input::<RuleSetVersion>();
+    let versions = rule_versions.broadcast();
+    // Complaints are routed by the calendar and jurisdictions this worker last heard of.
+    let routing = Rc::new(RefCell::new(Routing::of(&plan.reference)));
+    {
+        let routing = routing.clone();
+        versions.clone().inspect(move |v: &RuleSetVersion| {
+            if let Some(r) = &v.reference {
+                *routing.borrow_mut() = Routing::of(r);
+            }
+        });
+    }
     // Rules see every event; the copy is made only when rules are on.
     let conditions = plan.rules_on.then(|| {
-        let versions = rule_versions.broadcast();
         let refs = Arc::new(RefValues::new(&plan.reference));
         observe(events.clone(), versions.clone(), refs, plan.stats.clone())
             .concat(registrations.map(Batch::from))
@@ -313,8 +420,6 @@ pub fn build<'scope>(scope: Scope<'scope, u64>, plan: &Plan) -> Built<'scope> {
     // Complaints: the first occurrence of each id counts; repeats are duplicates. Each carries
     // when its decision is due (7 working days for a complaint, 15 for a report) and the office
     // of the jurisdiction its place lies in, if it has one.
-    let calendar = plan.reference.calendar();
-    let places = plan.reference.jurisdictions();
     let complaint_ids = complaints
         .flat_map(move |(event, t)| {
             let Event::ComplaintNew { complaint } = event else {
@@ -325,10 +430,11 @@ pub fn build<'scope>(scope: Scope<'scope, u64>, plan: &Plan) -> Built<'scope> {
                 model::ComplaintKind::Report => REPORT_DECISION_WORKING_DAYS,
                 _ => COMPLAINT_DECISION_WORKING_DAYS,
             };
-            let due = calendar.working_days_after(ts, limit);
+            let routing = routing.borrow();
+            let due = routing.calendar.working_days_after(ts, limit);
             let merchant = complaint.merchant_id.unwrap_or_default();
             let place = match (complaint.lat, complaint.lon) {
-                (Some(lat), Some(lon)) => places.office_at(lat, lon).cloned(),
+                (Some(lat), Some(lon)) => routing.places.office_at(lat, lon).cloned(),
                 _ => None,
             };
             let rec = (

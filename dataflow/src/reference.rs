@@ -306,45 +306,151 @@ impl Reference {
 
     /// Loads every table found in `dir`.
     pub fn load(dir: &Path) -> Result<Reference, ReferenceError> {
-        let r = Reference {
-            elevators: table(dir, "elevators", |e: &Elevator| {
-                vec![&e.elevator_id, &e.district, &e.maintenance_unit]
-            })?,
-            kitchens: table(dir, "kitchens", |k: &Kitchen| {
-                vec![&k.kitchen_id, &k.venue_type, &k.district]
-            })?,
-            cameras: table(dir, "cameras", |c: &Camera| {
-                vec![&c.kitchen_id, &c.camera_id]
-            })?,
-            markets: table(dir, "markets", |m: &Market| vec![&m.market_id, &m.district])?,
-            stalls: table(dir, "stalls", |s: &Stall| {
-                vec![&s.stall_id, &s.market_id, &s.merchant_id]
-            })?,
-            scales: table(dir, "scales", |s: &Scale| {
-                vec![&s.scale_id, &s.market_id, &s.stall_id]
-            })?,
-            merchants: table(dir, "merchants", |m: &Merchant| {
-                vec![&m.merchant_id, &m.office_id]
-            })?,
-            offices: table(dir, "offices", |o: &Office| vec![&o.office_id, &o.district])?,
-            maintenance_units: table(dir, "maintenance_units", |u: &MaintenanceUnit| {
-                vec![&u.unit_id]
-            })?,
-            guidance_prices: table(dir, "guidance_prices", |g: &GuidancePrice| {
-                vec![&g.goods_code]
-            })?,
-            receivers: table(dir, "receivers", |r: &Receiver| vec![&r.receiver_id])?,
-            holidays: table(dir, "holidays", |_: &Holiday| vec![])?,
-            jurisdictions: {
-                let path = dir.join("jurisdictions.geojson");
-                if path.exists() {
-                    let text = read(&path)?;
-                    Some(serde_json::from_str(&text).map_err(|e| json_error(&path, &e))?)
-                } else {
-                    None
+        Reference::load_layers(&[dir])
+    }
+
+    /// Loads every table from the last of `dirs` that holds it: a table changed at run time
+    /// (kept in the data directory) wins over the one it replaced.
+    pub fn load_layers(dirs: &[&Path]) -> Result<Reference, ReferenceError> {
+        let mut r = Reference::default();
+        for t in TABLES {
+            let mut found = None;
+            for dir in dirs {
+                if let Some(table) = load_table(dir, t)? {
+                    found = Some(table);
                 }
-            },
+            }
+            r.set_table(t, found)?;
+        }
+        r.validate(dirs.first().copied().unwrap_or(Path::new(".")))?;
+        Ok(r)
+    }
+
+    /// A copy with table `name` replaced by `text` (CSV with a header row, or JSON: an array
+    /// of objects, GeoJSON for `jurisdictions`), checked like a loaded directory. Errors name
+    /// `name.csv`/`name.json` under `dir`, the line and the reason.
+    pub fn with_table(
+        &self,
+        dir: &Path,
+        name: &str,
+        text: &str,
+        format: Format,
+    ) -> Result<Reference, ReferenceError> {
+        let Some(table) = TABLES.iter().find(|t| **t == name) else {
+            return Err(ReferenceError::Invalid {
+                path: dir.join(name),
+                row: 0,
+                message: format!("no table {name:?}; the tables are {}", TABLES.join(", ")),
+            });
         };
+        let mut r = self.clone();
+        r.set_table(
+            table,
+            Some((table_path(dir, table, format), text.to_owned(), format)),
+        )?;
+        r.validate(dir)?;
+        Ok(r)
+    }
+
+    /// Parses one table's text into its field (none: the table is empty).
+    fn set_table(
+        &mut self,
+        name: &str,
+        source: Option<(PathBuf, String, Format)>,
+    ) -> Result<(), ReferenceError> {
+        let Some((path, text, format)) = source else {
+            if name == "jurisdictions" {
+                self.jurisdictions = None;
+            } else {
+                self.set_rows(name, &PathBuf::new(), "", Format::Json, true)?;
+            }
+            return Ok(());
+        };
+        if name == "jurisdictions" {
+            self.jurisdictions =
+                Some(serde_json::from_str(&text).map_err(|e| json_error(&path, &e))?);
+            return Ok(());
+        }
+        self.set_rows(name, &path, &text, format, false)
+    }
+
+    fn set_rows(
+        &mut self,
+        name: &str,
+        path: &Path,
+        text: &str,
+        format: Format,
+        empty: bool,
+    ) -> Result<(), ReferenceError> {
+        fn rows<T: DeserializeOwned>(
+            path: &Path,
+            text: &str,
+            format: Format,
+            empty: bool,
+            ids: impl Fn(&T) -> Vec<&Id>,
+        ) -> Result<Vec<T>, ReferenceError> {
+            if empty {
+                return Ok(Vec::new());
+            }
+            parse_rows(path, text, format, ids)
+        }
+        let (p, f, e) = (path, format, empty);
+        match name {
+            "elevators" => {
+                self.elevators = rows(p, text, f, e, |e: &Elevator| {
+                    vec![&e.elevator_id, &e.district, &e.maintenance_unit]
+                })?
+            }
+            "kitchens" => {
+                self.kitchens = rows(p, text, f, e, |k: &Kitchen| {
+                    vec![&k.kitchen_id, &k.venue_type, &k.district]
+                })?
+            }
+            "cameras" => {
+                self.cameras = rows(p, text, f, e, |c: &Camera| {
+                    vec![&c.kitchen_id, &c.camera_id]
+                })?
+            }
+            "markets" => {
+                self.markets = rows(p, text, f, e, |m: &Market| vec![&m.market_id, &m.district])?
+            }
+            "stalls" => {
+                self.stalls = rows(p, text, f, e, |s: &Stall| {
+                    vec![&s.stall_id, &s.market_id, &s.merchant_id]
+                })?
+            }
+            "scales" => {
+                self.scales = rows(p, text, f, e, |s: &Scale| {
+                    vec![&s.scale_id, &s.market_id, &s.stall_id]
+                })?
+            }
+            "merchants" => {
+                self.merchants = rows(p, text, f, e, |m: &Merchant| {
+                    vec![&m.merchant_id, &m.office_id]
+                })?
+            }
+            "offices" => {
+                self.offices = rows(p, text, f, e, |o: &Office| vec![&o.office_id, &o.district])?
+            }
+            "maintenance_units" => {
+                self.maintenance_units =
+                    rows(p, text, f, e, |u: &MaintenanceUnit| vec![&u.unit_id])?
+            }
+            "guidance_prices" => {
+                self.guidance_prices = rows(p, text, f, e, |g: &GuidancePrice| vec![&g.goods_code])?
+            }
+            "receivers" => {
+                self.receivers = rows(p, text, f, e, |r: &Receiver| vec![&r.receiver_id])?
+            }
+            "holidays" => self.holidays = rows(p, text, f, e, |_: &Holiday| vec![])?,
+            other => unreachable!("table {other} is in TABLES but has no field"),
+        }
+        Ok(())
+    }
+
+    /// The checks across rows: unique keys, well-formed holidays.
+    fn validate(&self, dir: &Path) -> Result<(), ReferenceError> {
+        let r = self;
         check_unique(
             dir,
             "elevators",
@@ -383,7 +489,106 @@ impl Reference {
             "merchants",
             r.merchants.iter().map(|m| m.merchant_id.clone()),
         )?;
-        Ok(r)
+        Ok(())
+    }
+}
+
+/// The tables of a reference directory, by file stem.
+pub const TABLES: [&str; 13] = [
+    "elevators",
+    "kitchens",
+    "cameras",
+    "markets",
+    "stalls",
+    "scales",
+    "merchants",
+    "offices",
+    "maintenance_units",
+    "guidance_prices",
+    "receivers",
+    "holidays",
+    "jurisdictions",
+];
+
+/// How a table is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// A header row, then one row per record.
+    Csv,
+    /// An array of objects (GeoJSON for the jurisdictions).
+    Json,
+}
+
+/// Where table `name` lives in `dir` in `format`.
+pub fn table_path(dir: &Path, name: &str, format: Format) -> PathBuf {
+    match (name, format) {
+        ("jurisdictions", _) => dir.join("jurisdictions.geojson"),
+        (_, Format::Csv) => dir.join(format!("{name}.csv")),
+        (_, Format::Json) => dir.join(format!("{name}.json")),
+    }
+}
+
+/// Writes table `name` into `dir` in place of whichever file held it, atomically (a reader
+/// sees the old file or the new one, never half of one).
+pub fn write_table(dir: &Path, name: &str, text: &str, format: Format) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let path = table_path(dir, name, format);
+    let tmp = dir.join(format!(".{name}.tmp"));
+    {
+        use std::io::Write as _;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, &path)?;
+    // The other format would shadow (CSV) or be shadowed by the new file: it goes.
+    let other = match format {
+        Format::Csv => Format::Json,
+        Format::Json => Format::Csv,
+    };
+    let other = table_path(dir, name, other);
+    if other != path && other.exists() {
+        std::fs::remove_file(other)?;
+    }
+    Ok(())
+}
+
+/// The file of table `name` in `dir`, if there is one: (path, text, format). CSV wins.
+fn load_table(dir: &Path, name: &str) -> Result<Option<(PathBuf, String, Format)>, ReferenceError> {
+    for format in [Format::Csv, Format::Json] {
+        let path = table_path(dir, name, format);
+        if path.exists() {
+            let text = read(&path)?;
+            return Ok(Some((path, text, format)));
+        }
+    }
+    Ok(None)
+}
+
+/// The reference data in force, shared by the parts that read it (routing, the map, the
+/// API); replaced whole when a table changes.
+#[derive(Debug, Default)]
+pub struct Current(std::sync::RwLock<std::sync::Arc<Reference>>);
+
+impl Current {
+    pub fn new(r: std::sync::Arc<Reference>) -> Current {
+        Current(std::sync::RwLock::new(r))
+    }
+
+    /// The reference data in force now.
+    pub fn get(&self) -> std::sync::Arc<Reference> {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Puts `r` in force.
+    pub fn set(&self, r: std::sync::Arc<Reference>) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = r;
     }
 }
 
@@ -403,45 +608,36 @@ fn json_error(path: &Path, e: &serde_json::Error) -> ReferenceError {
     }
 }
 
-fn table<T: DeserializeOwned>(
-    dir: &Path,
-    name: &str,
+fn parse_rows<T: DeserializeOwned>(
+    path: &Path,
+    text: &str,
+    format: Format,
     ids: impl Fn(&T) -> Vec<&Id>,
 ) -> Result<Vec<T>, ReferenceError> {
-    let csv_path = dir.join(format!("{name}.csv"));
-    let json_path = dir.join(format!("{name}.json"));
-    let (path, rows): (PathBuf, Vec<T>) = if csv_path.exists() {
-        let mut reader = csv::ReaderBuilder::new()
-            .trim(csv::Trim::All)
-            .from_path(&csv_path)
-            .map_err(|e| ReferenceError::Csv {
-                path: csv_path.clone(),
-                line: 0,
-                message: e.to_string(),
-            })?;
-        let mut rows = Vec::new();
-        for row in reader.deserialize() {
-            rows.push(row.map_err(|e: csv::Error| ReferenceError::Csv {
-                path: csv_path.clone(),
-                line: e.position().map_or(0, |p| p.line()),
-                message: match e.kind() {
-                    csv::ErrorKind::Deserialize { err, .. } => err.to_string(),
-                    _ => e.to_string(),
-                },
-            })?);
+    let rows: Vec<T> = match format {
+        Format::Csv => {
+            let mut reader = csv::ReaderBuilder::new()
+                .trim(csv::Trim::All)
+                .from_reader(text.as_bytes());
+            let mut rows = Vec::new();
+            for row in reader.deserialize() {
+                rows.push(row.map_err(|e: csv::Error| ReferenceError::Csv {
+                    path: path.to_owned(),
+                    line: e.position().map_or(0, |p| p.line()),
+                    message: match e.kind() {
+                        csv::ErrorKind::Deserialize { err, .. } => err.to_string(),
+                        _ => e.to_string(),
+                    },
+                })?);
+            }
+            rows
         }
-        (csv_path, rows)
-    } else if json_path.exists() {
-        let text = read(&json_path)?;
-        let rows = serde_json::from_str(&text).map_err(|e| json_error(&json_path, &e))?;
-        (json_path, rows)
-    } else {
-        return Ok(Vec::new());
+        Format::Json => serde_json::from_str(text).map_err(|e| json_error(path, &e))?,
     };
     for (i, row) in rows.iter().enumerate() {
         if let Some(bad) = ids(row).into_iter().find(|id| !model::id::is_valid_id(id)) {
             return Err(ReferenceError::Invalid {
-                path,
+                path: path.to_owned(),
                 row: i + 1,
                 message: format!("id {bad:?} is not 1-64 characters of [A-Za-z0-9_.-]"),
             });

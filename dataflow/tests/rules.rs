@@ -31,6 +31,15 @@ fn detection(kitchen: &str, kind: &str, ts: u64) -> (Envelope, u64) {
     (e, ts)
 }
 
+fn heartbeat(kitchen: &str, camera: &str, ts: u64) -> (Envelope, u64) {
+    let e = env(
+        &format!("cw/v1/kitchen/{kitchen}/camera/{camera}/heartbeat"),
+        format!(r#"{{"ts":{ts},"online":true}}"#),
+        ts,
+    );
+    (e, ts)
+}
+
 fn reference() -> Reference {
     Reference {
         kitchens: vec![
@@ -105,6 +114,63 @@ fn run(rounds: Vec<(u64, Vec<(Envelope, u64)>)>, until: u64) -> Vec<Update> {
     )
 }
 
+type Worker = timely::worker::Worker;
+
+/// The rule dataflow over `reference` on `worker`: its inputs, its probe, and every
+/// condition update it emits.
+fn rule_dataflow(
+    worker: &mut Worker,
+    reference: Arc<Reference>,
+) -> (
+    dataflow::build::Inputs,
+    timely::dataflow::ProbeHandle<u64>,
+    Rc<RefCell<Vec<Update>>>,
+) {
+    let plan = Plan {
+        timeouts: Timeouts::default(),
+        series: false,
+        rules_on: true,
+        reference,
+        stats: Default::default(),
+    };
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let sink = seen.clone();
+    let (inputs, probe) = worker.dataflow::<u64, _, _>(|scope| {
+        let Built {
+            inputs, conditions, ..
+        } = build(scope, &plan);
+        let (probe, _) = conditions
+            .unwrap()
+            .inner
+            .inspect(move |u: &Update| sink.borrow_mut().push(u.clone()))
+            .probe();
+        (inputs, probe)
+    });
+    (inputs, probe, seen)
+}
+
+/// Runs the dataflow to `until` and returns its consolidated updates before `until`.
+fn finish(
+    worker: &mut Worker,
+    inputs: &mut dataflow::build::Inputs,
+    probe: &timely::dataflow::ProbeHandle<u64>,
+    seen: &Rc<RefCell<Vec<Update>>>,
+    until: u64,
+) -> Vec<Update> {
+    inputs.advance_to(until);
+    while probe.less_than(&until) {
+        worker.step();
+    }
+    let mut all: Vec<Update> = seen
+        .borrow()
+        .iter()
+        .filter(|u| u.1 < until)
+        .cloned()
+        .collect();
+    consolidate_updates(&mut all);
+    all
+}
+
 fn run_with(
     rules: Arc<Vec<rules::Rule>>,
     reference: Arc<Reference>,
@@ -114,26 +180,7 @@ fn run_with(
 ) -> Vec<Update> {
     timely::execute_directly(move |worker| {
         let mut rounds_start = rounds.first().map(|r| r.0);
-        let plan = Plan {
-            timeouts: Timeouts::default(),
-            series: false,
-            rules_on: true,
-            reference: reference.clone(),
-            stats: Default::default(),
-        };
-        let seen = Rc::new(RefCell::new(Vec::new()));
-        let sink = seen.clone();
-        let (mut inputs, probe) = worker.dataflow::<u64, _, _>(|scope| {
-            let Built {
-                inputs, conditions, ..
-            } = build(scope, &plan);
-            let (probe, _) = conditions
-                .unwrap()
-                .inner
-                .inspect(move |u: &Update| sink.borrow_mut().push(u.clone()))
-                .probe();
-            (inputs, probe)
-        });
+        let (mut inputs, probe, seen) = rule_dataflow(worker, reference.clone());
         inputs.rule_versions.send(RuleSetVersion::of(0, &rules));
         for (epoch, events) in rounds {
             inputs.advance_to(epoch);
@@ -153,18 +200,7 @@ fn run_with(
                 inputs.events.send(e);
             }
         }
-        inputs.advance_to(until);
-        while probe.less_than(&until) {
-            worker.step();
-        }
-        let mut all: Vec<Update> = seen
-            .borrow()
-            .iter()
-            .filter(|u| u.1 < until)
-            .cloned()
-            .collect();
-        consolidate_updates(&mut all);
-        all
+        finish(worker, &mut inputs, &probe, &seen, until)
     })
 }
 
@@ -178,16 +214,7 @@ fn cond(rule: &str, group: &str, value: f64) -> Condition {
 
 #[test]
 fn window_reference_and_absence_rules() {
-    let beat = |cam: &str, ts: u64| {
-        (
-            env(
-                &format!("cw/v1/kitchen/K1/camera/{cam}/heartbeat"),
-                format!(r#"{{"ts":{ts},"online":true}}"#),
-                ts,
-            ),
-            ts,
-        )
-    };
+    let beat = |cam: &str, ts: u64| heartbeat("K1", cam, ts);
     let out = run(
         vec![
             (
@@ -530,38 +557,10 @@ fn a_rule_change_at_run_time() {
     assert_ne!(before[0].source, after[0].source);
     assert_ne!(before[1].source, after[1].source);
     assert_eq!(before[2].source, after[2].source);
-    let beat = |ts: u64| {
-        (
-            env(
-                "cw/v1/kitchen/K1/camera/C1/heartbeat",
-                format!(r#"{{"ts":{ts},"online":true}}"#),
-                ts,
-            ),
-            ts,
-        )
-    };
+    let beat = |ts: u64| heartbeat("K1", "C1", ts);
     let out = timely::execute_directly(move |worker| {
         let reference = Arc::new(reference());
-        let plan = Plan {
-            timeouts: Timeouts::default(),
-            series: false,
-            rules_on: true,
-            reference: reference.clone(),
-            stats: Default::default(),
-        };
-        let seen = Rc::new(RefCell::new(Vec::new()));
-        let sink = seen.clone();
-        let (mut inputs, probe) = worker.dataflow::<u64, _, _>(|scope| {
-            let Built {
-                inputs, conditions, ..
-            } = build(scope, &plan);
-            let (probe, _) = conditions
-                .unwrap()
-                .inner
-                .inspect(move |u: &Update| sink.borrow_mut().push(u.clone()))
-                .probe();
-            (inputs, probe)
-        });
+        let (mut inputs, probe, seen) = rule_dataflow(worker, reference.clone());
         inputs.rule_versions.send(RuleSetVersion::of(0, &before));
         inputs.advance_to(T0);
         rules_runtime_register(&mut inputs, &before, &reference);
@@ -582,18 +581,7 @@ fn a_rule_change_at_run_time() {
             inputs.events.send(e);
         }
         let until = T0 + 9 * MIN;
-        inputs.advance_to(until);
-        while probe.less_than(&until) {
-            worker.step();
-        }
-        let mut all: Vec<Update> = seen
-            .borrow()
-            .iter()
-            .filter(|u| u.1 < until)
-            .cloned()
-            .collect();
-        consolidate_updates(&mut all);
-        all
+        finish(worker, &mut inputs, &probe, &seen, until)
     });
     let mut expected = vec![
         // Under the old threshold (3) two violations were not enough; the new rule starts with
@@ -618,4 +606,49 @@ fn rules_runtime_register(
 ) {
     let t = *inputs.rule_versions.time();
     dataflow::runtime::register_devices(inputs, rules, reference, t);
+}
+
+#[test]
+fn a_reference_change_at_run_time() {
+    let rules = Arc::new(rules::load_str("test.toml", RULES).unwrap());
+    let before = Arc::new(reference());
+    // K2 becomes a school canteen; camera K1/C2 is taken out, K2/C1 comes in.
+    let mut changed = reference();
+    changed.kitchens[1].venue_type = "school".into();
+    changed.cameras[1] = Camera {
+        kitchen_id: "K2".into(),
+        camera_id: "C1".into(),
+    };
+    let after = Arc::new(changed);
+    let beat = |ts: u64| heartbeat("K1", "C1", ts);
+    let out = timely::execute_directly(move |worker| {
+        let (mut inputs, probe, seen) = rule_dataflow(worker, before.clone());
+        inputs.rule_versions.send(RuleSetVersion::of(0, &rules));
+        inputs.advance_to(T0);
+        rules_runtime_register(&mut inputs, &rules, &before);
+        for e in [beat(T0), detection("K2", "stranger", T0 + MIN / 2)] {
+            inputs.events.send(e);
+        }
+        inputs.advance_to(T0 + 4 * MIN);
+        inputs.set_reference(T0 + 4 * MIN, &rules, &before, after.clone());
+        inputs
+            .events
+            .send(detection("K2", "stranger", T0 + 5 * MIN));
+        let until = T0 + 12 * MIN;
+        finish(worker, &mut inputs, &probe, &seen, until)
+    });
+    let mut expected = vec![
+        // Unchanged device: its silence counts on across the change.
+        (cond("camera_offline", "K1/C1", 180.0), T0 + 3 * MIN, 1),
+        // Taken out of the registry while offline: the condition stops at the change.
+        (cond("camera_offline", "K1/C2", 180.0), T0 + 3 * MIN, 1),
+        (cond("camera_offline", "K1/C2", 180.0), T0 + 4 * MIN, -1),
+        // Registered by the change, never heard: absent 3 minutes after it.
+        (cond("camera_offline", "K2/C1", 180.0), T0 + 7 * MIN, 1),
+        // A stranger in K2 counts only once K2 is a school canteen.
+        (cond("stranger", "K2", 1.0), T0 + 5 * MIN, 1),
+        (cond("stranger", "K2", 1.0), T0 + 10 * MIN, -1),
+    ];
+    consolidate_updates(&mut expected);
+    assert_eq!(out, expected);
 }

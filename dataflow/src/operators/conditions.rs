@@ -50,6 +50,8 @@ pub enum What {
     },
     /// A device registered for an absence rule.
     Registered,
+    /// A device taken out of an absence rule's registry: its condition stops, its state goes.
+    Unregistered,
     /// An event of the group for a rule whose filter reads `prev`: the fields the filter
     /// reads (by position in the rule's `prev_fields`; absent ones are left out of the event),
     /// to be judged where the group's previous event is known.
@@ -262,6 +264,9 @@ pub struct RuleSetVersion {
     pub activation: u64,
     /// (origin, source) of every rule.
     pub rules: Vec<(String, rules::RuleSource)>,
+    /// New reference data from `activation` on (none: the previous version's).
+    #[serde(default)]
+    pub reference: Option<Arc<Reference>>,
 }
 
 impl RuleSetVersion {
@@ -273,7 +278,14 @@ impl RuleSetVersion {
                 .iter()
                 .map(|r| (r.origin.clone(), r.source.clone()))
                 .collect(),
+            reference: None,
         }
+    }
+
+    /// The same, with `reference` in force from `activation` too.
+    pub fn with_reference(mut self, reference: Arc<Reference>) -> RuleSetVersion {
+        self.reference = Some(reference);
+        self
     }
 }
 
@@ -328,21 +340,44 @@ impl RuleSet {
     }
 }
 
-/// The versions a worker knows, by activation time.
-#[derive(Default)]
+/// The versions a worker knows, by activation time: the rules and the `ref` values.
 struct Versions {
-    by_time: BTreeMap<u64, Arc<RuleSet>>,
+    by_time: BTreeMap<u64, (Arc<RuleSet>, Arc<RefValues>)>,
+    /// The reference data of start-up, until a version brings other data.
+    initial: Arc<RefValues>,
 }
 
 impl Versions {
-    fn add(&mut self, v: &RuleSetVersion) {
-        self.by_time
-            .insert(v.activation, Arc::new(RuleSet::compile(v)));
+    fn new(initial: Arc<RefValues>) -> Versions {
+        Versions {
+            by_time: BTreeMap::new(),
+            initial,
+        }
     }
 
-    /// The set in force at `t`.
-    fn at(&self, t: u64) -> Option<&Arc<RuleSet>> {
+    fn add(&mut self, v: &RuleSetVersion) {
+        let refs = match &v.reference {
+            Some(r) => Arc::new(RefValues::new(r)),
+            None => self
+                .by_time
+                .range(..=v.activation)
+                .next_back()
+                .map_or_else(|| self.initial.clone(), |(_, (_, refs))| refs.clone()),
+        };
+        self.by_time
+            .insert(v.activation, (Arc::new(RuleSet::compile(v)), refs));
+    }
+
+    /// The set and the `ref` values in force at `t`.
+    fn at(&self, t: u64) -> Option<&(Arc<RuleSet>, Arc<RefValues>)> {
         self.by_time.range(..=t).next_back().map(|(_, s)| s)
+    }
+
+    /// Forgets versions that no time at or after `t` can use.
+    fn forget_before(&mut self, t: u64) {
+        if let Some((&keep, _)) = self.by_time.range(..=t).next_back() {
+            self.by_time = self.by_time.split_off(&keep);
+        }
     }
 }
 
@@ -364,9 +399,9 @@ pub fn observe<'scope>(
         move |_cap, _info| {
             let mut cap = Held::default();
             let mut stash: BTreeMap<u64, Vec<Envelope>> = BTreeMap::new();
-            let mut known = Versions::default();
+            let mut known = Versions::new(refs);
             let evaluator = Evaluator::default();
-            move |(events, _events_frontier), (versions, versions_frontier), output| {
+            move |(events, events_frontier), (versions, versions_frontier), output| {
                 versions.for_each(|_cap, data| {
                     for v in data.drain(..) {
                         known.add(&v);
@@ -392,13 +427,22 @@ pub fn observe<'scope>(
                     }
                     let t = *entry.key();
                     let envs = entry.remove();
-                    let Some(set) = known.at(t).cloned() else {
+                    let Some((set, refs)) = known.at(t).cloned() else {
                         continue;
                     };
                     for env in envs {
                         observe_event(&set, &env, t, &refs, &stats, &evaluator, &mut out);
                     }
                 }
+                // Versions no event can still need go (an event arrives at or after its
+                // input's frontier).
+                let e = events_frontier
+                    .frontier()
+                    .first()
+                    .copied()
+                    .unwrap_or(u64::MAX);
+                let oldest = stash.keys().next().copied().unwrap_or(u64::MAX);
+                known.forget_before(oldest.min(e).min(f));
                 if let Some(c) = cap.get()
                     && !out.is_empty()
                 {
@@ -735,6 +779,22 @@ impl<'scope> Conditions<'scope> for StreamVec<'scope, u64, Batch> {
                                             cleared,
                                             item,
                                         } => m.event(r, t, matched, cleared, item, &mut cond),
+                                        What::Unregistered => {
+                                            if let Some(value) = m.firing_value() {
+                                                out.push((
+                                                    Condition {
+                                                        rule: r.id.clone(),
+                                                        group: b.group.clone(),
+                                                        value_milli: (value * 1000.0).round()
+                                                            as i64,
+                                                    },
+                                                    t,
+                                                    -1,
+                                                ));
+                                            }
+                                            *m = Machine::default();
+                                            Vec::new()
+                                        }
                                         What::Registered => {
                                             // Absence counts from the registration's time (the
                                             // runtime registers at its first frontier: start-up).
