@@ -100,6 +100,16 @@ impl ApiError {
         }
     }
 
+    /// 503: this process does not serve the call (another process of the cluster does).
+    pub fn elsewhere(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "served_elsewhere",
+            message: message.into(),
+            field: None,
+        }
+    }
+
     /// 404.
     pub fn not_found(message: impl Into<String>) -> Self {
         ApiError {

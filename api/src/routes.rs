@@ -56,6 +56,10 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             crate::auth::read_guard,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            follow_leader,
+        ))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(time_limit))
         .with_state(state)
@@ -688,10 +692,54 @@ pub(crate) async fn prometheus(State(s): State<AppState>) -> Response {
         .into_response()
 }
 
-/// `GET /healthz`: the process answers.
+/// `GET /healthz`: the process answers (and, in a cluster, which process it is).
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Object, example = json!({"status": "ok"}))))]
-pub(crate) async fn healthz() -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "status": "ok" }))
+pub(crate) async fn healthz(State(s): State<AppState>) -> Json<serde_json::Value> {
+    let mut body = serde_json::json!({ "status": "ok" });
+    if let Some(c) = cluster_json(&s) {
+        body["cluster"] = c;
+    }
+    Json(body)
+}
+
+/// `{processes, index, formed}` in a cluster: formed once every process is connected and the
+/// workers run.
+fn cluster_json(s: &AppState) -> Option<serde_json::Value> {
+    s.cluster.as_ref().map(|c| {
+        serde_json::json!({
+            "processes": c.processes,
+            "index": c.index,
+            "formed": s.dataflow.is_running(),
+        })
+    })
+}
+
+/// In a cluster, process 0 serves the API: the others send every call but their own probes
+/// and metrics there.
+async fn follow_leader(
+    State(s): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(c) = s.cluster.as_ref().filter(|c| c.index != 0) else {
+        return next.run(req).await;
+    };
+    if matches!(req.uri().path(), "/healthz" | "/readyz" | "/metrics") {
+        return next.run(req).await;
+    }
+    let target = req
+        .uri()
+        .path_and_query()
+        .map_or("/", axum::http::uri::PathAndQuery::as_str);
+    match &c.leader_url {
+        Some(url) => axum::response::Redirect::temporary(&format!("{url}{target}")).into_response(),
+        None => ApiError::elsewhere(format!(
+            "process {} of the cluster does not serve the API: ask process 0 (give its URL in the \
+             hosts file to be redirected there)",
+            c.index
+        ))
+        .into_response(),
+    }
 }
 
 /// `GET /readyz`: subscribed to the broker and the dataflow running.
@@ -701,11 +749,14 @@ pub(crate) async fn healthz() -> Json<serde_json::Value> {
 pub(crate) async fn readyz(State(s): State<AppState>) -> Response {
     let subscribed = s.ingest.is_subscribed();
     let dataflow = s.dataflow.is_running();
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "ready": subscribed && dataflow,
         "mqtt": s.ingest.state().as_str(),
         "dataflow": if dataflow { "running" } else { "starting" },
     });
+    if let Some(c) = cluster_json(&s) {
+        body["cluster"] = c;
+    }
     let status = if subscribed && dataflow {
         StatusCode::OK
     } else {

@@ -30,6 +30,17 @@ pub struct AppState {
     pub reference: Arc<crate::reference::ReferenceManager>,
     /// The last hour of the counter tiles.
     pub history: Arc<crate::tiles::History>,
+    /// This process's place in a cluster (none: it runs alone).
+    pub cluster: Option<ClusterView>,
+}
+
+/// This process's place in a cluster, for `/readyz` and for sending API calls to process 0.
+#[derive(Clone, Debug)]
+pub struct ClusterView {
+    pub processes: usize,
+    pub index: usize,
+    /// Process 0's HTTP API, where the hosts file gives it.
+    pub leader_url: Option<String>,
 }
 
 /// The running rule set: read by the API, replaced through the API or by a reload of the

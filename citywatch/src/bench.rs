@@ -42,9 +42,15 @@ pub struct BenchArgs {
     /// (latency then includes the backlog the pipeline builds).
     #[arg(long, default_value_t = 0.0)]
     pub speed: f64,
-    /// Timely workers of the citywatch under test.
+    /// Timely workers of the citywatch under test (of each process, with `--processes`).
     #[arg(long, default_value_t = 2)]
     pub workers: u32,
+    /// Run citywatch as a cluster of this many processes (1: one process), all on a broker
+    /// hosted by the bench itself (embedded in the bench process, so that one process and a
+    /// cluster are measured on the same broker). Without it, one process with its own
+    /// embedded broker.
+    #[arg(long)]
+    pub processes: Option<usize>,
     /// Skip the broker-alone baseline.
     #[arg(long)]
     pub no_baseline: bool,
@@ -453,7 +459,8 @@ async fn bench_city(
         "settings": { "smoke": args.smoke, "elevators": elevators, "kitchens": sim_args.kitchens,
                       "cameras": city.district.cameras.len(), "scales": city.district.scales.len(),
                       "simulated_seconds": seconds, "speed": args.speed, "steps": speeds, "seed": args.seed,
-                      "workers": args.workers, "broker": "embedded", "qos": 1, "clients": sim_args.clients,
+                      "workers": args.workers, "processes": args.processes.unwrap_or(1),
+                      "broker": if args.processes.is_some() { "embedded in the bench" } else { "embedded" }, "qos": 1, "clients": sim_args.clients,
                       "lateness_ms": 1000, "rules": args.rules },
         "broker_alone": baseline,
         "max_sustained": max_sustained,
@@ -491,52 +498,98 @@ async fn measure(
 ) -> anyhow::Result<Value> {
     std::fs::create_dir_all(dir)?;
     let _ = std::fs::remove_dir_all(dir.join("data"));
-    let (http, broker) = (free_port()?, free_port()?);
-    let log = std::fs::File::create(dir.join("citywatch.log"))?;
-    let child = Command::new(std::env::current_exe()?)
-        .args([
-            "run",
-            "--mqtt",
-            "embedded",
-            "--clock",
-            "event",
-            "--lateness-ms",
-            "1000",
-        ])
-        .arg("--embedded-broker-addr")
-        .arg(format!("127.0.0.1:{broker}"))
-        .arg("--http")
-        .arg(format!("127.0.0.1:{http}"))
-        .arg("--reference")
-        .arg(reference)
-        .arg("--rules")
-        .arg(&args.rules)
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .arg("--workers")
-        .arg(args.workers.to_string())
-        .env(
-            "CITYWATCH_MQTT_CLIENT_ID",
-            format!("citywatch-bench-{http}"),
-        )
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .context("starting citywatch run")?;
-    let child = UnderTest { child };
-    let pid = child.child.id();
-    let base = format!("http://127.0.0.1:{http}");
+    let broker = free_port()?;
+    let n = args.processes.unwrap_or(1).max(1);
+    let https: Vec<u16> = (0..n).map(|_| free_port()).collect::<Result<_, _>>()?;
+    let mqtt = match args.processes {
+        None => "embedded".to_owned(),
+        Some(_) => {
+            ingest::broker::start_embedded(
+                std::net::SocketAddr::from(([127, 0, 0, 1], broker)),
+                2 << 20,
+            )?;
+            format!("mqtt://127.0.0.1:{broker}")
+        }
+    };
+    let hosts = dir.join("hosts.txt");
+    if n > 1 {
+        let lines: Vec<String> = https
+            .iter()
+            .map(|h| Ok(format!("127.0.0.1:{} http://127.0.0.1:{h}", free_port()?)))
+            .collect::<anyhow::Result<_>>()?;
+        std::fs::write(&hosts, lines.join("\n"))?;
+    }
+    let mut children = Vec::new();
+    for (i, http) in https.iter().enumerate() {
+        let log_name = if i == 0 {
+            "citywatch.log".to_owned()
+        } else {
+            format!("citywatch-{i}.log")
+        };
+        let log = std::fs::File::create(dir.join(log_name))?;
+        let mut cmd = Command::new(std::env::current_exe()?);
+        cmd.args(["run", "--clock", "event", "--lateness-ms", "1000"])
+            .arg("--mqtt")
+            .arg(&mqtt)
+            .arg("--embedded-broker-addr")
+            .arg(format!("127.0.0.1:{broker}"))
+            .arg("--http")
+            .arg(format!("127.0.0.1:{http}"))
+            .arg("--reference")
+            .arg(reference)
+            .arg("--rules")
+            .arg(&args.rules)
+            .arg("--data-dir")
+            .arg(dir.join(if i == 0 {
+                "data".to_owned()
+            } else {
+                format!("data-{i}")
+            }))
+            .arg("--workers")
+            .arg(args.workers.to_string())
+            .env(
+                "CITYWATCH_MQTT_CLIENT_ID",
+                format!("citywatch-bench-{}", https[0]),
+            )
+            .stdout(Stdio::null())
+            .stderr(log);
+        if n > 1 {
+            cmd.arg("--processes")
+                .arg(n.to_string())
+                .arg("--process-index")
+                .arg(i.to_string())
+                .arg("--hosts")
+                .arg(&hosts);
+        }
+        children.push(UnderTest {
+            child: cmd.spawn().context("starting citywatch run")?,
+        });
+    }
+    let pids: Vec<u32> = children.iter().map(|c| c.child.id()).collect();
+    // Summed over the processes.
+    let usage_all = |pids: &[u32]| -> Option<(f64, f64)> {
+        pids.iter()
+            .map(|&p| usage(p))
+            .try_fold((0.0, 0.0), |(r, c), u| u.map(|(ur, uc)| (r + ur, c + uc)))
+    };
+    let bases: Vec<String> = https
+        .iter()
+        .map(|h| format!("http://127.0.0.1:{h}"))
+        .collect();
+    let base = bases[0].clone();
     let client = reqwest::Client::new();
     let ready = Instant::now();
-    while get(&client, &format!("{base}/readyz")).await.is_err() {
-        anyhow::ensure!(
-            ready.elapsed() < Duration::from_secs(60),
-            "citywatch did not become ready; see {}",
-            dir.join("citywatch.log").display()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    for b in &bases {
+        while get(&client, &format!("{b}/readyz")).await.is_err() {
+            anyhow::ensure!(
+                ready.elapsed() < Duration::from_secs(60),
+                "citywatch did not become ready; see {}",
+                dir.join("citywatch.log").display()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
-    let (_, cpu_before) = usage(pid).unwrap_or_default();
+    let (_, cpu_before) = usage_all(&pids).unwrap_or_default();
 
     // Publish, sampling citywatch's memory meanwhile.
     let mut rss_max: f64 = 0.0;
@@ -549,7 +602,7 @@ async fn measure(
         loop {
             tokio::select! {
                 r = &mut publish => break r?,
-                _ = sample.tick() => rss_max = rss_max.max(usage(pid).map_or(0.0, |u| u.0)),
+                _ = sample.tick() => rss_max = rss_max.max(usage_all(&pids).map_or(0.0, |u| u.0)),
             }
         }
     };
@@ -560,13 +613,16 @@ async fn measure(
     let (mut taken, mut last_growth) = (0.0, Instant::now());
     let mut took = started.elapsed().as_secs_f64();
     loop {
-        let m = client
-            .get(format!("{base}/metrics"))
-            .send()
-            .await?
-            .text()
-            .await?;
-        let now = metric(&m, "citywatch_mqtt_acks_total");
+        let mut now = 0.0;
+        for b in &bases {
+            let m = client
+                .get(format!("{b}/metrics"))
+                .send()
+                .await?
+                .text()
+                .await?;
+            now += metric(&m, "citywatch_mqtt_acks_total");
+        }
         if now > taken {
             taken = now;
             last_growth = Instant::now();
@@ -575,7 +631,7 @@ async fn measure(
         if taken >= sim.messages as f64 || last_growth.elapsed() > Duration::from_secs(10) {
             break;
         }
-        rss_max = rss_max.max(usage(pid).map_or(0.0, |u| u.0));
+        rss_max = rss_max.max(usage_all(&pids).map_or(0.0, |u| u.0));
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     if taken < sim.messages as f64 {
@@ -630,8 +686,15 @@ async fn measure(
         alerts = now;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let (rss_end, cpu_after) = usage(pid).unwrap_or_default();
-    drop(child);
+    let (rss_end, cpu_after) = usage_all(&pids).unwrap_or_default();
+    // Stopped together: a cluster stops as a whole.
+    for c in &children {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.child.id().to_string())
+            .status();
+    }
+    drop(children);
 
     let acc = accuracy(&truth, &alerts, end_ms);
     let lat = latencies(&alerts, &sim);

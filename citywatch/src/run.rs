@@ -21,11 +21,15 @@ pub struct Demo {
 }
 
 pub fn run(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
+    exit_when_the_dataflow_fails();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting tokio")?;
-    runtime.block_on(serve(settings, demo))
+    let result = runtime.block_on(serve(settings, demo));
+    // A cluster's workers may still wait for the other processes: they do not hold the exit.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result
 }
 
 async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
@@ -33,6 +37,10 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
         .with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
     let reference = Arc::new(settings.reference()?);
     let rules = Arc::new(settings.rules()?);
+    // In a cluster, process 0 owns the alerts, the API and the changes of rules and reference
+    // data; the others ingest their share and run their workers (docs/cluster.md).
+    let cluster = settings.cluster()?;
+    let leader = settings.is_leader();
     // With --rules, rules can change at run time (API, file changes).
     let (mut rule_feed, rule_manager) = match &settings.rules {
         None => (
@@ -101,8 +109,7 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
     let (conditions, publish_conditions) = api::state::conditions_channel();
     // With rules, conditions become alerts: journaled, then notified.
     let alerts = match &settings.rules {
-        None => None,
-        Some(_) => {
+        Some(_) if leader => {
             let policies = alerts::Policies::load(settings.reference.as_deref())
                 .map_err(|e| anyhow::anyhow!("escalation policies: {e}"))?;
             let alerts = alerts::Alerts::open_with(
@@ -120,6 +127,16 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
             reference_listeners.push(Box::new(move |r| routing.set_reference(r)));
             Some(alerts)
         }
+        _ => None,
+    };
+    // The owner of the alerts hears the facts they need from every message, not only its share.
+    let _facts = match (&cluster, &alerts) {
+        (Some(_), Some(_)) => Some(ingest::Facts::start(
+            &settings.mqtt_config(),
+            ingest.evidence(),
+            ingest.complaints(),
+        )?),
+        _ => None,
     };
     let publish_conditions: dataflow::ConditionsFn = match &alerts {
         None => publish_conditions,
@@ -165,14 +182,14 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
     let sources: SourceFactory = Arc::new(move |_, _| {
         Box::new(ChannelSource::new(rx.clone(), Some(handed()))) as Box<dyn Source>
     });
-    let running = dataflow::start(
-        settings.dataflow_config(),
-        reference.clone(),
-        rule_feed,
-        sources,
-        outputs,
-        stats.clone(),
-    )?;
+    // In a cluster this waits until every process is connected: the API answers meanwhile.
+    let starting = {
+        let (config, reference, stats) =
+            (settings.dataflow_config(), reference.clone(), stats.clone());
+        tokio::task::spawn_blocking(move || {
+            dataflow::start(config, reference, rule_feed, sources, outputs, stats)
+        })
+    };
 
     let state = api::AppState {
         snapshots,
@@ -190,6 +207,11 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
             reference_listeners,
         )),
         history: Default::default(),
+        cluster: cluster.as_ref().map(|c| api::state::ClusterView {
+            processes: c.addresses.len(),
+            index: c.process,
+            leader_url: c.api_urls.first().cloned().flatten(),
+        }),
     };
     if demo.is_some() && settings.auth != api::auth::AuthMode::Off {
         let token = state
@@ -202,13 +224,32 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
         );
     }
     let delivery = alerts.clone().map(|a| tokio::spawn(a.run()));
-    if let Some(dir) = settings.rules.clone() {
+    if let Some(dir) = settings.rules.clone().filter(|_| leader) {
         tokio::spawn(crate::rules_cmd::watch(dir, rule_manager.clone()));
     }
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(api::serve(listener, state, async {
         let _ = http_stopped.await;
     }));
+    if let Some(c) = &cluster {
+        tracing::info!(
+            process = c.process,
+            processes = c.addresses.len(),
+            peers = ?c.addresses,
+            "waiting for every process of the cluster"
+        );
+    }
+    let running = tokio::select! {
+        started = starting => started.context("starting the dataflow")??,
+        _ = shutdown_signal() => {
+            // The workers were never started: nothing to drain, nothing was acknowledged.
+            tracing::info!("stopped before the cluster formed");
+            std::process::exit(0);
+        }
+    };
+    if cluster.is_some() {
+        tracing::info!("cluster formed: workers running");
+    }
     tracing::info!(
         http = %http_addr,
         mqtt = %settings.mqtt,
@@ -248,9 +289,20 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
     tracing::info!("shutting down: draining the ingest queue");
     ingest.stop_intake();
     running.stop();
-    tokio::task::spawn_blocking(move || running.join())
-        .await
-        .context("joining the dataflow")?;
+    let joined = tokio::task::spawn_blocking(move || running.join());
+    if cluster.is_some() {
+        // A cluster's dataflow ends only when every process stops: when they are stopped
+        // together this returns at once; a process stopped alone leaves without the others
+        // (which then stop too, and are restarted as a whole).
+        match tokio::time::timeout(DRAIN_TIMEOUT, joined).await {
+            Ok(j) => j.context("joining the dataflow")?,
+            Err(_) => {
+                tracing::warn!("the other processes of the cluster still run: leaving without them")
+            }
+        }
+    } else {
+        joined.await.context("joining the dataflow")?;
+    }
     ingest.finish(DRAIN_TIMEOUT).await;
     if let Some(sink) = sink {
         sink.shutdown(DRAIN_TIMEOUT).await;
@@ -269,6 +321,26 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A dataflow worker that panics (in a cluster: because a process was lost, which timely
+/// cannot survive) ends the process with status 70, so that its service manager restarts it
+/// and the cluster forms again; a process without its dataflow would only look alive.
+fn exit_when_the_dataflow_fails() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        let timely = std::thread::current()
+            .name()
+            .is_some_and(|n| n.starts_with("timely:"));
+        if timely {
+            tracing::error!(
+                thread = std::thread::current().name().unwrap_or_default(),
+                "the dataflow failed: {info}; exiting (status 70) to be restarted"
+            );
+            std::process::exit(70);
+        }
+    }));
 }
 
 async fn shutdown_signal() {

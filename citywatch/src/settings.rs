@@ -71,6 +71,77 @@ pub struct Settings {
     pub influx_snapshot_interval_ms: u64,
     /// `writes` (writes need a token with the right role) or `off`.
     pub auth: api::auth::AuthMode,
+    /// Processes of the timely cluster (1: no cluster).
+    pub processes: usize,
+    /// This process's index in the cluster, from 0.
+    pub process_index: usize,
+    /// The cluster's hosts file: per process, in index order, `host:port` of its workers and
+    /// optionally the URL of its HTTP API.
+    pub hosts: Option<PathBuf>,
+    /// The shared-subscription group the processes of a cluster subscribe in.
+    pub mqtt_share_group: String,
+}
+
+/// This process's place in a cluster, from the hosts file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cluster {
+    pub process: usize,
+    /// Where each process's timely workers listen.
+    pub addresses: Vec<String>,
+    /// Each process's HTTP API, where the hosts file gives it.
+    pub api_urls: Vec<Option<String>>,
+}
+
+impl Cluster {
+    /// Parses a hosts file: one process per line (`host:port [http://host:port]`), blank lines
+    /// and `#` comments skipped.
+    pub fn parse(text: &str, process: usize, processes: usize) -> anyhow::Result<Cluster> {
+        let mut addresses = Vec::new();
+        let mut api_urls = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            let mut parts = line.split_whitespace();
+            let addr = parts.next().unwrap_or_default();
+            anyhow::ensure!(
+                addr.rsplit_once(':')
+                    .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()),
+                "hosts file line {}: {addr:?} is not host:port",
+                n + 1
+            );
+            let url = parts.next().map(|u| u.trim_end_matches('/').to_owned());
+            if let Some(u) = &url {
+                anyhow::ensure!(
+                    u.starts_with("http://") || u.starts_with("https://"),
+                    "hosts file line {}: {u:?} is not an http(s) URL",
+                    n + 1
+                );
+            }
+            anyhow::ensure!(
+                parts.next().is_none(),
+                "hosts file line {}: expected host:port and at most a URL",
+                n + 1
+            );
+            addresses.push(addr.to_owned());
+            api_urls.push(url);
+        }
+        anyhow::ensure!(
+            addresses.len() == processes,
+            "the hosts file names {} processes, but processes = {processes}",
+            addresses.len()
+        );
+        anyhow::ensure!(
+            process < processes,
+            "process_index {process} is not below processes = {processes}"
+        );
+        Ok(Cluster {
+            process,
+            addresses,
+            api_urls,
+        })
+    }
 }
 
 impl Default for Settings {
@@ -107,6 +178,10 @@ impl Default for Settings {
             influx_raw_telemetry: false,
             influx_snapshot_interval_ms: 10_000,
             auth: api::auth::AuthMode::Writes,
+            processes: 1,
+            process_index: 0,
+            hosts: None,
+            mqtt_share_group: "citywatch".into(),
         }
     }
 }
@@ -175,6 +250,18 @@ pub struct RunArgs {
     #[arg(long, value_parser = parse_auth)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth: Option<api::auth::AuthMode>,
+    /// Processes of the timely cluster [default: 1].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub processes: Option<usize>,
+    /// This process's index in the cluster [default: 0].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub process_index: Option<usize>,
+    /// The cluster's hosts file (one `host:port [http://api]` line per process).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hosts: Option<PathBuf>,
 }
 
 fn parse_auth(s: &str) -> Result<api::auth::AuthMode, String> {
@@ -220,11 +307,41 @@ impl Settings {
         let s: Settings = fig.extract().context("invalid settings")?;
         anyhow::ensure!(s.workers >= 1, "workers must be at least 1");
         anyhow::ensure!(s.tick_ms >= 1, "tick_ms must be at least 1");
+        anyhow::ensure!(s.processes >= 1, "processes must be at least 1");
+        if s.processes > 1 {
+            anyhow::ensure!(
+                s.mqtt != "embedded",
+                "a cluster needs an external broker (--mqtt mqtt://host:port): the embedded one \
+                 would stop with the process that runs it"
+            );
+            s.cluster()?;
+        }
         Ok(s)
     }
 
+    /// This process's place in the cluster; none when it runs alone.
+    pub fn cluster(&self) -> anyhow::Result<Option<Cluster>> {
+        if self.processes <= 1 {
+            return Ok(None);
+        }
+        let path = self
+            .hosts
+            .as_ref()
+            .context("a cluster (processes > 1) needs a hosts file (--hosts FILE)")?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the hosts file {}", path.display()))?;
+        Cluster::parse(&text, self.process_index, self.processes)
+            .with_context(|| format!("in the hosts file {}", path.display()))
+            .map(Some)
+    }
+
+    /// Whether this process owns the alerts, the API and rule changes (process 0).
+    pub fn is_leader(&self) -> bool {
+        self.processes <= 1 || self.process_index == 0
+    }
+
     pub fn mqtt_config(&self) -> ingest::MqttConfig {
-        ingest::MqttConfig {
+        let mut config = ingest::MqttConfig {
             url: self.mqtt.clone(),
             embedded_broker_addr: self.embedded_broker_addr,
             client_id: self.mqtt_client_id.clone(),
@@ -234,7 +351,13 @@ impl Settings {
             max_payload_bytes: self.max_payload_bytes,
             queue_capacity: self.queue_capacity,
             ..ingest::MqttConfig::default()
+        };
+        // In a cluster each process has its own session and takes its share of the messages.
+        if self.processes > 1 {
+            config.client_id = format!("{}-{}", self.mqtt_client_id, self.process_index);
+            config.share_group = Some(self.mqtt_share_group.clone());
         }
+        config
     }
 
     pub fn dataflow_config(&self) -> dataflow::DataflowConfig {
@@ -243,6 +366,14 @@ impl Settings {
             tick_ms: self.tick_ms,
             lateness_ms: self.lateness_ms,
             clock: self.clock,
+            cluster: self
+                .cluster()
+                .ok()
+                .flatten()
+                .map(|c| dataflow::ClusterConfig {
+                    process: c.process,
+                    addresses: c.addresses,
+                }),
             ..dataflow::DataflowConfig::default()
         }
     }
@@ -327,5 +458,49 @@ mod tests {
         })
         .unwrap_err();
         assert!(format!("{err:#}").contains("htpp"), "{err:#}");
+    }
+
+    #[test]
+    fn a_hosts_file_places_this_process_in_its_cluster() {
+        let text = "# the city\n10.0.0.1:2101 http://10.0.0.1:8080/\n\n10.0.0.2:2101\n";
+        let c = Cluster::parse(text, 1, 2).unwrap();
+        assert_eq!(c.process, 1);
+        assert_eq!(c.addresses, ["10.0.0.1:2101", "10.0.0.2:2101"]);
+        assert_eq!(c.api_urls, [Some("http://10.0.0.1:8080".to_owned()), None]);
+        for (text, index, n, why) in [
+            (text, 0, 3, "names 2 processes"),
+            (text, 2, 2, "not below processes"),
+            ("10.0.0.1\n", 0, 1, "not host:port"),
+            ("10.0.0.1:1 ftp://x\n", 0, 1, "not an http(s) URL"),
+            ("10.0.0.1:1 http://x y\n", 0, 1, "at most a URL"),
+        ] {
+            let err = Cluster::parse(text, index, n).unwrap_err().to_string();
+            assert!(err.contains(why), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_cluster_needs_a_hosts_file_and_an_external_broker() {
+        let dir = tempfile::tempdir().unwrap();
+        let hosts = dir.path().join("hosts");
+        std::fs::write(&hosts, "127.0.0.1:2101\n127.0.0.1:2102\n").unwrap();
+        let args = |mqtt: &str, hosts: Option<PathBuf>| RunArgs {
+            mqtt: Some(mqtt.to_owned()),
+            processes: Some(2),
+            process_index: Some(1),
+            hosts,
+            ..Default::default()
+        };
+        let err = Settings::load(&args("embedded", Some(hosts.clone()))).unwrap_err();
+        assert!(format!("{err:#}").contains("external broker"), "{err:#}");
+        let err = Settings::load(&args("mqtt://127.0.0.1:1883", None)).unwrap_err();
+        assert!(format!("{err:#}").contains("--hosts"), "{err:#}");
+        let s = Settings::load(&args("mqtt://127.0.0.1:1883", Some(hosts))).unwrap();
+        assert!(!s.is_leader());
+        let mqtt = s.mqtt_config();
+        assert_eq!(mqtt.client_id, "citywatch-1");
+        assert_eq!(mqtt.filter(), "$share/citywatch/cw/v1/#");
+        let df = s.dataflow_config();
+        assert_eq!(df.cluster.map(|c| c.process), Some(1));
     }
 }

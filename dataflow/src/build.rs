@@ -25,12 +25,11 @@ use differential_dataflow::input::{Input as _, InputSession};
 use model::time::{DAY_MS, local_day};
 use model::{Envelope, Event, Id, Stream};
 use rules::Rule;
-use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
+use timely::dataflow::operators::Concat;
 use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::operators::vec::{Input as _, Map, Partition};
-use timely::dataflow::operators::{Concat, Inspect};
 use timely::dataflow::{InputHandleVec, Scope, StreamVec};
 
 /// How long per-minute counters are kept after their minute ends.
@@ -270,6 +269,92 @@ pub struct Built<'scope> {
     pub series: Option<StreamVec<'scope, u64, Series>>,
 }
 
+/// `logic` over each record of `input` with the [`Routing`] of the reference data in force at
+/// its time: records wait until the version input has passed their time (as the rules'
+/// observations do), so every worker of every process routes a record alike, whenever the
+/// reference data reached it.
+fn at_reference<'scope, D, R>(
+    input: StreamVec<'scope, u64, (D, u64)>,
+    versions: StreamVec<'scope, u64, RuleSetVersion>,
+    initial: Routing,
+    mut logic: impl FnMut(&Routing, D, u64, &mut Vec<R>) + 'static,
+) -> StreamVec<'scope, u64, R>
+where
+    D: Clone + 'static,
+    R: Clone + 'static,
+{
+    use crate::operators::Held;
+    use std::collections::BTreeMap;
+    use timely::dataflow::channels::pact::Pipeline;
+    use timely::dataflow::operators::generic::operator::Operator as _;
+    input.binary_frontier(
+        versions,
+        Pipeline,
+        Pipeline,
+        "AtReference",
+        move |_cap, _info| {
+            let mut cap = Held::default();
+            let mut stash: BTreeMap<u64, Vec<D>> = BTreeMap::new();
+            // Routing by activation time; before the first, the data of start-up.
+            let mut known: BTreeMap<u64, Rc<Routing>> = BTreeMap::new();
+            let initial = Rc::new(initial);
+            move |(input, input_frontier), (versions, versions_frontier), output| {
+                versions.for_each(|_cap, data| {
+                    for v in data.drain(..) {
+                        if let Some(r) = &v.reference {
+                            known.insert(v.activation, Rc::new(Routing::of(r)));
+                        }
+                    }
+                });
+                input.for_each_stamp(|incap, data| {
+                    cap.keep(&incap);
+                    for batch in data {
+                        for (d, t) in batch.drain(..) {
+                            stash.entry(t).or_default().push(d);
+                        }
+                    }
+                });
+                let f = versions_frontier
+                    .frontier()
+                    .first()
+                    .copied()
+                    .unwrap_or(u64::MAX);
+                let mut out = Vec::new();
+                while let Some(entry) = stash.first_entry() {
+                    if *entry.key() >= f {
+                        break;
+                    }
+                    let t = *entry.key();
+                    let routing = known
+                        .range(..=t)
+                        .next_back()
+                        .map_or_else(|| initial.clone(), |(_, r)| r.clone());
+                    for d in entry.remove() {
+                        logic(&routing, d, t, &mut out);
+                    }
+                }
+                if let Some(c) = cap.get()
+                    && !out.is_empty()
+                {
+                    output.session(c).give_iterator(out.drain(..));
+                }
+                // Versions no record can still need go.
+                let oldest = stash.keys().next().copied().unwrap_or(u64::MAX);
+                let e = input_frontier
+                    .frontier()
+                    .first()
+                    .copied()
+                    .unwrap_or(u64::MAX);
+                let keep_from = oldest.min(e).min(f);
+                if let Some((&keep, _)) = known.range(..=keep_from).next_back() {
+                    known = known.split_off(&keep);
+                }
+                cap.release_to(stash.keys().next().copied());
+            }
+        },
+    )
+}
+
 /// What routing a complaint reads from the reference data.
 struct Routing {
     calendar: model::time::WorkCalendar,
@@ -292,22 +377,12 @@ pub fn build<'scope>(scope: Scope<'scope, u64>, plan: &Plan) -> Built<'scope> {
     let (registrations_in, registrations) = scope.new_input::<Observation>();
     let (rule_versions_in, rule_versions) = scope.new_input::<RuleSetVersion>();
     let versions = rule_versions.broadcast();
-    // Complaints are routed by the calendar and jurisdictions this worker last heard of.
-    let routing = Rc::new(RefCell::new(Routing::of(&plan.reference)));
-    {
-        let routing = routing.clone();
-        versions.clone().inspect(move |v: &RuleSetVersion| {
-            if let Some(r) = &v.reference {
-                *routing.borrow_mut() = Routing::of(r);
-            }
-        });
-    }
     // Rules see every event; the copy is made only when rules are on.
     let conditions = plan.rules_on.then(|| {
         let refs = Arc::new(RefValues::new(&plan.reference));
         observe(events.clone(), versions.clone(), refs, plan.stats.clone())
             .concat(registrations.map(Batch::from))
-            .conditions(versions)
+            .conditions(versions.clone())
     });
     let (counters_in, fed_counters) = scope.new_collection::<Counter, isize>();
     let (elevators_in, elevators) = scope.new_collection::<(Id, Id), isize>();
@@ -420,17 +495,19 @@ pub fn build<'scope>(scope: Scope<'scope, u64>, plan: &Plan) -> Built<'scope> {
     // Complaints: the first occurrence of each id counts; repeats are duplicates. Each carries
     // when its decision is due (7 working days for a complaint, 15 for a report) and the office
     // of the jurisdiction its place lies in, if it has one.
-    let complaint_ids = complaints
-        .flat_map(move |(event, t)| {
+    let complaint_ids = at_reference(
+        complaints,
+        versions.clone(),
+        Routing::of(&plan.reference),
+        |routing, event, t, out| {
             let Event::ComplaintNew { complaint } = event else {
-                return Vec::new();
+                return;
             };
             let ts = complaint.ts.unwrap_or(t);
             let limit = match complaint.kind {
                 model::ComplaintKind::Report => REPORT_DECISION_WORKING_DAYS,
                 _ => COMPLAINT_DECISION_WORKING_DAYS,
             };
-            let routing = routing.borrow();
             let due = routing.calendar.working_days_after(ts, limit);
             let merchant = complaint.merchant_id.unwrap_or_default();
             let place = match (complaint.lat, complaint.lon) {
@@ -441,12 +518,11 @@ pub fn build<'scope>(scope: Scope<'scope, u64>, plan: &Plan) -> Built<'scope> {
                 complaint.complaint_id,
                 (local_day(ts), merchant, due, place.unwrap_or_default()),
             );
-            vec![
-                (rec.clone(), t, 1),
-                (rec, t + COMPLAINT_ID_RETENTION_MS, -1),
-            ]
-        })
-        .as_collection();
+            out.push((rec.clone(), t, 1));
+            out.push((rec, t + COMPLAINT_ID_RETENTION_MS, -1));
+        },
+    )
+    .as_collection();
     let first = complaint_ids
         .clone()
         .reduce(|_id, input, output| output.push((input[0].0.clone(), 1)));

@@ -34,6 +34,8 @@ pub use counters::{Counter, Snapshot, SnapshotView};
 pub use feed::{ChannelSource, ClockMode, Ingested, Pulled, Source, VecSource};
 pub use operators::snapshot::SnapshotFn;
 pub use reference::Reference;
-pub use runtime::{DataflowConfig, Outputs, RuleFeed, Running, SourceFactory, start};
+pub use runtime::{
+    ClusterConfig, DataflowConfig, Outputs, RuleFeed, Running, SourceFactory, start,
+};
 pub use series::{Series, SeriesFn};
 pub use stats::Stats;

@@ -196,7 +196,38 @@ pub struct Reference {
     #[serde(default)]
     pub holidays: Vec<Holiday>,
     /// Jurisdiction polygons (GeoJSON FeatureCollection), kept as loaded.
+    #[serde(default, with = "geojson_text")]
     pub jurisdictions: Option<serde_json::Value>,
+}
+
+/// GeoJSON as itself in JSON, and as its text in binary encodings (bincode, between the
+/// processes of a cluster), which cannot read a self-describing value.
+mod geojson_text {
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        v: &Option<serde_json::Value>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            v.serialize(s)
+        } else {
+            v.as_ref().map(|v| v.to_string()).serialize(s)
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<serde_json::Value>, D::Error> {
+        if d.is_human_readable() {
+            Option::<serde_json::Value>::deserialize(d)
+        } else {
+            Option::<String>::deserialize(d)?
+                .map(|text| serde_json::from_str(&text).map_err(D::Error::custom))
+                .transpose()
+        }
+    }
 }
 
 /// A polygon: its rings (the outer one, then holes), each a list of (lon, lat).

@@ -38,6 +38,25 @@ pub struct DataflowConfig {
     pub camera_offline_after_ms: u64,
     /// Events a worker takes from its source per step (default 4096).
     pub batch: usize,
+    /// This process's place in a cluster of processes (none: one process).
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// A timely cluster: every process runs `workers` threads; records cross processes over TCP.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// This process's index, from 0.
+    pub process: usize,
+    /// Where every process's workers listen (`host:port`), in index order.
+    pub addresses: Vec<String>,
+}
+
+impl ClusterConfig {
+    /// How many processes.
+    pub fn processes(&self) -> usize {
+        self.addresses.len()
+    }
 }
 
 impl Default for DataflowConfig {
@@ -50,6 +69,7 @@ impl Default for DataflowConfig {
             elevator_offline_after_ms: 180_000,
             camera_offline_after_ms: 180_000,
             batch: 4096,
+            cluster: None,
         }
     }
 }
@@ -160,160 +180,177 @@ pub fn start(
             }
         })
     };
-    let guards = timely::execute(
-        timely::Config::process(config.workers.max(1)),
-        move |worker| {
-            let index = worker.index();
-            let peers = worker.peers();
-            let mut source = sources(index, worker.peers());
-            let timeouts = Timeouts {
-                elevator_ms: config.elevator_offline_after_ms,
-                camera_ms: config.camera_offline_after_ms,
+    let workers = config.workers.max(1);
+    let timely_config = match &config.cluster {
+        Some(c) if c.processes() > 1 => timely::Config {
+            communication: timely::CommunicationConfig::Cluster {
+                threads: workers,
+                process: c.process,
+                addresses: c.addresses.clone(),
+                report: false,
+                zerocopy: false,
+            },
+            worker: timely::WorkerConfig::default(),
+        },
+        _ => timely::Config::process(workers),
+    };
+    let in_cluster = matches!(&config.cluster, Some(c) if c.processes() > 1);
+    // Blocks until every process of a cluster is connected.
+    let guards = timely::execute(timely_config, move |worker| {
+        let index = worker.index();
+        // This process's own workers: the stats and the end-of-replay barrier are local.
+        let local = index % workers;
+        let peers = workers;
+        let mut source = sources(index, worker.peers());
+        let timeouts = Timeouts {
+            elevator_ms: config.elevator_offline_after_ms,
+            camera_ms: config.camera_offline_after_ms,
+        };
+        let publish = publish.clone();
+        let (mut inputs, probe) = worker.dataflow::<u64, _, _>(|scope| {
+            let plan = Plan {
+                timeouts,
+                series: series.is_some(),
+                rules_on: rules.is_on(),
+                reference: reference.clone(),
+                stats: stats.clone(),
             };
-            let publish = publish.clone();
-            let (mut inputs, probe) = worker.dataflow::<u64, _, _>(|scope| {
-                let plan = Plan {
-                    timeouts,
-                    series: series.is_some(),
-                    rules_on: rules.is_on(),
-                    reference: reference.clone(),
-                    stats: stats.clone(),
+            let Built {
+                inputs,
+                counters,
+                series: windows,
+                conditions,
+            } = build(scope, &plan);
+            if let (Some(conditions), Some(publish)) = (conditions, publish_conditions.clone()) {
+                conditions.publish_conditions(publish, index == 0);
+            }
+            if let (Some(windows), Some(series)) = (windows, series.clone()) {
+                windows.inspect_core(move |event| {
+                    if let Ok((_, batch)) = event
+                        && !batch.is_empty()
+                    {
+                        series(batch.clone());
+                    }
+                });
+            }
+            let (probe, counters) = counters.inner.probe();
+            differential_dataflow::AsCollection::as_collection(counters)
+                .publish_snapshots(publish, index == 0);
+            (inputs, probe)
+        });
+        let mut current_rules = rules.initial.clone();
+        let mut current_reference = reference.clone();
+        if index == 0 {
+            inputs.load_reference(&reference);
+            if rules.is_on() || in_cluster {
+                let first = crate::operators::conditions::RuleSetVersion::of(0, &current_rules);
+                // In a cluster every process judges by process 0's reference data,
+                // whatever its own files say.
+                let first = if in_cluster {
+                    first.with_reference(reference.clone())
+                } else {
+                    first
                 };
-                let Built {
-                    inputs,
-                    counters,
-                    series: windows,
-                    conditions,
-                } = build(scope, &plan);
-                if let (Some(conditions), Some(publish)) = (conditions, publish_conditions.clone())
-                {
-                    conditions.publish_conditions(publish, index == 0);
+                inputs.rule_versions.send(first);
+            }
+        }
+        let mut frontier = Frontier::new(config.tick_ms, config.lateness_ms, config.clock);
+        let mut registered = false;
+        stats.worker_started();
+        let mut feeder = Feeder::default();
+        let mut batch: Vec<Ingested> = Vec::with_capacity(config.batch);
+        let mut handed: Vec<u64> = Vec::with_capacity(config.batch);
+        loop {
+            let pulled = source.pull(&mut batch, config.batch);
+            if !batch.is_empty() {
+                if raw && let Some(series) = series.as_ref() {
+                    series(
+                        batch
+                            .iter()
+                            .map(|i| Series::Raw(i.envelope.clone()))
+                            .collect(),
+                    );
                 }
-                if let (Some(windows), Some(series)) = (windows, series.clone()) {
-                    windows.inspect_core(move |event| {
-                        if let Ok((_, batch)) = event
-                            && !batch.is_empty()
-                        {
-                            series(batch.clone());
-                        }
-                    });
-                }
-                let (probe, counters) = counters.inner.probe();
-                differential_dataflow::AsCollection::as_collection(counters)
-                    .publish_snapshots(publish, index == 0);
-                (inputs, probe)
-            });
-            let mut current_rules = rules.initial.clone();
-            let mut current_reference = reference.clone();
-            if index == 0 {
-                inputs.load_reference(&reference);
-                if rules.is_on() {
-                    inputs
-                        .rule_versions
-                        .send(crate::operators::conditions::RuleSetVersion::of(
-                            0,
-                            &current_rules,
-                        ));
+                feeder.feed(&mut batch, &frontier, &mut inputs, &mut handed, &stats);
+                inputs.flush();
+                if !handed.is_empty() {
+                    source.handed(&handed);
+                    handed.clear();
                 }
             }
-            let mut frontier = Frontier::new(config.tick_ms, config.lateness_ms, config.clock);
-            let mut registered = false;
-            stats.worker_started();
-            let mut feeder = Feeder::default();
-            let mut batch: Vec<Ingested> = Vec::with_capacity(config.batch);
-            let mut handed: Vec<u64> = Vec::with_capacity(config.batch);
-            loop {
-                let pulled = source.pull(&mut batch, config.batch);
-                if !batch.is_empty() {
-                    if raw && let Some(series) = series.as_ref() {
-                        series(
-                            batch
-                                .iter()
-                                .map(|i| Series::Raw(i.envelope.clone()))
-                                .collect(),
-                        );
+            if let Some(t) = frontier.target(stats.newest_ms(), now_ms()) {
+                frontier.advance(t);
+                inputs.advance_to(t);
+                stats.set_epoch(local, t);
+                if !registered {
+                    // Absence rules count silence from here: the first frontier is start-up.
+                    registered = true;
+                    if index == 0 {
+                        register_devices(&mut inputs, &current_rules, &current_reference, t);
                     }
-                    feeder.feed(&mut batch, &frontier, &mut inputs, &mut handed, &stats);
-                    inputs.flush();
-                    if !handed.is_empty() {
-                        source.handed(&handed);
-                        handed.clear();
-                    }
-                }
-                if let Some(t) = frontier.target(stats.newest_ms(), now_ms()) {
-                    frontier.advance(t);
-                    inputs.advance_to(t);
-                    stats.set_epoch(index, t);
-                    if !registered {
-                        // Absence rules count silence from here: the first frontier is start-up.
-                        registered = true;
-                        if index == 0 {
-                            register_devices(&mut inputs, &current_rules, &current_reference, t);
-                        }
-                    }
-                }
-                if index == 0
-                    && let Some(updates) = rules.updates.as_ref()
-                    && let Ok(next) = updates.try_recv()
-                {
-                    // In force from the current input time: events at or after it are judged
-                    // by the new set; conditions of changed rules stop there.
-                    inputs.set_rules(frontier.epoch(), &next, &current_rules, &current_reference);
-                    tracing::info!(
-                        rules = next.len(),
-                        at = frontier.epoch(),
-                        "rule set changed"
-                    );
-                    current_rules = next;
-                }
-                if index == 0
-                    && let Some(updates) = rules.reference_updates.as_ref()
-                    && let Ok(next) = updates.try_recv()
-                {
-                    inputs.set_reference(
-                        frontier.epoch(),
-                        &current_rules,
-                        &current_reference,
-                        next.clone(),
-                    );
-                    tracing::info!(
-                        elevators = next.elevators.len(),
-                        cameras = next.cameras.len(),
-                        at = frontier.epoch(),
-                        "reference data changed"
-                    );
-                    current_reference = next;
-                }
-                let stopping = stop_w.load(Ordering::SeqCst);
-                match pulled {
-                    Pulled::Data => {
-                        worker.step();
-                    }
-                    Pulled::Idle if stopping => break,
-                    Pulled::Idle => {
-                        worker.step_or_park(Some(Duration::from_millis(2)));
-                    }
-                    Pulled::Done => break,
                 }
             }
-            if config.clock == ClockMode::Event {
-                // Replay: once every worker has fed its last event, close every event seen, so
-                // that the last snapshot includes them all.
-                drained.fetch_add(1, Ordering::SeqCst);
-                while drained.load(Ordering::SeqCst) < peers {
-                    worker.step_or_park(Some(Duration::from_millis(1)));
-                }
-                let end = frontier.past(stats.newest_ms());
-                frontier.advance(end);
-                inputs.advance_to(end);
-                stats.set_epoch(index, end);
-                while probe.less_than(&end) || stats.as_of_ms() < end {
+            if index == 0
+                && let Some(updates) = rules.updates.as_ref()
+                && let Ok(next) = updates.try_recv()
+            {
+                // In force from the current input time: events at or after it are judged
+                // by the new set; conditions of changed rules stop there.
+                inputs.set_rules(frontier.epoch(), &next, &current_rules, &current_reference);
+                tracing::info!(
+                    rules = next.len(),
+                    at = frontier.epoch(),
+                    "rule set changed"
+                );
+                current_rules = next;
+            }
+            if index == 0
+                && let Some(updates) = rules.reference_updates.as_ref()
+                && let Ok(next) = updates.try_recv()
+            {
+                inputs.set_reference(
+                    frontier.epoch(),
+                    &current_rules,
+                    &current_reference,
+                    next.clone(),
+                );
+                tracing::info!(
+                    elevators = next.elevators.len(),
+                    cameras = next.cameras.len(),
+                    at = frontier.epoch(),
+                    "reference data changed"
+                );
+                current_reference = next;
+            }
+            let stopping = stop_w.load(Ordering::SeqCst);
+            match pulled {
+                Pulled::Data => {
                     worker.step();
                 }
-                closed.store(true, Ordering::SeqCst);
+                Pulled::Idle if stopping => break,
+                Pulled::Idle => {
+                    worker.step_or_park(Some(Duration::from_millis(2)));
+                }
+                Pulled::Done => break,
             }
-        },
-    )
+        }
+        if config.clock == ClockMode::Event {
+            // Replay: once every worker has fed its last event, close every event seen, so
+            // that the last snapshot includes them all.
+            drained.fetch_add(1, Ordering::SeqCst);
+            while drained.load(Ordering::SeqCst) < peers {
+                worker.step_or_park(Some(Duration::from_millis(1)));
+            }
+            let end = frontier.past(stats.newest_ms());
+            frontier.advance(end);
+            inputs.advance_to(end);
+            stats.set_epoch(local, end);
+            while probe.less_than(&end) || stats.as_of_ms() < end {
+                worker.step();
+            }
+            closed.store(true, Ordering::SeqCst);
+        }
+    })
     .map_err(RuntimeError::Timely)?;
     Ok(Running { guards, stop })
 }

@@ -24,7 +24,7 @@ pub mod stats;
 pub use complaints::Complaints;
 pub use deadletter::{DeadLetter, DeadLetters};
 pub use evidence::Evidence;
-pub use mqtt::{Ingest, MqttConfig};
+pub use mqtt::{Facts, Ingest, MqttConfig};
 pub use stats::{ConnectionState, IngestStats};
 
 /// Why ingest could not start.

@@ -151,6 +151,10 @@ impl Simulator {
             if self.rng.chance(1.0 / 600.0) {
                 let kind = HYGIENE[self.rng.below(3) as usize];
                 let confidence = 0.6 + self.rng.unit() * 0.35;
+                // A camera in an outage sees nothing either: a detection would show it online.
+                if self.camera_silent_until[i] > s {
+                    continue;
+                }
                 out.push(msg(
                     format!("kitchen/{}/camera/{}/detection", cam.kitchen_id, cam.camera_id),
                     json!({"ts": t, "kind": kind, "confidence": round2(confidence), "snapshot": format!("snap/{}/{}/{t}.jpg", cam.kitchen_id, cam.camera_id)}),
@@ -326,7 +330,14 @@ impl Simulator {
         let d = &self.district;
         let incident = match kind {
             "rodent" if !d.cameras.is_empty() => {
-                let c = d.cameras[self.rng.below(d.cameras.len() as u64) as usize].clone();
+                // A camera that is not in an outage (one in an outage sees nothing).
+                let n = d.cameras.len();
+                let first = self.rng.below(n as u64) as usize;
+                let i = (0..n)
+                    .map(|k| (first + k) % n)
+                    .find(|&i| self.camera_silent_until[i] <= s)
+                    .unwrap_or(first);
+                let c = d.cameras[i].clone();
                 out.push(msg(
                     format!("kitchen/{}/camera/{}/detection", c.kitchen_id, c.camera_id),
                     json!({"ts": t, "kind": "rodent", "confidence": 0.93, "snapshot": format!("snap/{}/{}/{t}.jpg", c.kitchen_id, c.camera_id)}),

@@ -98,6 +98,20 @@ impl Citywatch {
         env: &[(&str, &str)],
     ) -> Citywatch {
         let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let cw = Citywatch::spawn(http, mqtt, embedded_port, data_dir, args, env);
+        cw.ready().await;
+        cw
+    }
+
+    /// Starts `citywatch run` with its API on `http`, without waiting for it to be ready.
+    pub fn spawn(
+        http: SocketAddr,
+        mqtt: &str,
+        embedded_port: Option<u16>,
+        data_dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Citywatch {
         let log = data_dir.with_extension(format!("{}.log", http.port()));
         let reference = repo().join("examples/reference");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_citywatch"));
@@ -122,22 +136,26 @@ impl Citywatch {
                 .arg(format!("127.0.0.1:{p}"));
         }
         let child = cmd.spawn().unwrap();
-        let cw = Citywatch {
+        Citywatch {
             child: Some(child),
             http,
             log,
-        };
+        }
+    }
+
+    /// Waits until `/readyz` says ready.
+    pub async fn ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(r) = reqwest::get(cw.url("/readyz")).await
+            if let Ok(r) = reqwest::get(self.url("/readyz")).await
                 && r.status().is_success()
             {
-                return cw;
+                return;
             }
             assert!(
                 Instant::now() < deadline,
                 "citywatch not ready: {}",
-                std::fs::read_to_string(&cw.log).unwrap_or_default()
+                std::fs::read_to_string(&self.log).unwrap_or_default()
             );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
@@ -211,11 +229,40 @@ impl Citywatch {
 
     /// Stops with SIGTERM (a clean, draining shutdown) and waits for the exit.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
+        self.signal_term();
+        self.wait_success();
+    }
+
+    /// Sends SIGTERM: a clean, draining shutdown.
+    pub fn signal_term(&self) {
+        if let Some(child) = &self.child {
             let _ = Command::new("kill")
                 .arg("-TERM")
                 .arg(child.id().to_string())
                 .status();
+        }
+    }
+
+    /// Waits for the process to exit (at most 30 s) and returns its exit code.
+    pub fn wait_code(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        let pid = child.id();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait());
+        });
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(Ok(status)) => status.code(),
+            _ => {
+                let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+                None
+            }
+        }
+    }
+
+    /// Waits for the process to exit, and checks that it exited cleanly.
+    pub fn wait_success(&mut self) {
+        if let Some(mut child) = self.child.take() {
             let status = child.wait().unwrap();
             assert!(
                 status.success(),

@@ -30,6 +30,9 @@ pub struct MqttConfig {
     pub reconnect_min_ms: u64,
     /// Longest reconnect delay, ms.
     pub reconnect_max_ms: u64,
+    /// Subscribe as a member of this shared-subscription group (`$share/<group>/…`), so the
+    /// broker gives each message to one member: the processes of a cluster.
+    pub share_group: Option<String>,
 }
 
 const fn default_embedded_addr() -> SocketAddr {
@@ -53,6 +56,7 @@ impl Default for MqttConfig {
             max_payload_bytes: 64 * 1024,
             reconnect_min_ms: 200,
             reconnect_max_ms: 10_000,
+            share_group: None,
         }
     }
 }
@@ -88,9 +92,13 @@ impl MqttConfig {
         }
     }
 
-    /// The subscription filter: everything under the prefix.
+    /// The subscription filter: everything under the prefix (as a member of the share group,
+    /// if there is one).
     pub fn filter(&self) -> String {
-        format!("{}#", self.prefix)
+        match &self.share_group {
+            Some(group) => format!("$share/{group}/{}#", self.prefix),
+            None => format!("{}#", self.prefix),
+        }
     }
 }
 

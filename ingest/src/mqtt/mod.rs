@@ -2,7 +2,9 @@
 
 mod acks;
 mod config;
+mod facts;
 mod source;
 
 pub use config::MqttConfig;
+pub use facts::Facts;
 pub use source::Ingest;

@@ -205,10 +205,15 @@ async fn send_acks(
     }
 }
 
-impl Loop {
-    /// Keeps what alerts will want to know of an event: a kitchen camera's evidence image,
-    /// whom a complaint is about.
-    fn remember(&self, event: &model::Event, received_ms: u64) {
+/// Keeps what alerts will want to know of an event: a kitchen camera's evidence image, whom a
+/// complaint is about.
+pub(crate) fn remember(
+    evidence: &crate::Evidence,
+    complaints: &crate::Complaints,
+    event: &model::Event,
+    received_ms: u64,
+) {
+    {
         match event {
             model::Event::Detection {
                 kitchen_id,
@@ -216,7 +221,7 @@ impl Loop {
                 detection,
             } => {
                 if let Some(snapshot) = &detection.snapshot {
-                    self.evidence.record(
+                    evidence.record(
                         kitchen_id,
                         camera_id,
                         detection.kind.as_str(),
@@ -225,7 +230,7 @@ impl Loop {
                     );
                 }
             }
-            model::Event::ComplaintNew { complaint } => self.complaints.record(
+            model::Event::ComplaintNew { complaint } => complaints.record(
                 &complaint.complaint_id,
                 crate::complaints::ComplaintFacts {
                     merchant_id: complaint.merchant_id.as_ref().map(|m| m.to_string()),
@@ -237,7 +242,9 @@ impl Loop {
             _ => {}
         }
     }
+}
 
+impl Loop {
     async fn run(self, mut eventloop: EventLoop, mut stop: watch::Receiver<bool>) {
         let mut backoff = self.backoff.0;
         let mut draining = false;
@@ -314,7 +321,12 @@ impl Loop {
         match self.decoder.decode(&p.topic, &p.payload, received_ms) {
             Ok(envelope) => {
                 self.stats.message(envelope.event.stream());
-                self.remember(&envelope.event, received_ms);
+                remember(
+                    &self.evidence,
+                    &self.complaints,
+                    &envelope.event,
+                    received_ms,
+                );
                 self.enqueue(Ingested { envelope, seq }).await;
             }
             Err(rejection) => {
