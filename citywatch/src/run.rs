@@ -89,7 +89,30 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
         .with_context(|| format!("binding HTTP on {}", settings.http))?;
     let http_addr = listener.local_addr()?;
 
-    let ingest = Ingest::start(&settings.mqtt_config(), deadletters.clone())?;
+    // Complaints and their status updates, kept on disk: fed again first, so that handling
+    // deadlines and open complaints survive a restart.
+    let (complaint_log, logged) = ingest::ComplaintLog::open(
+        &settings.data_dir.join("complaints"),
+        now_ms().saturating_sub(dataflow::build::COMPLAINT_ID_RETENTION_MS),
+    )
+    .with_context(|| {
+        format!(
+            "opening the complaint log in {}",
+            settings.data_dir.display()
+        )
+    })?;
+    let ingest = Ingest::start(
+        &settings.mqtt_config(),
+        deadletters.clone(),
+        Some(Arc::new(complaint_log)),
+    )?;
+    let replayed = replayed_complaints(&settings, &ingest, logged);
+    if !replayed.is_empty() {
+        tracing::info!(
+            messages = replayed.len(),
+            "complaint log: restoring handling deadlines"
+        );
+    }
     let stats = Arc::new(Stats::default());
     let (snapshots, publish) = api::state::snapshot_channel();
     let sink =
@@ -179,8 +202,21 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
     };
     let rx = ingest.receiver();
     let handed = ingest.handed_factory();
-    let sources: SourceFactory = Arc::new(move |_, _| {
-        Box::new(ChannelSource::new(rx.clone(), Some(handed()))) as Box<dyn Source>
+    let workers = settings.workers.max(1);
+    let replayed = std::sync::Mutex::new(Some(replayed));
+    let sources: SourceFactory = Arc::new(move |index, _| {
+        let live = Box::new(ChannelSource::new(rx.clone(), Some(handed()))) as Box<dyn Source>;
+        // This process's first worker feeds the complaint log before live input.
+        let first = (index % workers == 0)
+            .then(|| replayed.lock().ok().and_then(|mut r| r.take()))
+            .flatten();
+        match first {
+            Some(items) => Box::new(dataflow::ChainSource::new(
+                Box::new(dataflow::VecSource::new(items)),
+                live,
+            )),
+            None => live,
+        }
     });
     // In a cluster this waits until every process is connected: the API answers meanwhile.
     let starting = {
@@ -321,6 +357,42 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The logged complaints and status updates, decoded as when they arrived (so their times
+/// are checked against their arrival, not against now) and marked as fed again; their facts
+/// (merchant, place) are remembered for the alerts again.
+fn replayed_complaints(
+    settings: &Settings,
+    ingest: &Ingest,
+    logged: Vec<ingest::complaint_log::Logged>,
+) -> Vec<dataflow::Ingested> {
+    let mqtt = settings.mqtt_config();
+    let decoder = model::Decoder::new(model::DecoderConfig {
+        prefix: mqtt.prefix.clone(),
+        max_payload_bytes: mqtt.max_payload_bytes,
+        ..model::DecoderConfig::default()
+    });
+    logged
+        .into_iter()
+        .filter_map(|l| {
+            let mut envelope = decoder
+                .decode(&l.topic, l.payload.as_bytes(), l.received_ms)
+                .ok()?;
+            envelope.replayed = true;
+            ingest.remember(&envelope.event, l.received_ms);
+            Some(dataflow::Ingested {
+                envelope,
+                seq: None,
+            })
+        })
+        .collect()
 }
 
 /// A dataflow worker that panics (in a cluster: because a process was lost, which timely

@@ -305,6 +305,51 @@ async fn messages_published_while_down_are_counted_exactly_once_after_restart() 
     cw.stop();
 }
 
+/// Complaints are kept on disk (the complaint log) and fed again at start: the open ones are
+/// still open after a restart, and their handling clocks run on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_complaints_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let port = free_port();
+    let mut cw = Citywatch::start("embedded", Some(port), &data).await;
+    let now = now_ms();
+    let complaint = |id: &str| {
+        msg(
+            "cw/v1/complaint/new",
+            json!({"ts": now, "complaint_id": id, "merchant_id": "MER001", "merchant_name": "王记蔬菜摊", "category": "price"})
+                .to_string(),
+        )
+    };
+    let accepted = msg(
+        "cw/v1/complaint/C2/status",
+        json!({"ts": now + 1, "status": "accepted"}).to_string(),
+    );
+    publish_all(port, "12315", &[complaint("C1"), complaint("C2"), accepted]).await;
+    cw.acked(3).await;
+    let complaints = |c: &Value| {
+        (
+            c["complaints"]["received_today"].as_i64(),
+            c["complaints"]["open"].as_i64(),
+            c["complaints"]["decided"].as_i64(),
+        )
+    };
+    let before = cw.counters_after(now + 1).await;
+    assert_eq!(complaints(&before), (Some(2), Some(1), Some(1)), "{before}");
+    cw.stop();
+
+    let mut cw = Citywatch::start("embedded", Some(port), &data).await;
+    let after = cw.counters_after(now_ms()).await;
+    assert_eq!(complaints(&after), (Some(2), Some(1), Some(1)), "{after}");
+    // Restored, not received again.
+    let metrics = cw.metrics().await;
+    assert!(
+        metrics.contains("citywatch_messages_total{stream=\"complaint_new\"} 0"),
+        "{metrics}"
+    );
+    cw.stop();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_completes_with_an_event_stream_open() {
     let port = free_port();

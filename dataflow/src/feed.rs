@@ -70,6 +70,38 @@ impl Source for ChannelSource {
     }
 }
 
+/// One source until it is done, then another: what a log replays at start, then live input.
+pub struct ChainSource {
+    first: Option<Box<dyn Source>>,
+    then: Box<dyn Source>,
+}
+
+impl ChainSource {
+    pub fn new(first: Box<dyn Source>, then: Box<dyn Source>) -> Self {
+        ChainSource {
+            first: Some(first),
+            then,
+        }
+    }
+}
+
+impl Source for ChainSource {
+    fn pull(&mut self, out: &mut Vec<Ingested>, max: usize) -> Pulled {
+        if let Some(first) = self.first.as_mut() {
+            match first.pull(out, max) {
+                Pulled::Done => self.first = None,
+                pulled => return pulled,
+            }
+        }
+        self.then.pull(out, max)
+    }
+
+    fn handed(&mut self, seqs: &[u64]) {
+        // Only live input carries sequence numbers to acknowledge.
+        self.then.handed(seqs);
+    }
+}
+
 /// A source over a fixed list of events (replay, tests, benchmarks).
 pub struct VecSource {
     items: std::vec::IntoIter<Ingested>,

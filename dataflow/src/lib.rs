@@ -31,7 +31,7 @@ pub mod stats;
 
 pub use conditions::{Active, Condition, ConditionsFn, ConditionsSnapshot};
 pub use counters::{Counter, Snapshot, SnapshotView};
-pub use feed::{ChannelSource, ClockMode, Ingested, Pulled, Source, VecSource};
+pub use feed::{ChainSource, ChannelSource, ClockMode, Ingested, Pulled, Source, VecSource};
 pub use operators::snapshot::SnapshotFn;
 pub use reference::Reference;
 pub use runtime::{

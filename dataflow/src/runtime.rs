@@ -392,11 +392,18 @@ impl Feeder {
         let mut newest = 0;
         let (mut late, mut untimed) = (0, 0);
         let n = batch.len();
+        let mut replayed = 0;
         for item in batch.drain(..) {
             let env = item.envelope;
             let stream = env.event.stream();
-            newest = newest.max(env.time_ms);
             let (t, is_late) = frontier.place(env.time_ms);
+            if env.replayed {
+                // Counted when it was received: it only restores state now.
+                replayed += 1;
+                inputs.events.send((env, t));
+                continue;
+            }
+            newest = newest.max(env.time_ms);
             let minute = minute_of(env.time_ms);
             *self
                 .counts
@@ -431,6 +438,6 @@ impl Feeder {
                 inputs.counters.update_at(counter, t, d);
             }
         }
-        stats.record_batch(n as u64, late, untimed, newest);
+        stats.record_batch((n - replayed) as u64, late, untimed, newest);
     }
 }

@@ -43,6 +43,7 @@ fn run(
                     event,
                     received_ms: t,
                     untimed: false,
+                    replayed: false,
                 };
                 inputs.events.send((env, t));
             }

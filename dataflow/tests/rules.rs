@@ -652,3 +652,70 @@ fn a_reference_change_at_run_time() {
     consolidate_updates(&mut expected);
     assert_eq!(out, expected);
 }
+
+/// Complaints fed again from the complaint log at start: their deadline clocks are restored
+/// (one that ran out meanwhile fires at once, one decided meanwhile stays quiet), and other
+/// rules do not count them again.
+#[test]
+fn complaints_fed_again_at_start_restore_deadlines_only() {
+    const DEADLINES: &str = r#"
+[[rule]]
+id = "overdue"
+severity = "major"
+stream = "complaint_new"
+group_by = ["complaint_id"]
+deadline = { working_days = 1, done_stream = "complaint_status", done = 'event.status == "accepted"' }
+
+[[rule]]
+id = "burst"
+severity = "major"
+stream = "complaint_new"
+group_by = ["merchant_id"]
+window = { sliding = "30d" }
+aggregate = "count"
+condition = "value >= 2"
+"#;
+    let rules = Arc::new(rules::load_str("test.toml", DEADLINES).unwrap());
+    let complaint = |id: &str, ts: u64, replayed: bool| {
+        let mut e = env(
+            "cw/v1/complaint/new",
+            format!(
+                r#"{{"ts":{ts},"complaint_id":"{id}","merchant_id":"M1","merchant_name":"某商户","category":"price"}}"#
+            ),
+            ts,
+        );
+        e.replayed = replayed;
+        (e, T0)
+    };
+    let accepted = |id: &str, ts: u64| {
+        let mut e = env(
+            &format!("cw/v1/complaint/{id}/status"),
+            format!(r#"{{"ts":{ts},"status":"accepted"}}"#),
+            ts,
+        );
+        e.replayed = true;
+        (e, T0)
+    };
+    let day = 24 * 60 * MIN;
+    let out = run_with(
+        rules,
+        Arc::new(Reference::default()),
+        vec![(
+            T0,
+            vec![
+                // Made ten days ago, never decided: overdue now.
+                complaint("C1", T0 - 10 * day, true),
+                // Made ten days ago, accepted the day after.
+                complaint("C2", T0 - 10 * day, true),
+                accepted("C2", T0 - 9 * day),
+                // Made now: its clock runs a working day from now.
+                complaint("C3", T0, false),
+            ],
+        )],
+        T0 + 10 * MIN,
+        vec![],
+    );
+    // Only C1's clock ran out (at the restart, not ten days ago), and the burst rule counted
+    // the one live complaint only.
+    assert_eq!(out, vec![(cond("overdue", "C1", 1.0), T0, 1)]);
+}

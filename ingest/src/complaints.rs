@@ -2,8 +2,8 @@
 //! deadline) can be routed like the complaint: to the merchant's office.
 //!
 //! Bounded: at most [`MAX_COMPLAINTS`], the oldest forgotten first. A deadline that runs out
-//! for a complaint forgotten here (or received before a restart) still fires; it is then routed
-//! to the district's offices.
+//! for a complaint forgotten here still fires; it is then routed to the district's offices.
+//! Complaints received before a restart come back from the complaint log at start.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;

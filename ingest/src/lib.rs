@@ -12,15 +12,19 @@
 //! - [`deadletter`]: the bounded on-disk store of rejected messages.
 //! - [`evidence`]: the latest evidence image of each kitchen camera, for alerts.
 //! - [`complaints`]: whom each recent complaint is about, for routing its deadline alerts.
+//! - [`complaint_log`]: complaints and their status updates on disk, fed again at start so that
+//!   handling deadlines survive a restart.
 //! - [`stats`]: counters and gauges for `/metrics` and `/readyz`.
 
 pub mod broker;
+pub mod complaint_log;
 pub mod complaints;
 pub mod deadletter;
 pub mod evidence;
 pub mod mqtt;
 pub mod stats;
 
+pub use complaint_log::ComplaintLog;
 pub use complaints::Complaints;
 pub use deadletter::{DeadLetter, DeadLetters};
 pub use evidence::Evidence;

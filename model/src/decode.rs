@@ -46,6 +46,9 @@ pub struct Envelope {
     pub received_ms: u64,
     /// Whether the device sent no `ts`.
     pub untimed: bool,
+    /// Fed again at start from the complaint log (to restore the handling-deadline clocks),
+    /// not newly received.
+    pub replayed: bool,
 }
 
 /// A decoded event on its way into the dataflow, with the sequence number its source uses to
@@ -215,6 +218,7 @@ impl Decoder {
             time_ms,
             received_ms,
             untimed,
+            replayed: false,
         })
     }
 }

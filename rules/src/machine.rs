@@ -187,8 +187,10 @@ impl Machine {
                     // A repeat of the starting event (a duplicate) never restarts the clock.
                     self.last_seen = Some(due as u64);
                     self.value = f64::from(*working_days);
+                    // Already due (a clock restored at start that ran out meanwhile): it fires
+                    // now; nothing may be emitted behind the time being handled.
                     if t >= due as u64 {
-                        self.set_raw(due as u64, true, rule, &mut out);
+                        self.set_raw(t, true, rule, &mut out);
                     }
                 }
             }

@@ -466,6 +466,15 @@ fn observe_event(
     let Some(ids) = set.by_stream.get(&env.event.stream()) else {
         return;
     };
+    // A complaint fed again at start restores the clocks of the deadline rules only: to the
+    // others it is old news (a burst of old complaints is not a group complaint).
+    if env.replayed
+        && !ids
+            .iter()
+            .any(|&i| matches!(set.rules[i].kind, Kind::Deadline { .. }))
+    {
+        return;
+    }
     let event = event_value(env);
     // One binding per event for all its rules; `ref` only when a rule of the stream reads it.
     let mut vars = vec![("event", event.clone())];
@@ -477,6 +486,9 @@ fn observe_event(
     let stream = env.event.stream();
     for &i in ids {
         let rule = &set.rules[i];
+        if env.replayed && !matches!(rule.kind, Kind::Deadline { .. }) {
+            continue;
+        }
         // A deadline's own stream starts its clock; its done stream (maybe the same) stops it.
         let (starts, stops) = match &rule.kind {
             Kind::Deadline { done_stream, .. } => (rule.stream == stream, *done_stream == stream),
@@ -547,9 +559,10 @@ fn observe_event(
         };
         let item = match &rule.kind {
             Kind::Window { .. } => window_item(rule, &event),
-            // The starting event carries when its clock runs out.
+            // The starting event carries when its clock runs out, counted from when the
+            // complaint was made (its event time), not from when it reached the dataflow.
             Kind::Deadline { working_days, .. } if matched => {
-                Item::Num(refs.calendar.working_days_after(t, *working_days) as f64)
+                Item::Num(refs.calendar.working_days_after(env.time_ms, *working_days) as f64)
             }
             _ => Item::Unit,
         };

@@ -48,6 +48,7 @@ struct Loop {
     backoff: (Duration, Duration),
     evidence: Arc<crate::Evidence>,
     complaints: Arc<crate::Complaints>,
+    complaint_log: Option<Arc<crate::ComplaintLog>>,
 }
 
 fn now_ms() -> u64 {
@@ -62,6 +63,7 @@ impl Ingest {
     pub fn start(
         config: &MqttConfig,
         deadletters: Arc<DeadLetters>,
+        complaint_log: Option<Arc<crate::ComplaintLog>>,
     ) -> Result<Ingest, IngestError> {
         let (host, port) = config.endpoint()?;
         let max_packet = config.max_payload_bytes + PACKET_HEADROOM;
@@ -107,6 +109,7 @@ impl Ingest {
             ),
             evidence: evidence.clone(),
             complaints: complaints.clone(),
+            complaint_log,
         };
         let task = tokio::spawn(looper.run(eventloop, stop_rx));
         let ack_task = tokio::spawn(send_acks(
@@ -136,6 +139,12 @@ impl Ingest {
     /// Who each recent complaint is about.
     pub fn complaints(&self) -> Arc<crate::Complaints> {
         self.complaints.clone()
+    }
+
+    /// Keeps what alerts will want to know of an event received earlier (one fed again from
+    /// the complaint log at start).
+    pub fn remember(&self, event: &model::Event, received_ms: u64) {
+        remember(&self.evidence, &self.complaints, event, received_ms);
     }
 
     /// The queue of decoded events, for the dataflow's sources.
@@ -321,6 +330,18 @@ impl Loop {
         match self.decoder.decode(&p.topic, &p.payload, received_ms) {
             Ok(envelope) => {
                 self.stats.message(envelope.event.stream());
+                if let Some(log) = &self.complaint_log
+                    && matches!(
+                        envelope.event.stream(),
+                        model::Stream::ComplaintNew | model::Stream::ComplaintStatus
+                    )
+                {
+                    // On disk before it can be acknowledged (the decoder took it as UTF-8 JSON).
+                    let payload = String::from_utf8_lossy(&p.payload);
+                    if let Err(e) = log.append(&p.topic, &payload, received_ms) {
+                        tracing::error!(error = %e, path = %log.path().display(), "cannot log a complaint: its deadline will not survive a restart");
+                    }
+                }
                 remember(
                     &self.evidence,
                     &self.complaints,
