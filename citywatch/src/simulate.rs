@@ -279,6 +279,15 @@ pub async fn simulate(args: &SimulateArgs, district: District) -> anyhow::Result
     let mut per_stream: BTreeMap<String, u64> = BTreeMap::new();
     let started = Instant::now();
     let mut n = 0u64;
+    // On a terminal only: a run of a large city takes minutes.
+    let bar = indicatif::ProgressBar::new(args.seconds);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "simulated {pos}/{len} s [{bar:30}] {msg}, {elapsed} elapsed, eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
     for second in 0..args.seconds {
         if args.speed > 0.0 {
             let due = started + Duration::from_secs_f64(second as f64 / args.speed);
@@ -310,6 +319,15 @@ pub async fn simulate(args: &SimulateArgs, district: District) -> anyhow::Result
             sink.send(m, qos).await?;
         }
         summary.second_sent_ms.push(now_ms());
+        bar.inc(1);
+        if second % 10 == 0 {
+            bar.set_message(format!(
+                "{} messages, {:.0}/s, {} incidents",
+                summary.messages,
+                summary.messages as f64 / started.elapsed().as_secs_f64().max(1e-9),
+                summary.incidents
+            ));
+        }
         for incident in sim.take_incidents() {
             summary.incidents += 1;
             if let Some(t) = &mut truth {
@@ -317,6 +335,7 @@ pub async fn simulate(args: &SimulateArgs, district: District) -> anyhow::Result
             }
         }
     }
+    bar.finish_and_clear();
     // What is still held back goes out at the end.
     for (_, m) in held.drain(..) {
         summary.messages += 1;
