@@ -74,9 +74,10 @@ pub struct Machine {
     /// state per device is measured in docs/BENCHMARKS.md and already over its target.
     #[allow(clippy::box_collection)]
     prior: Option<Box<VecDeque<(u64, f64, usize)>>>,
-    /// Rules whose filter reads `prev`: the group's previous event as the filter saw it (only
-    /// the fields it reads), kept ready to bind.
-    prev: Option<Box<cel_interpreter::Value>>,
+    /// Rules whose filter reads `prev`: the fields of the group's previous event the filter
+    /// reads, as plain scalars (a CEL map per device would cost several times as much; it is
+    /// built when the filter runs).
+    prev: Option<Box<[Option<Scalar>]>>,
 }
 
 impl Machine {
@@ -109,13 +110,14 @@ impl Machine {
     }
 
     /// The group's previous event (rules whose filter reads `prev`).
-    pub fn prev(&self) -> Option<&cel_interpreter::Value> {
+    pub fn prev(&self) -> Option<&[Option<Scalar>]> {
         self.prev.as_deref()
     }
 
-    /// Keeps `event` as the previous one, for the next event of the group.
-    pub fn set_prev(&mut self, event: cel_interpreter::Value) {
-        self.prev = Some(Box::new(event));
+    /// Keeps an event's fields (those the filter reads) as the previous event's, for the
+    /// next event of the group.
+    pub fn set_prev(&mut self, fields: Vec<Option<Scalar>>) {
+        self.prev = Some(fields.into_boxed_slice());
     }
 
     /// An event of the group at `t`. `matched`: the rule's filter holds; `cleared`: its clear

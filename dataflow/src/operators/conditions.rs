@@ -611,12 +611,12 @@ fn scalar(v: &Value) -> Option<Scalar> {
 }
 
 /// The CEL map of the carried fields, named by the rule's `prev_fields`.
-fn scalars_value(names: &[String], fields: Vec<Option<Scalar>>) -> Value {
+fn scalars_value(names: &[String], fields: &[Option<Scalar>]) -> Value {
     map(names.iter().zip(fields).filter_map(|(k, s)| {
-        let v = match s? {
-            Scalar::Text(t) => Value::String(Arc::new(t)),
-            Scalar::Num(n) => Value::Float(n),
-            Scalar::Bool(b) => Value::Bool(b),
+        let v = match s.as_ref()? {
+            Scalar::Text(t) => Value::String(Arc::new(t.clone())),
+            Scalar::Num(n) => Value::Float(*n),
+            Scalar::Bool(b) => Value::Bool(*b),
         };
         Some((k.clone(), v))
     }))
@@ -817,21 +817,29 @@ impl<'scope> Conditions<'scope> for StreamVec<'scope, u64, Batch> {
                                         What::Deferred { fields, item } => {
                                             // The group's previous event is known here, in
                                             // event-time order: judge the filter now.
-                                            let event = scalars_value(&r.prev_fields, fields);
                                             let matched = match (&r.filter, m.prev()) {
                                                 (Some(f), Some(prev)) => evaluator
                                                     .bool(
                                                         f,
                                                         vec![
-                                                            ("event", event.clone()),
-                                                            ("prev", prev.clone()),
+                                                            (
+                                                                "event",
+                                                                scalars_value(
+                                                                    &r.prev_fields,
+                                                                    &fields,
+                                                                ),
+                                                            ),
+                                                            (
+                                                                "prev",
+                                                                scalars_value(&r.prev_fields, prev),
+                                                            ),
                                                         ],
                                                     )
                                                     .unwrap_or(false),
                                                 // The group's first event has no previous one.
                                                 _ => false,
                                             };
-                                            m.set_prev(event);
+                                            m.set_prev(fields);
                                             m.event(r, t, matched, false, item, &mut cond)
                                         }
                                     };
