@@ -260,41 +260,34 @@ pub fn event_value(env: &Envelope) -> Value {
         Event::ComplaintNew { complaint } => cel_interpreter::to_value(complaint),
         Event::ComplaintStatus { update, .. } => cel_interpreter::to_value(update),
     };
-    let mut entries: Vec<(String, Value)> = match payload {
-        Ok(Value::Map(m)) => m
-            .map
-            .iter()
-            .map(|(k, v)| (key_string(k), v.clone()))
-            .collect(),
-        _ => Vec::new(),
+    // The payload's own map, with the ids and the time added in place: one map per event,
+    // not a copy (this runs once per event for every stream that has rules).
+    let mut fields = match payload {
+        Ok(Value::Map(m)) => m.map,
+        _ => Arc::new(HashMap::new()),
+    };
+    let m = Arc::make_mut(&mut fields);
+    let mut put = |k: &str, v: Value| {
+        m.insert(cel_interpreter::objects::Key::from(k), v);
     };
     for (k, v) in ids(&env.event) {
-        entries.push((k.to_owned(), Value::String(Arc::new(v.to_owned()))));
+        put(k, Value::String(Arc::new(v.to_owned())));
     }
-    entries.push(("time_ms".into(), Value::Int(env.time_ms as i64)));
+    put("time_ms", Value::Int(env.time_ms as i64));
     if let Event::ElevatorEvent { event, .. } = &env.event {
         // Numeric codes arrive as names; rules match on the name.
-        entries.retain(|(k, _)| k != "code");
-        entries.push((
-            "code".into(),
+        put(
+            "code",
             Value::String(Arc::new(event.code.name().to_owned())),
-        ));
+        );
     }
     if let Event::Residue { test, .. } = &env.event {
-        entries.retain(|(k, _)| k != "result");
-        entries.push((
-            "result".into(),
+        put(
+            "result",
             Value::String(Arc::new(test.outcome().as_str().to_owned())),
-        ));
+        );
     }
-    map(entries)
-}
-
-fn key_string(k: &cel_interpreter::objects::Key) -> String {
-    match k {
-        cel_interpreter::objects::Key::String(s) => s.to_string(),
-        other => format!("{other:?}"),
-    }
+    Value::Map(Map { map: fields })
 }
 
 /// The topic's ids of an event, by name.

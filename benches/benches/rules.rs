@@ -1,0 +1,90 @@
+//! Rule evaluation, one core: CEL filters of the default pack on one elevator frame (with the
+//! cost of turning the frame into a CEL value), and a sliding-window machine taking one event a
+//! second in steady state (one in, one out of its 60 s window). The dataflow around them is
+//! measured end to end by `citywatch replay` and `citywatch bench` (docs/BENCHMARKS.md).
+//!
+//! `cargo bench -p citywatch-benches --bench rules`
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use model::Decoder;
+use rules::machine::{Item, Machine};
+use std::hint::black_box;
+use std::path::Path;
+
+const NOW: u64 = 1_795_737_600_000;
+
+fn frame() -> model::Envelope {
+    let payload = format!(
+        r#"{{"ts":{NOW},"floor":12,"position_m":33.1,"in_door_zone":false,"speed_mps":1.62,"direction":"up","door":"closed","light_curtain_blocked":false,"occupied":true,"load_pct":41.5,"vibration_mps2":0.08,"service_mode":"normal","safety_circuit_ok":true,"power_ok":true}}"#
+    );
+    Decoder::default()
+        .decode("cw/v1/elevator/E0001234/status", payload.as_bytes(), NOW)
+        .expect("a valid frame")
+}
+
+fn filters(c: &mut Criterion) {
+    let pack = rules::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/default"))
+        .expect("the default pack loads");
+    let env = frame();
+    let event = rules::expr::event_value(&env);
+    let evaluator = rules::expr::Evaluator::default();
+    let mut group = c.benchmark_group("rules");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("event_value/elevator_status", |b| {
+        b.iter(|| rules::expr::event_value(black_box(&env)))
+    });
+    for id in [
+        "elevator.trapped_outside_zone",
+        "elevator.door_open_while_moving",
+        "elevator.high_vibration",
+    ] {
+        let rule = pack.iter().find(|r| r.id == id).expect("in the pack");
+        let filter = rule.filter.as_ref().expect("a filter");
+        group.bench_function(format!("filter/{id}"), |b| {
+            b.iter(|| {
+                evaluator
+                    .bool(black_box(filter), vec![("event", event.clone())])
+                    .expect("evaluates")
+            })
+        });
+    }
+    group.finish();
+}
+
+fn windows(c: &mut Criterion) {
+    let rule = rules::load_str(
+        "window.toml",
+        r#"
+[[rule]]
+id = "vibration"
+severity = "minor"
+stream = "elevator_status"
+group_by = ["elevator_id"]
+window = { sliding = "60s" }
+aggregate = "avg(vibration_mps2)"
+condition = "value > 0.5"
+"#,
+    )
+    .expect("a valid rule")
+    .remove(0);
+    let mut group = c.benchmark_group("rules");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("window/sliding_60s_avg_one_event", |b| {
+        let mut m = Machine::default();
+        let mut condition = |a: &rules::machine::Aggregated<'_>| (a.value > 0.5, false);
+        let mut t = NOW;
+        // A full window first: then each event pushes one item and expires one.
+        for _ in 0..60 {
+            m.event(&rule, t, true, false, Item::Num(0.1), &mut condition);
+            t += 1000;
+        }
+        b.iter(|| {
+            t += 1000;
+            m.event(&rule, t, true, false, Item::Num(0.1), &mut condition)
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, filters, windows);
+criterion_main!(benches);
