@@ -253,9 +253,25 @@ fn accuracy(truth: &[Value], alerts: &[Value], end_ms: u64) -> Value {
             .filter(|i| !alerts.iter().any(|a| matches(i, a)))
             .filter_map(|i| i["device"].as_str())
             .collect();
+        // Detection delay, in event time: from the incident's start to the first alert that
+        // found it (the rule's own wait, `for` or absence, included).
+        let mut delays: Vec<f64> = incidents
+            .iter()
+            .filter_map(|i| {
+                let start = i["start_ms"].as_u64()?;
+                alerts
+                    .iter()
+                    .filter(|a| matches(i, a))
+                    .filter_map(|a| a["since_ms"].as_u64())
+                    .min()
+                    .map(|since| since as f64 - start as f64)
+            })
+            .collect();
+        delays.sort_by(f64::total_cmp);
         per_rule.insert(
             (*rule).to_owned(),
-            json!({ "incidents": incidents.len(), "found": found, "alerts": alerts_n, "missed": missed }),
+            json!({ "incidents": incidents.len(), "found": found, "alerts": alerts_n, "missed": missed,
+                    "detection_delay_ms": { "p50": percentile(&delays, 0.5), "max": delays.last().copied().unwrap_or(0.0) } }),
         );
     }
     let ratio = |a: usize, b: usize| if b == 0 { 1.0 } else { a as f64 / b as f64 };
@@ -714,7 +730,7 @@ async fn measure(
         "publish": { "wall_seconds": sim.wall_seconds, "messages_per_s": sim.messages_per_s, "acked": sim.acked },
         "drain_seconds": drain_s,
         "sustained": taken >= sim.messages as f64 && kept_pace && drain_s <= SUSTAINED_DRAIN_S,
-        "latency_ms": { "p50": percentile(&lat, 0.5), "p99": percentile(&lat, 0.99),
+        "latency_ms": { "p50": percentile(&lat, 0.5), "p95": percentile(&lat, 0.95), "p99": percentile(&lat, 0.99),
                         "max": lat.last().copied().unwrap_or(0.0), "n": lat.len(),
                         "from": "publish of the event's simulated second", "to": "alert journaled" },
         "accuracy": acc,
@@ -742,7 +758,7 @@ fn summary_md(r: &Value) -> String {
          | events/s (published → taken by citywatch) | {:.0} |\n\
          | broker alone: messages/s (published → plain subscriber) | {} |\n\
          | citywatch as a share of the broker alone | {} |\n\
-         | latency p50 / p99 / max (ms) | {:.0} / {:.0} / {:.0} |\n\
+         | latency p50 / p95 / p99 / max (ms) | {:.0} / {:.0} / {:.0} / {:.0} |\n\
          | recall | {:.3} ({} of {} incidents) |\n\
          | precision | {:.3} ({} of {} alerts) |\n\
          | citywatch RSS max (MB) | {:.1} |\n\
@@ -769,6 +785,7 @@ fn summary_md(r: &Value) -> String {
             .as_f64()
             .map_or("–".into(), |x| format!("{:.0} %", x * 100.0)),
         f(&v["latency_ms"]["p50"]),
+        f(&v["latency_ms"]["p95"]),
         f(&v["latency_ms"]["p99"]),
         f(&v["latency_ms"]["max"]),
         f(&a["recall"]),
@@ -811,12 +828,18 @@ fn summary_md(r: &Value) -> String {
             None => "\nNone of the steps was sustained (plot: load.svg).\n".into(),
         });
     }
-    s.push_str("\n| rule | incidents | found | alerts |\n|---|---|---|---|\n");
+    s.push_str(
+        "\n| rule | incidents | found | alerts | detection delay p50 / max (s, event time) |\n|---|---|---|---|---|\n",
+    );
     if let Some(rules) = a["per_rule"].as_object() {
         for (rule, x) in rules {
             s.push_str(&format!(
-                "| {rule} | {} | {} | {} |\n",
-                x["incidents"], x["found"], x["alerts"]
+                "| {rule} | {} | {} | {} | {:.1} / {:.1} |\n",
+                x["incidents"],
+                x["found"],
+                x["alerts"],
+                f(&x["detection_delay_ms"]["p50"]) / 1000.0,
+                f(&x["detection_delay_ms"]["max"]) / 1000.0
             ));
         }
     }
