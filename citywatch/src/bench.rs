@@ -626,10 +626,10 @@ async fn measure(
     // Throughput: until citywatch has taken (and acknowledged) every message, or taken nothing
     // more for 10 s: the embedded broker drops what a subscriber falls too far behind on
     // (ingest::broker::RETAINED_BYTES), and the report says how much.
-    let (mut taken, mut last_growth) = (0.0, Instant::now());
+    let (mut taken, mut last_growth, mut late) = (0.0, Instant::now(), 0.0);
     let mut took = started.elapsed().as_secs_f64();
     loop {
-        let mut now = 0.0;
+        let (mut now, mut late_now) = (0.0, 0.0);
         for b in &bases {
             let m = client
                 .get(format!("{b}/metrics"))
@@ -638,7 +638,9 @@ async fn measure(
                 .text()
                 .await?;
             now += metric(&m, "citywatch_mqtt_acks_total");
+            late_now += metric(&m, "citywatch_late_events_total");
         }
+        late = late_now;
         if now > taken {
             taken = now;
             last_growth = Instant::now();
@@ -727,6 +729,9 @@ async fn measure(
         // which it reads and ignores).
         "messages_taken": taken,
         "events_per_s": taken / took,
+        // Events that arrived more than the lateness behind the newest (placed at the frontier):
+        // with several connections publishing as fast as they can, one runs ahead of another.
+        "late_events": late,
         "publish": { "wall_seconds": sim.wall_seconds, "messages_per_s": sim.messages_per_s, "acked": sim.acked },
         "drain_seconds": drain_s,
         "sustained": taken >= sim.messages as f64 && kept_pace && drain_s <= SUSTAINED_DRAIN_S,
