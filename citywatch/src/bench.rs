@@ -626,7 +626,8 @@ async fn measure(
     // Throughput: until citywatch has taken (and acknowledged) every message, or taken nothing
     // more for 10 s: the embedded broker drops what a subscriber falls too far behind on
     // (ingest::broker::RETAINED_BYTES), and the report says how much.
-    let (mut taken, mut last_growth, mut late) = (0.0, Instant::now(), 0.0);
+    let (mut taken, mut last_growth) = (0.0, Instant::now());
+    let mut late;
     let mut took = started.elapsed().as_secs_f64();
     loop {
         let (mut now, mut late_now) = (0.0, 0.0);
