@@ -24,6 +24,7 @@ use rules::spec::{Kind, Registry, Rule};
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::rc::Rc;
 use std::sync::Arc;
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Exchange;
@@ -683,9 +684,10 @@ impl<'scope> Conditions<'scope> for StreamVec<'scope, u64, Batch> {
                 let mut stash: BTreeMap<u64, Vec<Batch>> = BTreeMap::new();
                 let mut pending: BTreeMap<u64, RuleSetVersion> = BTreeMap::new();
                 let mut current = Arc::new(RuleSet::default());
-                let mut groups: HashMap<String, Group> = HashMap::new();
+                // One allocation per group key, shared by the map and the timer heap.
+                let mut groups: HashMap<Rc<str>, Group> = HashMap::new();
                 // Lazy: an entry counts only while it is its group's `scheduled` time.
-                let mut timers: BinaryHeap<Reverse<(u64, String)>> = BinaryHeap::new();
+                let mut timers: BinaryHeap<Reverse<(u64, Rc<str>)>> = BinaryHeap::new();
                 let mut out: Vec<(Condition, u64, isize)> = Vec::new();
                 let evaluator = Evaluator::default();
                 move |(input, frontier), (versions, versions_frontier), output| {
@@ -771,7 +773,17 @@ impl<'scope> Conditions<'scope> for StreamVec<'scope, u64, Batch> {
                                 break;
                             };
                             for b in batches {
-                                let group = groups.entry(b.group.clone()).or_default();
+                                let key: Rc<str> = match groups.get_key_value(b.group.as_str()) {
+                                    Some((k, _)) => k.clone(),
+                                    None => {
+                                        let k: Rc<str> = Rc::from(b.group.as_str());
+                                        groups.insert(k.clone(), Group::default());
+                                        k
+                                    }
+                                };
+                                let Some(group) = groups.get_mut(&key) else {
+                                    continue;
+                                };
                                 for (rule, what) in b.items {
                                     let Some(r) = current.get(rule) else { continue };
                                     let m = match group
@@ -845,7 +857,7 @@ impl<'scope> Conditions<'scope> for StreamVec<'scope, u64, Batch> {
                                     };
                                     emit(r, &b.group, transitions, &mut out);
                                 }
-                                reschedule(&current, &mut groups, b.group, &mut timers);
+                                reschedule(&current, &mut groups, key, &mut timers);
                             }
                         }
                     }
@@ -876,7 +888,7 @@ fn retire_changed(
     old: &RuleSet,
     new: &RuleSet,
     t: u64,
-    groups: &mut HashMap<String, Group>,
+    groups: &mut HashMap<Rc<str>, Group>,
     out: &mut Vec<(Condition, u64, isize)>,
 ) {
     let changed: Vec<u64> = old
@@ -898,7 +910,7 @@ fn retire_changed(
                 out.push((
                     Condition {
                         rule: r.id.clone(),
-                        group: group.clone(),
+                        group: group.to_string(),
                         value_milli: (value * 1000.0).round() as i64,
                     },
                     t,
@@ -915,9 +927,9 @@ fn retire_changed(
 /// timer if it changed.
 fn reschedule(
     set: &RuleSet,
-    groups: &mut HashMap<String, Group>,
-    key: String,
-    timers: &mut BinaryHeap<Reverse<(u64, String)>>,
+    groups: &mut HashMap<Rc<str>, Group>,
+    key: Rc<str>,
+    timers: &mut BinaryHeap<Reverse<(u64, Rc<str>)>>,
 ) {
     let Some(group) = groups.get_mut(&key) else {
         return;
