@@ -93,7 +93,8 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
     // deadlines and open complaints survive a restart.
     let (complaint_log, logged) = ingest::ComplaintLog::open(
         &settings.data_dir.join("complaints"),
-        now_ms().saturating_sub(dataflow::build::COMPLAINT_ID_RETENTION_MS),
+        now_ms(),
+        dataflow::build::COMPLAINT_ID_RETENTION_MS,
     )
     .with_context(|| {
         format!(
