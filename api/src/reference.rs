@@ -170,12 +170,27 @@ fn unknown(name: &str) -> ApiError {
     ))
 }
 
+/// A maintenance unit's token reads its own alerts and elevators, not the registries.
+fn not_for_units(caller: &Caller) -> Result<(), ApiError> {
+    match caller.unit() {
+        Some(unit) => Err(ApiError::forbidden(format!(
+            "a maintenance unit's token (unit:{unit}) does not read the reference tables"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// `GET /api/v1/reference`: the tables and their sizes.
 #[utoipa::path(get, path = "/api/v1/reference", tag = "reference",
-    responses((status = 200, description = "Every table with its number of rows", body = TablesView)))]
-pub(crate) async fn tables(State(s): State<AppState>) -> Json<TablesView> {
+    responses((status = 200, description = "Every table with its number of rows", body = TablesView),
+        (status = 403, description = "A maintenance unit's token", body = ErrorBody)))]
+pub(crate) async fn tables(
+    State(s): State<AppState>,
+    caller: Caller,
+) -> Result<Json<TablesView>, ApiError> {
+    not_for_units(&caller)?;
     let r = s.reference.current();
-    Json(TablesView {
+    Ok(Json(TablesView {
         tables: TABLES
             .iter()
             .map(|t| TableView {
@@ -183,18 +198,21 @@ pub(crate) async fn tables(State(s): State<AppState>) -> Json<TablesView> {
                 rows: rows(&r, t).map_or(0, |v| count(&v)),
             })
             .collect(),
-    })
+    }))
 }
 
 /// `GET /api/v1/reference/{table}`: the rows of a table, as JSON.
 #[utoipa::path(get, path = "/api/v1/reference/{table}", tag = "reference",
     params(("table" = String, Path, description = "A table: elevators, kitchens, cameras, markets, stalls, scales, merchants, offices, maintenance_units, guidance_prices, receivers, holidays, jurisdictions", example = "elevators")),
     responses((status = 200, description = "An array of rows (a GeoJSON FeatureCollection for jurisdictions)", body = serde_json::Value),
+        (status = 403, description = "A maintenance unit's token", body = ErrorBody),
         (status = 404, body = ErrorBody)))]
 pub(crate) async fn table(
     State(s): State<AppState>,
+    caller: Caller,
     axum::extract::Path(name): axum::extract::Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    not_for_units(&caller)?;
     rows(&s.reference.current(), &name)
         .map(Json)
         .ok_or_else(|| unknown(&name))

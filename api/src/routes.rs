@@ -600,11 +600,13 @@ pub(crate) async fn me(State(s): State<AppState>, caller: Caller) -> Json<Me> {
 
 /// `GET /api/v1/map`: what the district map draws: jurisdiction polygons (GeoJSON, with the
 /// office's name) and the devices with a position (elevators, kitchens, markets). Device
-/// states come from the alerts, which the page already has.
+/// states come from the alerts, which the page already has. A maintenance unit's token gets
+/// its own elevators only.
 #[utoipa::path(get, path = "/api/v1/map", tag = "reference",
     responses((status = 200, description = "`{jurisdictions: GeoJSON FeatureCollection (properties office_id, name), elevators: [{id, name, lat, lon, district, unit}], kitchens: [{id, name, lat, lon, district, venue_type}], markets: [{id, name, lat, lon, district}]}`", body = Object)))]
-pub(crate) async fn map(State(s): State<AppState>) -> Json<serde_json::Value> {
+pub(crate) async fn map(State(s): State<AppState>, caller: Caller) -> Json<serde_json::Value> {
     let r = &s.reference.current();
+    let unit = caller.unit();
     let office = |id: &str| {
         r.offices
             .iter()
@@ -626,6 +628,7 @@ pub(crate) async fn map(State(s): State<AppState>) -> Json<serde_json::Value> {
     let elevators: Vec<_> = r
         .elevators
         .iter()
+        .filter(|e| unit.is_none_or(|u| e.maintenance_unit.as_str() == u))
         .map(|e| {
             serde_json::json!({ "id": e.elevator_id, "name": e.building, "lat": e.lat, "lon": e.lon,
                 "district": e.district, "unit": e.maintenance_unit })
@@ -634,6 +637,7 @@ pub(crate) async fn map(State(s): State<AppState>) -> Json<serde_json::Value> {
     let kitchens: Vec<_> = r
         .kitchens
         .iter()
+        .filter(|_| unit.is_none())
         .filter_map(|k| Some((k, k.lat?, k.lon?)))
         .map(|(k, lat, lon)| {
             serde_json::json!({ "id": k.kitchen_id, "name": k.venue, "lat": lat, "lon": lon,
@@ -643,6 +647,7 @@ pub(crate) async fn map(State(s): State<AppState>) -> Json<serde_json::Value> {
     let markets: Vec<_> = r
         .markets
         .iter()
+        .filter(|_| unit.is_none())
         .filter_map(|m| Some((m, m.lat?, m.lon?)))
         .map(|(m, lat, lon)| {
             serde_json::json!({ "id": m.market_id, "name": m.name, "lat": lat, "lon": lon,

@@ -176,6 +176,28 @@ async fn roles_hold_at_every_boundary() {
     let c = c["conditions"].as_array().unwrap();
     assert!(!c.is_empty());
     assert!(c.iter().all(|c| c["labels"]["maintenance_unit"] == "MU-01"));
+    // The map shows a unit its own elevators only; the registries are not for it.
+    let (_, map) = call(&cw, "GET", "/api/v1/map", Some(&mu01), None).await;
+    let lifts = map["elevators"].as_array().unwrap();
+    assert!(
+        !lifts.is_empty() && lifts.iter().all(|e| e["unit"] == "MU-01"),
+        "{map}"
+    );
+    assert_eq!(map["kitchens"], json!([]));
+    let (_, all) = call(&cw, "GET", "/api/v1/map", Some(&viewer), None).await;
+    assert!(all["elevators"].as_array().unwrap().len() > lifts.len());
+    for path in ["/api/v1/reference", "/api/v1/reference/elevators"] {
+        assert_eq!(
+            call(&cw, "GET", path, Some(&mu01), None).await.0,
+            403,
+            "{path}"
+        );
+        assert_eq!(
+            call(&cw, "GET", path, Some(&viewer), None).await.0,
+            200,
+            "{path}"
+        );
+    }
 
     // Silences need an operator; rules need an admin.
     let silence = json!({"matchers": ["rule=elevator.offline"], "ends_ms": now_ms() + 60_000,
