@@ -269,92 +269,6 @@ pub struct Built<'scope> {
     pub series: Option<StreamVec<'scope, u64, Series>>,
 }
 
-/// `logic` over each record of `input` with the [`Routing`] of the reference data in force at
-/// its time: records wait until the version input has passed their time (as the rules'
-/// observations do), so every worker of every process routes a record alike, whenever the
-/// reference data reached it.
-fn at_reference<'scope, D, R>(
-    input: StreamVec<'scope, u64, (D, u64)>,
-    versions: StreamVec<'scope, u64, RuleSetVersion>,
-    initial: Routing,
-    mut logic: impl FnMut(&Routing, D, u64, &mut Vec<R>) + 'static,
-) -> StreamVec<'scope, u64, R>
-where
-    D: Clone + 'static,
-    R: Clone + 'static,
-{
-    use crate::operators::Held;
-    use std::collections::BTreeMap;
-    use timely::dataflow::channels::pact::Pipeline;
-    use timely::dataflow::operators::generic::operator::Operator as _;
-    input.binary_frontier(
-        versions,
-        Pipeline,
-        Pipeline,
-        "AtReference",
-        move |_cap, _info| {
-            let mut cap = Held::default();
-            let mut stash: BTreeMap<u64, Vec<D>> = BTreeMap::new();
-            // Routing by activation time; before the first, the data of start-up.
-            let mut known: BTreeMap<u64, Rc<Routing>> = BTreeMap::new();
-            let initial = Rc::new(initial);
-            move |(input, input_frontier), (versions, versions_frontier), output| {
-                versions.for_each(|_cap, data| {
-                    for v in data.drain(..) {
-                        if let Some(r) = &v.reference {
-                            known.insert(v.activation, Rc::new(Routing::of(r)));
-                        }
-                    }
-                });
-                input.for_each_stamp(|incap, data| {
-                    cap.keep(&incap);
-                    for batch in data {
-                        for (d, t) in batch.drain(..) {
-                            stash.entry(t).or_default().push(d);
-                        }
-                    }
-                });
-                let f = versions_frontier
-                    .frontier()
-                    .first()
-                    .copied()
-                    .unwrap_or(u64::MAX);
-                let mut out = Vec::new();
-                while let Some(entry) = stash.first_entry() {
-                    if *entry.key() >= f {
-                        break;
-                    }
-                    let t = *entry.key();
-                    let routing = known
-                        .range(..=t)
-                        .next_back()
-                        .map_or_else(|| initial.clone(), |(_, r)| r.clone());
-                    for d in entry.remove() {
-                        logic(&routing, d, t, &mut out);
-                    }
-                }
-                if let Some(c) = cap.get()
-                    && !out.is_empty()
-                {
-                    output.session(c).give_iterator(out.drain(..));
-                }
-                // Versions no record can still need go.
-                let oldest = stash.keys().next().copied().unwrap_or(u64::MAX);
-                let e = input_frontier
-                    .frontier()
-                    .first()
-                    .copied()
-                    .unwrap_or(u64::MAX);
-                let keep_from = oldest.min(e).min(f);
-                if let Some((&keep, _)) = known.range(..=keep_from).next_back() {
-                    known = known.split_off(&keep);
-                }
-                cap.release_to(stash.keys().next().copied());
-            }
-        },
-    )
-}
-
 /// What routing a complaint reads from the reference data.
 struct Routing {
     calendar: model::time::WorkCalendar,
@@ -495,10 +409,14 @@ pub fn build<'scope>(scope: Scope<'scope, u64>, plan: &Plan) -> Built<'scope> {
     // Complaints: the first occurrence of each id counts; repeats are duplicates. Each carries
     // when its decision is due (7 working days for a complaint, 15 for a report) and the office
     // of the jurisdiction its place lies in, if it has one.
-    let complaint_ids = at_reference(
+    // Routed by the calendar and jurisdictions in force at the complaint's time, so every
+    // worker of every process routes it alike.
+    let complaint_ids = crate::operators::versioned::at_version(
         complaints,
         versions.clone(),
-        Routing::of(&plan.reference),
+        "RouteComplaints",
+        Rc::new(Routing::of(&plan.reference)),
+        |v, _| v.reference.as_ref().map(|r| Rc::new(Routing::of(r))),
         |routing, event, t, out| {
             let Event::ComplaintNew { complaint } = event else {
                 return;

@@ -341,47 +341,6 @@ impl RuleSet {
     }
 }
 
-/// The versions a worker knows, by activation time: the rules and the `ref` values.
-struct Versions {
-    by_time: BTreeMap<u64, (Arc<RuleSet>, Arc<RefValues>)>,
-    /// The reference data of start-up, until a version brings other data.
-    initial: Arc<RefValues>,
-}
-
-impl Versions {
-    fn new(initial: Arc<RefValues>) -> Versions {
-        Versions {
-            by_time: BTreeMap::new(),
-            initial,
-        }
-    }
-
-    fn add(&mut self, v: &RuleSetVersion) {
-        let refs = match &v.reference {
-            Some(r) => Arc::new(RefValues::new(r)),
-            None => self
-                .by_time
-                .range(..=v.activation)
-                .next_back()
-                .map_or_else(|| self.initial.clone(), |(_, (_, refs))| refs.clone()),
-        };
-        self.by_time
-            .insert(v.activation, (Arc::new(RuleSet::compile(v)), refs));
-    }
-
-    /// The set and the `ref` values in force at `t`.
-    fn at(&self, t: u64) -> Option<&(Arc<RuleSet>, Arc<RefValues>)> {
-        self.by_time.range(..=t).next_back().map(|(_, s)| s)
-    }
-
-    /// Forgets versions that no time at or after `t` can use.
-    fn forget_before(&mut self, t: u64) {
-        if let Some((&keep, _)) = self.by_time.range(..=t).next_back() {
-            self.by_time = self.by_time.split_off(&keep);
-        }
-    }
-}
-
 /// Step 1: observations of the rules of each event's stream. Events wait until the rule-set
 /// input has passed their time, so each is judged by the version in force at its event time.
 pub fn observe<'scope>(
@@ -390,67 +349,23 @@ pub fn observe<'scope>(
     refs: Arc<RefValues>,
     stats: Arc<Stats>,
 ) -> StreamVec<'scope, u64, Batch> {
-    use timely::dataflow::channels::pact::Pipeline;
-    use timely::dataflow::operators::generic::operator::Operator as _;
-    events.binary_frontier(
+    let evaluator = Evaluator::default();
+    super::versioned::at_version(
+        events,
         versions,
-        Pipeline,
-        Pipeline,
         "ObserveRules",
-        move |_cap, _info| {
-            let mut cap = Held::default();
-            let mut stash: BTreeMap<u64, Vec<Envelope>> = BTreeMap::new();
-            let mut known = Versions::new(refs);
-            let evaluator = Evaluator::default();
-            move |(events, events_frontier), (versions, versions_frontier), output| {
-                versions.for_each(|_cap, data| {
-                    for v in data.drain(..) {
-                        known.add(&v);
-                    }
-                });
-                events.for_each_stamp(|incap, data| {
-                    cap.keep(&incap);
-                    for batch in data {
-                        for (env, t) in batch.drain(..) {
-                            stash.entry(t).or_default().push(env);
-                        }
-                    }
-                });
-                let f = versions_frontier
-                    .frontier()
-                    .first()
-                    .copied()
-                    .unwrap_or(u64::MAX);
-                let mut out: Vec<Batch> = Vec::new();
-                while let Some(entry) = stash.first_entry() {
-                    if *entry.key() >= f {
-                        break;
-                    }
-                    let t = *entry.key();
-                    let envs = entry.remove();
-                    let Some((set, refs)) = known.at(t).cloned() else {
-                        continue;
-                    };
-                    for env in envs {
-                        observe_event(&set, &env, t, &refs, &stats, &evaluator, &mut out);
-                    }
-                }
-                // Versions no event can still need go (an event arrives at or after its
-                // input's frontier).
-                let e = events_frontier
-                    .frontier()
-                    .first()
-                    .copied()
-                    .unwrap_or(u64::MAX);
-                let oldest = stash.keys().next().copied().unwrap_or(u64::MAX);
-                known.forget_before(oldest.min(e).min(f));
-                if let Some(c) = cap.get()
-                    && !out.is_empty()
-                {
-                    output.session(c).give_iterator(out.drain(..));
-                }
-                cap.release_to(stash.keys().next().copied());
-            }
+        // Before the first rule set: no rules.
+        (Arc::new(RuleSet::default()), refs),
+        // Every version is a rule set; it brings new `ref` values or keeps the previous ones.
+        |v, (_, refs)| {
+            let refs = v
+                .reference
+                .as_ref()
+                .map_or_else(|| refs.clone(), |r| Arc::new(RefValues::new(r)));
+            Some((Arc::new(RuleSet::compile(v)), refs))
+        },
+        move |(set, refs), env, t, out| {
+            observe_event(set, &env, t, refs, &stats, &evaluator, out);
         },
     )
 }

@@ -6,11 +6,13 @@
 //! | `tumbling.rs` | per-key tumbling windows in event-time order, with a carry across windows |
 //! | `conditions.rs` | rule evaluation: observations per event, then per-group machines in event-time order |
 //! | `snapshot.rs` | the sink that folds counter updates into one consistent snapshot per closed time |
+//! | `versioned.rs` | records held until the rules and reference data of their time are known |
 
 pub mod conditions;
 pub mod liveness;
 pub mod snapshot;
 pub mod tumbling;
+pub mod versioned;
 
 pub use liveness::Liveness;
 pub use snapshot::{PublishConditions, PublishSnapshots};
