@@ -5,11 +5,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Real servers the tests start on free ports: Mosquitto (MQTT) and VictoriaMetrics (which
-# speaks the InfluxDB v2 write API); a real browser for the control-room page (Chromium and
+# speaks the InfluxDB v2 write API); OpenSSL makes the test CAs and certificates (TLS to the
+# broker, https webhooks); a real browser for the control-room page (Chromium and
 # its WebDriver, with a CJK font so its screenshots are readable).
 missing=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
 command -v victoria-metrics >/dev/null 2>&1 || missing+=(victoria-metrics)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 fc-list 2>/dev/null | grep -qi "wenquanyi\|noto sans cjk" || missing+=(fonts-wqy-zenhei)

@@ -14,9 +14,11 @@
 //! - [`policy`]: escalation policies, as data.
 //! - [`routing`]: who a rule's `route` reaches, from reference data.
 //! - [`deliver`]: sending one notification (webhook, MQTT), retries and backoff.
+//! - [`ack_signature`]: units' answers over MQTT are signed; checking them.
 //! - [`push`]: the MQTT connection for push notifications and the units' acks.
 //! - [`service`]: [`Alerts`], tying them together for the binary and the API.
 
+pub mod ack_signature;
 pub mod deliver;
 pub mod journal;
 pub mod lifecycle;
@@ -46,6 +48,9 @@ pub enum AlertsError {
     /// A stored value did not parse.
     #[error("alert journal: {0}")]
     Json(#[from] serde_json::Error),
+    /// The webhook client cannot be built (its CA file).
+    #[error("webhook tls: {0}")]
+    Tls(String),
 }
 
 /// An alert's id: a fingerprint of (rule, group), 16 hex digits of FNV-1a.

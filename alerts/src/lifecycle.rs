@@ -74,6 +74,8 @@ pub enum Action {
 pub enum ActError {
     #[error("no alert {0:?}")]
     NotFound(String),
+    #[error("no silence {0:?}")]
+    NoSilence(String),
     /// The action does not fit the alert's state.
     #[error("{0}")]
     Conflict(String),
@@ -173,7 +175,9 @@ impl Ctx<'_, '_> {
             .filter(|p| !p.group_by.is_empty());
         let labels = match_labels(a);
         let firing = body["event"]["kind"] == "firing";
-        for (rid, kind, target, secret) in receivers {
+        // The secret is not copied into the row: delivery reads the receiver's current one,
+        // so a rotated secret signs what is still pending.
+        for (rid, kind, target, _secret) in receivers {
             let group = policy.map(|p| {
                 let values: Vec<&str> = p
                     .group_by
@@ -187,7 +191,7 @@ impl Ctx<'_, '_> {
                 _ => 0,
             };
             self.tx.prepare_cached("INSERT OR IGNORE INTO outbox (alert_id, version, receiver_id, kind, target, secret, body, idem_key, status, next_ms, grp)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")?.execute(params![a.id, a.version as i64, rid, kind, target, secret, body.to_string(),
+                 VALUES (?1, ?2, ?3, ?4, ?5, '', ?6, ?7, ?8, ?9, ?10)")?.execute(params![a.id, a.version as i64, rid, kind, target, body.to_string(),
                     format!("{}-{}-{rid}", a.id, a.version), status, (self.now + wait) as i64, group])?;
         }
         Ok(())

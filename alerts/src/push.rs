@@ -46,7 +46,7 @@ impl Waiting {
 pub type AckHandler = Arc<dyn Fn(&str, &str, &[u8]) -> bool + Send + Sync>;
 
 /// Where and how to connect.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PushConfig {
     pub host: String,
     pub port: u16,
@@ -56,6 +56,8 @@ pub struct PushConfig {
     pub password: Option<String>,
     /// The contract prefix, e.g. `cw/v1/`.
     pub prefix: String,
+    /// TCP, or TLS as the ingest's connection (`ingest::MqttConfig::transport`).
+    pub transport: rumqttc::Transport,
 }
 
 /// The push connection. Cheap to clone.
@@ -123,6 +125,7 @@ fn connect(c: &PushConfig) -> (AsyncClient, EventLoop) {
     if let Some(user) = &c.username {
         options.set_credentials(user.clone(), c.password.clone().unwrap_or_default());
     }
+    options.set_transport(c.transport.clone());
     AsyncClient::new(options, 256)
 }
 

@@ -75,6 +75,24 @@ impl Directory {
         self.reference.receivers.get(*self.receivers_by_id.get(id)?)
     }
 
+    /// The non-empty secrets of `unit`: its receiver's when `unit` is a receiver id, else
+    /// those of every receiver it owns.
+    pub fn secrets_of(&self, unit: &str) -> Vec<&str> {
+        match self.receiver(unit) {
+            Some(r) => vec![r.secret.as_str()],
+            None => self
+                .reference
+                .receivers
+                .iter()
+                .filter(|r| r.owner == unit)
+                .map(|r| r.secret.as_str())
+                .collect(),
+        }
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect()
+    }
+
     /// The district of the device an alert is about.
     fn district(&self, labels: &BTreeMap<String, String>) -> Option<String> {
         if labels.contains_key("elevator_id") {

@@ -102,6 +102,13 @@ pub struct Options {
     /// Labels a new alert gains from what ingest saw (a complaint's merchant for an alert
     /// keyed by complaint id), before it is routed. Existing labels are kept.
     pub labels: Option<LabelsFn>,
+    /// Units' answers over MQTT must be signed ([`crate::ack_signature`]); the contract's topic
+    /// prefix. `None` takes unsigned answers (a broker whose ACLs already allow each unit only
+    /// its own ack topic).
+    pub signed_acks: Option<String>,
+    /// CA certificates (PEM) trusted for `https://` webhooks besides the system's roots (a
+    /// receiver with its own CA).
+    pub webhook_ca_file: Option<std::path::PathBuf>,
 }
 
 /// Finds more labels for an alert with these labels.
@@ -131,6 +138,8 @@ impl Default for Options {
             timeout: Duration::from_secs(10),
             evidence: None,
             labels: None,
+            signed_acks: Some(model::topic::DEFAULT_PREFIX.to_owned()),
+            webhook_ca_file: None,
         }
     }
 }
@@ -185,6 +194,7 @@ pub struct Alerts {
     inherited: Mutex<Inherited>,
     evidence: Option<EvidenceFn>,
     labels: Option<LabelsFn>,
+    signed_acks: Option<String>,
 }
 
 impl Alerts {
@@ -209,6 +219,7 @@ impl Alerts {
             first_as_of: None,
         };
         let (events, _) = broadcast::channel(1024);
+        let client = webhook_client(options.webhook_ca_file.as_deref())?;
         Ok(Arc::new(Alerts {
             journal: Mutex::new(journal),
             directory: std::sync::RwLock::new(Arc::new(routing::Directory::new(reference))),
@@ -220,13 +231,12 @@ impl Alerts {
             timeout: options.timeout,
             transports: Mutex::new(HashMap::from([(
                 "webhook".to_owned(),
-                Arc::new(Webhook {
-                    client: reqwest::Client::new(),
-                }) as Arc<dyn Transport>,
+                Arc::new(Webhook { client }) as Arc<dyn Transport>,
             )])),
             inherited: Mutex::new(inherited),
             evidence: options.evidence,
             labels: options.labels,
+            signed_acks: options.signed_acks,
         }))
     }
 
@@ -477,7 +487,7 @@ impl Alerts {
             params![id, now as i64],
         )?;
         if n == 0 {
-            return Err(ActError::NotFound(id.into()));
+            return Err(ActError::NoSilence(id.into()));
         }
         self.wake.notify_one();
         Ok(())
@@ -553,6 +563,14 @@ impl Alerts {
                 tracing::error!(error = %e, "cannot read the outbox");
                 Vec::new()
             });
+            // Signed with the receiver's secret as it is now (rows made before secrets
+            // stopped being copied keep theirs when the receiver is gone).
+            let directory = self.directory();
+            for r in &mut rows {
+                if let Some(receiver) = directory.receiver(&r.receiver_id) {
+                    r.secret.clone_from(&receiver.secret);
+                }
+            }
             // A grouped message stays well under the brokers' and receivers' size limits.
             let mut bytes = 0;
             rows.retain(|r| {
@@ -648,9 +666,33 @@ impl Alerts {
             action: String,
             by: Option<String>,
             comment: Option<String>,
+            /// `sha256=<hex>`: see [`crate::ack_signature`].
+            sig: Option<String>,
+        }
+        if payload.len() > MAX_ACK_BYTES {
+            return Err(UnitAckError::Payload(format!(
+                "{} bytes, over the {MAX_ACK_BYTES} an answer may have",
+                payload.len()
+            )));
         }
         let ack: Ack =
             serde_json::from_slice(payload).map_err(|e| UnitAckError::Payload(e.to_string()))?;
+        let directory = self.directory();
+        if let Some(prefix) = &self.signed_acks {
+            crate::ack_signature::verify(
+                &directory,
+                prefix,
+                unit,
+                &crate::ack_signature::Signed {
+                    alert_id: &ack.alert_id,
+                    action: &ack.action,
+                    by: ack.by.as_deref(),
+                    comment: ack.comment.as_deref(),
+                    sig: ack.sig.as_deref(),
+                },
+            )
+            .map_err(UnitAckError::Unsigned)?;
+        }
         let action = match ack.action.as_str() {
             "ack" => Action::Ack { comment: ack.comment },
             other => Action::Field(FieldState::parse(other).ok_or_else(|| {
@@ -659,7 +701,6 @@ impl Alerts {
                 ))
             })?),
         };
-        let directory = self.directory();
         let owner = directory
             .receiver(unit)
             .map_or(unit.to_owned(), |r| r.owner.clone());
@@ -692,6 +733,34 @@ impl Alerts {
     }
 }
 
+/// The HTTP client of webhooks: https through rustls with the system's roots and the
+/// certificates of `ca` (PEM); redirects are not followed (a signed body goes where it was
+/// addressed, nowhere else).
+fn webhook_client(ca: Option<&Path>) -> Result<reqwest::Client, AlertsError> {
+    let mut builder = reqwest::Client::builder()
+        .use_rustls_tls()
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(path) = ca {
+        let pem = std::fs::read(path)
+            .map_err(|e| AlertsError::Tls(format!("CA file {}: {e}", path.display())))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| AlertsError::Tls(format!("CA file {}: {e}", path.display())))?;
+        if certs.is_empty() {
+            return Err(AlertsError::Tls(format!(
+                "CA file {}: holds no certificate",
+                path.display()
+            )));
+        }
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder.build().map_err(|e| AlertsError::Tls(e.to_string()))
+}
+
+/// Largest answer from a unit: a few ids and a comment.
+pub const MAX_ACK_BYTES: usize = 16 * 1024;
+
 /// Why a unit's MQTT answer was not applied.
 #[derive(Debug, thiserror::Error)]
 pub enum UnitAckError {
@@ -701,6 +770,9 @@ pub enum UnitAckError {
     /// The action does not apply (unknown alert, not this unit's, wrong state).
     #[error("{0}")]
     Refused(String),
+    /// Not signed with a secret of the unit's receivers: anyone on the broker could have sent it.
+    #[error("{0}")]
+    Unsigned(String),
     #[error(transparent)]
     Store(#[from] AlertsError),
 }

@@ -43,7 +43,7 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
 
 fn act_error(e: ActError) -> ApiError {
     match e {
-        ActError::NotFound(_) => ApiError::not_found(e.to_string()),
+        ActError::NotFound(_) | ActError::NoSilence(_) => ApiError::not_found(e.to_string()),
         ActError::Conflict(m) => ApiError::conflict(m),
         ActError::Store(e) => internal(e),
     }

@@ -87,13 +87,60 @@ pub struct Auth {
     /// Serialises changes of the token file within the process.
     writing: std::sync::Mutex<()>,
     /// Per token name: requests left in the bucket, and when it was last filled.
-    buckets: std::sync::Mutex<std::collections::HashMap<String, (f64, std::time::Instant)>>,
+    buckets: Buckets<String>,
+    /// The same per client address, for requests without a known token.
+    strangers: Buckets<std::net::IpAddr>,
 }
+
+type Buckets<K> = std::sync::Mutex<std::collections::HashMap<K, (f64, std::time::Instant)>>;
+
+/// Requests a client address may make per second without a known token, sustained (wall
+/// screens read without one; a guesser of tokens is slowed down).
+pub const STRANGER_RATE_PER_S: f64 = 50.0;
+/// Requests a client address may make at once without a known token.
+pub const STRANGER_BURST: f64 = 200.0;
+/// Addresses remembered at most; full buckets are forgotten first.
+const MAX_STRANGERS: usize = 10_000;
 
 /// Requests a token may make per second, sustained.
 pub const RATE_PER_S: f64 = 20.0;
 /// Requests a token may make at once.
 pub const BURST: f64 = 100.0;
+
+/// One request from `key`'s token bucket; `false` when it is spent.
+fn take<K: std::hash::Hash + Eq>(buckets: &Buckets<K>, key: K, burst: f64, rate: f64) -> bool {
+    let now = std::time::Instant::now();
+    let mut buckets = buckets
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let (left, at) = buckets.entry(key).or_insert((burst, now));
+    *left = (*left + now.duration_since(*at).as_secs_f64() * rate).min(burst);
+    *at = now;
+    if *left >= 1.0 {
+        *left -= 1.0;
+        true
+    } else {
+        false
+    }
+}
+
+/// Checks a token's holder name: what the journal records as the actor, shown in the page.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let n = name.chars().count();
+    if n == 0 || n > 64 {
+        return Err(format!("token name must be 1-64 characters, got {n}"));
+    }
+    if name.trim() != name {
+        return Err("token name must not begin or end with a space".into());
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| c.is_control() || matches!(c, '<' | '>' | '"' | '\\'))
+    {
+        return Err(format!("token name must not hold {c:?}"));
+    }
+    Ok(())
+}
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -111,26 +158,32 @@ impl Auth {
             path: data_dir.join("tokens.json"),
             writing: Default::default(),
             buckets: Default::default(),
+            strangers: Default::default(),
         }
     }
 
     /// Takes one request from `name`'s budget (a token bucket: `BURST` at once, `RATE_PER_S`
     /// sustained); `false` when it is spent.
     pub fn allow(&self, name: &str) -> bool {
-        let now = std::time::Instant::now();
-        let mut buckets = self
-            .buckets
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (left, at) = buckets.entry(name.to_owned()).or_insert((BURST, now));
-        *left = (*left + now.duration_since(*at).as_secs_f64() * RATE_PER_S).min(BURST);
-        *at = now;
-        if *left >= 1.0 {
-            *left -= 1.0;
-            true
-        } else {
-            false
+        take(&self.buckets, name.to_owned(), BURST, RATE_PER_S)
+    }
+
+    /// Takes one request from the budget of a client address without a known token.
+    pub fn allow_stranger(&self, addr: std::net::IpAddr) -> bool {
+        {
+            let mut map = self
+                .strangers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if map.len() >= MAX_STRANGERS {
+                let now = std::time::Instant::now();
+                map.retain(|_, (left, at)| {
+                    *left + now.duration_since(*at).as_secs_f64() * STRANGER_RATE_PER_S
+                        < STRANGER_BURST
+                });
+            }
         }
+        take(&self.strangers, addr, STRANGER_BURST, STRANGER_RATE_PER_S)
     }
 
     fn load(&self) -> Result<Vec<TokenRow>, String> {
@@ -146,6 +199,7 @@ impl Auth {
     /// Creates a token for `name` with `role`, stores its hash, and returns the token (shown
     /// once). A token of the same name is replaced.
     pub fn create(&self, name: &str, role: &Role) -> Result<String, String> {
+        check_name(name)?;
         let mut bytes = [0u8; 24];
         std::fs::File::open("/dev/urandom")
             .and_then(|mut f| f.read_exact(&mut bytes))
@@ -257,9 +311,14 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-/// With [`AuthMode::All`], answers 401 to a call of the API or the metrics without a known
-/// token. Roles are checked by the handlers, as in the other modes.
-pub async fn read_guard(
+/// Checks every call before its handler runs and before its body is read:
+/// - a call of the API or the metrics without a known token is paced per client address
+///   ([`STRANGER_BURST`], [`STRANGER_RATE_PER_S`]; 429 past it);
+/// - with [`AuthMode::All`], such a call is refused (401);
+/// - a write under `/api/` needs a known token of a role that may write there (401, 403), so
+///   a stranger learns nothing from how a body is judged. Handlers check the finer rules (a
+///   unit's own alerts) again.
+pub async fn guard(
     axum::extract::State(s): axum::extract::State<AppState>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
@@ -267,34 +326,89 @@ pub async fn read_guard(
     use axum::response::IntoResponse;
     let path = req.uri().path();
     let guarded = path.starts_with("/api/") && path != "/api/v1/openapi.json" || path == "/metrics";
-    if s.auth.mode != AuthMode::All || !guarded {
+    if !guarded || s.auth.mode == AuthMode::Off {
         return next.run(req).await;
     }
+    let write = write_need(req.method(), path);
     let (mut parts, body) = req.into_parts();
-    match Caller::from_request_parts(&mut parts, &s).await {
-        Ok(known @ Caller::Known { .. }) => {
-            parts.extensions.insert(known);
-            next.run(axum::extract::Request::from_parts(parts, body))
-                .await
-        }
-        Ok(Caller::Anonymous) => ApiError::unauthorized(
-            "reads need a token here: Authorization: Bearer <token> (citywatch token create)",
-        )
-        .into_response(),
-        Err(e) => e.into_response(),
+    let caller = Caller::from_request_parts(&mut parts, &s).await;
+    if !matches!(caller, Ok(Caller::Known { .. }))
+        && let Some(addr) = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        && !s.auth.allow_stranger(addr.0.ip())
+    {
+        return ApiError::too_many(format!(
+            "more than {STRANGER_RATE_PER_S} requests/s without a token (bursts of {STRANGER_BURST}); slow down"
+        ))
+        .into_response();
     }
+    let caller = match caller {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    let checked = match (write, &caller) {
+        (Some(need), _) => caller.may_write(&s.auth, need),
+        (None, Caller::Anonymous) if s.auth.mode == AuthMode::All => Err(ApiError::unauthorized(
+            "reads need a token here: Authorization: Bearer <token> (citywatch token create)",
+        )),
+        (None, _) => Ok(()),
+    };
+    if let Err(e) = checked {
+        return e.into_response();
+    }
+    if let known @ Caller::Known { .. } = caller {
+        parts.extensions.insert(known);
+    }
+    next.run(axum::extract::Request::from_parts(parts, body))
+        .await
+}
+
+/// What a write to `path` needs, or `None` for a read.
+fn write_need(method: &axum::http::Method, path: &str) -> Option<Need> {
+    use axum::http::Method;
+    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        return None;
+    }
+    let under = |p: &str| path == p || path.starts_with(&format!("{p}/"));
+    Some(if path == "/api/v1/rules/validate" {
+        Need::Token
+    } else if under("/api/v1/rules") || under("/api/v1/reference") || under("/api/v1/tokens") {
+        Need::Admin
+    } else if under("/api/v1/alerts") {
+        Need::OperatorOrUnit
+    } else {
+        Need::Operator
+    })
 }
 
 /// What a write needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Need {
-    /// Alert actions and silences: operator or admin (units: see [`Caller::may_act_for`]).
+    /// Any known token (checking a rule file).
+    Token,
+    /// Silences: operator or admin.
     Operator,
+    /// Alert actions: operator, admin, or a unit (on its own alerts: [`Caller::may_act_on`]).
+    OperatorOrUnit,
     /// Rules: admin.
     Admin,
 }
 
 impl Caller {
+    /// The first check of a write, before its body is read: who, and of which role.
+    fn may_write(&self, auth: &Auth, need: Need) -> Result<(), ApiError> {
+        match (need, self) {
+            (Need::Token | Need::OperatorOrUnit, Caller::Known { .. })
+                if need == Need::Token || self.unit().is_some() =>
+            {
+                Ok(())
+            }
+            (Need::OperatorOrUnit, _) => self.require(auth, Need::Operator, None).map(drop),
+            _ => self.require(auth, need, None).map(drop),
+        }
+    }
+
     /// Checks a write; returns the name to record as the actor (`fallback` when auth is off).
     pub fn require(
         &self,
@@ -315,7 +429,9 @@ impl Caller {
         };
         let ok = matches!(
             (need, role),
-            (_, Role::Admin) | (Need::Operator, Role::Operator)
+            (_, Role::Admin)
+                | (Need::Token, _)
+                | (Need::Operator | Need::OperatorOrUnit, Role::Operator)
         );
         if ok {
             Ok(name.clone())
@@ -324,7 +440,8 @@ impl Caller {
                 "{name} ({}) may not do this: it needs {}",
                 role.as_string(),
                 match need {
-                    Need::Operator => "operator or admin",
+                    Need::Token => "a token",
+                    Need::Operator | Need::OperatorOrUnit => "operator or admin",
                     Need::Admin => "admin",
                 }
             )))

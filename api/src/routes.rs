@@ -54,7 +54,7 @@ pub fn app(state: AppState) -> Router {
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            crate::auth::read_guard,
+            crate::auth::guard,
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -334,11 +334,15 @@ fn validate_body(name: &str, body: &str) -> Result<Vec<rules::Rule>, Vec<Problem
 #[utoipa::path(post, path = "/api/v1/rules/validate", tag = "rules",
     request_body(content = String, content_type = "text/plain", description = "A rule file (TOML)",
         example = "[[rule]]\nid = \"x\"\ndescription = \"…\"\nseverity = \"minor\"\nstream = \"elevator_status\"\nfilter = 'event.speed_mps > 3'\n"),
+    security(("token" = ["any role"])),
     responses((status = 200, description = "Valid or not, with the errors by line and column", body = Validation),
-        (status = 400, description = "No body, or not UTF-8", body = ErrorBody), (status = 413, body = ErrorBody)))]
+        (status = 400, description = "No body, or not UTF-8", body = ErrorBody), (status = 401, body = ErrorBody), (status = 413, body = ErrorBody)))]
 pub(crate) async fn rules_validate(
+    State(s): State<AppState>,
+    caller: Caller,
     body: Result<String, axum::extract::rejection::StringRejection>,
 ) -> Result<Json<Validation>, ApiError> {
+    caller.require(&s.auth, Need::Token, None)?;
     let body = body.map_err(|r| ApiError::rejected(r.status(), r.body_text()))?;
     if body.trim().is_empty() {
         return Err(ApiError::bad_field(
@@ -548,9 +552,7 @@ pub(crate) async fn token_create(
     let new: NewToken = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_field("body", format!("expected {{name, role}}: {e}")))?;
     let name = new.name.trim();
-    if name.is_empty() {
-        return Err(ApiError::bad_field("name", "a token needs a name"));
-    }
+    crate::auth::check_name(name).map_err(|e| ApiError::bad_field("name", e))?;
     let role = crate::auth::Role::parse(&new.role).map_err(|e| ApiError::bad_field("role", e))?;
     let token = s.auth.create(name, &role).map_err(ApiError::internal)?;
     Ok((
@@ -759,6 +761,9 @@ pub(crate) async fn readyz(State(s): State<AppState>) -> Response {
         "mqtt": s.ingest.state().as_str(),
         "dataflow": if dataflow { "running" } else { "starting" },
     });
+    if let Some((why, at_ms)) = s.ingest.last_error() {
+        body["mqtt_error"] = serde_json::json!({ "message": why, "at_ms": at_ms });
+    }
     if let Some(c) = cluster_json(&s) {
         body["cluster"] = c;
     }

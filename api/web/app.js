@@ -489,22 +489,24 @@ async function renderRules() {
         ? h("button", { class: "toggle" + (r.enabled ? " on" : ""), onclick: () => toggleRule(r) },
           r.enabled ? t("enabled") : t("disabled"))
         : (r.enabled ? t("enabled") : t("disabled")))))),
-    h("h3", {}, t("validate")),
-    source,
-    h("button", { onclick: async () => {
-      try {
-        const r = await fetch("/api/v1/rules/validate", { method: "POST", body: source.value,
-          headers: token() ? { Authorization: "Bearer " + token() } : {} });
-        const v = await r.json();
-        result.replaceChildren(v.valid
-          ? h("p", { class: "good" }, `${t("valid")}: ${v.rules.join(", ")}`)
-          : h("ul", { class: "bad" }, ((v.errors) || [{ line: 0, column: 0, message: (v.error || {}).message }])
-            .map((e) => h("li", {}, `${e.line}:${e.column} ${e.message}`))));
-      } catch (e) {
-        result.replaceChildren(h("p", { class: "bad" }, e.message));
-      }
-    } }, t("validate")),
-    result);
+    // Checking a rule file needs a token of any role: the page offers it only with one.
+    ...(token() ? [
+      h("h3", {}, t("validate")),
+      source,
+      h("button", { onclick: async () => {
+        try {
+          const r = await fetch("/api/v1/rules/validate", { method: "POST", body: source.value,
+            headers: token() ? { Authorization: "Bearer " + token() } : {} });
+          const v = await r.json();
+          result.replaceChildren(v.valid
+            ? h("p", { class: "good" }, `${t("valid")}: ${v.rules.join(", ")}`)
+            : h("ul", { class: "bad" }, ((v.errors) || [{ line: 0, column: 0, message: (v.error || {}).message }])
+              .map((e) => h("li", {}, `${e.line}:${e.column} ${e.message}`))));
+        } catch (e) {
+          result.replaceChildren(h("p", { class: "bad" }, e.message));
+        }
+      } }, t("validate")),
+      result] : []));
 }
 
 async function toggleRule(r) {

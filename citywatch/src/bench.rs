@@ -73,7 +73,7 @@ async fn broker_alone(sim_args: &SimulateArgs, city: &City) -> anyhow::Result<Va
     use std::sync::atomic::{AtomicU64, Ordering};
     let port = free_port()?;
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    ingest::broker::start_embedded(addr, 2 << 20)?;
+    ingest::broker::start_embedded(addr, None, 2 << 20)?;
     let mut opts = MqttOptions::new(format!("bench-baseline-{port}"), "127.0.0.1", port);
     opts.set_max_packet_size(2 << 20, 2 << 20)
         .set_keep_alive(Duration::from_secs(30));
@@ -522,6 +522,7 @@ async fn measure(
         Some(_) => {
             ingest::broker::start_embedded(
                 std::net::SocketAddr::from(([127, 0, 0, 1], broker)),
+                None,
                 2 << 20,
             )?;
             format!("mqtt://127.0.0.1:{broker}")

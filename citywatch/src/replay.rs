@@ -4,7 +4,6 @@
 use crate::settings::Settings;
 use anyhow::Context;
 use dataflow::{ClockMode, Ingested, Pulled, Snapshot, Source, SourceFactory, Stats};
-use model::recording::RecordedRef;
 use model::{Decoder, DecoderConfig};
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -107,14 +106,7 @@ impl Source for LineSource {
             let line = &self.lines[self.next];
             self.next += self.step;
             taken += 1;
-            let Ok(rec) = serde_json::from_str::<RecordedRef>(line) else {
-                self.rejected.fetch_add(1, Ordering::Relaxed);
-                continue;
-            };
-            let payload = rec.payload_bytes();
-            // Recordings without arrival times are replayed as if each arrived at its own ts.
-            let received = rec.received_ms.or_else(|| ts_hint(&payload)).unwrap_or(0);
-            match self.decoder.decode(&rec.topic, &payload, received) {
+            match model::recording::decode_line(&self.decoder, line) {
                 Ok(envelope) => out.push(Ingested {
                     envelope,
                     seq: None,
@@ -130,13 +122,4 @@ impl Source for LineSource {
             Pulled::Done
         }
     }
-}
-
-pub fn ts_hint(payload: &[u8]) -> Option<u64> {
-    #[derive(serde::Deserialize)]
-    struct Ts {
-        #[serde(default, with = "model::time::ts_opt")]
-        ts: Option<u64>,
-    }
-    serde_json::from_slice::<Ts>(payload).ok()?.ts
 }

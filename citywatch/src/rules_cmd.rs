@@ -89,7 +89,6 @@ pub fn backtest(
     against: Option<&Path>,
     reference: Option<&Path>,
 ) -> anyhow::Result<bool> {
-    use model::recording::RecordedRef;
     let reference = Arc::new(match reference {
         Some(dir) => dataflow::Reference::load(dir)?,
         None => dataflow::Reference::default(),
@@ -100,17 +99,7 @@ pub fn backtest(
     let mut events = Vec::new();
     let mut rejected = 0u64;
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let Ok(rec) = serde_json::from_str::<RecordedRef>(line) else {
-            rejected += 1;
-            continue;
-        };
-        let payload = rec.payload_bytes();
-        // Without an arrival time, a message is taken as arriving at its own ts.
-        let received = rec
-            .received_ms
-            .or_else(|| crate::replay::ts_hint(&payload))
-            .unwrap_or(0);
-        match decoder.decode(&rec.topic, &payload, received) {
+        match model::recording::decode_line(&decoder, line) {
             Ok(env) => {
                 let t = env.time_ms;
                 events.push((env, t));

@@ -22,6 +22,7 @@ pub struct Demo {
 
 pub fn run(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
     exit_when_the_dataflow_fails();
+    rules::limits::set(settings.rule_limits);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -143,6 +144,9 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
                     policies,
                     evidence: Some(kitchen_evidence(ingest.evidence())),
                     labels: Some(complaint_labels(ingest.complaints(), places.clone())),
+                    signed_acks: (!settings.accept_unsigned_acks)
+                        .then(|| settings.mqtt_prefix.clone()),
+                    webhook_ca_file: settings.webhook_ca_file.clone(),
                     ..alerts::Options::default()
                 },
             )?;
@@ -459,6 +463,7 @@ fn start_push(
         username: mqtt.username.clone(),
         password: mqtt.password.clone(),
         prefix: mqtt.prefix.clone(),
+        transport: mqtt.transport()?,
     };
     // Weak: the handler lives inside the push connection that `alerts` owns.
     let alerts = Arc::downgrade(&alerts);
@@ -478,6 +483,7 @@ fn start_push(
             }
             Err(alerts::UnitAckError::Payload(why)) => (model::Reason::WrongType, why),
             Err(alerts::UnitAckError::Refused(why)) => (model::Reason::OutOfRange, why),
+            Err(alerts::UnitAckError::Unsigned(why)) => (model::Reason::Unauthorized, why),
         };
         let rejection = model::Rejection {
             reason: refused.0,

@@ -35,8 +35,25 @@ pub struct Settings {
     pub mqtt_client_id: String,
     /// MQTT user name.
     pub mqtt_username: Option<String>,
-    /// MQTT password (use the environment, not the config file).
+    /// MQTT password (prefer the environment, `CITYWATCH_MQTT_PASSWORD`, to a flag).
     pub mqtt_password: Option<String>,
+    /// CA certificates (PEM) of the broker's certificate for `mqtts://` (the system's roots
+    /// without it).
+    pub mqtt_tls_ca_file: Option<PathBuf>,
+    /// Client certificate chain (PEM) for the broker.
+    pub mqtt_tls_client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    pub mqtt_tls_client_key: Option<PathBuf>,
+    /// The embedded broker's users file (`name sha256-hex-of-password` per line).
+    pub embedded_broker_users: Option<PathBuf>,
+    /// Take maintenance units' MQTT answers without a signature (only behind a broker whose
+    /// ACLs let each unit publish on its own ack topic alone).
+    pub accept_unsigned_acks: bool,
+    /// CA certificates (PEM) trusted for https webhooks besides the system's roots.
+    pub webhook_ca_file: Option<PathBuf>,
+    /// Bounds on rule text (API and files): `[rule_limits]` with `max_expr_bytes`,
+    /// `max_expr_depth`, `max_expr_tokens`, `max_file_bytes`, `max_file_depth`.
+    pub rule_limits: rules::limits::Limits,
     /// Topic prefix of the device contract.
     pub mqtt_prefix: String,
     /// Largest accepted payload, bytes.
@@ -161,6 +178,13 @@ impl Default for Settings {
             mqtt_client_id: mqtt.client_id,
             mqtt_username: None,
             mqtt_password: None,
+            mqtt_tls_ca_file: None,
+            mqtt_tls_client_cert: None,
+            mqtt_tls_client_key: None,
+            embedded_broker_users: None,
+            accept_unsigned_acks: false,
+            webhook_ca_file: None,
+            rule_limits: rules::limits::Limits::default(),
             mqtt_prefix: mqtt.prefix,
             max_payload_bytes: mqtt.max_payload_bytes,
             queue_capacity: mqtt.queue_capacity,
@@ -205,6 +229,34 @@ pub struct RunArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub embedded_broker_addr: Option<SocketAddr>,
+    /// MQTT user name.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mqtt_username: Option<String>,
+    /// MQTT password (visible in the process list: prefer CITYWATCH_MQTT_PASSWORD).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mqtt_password: Option<String>,
+    /// CA file (PEM) of the broker's certificate, for mqtts:// [default: system roots].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mqtt_tls_ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for the broker.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mqtt_tls_client_cert: Option<PathBuf>,
+    /// The client certificate's key (PEM).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mqtt_tls_client_key: Option<PathBuf>,
+    /// Users file of the embedded broker (`name sha256-hex` per line).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embedded_broker_users: Option<PathBuf>,
+    /// CA file (PEM) trusted for https webhooks besides the system's roots.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_ca_file: Option<PathBuf>,
     /// Data directory [default: ./citywatch-data].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -308,6 +360,10 @@ impl Settings {
         anyhow::ensure!(s.workers >= 1, "workers must be at least 1");
         anyhow::ensure!(s.tick_ms >= 1, "tick_ms must be at least 1");
         anyhow::ensure!(s.processes >= 1, "processes must be at least 1");
+        anyhow::ensure!(
+            s.mqtt_tls_client_cert.is_some() == s.mqtt_tls_client_key.is_some(),
+            "mqtt_tls_client_cert and mqtt_tls_client_key go together"
+        );
         if s.processes > 1 {
             anyhow::ensure!(
                 s.mqtt != "embedded",
@@ -344,6 +400,10 @@ impl Settings {
         let mut config = ingest::MqttConfig {
             url: self.mqtt.clone(),
             embedded_broker_addr: self.embedded_broker_addr,
+            embedded_broker_users: self.embedded_broker_users.clone(),
+            tls_ca_file: self.mqtt_tls_ca_file.clone(),
+            tls_client_cert: self.mqtt_tls_client_cert.clone(),
+            tls_client_key: self.mqtt_tls_client_key.clone(),
             client_id: self.mqtt_client_id.clone(),
             username: self.mqtt_username.clone(),
             password: self.mqtt_password.clone(),

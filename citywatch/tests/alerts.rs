@@ -142,6 +142,19 @@ impl Unit {
     }
 }
 
+/// A unit's answer, signed as docs/alerts.md says.
+fn signed_ack(secret: &str, topic: &str, id: &str, action: &str, by: Option<&str>) -> String {
+    let signed = alerts::ack_signature::Signed {
+        alert_id: id,
+        action,
+        by,
+        comment: None,
+        sig: None,
+    };
+    let sig = alerts::ack_signature::sign(secret, topic, &signed);
+    json!({"alert_id": id, "action": action, "by": by, "sig": sig}).to_string()
+}
+
 async fn post(cw: &Citywatch, token: &str, path: &str, body: Value) -> (u16, Value) {
     let mut req = reqwest::Client::new().post(cw.url(path)).json(&body);
     if !token.is_empty() {
@@ -168,7 +181,8 @@ async fn a_unit_is_pushed_over_mqtt_answers_over_mqtt_and_operators_act_through_
     let reference = reference_with(
         dir.path(),
         &format!(
-            "R-MU02,mqtt,cw/v1/notify/R-MU02,,MU-02\n\
+            "R-MU02,mqtt,cw/v1/notify/R-MU02,mu02-secret,MU-02\n\
+             R-MU03,mqtt,cw/v1/notify/R-MU03,mu03-secret,MU-03\n\
              R-JFB,webhook,http://127.0.0.1:{hook_port}/hook,hook-secret,O-JFB\n"
         ),
     );
@@ -203,19 +217,30 @@ async fn a_unit_is_pushed_over_mqtt_answers_over_mqtt_and_operators_act_through_
     })
     .await;
 
-    // The unit answers over MQTT: on site (到场), which also acknowledges.
+    // The unit answers over MQTT, signed with its receiver's secret: on site (到场), which
+    // also acknowledges.
+    let to_mu02 = "cw/v1/notify/MU-02/ack";
     unit.say(
-        "cw/v1/notify/MU-02/ack",
-        json!({"alert_id": id, "action": "on_site", "by": "王师傅"}).to_string(),
+        to_mu02,
+        signed_ack("mu02-secret", to_mu02, &id, "on_site", Some("王师傅")),
     )
     .await;
-    // Another unit may not answer for it; nonsense is refused and kept.
+    // Another unit may not answer for it, even signed; a stranger on the broker cannot sign
+    // as the unit (a wrong secret, no signature); nonsense is refused. Each is kept.
+    let to_mu03 = "cw/v1/notify/MU-03/ack";
     unit.say(
-        "cw/v1/notify/MU-03/ack",
+        to_mu03,
+        signed_ack("mu03-secret", to_mu03, &id, "done", None),
+    )
+    .await;
+    unit.say(to_mu02, signed_ack("guessed", to_mu02, &id, "done", None))
+        .await;
+    unit.say(
+        to_mu02,
         json!({"alert_id": id, "action": "done"}).to_string(),
     )
     .await;
-    unit.say("cw/v1/notify/MU-02/ack", "on my way").await;
+    unit.say(to_mu02, "on my way").await;
     let detail = wait_for("the unit's answer applied", async || {
         let d = cw.get(&format!("/api/v1/alerts/{id}")).await;
         (d["alert"]["body"]["ops"]["field_state"] == "on_site").then_some(d)
@@ -223,9 +248,9 @@ async fn a_unit_is_pushed_over_mqtt_answers_over_mqtt_and_operators_act_through_
     .await;
     assert_eq!(detail["alert"]["body"]["ops"]["acked_by"], "王师傅");
     assert!(detail["alert"]["acked_ms"].as_u64().is_some());
-    let m = wait_for("two rejected answers", async || {
+    let m = wait_for("four rejected answers", async || {
         let m = cw.metrics().await;
-        (metric(&m, "citywatch_unit_acks_total{outcome=\"rejected\"} ") == 2).then_some(m)
+        (metric(&m, "citywatch_unit_acks_total{outcome=\"rejected\"} ") == 4).then_some(m)
     })
     .await;
     assert_eq!(
@@ -237,6 +262,20 @@ async fn a_unit_is_pushed_over_mqtt_answers_over_mqtt_and_operators_act_through_
         dead.contains("cw/v1/notify/MU-03/ack") && dead.contains("was not notified"),
         "{dead}"
     );
+    let forged = cw.get("/api/v1/deadletters?reason=unauthorized").await;
+    let forged = forged["items"].as_array().unwrap();
+    assert_eq!(forged.len(), 2, "{forged:?}");
+    assert!(
+        forged
+            .iter()
+            .any(|d| d["message"].as_str().unwrap().contains("unsigned"))
+    );
+    assert!(forged.iter().any(|d| {
+        d["message"]
+            .as_str()
+            .unwrap()
+            .contains("not signed by unit")
+    }));
     assert!(
         !dead.contains("unknown_topic"),
         "notify topics are not device input: {dead}"

@@ -331,6 +331,7 @@ async fn rules_change_at_run_time_through_the_api_and_the_files() {
     );
     let validate: Value = client
         .post(cw.url("/api/v1/rules/validate"))
+        .bearer_auth(&admin)
         .body(rule("x", "fire"))
         .send()
         .await

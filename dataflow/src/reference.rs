@@ -200,6 +200,58 @@ pub struct Reference {
     pub jurisdictions: Option<serde_json::Value>,
 }
 
+impl Reference {
+    /// Rows of table `name` (features of `jurisdictions`), without copying it.
+    pub fn rows(&self, name: &str) -> Option<usize> {
+        Some(match name {
+            "elevators" => self.elevators.len(),
+            "kitchens" => self.kitchens.len(),
+            "cameras" => self.cameras.len(),
+            "markets" => self.markets.len(),
+            "stalls" => self.stalls.len(),
+            "scales" => self.scales.len(),
+            "merchants" => self.merchants.len(),
+            "offices" => self.offices.len(),
+            "maintenance_units" => self.maintenance_units.len(),
+            "guidance_prices" => self.guidance_prices.len(),
+            "receivers" => self.receivers.len(),
+            "holidays" => self.holidays.len(),
+            "jurisdictions" => self
+                .jurisdictions
+                .as_ref()
+                .map_or(0, |j| j["features"].as_array().map_or(0, Vec::len)),
+            _ => return None,
+        })
+    }
+
+    /// Table `name` alone as JSON (not the whole reference data).
+    pub fn table_json(&self, name: &str) -> Option<serde_json::Value> {
+        fn json<T: Serialize>(t: &T) -> Option<serde_json::Value> {
+            serde_json::to_value(t).ok()
+        }
+        match name {
+            "elevators" => json(&self.elevators),
+            "kitchens" => json(&self.kitchens),
+            "cameras" => json(&self.cameras),
+            "markets" => json(&self.markets),
+            "stalls" => json(&self.stalls),
+            "scales" => json(&self.scales),
+            "merchants" => json(&self.merchants),
+            "offices" => json(&self.offices),
+            "maintenance_units" => json(&self.maintenance_units),
+            "guidance_prices" => json(&self.guidance_prices),
+            "receivers" => json(&self.receivers),
+            "holidays" => json(&self.holidays),
+            "jurisdictions" => Some(
+                self.jurisdictions
+                    .clone()
+                    .unwrap_or(serde_json::Value::Null),
+            ),
+            _ => None,
+        }
+    }
+}
+
 /// GeoJSON as itself in JSON, and as its text in binary encodings (bincode, between the
 /// processes of a cluster), which cannot read a self-describing value.
 mod geojson_text {

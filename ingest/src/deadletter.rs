@@ -34,6 +34,33 @@ pub struct DeadLetter {
     /// The raw payload in hex when it is not UTF-8.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload_hex: Option<String>,
+    /// The payload's whole size in bytes, when only its first [`MAX_KEPT_BYTES`] are kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncated_from: Option<u64>,
+}
+
+/// Most bytes of one payload kept: a message of any size the broker delivers is dead-lettered
+/// without the store (or the memory mirroring it) growing with it.
+pub const MAX_KEPT_BYTES: usize = 64 * 1024;
+
+/// The payload as kept: text when it is UTF-8 (a character cut at the end does not make it
+/// binary), else hex; at most [`MAX_KEPT_BYTES`].
+fn kept(payload: &[u8]) -> (Option<String>, Option<String>, Option<u64>) {
+    let cut = &payload[..payload.len().min(MAX_KEPT_BYTES)];
+    let truncated = (cut.len() < payload.len()).then_some(payload.len() as u64);
+    match std::str::from_utf8(cut) {
+        Ok(s) => (Some(s.to_owned()), None, truncated),
+        Err(e) if truncated.is_some() && e.error_len().is_none() => (
+            Some(String::from_utf8_lossy(&cut[..e.valid_up_to()]).into_owned()),
+            None,
+            truncated,
+        ),
+        Err(_) => (
+            None,
+            Some(cut.iter().map(|b| format!("{b:02x}")).collect()),
+            truncated,
+        ),
+    }
 }
 
 impl DeadLetter {
@@ -127,13 +154,7 @@ impl DeadLetters {
 
     /// Keeps a rejected message. Returns how many old entries were dropped to make room.
     pub fn put(&self, topic: &str, payload: &[u8], rejection: &Rejection, received_ms: u64) -> u64 {
-        let (payload, payload_hex) = match std::str::from_utf8(payload) {
-            Ok(s) => (Some(s.to_owned()), None),
-            Err(_) => (
-                None,
-                Some(payload.iter().map(|b| format!("{b:02x}")).collect()),
-            ),
-        };
+        let (payload, payload_hex, truncated_from) = kept(payload);
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let dl = DeadLetter {
             id: inner.next_id,
@@ -144,6 +165,7 @@ impl DeadLetters {
             message: rejection.message.clone(),
             payload,
             payload_hex,
+            truncated_from,
         };
         inner.next_id += 1;
         let line = serde_json::to_string(&dl).unwrap_or_default() + "\n";
@@ -272,6 +294,31 @@ mod tests {
         assert_eq!(again.list(None, 10), all);
         again.put("t", b"[]", &rejection(Reason::NotObject), 3);
         assert_eq!(again.list(None, 1)[0].id, 3);
+    }
+
+    #[test]
+    fn a_huge_payload_is_kept_cut_and_says_its_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DeadLetters::open(dir.path(), 1 << 20).unwrap();
+        let mut text = "库".repeat(MAX_KEPT_BYTES); // 3 bytes each: the cut splits one
+        text.push('!');
+        store.put("t", text.as_bytes(), &rejection(Reason::TooLarge), 1);
+        store.put("t", &vec![0xffu8; 200_000], &rejection(Reason::TooLarge), 2);
+        let listed = store.list(None, 10);
+        let binary = &listed[0];
+        assert_eq!(binary.truncated_from, Some(200_000));
+        assert_eq!(binary.payload_bytes().len(), MAX_KEPT_BYTES);
+        let cut = &listed[1];
+        assert_eq!(cut.truncated_from, Some(text.len() as u64));
+        let kept = cut.payload.as_deref().unwrap();
+        assert!(
+            kept.len() <= MAX_KEPT_BYTES && text.starts_with(kept),
+            "cut on a character"
+        );
+        let small = DeadLetters::open(dir.path(), 1 << 20)
+            .unwrap()
+            .list(None, 1);
+        assert_eq!(small[0].truncated_from, Some(200_000), "reloaded as kept");
     }
 
     #[test]

@@ -49,4 +49,13 @@ pub enum IngestError {
         addr: std::net::SocketAddr,
         message: String,
     },
+    /// The embedded broker's users file cannot be used.
+    #[error("embedded broker users file {path}: {message}")]
+    Users {
+        path: std::path::PathBuf,
+        message: String,
+    },
+    /// TLS towards the broker cannot be set up (a certificate or key file).
+    #[error("mqtt tls: {0}")]
+    Tls(String),
 }

@@ -46,6 +46,8 @@ pub struct IngestStats {
     deferred: AtomicU64,
     queue: std::sync::OnceLock<crossbeam_channel::Receiver<model::Ingested>>,
     ever_subscribed: AtomicBool,
+    /// Why the connection last failed, and when (epoch ms); cleared once subscribed.
+    last_error: std::sync::Mutex<Option<(String, u64)>>,
 }
 
 impl IngestStats {
@@ -65,7 +67,24 @@ impl IngestStats {
         }
         if s == ConnectionState::Subscribed {
             self.ever_subscribed.store(true, Ordering::Relaxed);
+            *self
+                .last_error
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
         }
+    }
+    pub(crate) fn failed(&self, why: String, at_ms: u64) {
+        *self
+            .last_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((why, at_ms));
+    }
+    /// Why the connection last failed and when (epoch ms), until it is subscribed again.
+    pub fn last_error(&self) -> Option<(String, u64)> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
     pub(crate) fn waited(&self, micros: u64) {
         self.backpressure_waits.fetch_add(1, Ordering::Relaxed);

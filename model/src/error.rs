@@ -25,11 +25,13 @@ pub enum Reason {
     TsSkew,
     /// The payload is larger than the configured limit.
     TooLarge,
+    /// Not from whom its topic says (a unit's answer without its signature).
+    Unauthorized,
 }
 
 impl Reason {
     /// Every reason, for metrics that must show zeros.
-    pub const ALL: [Reason; 9] = [
+    pub const ALL: [Reason; 10] = [
         Reason::NotJson,
         Reason::NotObject,
         Reason::UnknownTopic,
@@ -39,6 +41,7 @@ impl Reason {
         Reason::OutOfRange,
         Reason::TsSkew,
         Reason::TooLarge,
+        Reason::Unauthorized,
     ];
 
     /// The stable code.
@@ -53,6 +56,7 @@ impl Reason {
             Reason::OutOfRange => "out_of_range",
             Reason::TsSkew => "ts_skew",
             Reason::TooLarge => "too_large",
+            Reason::Unauthorized => "unauthorized",
         }
     }
 

@@ -35,6 +35,48 @@ impl RecordedRef<'_> {
     }
 }
 
+/// Longest recording line read, bytes: a message with its topic and quoting, well above any
+/// payload a decoder takes, so a corrupt file (no newlines) is refused line by line instead of
+/// read whole into one string.
+pub const MAX_LINE_BYTES: usize = 4 << 20;
+
+/// Why a recording line gave no event.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LineError {
+    /// Longer than [`MAX_LINE_BYTES`].
+    #[error("recording line of {0} bytes, over the limit of {MAX_LINE_BYTES}")]
+    TooLong(usize),
+    /// Not `{"topic", "payload", "received_ms"?}`.
+    #[error("not a recording line: {0}")]
+    Malformed(String),
+    /// The message itself was rejected, as ingest would have.
+    #[error(transparent)]
+    Rejected(#[from] crate::Rejection),
+}
+
+/// Decodes one recording line as ingest would have decoded the message. A line without an
+/// arrival time is taken as arriving at its own `ts`.
+pub fn decode_line(decoder: &crate::Decoder, line: &str) -> Result<crate::Envelope, LineError> {
+    if line.len() > MAX_LINE_BYTES {
+        return Err(LineError::TooLong(line.len()));
+    }
+    let rec: RecordedRef =
+        serde_json::from_str(line).map_err(|e| LineError::Malformed(e.to_string()))?;
+    let payload = rec.payload_bytes();
+    let received = rec.received_ms.or_else(|| ts_hint(&payload)).unwrap_or(0);
+    Ok(decoder.decode(&rec.topic, &payload, received)?)
+}
+
+/// The `ts` of a payload, if it has a readable one.
+pub fn ts_hint(payload: &[u8]) -> Option<u64> {
+    #[derive(serde::Deserialize)]
+    struct Ts {
+        #[serde(default, with = "crate::time::ts_opt")]
+        ts: Option<u64>,
+    }
+    serde_json::from_slice::<Ts>(payload).ok()?.ts
+}
+
 /// Writes one recording line for a message (without the newline).
 pub fn line(topic: &str, payload: &[u8], received_ms: Option<u64>) -> String {
     #[derive(Serialize)]
@@ -81,5 +123,26 @@ mod tests {
         assert_eq!(l, r#"{"topic":"t","payload":"{oops"}"#);
         let r: RecordedRef = serde_json::from_str(&l).unwrap();
         assert_eq!(&*r.payload_bytes(), b"{oops");
+    }
+
+    #[test]
+    fn lines_decode_as_ingest_would_and_refuse_what_they_must() {
+        let d = crate::Decoder::default();
+        let ok = line(
+            "cw/v1/kitchen/K1/camera/C1/heartbeat",
+            br#"{"ts":1795737600000}"#,
+            None,
+        );
+        let env = decode_line(&d, &ok).unwrap();
+        assert_eq!(env.time_ms, 1_795_737_600_000);
+        assert!(matches!(decode_line(&d, "{"), Err(LineError::Malformed(_))));
+        let bad = line("cw/v1/elevator/E1/status", b"[]", None);
+        let got = decode_line(&d, &bad);
+        assert!(matches!(got, Err(LineError::Rejected(_))), "{got:?}");
+        let long = " ".repeat(MAX_LINE_BYTES + 1);
+        assert_eq!(
+            decode_line(&d, &long),
+            Err(LineError::TooLong(MAX_LINE_BYTES + 1))
+        );
     }
 }

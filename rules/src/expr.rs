@@ -31,28 +31,134 @@ pub struct SyntaxError {
 }
 
 impl Expr {
-    /// Compiles `source`.
+    /// Compiles `source`, within [`crate::limits`]: its size is checked first, then it is
+    /// parsed on a thread of its own with a large stack (the CEL parser recurses deeply per
+    /// bracket), and the tree it gives is refused when deeper than the evaluator may recurse.
     pub fn compile(source: &str) -> Result<Expr, SyntaxError> {
-        let program = Program::compile(source).map_err(|e| {
-            let first = e.errors.first();
-            SyntaxError {
-                message: first.map_or_else(|| e.to_string(), |f| f.msg.clone()),
-                column: first.map_or(1, |f| f.pos.1.max(0) as usize + 1),
-            }
-        })?;
-        let refs = program.references();
+        let limits = crate::limits::get();
+        let over = |e: crate::limits::Exceeded| SyntaxError {
+            message: e.to_string(),
+            column: e.at,
+        };
+        crate::limits::check_expr(source, &limits).map_err(over)?;
+        let text = source.to_owned();
+        let parsed = on_parser_stack(move || parse_bounded(&text, limits.max_expr_depth))
+            .unwrap_or_else(|why| {
+                Err(SyntaxError {
+                    message: why,
+                    column: 1,
+                })
+            })?;
+        let (program, uses_prev, uses_ref) = parsed.map_err(over)?;
         Ok(Expr {
             source: source.to_owned(),
-            uses_prev: refs.has_variable("prev"),
-            uses_ref: refs.has_variable("ref"),
+            uses_prev,
+            uses_ref,
             program: Arc::new(program),
         })
+    }
+}
+
+/// Stack of the thread that parses an expression. The CEL parser (an ANTLR grammar) spends
+/// about 130 KiB of a debug build's stack per nested bracket, so the limits' 24 brackets need
+/// about 3 MiB; only the pages it touches are used.
+const PARSE_STACK_BYTES: usize = 64 << 20;
+
+type Parsed = (Program, bool, bool);
+
+/// Runs `f` (which parses) on a thread with [`PARSE_STACK_BYTES`] of stack and waits for it.
+fn on_parser_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
+    std::thread::Builder::new()
+        .name("cel-parse".into())
+        .stack_size(PARSE_STACK_BYTES)
+        .spawn(f)
+        .map_err(|e| format!("cannot start the parser: {e}"))?
+        .join()
+        .map_err(|_| "the expression could not be parsed".to_owned())
+}
+
+/// Parses `source` and checks the depth of its tree: the program, whether it reads `prev`,
+/// whether it reads `ref`. Runs on the parser's own thread.
+fn parse_bounded(
+    source: &str,
+    max_depth: usize,
+) -> Result<Result<Parsed, crate::limits::Exceeded>, SyntaxError> {
+    let program = Program::compile(source).map_err(|e| {
+        let first = e.errors.first();
+        SyntaxError {
+            message: first.map_or_else(|| e.to_string(), |f| f.msg.clone()),
+            column: first.map_or(1, |f| f.pos.1.max(0) as usize + 1),
+        }
+    })?;
+    if let Ok(ast) = cel_parser::Parser::default().parse(source) {
+        let depth = tree_depth(&ast);
+        if depth > max_depth {
+            return Ok(Err(crate::limits::Exceeded {
+                what: "the depth of the expression's tree",
+                setting: "max_expr_depth",
+                limit: max_depth,
+                found: depth,
+                at: 1,
+            }));
+        }
+    }
+    let refs = program.references();
+    let (uses_prev, uses_ref) = (refs.has_variable("prev"), refs.has_variable("ref"));
+    Ok(Ok((program, uses_prev, uses_ref)))
+}
+
+/// How deep the tree is: how far the evaluator will recurse. A chain `a + b + c` is as deep
+/// as it is long; brackets alone add nothing.
+fn tree_depth(e: &cel_parser::Expression) -> usize {
+    use cel_parser::ast::{EntryExpr, Expr as E};
+    let entries = |entries: &[cel_parser::ast::IdedEntryExpr]| {
+        entries
+            .iter()
+            .map(|x| match &x.expr {
+                EntryExpr::MapEntry(m) => tree_depth(&m.key).max(tree_depth(&m.value)),
+                EntryExpr::StructField(f) => tree_depth(&f.value),
+            })
+            .max()
+            .unwrap_or(0)
+    };
+    1 + match &e.expr {
+        E::Call(c) => c
+            .target
+            .iter()
+            .map(|t| tree_depth(t))
+            .chain(c.args.iter().map(tree_depth))
+            .max()
+            .unwrap_or(0),
+        E::Select(s) => tree_depth(&s.operand),
+        E::List(l) => l.elements.iter().map(tree_depth).max().unwrap_or(0),
+        E::Map(m) => entries(&m.entries),
+        E::Struct(s) => entries(&s.entries),
+        E::Comprehension(c) => [
+            &c.iter_range,
+            &c.accu_init,
+            &c.loop_cond,
+            &c.loop_step,
+            &c.result,
+        ]
+        .into_iter()
+        .map(|x| tree_depth(x))
+        .max()
+        .unwrap_or(0),
+        E::Ident(_) | E::Literal(_) | E::Unspecified => 0,
     }
 }
 
 /// Every name path the expression reads (`event.speed_mps` → `["event", "speed_mps"]`),
 /// outside comprehension variables. `has(…)` tests are left out: they may name absent fields.
 pub fn name_paths(source: &str) -> Vec<Vec<String>> {
+    if crate::limits::check_expr(source, &crate::limits::get()).is_err() {
+        return Vec::new();
+    }
+    let text = source.to_owned();
+    on_parser_stack(move || name_paths_here(&text)).unwrap_or_default()
+}
+
+fn name_paths_here(source: &str) -> Vec<Vec<String>> {
     use cel_parser::ast::{EntryExpr, Expr as E};
     fn chain(e: &cel_parser::Expression) -> Option<Vec<String>> {
         match &e.expr {
@@ -452,5 +558,54 @@ mod tests {
                 .bool(&e, vec![("event", event_value(&env))])
                 .unwrap()
         );
+    }
+
+    #[test]
+    fn the_largest_allowed_expressions_compile_and_run_on_a_small_stack() {
+        // A tokio worker has a 2 MiB stack; so does this thread, in a debug build whose frames
+        // are larger than a release build's.
+        let refused = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(|| {
+                let l = crate::limits::Limits::default();
+                let d = l.max_expr_depth;
+                let sum = format!("{} > 0", vec!["1"; d - 2].join(" + "));
+                let nested = format!("{}1{} > 0", "(".repeat(d), ")".repeat(d));
+                let lists = format!("size({}1{}) > 0", "[".repeat(d - 3), "]".repeat(d - 3));
+                let members = format!("event{} == 1", ".a".repeat(d - 2));
+                let wide = format!(
+                    "event.floor in [{}]",
+                    (0..l.max_expr_tokens / 2 - 6)
+                        .map(|i| i.to_string())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                );
+                let ev = Evaluator::default();
+                for text in [&sum, &nested, &lists, &members, &wide] {
+                    let e = Expr::compile(text).expect(text);
+                    let _ = name_paths(text);
+                    let _ = ev.bool(
+                        &e,
+                        vec![("event", sample_event(model::Stream::ElevatorStatus))],
+                    );
+                }
+                [
+                    format!("{} > 0", vec!["1"; 100].join(" + ")),
+                    format!("{} > 0", vec!["1"; 300].join(" + ")),
+                    format!("{}1{}", "(".repeat(300), ")".repeat(300)),
+                    format!("event{}", ".a".repeat(20_000)),
+                ]
+                .map(|t| Expr::compile(&t).unwrap_err().message)
+            })
+            .unwrap()
+            .join()
+            .expect("no stack overflow");
+        assert!(
+            refused[0].contains("tree") && refused[0].contains("max_expr_depth"),
+            "{refused:?}"
+        );
+        assert!(refused[1].contains("max_expr_tokens"), "{refused:?}");
+        assert!(refused[2].contains("nesting depth"), "{refused:?}");
+        assert!(refused[3].contains("max_expr_bytes"), "{refused:?}");
     }
 }

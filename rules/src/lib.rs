@@ -9,10 +9,12 @@
 //! # Layout
 //! - [`spec`]: the rule as written (serde) and as validated ([`Rule`]).
 //! - [`load`]: reading rule files and directories, with `file:line:column` errors.
+//! - [`limits`]: bounds on rule text, checked before the parsers see it.
 //! - [`expr`]: CEL: compiling, the `event` value of each stream, evaluating.
 //! - [`machine`]: raw condition → firing, with `for`, `keep_firing_for`, windows and absence.
 
 pub mod expr;
+pub mod limits;
 pub mod load;
 pub mod machine;
 pub mod spec;

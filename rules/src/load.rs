@@ -39,6 +39,16 @@ fn position(text: &str, offset: usize) -> (usize, usize) {
 
 /// Parses and validates one file's text. `file` names it in errors.
 pub fn load_str(file: &str, text: &str) -> Result<Vec<Rule>, Vec<RuleError>> {
+    crate::limits::check_file(text, &crate::limits::get()).map_err(|e| {
+        let (line, column) = position(text, e.at - 1);
+        vec![RuleError {
+            file: file.to_owned(),
+            line,
+            column,
+            rule: None,
+            message: e.to_string(),
+        }]
+    })?;
     let parsed: RuleFile = toml::from_str(text).map_err(|e| {
         let (line, column) = e.span().map_or((1, 1), |s| position(text, s.start));
         vec![RuleError {

@@ -33,7 +33,7 @@ impl Facts {
     ) -> Result<Facts, IngestError> {
         let (host, port) = config.endpoint()?;
         let mut options = MqttOptions::new(format!("{}-facts", config.client_id), host, port);
-        let max_packet = config.max_payload_bytes + (1 << 20);
+        let max_packet = super::source::MQTT_MAX_PACKET;
         options
             .set_clean_session(true)
             .set_keep_alive(Duration::from_secs(config.keep_alive_secs.max(5)))
@@ -41,6 +41,7 @@ impl Facts {
         if let Some(user) = &config.username {
             options.set_credentials(user.clone(), config.password.clone().unwrap_or_default());
         }
+        options.set_transport(config.transport()?);
         let (client, mut eventloop) = AsyncClient::new(options, 16);
         let filters = [
             format!("{}kitchen/+/camera/+/detection", config.prefix),

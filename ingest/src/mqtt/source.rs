@@ -17,9 +17,15 @@ use tokio::task::JoinHandle;
 /// What a dataflow worker calls with the sequence numbers it handed to its input.
 pub type HandedFn = Box<dyn FnMut(&[u64]) + Send>;
 
-/// Protocol overhead allowed above the payload limit, so an oversized payload reaches the
-/// decoder (and the dead-letter store) instead of being refused by the transport.
-const PACKET_HEADROOM: usize = 1 << 20;
+/// The largest packet MQTT can carry (its remaining length's maximum). The client takes any
+/// packet a broker can deliver: one it refused would drop the connection, and the broker would
+/// deliver the same message again on reconnecting, for ever. An oversized payload reaches the
+/// decoder instead, which dead-letters it as `too_large` and lets it be acknowledged; the
+/// broker's `message_size_limit` is what bounds the memory one message takes.
+pub const MQTT_MAX_PACKET: usize = 268_435_455;
+
+/// A connection that lasted this long was healthy: the next failure starts the backoff anew.
+const HEALTHY_AFTER: Duration = Duration::from_secs(30);
 
 /// A running MQTT ingest.
 pub struct Ingest {
@@ -66,9 +72,13 @@ impl Ingest {
         complaint_log: Option<Arc<crate::ComplaintLog>>,
     ) -> Result<Ingest, IngestError> {
         let (host, port) = config.endpoint()?;
-        let max_packet = config.max_payload_bytes + PACKET_HEADROOM;
+        let max_packet = MQTT_MAX_PACKET;
         if config.is_embedded() {
-            broker::start_embedded(config.embedded_broker_addr, max_packet)?;
+            broker::start_embedded(
+                config.embedded_broker_addr,
+                config.embedded_broker_users.as_deref(),
+                broker::MAX_PAYLOAD_BYTES,
+            )?;
         }
         let mut options = MqttOptions::new(config.client_id.clone(), host, port);
         options
@@ -79,6 +89,7 @@ impl Ingest {
         if let Some(user) = &config.username {
             options.set_credentials(user.clone(), config.password.clone().unwrap_or_default());
         }
+        options.set_transport(config.transport()?);
         // The request channel carries our acks; it is sized so acks never wait for room.
         let (client, eventloop) = AsyncClient::new(options, 4096);
         let (tx, rx) = crossbeam_channel::bounded(config.queue_capacity.max(1));
@@ -256,6 +267,7 @@ pub(crate) fn remember(
 impl Loop {
     async fn run(self, mut eventloop: EventLoop, mut stop: watch::Receiver<bool>) {
         let mut backoff = self.backoff.0;
+        let mut connected_at: Option<Instant> = None;
         let mut draining = false;
         loop {
             let event = tokio::select! {
@@ -268,7 +280,10 @@ impl Loop {
             };
             match event {
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                    backoff = self.backoff.0;
+                    // The backoff starts anew only after a healthy while, not at every
+                    // ConnAck: a connection that fails at once (a refused subscription, a
+                    // packet it cannot take) must not reconnect in a tight loop.
+                    connected_at = Some(Instant::now());
                     self.acker.new_generation();
                     self.stats.set_state(ConnectionState::Connected);
                     tracing::info!(session_present = ack.session_present, "mqtt connected");
@@ -289,6 +304,13 @@ impl Loop {
                         tracing::info!(filter = %self.filter, "mqtt subscribed");
                     } else {
                         tracing::error!(filter = %self.filter, codes = ?ack.return_codes, "mqtt subscription refused");
+                        self.stats.failed(
+                            format!(
+                                "subscription to {} refused by the broker (not authorised?)",
+                                self.filter
+                            ),
+                            now_ms(),
+                        );
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) if draining => {
@@ -307,6 +329,13 @@ impl Loop {
                     if draining {
                         return;
                     }
+                    if connected_at
+                        .take()
+                        .is_some_and(|t| t.elapsed() >= HEALTHY_AFTER)
+                    {
+                        backoff = self.backoff.0;
+                    }
+                    self.stats.failed(e.to_string(), now_ms());
                     tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "mqtt connection lost");
                     tokio::select! {
                         _ = tokio::time::sleep(jitter(backoff)) => {}

@@ -1,0 +1,84 @@
+//! What each fuzz target does with one input. Shared by the fuzz targets (`fuzz_targets/`)
+//! and by the regression test that replays every kept input in CI
+//! (`citywatch/tests/fuzz_corpus.rs`), so both run exactly the same code. Each function may
+//! return an error for its input; it must not panic, overflow its stack or hang.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+
+/// Topics of every stream, so that most inputs reach a payload decoder.
+const TOPICS: [&str; 9] = [
+    "cw/v1/elevator/E0001/status",
+    "cw/v1/elevator/E0001/event",
+    "cw/v1/market/M1/scale/S1/sale",
+    "cw/v1/market/M1/scale/S1/check",
+    "cw/v1/market/M1/residue",
+    "cw/v1/kitchen/K1/camera/C1/detection",
+    "cw/v1/kitchen/K1/camera/C1/heartbeat",
+    "cw/v1/complaint/new",
+    "cw/v1/complaint/C1/status",
+];
+
+/// The MQTT payload decoder. The first byte picks a contract topic (or, past them, takes the
+/// next bytes up to a newline as the topic); the rest is the payload.
+pub fn decode(data: &[u8]) {
+    let Some((&pick, rest)) = data.split_first() else {
+        return;
+    };
+    let (topic, payload) = match TOPICS.get(pick as usize % 16) {
+        Some(t) => (t.to_string(), rest),
+        None => {
+            let end = rest.iter().position(|b| *b == b'\n').unwrap_or(rest.len());
+            (
+                String::from_utf8_lossy(&rest[..end]).into_owned(),
+                rest.get(end + 1..).unwrap_or_default(),
+            )
+        }
+    };
+    let _ = model::Decoder::default().decode(&topic, payload, 1_795_737_600_000);
+}
+
+/// The rule loader and validator, as the API and the rules directory use it.
+pub fn rules(data: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = rules::load_str("fuzz.toml", text);
+    }
+}
+
+/// A reference table as a `PUT` or a reference directory gives it. The first byte picks the
+/// table and the format (CSV or JSON).
+pub fn reference(data: &[u8]) {
+    let Some((&pick, rest)) = data.split_first() else {
+        return;
+    };
+    let tables = dataflow::reference::TABLES;
+    let name = tables[pick as usize % tables.len()];
+    let format = if (pick as usize / tables.len()).is_multiple_of(2) {
+        dataflow::reference::Format::Csv
+    } else {
+        dataflow::reference::Format::Json
+    };
+    if let Ok(text) = std::str::from_utf8(rest) {
+        let _ = dataflow::Reference::default().with_table(Path::new(""), name, text, format);
+    }
+}
+
+/// A recording (JSON Lines), line by line as `replay` and `rules backtest` read it.
+pub fn recording(data: &[u8]) {
+    let decoder = model::Decoder::default();
+    for line in String::from_utf8_lossy(data).lines() {
+        let _ = model::recording::decode_line(&decoder, line);
+    }
+}
+
+/// What a target does with one input.
+pub type Run = fn(&[u8]);
+
+/// Every target by its name.
+pub const TARGETS: [(&str, Run); 4] = [
+    ("decode", decode),
+    ("rules", rules),
+    ("reference", reference),
+    ("recording", recording),
+];
