@@ -240,6 +240,42 @@ async fn every_write_of_the_openapi_document_checks_its_token_and_role_before_it
         "{err}"
     );
 
+    // A reference table past its limits is refused as it is read, not parsed whole.
+    let (status, err) = send(
+        reqwest::Method::PUT,
+        cw.url("/api/v1/reference/elevators"),
+        Some(admin),
+        vec![b' '; (64 << 20) + 1],
+    )
+    .await;
+    assert_eq!(
+        (status, &err["error"]["code"]),
+        (413, &json!("too_large")),
+        "{err}"
+    );
+    let many = format!(
+        "elevator_id,building,district,lat,lon,maintenance_unit,rated_speed_mps,floors\n{}",
+        "E1,B,D,0,0,MU,1,2\n".repeat(1_000_001)
+    );
+    let r = reqwest::Client::new()
+        .put(cw.url("/api/v1/reference/elevators"))
+        .bearer_auth(admin)
+        .header("content-type", "text/csv")
+        .body(many)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    let err: Value = r.json().await.unwrap();
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("1000001 rows"),
+        "{err}"
+    );
+    assert_eq!(cw.get("/api/v1/reference").await["tables"][0]["rows"], 60);
+
     // A stranger's flood is paced per address; a token holder is not slowed by it.
     let client = reqwest::Client::new();
     let mut refused = 0;
