@@ -339,3 +339,66 @@ async fn a_message_larger_than_any_limit_is_dead_lettered_and_the_session_goes_o
     let ready = reqwest::get(cw.url("/readyz")).await.unwrap();
     assert_eq!(ready.status(), 200);
 }
+
+/// Connects to `port` as `user` (or anonymously) and returns whether the broker accepted.
+async fn broker_accepts(port: u16, user: Option<(&str, &str)>) -> bool {
+    let mut opts = rumqttc::MqttOptions::new("probe", "127.0.0.1", port);
+    if let Some((name, password)) = user {
+        opts.set_credentials(name, password);
+    }
+    let (_client, mut eventloop) = rumqttc::AsyncClient::new(opts, 10);
+    loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(10), eventloop.poll()).await {
+            Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(a)))) => {
+                return a.code == rumqttc::ConnectReturnCode::Success;
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => return false,
+            Err(_) => panic!("no answer from the broker"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_broker_with_users_takes_only_them() {
+    use sha2::Digest;
+    let dir = tempfile::tempdir().unwrap();
+    let hash = |p: &str| {
+        sha2::Sha256::digest(p.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let users = dir.path().join("mqtt-users");
+    std::fs::write(
+        &users,
+        format!(
+            "# citywatch itself, and one terminal\ncitywatch {}\nE0001 {}\n",
+            hash("cw-pass"),
+            hash("e1-pass")
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    // Ready means citywatch's own connection was let in with its credentials.
+    let cw = Citywatch::start_with(
+        "embedded",
+        Some(port),
+        &dir.path().join("data"),
+        &[
+            "--embedded-broker-users",
+            users.to_str().unwrap(),
+            "--mqtt-username",
+            "citywatch",
+        ],
+        &[("CITYWATCH_MQTT_PASSWORD", "cw-pass")],
+    )
+    .await;
+    assert!(!broker_accepts(port, None).await, "anonymous");
+    assert!(
+        !broker_accepts(port, Some(("E0001", "guess"))).await,
+        "wrong password"
+    );
+    assert!(broker_accepts(port, Some(("E0001", "e1-pass"))).await);
+    assert_eq!(cw.get("/healthz").await["status"], "ok");
+}
