@@ -373,7 +373,7 @@ pub(crate) async fn rules_validate(
     responses((status = 200, description = "Replaced", body = RuleView), (status = 201, description = "Added", body = RuleView),
         (status = 400, description = "Invalid rule, or not exactly this one rule", body = Validation), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 413, body = ErrorBody),
-        (status = 409, description = "Rules cannot change (no --rules)", body = ErrorBody)))]
+        (status = 409, description = "Rules cannot change (--rules none)", body = ErrorBody)))]
 pub(crate) async fn rule_put(
     State(s): State<AppState>,
     caller: Caller,

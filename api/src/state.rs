@@ -81,7 +81,7 @@ impl RuleManager {
         let tx = self
             .updates
             .as_ref()
-            .ok_or("rules cannot change: start citywatch with --rules DIR")?;
+            .ok_or("rules cannot change: citywatch runs with --rules none")?;
         let rules = Arc::new(rules);
         let mut current = self
             .current

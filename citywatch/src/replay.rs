@@ -23,6 +23,7 @@ pub fn replay(file: &std::path::Path, mut settings: Settings) -> anyhow::Result<
     settings.clock = ClockMode::Event;
     let reference = Arc::new(settings.reference()?);
     let rules = Arc::new(settings.rules()?);
+    tracing::info!("{}", settings.rule_source().describe(rules.len()));
     let (conditions_tx, conditions_rx) = std::sync::mpsc::channel();
     let rejected = Arc::new(AtomicU64::new(0));
     let decoder = Decoder::new(DecoderConfig {

@@ -38,17 +38,19 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
         .with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
     let reference = Arc::new(settings.reference()?);
     let rules = Arc::new(settings.rules()?);
+    let rule_source = settings.rule_source();
+    tracing::info!("{}", rule_source.describe(rules.len()));
     // In a cluster, process 0 owns the alerts, the API and the changes of rules and reference
     // data; the others ingest their share and run their workers (docs/cluster.md).
     let cluster = settings.cluster()?;
     let leader = settings.is_leader();
-    // With --rules, rules can change at run time (API, file changes).
-    let (mut rule_feed, rule_manager) = match &settings.rules {
-        None => (
+    // With rules, they can change at run time (API; a directory's file changes too).
+    let (mut rule_feed, rule_manager) = match rule_source {
+        crate::settings::RuleSource::None => (
             dataflow::RuleFeed::default(),
             Arc::new(api::state::RuleManager::new(rules.clone(), None)),
         ),
-        Some(_) => {
+        _ => {
             let (tx, rx) = crossbeam_channel::bounded(16);
             (
                 dataflow::RuleFeed {
@@ -133,8 +135,8 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
     };
     let (conditions, publish_conditions) = api::state::conditions_channel();
     // With rules, conditions become alerts: journaled, then notified.
-    let alerts = match &settings.rules {
-        Some(_) if leader => {
+    let alerts = match rule_source.any() {
+        true if leader => {
             let policies = alerts::Policies::load(settings.reference.as_deref())
                 .map_err(|e| anyhow::anyhow!("escalation policies: {e}"))?;
             let alerts = alerts::Alerts::open_with(
@@ -265,8 +267,10 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
         );
     }
     let delivery = alerts.clone().map(|a| tokio::spawn(a.run()));
-    if let Some(dir) = settings.rules.clone().filter(|_| leader) {
-        tokio::spawn(crate::rules_cmd::watch(dir, rule_manager.clone()));
+    if let crate::settings::RuleSource::Dir(dir) = &rule_source
+        && leader
+    {
+        tokio::spawn(crate::rules_cmd::watch(dir.clone(), rule_manager.clone()));
     }
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(api::serve(listener, state, async {

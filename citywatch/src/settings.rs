@@ -27,7 +27,8 @@ pub struct Settings {
     pub workers: usize,
     /// Reference data directory; none means empty registries.
     pub reference: Option<PathBuf>,
-    /// Rule files directory; none means no rules.
+    /// Rule files directory; `none` for no rules; unset: the default pack built into the
+    /// binary.
     pub rules: Option<PathBuf>,
     /// Log line format.
     pub log_format: LogFormat,
@@ -97,6 +98,35 @@ pub struct Settings {
     pub hosts: Option<PathBuf>,
     /// The shared-subscription group the processes of a cluster subscribe in.
     pub mqtt_share_group: String,
+}
+
+/// Where the rules in force come from (`--rules`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum RuleSource {
+    /// Unset: the default pack built into the binary (changeable through the API).
+    BuiltIn,
+    /// `--rules none`: no rules, no alerts.
+    None,
+    /// `--rules DIR`: the rule files there, reloaded when they change.
+    Dir(PathBuf),
+}
+
+impl RuleSource {
+    /// Whether any rules run (and so alerts exist).
+    pub fn any(&self) -> bool {
+        *self != RuleSource::None
+    }
+
+    /// What to say at start about where the rules come from.
+    pub fn describe(&self, n: usize) -> String {
+        match self {
+            RuleSource::BuiltIn => format!(
+                "rules: the built-in default pack ({n} rules); --rules DIR for others, --rules none for none"
+            ),
+            RuleSource::None => "rules: none (--rules none): no conditions, no alerts".into(),
+            RuleSource::Dir(d) => format!("rules: {n} from {}", d.display()),
+        }
+    }
 }
 
 /// This process's place in a cluster, from the hosts file.
@@ -269,7 +299,7 @@ pub struct RunArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reference: Option<PathBuf>,
-    /// Rule files directory (TOML; e.g. rules/default).
+    /// Rule files directory (TOML), or `none` [default: the built-in default pack].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rules: Option<PathBuf>,
@@ -297,6 +327,13 @@ pub struct RunArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub influx_bucket: Option<String>,
+    /// Also write every raw event to InfluxDB (large) [default: false].
+    #[arg(long = "influx-raw", num_args = 0..=1, default_missing_value = "true")]
+    #[serde(
+        rename = "influx_raw_telemetry",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub influx_raw: Option<bool>,
     /// `writes`: API writes need a token (`citywatch token create`); `all`: reads too; `off`:
     /// no checks [default: writes].
     #[arg(long, value_parser = parse_auth)]
@@ -451,13 +488,32 @@ impl Settings {
         }
     }
 
-    /// The rules of `--rules`, or an error listing every problem (`file:line:column: why`).
-    pub fn rules(&self) -> anyhow::Result<Vec<rules::Rule>> {
+    /// Where the rules in force come from.
+    pub fn rule_source(&self) -> RuleSource {
         match &self.rules {
-            None => Ok(Vec::new()),
-            Some(dir) => rules::load_dir(dir).map_err(|errors| {
-                let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-                anyhow::anyhow!("invalid rules in {}:\n{}", dir.display(), list.join("\n"))
+            None => RuleSource::BuiltIn,
+            Some(p) if p.as_os_str() == "none" => RuleSource::None,
+            Some(dir) => RuleSource::Dir(dir.clone()),
+        }
+    }
+
+    /// The rules in force at start, or an error listing every problem
+    /// (`file:line:column: why`).
+    pub fn rules(&self) -> anyhow::Result<Vec<rules::Rule>> {
+        let listed = |errors: Vec<rules::RuleError>| -> Vec<String> {
+            errors.iter().map(|e| e.to_string()).collect()
+        };
+        match self.rule_source() {
+            RuleSource::None => Ok(Vec::new()),
+            RuleSource::BuiltIn => rules::default_pack().map_err(|errors| {
+                anyhow::anyhow!("invalid built-in rules:\n{}", listed(errors).join("\n"))
+            }),
+            RuleSource::Dir(dir) => rules::load_dir(&dir).map_err(|errors| {
+                anyhow::anyhow!(
+                    "invalid rules in {}:\n{}",
+                    dir.display(),
+                    listed(errors).join("\n")
+                )
             }),
         }
     }
@@ -505,6 +561,39 @@ mod tests {
         assert_eq!(s.workers, 3);
         assert_eq!(s.lateness_ms, 2000);
         assert!(s.reference.is_some());
+        assert!(!s.influx_raw_telemetry && !s.accept_unsigned_acks);
+        assert_eq!(s.rule_limits, rules::limits::Limits::default());
+        assert_eq!(s.rule_source(), RuleSource::BuiltIn);
+    }
+
+    #[test]
+    fn flags_of_the_command_line_reach_their_keys() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            run: RunArgs,
+        }
+        let cli = Cli::parse_from([
+            "citywatch",
+            "--influx-raw",
+            "--rules",
+            "none",
+            "--mqtt-username",
+            "cw",
+            "--mqtt-tls-ca-file",
+            "/etc/ca.crt",
+        ]);
+        let s = Settings::load(&cli.run).unwrap();
+        assert!(s.influx_raw_telemetry);
+        assert_eq!(s.rule_source(), RuleSource::None);
+        assert_eq!(s.mqtt_username.as_deref(), Some("cw"));
+        assert_eq!(
+            s.mqtt_config().tls_ca_file,
+            Some(PathBuf::from("/etc/ca.crt"))
+        );
+        let quiet = Cli::parse_from(["citywatch"]);
+        assert!(!Settings::load(&quiet.run).unwrap().influx_raw_telemetry);
     }
 
     #[test]

@@ -40,16 +40,18 @@ fn trapped(c: &Value) -> Option<&Value> {
 async fn a_trapped_passenger_over_mosquitto() {
     let broker = Mosquitto::start();
     let dir = tempfile::tempdir().unwrap();
-    let rules = default_rules();
-    // Event-time clock: the 30 s the rule waits pass in the data, not on the wall.
+    // No --rules: the default pack built into the binary. Event-time clock: the 30 s the rule
+    // waits pass in the data, not on the wall.
     let mut cw = Citywatch::start_with(
         &format!("mqtt://127.0.0.1:{}", broker.port),
         None,
         &dir.path().join("data"),
-        &["--rules", rules.to_str().unwrap(), "--clock", "event"],
+        &["--clock", "event"],
         &[],
     )
     .await;
+    let log = std::fs::read_to_string(&cw.log).unwrap();
+    assert!(log.contains("rules: the built-in default pack"), "{log}");
     // Whole seconds: event times are kept at the 100 ms tick.
     let t = now_ms() - now_ms() % 1000 - 600_000;
     let stuck: Vec<_> = (0..=40)
@@ -254,6 +256,32 @@ async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_rules_none_nothing_is_evaluated_and_rules_cannot_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let admin = token(&data, "规则管理员", "admin");
+    let cw = Citywatch::start_with(
+        "embedded",
+        Some(free_port()),
+        &data,
+        &["--rules", "none"],
+        &[],
+    )
+    .await;
+    assert_eq!(cw.get("/api/v1/rules").await, json!([]));
+    let r = reqwest::Client::new()
+        .put(cw.url("/api/v1/rules/x"))
+        .bearer_auth(&admin)
+        .body("[[rule]]\nid = \"x\"\nseverity = \"minor\"\nstream = \"elevator_status\"\nfilter = 'event.speed_mps > 3.0'\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    let log = std::fs::read_to_string(&cw.log).unwrap();
+    assert!(log.contains("rules: none"), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

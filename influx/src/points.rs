@@ -106,7 +106,20 @@ pub fn raw(env: &Envelope) -> Option<Point> {
                 vec![("kitchen_id", kitchen_id), ("camera_id", camera_id)],
                 to_value(heartbeat),
             ),
-            Event::ComplaintNew { complaint } => ("complaint_new", vec![], to_value(complaint)),
+            // Tagged by its id, so that two complaints in the same millisecond are two points
+            // (one measurement, tag set and time make one point), and by what a dashboard
+            // groups complaints by.
+            Event::ComplaintNew { complaint } => {
+                let mut tags = vec![
+                    ("complaint_id", complaint.complaint_id.as_str()),
+                    ("kind", complaint.kind.as_str()),
+                    ("category", complaint.category.as_str()),
+                ];
+                if let Some(m) = &complaint.merchant_id {
+                    tags.push(("merchant_id", m.as_str()));
+                }
+                ("complaint_new", tags, to_value(complaint))
+            }
             Event::ComplaintStatus {
                 complaint_id,
                 update,
@@ -117,14 +130,15 @@ pub fn raw(env: &Envelope) -> Option<Point> {
             ),
         };
     let mut p = Point::new(measurement, env.time_ms);
-    for (k, v) in tags {
-        p = p.tag(k, v);
+    for (k, v) in &tags {
+        p = p.tag(k, *v);
     }
     let serde_json::Value::Object(fields) = payload else {
         return None;
     };
     for (k, v) in fields {
-        if k == "ts" {
+        // A key is a tag or a field, never both.
+        if k == "ts" || tags.iter().any(|(t, _)| *t == k) {
             continue;
         }
         let field = match v {
@@ -320,5 +334,38 @@ mod tests {
             line,
             "elevator_status,elevator_id=E1 direction=\"up\",door=\"closed\",floor=3,in_door_zone=true,service_mode=\"normal\",speed_mps=0.5 1795737600000\n"
         );
+    }
+
+    #[test]
+    fn two_complaints_in_one_millisecond_are_two_points_with_escaped_tags() {
+        let d = model::Decoder::default();
+        let line = |id: &str| {
+            let payload = format!(
+                r#"{{"ts":1795737600000,"complaint_id":"{id}","merchant_id":"M-1","merchant_name":"老火锅, 解放碑=店","category":"food_safety"}}"#
+            );
+            let env = d
+                .decode("cw/v1/complaint/new", payload.as_bytes(), 1_795_737_600_000)
+                .unwrap();
+            let mut out = String::new();
+            assert!(raw(&env).unwrap().write_line(&mut out));
+            out
+        };
+        let (a, b) = (line("C1"), line("C2"));
+        let series = |l: &str| l.split(' ').next().unwrap().to_owned();
+        assert_ne!(series(&a), series(&b), "{a}{b}");
+        assert!(a.starts_with("complaint_new,"), "{a}");
+        assert!(
+            a.contains("complaint_id=C1") && a.contains("merchant_id=M-1"),
+            "{a}"
+        );
+        assert!(
+            a.contains("kind=complaint") && a.contains("category=food_safety"),
+            "{a}"
+        );
+        assert!(
+            a.contains(r#"merchant_name="老火锅, 解放碑=店""#),
+            "a field, quoted: {a}"
+        );
+        assert!(!a.contains("complaint_id=\"C1\""), "not a field too: {a}");
     }
 }

@@ -22,10 +22,73 @@ pub mod spec;
 pub use load::{RuleError, compile, load_dir, load_str};
 pub use spec::{Rule, RuleSource, Severity};
 
+/// The default rule pack (`rules/default/*.toml`), built into the binary so that citywatch
+/// started without a rules directory still watches for what DOMAIN.md says it must.
+pub const DEFAULT_PACK: [(&str, &str); 4] = [
+    (
+        "default/complaints.toml",
+        include_str!("../default/complaints.toml"),
+    ),
+    (
+        "default/elevators.toml",
+        include_str!("../default/elevators.toml"),
+    ),
+    (
+        "default/kitchens.toml",
+        include_str!("../default/kitchens.toml"),
+    ),
+    (
+        "default/markets.toml",
+        include_str!("../default/markets.toml"),
+    ),
+];
+
+/// The built-in default pack, loaded.
+pub fn default_pack() -> Result<Vec<Rule>, Vec<RuleError>> {
+    let mut rules = Vec::new();
+    for (name, text) in DEFAULT_PACK {
+        rules.extend(load_str(name, text)?);
+    }
+    Ok(rules)
+}
+
 /// A rule's stable key across workers and rule-set versions: a hash of its id.
 pub fn rule_key(id: &str) -> u64 {
     // FNV-1a: stable across processes and versions, unlike the std hasher.
     id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_built_in_pack_is_the_directory() {
+        let built_in = super::default_pack().unwrap();
+        let dir =
+            super::load_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("default"))
+                .unwrap();
+        let ids = |r: &[super::Rule]| {
+            let mut v: Vec<String> = r.iter().map(|r| r.id.clone()).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(ids(&built_in), ids(&dir));
+        let files =
+            std::fs::read_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("default"))
+                .unwrap()
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .path()
+                        .extension()
+                        .is_some_and(|x| x == "toml")
+                })
+                .count();
+        assert_eq!(
+            files,
+            super::DEFAULT_PACK.len(),
+            "a new file in rules/default is built in too"
+        );
+    }
 }

@@ -84,9 +84,10 @@ pub struct Citywatch {
 
 impl Citywatch {
     /// Starts `citywatch run` with the sample reference data, `mqtt` as its broker, and
-    /// `data_dir` as its state; returns once `/readyz` says ready.
+    /// `data_dir` as its state, without rules (ingest and counters only: no alerts, no
+    /// notifications of its own on the broker); returns once `/readyz` says ready.
     pub async fn start(mqtt: &str, embedded_port: Option<u16>, data_dir: &Path) -> Citywatch {
-        Citywatch::start_with(mqtt, embedded_port, data_dir, &[], &[]).await
+        Citywatch::start_with(mqtt, embedded_port, data_dir, &["--rules", "none"], &[]).await
     }
 
     /// As `start`, with extra flags and environment variables.
