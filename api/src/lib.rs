@@ -13,12 +13,14 @@
 //! - [`tiles`]: the control room's counter tiles and their last hour.
 //! - [`web`]: the control-room page, built into the binary.
 //! - [`metrics`]: the Prometheus text exposition.
+//! - [`kept_rules`]: rule changes made through the API, kept for the next start.
 //! - [`openapi`]: the OpenAPI document, derived from the handlers.
 //! - [`error`]: JSON errors `{ "error": { "code", "message", "field"? } }`.
 
 pub mod alerts;
 pub mod auth;
 pub mod error;
+pub mod kept_rules;
 pub mod metrics;
 pub mod openapi;
 pub mod reference;

@@ -49,6 +49,8 @@ pub struct ClusterView {
 pub struct RuleManager {
     current: std::sync::RwLock<Arc<Vec<rules::Rule>>>,
     updates: Option<crossbeam_channel::Sender<Arc<Vec<rules::Rule>>>>,
+    /// Where changes made through the API are kept for the next start.
+    kept: Option<crate::kept_rules::KeptRules>,
 }
 
 impl RuleManager {
@@ -60,7 +62,14 @@ impl RuleManager {
         RuleManager {
             current: std::sync::RwLock::new(initial),
             updates,
+            kept: None,
         }
+    }
+
+    /// Keeps every change made through the API in `kept` (see [`crate::kept_rules`]).
+    pub fn keeping(mut self, kept: crate::kept_rules::KeptRules) -> RuleManager {
+        self.kept = Some(kept);
+        self
     }
 
     /// The rules in force.
@@ -76,8 +85,26 @@ impl RuleManager {
         self.updates.is_some()
     }
 
-    /// Puts `rules` in force. Fails when rules cannot change.
-    pub fn replace(&self, rules: Vec<rules::Rule>) -> Result<(), &'static str> {
+    /// Puts `rules` in force, changed through the API, and keeps them for the next start.
+    /// Fails when rules cannot change, or cannot be kept (then nothing changes).
+    pub fn replace(&self, rules: Vec<rules::Rule>) -> Result<(), String> {
+        if let Some(kept) = &self.kept {
+            kept.keep(&rules)
+                .map_err(|e| format!("cannot keep the rule change: {e}"))?;
+        }
+        self.put_in_force(rules).map_err(str::to_owned)
+    }
+
+    /// Puts the rules of the files in force after they changed: they win over earlier API
+    /// changes, which are no longer kept either.
+    pub fn reload(&self, files: Vec<rules::Rule>) -> Result<(), &'static str> {
+        if let Some(kept) = &self.kept {
+            kept.rebase(&files);
+        }
+        self.put_in_force(files)
+    }
+
+    fn put_in_force(&self, rules: Vec<rules::Rule>) -> Result<(), &'static str> {
         let tx = self
             .updates
             .as_ref()

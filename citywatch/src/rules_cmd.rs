@@ -185,7 +185,7 @@ pub async fn watch(dir: PathBuf, manager: Arc<api::state::RuleManager>) {
         match rules::load_dir(&dir) {
             Ok(rules) => {
                 let n = rules.len();
-                match manager.replace(rules) {
+                match manager.reload(rules) {
                     Ok(()) => {
                         tracing::info!(dir = %dir.display(), rules = n, "rule files changed: reloaded")
                     }

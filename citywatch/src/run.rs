@@ -37,13 +37,26 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
     let reference = Arc::new(settings.reference()?);
-    let rules = Arc::new(settings.rules()?);
+    let leader = settings.is_leader();
     let rule_source = settings.rule_source();
-    tracing::info!("{}", rule_source.describe(rules.len()));
+    let base = settings.rules()?;
+    tracing::info!("{}", rule_source.describe(base.len()));
+    // Changes made through the API before a stop are in force again (docs/rules.md).
+    let kept = (rule_source.any() && leader)
+        .then(|| api::kept_rules::KeptRules::new(&settings.data_dir, &base));
+    let rules = Arc::new(match kept.as_ref().and_then(|k| k.load()) {
+        Some(changed) => {
+            tracing::info!(
+                rules = changed.len(),
+                "rules: as last changed through the API (rules-changed.json in the data directory)"
+            );
+            changed
+        }
+        None => base,
+    });
     // In a cluster, process 0 owns the alerts, the API and the changes of rules and reference
     // data; the others ingest their share and run their workers (docs/cluster.md).
     let cluster = settings.cluster()?;
-    let leader = settings.is_leader();
     // With rules, they can change at run time (API; a directory's file changes too).
     let (mut rule_feed, rule_manager) = match rule_source {
         crate::settings::RuleSource::None => (
@@ -58,7 +71,12 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
                     updates: Some(rx),
                     reference_updates: None,
                 },
-                Arc::new(api::state::RuleManager::new(rules.clone(), Some(tx))),
+                Arc::new(match kept {
+                    Some(kept) => {
+                        api::state::RuleManager::new(rules.clone(), Some(tx)).keeping(kept)
+                    }
+                    None => api::state::RuleManager::new(rules.clone(), Some(tx)),
+                }),
             )
         }
     };

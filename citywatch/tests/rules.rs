@@ -439,3 +439,80 @@ async fn rules_change_at_run_time_through_the_api_and_the_files() {
     );
     cw.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_changed_through_the_api_last_across_restarts_until_the_files_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, rules_dir) = (dir.path().join("data"), dir.path().join("rules"));
+    std::fs::create_dir_all(&rules_dir).unwrap();
+    let rule = |id: &str, kind: &str| {
+        format!(
+            "[[rule]]\nid = \"{id}\"\nseverity = \"major\"\nstream = \"kitchen_detection\"\nfilter = 'event.kind == \"{kind}\"'\ngroup_by = [\"kitchen_id\"]\n"
+        )
+    };
+    std::fs::write(rules_dir.join("a.toml"), rule("t.smoke", "smoking")).unwrap();
+    let admin = token(&data, "规则管理员", "admin");
+    let start = async || {
+        Citywatch::start_with(
+            "embedded",
+            Some(free_port()),
+            &data,
+            &["--rules", rules_dir.to_str().unwrap()],
+            &[],
+        )
+        .await
+    };
+    let in_force = async |cw: &Citywatch| -> Vec<(String, bool)> {
+        cw.get("/api/v1/rules")
+            .await
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["id"].as_str().unwrap().to_owned(), r["enabled"] == true))
+            .collect()
+    };
+    let client = reqwest::Client::new();
+
+    // Changed through the API: a rule added, another switched off.
+    let mut cw = start().await;
+    let put = client
+        .put(cw.url("/api/v1/rules/t.rodent"))
+        .bearer_auth(&admin)
+        .body(rule("t.rodent", "rodent"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 201);
+    let off = client
+        .put(cw.url("/api/v1/rules/t.smoke/enabled"))
+        .bearer_auth(&admin)
+        .json(&json!({"enabled": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(off.status(), 200);
+    let changed = vec![("t.smoke".to_owned(), false), ("t.rodent".to_owned(), true)];
+    assert_eq!(in_force(&cw).await, changed);
+    cw.stop();
+
+    // After a restart, as changed.
+    let mut cw = start().await;
+    assert_eq!(in_force(&cw).await, changed);
+    let log = std::fs::read_to_string(&cw.log).unwrap();
+    assert!(log.contains("as last changed through the API"), "{log}");
+    cw.stop();
+
+    // The files changed while it was down: they win, and say so.
+    std::fs::write(rules_dir.join("b.toml"), rule("t.stranger", "stranger")).unwrap();
+    let cw = start().await;
+    assert_eq!(
+        in_force(&cw).await,
+        [
+            ("t.smoke".to_owned(), true),
+            ("t.stranger".to_owned(), true)
+        ]
+    );
+    let log = std::fs::read_to_string(&cw.log).unwrap();
+    assert!(log.contains("the files win"), "{log}");
+    assert!(data.join("rules-changed.json.superseded").exists());
+}
