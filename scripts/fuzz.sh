@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
-# Runs every fuzz target in turn for SECONDS each (default 600), one core at a time, starting
-# from fuzz/corpus/<target>/ and adding what raises coverage. See docs/fuzzing.md.
-#   bash scripts/fuzz.sh [SECONDS]
+# Runs fuzz targets in turn for SECONDS each (default 600; all four targets unless named), one
+# core at a time, starting from fuzz/corpus/<target>/ and adding what raises coverage, then
+# minimising that corpus. See docs/fuzzing.md.
+#   bash scripts/fuzz.sh [SECONDS [TARGET…]]
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 seconds="${1:-600}"
+shift || true
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(decode rules reference recording)
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install --locked cargo-fuzz
 export RUSTC_BOOTSTRAP=1
-for target in decode rules reference recording; do
+for target in "${targets[@]}"; do
   log="$(mktemp)"
   if cargo fuzz run "$target" -- -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 \
       >"$log" 2>&1; then
     echo "$target: clean for $seconds s: $(grep -E '^#[0-9]+' "$log" | tail -1)"
+    cargo fuzz cmin "$target" >/dev/null 2>&1 || echo "$target: cmin failed"
   else
     echo "$target: FAILED, see $log and fuzz/artifacts/$target/"
     tail -40 "$log"

@@ -4,4 +4,4 @@
 #[path = "../inputs.rs"]
 mod inputs;
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| inputs::rules(data));
+libfuzzer_sys::fuzz_target!(init: inputs::tolerate_parser_panics(), |data: &[u8]| inputs::rules(data));
