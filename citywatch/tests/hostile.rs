@@ -402,3 +402,31 @@ async fn the_embedded_broker_with_users_takes_only_them() {
     assert!(broker_accepts(port, Some(("E0001", "e1-pass"))).await);
     assert_eq!(cw.get("/healthz").await["status"], "ok");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_says_why_the_broker_is_out_of_reach() {
+    let dir = tempfile::tempdir().unwrap();
+    let http = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    // Nothing listens there.
+    let mqtt = format!("mqtt://127.0.0.1:{}", free_port());
+    let _cw = Citywatch::spawn(http, &mqtt, None, &dir.path().join("data"), &[], &[]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let body = loop {
+        if let Ok(r) = reqwest::get(format!("http://{http}/readyz")).await {
+            assert_eq!(r.status(), 503);
+            let body: Value = r.json().await.unwrap();
+            if body["mqtt_error"].is_object() {
+                break body;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no mqtt_error on /readyz"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(body["mqtt"], "disconnected", "{body}");
+    let message = body["mqtt_error"]["message"].as_str().unwrap();
+    assert!(message.to_lowercase().contains("refused"), "{message}");
+    assert!(body["mqtt_error"]["at_ms"].as_u64().is_some(), "{body}");
+}
