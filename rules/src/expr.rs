@@ -91,6 +91,12 @@ fn parse_bounded(
         }
     })?;
     if let Ok(ast) = cel_parser::Parser::default().parse(source) {
+        if let Some(why) = not_evaluable(&ast) {
+            return Err(SyntaxError {
+                message: why.into(),
+                column: 1,
+            });
+        }
         let depth = tree_depth(&ast);
         if depth > max_depth {
             return Ok(Err(crate::limits::Exceeded {
@@ -105,6 +111,50 @@ fn parse_bounded(
     let refs = program.references();
     let (uses_prev, uses_ref) = (refs.has_variable("prev"), refs.has_variable("ref"));
     Ok(Ok((program, uses_prev, uses_ref)))
+}
+
+/// What the interpreter would panic on instead of failing (cel-interpreter 0.10 has `todo!`
+/// for struct literals and for macros over anything but a list or a map): refused here, at
+/// compile time, because a panic on a dataflow worker stops the process. Macros (`exists`,
+/// `all`, `map`, `filter`) may range over a literal list or map, or over a variable (`event`,
+/// `ref`, `prev` are maps); event fields are scalars.
+fn not_evaluable(e: &cel_parser::Expression) -> Option<&'static str> {
+    use cel_parser::ast::{EntryExpr, Expr as E};
+    let entries = |entries: &[cel_parser::ast::IdedEntryExpr]| {
+        entries.iter().find_map(|x| match &x.expr {
+            EntryExpr::MapEntry(m) => not_evaluable(&m.key).or_else(|| not_evaluable(&m.value)),
+            EntryExpr::StructField(_) => Some("struct literals are not supported"),
+        })
+    };
+    match &e.expr {
+        E::Struct(_) => Some("struct literals are not supported"),
+        E::Unspecified => Some("an expression the evaluator does not support"),
+        E::Comprehension(c) => {
+            if !matches!(c.iter_range.expr, E::List(_) | E::Map(_) | E::Ident(_)) {
+                return Some(
+                    "a macro (exists, all, map, filter) may range over a literal list or map, or a variable, only",
+                );
+            }
+            [
+                &c.iter_range,
+                &c.accu_init,
+                &c.loop_cond,
+                &c.loop_step,
+                &c.result,
+            ]
+            .into_iter()
+            .find_map(|x| not_evaluable(x))
+        }
+        E::Call(c) => c
+            .target
+            .iter()
+            .find_map(|t| not_evaluable(t))
+            .or_else(|| c.args.iter().find_map(not_evaluable)),
+        E::Select(s) => not_evaluable(&s.operand),
+        E::List(l) => l.elements.iter().find_map(not_evaluable),
+        E::Map(m) => entries(&m.entries),
+        E::Ident(_) | E::Literal(_) => None,
+    }
 }
 
 /// How deep the tree is: how far the evaluator will recurse. A chain `a + b + c` is as deep
@@ -607,5 +657,28 @@ mod tests {
         assert!(refused[1].contains("max_expr_tokens"), "{refused:?}");
         assert!(refused[2].contains("nesting depth"), "{refused:?}");
         assert!(refused[3].contains("max_expr_bytes"), "{refused:?}");
+    }
+
+    #[test]
+    fn what_the_interpreter_would_panic_on_is_refused_at_compile_time() {
+        for text in [
+            "Foo{a: 1} == 1",
+            "event.floor > 100 && Foo{} == 1",
+            "[1].map(x, Foo{}) == []",
+            "event.floor.exists(x, x > 1)",
+        ] {
+            let err = Expr::compile(text).expect_err(text);
+            assert!(
+                err.message.contains("not supported") || err.message.contains("macro"),
+                "{text}: {err:?}"
+            );
+        }
+        for text in [
+            "[1, 2].exists(x, x > 1)",
+            "event.exists(k, k == \"floor\")",
+            "{1: 2}[1] == 2",
+        ] {
+            Expr::compile(text).expect(text);
+        }
     }
 }
