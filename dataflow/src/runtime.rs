@@ -221,7 +221,13 @@ pub fn start(
                 series: windows,
                 conditions,
             } = build(scope, &plan);
+            // One probe for the counters and the conditions: a clean stop waits until both
+            // are published up to everything taken.
+            let probe = timely::dataflow::ProbeHandle::new();
             if let (Some(conditions), Some(publish)) = (conditions, publish_conditions.clone()) {
+                let conditions = differential_dataflow::AsCollection::as_collection(
+                    conditions.inner.probe_with(&probe),
+                );
                 conditions.publish_conditions(publish, index == 0);
             }
             if let (Some(windows), Some(series)) = (windows, series.clone()) {
@@ -233,7 +239,7 @@ pub fn start(
                     }
                 });
             }
-            let (probe, counters) = counters.inner.probe();
+            let counters = counters.inner.probe_with(&probe);
             differential_dataflow::AsCollection::as_collection(counters)
                 .publish_snapshots(publish, index == 0);
             (inputs, probe)
@@ -260,6 +266,9 @@ pub fn start(
         let mut feeder = Feeder::default();
         let mut batch: Vec<Ingested> = Vec::with_capacity(config.batch);
         let mut handed: Vec<u64> = Vec::with_capacity(config.batch);
+        // Set when a stop is first seen with the source drained: the time past every event
+        // taken, and when the stop began.
+        let mut stopping_at: Option<(u64, std::time::Instant)> = None;
         loop {
             let pulled = source.pull(&mut batch, config.batch);
             if !batch.is_empty() {
@@ -327,7 +336,32 @@ pub fn start(
                 Pulled::Data => {
                     worker.step();
                 }
-                Pulled::Idle if stopping => break,
+                Pulled::Idle if stopping && config.clock == ClockMode::Event => break,
+                Pulled::Idle if stopping => {
+                    // A clean stop journals everything it took and fires nothing the clock
+                    // has not reached: the wall clock moves the frontier past the newest event
+                    // taken (within the lateness; a second more at most, for a device whose
+                    // clock runs ahead), the outputs are published up to there, and only then
+                    // do the inputs close (the sinks publish nothing at a closed input).
+                    let (end, began) = *stopping_at.get_or_insert_with(|| {
+                        (frontier.past(stats.newest_ms()), std::time::Instant::now())
+                    });
+                    let patience = Duration::from_millis(config.lateness_ms + 1000);
+                    if frontier.epoch() < end && began.elapsed() < patience {
+                        worker.step_or_park(Some(Duration::from_millis(2)));
+                        continue;
+                    }
+                    if frontier.epoch() < end {
+                        frontier.advance(end);
+                        inputs.advance_to(end);
+                        stats.set_epoch(local, end);
+                    }
+                    // Bounded: a lost peer of a cluster must not hold the stop for ever.
+                    while probe.less_than(&end) && began.elapsed() < patience * 3 {
+                        worker.step_or_park(Some(Duration::from_millis(2)));
+                    }
+                    break;
+                }
                 Pulled::Idle => {
                     worker.step_or_park(Some(Duration::from_millis(2)));
                 }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod certs;
+
 use dataflow::reference::{Elevator, Merchant, Office, Receiver, Reference};
 use std::sync::Arc;
 
