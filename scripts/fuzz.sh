@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs fuzz targets in turn for SECONDS each (default 600; all four targets unless named), one
-# core at a time, starting from fuzz/corpus/<target>/ and adding what raises coverage, then
-# minimising that corpus. See docs/fuzzing.md.
+# core at a time, starting from the kept corpus fuzz/corpus/<target>/ and writing what raises
+# coverage to fuzz/target/corpus/<target>/ (not kept in git), minimised after the run. See
+# docs/fuzzing.md.
 #   bash scripts/fuzz.sh [SECONDS [TARGET…]]
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
@@ -13,10 +14,11 @@ command -v cargo-fuzz >/dev/null 2>&1 || cargo install --locked cargo-fuzz
 export RUSTC_BOOTSTRAP=1
 for target in "${targets[@]}"; do
   log="$(mktemp)"
-  if cargo fuzz run "$target" -- -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 \
-      >"$log" 2>&1; then
+  mkdir -p "target/corpus/$target"
+  if cargo fuzz run "$target" "target/corpus/$target" "corpus/$target" -- \
+      -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 >"$log" 2>&1; then
     echo "$target: clean for $seconds s: $(grep -E '^#[0-9]+' "$log" | tail -1)"
-    cargo fuzz cmin "$target" >/dev/null 2>&1 || echo "$target: cmin failed"
+    cargo fuzz cmin "$target" "target/corpus/$target" >/dev/null 2>&1 || echo "$target: cmin failed"
   else
     echo "$target: FAILED, see $log and fuzz/artifacts/$target/"
     tail -40 "$log"
