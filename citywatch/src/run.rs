@@ -428,6 +428,14 @@ fn replayed_complaints(
 fn exit_when_the_dataflow_fails() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
+        // The CEL parser runs on threads of its own because it can fail this way on some
+        // malformed text: the rule is refused with a syntax error, nothing else is affected.
+        if std::thread::current().name() == Some("cel-parse") {
+            tracing::warn!(
+                "the expression parser failed on a rule's text ({info}); the rule is refused"
+            );
+            return;
+        }
         default(info);
         let timely = std::thread::current()
             .name()
