@@ -132,6 +132,18 @@ async fn rule_text_built_to_overflow_the_parser_is_refused_and_the_process_lives
         .await;
         assert_eq!((what, status), (what, 400), "{v}");
     }
+    // Text on which the CEL parser itself fails (found by the fuzzer): a syntax error.
+    let found =
+        std::fs::read(repo().join("fuzz/regressions/rules/cel-parser-unreachable-unary.toml"))
+            .unwrap();
+    let (status, v) = send(
+        reqwest::Method::POST,
+        validate.clone(),
+        Some(&viewer),
+        found,
+    )
+    .await;
+    assert_eq!((status, &v["valid"]), (200, &json!(false)), "{v}");
     // The same text in a rules directory: refused at start with the limit's name.
     std::fs::write(rules.join("deep.toml"), &hostile_rule_files()[2].1).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_citywatch"))
