@@ -771,6 +771,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_shipped_calendar_counts_working_days_across_the_2026_national_day_week() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/reference");
+        let calendar = Reference::load(&dir).unwrap().calendar();
+        let day = |s: &str| model::time::parse_day(s).unwrap();
+        // Received Wednesday 30 September 2026, 10:00 in Chongqing (02:00 UTC). Off from
+        // 1 to 7 October; Saturday 10 October is worked in their place: the fifth working
+        // day after is Tuesday 13 October (8, 9, 10, 12, 13), so the limit runs out at its end.
+        let received = model::time::day_start(day("2026-09-30")) + 10 * 3_600_000;
+        assert_eq!(
+            calendar.working_days_after(received, 5),
+            model::time::day_start(day("2026-10-14"))
+        );
+        assert!(
+            calendar.is_working(day("2026-09-20")),
+            "Sunday 20 September is worked"
+        );
+        assert!(
+            !calendar.is_working(day("2026-10-05")),
+            "Monday 5 October is off"
+        );
+        assert!(
+            !calendar.is_working(day("2026-02-23")),
+            "the Spring Festival's last day"
+        );
+        assert!(calendar.is_working(day("2026-02-28")), "a make-up Saturday");
+    }
+
+    #[test]
     fn loads_the_shipped_sample_district() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/reference");
         let r = Reference::load(&dir).unwrap();
