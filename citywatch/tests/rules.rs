@@ -229,7 +229,7 @@ fn backtest_lists_alerts_and_the_difference_between_rule_sets() {
         "{text}"
     );
     assert!(
-        text.contains("kitchen.hazard [K1/C1/rodent] fires at 180s, still firing"),
+        text.contains("kitchen.hazard [K1/C1/rodent] fires at 180s with value 0.9, still firing"),
         "{text}"
     );
     assert!(!text.contains("kitchen.hygiene"), "{text}");
@@ -244,7 +244,7 @@ fn backtest_lists_alerts_and_the_difference_between_rule_sets() {
         input.to_str().unwrap(),
     ]);
     assert!(
-        diff.contains("- kitchen.hygiene [K1] fires at 120s, still firing"),
+        diff.contains("- kitchen.hygiene [K1] fires at 120s with value 3, still firing"),
         "{diff}"
     );
     assert!(diff.contains("0 only with"), "{diff}");

@@ -18,6 +18,7 @@
 //! group = "K-S01"
 //! fires = "4m"
 //! resolves = "11m"                       # omit when it still fires at `until`
+//! value = 3.0                            # the value it carries; unchecked when omitted
 //! ```
 
 use crate::build::{Built, Plan, Timeouts, build};
@@ -69,6 +70,9 @@ struct Expect {
     fires: String,
     #[serde(default)]
     resolves: Option<String>,
+    /// The value the condition carries, when the test says (compared to 0.001).
+    #[serde(default)]
+    value: Option<f64>,
 }
 
 /// The outcome of one test file.
@@ -87,6 +91,8 @@ pub struct Interval {
     pub group: String,
     pub fires: u64,
     pub resolves: Option<u64>,
+    /// The value it carries, in thousandths.
+    pub value_milli: Option<i64>,
 }
 
 /// Every firing interval the rules produce over `events` (each at its own time), between
@@ -110,16 +116,19 @@ pub fn show(i: &Interval) -> String {
             format!("{ms}ms")
         }
     };
+    let value = i.value_milli.map_or_else(String::new, |v| {
+        format!(" with value {}", v as f64 / 1000.0)
+    });
     match i.resolves {
         Some(r) => format!(
-            "{} [{}] fires at {}, resolves at {}",
+            "{} [{}] fires at {}{value}, resolves at {}",
             i.rule,
             i.group,
             t(i.fires),
             t(r)
         ),
         None => format!(
-            "{} [{}] fires at {}, still firing",
+            "{} [{}] fires at {}{value}, still firing",
             i.rule,
             i.group,
             t(i.fires)
@@ -179,6 +188,7 @@ pub fn run_file(path: &Path, rules: Arc<Vec<Rule>>) -> Result<Outcome, String> {
                 .as_deref()
                 .map(|r| duration("resolves", r))
                 .transpose()?,
+            value_milli: e.value.map(|v| (v * 1000.0).round() as i64),
         });
     }
     let watched: Vec<String> = file
@@ -190,6 +200,15 @@ pub fn run_file(path: &Path, rules: Arc<Vec<Rule>>) -> Result<Outcome, String> {
     let updates = evaluate(rules, Arc::new(reference), events, start, until);
     let mut actual = intervals(updates, start);
     actual.retain(|i| watched.contains(&i.rule));
+    // A value is compared only where the test names one.
+    for a in &mut actual {
+        let named = expected
+            .iter()
+            .any(|e| e.value_milli.is_some() && e.rule == a.rule && e.group == a.group);
+        if !named {
+            a.value_milli = None;
+        }
+    }
     expected.sort();
     let mut diff = Vec::new();
     for e in &expected {
@@ -275,6 +294,7 @@ fn intervals(mut updates: Vec<(Condition, u64, isize)>, start: u64) -> Vec<Inter
                 group: c.group,
                 fires: t - start,
                 resolves: None,
+                value_milli: Some(c.value_milli),
             });
         } else if let Some(open) = out
             .iter_mut()

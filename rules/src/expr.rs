@@ -330,6 +330,13 @@ pub struct Bound<'a> {
 }
 
 impl Bound<'_> {
+    /// Evaluates `expr` and expects a number.
+    pub fn number(&self, expr: &Expr) -> Result<f64, EvalError> {
+        let v = expr.program.execute(&self.ctx).map_err(from_exec)?;
+        crate::expr::number(&v)
+            .ok_or_else(|| EvalError::Type(format!("expected a number, got {}", type_name(&v))))
+    }
+
     /// Evaluates `expr` and expects a boolean.
     pub fn bool(&self, expr: &Expr) -> Result<bool, EvalError> {
         match expr.program.execute(&self.ctx).map_err(from_exec)? {

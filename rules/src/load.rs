@@ -276,10 +276,12 @@ fn validate(
             ("ref", sample_ref()),
         ]
     };
-    let compile_bool = |fail: &mut dyn FnMut(&str, usize, String),
+    // `number`: the expression gives a number (a rule's `value`), else a boolean.
+    let compile_expr = |fail: &mut dyn FnMut(&str, usize, String),
                         key: &str,
                         text: &str,
-                        vars: Vec<(&'static str, Value)>|
+                        vars: Vec<(&'static str, Value)>,
+                        number: bool|
      -> Option<Expr> {
         match Expr::compile(text) {
             Err(e) => {
@@ -319,8 +321,17 @@ fn validate(
                         }
                     }
                 }
-                match ev.bool(&expr, vars) {
-                    Ok(_) => Some(expr),
+                let judged = if number {
+                    ev.value(&expr, vars).and_then(|v| {
+                        crate::expr::number(&v)
+                            .map(drop)
+                            .ok_or_else(|| EvalError::Type("expected a number".into()))
+                    })
+                } else {
+                    ev.bool(&expr, vars).map(drop)
+                };
+                match judged {
+                    Ok(()) => Some(expr),
                     Err(EvalError::UnknownField(f)) => {
                         fail(
                             key,
@@ -340,7 +351,7 @@ fn validate(
     let filter = src
         .filter
         .as_deref()
-        .and_then(|f| compile_bool(&mut fail, "filter", f, event_vars()));
+        .and_then(|f| compile_expr(&mut fail, "filter", f, event_vars(), false));
     for g in &src.group_by {
         if crate::expr::field(&sample, g).is_none() {
             fail(
@@ -392,10 +403,15 @@ fn validate(
             "registry_filter applies to absence rules (absent_for)".into(),
         );
     }
-    let registry_filter = src
-        .registry_filter
-        .as_deref()
-        .and_then(|f| compile_bool(&mut fail, "registry_filter", f, vec![("ref", sample_ref())]));
+    let registry_filter = src.registry_filter.as_deref().and_then(|f| {
+        compile_expr(
+            &mut fail,
+            "registry_filter",
+            f,
+            vec![("ref", sample_ref())],
+            false,
+        )
+    });
     if !src.seen_on.is_empty() && src.absent_for.is_none() {
         fail(
             "seen_on",
@@ -465,7 +481,7 @@ fn validate(
                 ("prev", sample),
                 ("ref", sample_ref()),
             ];
-            compile_bool(&mut fail, "deadline.done", &d.done, vars)
+            compile_expr(&mut fail, "deadline.done", &d.done, vars, false)
         });
         match (done_stream, done) {
             (Some(done_stream), Some(done)) => Kind::Deadline {
@@ -585,12 +601,12 @@ fn validate(
                 );
                 None
             }
-            Some(c) => compile_bool(&mut fail, "condition", c, value_vars()),
+            Some(c) => compile_expr(&mut fail, "condition", c, value_vars(), false),
         };
         let clear = src
             .clear_condition
             .as_deref()
-            .and_then(|c| compile_bool(&mut fail, "clear_condition", c, value_vars()));
+            .and_then(|c| compile_expr(&mut fail, "clear_condition", c, value_vars(), false));
         match condition {
             Some(condition) => Kind::Window {
                 window,
@@ -613,7 +629,7 @@ fn validate(
             let clear = src
                 .clear_condition
                 .as_deref()
-                .and_then(|c| compile_bool(&mut fail, "clear_condition", c, event_vars()));
+                .and_then(|c| compile_expr(&mut fail, "clear_condition", c, event_vars(), false));
             Kind::State { clear }
         } else {
             if src.clear_condition.is_some() {
@@ -659,9 +675,23 @@ fn validate(
             }
         }
     }
+    // The number a condition of an event or state rule carries (a window's is its aggregate,
+    // an absence's its minutes, a deadline's its working days).
+    let value = src.value.as_deref().and_then(|v| match kind {
+        Kind::Event | Kind::State { .. } => compile_expr(&mut fail, "value", v, event_vars(), true),
+        _ => {
+            fail(
+                "value",
+                1,
+                "value applies to event and state rules; a window's value is its aggregate".into(),
+            );
+            None
+        }
+    });
     for (key, text) in [
         ("clear_condition", src.clear_condition.as_deref()),
         ("registry_filter", src.registry_filter.as_deref()),
+        ("value", src.value.as_deref()),
     ] {
         if text.is_some_and(|t| crate::expr::name_paths(t).iter().any(|p| p[0] == "prev")) {
             fail(key, 1, "only the filter may read prev".into());
@@ -676,6 +706,7 @@ fn validate(
         severity: src.severity,
         stream,
         filter,
+        value,
         group_by: src.group_by.clone(),
         kind,
         for_ms,
@@ -749,6 +780,30 @@ condition = "value >= 3"
         let mut e = load_str("r.toml", text).unwrap_err();
         assert_eq!(e.len(), 1, "{e:?}");
         e.remove(0)
+    }
+
+    #[test]
+    fn a_value_is_a_number_of_an_event_or_state_rule() {
+        let rule = |extra: &str, value: &str| {
+            format!(
+                "[[rule]]\nid = \"x\"\nseverity = \"minor\"\nstream = \"elevator_status\"\nfilter = 'event.speed_mps > 3.0'\n{extra}value = '{value}'\n"
+            )
+        };
+        let ok = load_str("v.toml", &rule("mode = \"state\"\n", "event.speed_mps")).unwrap();
+        assert_eq!(ok[0].value.as_ref().unwrap().source, "event.speed_mps");
+        let text = load_str("v.toml", &rule("", "event.door")).unwrap_err()[0]
+            .message
+            .clone();
+        assert!(text.contains("expected a number"), "{text}");
+        let window =
+            "window = { sliding = \"1m\" }\naggregate = \"count\"\ncondition = \"value > 1\"\n";
+        let text = load_str("v.toml", &rule(window, "event.speed_mps")).unwrap_err()[0]
+            .message
+            .clone();
+        assert!(
+            text.contains("value applies to event and state rules"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -136,20 +136,20 @@ impl Machine {
         match &rule.kind {
             Kind::Event => {
                 if matched {
-                    self.value = 1.0;
+                    self.value = carried(&item);
                     self.set_raw(t, true, rule, &mut out);
                     self.set_raw(t, false, rule, &mut out);
                 }
             }
             Kind::State { clear: None } => {
                 if matched {
-                    self.value = 1.0;
+                    self.value = carried(&item);
                 }
                 self.set_raw(t, matched, rule, &mut out)
             }
             Kind::State { clear: Some(_) } => {
                 if !self.raw && matched {
-                    self.value = 1.0;
+                    self.value = carried(&item);
                     self.set_raw(t, true, rule, &mut out);
                 } else if self.raw && cleared {
                     self.set_raw(t, false, rule, &mut out);
@@ -419,6 +419,15 @@ impl Machine {
 pub fn window_start(t: u64, w: u64) -> u64 {
     let local = t + model::time::LOCAL_OFFSET_MS;
     local - local % w - model::time::LOCAL_OFFSET_MS
+}
+
+/// The value an event or state rule's event carries: its `value` expression's (as an item),
+/// else 1.
+fn carried(item: &Item) -> f64 {
+    match item {
+        Item::Num(v) => *v,
+        _ => 1.0,
+    }
 }
 
 fn aggregate_value(a: &Aggregate, items: &VecDeque<(u64, Item)>, window_ms: u64) -> f64 {

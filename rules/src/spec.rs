@@ -42,6 +42,12 @@ pub struct RuleSource {
     pub mode: Option<String>,
     #[serde(default)]
     pub filter: Option<String>,
+    /// Event and state rules: the number the condition carries, a CEL expression over
+    /// `event` and `ref` (e.g. `event.speed_mps`), taken from the event that made it fire;
+    /// 1 without it. (Always written: rules travel between processes in bincode, which has
+    /// no field names to skip by.)
+    #[serde(default)]
+    pub value: Option<String>,
     #[serde(default)]
     pub group_by: Vec<String>,
     /// `{ sliding = "10m" }` or `{ tumbling = "1m" }`.
@@ -223,6 +229,8 @@ pub struct Rule {
     pub severity: Severity,
     pub stream: Stream,
     pub filter: Option<Expr>,
+    /// The number an event or state rule's condition carries (see [`RuleSource::value`]).
+    pub value: Option<Expr>,
     pub group_by: Vec<String>,
     pub kind: Kind,
     pub for_ms: u64,

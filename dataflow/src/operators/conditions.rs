@@ -439,7 +439,10 @@ fn observe_event(
                 .iter()
                 .map(|f| field(&event, f).and_then(scalar))
                 .collect();
-            let item = window_item(rule, &event);
+            let item = match &rule.kind {
+                Kind::Window { .. } => window_item(rule, &event),
+                _ => carried(rule, &bound, stats),
+            };
             push(
                 out,
                 first,
@@ -480,6 +483,7 @@ fn observe_event(
             Kind::Deadline { working_days, .. } if matched => {
                 Item::Num(refs.calendar.working_days_after(env.time_ms, *working_days) as f64)
             }
+            Kind::Event | Kind::State { .. } if matched => carried(rule, &bound, stats),
             _ => Item::Unit,
         };
         let what = What::Event {
@@ -500,6 +504,21 @@ fn push(out: &mut Vec<Batch>, first: usize, group: String, t: u64, rule: u64, wh
             time: t,
             items: vec![(rule, what)],
         }),
+    }
+}
+
+/// The number a matching event gives an event or state rule's condition: its `value`
+/// expression's; none (the condition carries 1) without one, or when it fails (counted).
+fn carried(rule: &Rule, bound: &rules::expr::Bound<'_>, stats: &Stats) -> Item {
+    match &rule.value {
+        None => Item::Unit,
+        Some(v) => bound.number(v).map_or_else(
+            |err| {
+                stats.rule_error(&rule.id, &err.to_string());
+                Item::Unit
+            },
+            Item::Num,
+        ),
     }
 }
 
@@ -540,6 +559,7 @@ fn scalars_value(names: &[String], fields: &[Option<Scalar>]) -> Value {
 
 fn uses_ref(rule: &Rule) -> bool {
     rule.filter.as_ref().is_some_and(|f| f.uses_ref)
+        || rule.value.as_ref().is_some_and(|v| v.uses_ref)
         || matches!(&rule.kind, Kind::State { clear: Some(c) } | Kind::Deadline { done: c, .. } if c.uses_ref)
         || matches!(
             &rule.kind,
