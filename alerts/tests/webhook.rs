@@ -11,7 +11,6 @@ use axum::routing::post;
 use dataflow::{Active, ConditionsSnapshot};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 const T0: u64 = 1_795_737_600_000;
 
@@ -69,14 +68,6 @@ fn change(started: bool, at: u64) -> ConditionsSnapshot {
     }
 }
 
-async fn until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn firing_and_resolved_reach_the_routed_receivers_signed_and_once() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -91,13 +82,13 @@ async fn firing_and_resolved_reach_the_routed_receivers_signed_and_once() {
     let rules = rules();
 
     a.apply(&change(true, T0), &rules).unwrap();
-    until("two firing notifications", || {
+    common::until("two firing notifications", || {
         hook.got.lock().unwrap().len() == 2
     })
     .await;
     a.apply(&change(false, T0 + 10_000), &rules).unwrap();
     let id = alerts::fingerprint("e.safety", "E1");
-    until("four notifications recorded as delivered", || {
+    common::until("four notifications recorded as delivered", || {
         let notes = a.journal().notifications(Some(&id), 10).unwrap();
         notes.len() == 4 && notes.iter().all(|n| n.status == "delivered")
     })
@@ -170,7 +161,7 @@ async fn pending_notifications_are_delivered_after_a_restart() {
         let a = common::open_without_policies(&db, port);
         let runner = tokio::spawn(a.clone().run());
         a.apply(&change(true, T0), &rules()).unwrap();
-        until("a failed attempt", || {
+        common::until("a failed attempt", || {
             a.journal()
                 .notifications(None, 10)
                 .unwrap()
@@ -188,7 +179,7 @@ async fn pending_notifications_are_delivered_after_a_restart() {
     serve_hook(listener, hook.clone()).await;
     let a = common::open_without_policies(&db, port);
     tokio::spawn(a.clone().run());
-    until("delivery after the restart", || {
+    common::until("delivery after the restart", || {
         a.journal()
             .notifications(None, 10)
             .unwrap()

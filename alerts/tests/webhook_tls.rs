@@ -7,7 +7,6 @@ mod common;
 use dataflow::{Active, ConditionsSnapshot};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const T0: u64 = 1_795_737_600_000;
@@ -116,14 +115,6 @@ fn rules() -> Vec<rules::Rule> {
     .unwrap()
 }
 
-async fn until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_https_receiver_with_its_own_ca_gets_notifications_signed_with_the_current_secret() {
     let dir = tempfile::tempdir().unwrap();
@@ -143,7 +134,7 @@ async fn an_https_receiver_with_its_own_ca_gets_notifications_signed_with_the_cu
     .unwrap();
     untrusting.apply(&firing(), &rules()).unwrap();
     tokio::spawn(untrusting.clone().run());
-    until("a failed attempt", || {
+    common::until("a failed attempt", || {
         untrusting
             .journal()
             .notifications(None, 10)
@@ -174,7 +165,7 @@ async fn an_https_receiver_with_its_own_ca_gets_notifications_signed_with_the_cu
     );
     a.set_reference(reference(&url, "s3cret"));
     tokio::spawn(a.clone().run());
-    until("two notifications delivered", || {
+    common::until("two notifications delivered", || {
         let notes = a.journal().notifications(None, 10).unwrap();
         notes.iter().all(|n| n.status == "delivered")
     })

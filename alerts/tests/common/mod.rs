@@ -62,3 +62,12 @@ pub fn open_without_policies(db: &std::path::Path, port: u16) -> Arc<alerts::Ale
     )
     .unwrap()
 }
+
+/// Waits (20 s at most) until `f` holds; `what` names it when it does not.
+pub async fn until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !f() {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
