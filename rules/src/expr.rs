@@ -120,82 +120,64 @@ fn parse_bounded(
 /// `ref`, `prev` are maps); event fields are scalars.
 fn not_evaluable(e: &cel_parser::Expression) -> Option<&'static str> {
     use cel_parser::ast::{EntryExpr, Expr as E};
-    let entries = |entries: &[cel_parser::ast::IdedEntryExpr]| {
-        entries.iter().find_map(|x| match &x.expr {
-            EntryExpr::MapEntry(m) => not_evaluable(&m.key).or_else(|| not_evaluable(&m.value)),
-            EntryExpr::StructField(_) => Some("struct literals are not supported"),
-        })
-    };
-    match &e.expr {
+    let own = match &e.expr {
         E::Struct(_) => Some("struct literals are not supported"),
         E::Unspecified => Some("an expression the evaluator does not support"),
-        E::Comprehension(c) => {
-            if !matches!(c.iter_range.expr, E::List(_) | E::Map(_) | E::Ident(_)) {
-                return Some(
-                    "a macro (exists, all, map, filter) may range over a literal list or map, or a variable, only",
-                );
-            }
-            [
-                &c.iter_range,
-                &c.accu_init,
-                &c.loop_cond,
-                &c.loop_step,
-                &c.result,
-            ]
-            .into_iter()
-            .find_map(|x| not_evaluable(x))
+        E::Map(m)
+            if m.entries
+                .iter()
+                .any(|x| matches!(x.expr, EntryExpr::StructField(_))) =>
+        {
+            Some("struct literals are not supported")
         }
-        E::Call(c) => c
-            .target
-            .iter()
-            .find_map(|t| not_evaluable(t))
-            .or_else(|| c.args.iter().find_map(not_evaluable)),
-        E::Select(s) => not_evaluable(&s.operand),
-        E::List(l) => l.elements.iter().find_map(not_evaluable),
-        E::Map(m) => entries(&m.entries),
-        E::Ident(_) | E::Literal(_) => None,
-    }
+        E::Comprehension(c)
+            if !matches!(c.iter_range.expr, E::List(_) | E::Map(_) | E::Ident(_)) =>
+        {
+            Some(
+                "a macro (exists, all, map, filter) may range over a literal list or map, or a variable, only",
+            )
+        }
+        _ => None,
+    };
+    own.or_else(|| children(e).into_iter().find_map(not_evaluable))
 }
 
 /// How deep the tree is: how far the evaluator will recurse. A chain `a + b + c` is as deep
 /// as it is long; brackets alone add nothing.
 fn tree_depth(e: &cel_parser::Expression) -> usize {
-    use cel_parser::ast::{EntryExpr, Expr as E};
-    let entries = |entries: &[cel_parser::ast::IdedEntryExpr]| {
-        entries
-            .iter()
-            .map(|x| match &x.expr {
-                EntryExpr::MapEntry(m) => tree_depth(&m.key).max(tree_depth(&m.value)),
-                EntryExpr::StructField(f) => tree_depth(&f.value),
-            })
-            .max()
-            .unwrap_or(0)
-    };
-    1 + match &e.expr {
-        E::Call(c) => c
-            .target
-            .iter()
-            .map(|t| tree_depth(t))
-            .chain(c.args.iter().map(tree_depth))
-            .max()
-            .unwrap_or(0),
-        E::Select(s) => tree_depth(&s.operand),
-        E::List(l) => l.elements.iter().map(tree_depth).max().unwrap_or(0),
+    1 + children(e).into_iter().map(tree_depth).max().unwrap_or(0)
+}
+
+/// The sub-expressions of `e`, for the walks above.
+fn children(e: &cel_parser::Expression) -> Vec<&cel_parser::Expression> {
+    use cel_parser::ast::Expr as E;
+    match &e.expr {
+        E::Call(c) => c.target.iter().map(|t| &**t).chain(&c.args).collect(),
+        E::Select(s) => vec![&*s.operand],
+        E::List(l) => l.elements.iter().collect(),
         E::Map(m) => entries(&m.entries),
         E::Struct(s) => entries(&s.entries),
-        E::Comprehension(c) => [
-            &c.iter_range,
-            &c.accu_init,
-            &c.loop_cond,
-            &c.loop_step,
-            &c.result,
-        ]
-        .into_iter()
-        .map(|x| tree_depth(x))
-        .max()
-        .unwrap_or(0),
-        E::Ident(_) | E::Literal(_) | E::Unspecified => 0,
+        E::Comprehension(c) => vec![
+            &*c.iter_range,
+            &*c.accu_init,
+            &*c.loop_cond,
+            &*c.loop_step,
+            &*c.result,
+        ],
+        E::Ident(_) | E::Literal(_) | E::Unspecified => Vec::new(),
     }
+}
+
+/// The keys and values of a map's or struct's entries.
+fn entries(entries: &[cel_parser::ast::IdedEntryExpr]) -> Vec<&cel_parser::Expression> {
+    use cel_parser::ast::EntryExpr;
+    entries
+        .iter()
+        .flat_map(|x| match &x.expr {
+            EntryExpr::MapEntry(m) => vec![&m.key, &m.value],
+            EntryExpr::StructField(f) => vec![&f.value],
+        })
+        .collect()
 }
 
 /// Every name path the expression reads (`event.speed_mps` → `["event", "speed_mps"]`),
