@@ -325,10 +325,13 @@ impl Ctx<'_, '_> {
     ) -> Result<Option<String>, AlertsError> {
         let id = fingerprint(&active.rule, &active.group);
         let existing = journal::alert(self.tx, &id)?;
-        if existing
-            .as_ref()
-            .is_some_and(|a| a.state == "firing" || a.body["ops"]["hold_until_stop"] == json!(true))
-        {
+        if existing.as_ref().is_some_and(|a| {
+            a.state == "firing"
+                || a.body["ops"]["hold_until_stop"] == json!(true)
+                // An episode this one is not newer than: the journal has it already (input
+                // fed again after a crash finds the same conditions at the same times).
+                || a.since_ms >= at
+        }) {
             return Ok(None);
         }
         let group_labels = routing::labels(

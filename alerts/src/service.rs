@@ -346,7 +346,10 @@ impl Alerts {
                     if let Some(rule) = rules.iter().find(|r| r.id == active.rule) {
                         ctx.open(rule, active, *at)?;
                     }
-                } else if let Some(mut a) = journal::alert(ctx.tx, &id)? {
+                } else if let Some(mut a) = journal::alert(ctx.tx, &id)?
+                    // The end of an older episode (fed again after a crash) is not this one's.
+                    && a.since_ms <= active.since
+                {
                     if a.state == "firing" {
                         ctx.close(&mut a, *at, json!({}))?;
                     } else {

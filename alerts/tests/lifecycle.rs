@@ -660,6 +660,53 @@ fn after_a_restart_a_re_derived_condition_continues_and_a_stale_one_resolves() {
 }
 
 #[test]
+fn conditions_fed_again_after_a_crash_raise_no_second_episode() {
+    let s = Setup::new(nowhere());
+    let r = rules();
+    // Two one-shot detections of the same camera, each journaled with its notices.
+    let group = "K1/C1/rodent";
+    let (t1, t2) = (T0, T0 + MIN);
+    for t in [t1, t2] {
+        s.alerts
+            .apply(&change("k.rodent", group, true, t), &r)
+            .unwrap();
+        s.alerts
+            .apply(&change("k.rodent", group, false, t + 100), &r)
+            .unwrap();
+    }
+    let id = alerts::fingerprint("k.rodent", group);
+    let count = |a: &Alerts| {
+        let j = a.journal();
+        (
+            j.transitions_of(&id).unwrap().len(),
+            j.notifications(Some(&id), 100).unwrap().len(),
+        )
+    };
+    let before = count(&s.alerts);
+    // A new process feeds the input again from before both (its replay point lagged): the
+    // same starts and stops at the same times find the episodes the journal has.
+    let reopened = open(&s.db, nowhere(), &s.clock);
+    for t in [t1, t2] {
+        reopened
+            .apply(&change("k.rodent", group, true, t), &r)
+            .unwrap();
+        reopened
+            .apply(&change("k.rodent", group, false, t + 100), &r)
+            .unwrap();
+    }
+    assert_eq!(count(&reopened), before, "nothing new");
+    let a = reopened.journal().alert(&id).unwrap().unwrap();
+    assert_eq!((a.state.as_str(), a.since_ms), ("resolved", t2));
+    // A detection after them is a new episode, as always.
+    let t3 = t2 + MIN;
+    reopened
+        .apply(&change("k.rodent", group, true, t3), &r)
+        .unwrap();
+    let a = reopened.journal().alert(&id).unwrap().unwrap();
+    assert_eq!((a.state.as_str(), a.since_ms), ("firing", t3));
+}
+
+#[test]
 fn hooks_add_what_ingest_saw_before_routing_and_evidence_to_the_alert() {
     let dir = tempfile::tempdir().unwrap();
     let labels: alerts::LabelsFn = Arc::new(|l| match l.get("complaint_id").map(String::as_str) {

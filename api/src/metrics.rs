@@ -194,6 +194,9 @@ pub fn render(s: &AppState) -> String {
         "Messages left unacknowledged at shutdown for the broker to redeliver.",
     );
     o.sample("citywatch_mqtt_deferred_total", &[], i.deferred_total());
+    if let Some((log, ledger)) = i.input_log() {
+        input_log(&mut o, log, ledger);
+    }
 
     o.family(
         "citywatch_conditions_active",
@@ -331,4 +334,42 @@ pub fn render(s: &AppState) -> String {
         o.sample("citywatch_influx_spool_bytes", &[], bytes);
     }
     o.0
+}
+
+fn input_log(o: &mut Out, log: &ingest::input_log::LogStats, ledger: &ingest::input_log::Ledger) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let counters = [
+        (
+            "records",
+            "Messages written to the input log.",
+            &log.records,
+        ),
+        ("bytes", "Bytes written to the input log.", &log.bytes),
+        (
+            "commits",
+            "Group commits (one write and sync each) of the input log.",
+            &log.commits,
+        ),
+        (
+            "write_errors",
+            "Failed input log writes (intake waits and retries).",
+            &log.write_errors,
+        ),
+        (
+            "duplicates",
+            "Redeliveries of messages the input log replayed at start, not taken again.",
+            &log.duplicates,
+        ),
+    ];
+    for (name, help, v) in counters {
+        let name = format!("citywatch_input_log_{name}_total");
+        o.family(&name, "counter", help);
+        o.sample(&name, &[], v.load(Relaxed));
+    }
+    o.family(
+        "citywatch_input_log_replay_from",
+        "gauge",
+        "The input log's first message a restart would feed again (all before it are journaled).",
+    );
+    o.sample("citywatch_input_log_replay_from", &[], ledger.replay_from());
 }

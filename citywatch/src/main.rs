@@ -7,6 +7,7 @@
 
 mod bench;
 mod demo;
+mod input;
 mod logging;
 mod plot;
 mod replay;

@@ -123,18 +123,34 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
             settings.data_dir.display()
         )
     })?;
+    // Every device message, on disk before it is acknowledged; what the alert journal did not
+    // account for before the last stop is fed again first (docs/operations.md, "What is
+    // durable when").
+    let input = crate::input::open(&settings, cluster.is_some())?;
     let ingest = Ingest::start(
         &settings.mqtt_config(),
         deadletters.clone(),
         Some(Arc::new(complaint_log)),
+        input.as_ref().map(|i| i.log.clone()),
     )?;
-    let replayed = replayed_complaints(&settings, &ingest, logged);
+    let unaccounted = input
+        .as_ref()
+        .map(|i| crate::input::replayed(&settings, &ingest, &i.replay))
+        .unwrap_or_default();
+    let logged = match &input {
+        Some(i) => crate::input::without(logged, &i.replay),
+        None => logged,
+    };
+    let ledger = input.as_ref().map(|i| i.log.ledger());
+    let input_log = input.map(|i| i.log);
+    let mut replayed = replayed_complaints(&settings, &ingest, logged);
     if !replayed.is_empty() {
         tracing::info!(
             messages = replayed.len(),
             "complaint log: restoring handling deadlines"
         );
     }
+    replayed.extend(unaccounted);
     let stats = Arc::new(Stats::default());
     let (snapshots, publish) = api::state::snapshot_channel();
     let sink =
@@ -190,9 +206,16 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
         None => publish_conditions,
         Some(a) => {
             let (a, manager) = (a.clone(), rule_manager.clone());
+            let ledger = ledger.clone();
             Arc::new(move |c: dataflow::ConditionsSnapshot| {
-                if let Err(e) = a.apply(&c, &manager.current()) {
-                    tracing::error!(error = %e, "cannot journal alert transitions");
+                match a.apply(&c, &manager.current()) {
+                    // Journaled: the input before `as_of` need not be replayed any more.
+                    Ok(()) => {
+                        if let Some(l) = &ledger {
+                            l.accounted(c.as_of);
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "cannot journal alert transitions"),
                 }
                 publish_conditions(c);
             })
@@ -218,6 +241,18 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
                 publish_conditions(c);
             })
         }
+    };
+    // Without alerts there is nothing to journal: the input is accounted for once counted.
+    let publish: dataflow::SnapshotFn = match (&alerts, &ledger) {
+        (None, Some(l)) => {
+            let l = l.clone();
+            Arc::new(move |s: dataflow::Snapshot| {
+                let as_of = s.as_of;
+                publish(s);
+                l.accounted(as_of);
+            })
+        }
+        _ => publish,
     };
     let outputs = dataflow::Outputs {
         snapshots: publish,
@@ -367,6 +402,10 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
         joined.await.context("joining the dataflow")?;
     }
     ingest.finish(DRAIN_TIMEOUT).await;
+    if let Some(log) = input_log {
+        log.close();
+        log.ledger().flush();
+    }
     if let Some(sink) = sink {
         sink.shutdown(DRAIN_TIMEOUT).await;
     }
@@ -400,12 +439,7 @@ fn replayed_complaints(
     ingest: &Ingest,
     logged: Vec<ingest::complaint_log::Logged>,
 ) -> Vec<dataflow::Ingested> {
-    let mqtt = settings.mqtt_config();
-    let decoder = model::Decoder::new(model::DecoderConfig {
-        prefix: mqtt.prefix.clone(),
-        max_payload_bytes: mqtt.max_payload_bytes,
-        ..model::DecoderConfig::default()
-    });
+    let decoder = settings.decoder();
     logged
         .into_iter()
         .filter_map(|l| {

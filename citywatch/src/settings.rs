@@ -69,6 +69,11 @@ pub struct Settings {
     pub clock: ClockMode,
     /// Disk space for dead letters, bytes.
     pub deadletter_max_bytes: u64,
+    /// Log every device message before acknowledging it, and replay at start what was not
+    /// journaled (on by default; off acknowledges once the dataflow has a message).
+    pub input_log: bool,
+    /// `fsync` (survives a power cut) or `os` (survives the process dying only).
+    pub input_log_sync: ingest::input_log::SyncPolicy,
     /// InfluxDB v2 base URL; the time-series sink is off without it.
     pub influx_url: Option<String>,
     /// InfluxDB organization.
@@ -222,6 +227,8 @@ impl Default for Settings {
             tick_ms: df.tick_ms,
             clock: df.clock,
             deadletter_max_bytes: 64 << 20,
+            input_log: true,
+            input_log_sync: ingest::input_log::SyncPolicy::Fsync,
             influx_url: None,
             influx_org: influx.org,
             influx_bucket: influx.bucket,
@@ -431,6 +438,15 @@ impl Settings {
     /// Whether this process owns the alerts, the API and rule changes (process 0).
     pub fn is_leader(&self) -> bool {
         self.processes <= 1 || self.process_index == 0
+    }
+
+    /// The payload decoder ingest uses, for messages fed again from a log at start.
+    pub fn decoder(&self) -> model::Decoder {
+        model::Decoder::new(model::DecoderConfig {
+            prefix: self.mqtt_prefix.clone(),
+            max_payload_bytes: self.max_payload_bytes,
+            ..model::DecoderConfig::default()
+        })
     }
 
     pub fn mqtt_config(&self) -> ingest::MqttConfig {

@@ -5,9 +5,10 @@
 
 mod common;
 
-use common::{Citywatch, default_rules, free_port, msg, now_ms, publish_all, token, trapped};
+use common::{
+    Citywatch, default_rules, free_port, msg, now_ms, poll_until, publish_all, token, trapped,
+};
 use serde_json::{Value, json};
-use std::time::{Duration, Instant};
 
 async fn put(
     cw: &Citywatch,
@@ -27,19 +28,6 @@ async fn put(
     (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
 }
 
-/// Polls `path` until `done` holds.
-async fn until(cw: &Citywatch, path: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let v = cw.get(path).await;
-        if done(&v) {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "{path} never matched: {v}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
 fn registered(counters: &Value) -> i64 {
     counters["elevators"]["registered"].as_i64().unwrap()
 }
@@ -55,7 +43,7 @@ async fn tables_change_at_run_time_and_stay_changed() {
     let admin = token(&data, "管理员", "admin");
     let viewer = token(&data, "大屏", "viewer");
 
-    let before = until(&cw, "/api/v1/counters", |c| registered(c) > 0).await;
+    let before = poll_until(&cw, "/api/v1/counters", |c| registered(c) > 0).await;
     let n = registered(&before);
     let tables = cw.get("/api/v1/reference").await;
     let elevators_row = tables["tables"]
@@ -125,13 +113,13 @@ async fn tables_change_at_run_time_and_stay_changed() {
     );
 
     // The registry counter follows.
-    until(&cw, "/api/v1/counters", |c| registered(c) == n + 1).await;
+    poll_until(&cw, "/api/v1/counters", |c| registered(c) == n + 1).await;
     let e = cw.get("/api/v1/reference/elevators").await;
     assert_eq!(e.as_array().unwrap().len() as i64, n + 1);
 
     // Alert routing follows: E0001's trapped passenger goes to its new unit.
     publish_all(port, "reference", &[trapped("E0001", now_ms())]).await;
-    let alerts = until(&cw, "/api/v1/alerts?rule=elevator.trapped_alarm", |a| {
+    let alerts = poll_until(&cw, "/api/v1/alerts?rule=elevator.trapped_alarm", |a| {
         !a.as_array().unwrap().is_empty()
     })
     .await;
@@ -168,7 +156,7 @@ async fn tables_change_at_run_time_and_stay_changed() {
         })
         .collect();
     publish_all(port, "reference-sales", &sales).await;
-    until(&cw, "/api/v1/conditions", |c| {
+    poll_until(&cw, "/api/v1/conditions", |c| {
         c["conditions"]
             .as_array()
             .unwrap()
@@ -180,7 +168,7 @@ async fn tables_change_at_run_time_and_stay_changed() {
     // After a restart the changed tables are loaded over the --reference directory.
     cw.stop();
     let cw = Citywatch::start_with("embedded", Some(free_port()), &data, &args, &[]).await;
-    until(&cw, "/api/v1/counters", |c| registered(c) == n + 1).await;
+    poll_until(&cw, "/api/v1/counters", |c| registered(c) == n + 1).await;
     let prices = cw.get("/api/v1/reference/guidance_prices").await;
     assert!(
         prices

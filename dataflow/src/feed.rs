@@ -18,14 +18,20 @@ pub enum Pulled {
 pub trait Source: Send {
     /// Appends up to `max` events to `out` without blocking.
     fn pull(&mut self, out: &mut Vec<Ingested>, max: usize) -> Pulled;
-    /// Called once the events with these sequence numbers are in the dataflow input.
-    fn handed(&mut self, seqs: &[u64]) {
+    /// Called once the events with these sequence numbers are in the dataflow input, each
+    /// with the event time it entered at: `(seq, time)`.
+    fn handed(&mut self, seqs: &[(u64, u64)]) {
         let _ = seqs;
+    }
+    /// Whether it is still giving what a log kept from before the start: the frontier waits
+    /// for the end of it, so every such event is judged at its own time.
+    fn replaying(&self) -> bool {
+        false
     }
 }
 
-/// Told the sequence numbers of events handed to the dataflow input.
-pub type HandedFn = Box<dyn FnMut(&[u64]) + Send>;
+/// Told the sequence numbers of events handed to the dataflow input, each with its time.
+pub type HandedFn = Box<dyn FnMut(&[(u64, u64)]) + Send>;
 
 /// A source over a queue shared by all workers.
 pub struct ChannelSource {
@@ -63,7 +69,7 @@ impl Source for ChannelSource {
         }
     }
 
-    fn handed(&mut self, seqs: &[u64]) {
+    fn handed(&mut self, seqs: &[(u64, u64)]) {
         if let Some(f) = self.on_handed.as_mut() {
             f(seqs);
         }
@@ -96,9 +102,13 @@ impl Source for ChainSource {
         self.then.pull(out, max)
     }
 
-    fn handed(&mut self, seqs: &[u64]) {
-        // Only live input carries sequence numbers to acknowledge.
+    fn handed(&mut self, seqs: &[(u64, u64)]) {
+        // What the first source gives carries the same log's numbers as live input (or none).
         self.then.handed(seqs);
+    }
+
+    fn replaying(&self) -> bool {
+        self.first.is_some()
     }
 }
 

@@ -265,7 +265,7 @@ pub fn start(
         stats.worker_started();
         let mut feeder = Feeder::default();
         let mut batch: Vec<Ingested> = Vec::with_capacity(config.batch);
-        let mut handed: Vec<u64> = Vec::with_capacity(config.batch);
+        let mut handed: Vec<(u64, u64)> = Vec::with_capacity(config.batch);
         // Set when a stop is first seen with the source drained: the time past every event
         // taken, and when the stop began.
         let mut stopping_at: Option<(u64, std::time::Instant)> = None;
@@ -287,7 +287,11 @@ pub fn start(
                     handed.clear();
                 }
             }
-            if let Some(t) = frontier.target(stats.newest_ms(), now_ms()) {
+            // A source giving what a log kept holds this worker's frontier (and so everyone's)
+            // until it is through, so each of those events enters at its own time.
+            if !source.replaying()
+                && let Some(t) = frontier.target(stats.newest_ms(), now_ms())
+            {
                 frontier.advance(t);
                 inputs.advance_to(t);
                 stats.set_epoch(local, t);
@@ -420,7 +424,7 @@ impl Feeder {
         batch: &mut Vec<Ingested>,
         frontier: &Frontier,
         inputs: &mut Inputs,
-        handed: &mut Vec<u64>,
+        handed: &mut Vec<(u64, u64)>,
         stats: &Stats,
     ) {
         let mut newest = 0;
@@ -431,6 +435,9 @@ impl Feeder {
             let env = item.envelope;
             let stream = env.event.stream();
             let (t, is_late) = frontier.place(env.time_ms);
+            if let Some(seq) = item.seq {
+                handed.push((seq, t));
+            }
             if env.replayed {
                 // Counted when it was received: it only restores state now.
                 replayed += 1;
@@ -463,9 +470,6 @@ impl Feeder {
                     .or_default() += 1;
             }
             inputs.events.send((env, t));
-            if let Some(seq) = item.seq {
-                handed.push(seq);
-            }
         }
         for ((counter, t), d) in self.counts.drain() {
             if d != 0 {

@@ -3,8 +3,8 @@
 //! Subscribes to the device contract with QoS 1 on a persistent session, decodes every
 //! message with `model`, keeps rejected ones in the dead-letter store, and hands typed events
 //! to the dataflow through a bounded queue. A QoS 1 message is acknowledged to the broker only
-//! after the dataflow has taken it, in the order it arrived, so a restart of citywatch loses
-//! nothing the broker was told we have.
+//! once the input log has it on disk (or, with the log off, once the dataflow has taken it),
+//! in the order it arrived, so a crash of citywatch loses nothing the broker was told we have.
 //!
 //! # Layout
 //! - [`mqtt`]: the client (config, event loop, ack sequencing).
@@ -14,6 +14,8 @@
 //! - [`complaints`]: whom each recent complaint is about, for routing its deadline alerts.
 //! - [`complaint_log`]: complaints and their status updates on disk, fed again at start so that
 //!   handling deadlines survive a restart.
+//! - [`input_log`]: every device message on disk before its acknowledgement, and which of them
+//!   a restart must feed again.
 //! - [`stats`]: counters and gauges for `/metrics` and `/readyz`.
 
 pub mod broker;
@@ -21,6 +23,7 @@ pub mod complaint_log;
 pub mod complaints;
 pub mod deadletter;
 pub mod evidence;
+pub mod input_log;
 pub mod mqtt;
 pub mod stats;
 
@@ -28,6 +31,7 @@ pub use complaint_log::ComplaintLog;
 pub use complaints::Complaints;
 pub use deadletter::{DeadLetter, DeadLetters};
 pub use evidence::Evidence;
+pub use input_log::InputLog;
 pub use mqtt::{Facts, Ingest, MqttConfig};
 pub use stats::{ConnectionState, IngestStats};
 
@@ -55,6 +59,9 @@ pub enum IngestError {
         path: std::path::PathBuf,
         message: String,
     },
+    /// The input log's writer did not start.
+    #[error("input log: {0}")]
+    InputLog(String),
     /// TLS towards the broker cannot be set up (a certificate or key file).
     #[error("mqtt tls: {0}")]
     Tls(String),

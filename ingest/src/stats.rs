@@ -45,12 +45,28 @@ pub struct IngestStats {
     acks: AtomicU64,
     deferred: AtomicU64,
     queue: std::sync::OnceLock<crossbeam_channel::Receiver<model::Ingested>>,
+    input_log: std::sync::OnceLock<(
+        std::sync::Arc<crate::input_log::LogStats>,
+        std::sync::Arc<crate::input_log::Ledger>,
+    )>,
     ever_subscribed: AtomicBool,
     /// Why the connection last failed, and when (epoch ms); cleared once subscribed.
     last_error: std::sync::Mutex<Option<(String, u64)>>,
 }
 
 impl IngestStats {
+    pub(crate) fn watch_input_log(&self, log: &crate::InputLog) {
+        let _ = self.input_log.set((log.stats(), log.ledger()));
+    }
+    /// The input log's counters and ledger, when it is on.
+    pub fn input_log(
+        &self,
+    ) -> Option<&(
+        std::sync::Arc<crate::input_log::LogStats>,
+        std::sync::Arc<crate::input_log::Ledger>,
+    )> {
+        self.input_log.get()
+    }
     pub(crate) fn message(&self, s: Stream) {
         self.messages[s as usize].fetch_add(1, Ordering::Relaxed);
     }

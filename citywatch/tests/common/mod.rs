@@ -123,11 +123,12 @@ impl Citywatch {
             .arg(mqtt)
             .arg("--data-dir")
             .arg(data_dir)
-            .arg("--lateness-ms")
-            .arg("300")
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
+        if !args.contains(&"--lateness-ms") {
+            cmd.arg("--lateness-ms").arg("300");
+        }
         if !args.contains(&"--reference") {
             cmd.arg("--reference").arg(reference);
         }
@@ -390,4 +391,21 @@ pub async fn get_as(cw: &Citywatch, token: &str, path: &str) -> serde_json::Valu
         .json()
         .await
         .unwrap()
+}
+
+/// Polls `GET path` until `done` holds (30 s at most), and returns what it answered then.
+pub async fn poll_until(
+    cw: &Citywatch,
+    path: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = cw.get(path).await;
+        if done(&v) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{path} never matched: {v}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }

@@ -3,6 +3,7 @@
 use super::acks::{Acker, ReadyAck};
 use super::config::MqttConfig;
 use crate::deadletter::DeadLetters;
+use crate::input_log::{Full, InputLog};
 use crate::stats::{ConnectionState, IngestStats};
 use crate::{IngestError, broker};
 use model::{Decoder, DecoderConfig, Ingested};
@@ -14,8 +15,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-/// What a dataflow worker calls with the sequence numbers it handed to its input.
-pub type HandedFn = Box<dyn FnMut(&[u64]) + Send>;
+/// What a dataflow worker calls with the sequence numbers it handed to its input, each with
+/// the event time it entered at.
+pub type HandedFn = Box<dyn FnMut(&[(u64, u64)]) + Send>;
 
 /// The largest packet MQTT can carry (its remaining length's maximum). The client takes any
 /// packet a broker can deliver: one it refused would drop the connection, and the broker would
@@ -33,6 +35,7 @@ pub struct Ingest {
     evidence: Arc<crate::Evidence>,
     complaints: Arc<crate::Complaints>,
     acker: Arc<Acker>,
+    input_log: Option<Arc<InputLog>>,
     stats: Arc<IngestStats>,
     client: AsyncClient,
     stop: watch::Sender<bool>,
@@ -55,6 +58,7 @@ struct Loop {
     evidence: Arc<crate::Evidence>,
     complaints: Arc<crate::Complaints>,
     complaint_log: Option<Arc<crate::ComplaintLog>>,
+    input_log: Option<Arc<InputLog>>,
 }
 
 fn now_ms() -> u64 {
@@ -65,11 +69,13 @@ fn now_ms() -> u64 {
 
 impl Ingest {
     /// Starts the embedded broker if configured, then connects and subscribes in the
-    /// background. Must be called inside a tokio runtime.
+    /// background. Must be called inside a tokio runtime. With an input log, a message is
+    /// acknowledged once the log has it on disk; without, once the dataflow has taken it.
     pub fn start(
         config: &MqttConfig,
         deadletters: Arc<DeadLetters>,
         complaint_log: Option<Arc<crate::ComplaintLog>>,
+        input_log: Option<Arc<InputLog>>,
     ) -> Result<Ingest, IngestError> {
         let (host, port) = config.endpoint()?;
         let max_packet = MQTT_MAX_PACKET;
@@ -95,8 +101,16 @@ impl Ingest {
         let (tx, rx) = crossbeam_channel::bounded(config.queue_capacity.max(1));
         let (ready_tx, ready_rx) = mpsc::unbounded_channel();
         let acker = Arc::new(Acker::new(ready_tx));
+        if let Some(log) = &input_log {
+            let acker = acker.clone();
+            log.start(Box::new(move |acks| acker.handed(acks)))
+                .map_err(|e| IngestError::InputLog(e.to_string()))?;
+        }
         let stats = Arc::new(IngestStats::default());
         stats.watch_queue(rx.clone());
+        if let Some(log) = &input_log {
+            stats.watch_input_log(log);
+        }
         let (stop, stop_rx) = watch::channel(false);
         let evidence = Arc::new(crate::Evidence::default());
         let complaints = Arc::new(crate::Complaints::default());
@@ -121,6 +135,7 @@ impl Ingest {
             evidence: evidence.clone(),
             complaints: complaints.clone(),
             complaint_log,
+            input_log: input_log.clone(),
         };
         let task = tokio::spawn(looper.run(eventloop, stop_rx));
         let ack_task = tokio::spawn(send_acks(
@@ -134,6 +149,7 @@ impl Ingest {
             evidence,
             complaints,
             acker,
+            input_log,
             stats,
             client,
             stop,
@@ -164,11 +180,22 @@ impl Ingest {
     }
 
     /// Makes, for each dataflow worker, what it calls once events are in its input.
+    /// With an input log the numbers are the log's and go to its ledger; without, they are
+    /// acknowledgements, released now.
     pub fn handed_factory(&self) -> impl Fn() -> HandedFn + Send + Sync + 'static {
         let acker = self.acker.clone();
-        move || {
-            let acker = acker.clone();
-            Box::new(move |seqs: &[u64]| acker.handed(seqs))
+        let ledger = self.input_log.as_ref().map(|l| l.ledger());
+        move || match ledger.clone() {
+            Some(ledger) => Box::new(move |placed: &[(u64, u64)]| ledger.placed(placed)),
+            None => {
+                let acker = acker.clone();
+                let mut seqs = Vec::new();
+                Box::new(move |placed: &[(u64, u64)]| {
+                    seqs.clear();
+                    seqs.extend(placed.iter().map(|p| p.0));
+                    acker.handed(&seqs)
+                })
+            }
         }
     }
 
@@ -358,6 +385,16 @@ impl Loop {
         }
         match self.decoder.decode(&p.topic, &p.payload, received_ms) {
             Ok(envelope) => {
+                if p.dup
+                    && let Some(log) = &self.input_log
+                    && log.already_replayed(&p.topic, &p.payload)
+                {
+                    // Logged before the last stop and replayed at this start: taken once.
+                    if let Some(seq) = seq {
+                        self.acker.handed(&[seq]);
+                    }
+                    return;
+                }
                 self.stats.message(envelope.event.stream());
                 if let Some(log) = &self.complaint_log
                     && matches!(
@@ -377,6 +414,14 @@ impl Loop {
                     &envelope.event,
                     received_ms,
                 );
+                let seq = match &self.input_log {
+                    None => seq,
+                    Some(log) => match self.log(log, &p, received_ms, seq).await {
+                        Some(logged) => Some(logged),
+                        // Stopping: not acknowledged, so the broker delivers it again.
+                        None => return,
+                    },
+                };
                 self.enqueue(Ingested { envelope, seq }).await;
             }
             Err(rejection) => {
@@ -390,6 +435,32 @@ impl Loop {
                 if let Some(seq) = seq {
                     self.acker.handed(&[seq]);
                 }
+            }
+        }
+    }
+
+    /// Logs a message, waiting while the log's writer is behind; its ack follows the sync.
+    async fn log(
+        &self,
+        log: &InputLog,
+        p: &Publish,
+        received_ms: u64,
+        ack: Option<u64>,
+    ) -> Option<u64> {
+        let mut waited: Option<Instant> = None;
+        loop {
+            match log.try_append(&p.topic, &p.payload, received_ms, ack) {
+                Ok(seq) => {
+                    if let Some(start) = waited {
+                        self.stats.waited(start.elapsed().as_micros() as u64);
+                    }
+                    return Some(seq);
+                }
+                Err(Full::Behind) => {
+                    waited.get_or_insert_with(Instant::now);
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err(Full::Closed) => return None,
             }
         }
     }

@@ -1,0 +1,199 @@
+//! Which logged messages are accounted for: their consequences are journaled, so a restart
+//! need not replay them.
+//!
+//! A message is logged, then handed to the dataflow at an event time `t` (its own time, or the
+//! frontier if it came late). Once the alerts stage has journaled every condition before
+//! `as_of`, every message handed at `t < as_of` is accounted for. The replay point is the
+//! smallest sequence number that is not: logged but not yet handed, or handed at `as_of` or
+//! later. It is kept in `mark.json` beside the segments, so a restart replays from there.
+
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// The mark is written at most this often while running (and always at a clean stop): a
+/// mark that lags only makes a restart replay a little more, which the alerts stage knows.
+const WRITE_EVERY: Duration = Duration::from_millis(250);
+
+/// What `mark.json` holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mark {
+    /// The first message a restart replays.
+    pub replay_from: u64,
+    /// The event time before which every condition was journaled (for the operator's eye).
+    pub as_of_ms: u64,
+}
+
+#[derive(Debug)]
+struct State {
+    /// Logged, not yet handed to the dataflow.
+    unplaced: BTreeSet<u64>,
+    /// Per event time handed at, the smallest sequence number handed there.
+    placed: BTreeMap<u64, u64>,
+    /// The next sequence number the log will give.
+    next: u64,
+    mark: Mark,
+    written: Option<(Mark, Instant)>,
+}
+
+/// The ledger of one process's input log.
+#[derive(Debug)]
+pub struct Ledger {
+    state: Mutex<State>,
+    path: PathBuf,
+}
+
+impl Ledger {
+    pub(crate) fn new(path: PathBuf, mark: Mark, next: u64) -> Ledger {
+        Ledger {
+            state: Mutex::new(State {
+                unplaced: BTreeSet::new(),
+                placed: BTreeMap::new(),
+                next,
+                mark,
+                written: Some((mark, Instant::now())),
+            }),
+            path,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Reads the mark of a log directory (none yet: replay everything there is).
+    pub(crate) fn read_mark(path: &std::path::Path) -> Mark {
+        std::fs::read(path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    /// `seq` is logged (or, at start, found unaccounted in the log).
+    pub(crate) fn logged(&self, seq: u64) {
+        let mut s = self.lock();
+        s.unplaced.insert(seq);
+        s.next = s.next.max(seq + 1);
+    }
+
+    /// These messages are in the dataflow's input, each at its event time: `(seq, time)`.
+    pub fn placed(&self, items: &[(u64, u64)]) {
+        let mut s = self.lock();
+        for &(seq, t) in items {
+            if s.unplaced.remove(&seq) {
+                let min = s.placed.entry(t).or_insert(seq);
+                *min = (*min).min(seq);
+            }
+        }
+    }
+
+    /// Every condition before `as_of` is journaled: moves the replay point, and writes it down
+    /// now and then.
+    pub fn accounted(&self, as_of: u64) {
+        let mark = {
+            let mut s = self.lock();
+            s.placed = s.placed.split_off(&as_of);
+            let first_open = s.placed.values().min().copied();
+            let replay_from = [s.unplaced.first().copied(), first_open]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(s.next);
+            // Never backwards: a late snapshot of a slower path must not undo a newer mark.
+            s.mark = Mark {
+                replay_from: replay_from.max(s.mark.replay_from),
+                as_of_ms: as_of.max(s.mark.as_of_ms),
+            };
+            match s.written {
+                Some((m, at)) if m == s.mark || at.elapsed() < WRITE_EVERY => return,
+                _ => s.mark,
+            }
+        };
+        self.write(mark);
+    }
+
+    /// Writes the current mark now (at a clean stop).
+    pub fn flush(&self) {
+        let mark = self.lock().mark;
+        self.write(mark);
+    }
+
+    /// The first message a restart would replay.
+    pub fn replay_from(&self) -> u64 {
+        self.lock().mark.replay_from
+    }
+
+    /// Written whole or not at all, and synced: it must never claim more than the journal
+    /// holds, and a lost write only means a longer replay.
+    fn write(&self, mark: Mark) {
+        let tmp = self.path.with_extension("json.tmp");
+        let written = (|| -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&tmp)?;
+            std::io::Write::write_all(&mut f, &serde_json::to_vec(&mark)?)?;
+            f.sync_data()?;
+            std::fs::rename(&tmp, &self.path)
+        })();
+        match written {
+            Ok(()) => self.lock().written = Some((mark, Instant::now())),
+            Err(e) => {
+                tracing::warn!(error = %e, path = %self.path.display(), "input log: cannot write the replay mark")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ledger() -> (tempfile::TempDir, Ledger) {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Ledger::new(dir.path().join("mark.json"), Mark::default(), 0);
+        (dir, l)
+    }
+
+    #[test]
+    fn the_replay_point_is_the_first_message_not_journaled() {
+        let (_d, l) = ledger();
+        for seq in 0..5 {
+            l.logged(seq);
+        }
+        // 0 and 1 at 100, 2 late at 300, 3 early (its device's clock ahead) at 900; 4 not
+        // yet handed.
+        l.placed(&[(0, 100), (1, 100), (3, 900), (2, 300)]);
+        l.accounted(200);
+        assert_eq!(l.replay_from(), 2);
+        l.accounted(400);
+        assert_eq!(l.replay_from(), 3);
+        l.placed(&[(4, 400)]);
+        l.accounted(500);
+        assert_eq!(l.replay_from(), 3, "3 waits for 900");
+        l.accounted(1000);
+        assert_eq!(l.replay_from(), 5, "everything");
+        l.flush();
+        assert_eq!(
+            Ledger::read_mark(&l.path),
+            Mark {
+                replay_from: 5,
+                as_of_ms: 1000
+            }
+        );
+    }
+
+    #[test]
+    fn a_message_not_yet_handed_holds_the_mark() {
+        let (_d, l) = ledger();
+        l.logged(0);
+        l.logged(1);
+        l.placed(&[(1, 100)]);
+        l.accounted(10_000);
+        assert_eq!(l.replay_from(), 0);
+        // Placing something twice (or something never logged) changes nothing.
+        l.placed(&[(1, 50), (9, 50)]);
+        l.placed(&[(0, 20_000)]);
+        l.accounted(20_001);
+        assert_eq!(l.replay_from(), 2);
+    }
+}
