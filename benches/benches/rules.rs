@@ -48,7 +48,69 @@ fn filters(c: &mut Criterion) {
             })
         });
     }
+    all_elevator_filters(&mut group, &pack, &env);
     group.finish();
+}
+
+/// Every filter of the pack on the elevator-status stream, on one frame of a registered
+/// elevator: through cel-interpreter (the frame's CEL value built once, as the dataflow does)
+/// and compiled (read from the struct).
+fn all_elevator_filters(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    pack: &[rules::Rule],
+    env: &model::Envelope,
+) {
+    use cel_interpreter::Value;
+    use rules::compiled::{EventVars, Lookup, Program, Val};
+    let filters: Vec<&rules::Rule> = pack
+        .iter()
+        .filter(|r| r.stream == model::Stream::ElevatorStatus && r.filter.is_some())
+        .filter(|r| !r.filter.as_ref().is_some_and(|f| f.uses_prev))
+        .collect();
+    let elevator = rules::expr::map([
+        ("floors".to_owned(), Value::Int(33)),
+        ("rated_speed_mps".to_owned(), Value::Float(1.75)),
+    ]);
+    let reference = rules::expr::map([("elevator".to_owned(), elevator)]);
+    let evaluator = rules::expr::Evaluator::default();
+    group.bench_function(format!("all_filters/interpreted/{}", filters.len()), |b| {
+        b.iter(|| {
+            let event = rules::expr::event_value(black_box(env));
+            let bound = evaluator.bind(vec![("event", event), ("ref", reference.clone())]);
+            filters
+                .iter()
+                .filter(|r| bound.bool(r.filter.as_ref().expect("a filter")) == Ok(true))
+                .count()
+        })
+    });
+    let compiled: Vec<rules::compiled::Node> = filters
+        .iter()
+        .map(
+            |r| match Program::compile(&r.filter.as_ref().expect("a filter").source) {
+                Program::Compiled(n) => n,
+                Program::Interpreted(why) => panic!("{}: {why}", r.id),
+            },
+        )
+        .collect();
+    let lookup = |names: &[String]| match names {
+        [r] if r == "elevator" => Lookup::Map,
+        [r, c] if r == "elevator" && c == "floors" => Lookup::Val(Val::Int(33)),
+        [r, c] if r == "elevator" && c == "rated_speed_mps" => Lookup::Val(Val::Double(1.75)),
+        _ => Lookup::Absent,
+    };
+    group.bench_function(format!("all_filters/compiled/{}", filters.len()), |b| {
+        b.iter(|| {
+            let vars = EventVars {
+                env: black_box(env),
+                prev: None,
+                reference: &lookup,
+            };
+            compiled
+                .iter()
+                .filter(|n| n.eval_bool(&vars) == Ok(true))
+                .count()
+        })
+    });
 }
 
 fn windows(c: &mut Criterion) {

@@ -66,6 +66,9 @@ enum Command {
     Replay {
         /// The recording.
         file: PathBuf,
+        /// Judge rules with cel-interpreter instead of compiled expressions (to compare).
+        #[arg(long)]
+        interpret_rules: bool,
         #[command(flatten)]
         args: settings::RunArgs,
     },
@@ -229,10 +232,14 @@ fn main() -> anyhow::Result<()> {
             logging::init(logging::LogFormat::Text);
             block_on(bench::run(args))
         }
-        Command::Replay { file, args } => {
+        Command::Replay {
+            file,
+            interpret_rules,
+            args,
+        } => {
             let settings = settings::Settings::load(&args)?;
             logging::init(settings.log_format);
-            replay::replay(&file, settings)
+            replay::replay(&file, settings, interpret_rules)
         }
     }
 }

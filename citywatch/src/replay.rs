@@ -10,7 +10,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-pub fn replay(file: &std::path::Path, mut settings: Settings) -> anyhow::Result<()> {
+pub fn replay(
+    file: &std::path::Path,
+    mut settings: Settings,
+    interpret_rules: bool,
+) -> anyhow::Result<()> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let lines: Arc<Vec<String>> = Arc::new(
@@ -46,7 +50,10 @@ pub fn replay(file: &std::path::Path, mut settings: Settings) -> anyhow::Result<
     let stats = Arc::new(Stats::default());
     let start = Instant::now();
     let running = dataflow::start(
-        settings.dataflow_config(),
+        dataflow::DataflowConfig {
+            interpret_rules,
+            ..settings.dataflow_config()
+        },
         reference,
         dataflow::RuleFeed {
             initial: rules.clone(),

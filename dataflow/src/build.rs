@@ -80,6 +80,9 @@ pub struct Inputs {
     pub registrations: InputHandleVec<u64, Observation>,
     /// Versions of the rule set (worker 0 sends them; every worker gets them).
     pub rule_versions: InputHandleVec<u64, RuleSetVersion>,
+    /// Rule-set versions sent through [`Inputs::set_rules`] and [`Inputs::set_reference`] are
+    /// judged by the interpreter ([`crate::DataflowConfig::interpret_rules`]).
+    pub interpret_rules: bool,
 }
 
 impl Inputs {
@@ -119,7 +122,7 @@ impl Inputs {
     ) {
         let activation = activation.max(*self.rule_versions.time());
         self.rule_versions
-            .send(RuleSetVersion::of(activation, rules));
+            .send(RuleSetVersion::of(activation, rules).interpreted(self.interpret_rules));
         for rule in rules {
             let unchanged = before
                 .iter()
@@ -215,8 +218,11 @@ impl Inputs {
                 });
             }
         }
-        self.rule_versions
-            .send(RuleSetVersion::of(activation, rules).with_reference(after));
+        self.rule_versions.send(
+            RuleSetVersion::of(activation, rules)
+                .with_reference(after)
+                .interpreted(self.interpret_rules),
+        );
     }
 
     /// Loads the registries of `reference` at the current time.
@@ -599,6 +605,7 @@ pub fn build<'scope>(scope: Scope<'scope, u64>, plan: &Plan) -> Built<'scope> {
         merchants: merchants_in,
         registrations: registrations_in,
         rule_versions: rule_versions_in,
+        interpret_rules: false,
     };
     Built {
         inputs,

@@ -40,6 +40,10 @@ pub struct DataflowConfig {
     pub batch: usize,
     /// This process's place in a cluster of processes (none: one process).
     pub cluster: Option<ClusterConfig>,
+    /// Judge rules with cel-interpreter instead of compiled expressions: the path the
+    /// compiled one replaced, kept to hold the two equal (`dataflow/tests/golden.rs`) and to
+    /// measure them side by side (`citywatch replay --interpret-rules`).
+    pub interpret_rules: bool,
 }
 
 /// A timely cluster: every process runs `workers` threads; records cross processes over TCP.
@@ -70,6 +74,7 @@ impl Default for DataflowConfig {
             camera_offline_after_ms: 180_000,
             batch: 4096,
             cluster: None,
+            interpret_rules: false,
         }
     }
 }
@@ -244,12 +249,14 @@ pub fn start(
                 .publish_snapshots(publish, index == 0);
             (inputs, probe)
         });
+        inputs.interpret_rules = config.interpret_rules;
         let mut current_rules = rules.initial.clone();
         let mut current_reference = reference.clone();
         if index == 0 {
             inputs.load_reference(&reference);
             if rules.is_on() || in_cluster {
-                let first = crate::operators::conditions::RuleSetVersion::of(0, &current_rules);
+                let first = crate::operators::conditions::RuleSetVersion::of(0, &current_rules)
+                    .interpreted(config.interpret_rules);
                 // In a cluster every process judges by process 0's reference data,
                 // whatever its own files say.
                 let first = if in_cluster {

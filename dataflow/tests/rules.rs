@@ -1,20 +1,18 @@
 //! Exact `(condition, time, diff)` output of the rule dataflow for hand-made input.
 
+mod common;
+
+use common::{Update, finish, rule_dataflow};
+
 use dataflow::Condition;
-use dataflow::build::{Built, Plan, Timeouts, build};
 use dataflow::operators::conditions::{Observation, RuleSetVersion, What};
 use dataflow::reference::{Camera, Kitchen, Reference};
 use differential_dataflow::consolidation::consolidate_updates;
 use model::{Decoder, Envelope};
-use std::cell::RefCell;
-use std::rc::Rc;
 use std::sync::Arc;
-use timely::dataflow::operators::{Inspect, Probe};
 
 const T0: u64 = 1_795_737_600_000;
 const MIN: u64 = 60_000;
-
-type Update = (Condition, u64, isize);
 
 fn env(topic: &str, payload: String, ts: u64) -> Envelope {
     Decoder::default()
@@ -112,63 +110,6 @@ fn run(rounds: Vec<(u64, Vec<(Envelope, u64)>)>, until: u64) -> Vec<Update> {
             ("camera_offline", "K1/C2".to_owned()),
         ],
     )
-}
-
-type Worker = timely::worker::Worker;
-
-/// The rule dataflow over `reference` on `worker`: its inputs, its probe, and every
-/// condition update it emits.
-fn rule_dataflow(
-    worker: &mut Worker,
-    reference: Arc<Reference>,
-) -> (
-    dataflow::build::Inputs,
-    timely::dataflow::ProbeHandle<u64>,
-    Rc<RefCell<Vec<Update>>>,
-) {
-    let plan = Plan {
-        timeouts: Timeouts::default(),
-        series: false,
-        rules_on: true,
-        reference,
-        stats: Default::default(),
-    };
-    let seen = Rc::new(RefCell::new(Vec::new()));
-    let sink = seen.clone();
-    let (inputs, probe) = worker.dataflow::<u64, _, _>(|scope| {
-        let Built {
-            inputs, conditions, ..
-        } = build(scope, &plan);
-        let (probe, _) = conditions
-            .unwrap()
-            .inner
-            .inspect(move |u: &Update| sink.borrow_mut().push(u.clone()))
-            .probe();
-        (inputs, probe)
-    });
-    (inputs, probe, seen)
-}
-
-/// Runs the dataflow to `until` and returns its consolidated updates before `until`.
-fn finish(
-    worker: &mut Worker,
-    inputs: &mut dataflow::build::Inputs,
-    probe: &timely::dataflow::ProbeHandle<u64>,
-    seen: &Rc<RefCell<Vec<Update>>>,
-    until: u64,
-) -> Vec<Update> {
-    inputs.advance_to(until);
-    while probe.less_than(&until) {
-        worker.step();
-    }
-    let mut all: Vec<Update> = seen
-        .borrow()
-        .iter()
-        .filter(|u| u.1 < until)
-        .cloned()
-        .collect();
-    consolidate_updates(&mut all);
-    all
 }
 
 fn run_with(

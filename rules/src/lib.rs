@@ -13,6 +13,7 @@
 //! - [`expr`]: CEL: compiling, the `event` value of each stream, evaluating.
 //! - [`machine`]: raw condition → firing, with `for`, `keep_firing_for`, windows and absence.
 
+pub mod compiled;
 pub mod expr;
 pub mod limits;
 pub mod load;

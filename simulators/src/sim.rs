@@ -397,7 +397,7 @@ impl Simulator {
                 let i = self.rng.below(d.cameras.len() as u64) as usize;
                 let c = &d.cameras[i];
                 // Silent for five minutes from its last heartbeat.
-                let last_beat = s - (s + i as u64) % 30;
+                let last_beat = s.saturating_sub((s + i as u64) % 30);
                 self.camera_silent_until[i] = s + 300;
                 Some(Incident {
                     kind,

@@ -12,13 +12,14 @@
 
 use crate::conditions::Condition;
 use crate::operators::Held;
+use crate::operators::judge::{Judge, Programs, text};
 use crate::reference::Reference;
 use crate::stats::Stats;
 use cel_interpreter::Value;
 use differential_dataflow::hashable::Hashable;
 use differential_dataflow::{AsCollection, VecCollection};
 use model::{Envelope, Event, Id, Stream};
-use rules::expr::{Evaluator, event_value, field, map};
+use rules::expr::{Evaluator, map};
 use rules::machine::{Item, Machine, Scalar};
 use rules::spec::{Kind, Registry, Rule};
 use serde::{Deserialize, Serialize};
@@ -128,7 +129,7 @@ impl RefValues {
         }
     }
 
-    fn for_event(&self, e: &Event) -> Value {
+    pub(crate) fn for_event(&self, e: &Event) -> Value {
         let mut entries = Vec::new();
         match e {
             Event::ElevatorStatus { elevator_id, .. }
@@ -161,6 +162,42 @@ impl RefValues {
 }
 
 impl RefValues {
+    /// `ref.<names>` of an event, as [`RefValues::for_event`] binds `ref`, without building it.
+    pub(crate) fn lookup<'v>(&'v self, e: &Event, names: &[String]) -> rules::compiled::Lookup<'v> {
+        use super::judge::lookup_in;
+        use rules::compiled::{Lookup, Val};
+        let Some((first, rest)) = names.split_first() else {
+            return Lookup::Map;
+        };
+        match (first.as_str(), e) {
+            (
+                "elevator",
+                Event::ElevatorStatus { elevator_id, .. }
+                | Event::ElevatorEvent { elevator_id, .. },
+            ) => lookup_in(self.elevators.get(elevator_id), rest),
+            (
+                "kitchen",
+                Event::Detection { kitchen_id, .. } | Event::Heartbeat { kitchen_id, .. },
+            ) => lookup_in(self.kitchens.get(kitchen_id), rest),
+            (
+                "guidance_price",
+                Event::Sale {
+                    market_id, sale, ..
+                },
+            ) => {
+                let price = self
+                    .guidance
+                    .get(&(market_id.clone(), sale.goods_code.clone()))
+                    .or_else(|| self.guidance.get(&(Id::default(), sale.goods_code.clone())));
+                match (price, rest) {
+                    (Some(p), []) => Lookup::Val(Val::Double(*p)),
+                    _ => Lookup::Absent,
+                }
+            }
+            _ => Lookup::Absent,
+        }
+    }
+
     /// The `ref` of a registered device, by its registry key (as for its events).
     pub fn for_device(&self, registry: Registry, key: &str) -> Value {
         let mut entries = Vec::new();
@@ -268,6 +305,10 @@ pub struct RuleSetVersion {
     /// New reference data from `activation` on (none: the previous version's).
     #[serde(default)]
     pub reference: Option<Arc<Reference>>,
+    /// Judge every expression with cel-interpreter instead of compiling it (the golden test
+    /// holds the two paths equal; `DataflowConfig::interpret_rules`).
+    #[serde(default)]
+    pub interpret: bool,
 }
 
 impl RuleSetVersion {
@@ -280,7 +321,14 @@ impl RuleSetVersion {
                 .map(|r| (r.origin.clone(), r.source.clone()))
                 .collect(),
             reference: None,
+            interpret: false,
         }
+    }
+
+    /// The same, judged by the interpreter when `yes`.
+    pub fn interpreted(mut self, yes: bool) -> RuleSetVersion {
+        self.interpret = yes;
+        self
     }
 
     /// The same, with `reference` in force from `activation` too.
@@ -294,6 +342,8 @@ impl RuleSetVersion {
 #[derive(Default)]
 struct RuleSet {
     rules: Vec<Rule>,
+    /// Each rule's expressions, compiled (by index, as `rules`).
+    programs: Vec<Programs>,
     keys: Vec<u64>,
     by_key: HashMap<u64, usize>,
     by_stream: HashMap<Stream, Vec<usize>>,
@@ -325,6 +375,11 @@ impl RuleSet {
                             }
                         }
                     }
+                    let programs = Programs::of(&rule, v.interpret);
+                    if programs.interpreted() > 0 {
+                        tracing::info!(rule = %rule.id, expressions = programs.interpreted(), "rule: judged by the interpreter (docs/rules.md, \"Compiled expressions\")");
+                    }
+                    set.programs.push(programs);
                     set.rules.push(rule);
                 }
                 // Validated before it was sent; a rule that no longer compiles is left out.
@@ -391,17 +446,17 @@ fn observe_event(
     {
         return;
     }
-    let event = event_value(env);
-    // One binding per event for all its rules; `ref` only when a rule of the stream reads it.
-    let mut vars = vec![("event", event.clone())];
-    if ids.iter().any(|&i| uses_ref(&set.rules[i])) {
-        vars.push(("ref", refs.for_event(&env.event)));
-    }
-    let bound = evaluator.bind(vars);
+    let judge = Judge::new(
+        env,
+        refs,
+        evaluator,
+        ids.iter().any(|&i| uses_ref(&set.rules[i])),
+    );
     let first = out.len();
     let stream = env.event.stream();
     for &i in ids {
         let rule = &set.rules[i];
+        let programs = &set.programs[i];
         if env.replayed && !matches!(rule.kind, Kind::Deadline { .. }) {
             continue;
         }
@@ -413,50 +468,46 @@ fn observe_event(
         // An absence rule hears its device on its other streams whatever the event says, and
         // only the devices its registry filter admits.
         let heard_elsewhere = matches!(&rule.kind, Kind::Absence { .. }) && rule.stream != stream;
-        let check = |e: &rules::expr::Expr| {
-            bound.bool(e).unwrap_or_else(|err| {
-                stats.rule_error(&rule.id, &err.to_string());
-                false
-            })
+        let check = |e: &rules::expr::Expr, p: &Option<rules::compiled::Program>| {
+            judge.check(e, p.as_ref(), |err| stats.rule_error(&rule.id, &err))
         };
         if let Kind::Absence {
             registry_filter: Some(f),
             ..
         } = &rule.kind
-            && !check(f)
+            && !check(f, &programs.registry_filter)
         {
             continue;
         }
         if !rule.prev_fields.is_empty() && starts {
-            let group = rule
-                .group_by
-                .iter()
-                .map(|g| field(&event, g).map_or_else(String::new, value_text))
-                .collect::<Vec<_>>()
-                .join("/");
             let fields = rule
                 .prev_fields
                 .iter()
-                .map(|f| field(&event, f).and_then(scalar))
+                .map(|f| judge.field(f).and_then(|v| scalar_of(&v)))
                 .collect();
             let item = match &rule.kind {
-                Kind::Window { .. } => window_item(rule, &event),
-                _ => carried(rule, &bound, stats),
+                Kind::Window { .. } => window_item(rule, &judge),
+                _ => carried(rule, programs, &judge, stats),
             };
             push(
                 out,
                 first,
-                group,
+                group_key(rule, &judge),
                 t,
                 set.keys[i],
                 What::Deferred { fields, item },
             );
             continue;
         }
-        let matched = heard_elsewhere || (starts && rule.filter.as_ref().is_none_or(check));
+        let matched = heard_elsewhere
+            || (starts
+                && rule
+                    .filter
+                    .as_ref()
+                    .is_none_or(|f| check(f, &programs.filter)));
         let cleared = match &rule.kind {
-            Kind::State { clear: Some(c) } => check(c),
-            Kind::Deadline { done, .. } if stops => check(done),
+            Kind::State { clear: Some(c) } => check(c, &programs.clear),
+            Kind::Deadline { done, .. } if stops => check(done, &programs.clear),
             _ => false,
         };
         // Only what can change a machine travels: unmatched events matter to state rules,
@@ -469,21 +520,16 @@ fn observe_event(
         }
         let group = match &rule.kind {
             Kind::Absence { .. } => device_key(&env.event),
-            _ => rule
-                .group_by
-                .iter()
-                .map(|g| field(&event, g).map_or_else(String::new, value_text))
-                .collect::<Vec<_>>()
-                .join("/"),
+            _ => group_key(rule, &judge),
         };
         let item = match &rule.kind {
-            Kind::Window { .. } => window_item(rule, &event),
+            Kind::Window { .. } => window_item(rule, &judge),
             // The starting event carries when its clock runs out, counted from when the
             // complaint was made (its event time), not from when it reached the dataflow.
             Kind::Deadline { working_days, .. } if matched => {
                 Item::Num(refs.calendar.working_days_after(env.time_ms, *working_days) as f64)
             }
-            Kind::Event | Kind::State { .. } if matched => carried(rule, &bound, stats),
+            Kind::Event | Kind::State { .. } if matched => carried(rule, programs, &judge, stats),
             _ => Item::Unit,
         };
         let what = What::Event {
@@ -493,6 +539,15 @@ fn observe_event(
         };
         push(out, first, group, t, set.keys[i], what);
     }
+}
+
+/// The group key of an event for `rule`: its `group_by` values joined with `/`.
+fn group_key(rule: &Rule, judge: &Judge<'_>) -> String {
+    rule.group_by
+        .iter()
+        .map(|g| judge.field(g).map_or_else(String::new, |v| text(&v)))
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// Adds what an event means for one rule to the batch of its group (one batch per group).
@@ -509,12 +564,12 @@ fn push(out: &mut Vec<Batch>, first: usize, group: String, t: u64, rule: u64, wh
 
 /// The number a matching event gives an event or state rule's condition: its `value`
 /// expression's; none (the condition carries 1) without one, or when it fails (counted).
-fn carried(rule: &Rule, bound: &rules::expr::Bound<'_>, stats: &Stats) -> Item {
+fn carried(rule: &Rule, programs: &Programs, judge: &Judge<'_>, stats: &Stats) -> Item {
     match &rule.value {
         None => Item::Unit,
-        Some(v) => bound.number(v).map_or_else(
+        Some(v) => judge.number(v, programs.value.as_ref()).map_or_else(
             |err| {
-                stats.rule_error(&rule.id, &err.to_string());
+                stats.rule_error(&rule.id, &err);
                 Item::Unit
             },
             Item::Num,
@@ -523,25 +578,26 @@ fn carried(rule: &Rule, bound: &rules::expr::Bound<'_>, stats: &Stats) -> Item {
 }
 
 /// What an event adds to a window rule's window.
-fn window_item(rule: &Rule, event: &Value) -> Item {
+fn window_item(rule: &Rule, judge: &Judge<'_>) -> Item {
     let Kind::Window { aggregate, .. } = &rule.kind else {
         return Item::Unit;
     };
-    match aggregate.field().and_then(|f| field(event, f)) {
-        Some(v) => match rules::expr::number(v) {
+    match aggregate.field().and_then(|f| judge.field(f)) {
+        Some(v) => match v.number() {
             Some(n) => Item::Num(n),
-            None => Item::Text(value_text(v)),
+            None => Item::Text(text(&v)),
         },
         None => Item::Unit,
     }
 }
 
-/// A field's value as carried for `prev`.
-fn scalar(v: &Value) -> Option<Scalar> {
+/// A field's value as carried for `prev` (none for null, as the interpreter's map gives).
+fn scalar_of(v: &rules::compiled::Val<'_>) -> Option<Scalar> {
+    use rules::compiled::Val;
     match v {
-        Value::String(s) => Some(Scalar::Text(s.to_string())),
-        Value::Bool(b) => Some(Scalar::Bool(*b)),
-        other => rules::expr::number(other).map(Scalar::Num),
+        Val::Str(s) => Some(Scalar::Text(s.to_string())),
+        Val::Bool(b) => Some(Scalar::Bool(*b)),
+        other => other.number().map(Scalar::Num),
     }
 }
 
@@ -568,17 +624,6 @@ fn uses_ref(rule: &Rule) -> bool {
                 ..
             }
         )
-}
-
-fn value_text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.to_string(),
-        Value::Int(i) => i.to_string(),
-        Value::UInt(u) => u.to_string(),
-        Value::Float(f) => f.to_string(),
-        Value::Bool(b) => b.to_string(),
-        other => format!("{other:?}"),
-    }
 }
 
 /// Step 2, as an extension trait on the batch stream.

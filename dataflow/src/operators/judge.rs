@@ -1,0 +1,184 @@
+//! One event judged by the expressions of its stream's rules.
+//!
+//! A compiled expression ([`rules::compiled`]) reads the event's struct and the device's
+//! `ref` values directly. An expression that did not compile, and one that failed (to count
+//! the failure with the interpreter's own message), goes through cel-interpreter on the
+//! event's CEL value, which is built only then, once per event.
+
+use super::conditions::RefValues;
+use cel_interpreter::Value;
+use model::Envelope;
+use rules::compiled::event_fields::event_field;
+use rules::compiled::{EventVars, Lookup, Program, Val};
+use rules::expr::{Bound, Evaluator, Expr, event_value};
+use rules::spec::{Kind, Rule};
+use std::cell::OnceCell;
+
+/// A rule's expressions, compiled once per rule-set version.
+#[derive(Default)]
+pub(crate) struct Programs {
+    pub filter: Option<Program>,
+    /// The state rule's `clear`, or the deadline's `done`.
+    pub clear: Option<Program>,
+    pub value: Option<Program>,
+    pub registry_filter: Option<Program>,
+}
+
+impl Programs {
+    /// Compiles `rule`'s expressions; with `interpret`, none (the interpreter judges all).
+    pub fn of(rule: &Rule, interpret: bool) -> Programs {
+        if interpret {
+            return Programs::default();
+        }
+        let compile = |e: Option<&Expr>| e.map(|e| Program::compile(&e.source));
+        let (clear, registry_filter) = match &rule.kind {
+            Kind::State { clear } => (clear.as_ref(), None),
+            Kind::Deadline { done, .. } => (Some(done), None),
+            Kind::Absence {
+                registry_filter, ..
+            } => (None, registry_filter.as_ref()),
+            _ => (None, None),
+        };
+        Programs {
+            filter: compile(rule.filter.as_ref()),
+            clear: compile(clear),
+            value: compile(rule.value.as_ref()),
+            registry_filter: compile(registry_filter),
+        }
+    }
+
+    /// The rule's expressions that the interpreter evaluates (for the count of them).
+    pub fn interpreted(&self) -> usize {
+        [
+            &self.filter,
+            &self.clear,
+            &self.value,
+            &self.registry_filter,
+        ]
+        .into_iter()
+        .filter(|p| matches!(p, Some(Program::Interpreted(_))))
+        .count()
+    }
+}
+
+/// The event being judged, with what the interpreter needs built on first use.
+pub(crate) struct Judge<'a> {
+    env: &'a Envelope,
+    refs: &'a RefValues,
+    evaluator: &'a Evaluator,
+    with_ref: bool,
+    event: OnceCell<Value>,
+    bound: OnceCell<Bound<'a>>,
+}
+
+impl<'a> Judge<'a> {
+    /// `with_ref`: whether a rule of the stream reads `ref` (the interpreter binds it then).
+    pub fn new(
+        env: &'a Envelope,
+        refs: &'a RefValues,
+        evaluator: &'a Evaluator,
+        with_ref: bool,
+    ) -> Judge<'a> {
+        Judge {
+            env,
+            refs,
+            evaluator,
+            with_ref,
+            event: OnceCell::new(),
+            bound: OnceCell::new(),
+        }
+    }
+
+    /// The event's CEL value.
+    pub fn event(&self) -> &Value {
+        self.event.get_or_init(|| event_value(self.env))
+    }
+
+    fn bound(&self) -> &Bound<'a> {
+        self.bound.get_or_init(|| {
+            let mut vars = vec![("event", self.event().clone())];
+            if self.with_ref {
+                vars.push(("ref", self.refs.for_event(&self.env.event)));
+            }
+            self.evaluator.bind(vars)
+        })
+    }
+
+    /// Runs `f` over the compiled variables of the event.
+    fn compiled<T>(&self, f: impl FnOnce(&EventVars<'_>) -> T) -> T {
+        let reference = |names: &[String]| self.refs.lookup(&self.env.event, names);
+        f(&EventVars {
+            env: self.env,
+            prev: None,
+            reference: &reference,
+        })
+    }
+
+    /// Whether `expr` holds; a failure is reported to `failed` and counts as not holding.
+    pub fn check(
+        &self,
+        expr: &Expr,
+        program: Option<&Program>,
+        failed: impl FnOnce(String),
+    ) -> bool {
+        if let Some(Program::Compiled(node)) = program
+            && let Ok(b) = self.compiled(|vars| node.eval_bool(vars))
+        {
+            return b;
+        }
+        self.bound().bool(expr).unwrap_or_else(|e| {
+            failed(e.to_string());
+            false
+        })
+    }
+
+    /// The number `expr` gives, or why not.
+    pub fn number(&self, expr: &Expr, program: Option<&Program>) -> Result<f64, String> {
+        if let Some(Program::Compiled(node)) = program
+            && let Some(n) = self.compiled(|vars| node.eval(vars).ok().and_then(|v| v.number()))
+        {
+            return Ok(n);
+        }
+        self.bound().number(expr).map_err(|e| e.to_string())
+    }
+
+    /// A field of the event, as `event.<name>` reads it.
+    pub fn field(&self, name: &str) -> Option<Val<'a>> {
+        event_field(self.env, name)
+    }
+}
+
+/// A value as group keys and window texts spell it (as the interpreter's value would be).
+pub(crate) fn text(v: &Val<'_>) -> String {
+    match v {
+        Val::Str(s) => s.to_string(),
+        Val::Int(i) => i.to_string(),
+        Val::UInt(u) => u.to_string(),
+        Val::Double(f) => f.to_string(),
+        Val::Bool(b) => b.to_string(),
+        Val::Null => "Null".into(),
+    }
+}
+
+/// The `ref` lookups of a device's CEL values, as [`RefValues::for_event`] would bind them.
+pub(crate) fn lookup_in<'v>(v: Option<&'v Value>, rest: &[String]) -> Lookup<'v> {
+    let Some(mut at) = v else {
+        return Lookup::Absent;
+    };
+    for name in rest {
+        match rules::expr::field(at, name) {
+            Some(next) => at = next,
+            None => return Lookup::Absent,
+        }
+    }
+    match at {
+        Value::Map(_) => Lookup::Map,
+        Value::Null => Lookup::Val(Val::Null),
+        Value::Bool(b) => Lookup::Val(Val::Bool(*b)),
+        Value::Int(i) => Lookup::Val(Val::Int(*i)),
+        Value::UInt(u) => Lookup::Val(Val::UInt(*u)),
+        Value::Float(f) => Lookup::Val(Val::Double(*f)),
+        Value::String(s) => Lookup::Val(Val::Str(s.as_str().into())),
+        _ => Lookup::Absent,
+    }
+}
