@@ -299,7 +299,7 @@ pub fn build<'scope>(scope: Scope<'scope, u64>, plan: &Plan) -> Built<'scope> {
     let versions = rule_versions.broadcast();
     // Rules see every event; the copy is made only when rules are on.
     let conditions = plan.rules_on.then(|| {
-        let refs = Arc::new(RefValues::new(&plan.reference));
+        let refs = Arc::new(RefValues::new(plan.reference.clone()));
         observe(events.clone(), versions.clone(), refs, plan.stats.clone())
             .concat(registrations.map(Batch::from))
             .conditions(versions.clone())

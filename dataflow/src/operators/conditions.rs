@@ -13,12 +13,13 @@
 use crate::conditions::Condition;
 use crate::operators::Held;
 use crate::operators::judge::{Judge, Programs, text};
+pub use crate::operators::ref_values::RefValues;
 use crate::reference::Reference;
 use crate::stats::Stats;
 use cel_interpreter::Value;
 use differential_dataflow::hashable::Hashable;
 use differential_dataflow::{AsCollection, VecCollection};
-use model::{Envelope, Event, Id, Stream};
+use model::{Envelope, Event, Stream};
 use rules::expr::{Evaluator, map};
 use rules::machine::{Item, Machine, Scalar};
 use rules::spec::{Kind, Registry, Rule};
@@ -63,162 +64,6 @@ pub enum What {
     },
 }
 
-/// Reference data as CEL values, per device, for `ref`.
-pub struct RefValues {
-    elevators: HashMap<Id, Value>,
-    kitchens: HashMap<Id, Value>,
-    /// Guidance prices by (market, goods); the empty market is the district-wide price.
-    guidance: HashMap<(Id, Id), f64>,
-    /// Working days, for deadline rules.
-    calendar: model::time::WorkCalendar,
-}
-
-impl RefValues {
-    /// Builds the `ref` values of every registered device.
-    pub fn new(r: &Reference) -> RefValues {
-        let s = |v: &str| Value::String(Arc::new(v.to_owned()));
-        let elevators = r
-            .elevators
-            .iter()
-            .map(|e| {
-                let v = map([
-                    ("building".to_owned(), s(&e.building)),
-                    ("district".to_owned(), s(&e.district)),
-                    ("maintenance_unit".to_owned(), s(&e.maintenance_unit)),
-                    (
-                        "rated_speed_mps".to_owned(),
-                        Value::Float(e.rated_speed_mps),
-                    ),
-                    ("floors".to_owned(), Value::Int(e.floors.into())),
-                    ("lat".to_owned(), Value::Float(e.lat)),
-                    ("lon".to_owned(), Value::Float(e.lon)),
-                ]);
-                (e.elevator_id.clone(), v)
-            })
-            .collect();
-        let kitchens = r
-            .kitchens
-            .iter()
-            .map(|k| {
-                let v = map([
-                    ("venue".to_owned(), s(&k.venue)),
-                    ("venue_type".to_owned(), s(&k.venue_type)),
-                    ("district".to_owned(), s(&k.district)),
-                ]);
-                (k.kitchen_id.clone(), v)
-            })
-            .collect();
-        let guidance = r
-            .guidance_prices
-            .iter()
-            .map(|g| {
-                (
-                    (
-                        g.market_id.clone().unwrap_or_default(),
-                        g.goods_code.clone(),
-                    ),
-                    g.price,
-                )
-            })
-            .collect();
-        RefValues {
-            elevators,
-            kitchens,
-            guidance,
-            calendar: r.calendar(),
-        }
-    }
-
-    pub(crate) fn for_event(&self, e: &Event) -> Value {
-        let mut entries = Vec::new();
-        match e {
-            Event::ElevatorStatus { elevator_id, .. }
-            | Event::ElevatorEvent { elevator_id, .. } => {
-                if let Some(v) = self.elevators.get(elevator_id) {
-                    entries.push(("elevator".to_owned(), v.clone()));
-                }
-            }
-            Event::Detection { kitchen_id, .. } | Event::Heartbeat { kitchen_id, .. } => {
-                if let Some(v) = self.kitchens.get(kitchen_id) {
-                    entries.push(("kitchen".to_owned(), v.clone()));
-                }
-            }
-            Event::Sale {
-                market_id, sale, ..
-            } => {
-                // The market's own guidance price wins over the district-wide one.
-                let price = self
-                    .guidance
-                    .get(&(market_id.clone(), sale.goods_code.clone()))
-                    .or_else(|| self.guidance.get(&(Id::default(), sale.goods_code.clone())));
-                if let Some(p) = price {
-                    entries.push(("guidance_price".to_owned(), Value::Float(*p)));
-                }
-            }
-            _ => {}
-        }
-        map(entries)
-    }
-}
-
-impl RefValues {
-    /// `ref.<names>` of an event, as [`RefValues::for_event`] binds `ref`, without building it.
-    pub(crate) fn lookup<'v>(&'v self, e: &Event, names: &[String]) -> rules::compiled::Lookup<'v> {
-        use super::judge::lookup_in;
-        use rules::compiled::{Lookup, Val};
-        let Some((first, rest)) = names.split_first() else {
-            return Lookup::Map;
-        };
-        match (first.as_str(), e) {
-            (
-                "elevator",
-                Event::ElevatorStatus { elevator_id, .. }
-                | Event::ElevatorEvent { elevator_id, .. },
-            ) => lookup_in(self.elevators.get(elevator_id), rest),
-            (
-                "kitchen",
-                Event::Detection { kitchen_id, .. } | Event::Heartbeat { kitchen_id, .. },
-            ) => lookup_in(self.kitchens.get(kitchen_id), rest),
-            (
-                "guidance_price",
-                Event::Sale {
-                    market_id, sale, ..
-                },
-            ) => {
-                let price = self
-                    .guidance
-                    .get(&(market_id.clone(), sale.goods_code.clone()))
-                    .or_else(|| self.guidance.get(&(Id::default(), sale.goods_code.clone())));
-                match (price, rest) {
-                    (Some(p), []) => Lookup::Val(Val::Double(*p)),
-                    _ => Lookup::Absent,
-                }
-            }
-            _ => Lookup::Absent,
-        }
-    }
-
-    /// The `ref` of a registered device, by its registry key (as for its events).
-    pub fn for_device(&self, registry: Registry, key: &str) -> Value {
-        let mut entries = Vec::new();
-        match registry {
-            Registry::Elevators => {
-                if let Some(v) = self.elevators.get(key) {
-                    entries.push(("elevator".to_owned(), v.clone()));
-                }
-            }
-            Registry::Cameras => {
-                let kitchen = key.split('/').next().unwrap_or_default();
-                if let Some(v) = self.kitchens.get(kitchen) {
-                    entries.push(("kitchen".to_owned(), v.clone()));
-                }
-            }
-            Registry::Scales => {}
-        }
-        map(entries)
-    }
-}
-
 /// The registry keys an absence rule watches: all of its registry's, or those its registry
 /// filter admits.
 pub fn watched_keys(rule: &Rule, reference: &Reference) -> Vec<String> {
@@ -234,7 +79,10 @@ pub fn watched_keys(rule: &Rule, reference: &Reference) -> Vec<String> {
     let Some(f) = registry_filter else {
         return keys;
     };
-    let (refs, evaluator) = (RefValues::new(reference), Evaluator::default());
+    let (refs, evaluator) = (
+        RefValues::new(Arc::new(reference.clone())),
+        Evaluator::default(),
+    );
     keys.into_iter()
         .filter(|k| {
             evaluator
@@ -416,7 +264,7 @@ pub fn observe<'scope>(
             let refs = v
                 .reference
                 .as_ref()
-                .map_or_else(|| refs.clone(), |r| Arc::new(RefValues::new(r)));
+                .map_or_else(|| refs.clone(), |r| Arc::new(RefValues::new(r.clone())));
             Some((Arc::new(RuleSet::compile(v)), refs))
         },
         move |(set, refs), env, t, out| {
@@ -454,6 +302,7 @@ fn observe_event(
     );
     let first = out.len();
     let stream = env.event.stream();
+    let mut key = String::new();
     for &i in ids {
         let rule = &set.rules[i];
         let programs = &set.programs[i];
@@ -492,7 +341,7 @@ fn observe_event(
             push(
                 out,
                 first,
-                group_key(rule, &judge),
+                group_key(rule, &judge, &mut key),
                 t,
                 set.keys[i],
                 What::Deferred { fields, item },
@@ -518,9 +367,13 @@ fn observe_event(
         if !relevant {
             continue;
         }
+        let device;
         let group = match &rule.kind {
-            Kind::Absence { .. } => device_key(&env.event),
-            _ => group_key(rule, &judge),
+            Kind::Absence { .. } => {
+                device = device_key(&env.event);
+                device.as_str()
+            }
+            _ => group_key(rule, &judge, &mut key),
         };
         let item = match &rule.kind {
             Kind::Window { .. } => window_item(rule, &judge),
@@ -541,21 +394,32 @@ fn observe_event(
     }
 }
 
-/// The group key of an event for `rule`: its `group_by` values joined with `/`.
-fn group_key(rule: &Rule, judge: &Judge<'_>) -> String {
-    rule.group_by
-        .iter()
-        .map(|g| judge.field(g).map_or_else(String::new, |v| text(&v)))
-        .collect::<Vec<_>>()
-        .join("/")
+/// The group key of an event for `rule` (its `group_by` values joined with `/`), written
+/// into `key`: a batch allocates its own only when it is the first of its group.
+fn group_key<'k>(rule: &Rule, judge: &Judge<'_>, key: &'k mut String) -> &'k str {
+    use std::fmt::Write;
+    key.clear();
+    for (i, g) in rule.group_by.iter().enumerate() {
+        if i > 0 {
+            key.push('/');
+        }
+        match judge.field(g) {
+            Some(rules::compiled::Val::Str(s)) => key.push_str(&s),
+            Some(v) => {
+                let _ = write!(key, "{}", text(&v));
+            }
+            None => {}
+        }
+    }
+    key
 }
 
 /// Adds what an event means for one rule to the batch of its group (one batch per group).
-fn push(out: &mut Vec<Batch>, first: usize, group: String, t: u64, rule: u64, what: What) {
+fn push(out: &mut Vec<Batch>, first: usize, group: &str, t: u64, rule: u64, what: What) {
     match out[first..].iter_mut().find(|b| b.group == group) {
         Some(b) => b.items.push((rule, what)),
         None => out.push(Batch {
-            group,
+            group: group.to_owned(),
             time: t,
             items: vec![(rule, what)],
         }),

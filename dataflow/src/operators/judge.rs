@@ -5,11 +5,11 @@
 //! the failure with the interpreter's own message), goes through cel-interpreter on the
 //! event's CEL value, which is built only then, once per event.
 
-use super::conditions::RefValues;
+use super::ref_values::RefValues;
 use cel_interpreter::Value;
 use model::Envelope;
 use rules::compiled::event_fields::event_field;
-use rules::compiled::{EventVars, Lookup, Program, Val};
+use rules::compiled::{EventVars, Program, Val};
 use rules::expr::{Bound, Evaluator, Expr, event_value};
 use rules::spec::{Kind, Rule};
 use std::cell::OnceCell;
@@ -157,28 +157,5 @@ pub(crate) fn text(v: &Val<'_>) -> String {
         Val::Double(f) => f.to_string(),
         Val::Bool(b) => b.to_string(),
         Val::Null => "Null".into(),
-    }
-}
-
-/// The `ref` lookups of a device's CEL values, as [`RefValues::for_event`] would bind them.
-pub(crate) fn lookup_in<'v>(v: Option<&'v Value>, rest: &[String]) -> Lookup<'v> {
-    let Some(mut at) = v else {
-        return Lookup::Absent;
-    };
-    for name in rest {
-        match rules::expr::field(at, name) {
-            Some(next) => at = next,
-            None => return Lookup::Absent,
-        }
-    }
-    match at {
-        Value::Map(_) => Lookup::Map,
-        Value::Null => Lookup::Val(Val::Null),
-        Value::Bool(b) => Lookup::Val(Val::Bool(*b)),
-        Value::Int(i) => Lookup::Val(Val::Int(*i)),
-        Value::UInt(u) => Lookup::Val(Val::UInt(*u)),
-        Value::Float(f) => Lookup::Val(Val::Double(*f)),
-        Value::String(s) => Lookup::Val(Val::Str(s.as_str().into())),
-        _ => Lookup::Absent,
     }
 }

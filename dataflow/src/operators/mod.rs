@@ -6,12 +6,14 @@
 //! | `tumbling.rs` | per-key tumbling windows in event-time order, with a carry across windows |
 //! | `conditions.rs` | rule evaluation: observations per event, then per-group machines in event-time order |
 //! | `judge.rs` | one event judged by its rules' expressions: compiled, or by the interpreter |
+//! | `ref_values.rs` | `ref` of each device: typed rows, a CEL map only for the interpreter |
 //! | `snapshot.rs` | the sink that folds counter updates into one consistent snapshot per closed time |
 //! | `versioned.rs` | records held until the rules and reference data of their time are known |
 
 pub mod conditions;
 pub(crate) mod judge;
 pub mod liveness;
+pub mod ref_values;
 pub mod snapshot;
 pub mod tumbling;
 pub mod versioned;
