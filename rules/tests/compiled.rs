@@ -208,8 +208,8 @@ proptest! {
         let got = node.eval(&maps);
         prop_assert!(same(&want, &got), "{expr}\n{payload}\ninterpreter: {want:?}\ncompiled: {got:?}");
         // The same with `event` read from the struct, as the dataflow will.
-        let prev_lookup = |names: &[String]| maps.get(&Path { root: Root::Prev, names: names.to_vec() });
-        let ref_lookup = |names: &[String]| maps.get(&Path { root: Root::Ref, names: names.to_vec() });
+        let prev_lookup = |names: &[String]| maps.get(&Path::new(Root::Prev, names.to_vec()));
+        let ref_lookup = |names: &[String]| maps.get(&Path::new(Root::Ref, names.to_vec()));
         let typed = EventVars {
             env: &env,
             prev: prev.as_ref().map(|_| &prev_lookup as rules::compiled::Lookups<'_>),

@@ -25,7 +25,7 @@ use rules::machine::{Item, Machine, Scalar};
 use rules::spec::{Kind, Registry, Rule};
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap};
 use std::rc::Rc;
 use std::sync::Arc;
 use timely::dataflow::StreamVec;
@@ -193,8 +193,8 @@ struct RuleSet {
     /// Each rule's expressions, compiled (by index, as `rules`).
     programs: Vec<Programs>,
     keys: Vec<u64>,
-    by_key: HashMap<u64, usize>,
-    by_stream: HashMap<Stream, Vec<usize>>,
+    by_key: foldhash::HashMap<u64, usize>,
+    by_stream: foldhash::HashMap<Stream, Vec<usize>>,
 }
 
 impl RuleSet {
@@ -529,7 +529,7 @@ impl<'scope> Conditions<'scope> for StreamVec<'scope, u64, Batch> {
                 let mut pending: BTreeMap<u64, RuleSetVersion> = BTreeMap::new();
                 let mut current = Arc::new(RuleSet::default());
                 // One allocation per group key, shared by the map and the timer heap.
-                let mut groups: HashMap<Rc<str>, Group> = HashMap::new();
+                let mut groups: foldhash::HashMap<Rc<str>, Group> = foldhash::HashMap::default();
                 // Lazy: an entry counts only while it is its group's `scheduled` time.
                 let mut timers: BinaryHeap<Reverse<(u64, Rc<str>)>> = BinaryHeap::new();
                 let mut out: Vec<(Condition, u64, isize)> = Vec::new();
@@ -732,7 +732,7 @@ fn retire_changed(
     old: &RuleSet,
     new: &RuleSet,
     t: u64,
-    groups: &mut HashMap<Rc<str>, Group>,
+    groups: &mut foldhash::HashMap<Rc<str>, Group>,
     out: &mut Vec<(Condition, u64, isize)>,
 ) {
     let changed: Vec<u64> = old
@@ -771,7 +771,7 @@ fn retire_changed(
 /// timer if it changed.
 fn reschedule(
     set: &RuleSet,
-    groups: &mut HashMap<Rc<str>, Group>,
+    groups: &mut foldhash::HashMap<Rc<str>, Group>,
     key: Rc<str>,
     timers: &mut BinaryHeap<Reverse<(u64, Rc<str>)>>,
 ) {

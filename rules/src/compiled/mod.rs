@@ -31,6 +31,18 @@ pub enum Root {
 pub struct Path {
     pub root: Root,
     pub names: Vec<String>,
+    /// `event.<name>` resolved when compiled (`Unknown` for any other path).
+    pub field: event_fields::FieldId,
+}
+
+impl Path {
+    pub fn new(root: Root, names: Vec<String>) -> Path {
+        let field = match (root, names.as_slice()) {
+            (Root::Event, [name]) => event_fields::FieldId::of(name),
+            _ => event_fields::FieldId::Unknown,
+        };
+        Path { root, names, field }
+    }
 }
 
 /// What looking a path up found.
@@ -184,7 +196,7 @@ fn path(e: &cel_parser::Expression) -> Result<Path, String> {
                 if names.is_empty() {
                     return Err("a whole variable as a value".into());
                 }
-                return Ok(Path { root, names });
+                return Ok(Path::new(root, names));
             }
             _ => return Err("a field of a computed value".into()),
         }
@@ -319,10 +331,7 @@ fn has<'a>(p: &Path, vars: &impl Vars<'a>) -> Res<'a> {
     if !vars.bound(p.root) {
         return Err(Failed);
     }
-    let parent = Path {
-        root: p.root,
-        names: p.names[..p.names.len() - 1].to_vec(),
-    };
+    let parent = Path::new(p.root, p.names[..p.names.len() - 1].to_vec());
     let parent_is_map = parent.names.is_empty() || vars.get(&parent) == Lookup::Map;
     if !parent_is_map {
         // The interpreter answers `false` for a test on a scalar, and fails on a missing step.
@@ -348,10 +357,8 @@ pub struct EventVars<'a> {
 impl<'a> Vars<'a> for EventVars<'a> {
     fn get(&self, path: &Path) -> Lookup<'a> {
         match path.root {
-            Root::Event => match path.names.as_slice() {
-                [name] => {
-                    event_fields::event_field(self.env, name).map_or(Lookup::Absent, Lookup::Val)
-                }
+            Root::Event => match path.names.len() {
+                1 => event_fields::field(self.env, path.field).map_or(Lookup::Absent, Lookup::Val),
                 _ => Lookup::Absent,
             },
             Root::Prev => self.prev.map_or(Lookup::Absent, |p| p(&path.names)),
