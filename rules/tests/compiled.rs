@@ -5,7 +5,7 @@
 use cel_interpreter::Value;
 use proptest::prelude::*;
 use rules::compiled::event_fields::event_field;
-use rules::compiled::{EventVars, Lookup, Path, Program, Root, Val, Vars};
+use rules::compiled::{EventVars, Lookup, Path, Program, Root, Val, Vars, WindowVars};
 use rules::expr::{Evaluator, Expr, event_value, field, map};
 use std::sync::Arc;
 
@@ -127,8 +127,25 @@ fn leaf() -> impl Strategy<Value = String> {
     ]
 }
 
+fn window_leaf() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => prop::sample::select(&["value", "count", "prior[0]", "prior[1]", "prior[9]",
+            "prior_count[0]", "prior_count[9]", "prior[-1]", "prior[1u]", "event.floor"][..])
+            .prop_map(str::to_owned),
+        2 => prop::sample::select(LITERALS).prop_map(str::to_owned),
+    ]
+}
+
 fn expression() -> impl Strategy<Value = String> {
-    leaf().prop_recursive(4, 24, 3, |inner| {
+    combine(leaf().boxed())
+}
+
+fn window_expression() -> impl Strategy<Value = String> {
+    combine(window_leaf().boxed())
+}
+
+fn combine(leaf: BoxedStrategy<String>) -> impl Strategy<Value = String> {
+    leaf.prop_recursive(4, 24, 3, |inner| {
         prop_oneof![
             (inner.clone(), prop::sample::select(OPS), inner.clone())
                 .prop_map(|(a, o, b)| format!("({a} {o} {b})")),
@@ -221,6 +238,32 @@ proptest! {
             (a, b) => a == b,
         };
         prop_assert!(equal, "{} over the struct: {:?} against {:?}", expr, again, got);
+    }
+
+    #[test]
+    fn compiled_window_conditions_agree_with_the_interpreter(
+        expr in window_expression(),
+        value in prop_oneof![Just(0.0), Just(0.5), Just(3.0), -10.0f64..10.0],
+        count in 0usize..20,
+        prior in prop::collection::vec((0.0f64..10.0, 0usize..20), 0..11),
+    ) {
+        let Ok(cel) = Expr::compile(&expr) else { return Ok(()) };
+        let node = match Program::compile(&expr) {
+            Program::Compiled(node) => node,
+            // A uint index is left to the interpreter (it refuses it).
+            Program::Interpreted(_) if expr.contains("[1u]") => return Ok(()),
+            Program::Interpreted(why) => panic!("{expr} did not compile: {why}"),
+        };
+        let list = |f: &dyn Fn(&(f64, usize)) -> Value| Value::List(Arc::new(prior.iter().map(f).collect()));
+        let vars = vec![
+            ("value", Value::Float(value)),
+            ("count", Value::Int(count as i64)),
+            ("prior", list(&|p| Value::Float(p.0))),
+            ("prior_count", list(&|p| Value::Int(p.1 as i64))),
+        ];
+        let want = Evaluator::default().value(&cel, vars);
+        let got = node.eval(&WindowVars { value, count, prior: &prior });
+        prop_assert!(same(&want, &got), "{expr}\ninterpreter: {want:?}\ncompiled: {got:?}");
     }
 
     #[test]

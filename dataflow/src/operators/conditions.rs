@@ -242,6 +242,11 @@ impl RuleSet {
     fn get(&self, key: u64) -> Option<&Rule> {
         self.by_key.get(&key).map(|&i| &self.rules[i])
     }
+
+    /// A rule's compiled expressions, by key.
+    fn programs(&self, key: u64) -> Option<&Programs> {
+        self.by_key.get(&key).map(|&i| &self.programs[i])
+    }
 }
 
 /// Step 1: observations of the rules of each event's stream. Events wait until the rule-set
@@ -607,7 +612,8 @@ impl<'scope> Conditions<'scope> for StreamVec<'scope, u64, Batch> {
                                     continue;
                                 };
                                 if m.next_timer(r).is_some_and(|due| due <= t) {
-                                    let mut cond = window_condition(&evaluator, r);
+                                    let mut cond =
+                                        window_condition(&evaluator, r, current.programs(*rule));
                                     emit(r, &key, m.timer(r, t, &mut cond), &mut out);
                                 }
                             }
@@ -641,7 +647,8 @@ impl<'scope> Conditions<'scope> for StreamVec<'scope, u64, Batch> {
                                             &mut group.machines.last_mut().expect("just pushed").1
                                         }
                                     };
-                                    let mut cond = window_condition(&evaluator, r);
+                                    let mut cond =
+                                        window_condition(&evaluator, r, current.programs(rule));
                                     let transitions = match what {
                                         What::Event {
                                             matched,
@@ -803,34 +810,46 @@ fn reschedule(
 fn window_condition<'a>(
     ev: &'a Evaluator,
     rule: &'a Rule,
+    programs: Option<&'a Programs>,
 ) -> impl FnMut(&rules::machine::Aggregated<'_>) -> (bool, bool) + 'a {
     move |a| match &rule.kind {
         Kind::Window {
             condition, clear, ..
         } => {
-            let list = |f: &dyn Fn(&(f64, usize)) -> Value| {
-                Value::List(Arc::new(a.prior.iter().map(f).collect()))
+            let compiled = rules::compiled::WindowVars {
+                value: a.value,
+                count: a.count,
+                prior: a.prior,
             };
-            let (prior, prior_count) = (
-                list(&|p| Value::Float(p.0)),
-                list(&|p| Value::Int(p.1 as i64)),
-            );
-            let vars = || {
-                vec![
-                    ("value", Value::Float(a.value)),
-                    ("count", Value::Int(a.count as i64)),
-                    ("prior", prior.clone()),
-                    ("prior_count", prior_count.clone()),
-                ]
+            // Compiled where it compiled; the interpreter for the rest and for a failure
+            // (which counts as false either way).
+            let judge = |e: &rules::expr::Expr, p: Option<&rules::compiled::Program>| match p
+                .and_then(|p| p.node())
+                .map(|n| n.eval_bool(&compiled))
+            {
+                Some(Ok(b)) => b,
+                _ => ev.bool(e, window_vars(a)).unwrap_or(false),
             };
-            let holds = ev.bool(condition, vars()).unwrap_or(false);
+            let holds = judge(condition, programs.and_then(|p| p.window.as_ref()));
             let clears = clear
                 .as_ref()
-                .is_some_and(|c| ev.bool(c, vars()).unwrap_or(false));
+                .is_some_and(|c| judge(c, programs.and_then(|p| p.window_clear.as_ref())));
             (holds, clears)
         }
         _ => (false, false),
     }
+}
+
+/// What the interpreter binds for a window condition.
+fn window_vars(a: &rules::machine::Aggregated<'_>) -> Vec<(&'static str, Value)> {
+    let list =
+        |f: &dyn Fn(&(f64, usize)) -> Value| Value::List(Arc::new(a.prior.iter().map(f).collect()));
+    vec![
+        ("value", Value::Float(a.value)),
+        ("count", Value::Int(a.count as i64)),
+        ("prior", list(&|p| Value::Float(p.0))),
+        ("prior_count", list(&|p| Value::Int(p.1 as i64))),
+    ]
 }
 
 fn emit(

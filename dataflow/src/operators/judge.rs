@@ -22,6 +22,9 @@ pub(crate) struct Programs {
     pub clear: Option<Program>,
     pub value: Option<Program>,
     pub registry_filter: Option<Program>,
+    /// A window rule's condition and clear condition.
+    pub window: Option<Program>,
+    pub window_clear: Option<Program>,
 }
 
 impl Programs {
@@ -39,11 +42,19 @@ impl Programs {
             } => (None, registry_filter.as_ref()),
             _ => (None, None),
         };
+        let (window, window_clear) = match &rule.kind {
+            Kind::Window {
+                condition, clear, ..
+            } => (Some(condition), clear.as_ref()),
+            _ => (None, None),
+        };
         Programs {
             filter: compile(rule.filter.as_ref()),
             clear: compile(clear),
             value: compile(rule.value.as_ref()),
             registry_filter: compile(registry_filter),
+            window: compile(window),
+            window_clear: compile(window_clear),
         }
     }
 

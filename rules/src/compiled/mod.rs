@@ -63,6 +63,17 @@ pub trait Vars<'a> {
     /// Whether the root of `path` is bound at all (`prev` is not, before a group's first
     /// event): `has()` of a path under an unbound root is an error, not `false`.
     fn bound(&self, root: Root) -> bool;
+    /// A window condition's `value` or `count` (unbound elsewhere: an error).
+    fn window(&self, v: WindowVar) -> Option<Val<'a>> {
+        let _ = v;
+        None
+    }
+    /// `prior[index]` or `prior_count[index]`: `None` where unbound (an error); `Null` past
+    /// the end, as the interpreter indexes a list.
+    fn prior(&self, counts: bool, index: i64) -> Option<Val<'a>> {
+        let _ = (counts, index);
+        None
+    }
 }
 
 /// Comparison operators.
@@ -93,6 +104,20 @@ pub enum Node {
     Arith(Arith, Box<Node>, Box<Node>),
     /// `x in [constants]`.
     In(Box<Node>, Vec<Val<'static>>),
+    /// A window condition's `value` or `count`.
+    Window(WindowVar),
+    /// `prior[i]` (`counts`: `prior_count[i]`) with a constant index.
+    Prior {
+        counts: bool,
+        index: i64,
+    },
+}
+
+/// What a window rule's condition sees besides `prior`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WindowVar {
+    Value,
+    Count,
 }
 
 /// An expression ready to evaluate.
@@ -138,6 +163,8 @@ type Built = Result<Node, String>;
 fn node(e: &cel_parser::Expression) -> Built {
     match &e.expr {
         E::Literal(v) => literal(v).map(Node::Lit),
+        E::Ident(name) if name == "value" => Ok(Node::Window(WindowVar::Value)),
+        E::Ident(name) if name == "count" => Ok(Node::Window(WindowVar::Count)),
         E::Ident(_) | E::Select(_) => select(e),
         E::Call(c) => call(c),
         E::List(_) => Err("a list outside `in`".into()),
@@ -216,6 +243,7 @@ fn call(c: &cel_parser::ast::CallExpr) -> Built {
         (op::LOGICAL_NOT, 1) => Node::Not(arg(0)?),
         (op::NEGATE, 1) => Node::Neg(arg(0)?),
         (op::IN, 2) => Node::In(arg(0)?, constant_list(&c.args[1])?),
+        (op::INDEX, 2) => prior_index(c)?,
         (_, 2) => match (comparison(f), arithmetic(f)) {
             (Some(cmp), _) => Node::Cmp(cmp, arg(0)?, arg(1)?),
             (_, Some(a)) => Node::Arith(a, arg(0)?, arg(1)?),
@@ -223,6 +251,28 @@ fn call(c: &cel_parser::ast::CallExpr) -> Built {
         },
         _ => return Err(format!("the function {f}")),
     })
+}
+
+/// `prior[i]` and `prior_count[i]` with an int literal `i`.
+fn prior_index(c: &cel_parser::ast::CallExpr) -> Built {
+    use cel_parser::reference::Val as L;
+    let counts = match &c.args[0].expr {
+        E::Ident(n) if n == "prior" => false,
+        E::Ident(n) if n == "prior_count" => true,
+        _ => return Err("an index into something other than `prior`".into()),
+    };
+    let index = match &c.args[1].expr {
+        E::Literal(L::Int(i)) => Some(*i),
+        E::Call(n) if n.func_name == op::NEGATE && n.args.len() == 1 => match &n.args[0].expr {
+            E::Literal(L::Int(i)) => Some(i.wrapping_neg()),
+            _ => None,
+        },
+        _ => None,
+    };
+    match index {
+        Some(index) => Ok(Node::Prior { counts, index }),
+        None => Err("an index that is not an int constant".into()),
+    }
 }
 
 fn comparison(f: &str) -> Option<Cmp> {
@@ -301,6 +351,8 @@ impl Node {
                 let x = a.eval(vars)?;
                 Ok(Val::Bool(set.iter().any(|m| x.equals(m))))
             }
+            Node::Window(v) => vars.window(*v).ok_or(Failed),
+            Node::Prior { counts, index } => vars.prior(*counts, *index).ok_or(Failed),
         }
     }
 
@@ -368,5 +420,40 @@ impl<'a> Vars<'a> for EventVars<'a> {
 
     fn bound(&self, root: Root) -> bool {
         root != Root::Prev || self.prev.is_some()
+    }
+}
+
+/// The variables of a window rule's condition: the aggregate of the current window, how many
+/// events it holds, and the windows before it (value, count), most recent first.
+pub struct WindowVars<'p> {
+    pub value: f64,
+    pub count: usize,
+    pub prior: &'p [(f64, usize)],
+}
+
+impl<'a> Vars<'a> for WindowVars<'_> {
+    fn get(&self, _: &Path) -> Lookup<'a> {
+        Lookup::Absent
+    }
+
+    fn bound(&self, _: Root) -> bool {
+        false
+    }
+
+    fn window(&self, v: WindowVar) -> Option<Val<'a>> {
+        Some(match v {
+            WindowVar::Value => Val::Double(self.value),
+            WindowVar::Count => Val::Int(self.count as i64),
+        })
+    }
+
+    fn prior(&self, counts: bool, index: i64) -> Option<Val<'a>> {
+        // The interpreter indexes with `index as usize`: a negative index is past the end.
+        let p = usize::try_from(index).ok().and_then(|i| self.prior.get(i));
+        Some(match (p, counts) {
+            (None, _) => Val::Null,
+            (Some(p), false) => Val::Double(p.0),
+            (Some(p), true) => Val::Int(p.1 as i64),
+        })
     }
 }
