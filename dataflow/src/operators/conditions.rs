@@ -625,6 +625,14 @@ impl<'scope> Conditions<'scope> for StreamVec<'scope, u64, Batch> {
                             for b in batches {
                                 let key: Rc<str> = match groups.get_key_value(b.group.as_str()) {
                                     Some((k, _)) => k.clone(),
+                                    // Most frames of an idle device change nothing: no group
+                                    // is made (and dropped again) for them.
+                                    None if b.items.iter().all(|(rule, what)| {
+                                        changes_nothing_new(&current, *rule, what)
+                                    }) =>
+                                    {
+                                        continue;
+                                    }
                                     None => {
                                         let k: Rc<str> = Rc::from(b.group.as_str());
                                         groups.insert(k.clone(), Group::default());
@@ -642,6 +650,9 @@ impl<'scope> Conditions<'scope> for StreamVec<'scope, u64, Batch> {
                                         .position(|(x, _)| *x == rule)
                                     {
                                         Some(i) => &mut group.machines[i].1,
+                                        None if changes_nothing_new(&current, rule, &what) => {
+                                            continue;
+                                        }
                                         None => {
                                             group.machines.push((rule, Machine::default()));
                                             &mut group.machines.last_mut().expect("just pushed").1
@@ -776,6 +787,16 @@ fn retire_changed(
 
 /// Drops the group's idle machines (and the group when none is left), and queues its next
 /// timer if it changed.
+/// Whether `what` leaves a new machine of `rule` as it was: an event that does not match a
+/// state rule (its raw condition is false already, and it carries nothing). Window rules are
+/// not skipped: their condition is judged even on an empty window.
+fn changes_nothing_new(set: &RuleSet, rule: u64, what: &What) -> bool {
+    matches!(
+        (set.get(rule).map(|r| &r.kind), what),
+        (Some(Kind::State { .. }), What::Event { matched: false, .. })
+    )
+}
+
 fn reschedule(
     set: &RuleSet,
     groups: &mut foldhash::HashMap<Rc<str>, Group>,
