@@ -5,7 +5,7 @@
 //! the failure with the interpreter's own message), goes through cel-interpreter on the
 //! event's CEL value, which is built only then, once per event.
 
-use super::ref_values::RefValues;
+use super::ref_values::{DeviceRef, RefValues};
 use cel_interpreter::Value;
 use model::Envelope;
 use rules::compiled::event_fields::event_field;
@@ -80,6 +80,7 @@ pub(crate) struct Judge<'a> {
     with_ref: bool,
     event: OnceCell<Value>,
     bound: OnceCell<Bound<'a>>,
+    device: OnceCell<DeviceRef<'a>>,
 }
 
 impl<'a> Judge<'a> {
@@ -97,6 +98,7 @@ impl<'a> Judge<'a> {
             with_ref,
             event: OnceCell::new(),
             bound: OnceCell::new(),
+            device: OnceCell::new(),
         }
     }
 
@@ -117,7 +119,12 @@ impl<'a> Judge<'a> {
 
     /// Runs `f` over the compiled variables of the event.
     fn compiled<T>(&self, f: impl FnOnce(&EventVars<'_>) -> T) -> T {
-        let reference = |names: &[String]| self.refs.lookup(&self.env.event, names);
+        // The device's rows are found on the first `ref` read of the event, once.
+        let reference = |names: &[String]| {
+            self.device
+                .get_or_init(|| self.refs.device(&self.env.event))
+                .lookup(names)
+        };
         f(&EventVars {
             env: self.env,
             prev: None,

@@ -62,32 +62,21 @@ impl RefValues {
             .copied()
     }
 
-    /// `ref.<names>` of an event, as [`RefValues::for_event`] binds `ref`, without building it.
-    pub(crate) fn lookup<'v>(&'v self, e: &Event, names: &[String]) -> Lookup<'v> {
-        let Some((first, rest)) = names.split_first() else {
-            return Lookup::Map;
-        };
-        match (first.as_str(), e) {
-            (
-                "elevator",
-                Event::ElevatorStatus { elevator_id, .. }
-                | Event::ElevatorEvent { elevator_id, .. },
-            ) => row(self.elevator(elevator_id), rest, elevator_field),
-            (
-                "kitchen",
-                Event::Detection { kitchen_id, .. } | Event::Heartbeat { kitchen_id, .. },
-            ) => row(self.kitchen(kitchen_id), rest, kitchen_field),
-            (
-                "guidance_price",
-                Event::Sale {
-                    market_id, sale, ..
-                },
-            ) => match (self.guidance_price(market_id, &sale.goods_code), rest) {
-                (Some(p), []) => Lookup::Val(Val::Double(p)),
-                _ => Lookup::Absent,
-            },
-            _ => Lookup::Absent,
+    /// The reference rows of an event's device, found once for all its rules' `ref` reads.
+    pub(crate) fn device<'v>(&'v self, e: &Event) -> DeviceRef<'v> {
+        let mut d = DeviceRef::default();
+        match e {
+            Event::ElevatorStatus { elevator_id, .. }
+            | Event::ElevatorEvent { elevator_id, .. } => d.elevator = self.elevator(elevator_id),
+            Event::Detection { kitchen_id, .. } | Event::Heartbeat { kitchen_id, .. } => {
+                d.kitchen = self.kitchen(kitchen_id)
+            }
+            Event::Sale {
+                market_id, sale, ..
+            } => d.guidance_price = self.guidance_price(market_id, &sale.goods_code),
+            _ => {}
         }
+        d
     }
 
     /// The `ref` the interpreter binds for an event.
@@ -135,6 +124,32 @@ impl RefValues {
             Registry::Scales => {}
         }
         map(entries)
+    }
+}
+
+/// The `ref` of one event's device: what [`RefValues::for_event`] would bind, as rows.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct DeviceRef<'v> {
+    elevator: Option<&'v Elevator>,
+    kitchen: Option<&'v Kitchen>,
+    guidance_price: Option<f64>,
+}
+
+impl<'v> DeviceRef<'v> {
+    /// `ref.<names>`, without building `ref`.
+    pub(crate) fn lookup(&self, names: &[String]) -> Lookup<'v> {
+        let Some((first, rest)) = names.split_first() else {
+            return Lookup::Map;
+        };
+        match first.as_str() {
+            "elevator" => row(self.elevator, rest, elevator_field),
+            "kitchen" => row(self.kitchen, rest, kitchen_field),
+            "guidance_price" => match (self.guidance_price, rest) {
+                (Some(p), []) => Lookup::Val(Val::Double(p)),
+                _ => Lookup::Absent,
+            },
+            _ => Lookup::Absent,
+        }
     }
 }
 
