@@ -15,15 +15,7 @@ pub fn replay(
     mut settings: Settings,
     interpret_rules: bool,
 ) -> anyhow::Result<()> {
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    let lines: Arc<Vec<String>> = Arc::new(
-        text.lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(str::to_owned)
-            .collect(),
-    );
-    drop(text);
+    let (lines_rx, lines) = read_lines(file)?;
     settings.clock = ClockMode::Event;
     let reference = Arc::new(settings.reference()?);
     let rules = Arc::new(settings.rules()?);
@@ -35,12 +27,10 @@ pub fn replay(
         max_payload_bytes: settings.max_payload_bytes,
         ..DecoderConfig::default()
     });
-    let (l, r) = (lines.clone(), rejected.clone());
-    let sources: SourceFactory = Arc::new(move |index, peers| {
+    let r = rejected.clone();
+    let sources: SourceFactory = Arc::new(move |_, _| {
         Box::new(LineSource {
-            lines: l.clone(),
-            next: index,
-            step: peers,
+            lines: lines_rx.clone(),
             decoder: decoder.clone(),
             rejected: r.clone(),
         }) as Box<dyn Source>
@@ -74,7 +64,7 @@ pub fn replay(
     let secs = start.elapsed().as_secs_f64();
     let snapshot = last.lock().unwrap_or_else(PoisonError::into_inner).clone();
     tracing::info!(
-        lines = lines.len(),
+        lines = lines.load(Ordering::Relaxed),
         events = stats.events_total(),
         rejected = rejected.load(Ordering::Relaxed),
         late = stats.late_total(),
@@ -99,10 +89,45 @@ pub fn replay(
     Ok(())
 }
 
+/// Lines of the recording read by a thread of their own into a bounded queue, so the file is
+/// never held whole (a city of a million elevators records about 80 MB a simulated second):
+/// the queue and the lines read so far (counted).
+fn read_lines(
+    file: &std::path::Path,
+) -> anyhow::Result<(crossbeam_channel::Receiver<String>, Arc<AtomicU64>)> {
+    use std::io::BufRead;
+    let reader = std::io::BufReader::new(
+        std::fs::File::open(file).with_context(|| format!("reading {}", file.display()))?,
+    );
+    let (tx, rx) = crossbeam_channel::bounded(1 << 16);
+    let count = Arc::new(AtomicU64::new(0));
+    let counted = count.clone();
+    let name = file.display().to_string();
+    std::thread::Builder::new()
+        .name("replay-reader".into())
+        .spawn(move || {
+            for line in reader.lines() {
+                match line {
+                    Ok(l) if l.trim().is_empty() => {}
+                    Ok(l) => {
+                        counted.fetch_add(1, Ordering::Relaxed);
+                        if tx.send(l).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, file = %name, "replay: reading stopped");
+                        return;
+                    }
+                }
+            }
+        })?;
+    Ok((rx, count))
+}
+
+/// One worker's share of the recording: whatever lines it takes from the shared queue.
 struct LineSource {
-    lines: Arc<Vec<String>>,
-    next: usize,
-    step: usize,
+    lines: crossbeam_channel::Receiver<String>,
     decoder: Decoder,
     rejected: Arc<AtomicU64>,
 }
@@ -110,11 +135,17 @@ struct LineSource {
 impl Source for LineSource {
     fn pull(&mut self, out: &mut Vec<Ingested>, max: usize) -> Pulled {
         let mut taken = 0;
-        while taken < max && self.next < self.lines.len() {
-            let line = &self.lines[self.next];
-            self.next += self.step;
+        while taken < max {
+            let line = match self.lines.try_recv() {
+                Ok(l) => l,
+                Err(crossbeam_channel::TryRecvError::Empty) => break,
+                Err(crossbeam_channel::TryRecvError::Disconnected) if taken == 0 => {
+                    return Pulled::Done;
+                }
+                Err(crossbeam_channel::TryRecvError::Disconnected) => break,
+            };
             taken += 1;
-            match model::recording::decode_line(&self.decoder, line) {
+            match model::recording::decode_line(&self.decoder, &line) {
                 Ok(envelope) => out.push(Ingested {
                     envelope,
                     seq: None,
@@ -127,7 +158,7 @@ impl Source for LineSource {
         if taken > 0 {
             Pulled::Data
         } else {
-            Pulled::Done
+            Pulled::Idle
         }
     }
 }
