@@ -89,62 +89,66 @@ pub fn replay(
     Ok(())
 }
 
-/// Lines of the recording read by a thread of their own into a bounded queue, so the file is
-/// never held whole (a city of a million elevators records about 80 MB a simulated second):
-/// the queue and the lines read so far (counted).
+/// Lines of the recording read by a thread of their own into a bounded queue, in chunks, so
+/// the file is never held whole (a city of a million elevators records about 80 MB a simulated
+/// second): the queue and the lines read so far (counted).
 fn read_lines(
     file: &std::path::Path,
-) -> anyhow::Result<(crossbeam_channel::Receiver<String>, Arc<AtomicU64>)> {
+) -> anyhow::Result<(crossbeam_channel::Receiver<Vec<String>>, Arc<AtomicU64>)> {
     use std::io::BufRead;
-    let reader = std::io::BufReader::new(
+    const CHUNK: usize = 1024;
+    let reader = std::io::BufReader::with_capacity(
+        1 << 20,
         std::fs::File::open(file).with_context(|| format!("reading {}", file.display()))?,
     );
-    let (tx, rx) = crossbeam_channel::bounded(1 << 16);
+    let (tx, rx) = crossbeam_channel::bounded(64);
     let count = Arc::new(AtomicU64::new(0));
     let counted = count.clone();
     let name = file.display().to_string();
     std::thread::Builder::new()
         .name("replay-reader".into())
         .spawn(move || {
+            let mut chunk = Vec::with_capacity(CHUNK);
             for line in reader.lines() {
                 match line {
                     Ok(l) if l.trim().is_empty() => {}
-                    Ok(l) => {
-                        counted.fetch_add(1, Ordering::Relaxed);
-                        if tx.send(l).is_err() {
-                            return;
-                        }
-                    }
+                    Ok(l) => chunk.push(l),
                     Err(e) => {
                         tracing::error!(error = %e, file = %name, "replay: reading stopped");
+                        break;
+                    }
+                }
+                if chunk.len() == CHUNK {
+                    counted.fetch_add(CHUNK as u64, Ordering::Relaxed);
+                    let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+                    if tx.send(full).is_err() {
                         return;
                     }
                 }
             }
+            counted.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            let _ = tx.send(chunk);
         })?;
     Ok((rx, count))
 }
 
-/// One worker's share of the recording: whatever lines it takes from the shared queue.
+/// One worker's share of the recording: whatever chunks of lines it takes from the shared
+/// queue.
 struct LineSource {
-    lines: crossbeam_channel::Receiver<String>,
+    lines: crossbeam_channel::Receiver<Vec<String>>,
     decoder: Decoder,
     rejected: Arc<AtomicU64>,
 }
 
 impl Source for LineSource {
-    fn pull(&mut self, out: &mut Vec<Ingested>, max: usize) -> Pulled {
-        let mut taken = 0;
-        while taken < max {
-            let line = match self.lines.try_recv() {
-                Ok(l) => l,
-                Err(crossbeam_channel::TryRecvError::Empty) => break,
-                Err(crossbeam_channel::TryRecvError::Disconnected) if taken == 0 => {
-                    return Pulled::Done;
-                }
-                Err(crossbeam_channel::TryRecvError::Disconnected) => break,
-            };
-            taken += 1;
+    /// A chunk is taken whole: 1 024 lines, within the worker's batch (4 096 by default).
+    fn pull(&mut self, out: &mut Vec<Ingested>, _max: usize) -> Pulled {
+        let chunk = match self.lines.try_recv() {
+            Ok(c) => c,
+            Err(crossbeam_channel::TryRecvError::Empty) => return Pulled::Idle,
+            Err(crossbeam_channel::TryRecvError::Disconnected) => return Pulled::Done,
+        };
+        for line in chunk {
             match model::recording::decode_line(&self.decoder, &line) {
                 Ok(envelope) => out.push(Ingested {
                     envelope,
@@ -155,10 +159,6 @@ impl Source for LineSource {
                 }
             }
         }
-        if taken > 0 {
-            Pulled::Data
-        } else {
-            Pulled::Idle
-        }
+        Pulled::Data
     }
 }
