@@ -12,7 +12,7 @@
 
 use crate::conditions::Condition;
 use crate::operators::Held;
-use crate::operators::judge::{Judge, Programs, text};
+use crate::operators::judge::{CarriedVars, Judge, Programs, text};
 pub use crate::operators::ref_values::RefValues;
 use crate::reference::Reference;
 use crate::stats::Stats;
@@ -692,24 +692,41 @@ impl<'scope> Conditions<'scope> for StreamVec<'scope, u64, Batch> {
                                             // The group's previous event is known here, in
                                             // event-time order: judge the filter now.
                                             let matched = match (&r.filter, m.prev()) {
-                                                (Some(f), Some(prev)) => evaluator
-                                                    .bool(
-                                                        f,
-                                                        vec![
-                                                            (
-                                                                "event",
-                                                                scalars_value(
-                                                                    &r.prev_fields,
-                                                                    &fields,
-                                                                ),
-                                                            ),
-                                                            (
-                                                                "prev",
-                                                                scalars_value(&r.prev_fields, prev),
-                                                            ),
-                                                        ],
-                                                    )
-                                                    .unwrap_or(false),
+                                                (Some(f), Some(prev)) => {
+                                                    let compiled = current
+                                                        .programs(rule)
+                                                        .and_then(|p| p.filter.as_ref())
+                                                        .and_then(|p| p.node());
+                                                    let vars = CarriedVars {
+                                                        names: &r.prev_fields,
+                                                        event: &fields,
+                                                        prev,
+                                                    };
+                                                    match compiled.map(|n| n.eval_bool(&vars)) {
+                                                        Some(Ok(b)) => b,
+                                                        _ => evaluator
+                                                            .bool(
+                                                                f,
+                                                                vec![
+                                                                    (
+                                                                        "event",
+                                                                        scalars_value(
+                                                                            &r.prev_fields,
+                                                                            &fields,
+                                                                        ),
+                                                                    ),
+                                                                    (
+                                                                        "prev",
+                                                                        scalars_value(
+                                                                            &r.prev_fields,
+                                                                            prev,
+                                                                        ),
+                                                                    ),
+                                                                ],
+                                                            )
+                                                            .unwrap_or(false),
+                                                    }
+                                                }
                                                 // The group's first event has no previous one.
                                                 _ => false,
                                             };

@@ -177,3 +177,107 @@ pub(crate) fn text(v: &Val<'_>) -> String {
         Val::Null => "Null".into(),
     }
 }
+
+/// The variables of a filter that reads `prev`, judged where the group's events meet: the
+/// fields the rule carries (`prev_fields`, by position) of this event and of the previous one,
+/// as the interpreter sees them (numbers as doubles).
+pub(crate) struct CarriedVars<'a> {
+    pub names: &'a [String],
+    pub event: &'a [Option<rules::machine::Scalar>],
+    pub prev: &'a [Option<rules::machine::Scalar>],
+}
+
+impl<'a> rules::compiled::Vars<'a> for CarriedVars<'a> {
+    fn get(&self, path: &rules::compiled::Path) -> rules::compiled::Lookup<'a> {
+        use rules::compiled::{Lookup, Root};
+        use rules::machine::Scalar;
+        let fields = match path.root {
+            Root::Event => self.event,
+            Root::Prev => self.prev,
+            Root::Ref => return Lookup::Absent,
+        };
+        let [name] = path.names.as_slice() else {
+            return Lookup::Absent;
+        };
+        let at = self.names.iter().position(|n| n == name);
+        match at.and_then(|i| fields.get(i)).and_then(Option::as_ref) {
+            Some(Scalar::Text(t)) => Lookup::Val(Val::Str(t.as_str().into())),
+            Some(Scalar::Num(n)) => Lookup::Val(Val::Double(*n)),
+            Some(Scalar::Bool(b)) => Lookup::Val(Val::Bool(*b)),
+            None => Lookup::Absent,
+        }
+    }
+
+    fn bound(&self, root: rules::compiled::Root) -> bool {
+        root != rules::compiled::Root::Ref
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rules::machine::Scalar;
+
+    /// A `prev` filter compiled gives what the interpreter gives over the same carried fields.
+    #[test]
+    fn carried_fields_judge_as_the_interpreter_does() {
+        let names = vec!["door".to_owned(), "floor".to_owned()];
+        let door = |d: &str| Some(Scalar::Text(d.into()));
+        let cases: Vec<[Vec<Option<Scalar>>; 2]> = vec![
+            [
+                vec![door("opening"), Some(Scalar::Num(3.0))],
+                vec![door("closing"), Some(Scalar::Num(3.0))],
+            ],
+            [
+                vec![door("opening"), Some(Scalar::Num(3.0))],
+                vec![door("closing"), Some(Scalar::Num(4.0))],
+            ],
+            [
+                vec![door("opening"), None],
+                vec![door("closing"), Some(Scalar::Num(3.0))],
+            ],
+            [
+                vec![door("closed"), Some(Scalar::Num(1.0))],
+                vec![None, None],
+            ],
+        ];
+        let sources = [
+            r#"prev.door == "closing" && event.door == "opening" && event.floor == prev.floor"#,
+            "has(prev.floor) && prev.floor > 2",
+            "event.floor + 1 == 4",
+            "has(ref.elevator)",
+        ];
+        let evaluator = Evaluator::default();
+        for source in sources {
+            let expr = Expr::compile(source).expect("compiles");
+            let Program::Compiled(node) = Program::compile(source) else {
+                panic!("{source} is interpreted")
+            };
+            for [event, prev] in &cases {
+                let map = |f: &[Option<Scalar>]| {
+                    rules::expr::map(names.iter().zip(f).filter_map(|(k, s)| {
+                        let v = match s.as_ref()? {
+                            Scalar::Text(t) => Value::String(std::sync::Arc::new(t.clone())),
+                            Scalar::Num(n) => Value::Float(*n),
+                            Scalar::Bool(b) => Value::Bool(*b),
+                        };
+                        Some((k.clone(), v))
+                    }))
+                };
+                let want = evaluator
+                    .bool(&expr, vec![("event", map(event)), ("prev", map(prev))])
+                    .ok();
+                let vars = CarriedVars {
+                    names: &names,
+                    event,
+                    prev,
+                };
+                assert_eq!(
+                    node.eval_bool(&vars).ok(),
+                    want,
+                    "{source} over {event:?} {prev:?}"
+                );
+            }
+        }
+    }
+}
