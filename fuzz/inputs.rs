@@ -85,13 +85,20 @@ pub fn recording(data: &[u8]) {
     }
 }
 
+/// An input-log segment as a restart reads it: any bytes (a crash can leave a record cut
+/// short or damaged at its end).
+pub fn input_log(data: &[u8]) {
+    let _ = ingest::input_log::record::read_all(data, |_| true);
+}
+
 /// What a target does with one input.
 pub type Run = fn(&[u8]);
 
 /// Every target by its name.
-pub const TARGETS: [(&str, Run); 4] = [
+pub const TARGETS: [(&str, Run); 5] = [
     ("decode", decode),
     ("rules", rules),
     ("reference", reference),
     ("recording", recording),
+    ("input_log", input_log),
 ];
