@@ -311,25 +311,20 @@ fn recover(dir: &Path, replay_from: u64) -> std::io::Result<(Vec<Record>, u64)> 
     Ok((replay, next))
 }
 
+/// The segment a writer starts on: the newest, while it has room (the one a restart
+/// continues), else a new one from `first`. Returns it, its first sequence number and length.
 fn open_segment(dir: &Path, first: u64) -> std::io::Result<(std::fs::File, u64, u64)> {
-    // Appending to a segment that already exists (the one a restart continues).
-    let existing = segments(dir)?.last().cloned();
-    let path = match existing {
-        Some((f, p)) if std::fs::metadata(&p)?.len() < SEGMENT_BYTES => {
+    if let Some((f, path)) = segments(dir)?.pop() {
+        let len = std::fs::metadata(&path)?.len();
+        if len < SEGMENT_BYTES {
             return Ok((
-                std::fs::OpenOptions::new().append(true).open(&p)?,
+                std::fs::OpenOptions::new().append(true).open(&path)?,
                 f,
-                std::fs::metadata(&p)?.len(),
+                len,
             ));
         }
-        _ => dir.join(segment_name(first)),
-    };
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)?;
-    sync_dir(dir);
-    Ok((f, first, 0))
+    }
+    Ok((new_segment(dir, first)?, first, 0))
 }
 
 /// A new or removed file's name is durable once its directory is synced.
@@ -413,7 +408,7 @@ impl Writer {
             return;
         }
         let next = self.last.map_or(0, |l| l + 1);
-        match open_segment_new(&self.dir, next) {
+        match new_segment(&self.dir, next) {
             Ok(f) => self.file = (f, next, 0),
             Err(e) => tracing::warn!(error = %e, "input log: cannot start a new segment"),
         }
@@ -428,7 +423,7 @@ impl Writer {
     }
 }
 
-fn open_segment_new(dir: &Path, first: u64) -> std::io::Result<std::fs::File> {
+fn new_segment(dir: &Path, first: u64) -> std::io::Result<std::fs::File> {
     let f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

@@ -440,6 +440,7 @@ impl Loop {
     }
 
     /// Logs a message, waiting while the log's writer is behind; its ack follows the sync.
+    /// `None` when the log is closed (stopping).
     async fn log(
         &self,
         log: &InputLog,
@@ -447,44 +448,65 @@ impl Loop {
         received_ms: u64,
         ack: Option<u64>,
     ) -> Option<u64> {
-        let mut waited: Option<Instant> = None;
-        loop {
-            match log.try_append(&p.topic, &p.payload, received_ms, ack) {
-                Ok(seq) => {
-                    if let Some(start) = waited {
-                        self.stats.waited(start.elapsed().as_micros() as u64);
-                    }
-                    return Some(seq);
-                }
-                Err(Full::Behind) => {
-                    waited.get_or_insert_with(Instant::now);
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-                Err(Full::Closed) => return None,
-            }
-        }
+        self.with_room(
+            || match log.try_append(&p.topic, &p.payload, received_ms, ack) {
+                Ok(seq) => Room::Taken(seq),
+                Err(Full::Behind) => Room::Full,
+                Err(Full::Closed) => Room::Gone,
+            },
+        )
+        .await
     }
 
     /// Hands an event to the queue. When the queue is full the loop waits here (and counts
     /// the wait): unacknowledged QoS 1 messages then stay with the broker, which is the
     /// backpressure; memory stays bounded by the queue.
-    async fn enqueue(&self, mut item: Ingested) {
+    async fn enqueue(&self, item: Ingested) {
+        let mut item = Some(item);
+        self.with_room(|| {
+            let Some(i) = item.take() else {
+                return Room::Gone;
+            };
+            match self.tx.try_send(i) {
+                Ok(()) => Room::Taken(()),
+                Err(crossbeam_channel::TrySendError::Full(back)) => {
+                    item = Some(back);
+                    Room::Full
+                }
+                Err(crossbeam_channel::TrySendError::Disconnected(_)) => Room::Gone,
+            }
+        })
+        .await;
+    }
+
+    /// Tries `attempt` until it is taken or there is no one to take it, waiting a
+    /// millisecond at a time while it is full; a wait that ended in taking is counted.
+    async fn with_room<T>(&self, mut attempt: impl FnMut() -> Room<T>) -> Option<T> {
         let mut waited: Option<Instant> = None;
         loop {
-            match self.tx.try_send(item) {
-                Ok(()) => break,
-                Err(crossbeam_channel::TrySendError::Full(back)) => {
-                    item = back;
+            match attempt() {
+                Room::Taken(t) => {
+                    if let Some(start) = waited {
+                        self.stats.waited(start.elapsed().as_micros() as u64);
+                    }
+                    return Some(t);
+                }
+                Room::Full => {
                     waited.get_or_insert_with(Instant::now);
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
-                Err(crossbeam_channel::TrySendError::Disconnected(_)) => return,
+                Room::Gone => return None,
             }
         }
-        if let Some(start) = waited {
-            self.stats.waited(start.elapsed().as_micros() as u64);
-        }
     }
+}
+
+/// What an attempt to hand something on found.
+enum Room<T> {
+    Taken(T),
+    Full,
+    /// Nobody will take it any more (stopping).
+    Gone,
 }
 
 /// Up to 20 % random extra delay, so many clients do not reconnect in lockstep.
