@@ -471,7 +471,7 @@ fn scalar_of(v: &rules::compiled::Val<'_>) -> Option<Scalar> {
 }
 
 /// The CEL map of the carried fields, named by the rule's `prev_fields`.
-fn scalars_value(names: &[String], fields: &[Option<Scalar>]) -> Value {
+pub(crate) fn scalars_value(names: &[String], fields: &[Option<Scalar>]) -> Value {
     map(names.iter().zip(fields).filter_map(|(k, s)| {
         let v = match s.as_ref()? {
             Scalar::Text(t) => Value::String(Arc::new(t.clone())),

@@ -254,16 +254,7 @@ mod tests {
                 panic!("{source} is interpreted")
             };
             for [event, prev] in &cases {
-                let map = |f: &[Option<Scalar>]| {
-                    rules::expr::map(names.iter().zip(f).filter_map(|(k, s)| {
-                        let v = match s.as_ref()? {
-                            Scalar::Text(t) => Value::String(std::sync::Arc::new(t.clone())),
-                            Scalar::Num(n) => Value::Float(*n),
-                            Scalar::Bool(b) => Value::Bool(*b),
-                        };
-                        Some((k.clone(), v))
-                    }))
-                };
+                let map = |f: &[Option<Scalar>]| super::super::conditions::scalars_value(&names, f);
                 let want = evaluator
                     .bool(&expr, vec![("event", map(event)), ("prev", map(prev))])
                     .ok();

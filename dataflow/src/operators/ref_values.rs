@@ -81,49 +81,23 @@ impl RefValues {
 
     /// The `ref` the interpreter binds for an event.
     pub(crate) fn for_event(&self, e: &Event) -> Value {
-        let mut entries = Vec::new();
-        match e {
-            Event::ElevatorStatus { elevator_id, .. }
-            | Event::ElevatorEvent { elevator_id, .. } => {
-                if let Some(r) = self.elevator(elevator_id) {
-                    entries.push(("elevator".to_owned(), elevator_value(r)));
-                }
-            }
-            Event::Detection { kitchen_id, .. } | Event::Heartbeat { kitchen_id, .. } => {
-                if let Some(r) = self.kitchen(kitchen_id) {
-                    entries.push(("kitchen".to_owned(), kitchen_value(r)));
-                }
-            }
-            Event::Sale {
-                market_id, sale, ..
-            } => {
-                if let Some(p) = self.guidance_price(market_id, &sale.goods_code) {
-                    entries.push(("guidance_price".to_owned(), Value::Float(p)));
-                }
-            }
-            _ => {}
-        }
-        map(entries)
+        self.device(e).value()
     }
 
     /// The `ref` of a registered device, by its registry key (as for its events).
     pub fn for_device(&self, registry: Registry, key: &str) -> Value {
-        let mut entries = Vec::new();
-        match registry {
-            Registry::Elevators => {
-                if let Some(r) = self.elevator(&Id::from(key)) {
-                    entries.push(("elevator".to_owned(), elevator_value(r)));
-                }
-            }
-            Registry::Cameras => {
-                let kitchen = key.split('/').next().unwrap_or_default();
-                if let Some(r) = self.kitchen(&Id::from(kitchen)) {
-                    entries.push(("kitchen".to_owned(), kitchen_value(r)));
-                }
-            }
-            Registry::Scales => {}
-        }
-        map(entries)
+        let device = match registry {
+            Registry::Elevators => DeviceRef {
+                elevator: self.elevator(&Id::from(key)),
+                ..DeviceRef::default()
+            },
+            Registry::Cameras => DeviceRef {
+                kitchen: self.kitchen(&Id::from(key.split('/').next().unwrap_or_default())),
+                ..DeviceRef::default()
+            },
+            Registry::Scales => DeviceRef::default(),
+        };
+        device.value()
     }
 }
 
@@ -136,6 +110,21 @@ pub(crate) struct DeviceRef<'v> {
 }
 
 impl<'v> DeviceRef<'v> {
+    /// As the interpreter binds it: a CEL map with what the device has.
+    fn value(&self) -> Value {
+        let mut entries = Vec::new();
+        if let Some(r) = self.elevator {
+            entries.push(("elevator".to_owned(), elevator_value(r)));
+        }
+        if let Some(r) = self.kitchen {
+            entries.push(("kitchen".to_owned(), kitchen_value(r)));
+        }
+        if let Some(p) = self.guidance_price {
+            entries.push(("guidance_price".to_owned(), Value::Float(p)));
+        }
+        map(entries)
+    }
+
     /// `ref.<names>`, without building `ref`.
     pub(crate) fn lookup(&self, names: &[String]) -> Lookup<'v> {
         let Some((first, rest)) = names.split_first() else {
