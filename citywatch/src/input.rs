@@ -30,8 +30,7 @@ pub fn open(settings: &Settings, in_cluster: bool) -> anyhow::Result<Option<Reco
 }
 
 /// The logged messages, decoded as when they arrived and carrying their log numbers (so the
-/// log's ledger follows them through the dataflow like live input); what alerts want to know
-/// of them (evidence, whom a complaint is about) is remembered again.
+/// log's ledger follows them through the dataflow like live input).
 pub fn replayed(
     settings: &Settings,
     ingest: &Ingest,
@@ -42,20 +41,58 @@ pub fn replayed(
         .iter()
         .filter_map(|r| {
             // It was decoded once before it was logged; a change of limits may refuse it now.
-            let envelope = match decoder.decode(&r.topic, &r.payload, r.received_ms) {
-                Ok(e) => e,
-                Err(rejection) => {
-                    tracing::warn!(seq = r.seq, reason = %rejection.reason, "input log: a logged message no longer decodes; skipped");
-                    return None;
-                }
-            };
-            ingest.remember(&envelope.event, r.received_ms);
+            let envelope = fed_again(&decoder, ingest, &r.topic, &r.payload, r.received_ms)
+                .map_err(|rejection| tracing::warn!(seq = r.seq, reason = %rejection.reason, "input log: a logged message no longer decodes; skipped"))
+                .ok()?;
             Some(dataflow::Ingested {
                 envelope,
                 seq: Some(r.seq),
             })
         })
         .collect()
+}
+
+/// The logged complaints and status updates, decoded as when they arrived and marked as fed
+/// again (they restore the handling-deadline clocks only).
+pub fn complaints_fed_again(
+    settings: &Settings,
+    ingest: &Ingest,
+    logged: Vec<ingest::complaint_log::Logged>,
+) -> Vec<dataflow::Ingested> {
+    let decoder = settings.decoder();
+    logged
+        .into_iter()
+        .filter_map(|l| {
+            let mut envelope = fed_again(
+                &decoder,
+                ingest,
+                &l.topic,
+                l.payload.as_bytes(),
+                l.received_ms,
+            )
+            .ok()?;
+            envelope.replayed = true;
+            Some(dataflow::Ingested {
+                envelope,
+                seq: None,
+            })
+        })
+        .collect()
+}
+
+/// A message kept before the stop, decoded as when it arrived (so its time is checked
+/// against its arrival, not against now); what alerts want to know of it (evidence, whom a
+/// complaint is about) is remembered again.
+fn fed_again(
+    decoder: &model::Decoder,
+    ingest: &Ingest,
+    topic: &str,
+    payload: &[u8],
+    received_ms: u64,
+) -> Result<model::Envelope, model::Rejection> {
+    let envelope = decoder.decode(topic, payload, received_ms)?;
+    ingest.remember(&envelope.event, received_ms);
+    Ok(envelope)
 }
 
 /// The complaint log's messages that the input log does not feed again already (a complaint

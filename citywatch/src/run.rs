@@ -143,7 +143,7 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
     };
     let ledger = input.as_ref().map(|i| i.log.ledger());
     let input_log = input.map(|i| i.log);
-    let mut replayed = replayed_complaints(&settings, &ingest, logged);
+    let mut replayed = crate::input::complaints_fed_again(&settings, &ingest, logged);
     if !replayed.is_empty() {
         tracing::info!(
             messages = replayed.len(),
@@ -429,31 +429,6 @@ fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// The logged complaints and status updates, decoded as when they arrived (so their times
-/// are checked against their arrival, not against now) and marked as fed again; their facts
-/// (merchant, place) are remembered for the alerts again.
-fn replayed_complaints(
-    settings: &Settings,
-    ingest: &Ingest,
-    logged: Vec<ingest::complaint_log::Logged>,
-) -> Vec<dataflow::Ingested> {
-    let decoder = settings.decoder();
-    logged
-        .into_iter()
-        .filter_map(|l| {
-            let mut envelope = decoder
-                .decode(&l.topic, l.payload.as_bytes(), l.received_ms)
-                .ok()?;
-            envelope.replayed = true;
-            ingest.remember(&envelope.event, l.received_ms);
-            Some(dataflow::Ingested {
-                envelope,
-                seq: None,
-            })
-        })
-        .collect()
 }
 
 /// A dataflow worker that panics (in a cluster: because a process was lost, which timely

@@ -67,7 +67,9 @@ const PARSE_STACK_BYTES: usize = 64 << 20;
 type Parsed = (Program, bool, bool);
 
 /// Runs `f` (which parses) on a thread with [`PARSE_STACK_BYTES`] of stack and waits for it.
-fn on_parser_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
+pub(crate) fn on_parser_stack<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
     std::thread::Builder::new()
         .name("cel-parse".into())
         .stack_size(PARSE_STACK_BYTES)

@@ -134,18 +134,16 @@ impl Program {
     /// limits, parsed on the parser's own thread, so this parse cannot overflow a stack).
     pub fn compile(source: &str) -> Program {
         let text = source.to_owned();
-        let parsed = std::thread::Builder::new()
-            .stack_size(64 << 20)
-            .spawn(move || match cel_parser::Parser::default().parse(&text) {
+        let parsed = crate::expr::on_parser_stack(move || {
+            match cel_parser::Parser::default().parse(&text) {
                 Ok(e) => node(&e),
                 Err(_) => Err("does not parse".into()),
-            })
-            .ok()
-            .and_then(|t| t.join().ok());
+            }
+        });
         match parsed {
-            Some(Ok(n)) => Program::Compiled(n),
-            Some(Err(why)) => Program::Interpreted(why),
-            None => Program::Interpreted("does not parse".into()),
+            Ok(Ok(n)) => Program::Compiled(n),
+            Ok(Err(why)) => Program::Interpreted(why),
+            Err(_) => Program::Interpreted("does not parse".into()),
         }
     }
 
