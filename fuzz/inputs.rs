@@ -91,14 +91,28 @@ pub fn input_log(data: &[u8]) {
     let _ = ingest::input_log::record::read_all(data, |_| true);
 }
 
+/// A checkpoint file as a start reads it (damaged, or from another build), and its parts as
+/// the rules' machines decode them.
+pub fn checkpoint(data: &[u8]) {
+    if let Ok(taken) = dataflow::checkpoint::from_bytes(data) {
+        for part in taken.parts.values() {
+            let _ = dataflow::checkpoint::decode::<
+                Vec<(String, Vec<(u64, rules::machine::Machine)>)>,
+            >(part);
+        }
+    }
+    let _ = dataflow::checkpoint::decode::<rules::machine::Machine>(data);
+}
+
 /// What a target does with one input.
 pub type Run = fn(&[u8]);
 
 /// Every target by its name.
-pub const TARGETS: [(&str, Run); 5] = [
+pub const TARGETS: [(&str, Run); 6] = [
     ("decode", decode),
     ("rules", rules),
     ("reference", reference),
     ("recording", recording),
     ("input_log", input_log),
+    ("checkpoint", checkpoint),
 ];

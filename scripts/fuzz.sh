@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs fuzz targets in turn for SECONDS each (default 600; all five targets unless named), one
+# Runs fuzz targets in turn for SECONDS each (default 600; all six targets unless named), one
 # core at a time, starting from the kept corpus fuzz/corpus/<target>/ and writing what raises
 # coverage to fuzz/target/corpus/<target>/ (not kept in git), minimised after the run. See
 # docs/fuzzing.md.
@@ -9,7 +9,7 @@ cd "$(dirname "$0")/../fuzz"
 seconds="${1:-600}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(decode rules reference recording input_log)
+[ ${#targets[@]} -gt 0 ] || targets=(decode rules reference recording input_log checkpoint)
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install --locked cargo-fuzz
 export RUSTC_BOOTSTRAP=1
 for target in "${targets[@]}"; do

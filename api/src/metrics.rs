@@ -130,6 +130,8 @@ pub fn render(s: &AppState) -> String {
         d.newest_ms() as f64 / 1000.0,
     );
 
+    checkpoints(&mut o, &d.checkpoints());
+
     let (depth, capacity) = i.queue();
     o.family(
         "citywatch_ingest_queue_depth",
@@ -334,6 +336,45 @@ pub fn render(s: &AppState) -> String {
         o.sample("citywatch_influx_spool_bytes", &[], bytes);
     }
     o.0
+}
+
+fn checkpoints(o: &mut Out, c: &dataflow::stats::CheckpointStats) {
+    let families: [(&str, &str, &str, f64); 5] = [
+        (
+            "citywatch_checkpoints_total",
+            "counter",
+            "Checkpoints of the dataflow's state written.",
+            c.written as f64,
+        ),
+        (
+            "citywatch_checkpoint_failures_total",
+            "counter",
+            "Checkpoints that could not be written (the replay mark stays at the previous one).",
+            c.failed as f64,
+        ),
+        (
+            "citywatch_checkpoint_seconds",
+            "gauge",
+            "Frontier of the last checkpoint written, Unix seconds.",
+            c.at_ms as f64 / 1000.0,
+        ),
+        (
+            "citywatch_checkpoint_bytes",
+            "gauge",
+            "Size of the last checkpoint written.",
+            c.bytes as f64,
+        ),
+        (
+            "citywatch_checkpoint_write_seconds",
+            "gauge",
+            "How long writing the last checkpoint took (file synced).",
+            c.seconds,
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        o.family(name, kind, help);
+        o.sample(name, &[], value);
+    }
 }
 
 fn input_log(o: &mut Out, log: &ingest::input_log::LogStats, ledger: &ingest::input_log::Ledger) {

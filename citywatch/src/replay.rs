@@ -57,6 +57,7 @@ pub fn replay(
             conditions: Some(Arc::new(move |c: dataflow::ConditionsSnapshot| {
                 let _ = conditions_tx.send(c);
             })),
+            checkpoints: None,
         },
         stats.clone(),
     )?;

@@ -141,7 +141,7 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
         Some(i) => crate::input::without(logged, &i.replay),
         None => logged,
     };
-    let ledger = input.as_ref().map(|i| i.log.ledger());
+    let opened_mark = input.as_ref().map(|i| (i.log.ledger(), i.mark));
     let input_log = input.map(|i| i.log);
     let mut replayed = crate::input::complaints_fed_again(&settings, &ingest, logged);
     if !replayed.is_empty() {
@@ -152,6 +152,15 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
     }
     replayed.extend(unaccounted);
     let stats = Arc::new(Stats::default());
+    // Where the replay mark may go, and the checkpoints of the dataflow's state (with the
+    // input log only: a restart restores one and feeds the log again from its time).
+    let (ledger, checkpoints) = match opened_mark {
+        Some((ledger, mark)) => {
+            let (a, c) = crate::checkpoints::open(&settings, ledger, mark, stats.clone());
+            (Some(a), c)
+        }
+        None => (None, None),
+    };
     let (snapshots, publish) = api::state::snapshot_channel();
     let sink =
         influx::InfluxSink::start(&settings.influx_config(), &settings.data_dir.join("influx"))?;
@@ -212,7 +221,7 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
                     // Journaled: the input before `as_of` need not be replayed any more.
                     Ok(()) => {
                         if let Some(l) = &ledger {
-                            l.accounted(c.as_of);
+                            l.journaled(c.as_of);
                         }
                     }
                     Err(e) => tracing::error!(error = %e, "cannot journal alert transitions"),
@@ -249,7 +258,7 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
             Arc::new(move |s: dataflow::Snapshot| {
                 let as_of = s.as_of;
                 publish(s);
-                l.accounted(as_of);
+                l.journaled(as_of);
             })
         }
         _ => publish,
@@ -259,6 +268,7 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
         series,
         raw: settings.influx_raw_telemetry,
         conditions: Some(publish_conditions),
+        checkpoints: checkpoints.as_ref().map(|c| c.checkpoints.clone()),
     };
     let rx = ingest.receiver();
     let handed = ingest.handed_factory();
@@ -402,9 +412,14 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
         joined.await.context("joining the dataflow")?;
     }
     ingest.finish(DRAIN_TIMEOUT).await;
+    if let Some(c) = &checkpoints {
+        c.finish();
+    }
     if let Some(log) = input_log {
         log.close();
-        log.ledger().flush();
+    }
+    if let Some(l) = &ledger {
+        l.flush();
     }
     if let Some(sink) = sink {
         sink.shutdown(DRAIN_TIMEOUT).await;

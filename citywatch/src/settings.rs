@@ -74,6 +74,9 @@ pub struct Settings {
     pub input_log: bool,
     /// `fsync` (survives a power cut) or `os` (survives the process dying only).
     pub input_log_sync: ingest::input_log::SyncPolicy,
+    /// How often the dataflow's state is checkpointed, ms (needs the input log; 0: never, a
+    /// restart then starts the rules' state afresh).
+    pub checkpoint_every_ms: u64,
     /// InfluxDB v2 base URL; the time-series sink is off without it.
     pub influx_url: Option<String>,
     /// InfluxDB organization.
@@ -229,6 +232,7 @@ impl Default for Settings {
             deadletter_max_bytes: 64 << 20,
             input_log: true,
             input_log_sync: ingest::input_log::SyncPolicy::Fsync,
+            checkpoint_every_ms: 10_000,
             influx_url: None,
             influx_org: influx.org,
             influx_bucket: influx.bucket,

@@ -100,7 +100,20 @@ struct Unit {
 }
 
 impl Unit {
+    /// Connects and subscribes; a broker that has just started may drop the first
+    /// connection, so a connection that fails before its subscription is acknowledged is
+    /// made again (a few times).
     async fn connect(port: u16, topic: &str) -> Unit {
+        for _ in 0..5 {
+            if let Some(unit) = Unit::try_connect(port, topic).await {
+                return unit;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("cannot subscribe to {topic} on port {port}");
+    }
+
+    async fn try_connect(port: u16, topic: &str) -> Option<Unit> {
         let mut opts = MqttOptions::new(format!("unit-{topic}"), "127.0.0.1", port);
         opts.set_keep_alive(Duration::from_secs(30));
         let (client, mut eventloop) = AsyncClient::new(opts, 100);
@@ -123,8 +136,11 @@ impl Unit {
                 }
             }
         });
-        ready.await.unwrap();
-        Unit { client, got }
+        tokio::time::timeout(Duration::from_secs(10), ready)
+            .await
+            .ok()?
+            .ok()?;
+        Some(Unit { client, got })
     }
 
     async fn next(&mut self) -> Value {

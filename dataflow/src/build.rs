@@ -12,6 +12,7 @@
 //! one update per (market, minute) per batch after `consolidate_stream`, and every windowed
 //! update is paired with its retraction so state stays bounded.
 
+use crate::checkpoint::Part;
 use crate::conditions::Condition;
 use crate::counters::{Counter, minute_of};
 use crate::operators::conditions::{
@@ -261,6 +262,8 @@ pub struct Plan {
     pub reference: Arc<crate::reference::Reference>,
     /// Where rule evaluation failures are counted.
     pub stats: Arc<crate::stats::Stats>,
+    /// Where the operators give their state, and find it again at a start (none: off).
+    pub checkpoints: Option<Arc<crate::checkpoint::Checkpoints>>,
 }
 
 /// What [`build`] makes.
@@ -293,6 +296,7 @@ impl Routing {
 /// Builds the dataflow in `scope`; the time-series operators only when `series` is set.
 pub fn build<'scope>(scope: Scope<'scope, u64>, plan: &Plan) -> Built<'scope> {
     let (timeouts, series) = (plan.timeouts, plan.series);
+    let part = |name| Part::new(plan.checkpoints.as_ref(), name, scope.index());
     let (events_in, events) = scope.new_input::<(Envelope, u64)>();
     let (registrations_in, registrations) = scope.new_input::<Observation>();
     let (rule_versions_in, rule_versions) = scope.new_input::<RuleSetVersion>();
@@ -302,7 +306,7 @@ pub fn build<'scope>(scope: Scope<'scope, u64>, plan: &Plan) -> Built<'scope> {
         let refs = Arc::new(RefValues::new(plan.reference.clone()));
         observe(events.clone(), versions.clone(), refs, plan.stats.clone())
             .concat(registrations.map(Batch::from))
-            .conditions(versions.clone())
+            .conditions(versions.clone(), part("conditions"))
     });
     let (counters_in, fed_counters) = scope.new_collection::<Counter, isize>();
     let (elevators_in, elevators) = scope.new_collection::<(Id, Id), isize>();
@@ -337,7 +341,7 @@ pub fn build<'scope>(scope: Scope<'scope, u64>, plan: &Plan) -> Built<'scope> {
     let online_elevators = frames
         .clone()
         .map(|(id, t, _)| (id, t, true))
-        .liveness(timeouts.elevator_ms);
+        .liveness(timeouts.elevator_ms, part("liveness/elevators"));
     let registered_ids = elevators.clone().map(|(id, _)| id).distinct();
     let elevators_online = online_elevators.clone().map(|id| (id, ())).join_map(
         elevators.clone(),
@@ -368,7 +372,7 @@ pub fn build<'scope>(scope: Scope<'scope, u64>, plan: &Plan) -> Built<'scope> {
             } => Some(((kitchen_id, camera_id), t, true)),
             _ => None,
         })
-        .liveness(timeouts.camera_ms);
+        .liveness(timeouts.camera_ms, part("liveness/cameras"));
     let camera_venue = cameras.join_map(kitchens, |kitchen, camera, venue| {
         ((kitchen.clone(), camera.clone()), venue.clone())
     });

@@ -9,6 +9,7 @@
 //! # Layout
 //! - [`feed`]: sources of events and the event-time frontier (lateness, late events).
 //! - [`build`]: the dataflow graph and its inputs.
+//! - [`checkpoint`]: the operators' state taken at one frontier, and restored at a start.
 //! - [`operators`]: timely operators (liveness, snapshot publishing).
 //! - [`conditions`]: active alert conditions, the output of the rules.
 //! - [`counters`]: counter keys, snapshots and their JSON view.
@@ -19,6 +20,7 @@
 //! - [`stats`]: process-wide statistics for `/metrics`.
 
 pub mod build;
+pub mod checkpoint;
 pub mod conditions;
 pub mod counters;
 pub mod feed;

@@ -239,6 +239,7 @@ fn evaluate(
             rules_on: true,
             reference: reference.clone(),
             stats: Default::default(),
+            checkpoints: None,
         };
         let seen = Rc::new(RefCell::new(Vec::new()));
         let sink = seen.clone();

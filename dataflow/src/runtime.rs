@@ -3,6 +3,7 @@
 
 use crate::build::MINUTE_RETENTION_MS;
 use crate::build::{Built, Inputs, Plan, Timeouts, build};
+use crate::checkpoint::{Checkpoints, Part};
 use crate::conditions::ConditionsFn;
 use crate::counters::{Counter, minute_of};
 use crate::feed::{ClockMode, Frontier, Ingested, Pulled, Source};
@@ -98,6 +99,9 @@ pub struct Outputs {
     pub raw: bool,
     /// Every closed-time set of active conditions (when there are rules).
     pub conditions: Option<ConditionsFn>,
+    /// Where the operators' state goes at each checkpoint, and what a start restores (none:
+    /// no checkpoints; a process of a cluster takes none).
+    pub checkpoints: Option<Arc<Checkpoints>>,
 }
 
 /// The rules: those in force at start, and where changes come from.
@@ -167,14 +171,28 @@ pub fn start(
         series,
         raw,
         conditions: publish_conditions,
+        checkpoints,
     } = outputs;
     let raw = raw && series.is_some();
+    // Once a replay or a stop has published its last snapshot, closing the inputs would fire
+    // every scheduled retraction and timer (window ends, liveness timeouts, absence clocks)
+    // at once: those are not published.
+    let closed = Arc::new(AtomicBool::new(false));
+    // A stop waits until the conditions at its end are handed on (journaled, with alerts).
+    let publish_conditions = publish_conditions.map(|p| {
+        let (closed, stats) = (closed.clone(), stats.clone());
+        Arc::new(move |c: crate::ConditionsSnapshot| {
+            if !closed.load(Ordering::SeqCst) {
+                let as_of = c.as_of;
+                p(c);
+                stats.set_conditions_as_of(as_of);
+            }
+        }) as ConditionsFn
+    });
+    let conditions_on = publish_conditions.is_some() && rules.is_on();
     let stop = Arc::new(AtomicBool::new(false));
     let stop_w = stop.clone();
     stats.set_workers(config.workers.max(1));
-    // Once a replay has published its last snapshot, closing the inputs would fire every
-    // scheduled retraction (window ends, liveness timeouts) at once: those are not published.
-    let closed = Arc::new(AtomicBool::new(false));
     let drained = Arc::new(AtomicUsize::new(0));
     let publish: SnapshotFn = {
         let (closed, stats) = (closed.clone(), stats.clone());
@@ -219,6 +237,7 @@ pub fn start(
                 rules_on: rules.is_on(),
                 reference: reference.clone(),
                 stats: stats.clone(),
+                checkpoints: checkpoints.clone(),
             };
             let Built {
                 inputs,
@@ -245,8 +264,13 @@ pub fn start(
                 });
             }
             let counters = counters.inner.probe_with(&probe);
-            differential_dataflow::AsCollection::as_collection(counters)
-                .publish_snapshots(publish, index == 0);
+            differential_dataflow::AsCollection::as_collection(counters).publish_snapshots(
+                publish,
+                index == 0,
+                (index == 0)
+                    .then(|| Part::new(checkpoints.as_ref(), "counters", 0))
+                    .flatten(),
+            );
             (inputs, probe)
         });
         inputs.interpret_rules = config.interpret_rules;
@@ -268,6 +292,14 @@ pub fn start(
             }
         }
         let mut frontier = Frontier::new(config.tick_ms, config.lateness_ms, config.clock);
+        let ck = checkpoints.clone();
+        if let Some(ck) = &ck {
+            ck.ready();
+            // Restored state is as of its checkpoint: input starts there.
+            if let Some(at) = ck.restored_at() {
+                let _ = advance(&mut frontier, &mut inputs, Some(ck), local, at, &stats);
+            }
+        }
         let mut registered = false;
         stats.worker_started();
         let mut feeder = Feeder::default();
@@ -294,20 +326,20 @@ pub fn start(
                     handed.clear();
                 }
             }
+            if let Some(ck) = ck.as_ref().filter(|_| index == 0) {
+                ck.maybe_ask();
+            }
             // A source giving what a log kept holds this worker's frontier (and so everyone's)
             // until it is through, so each of those events enters at its own time.
             if !source.replaying()
                 && let Some(t) = frontier.target(stats.newest_ms(), now_ms())
+                && let Some(t) = advance(&mut frontier, &mut inputs, ck.as_ref(), local, t, &stats)
+                && !registered
             {
-                frontier.advance(t);
-                inputs.advance_to(t);
-                stats.set_epoch(local, t);
-                if !registered {
-                    // Absence rules count silence from here: the first frontier is start-up.
-                    registered = true;
-                    if index == 0 {
-                        register_devices(&mut inputs, &current_rules, &current_reference, t);
-                    }
+                // Absence rules count silence from here: the first frontier is start-up.
+                registered = true;
+                if index == 0 {
+                    register_devices(&mut inputs, &current_rules, &current_reference, t);
                 }
             }
             if index == 0
@@ -352,24 +384,34 @@ pub fn start(
                     // A clean stop journals everything it took and fires nothing the clock
                     // has not reached: the wall clock moves the frontier past the newest event
                     // taken (within the lateness; a second more at most, for a device whose
-                    // clock runs ahead), the outputs are published up to there, and only then
-                    // do the inputs close (the sinks publish nothing at a closed input).
+                    // clock runs ahead), the outputs are published up to there, a last
+                    // checkpoint is taken there, and only then do the inputs close (the sinks
+                    // publish nothing at a closed input).
                     let (end, began) = *stopping_at.get_or_insert_with(|| {
-                        (frontier.past(stats.newest_ms()), std::time::Instant::now())
+                        let end = final_time(ck.as_ref(), frontier.past(stats.newest_ms()));
+                        (end, std::time::Instant::now())
                     });
                     let patience = Duration::from_millis(config.lateness_ms + 1000);
                     if frontier.epoch() < end && began.elapsed() < patience {
                         worker.step_or_park(Some(Duration::from_millis(2)));
                         continue;
                     }
-                    if frontier.epoch() < end {
-                        frontier.advance(end);
-                        inputs.advance_to(end);
-                        stats.set_epoch(local, end);
-                    }
-                    // Bounded: a lost peer of a cluster must not hold the stop for ever.
-                    while probe.less_than(&end) && began.elapsed() < patience * 3 {
+                    let _ = advance(&mut frontier, &mut inputs, ck.as_ref(), local, end, &stats);
+                    // One process waits until the outputs at `end` are handed on (the sinks
+                    // run on this process's worker 0) and, with checkpoints, the last one is
+                    // taken: the replay mark can then move to it. Bounded: a lost peer of a
+                    // cluster must not hold the stop for ever.
+                    let done = || {
+                        !probe.less_than(&end)
+                            && (in_cluster
+                                || published(&stats, end, conditions_on)
+                                    && ck.as_ref().is_none_or(|c| c.is_taken(end)))
+                    };
+                    while !done() && began.elapsed() < patience * 3 {
                         worker.step_or_park(Some(Duration::from_millis(2)));
+                    }
+                    if !in_cluster {
+                        closed.store(true, Ordering::SeqCst);
                     }
                     break;
                 }
@@ -386,11 +428,12 @@ pub fn start(
             while drained.load(Ordering::SeqCst) < peers {
                 worker.step_or_park(Some(Duration::from_millis(1)));
             }
-            let end = frontier.past(stats.newest_ms());
-            frontier.advance(end);
-            inputs.advance_to(end);
-            stats.set_epoch(local, end);
-            while probe.less_than(&end) || stats.as_of_ms() < end {
+            let end = final_time(ck.as_ref(), frontier.past(stats.newest_ms()));
+            let _ = advance(&mut frontier, &mut inputs, ck.as_ref(), local, end, &stats);
+            while probe.less_than(&end)
+                || !published(&stats, end, conditions_on)
+                || ck.as_ref().is_some_and(|c| !c.is_taken(end))
+            {
                 worker.step();
             }
             closed.store(true, Ordering::SeqCst);
@@ -398,6 +441,36 @@ pub fn start(
     })
     .map_err(RuntimeError::Timely)?;
     Ok(Running { guards, stop })
+}
+
+/// Moves a worker's input to `t`, not past a checkpoint asked for; the time it moved to, if
+/// it moved.
+fn advance(
+    frontier: &mut Frontier,
+    inputs: &mut Inputs,
+    ck: Option<&Arc<Checkpoints>>,
+    worker: usize,
+    t: u64,
+    stats: &Stats,
+) -> Option<u64> {
+    let t = ck.map_or(t, |c| c.allow(worker, t));
+    (t > frontier.epoch()).then(|| {
+        frontier.advance(t);
+        inputs.advance_to(t);
+        stats.set_epoch(worker, t);
+        t
+    })
+}
+
+/// Whether the counters (and the conditions, when on) are published up to `end`.
+fn published(stats: &Stats, end: u64, conditions_on: bool) -> bool {
+    stats.as_of_ms() >= end && (!conditions_on || stats.conditions_as_of_ms() >= end)
+}
+
+/// Where the input ends at a stop: past every event taken, and with checkpoints, at the time
+/// of the last checkpoint.
+fn final_time(ck: Option<&Arc<Checkpoints>>, end: u64) -> u64 {
+    ck.map_or(end, |c| c.ask_final(end))
 }
 
 /// Registers every device of the registries the absence rules watch, at time `t`.

@@ -11,9 +11,26 @@ pub struct Stats {
     untimed: AtomicU64,
     newest: AtomicU64,
     as_of: AtomicU64,
+    conditions_as_of: AtomicU64,
     running: std::sync::atomic::AtomicUsize,
     rule_errors: Mutex<std::collections::BTreeMap<String, (u64, String)>>,
     epochs: Mutex<Vec<u64>>,
+    checkpoint: Mutex<CheckpointStats>,
+}
+
+/// The checkpoints written since start.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct CheckpointStats {
+    /// Checkpoints written.
+    pub written: u64,
+    /// Failed writes (the replay mark stays at the previous checkpoint).
+    pub failed: u64,
+    /// The frontier of the last one written, epoch ms.
+    pub at_ms: u64,
+    /// Its size, bytes.
+    pub bytes: u64,
+    /// How long encoding it and writing it took, s.
+    pub seconds: f64,
 }
 
 impl Stats {
@@ -82,6 +99,16 @@ impl Stats {
         self.as_of.store(t, Ordering::Relaxed);
     }
 
+    /// Records the `as_of` of the latest set of conditions handed on (journaled, with alerts).
+    pub fn set_conditions_as_of(&self, t: u64) {
+        self.conditions_as_of.store(t, Ordering::Relaxed);
+    }
+
+    /// `as_of` of the latest set of conditions handed on, epoch ms.
+    pub fn conditions_as_of_ms(&self) -> u64 {
+        self.conditions_as_of.load(Ordering::Relaxed)
+    }
+
     /// Events handed to the dataflow since start.
     pub fn events_total(&self) -> u64 {
         self.events.load(Ordering::Relaxed)
@@ -111,6 +138,29 @@ impl Stats {
             .copied()
             .min()
             .unwrap_or(0)
+    }
+
+    /// Records a checkpoint written (or not, when `written` is none).
+    pub fn record_checkpoint(&self, written: Option<(u64, u64)>, seconds: f64) {
+        let mut c = self
+            .checkpoint
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match written {
+            Some((at_ms, bytes)) => {
+                c.written += 1;
+                (c.at_ms, c.bytes, c.seconds) = (at_ms, bytes, seconds);
+            }
+            None => c.failed += 1,
+        }
+    }
+
+    /// The checkpoints written since start.
+    pub fn checkpoints(&self) -> CheckpointStats {
+        *self
+            .checkpoint
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// `as_of` of the latest published snapshot, epoch ms.

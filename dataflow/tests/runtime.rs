@@ -57,6 +57,7 @@ fn replay(events: Vec<Ingested>, workers: usize, batch: usize) -> (Snapshot, Arc
             series: None,
             raw: false,
             conditions: None,
+            checkpoints: None,
         },
         stats.clone(),
     )

@@ -56,8 +56,8 @@ pub struct Transition {
     pub value: f64,
 }
 
-/// The state of one (rule, group).
-#[derive(Debug, Clone, Default)]
+/// The state of one (rule, group); checkpoints keep it as it is.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Machine {
     raw: bool,
     raw_since: u64,

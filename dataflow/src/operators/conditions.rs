@@ -10,6 +10,7 @@
 //!    of active conditions. State: one machine per active group (dropped when idle), the stash
 //!    of observations ahead of the frontier, and one timer entry per machine.
 
+use crate::checkpoint::Part;
 use crate::conditions::Condition;
 use crate::operators::Held;
 use crate::operators::judge::{CarriedVars, Judge, Programs, text};
@@ -497,11 +498,81 @@ fn uses_ref(rule: &Rule) -> bool {
 
 /// Step 2, as an extension trait on the batch stream.
 pub trait Conditions<'scope> {
-    /// The collection of active conditions, under the rule-set versions of `versions`.
+    /// The collection of active conditions, under the rule-set versions of `versions`. With a
+    /// checkpoint `part`, the machines are given at each checkpoint and restored at start.
     fn conditions(
         self,
         versions: StreamVec<'scope, u64, RuleSetVersion>,
+        part: Option<Part>,
     ) -> VecCollection<'scope, u64, Condition, isize>;
+}
+
+/// What a checkpoint keeps of the rules' state: the source of every rule in force (a rule
+/// changed between stop and start starts afresh, as a change at run time does) and every
+/// group's machines.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct SavedMachines {
+    rules: Vec<(u64, rules::RuleSource)>,
+    groups: Vec<(String, Vec<(u64, Machine)>)>,
+}
+
+fn saved_machines(set: &RuleSet, groups: &foldhash::HashMap<Rc<str>, Group>) -> SavedMachines {
+    SavedMachines {
+        rules: set
+            .keys
+            .iter()
+            .zip(&set.rules)
+            .map(|(k, r)| (*k, r.source.clone()))
+            .collect(),
+        groups: groups
+            .iter()
+            .map(|(k, g)| (k.to_string(), g.machines.clone()))
+            .collect(),
+    }
+}
+
+/// Puts restored machines in place at `at`, under the rule set in force then: the machines
+/// of rules that are unchanged, their timers queued, and their firing conditions active
+/// again from `at` (the alert journal knows them as the same episodes).
+fn install(
+    saved: SavedMachines,
+    at: u64,
+    set: &RuleSet,
+    groups: &mut foldhash::HashMap<Rc<str>, Group>,
+    timers: &mut BinaryHeap<Reverse<(u64, Rc<str>)>>,
+    out: &mut Vec<(Condition, u64, isize)>,
+) {
+    let unchanged: Vec<u64> = saved
+        .rules
+        .iter()
+        .filter(|(k, src)| set.get(*k).is_some_and(|r| &r.source == src))
+        .map(|(k, _)| *k)
+        .collect();
+    for (group, mut machines) in saved.groups {
+        machines.retain(|(k, _)| unchanged.contains(k));
+        if machines.is_empty() {
+            continue;
+        }
+        for (k, m) in &machines {
+            if let (Some(r), Some(value)) = (set.get(*k), m.firing_value()) {
+                let c = Condition {
+                    rule: r.id.clone(),
+                    group: group.clone(),
+                    value_milli: (value * 1000.0).round() as i64,
+                };
+                out.push((c, at, 1));
+            }
+        }
+        let key: Rc<str> = Rc::from(group);
+        groups.insert(
+            key.clone(),
+            Group {
+                machines,
+                ..Group::default()
+            },
+        );
+        reschedule(set, groups, key, timers);
+    }
 }
 
 /// The machines of one group key, one per rule, and the group's earliest timer.
@@ -520,6 +591,7 @@ impl<'scope> Conditions<'scope> for StreamVec<'scope, u64, Batch> {
     fn conditions(
         self,
         versions: StreamVec<'scope, u64, RuleSetVersion>,
+        part: Option<Part>,
     ) -> VecCollection<'scope, u64, Condition, isize> {
         use timely::dataflow::channels::pact::Pipeline;
         let exchange = Exchange::new(|b: &Batch| b.group.hashed());
@@ -528,8 +600,14 @@ impl<'scope> Conditions<'scope> for StreamVec<'scope, u64, Batch> {
             exchange,
             Pipeline,
             "Conditions",
-            move |_cap, _info| {
+            move |init, _info| {
                 let mut cap = Held::default();
+                // Installed once everything before its time is handled (the rule set in force
+                // then is known).
+                let mut restored = part.as_ref().and_then(|p| p.restored::<SavedMachines>());
+                if let Some((at, _)) = &restored {
+                    cap = Held::at(init.delayed(at));
+                }
                 let mut stash: BTreeMap<u64, Vec<Batch>> = BTreeMap::new();
                 let mut pending: BTreeMap<u64, RuleSetVersion> = BTreeMap::new();
                 let mut current = Arc::new(RuleSet::default());
@@ -577,6 +655,10 @@ impl<'scope> Conditions<'scope> for StreamVec<'scope, u64, Batch> {
                         else {
                             break;
                         };
+                        if let Some((at, saved)) = restored.take_if(|(at, _)| t >= *at) {
+                            install(saved, at, &current, &mut groups, &mut timers, &mut out);
+                            continue;
+                        }
                         // At one time: a new version first, then timers, then observations.
                         if next_version == Some(t) {
                             let Some((_, v)) = pending.pop_first() else {
@@ -684,8 +766,12 @@ impl<'scope> Conditions<'scope> for StreamVec<'scope, u64, Batch> {
                                         }
                                         What::Registered => {
                                             // Absence counts from the registration's time (the
-                                            // runtime registers at its first frontier: start-up).
-                                            *m = Machine::registered(t);
+                                            // runtime registers at its first frontier: start-up),
+                                            // unless the device's clock already runs (restored
+                                            // from a checkpoint, or heard before).
+                                            if m.is_idle() {
+                                                *m = Machine::registered(t);
+                                            }
                                             Vec::new()
                                         }
                                         What::Deferred { fields, item } => {
@@ -740,10 +826,16 @@ impl<'scope> Conditions<'scope> for StreamVec<'scope, u64, Batch> {
                             }
                         }
                     }
+                    if let Some((at, saved)) = restored.take_if(|(at, _)| f >= *at) {
+                        install(saved, at, &current, &mut groups, &mut timers, &mut out);
+                    }
                     if let Some(c) = cap.get()
                         && !out.is_empty()
                     {
                         output.session(c).give_iterator(out.drain(..));
+                    }
+                    if let Some(p) = part.as_ref().filter(|p| p.due(f)) {
+                        p.give(f, &saved_machines(&current, &groups));
                     }
                     let next = stash
                         .keys()

@@ -9,6 +9,7 @@
 //! State per key: its expiry and the deadline queued for it. The deadline queue holds at most
 //! one live entry per online key, so memory is bounded by the number of keys, not the rate.
 
+use crate::checkpoint::Part;
 use crate::operators::Held;
 use differential_dataflow::hashable::Hashable;
 use differential_dataflow::{AsCollection, ExchangeData, VecCollection};
@@ -28,9 +29,11 @@ pub trait Liveness<'scope, K: ExchangeData> {
     /// The collection of keys observed within the last `timeout_ms`.
     ///
     /// ```ignore
-    /// let online = frames.map(|(id, t)| (id, t, true)).liveness(180_000);
+    /// let online = frames.map(|(id, t)| (id, t, true)).liveness(180_000, None);
     /// ```
-    fn liveness(self, timeout_ms: u64) -> VecCollection<'scope, u64, K, isize>;
+    /// With a checkpoint `part`, its state is given at each checkpoint and restored at start
+    /// (the keys online then come online again at the checkpoint's time).
+    fn liveness(self, timeout_ms: u64, part: Option<Part>) -> VecCollection<'scope, u64, K, isize>;
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -43,14 +46,18 @@ impl<'scope, K> Liveness<'scope, K> for StreamVec<'scope, u64, Seen<K>>
 where
     K: ExchangeData + Hash + Eq,
 {
-    fn liveness(self, timeout_ms: u64) -> VecCollection<'scope, u64, K, isize> {
+    fn liveness(self, timeout_ms: u64, part: Option<Part>) -> VecCollection<'scope, u64, K, isize> {
         let exchange = Exchange::new(|(k, _, _): &Seen<K>| k.hashed());
-        self.unary_frontier(exchange, "Liveness", move |_cap, _info| {
+        self.unary_frontier(exchange, "Liveness", move |init, _info| {
             let mut cap = Held::default();
             let mut stash: BTreeMap<u64, Vec<(K, bool)>> = BTreeMap::new();
             let mut state: HashMap<K, KeyState> = HashMap::new();
             let mut deadlines: BinaryHeap<Reverse<(u64, K)>> = BinaryHeap::new();
             let mut out: Vec<(K, u64, isize)> = Vec::new();
+            if let Some((at, saved)) = part.as_ref().and_then(|p| p.restored::<Vec<(K, u64)>>()) {
+                cap = Held::at(init.delayed(&at));
+                restore(saved, at, &mut state, &mut deadlines, &mut out);
+            }
             move |(input, frontier), output| {
                 input.for_each_stamp(|incap, data| {
                     cap.keep(&incap);
@@ -96,12 +103,38 @@ where
                 {
                     output.session(c).give_iterator(out.drain(..));
                 }
+                if let Some(p) = part.as_ref().filter(|p| p.due(f)) {
+                    let saved: Vec<(K, u64)> =
+                        state.iter().map(|(k, s)| (k.clone(), s.expiry)).collect();
+                    p.give(f, &saved);
+                }
                 let next = stash.keys().next().copied().into_iter();
                 let next = next.chain(deadlines.peek().map(|Reverse((t, _))| *t)).min();
                 cap.release_to(next);
             }
         })
         .as_collection()
+    }
+}
+
+/// The keys online at a checkpoint, with their expiry: online again from its time `at`.
+fn restore<K: Hash + Eq + Ord + Clone>(
+    saved: Vec<(K, u64)>,
+    at: u64,
+    state: &mut HashMap<K, KeyState>,
+    deadlines: &mut BinaryHeap<Reverse<(u64, K)>>,
+    out: &mut Vec<(K, u64, isize)>,
+) {
+    for (k, expiry) in saved {
+        deadlines.push(Reverse((expiry, k.clone())));
+        out.push((k.clone(), at, 1));
+        state.insert(
+            k,
+            KeyState {
+                expiry,
+                scheduled: expiry,
+            },
+        );
     }
 }
 
@@ -172,7 +205,7 @@ mod tests {
             let sink = seen.clone();
             let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| {
                 let (input, stream) = scope.new_input::<Seen<u32>>();
-                let out = stream.liveness(10);
+                let out = stream.liveness(10, None);
                 let (probe, _) = out
                     .inner
                     .inspect(move |u: &(u32, u64, isize)| sink.borrow_mut().push(*u))

@@ -30,6 +30,11 @@ use timely::dataflow::operators::{Capability, InputCapability};
 pub(crate) struct Held(Option<Capability<u64>>);
 
 impl Held {
+    /// Holding `cap` (a restored operator owes output at the checkpoint's time).
+    pub(crate) fn at(cap: Capability<u64>) -> Held {
+        Held(Some(cap))
+    }
+
     /// Holds on to an incoming message's time if it is earlier than the one held.
     pub(crate) fn keep(&mut self, incap: &InputCapability<u64>) {
         if let Some(least) = incap.least()

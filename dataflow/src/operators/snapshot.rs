@@ -7,6 +7,7 @@
 //! (one integer per live counter key) and the updates still ahead of the frontier, which
 //! include the scheduled retractions of windowed counters; both are bounded by retention.
 
+use crate::checkpoint::Part;
 use crate::counters::{Counter, Snapshot};
 use differential_dataflow::VecCollection;
 use std::collections::btree_map::Entry;
@@ -23,15 +24,62 @@ pub trait PublishSnapshots {
     /// Sends every closed-time snapshot of the counters to `publish`. All updates travel to
     /// worker 0; only there (`is_worker_zero`) is anything published, as the other workers'
     /// instances of the sink see the same frontier but none of the data.
-    fn publish_snapshots(self, publish: SnapshotFn, is_worker_zero: bool);
+    /// With a checkpoint `part` (worker 0's), the counters fed by the messages themselves are
+    /// given at each checkpoint and restored at start; the others are derived again from
+    /// restored or reloaded state (liveness, registries, the complaint log).
+    fn publish_snapshots(self, publish: SnapshotFn, is_worker_zero: bool, part: Option<Part>);
+}
+
+/// The counters a checkpoint keeps: those only the messages themselves feed. The rest are
+/// derived from operator state that is restored (liveness) or reloaded (registries,
+/// complaints), and would count twice if kept as well.
+fn kept_in_checkpoints(c: &Counter) -> bool {
+    matches!(
+        c,
+        Counter::Messages { .. }
+            | Counter::Late { .. }
+            | Counter::Untimed { .. }
+            | Counter::MarketTurnoverFen { .. }
+            | Counter::MarketSales { .. }
+    )
+}
+
+/// What a checkpoint keeps of the counters: totals, and updates scheduled ahead.
+type SavedCounters = (Vec<(Counter, i64)>, Vec<(u64, Vec<(Counter, isize)>)>);
+
+fn saved(snapshot: &Snapshot, pending: &BTreeMap<u64, HashMap<Counter, isize>>) -> SavedCounters {
+    let values = snapshot
+        .values
+        .iter()
+        .filter(|(c, _)| kept_in_checkpoints(c))
+        .map(|(c, v)| (c.clone(), *v))
+        .collect();
+    let ahead = pending
+        .iter()
+        .map(|(t, m)| {
+            let kept = m.iter().filter(|(c, _)| kept_in_checkpoints(c));
+            (*t, kept.map(|(c, d)| (c.clone(), *d)).collect())
+        })
+        .collect();
+    (values, ahead)
 }
 
 impl PublishSnapshots for VecCollection<'_, u64, Counter, isize> {
-    fn publish_snapshots(self, publish: SnapshotFn, is_worker_zero: bool) {
+    fn publish_snapshots(self, publish: SnapshotFn, is_worker_zero: bool, part: Option<Part>) {
         // Consolidated per time: the scheduled retractions of a window (one per batch that
         // touched it) collapse into one entry per counter key.
         let mut pending: BTreeMap<u64, HashMap<Counter, isize>> = BTreeMap::new();
         let mut snapshot = Snapshot::default();
+        if let Some((at, (values, ahead))) =
+            part.as_ref().and_then(|p| p.restored::<SavedCounters>())
+        {
+            snapshot.as_of = at;
+            snapshot.values = values.into_iter().collect();
+            pending = ahead
+                .into_iter()
+                .map(|(t, m)| (t, m.into_iter().collect()))
+                .collect();
+        }
         self.inner.sink(
             Exchange::new(|_: &(Counter, u64, isize)| 0),
             "PublishSnapshots",
@@ -47,32 +95,44 @@ impl PublishSnapshots for VecCollection<'_, u64, Counter, isize> {
                 if !is_worker_zero || f == u64::MAX || f <= snapshot.as_of {
                     return;
                 }
-                while let Some(entry) = pending.first_entry() {
-                    if *entry.key() >= f {
-                        break;
-                    }
-                    for (c, d) in entry.remove() {
-                        // Zero entries carry no information; dropping them keeps the map
-                        // bounded by the live keys.
-                        match snapshot.values.entry(c) {
-                            Entry::Occupied(mut e) => {
-                                *e.get_mut() += d as i64;
-                                if *e.get() == 0 {
-                                    e.remove();
-                                }
-                            }
-                            Entry::Vacant(e) if d != 0 => {
-                                e.insert(d as i64);
-                            }
-                            Entry::Vacant(_) => {}
-                        }
-                    }
-                }
-                snapshot.as_of = f;
+                apply_closed(&mut pending, &mut snapshot, f);
                 publish(snapshot.clone());
+                if let Some(p) = part.as_ref().filter(|p| p.due(f)) {
+                    p.give(f, &saved(&snapshot, &pending));
+                }
             },
         );
     }
+}
+
+/// Folds the updates before `f` into the totals; the snapshot is then as of `f`.
+fn apply_closed(
+    pending: &mut BTreeMap<u64, HashMap<Counter, isize>>,
+    snapshot: &mut Snapshot,
+    f: u64,
+) {
+    while let Some(entry) = pending.first_entry() {
+        if *entry.key() >= f {
+            break;
+        }
+        for (c, d) in entry.remove() {
+            // Zero entries carry no information; dropping them keeps the map
+            // bounded by the live keys.
+            match snapshot.values.entry(c) {
+                Entry::Occupied(mut e) => {
+                    *e.get_mut() += d as i64;
+                    if *e.get() == 0 {
+                        e.remove();
+                    }
+                }
+                Entry::Vacant(e) if d != 0 => {
+                    e.insert(d as i64);
+                }
+                Entry::Vacant(_) => {}
+            }
+        }
+    }
+    snapshot.as_of = f;
 }
 
 /// Extension trait that publishes the active-condition collection as snapshots.

@@ -29,6 +29,7 @@ pub fn rule_dataflow(
         rules_on: true,
         reference,
         stats: Default::default(),
+        checkpoints: None,
     };
     let seen = Rc::new(RefCell::new(Vec::new()));
     let sink = seen.clone();

@@ -43,6 +43,8 @@ struct State {
 pub struct Ledger {
     state: Mutex<State>,
     path: PathBuf,
+    /// One writer of the file at a time (they share its temporary name).
+    writing: Mutex<()>,
 }
 
 impl Ledger {
@@ -56,6 +58,7 @@ impl Ledger {
                 written: Some((mark, Instant::now())),
             }),
             path,
+            writing: Mutex::new(()),
         }
     }
 
@@ -120,6 +123,11 @@ impl Ledger {
         self.write(mark);
     }
 
+    /// The mark on disk now: what a restart would go by.
+    pub fn written(&self) -> Mark {
+        self.lock().written.map(|(m, _)| m).unwrap_or_default()
+    }
+
     /// The first message a restart would replay.
     pub fn replay_from(&self) -> u64 {
         self.lock().mark.replay_from
@@ -128,6 +136,15 @@ impl Ledger {
     /// Written whole or not at all, and synced: it must never claim more than the journal
     /// holds, and a lost write only means a longer replay.
     fn write(&self, mark: Mark) {
+        let _one = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
+        // A newer mark may have been written meanwhile: never write an older one over it.
+        if self
+            .lock()
+            .written
+            .is_some_and(|(m, _)| m.replay_from > mark.replay_from || m.as_of_ms > mark.as_of_ms)
+        {
+            return;
+        }
         let tmp = self.path.with_extension("json.tmp");
         let written = (|| -> std::io::Result<()> {
             let mut f = std::fs::File::create(&tmp)?;
