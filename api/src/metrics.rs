@@ -339,7 +339,7 @@ pub fn render(s: &AppState) -> String {
 }
 
 fn checkpoints(o: &mut Out, c: &dataflow::stats::CheckpointStats) {
-    let families: [(&str, &str, &str, f64); 5] = [
+    let families: [(&str, &str, &str, f64); 6] = [
         (
             "citywatch_checkpoints_total",
             "counter",
@@ -369,6 +369,12 @@ fn checkpoints(o: &mut Out, c: &dataflow::stats::CheckpointStats) {
             "gauge",
             "How long writing the last checkpoint took (file synced).",
             c.seconds,
+        ),
+        (
+            "citywatch_checkpoint_hold_seconds",
+            "gauge",
+            "How long the workers' input was held while the last checkpoint's parts were taken.",
+            c.held_seconds,
         ),
     ];
     for (name, kind, help, value) in families {

@@ -187,12 +187,16 @@ fn write_each(
         match checkpoint::write(dir, &taken) {
             Ok(path) => {
                 let bytes = std::fs::metadata(&path).map_or(0, |m| m.len());
-                stats.record_checkpoint(Some((taken.at, bytes)), began.elapsed().as_secs_f64());
+                stats.record_checkpoint(
+                    Some((taken.at, bytes)),
+                    began.elapsed().as_secs_f64(),
+                    taken.held.as_secs_f64(),
+                );
                 tracing::debug!(at = taken.at, bytes, "checkpoint written");
                 accounting.checkpointed(taken.at);
             }
             Err(e) => {
-                stats.record_checkpoint(None, began.elapsed().as_secs_f64());
+                stats.record_checkpoint(None, began.elapsed().as_secs_f64(), 0.0);
                 tracing::error!(at = taken.at, error = %e, "checkpoint: cannot write; the replay mark stays at the previous one");
             }
         }

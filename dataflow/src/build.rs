@@ -547,14 +547,13 @@ pub fn build<'scope>(scope: Scope<'scope, u64>, plan: &Plan) -> Built<'scope> {
     .consolidate_stream();
 
     let series = series.then(|| {
-        let elevators =
-            frames
-                .tumbling(ELEVATOR_WINDOW_MS)
-                .map(|(elevator_id, start_ms, window)| Series::Elevator {
-                    elevator_id,
-                    start_ms,
-                    window,
-                });
+        let elevators = frames
+            .tumbling(ELEVATOR_WINDOW_MS, part("series/elevators"))
+            .map(|(elevator_id, start_ms, window)| Series::Elevator {
+                elevator_id,
+                start_ms,
+                window,
+            });
         let goods = sales
             .flat_map(|(event, t)| match event {
                 Event::Sale {
@@ -566,7 +565,7 @@ pub fn build<'scope>(scope: Scope<'scope, u64>, plan: &Plan) -> Built<'scope> {
                 )),
                 _ => None,
             })
-            .tumbling(MINUTE_MS)
+            .tumbling(MINUTE_MS, part("series/market_goods"))
             .map(
                 |((market_id, goods_code), start_ms, window)| Series::MarketGoods {
                     market_id,
@@ -588,7 +587,7 @@ pub fn build<'scope>(scope: Scope<'scope, u64>, plan: &Plan) -> Built<'scope> {
                 )),
                 _ => None,
             })
-            .tumbling(MINUTE_MS)
+            .tumbling(MINUTE_MS, part("series/kitchen_detections"))
             .map(
                 |((kitchen_id, kind), start_ms, window)| Series::KitchenDetections {
                     kitchen_id,

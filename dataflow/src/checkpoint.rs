@@ -39,6 +39,9 @@ pub struct Taken {
     pub workers: usize,
     /// Each operator's part, by (operator, worker), in the operator's own encoding.
     pub parts: BTreeMap<(String, usize), Vec<u8>>,
+    /// How long the workers' input was held for it (not written).
+    #[serde(skip)]
+    pub held: Duration,
 }
 
 /// Why a checkpoint file could not be read.
@@ -179,6 +182,8 @@ struct Coord {
     ready: usize,
     parts: BTreeMap<(String, usize), Vec<u8>>,
     last: Instant,
+    /// When the one being taken was asked for.
+    asked_when: Instant,
     /// The last checkpoint complete, and whether a stop asked for it.
     taken: Option<u64>,
     stopping: bool,
@@ -218,6 +223,7 @@ impl Checkpoints {
                 ready: 0,
                 parts: BTreeMap::new(),
                 last: Instant::now(),
+                asked_when: Instant::now(),
                 taken: None,
                 stopping: false,
             }),
@@ -262,6 +268,7 @@ impl Checkpoints {
         }
         let at = self.past_every_epoch(&c, 0);
         c.parts.clear();
+        c.asked_when = Instant::now();
         self.asked.store(at, Ordering::SeqCst);
     }
 
@@ -284,6 +291,7 @@ impl Checkpoints {
             return asked;
         }
         c.parts.clear();
+        c.asked_when = Instant::now();
         self.asked.store(at, Ordering::SeqCst);
         at
     }
@@ -317,6 +325,7 @@ impl Checkpoints {
                 at,
                 workers: self.workers,
                 parts: std::mem::take(&mut c.parts),
+                held: c.asked_when.elapsed(),
             }
         };
         (self.on_taken)(taken);
@@ -382,6 +391,7 @@ mod tests {
             at: 12_300,
             workers: 1,
             parts,
+            held: Duration::ZERO,
         }
     }
 

@@ -70,7 +70,7 @@ impl FrameSummary {
 pub const STOPPED_BELOW_MPS: f64 = 0.05;
 
 /// An elevator's aggregates over one window.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ElevatorWindow {
     pub frames: u32,
     /// Starts of movement (stopped → moving).
@@ -85,7 +85,7 @@ pub struct ElevatorWindow {
 }
 
 /// An elevator's last frame, carried across windows to see transitions.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ElevatorCarry {
     last_ms: Option<u64>,
     moving: bool,
@@ -133,7 +133,7 @@ impl ElevatorWindow {
 }
 
 /// A goods' sales in a market over one minute.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MarketWindow {
     pub turnover_fen: i64,
     pub sales: u32,
@@ -164,7 +164,7 @@ impl Window for MarketWindow {
 }
 
 /// Detections of one kind in a kitchen over one minute.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct KitchenWindow {
     pub detections: u32,
     /// Of those, below the alerting confidence (0.6).

@@ -29,8 +29,10 @@ pub struct CheckpointStats {
     pub at_ms: u64,
     /// Its size, bytes.
     pub bytes: u64,
-    /// How long encoding it and writing it took, s.
+    /// How long writing and syncing it took, s.
     pub seconds: f64,
+    /// How long the workers' input was held while its parts were taken, s.
+    pub held_seconds: f64,
 }
 
 impl Stats {
@@ -140,8 +142,9 @@ impl Stats {
             .unwrap_or(0)
     }
 
-    /// Records a checkpoint written (or not, when `written` is none).
-    pub fn record_checkpoint(&self, written: Option<(u64, u64)>, seconds: f64) {
+    /// Records a checkpoint written (or not, when `written` is none): its time and size, how
+    /// long writing took and how long the input was held for it, s.
+    pub fn record_checkpoint(&self, written: Option<(u64, u64)>, seconds: f64, held: f64) {
         let mut c = self
             .checkpoint
             .lock()
@@ -149,7 +152,7 @@ impl Stats {
         match written {
             Some((at_ms, bytes)) => {
                 c.written += 1;
-                (c.at_ms, c.bytes, c.seconds) = (at_ms, bytes, seconds);
+                (c.at_ms, c.bytes, c.seconds, c.held_seconds) = (at_ms, bytes, seconds, held);
             }
             None => c.failed += 1,
         }

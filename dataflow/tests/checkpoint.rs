@@ -65,6 +65,8 @@ fn city(seed: u64) -> City2 {
 
 struct Run {
     changes: Vec<Change>,
+    /// Every time-series window written, as text (sorted).
+    series: Vec<String>,
     counters: Snapshot,
     taken: Option<Taken>,
 }
@@ -95,7 +97,8 @@ fn run(c: &City2, messages: Vec<Ingested>, restore: Option<Taken>, checkpoints: 
             Box::new(move |t| *taken.lock().unwrap() = Some(t)),
         )
     });
-    let (seen, last) = (changes.clone(), counters.clone());
+    let series = Arc::new(Mutex::new(Vec::new()));
+    let (seen, last, windows) = (changes.clone(), counters.clone(), series.clone());
     let running = dataflow::start(
         DataflowConfig {
             workers: 2,
@@ -112,7 +115,12 @@ fn run(c: &City2, messages: Vec<Ingested>, restore: Option<Taken>, checkpoints: 
         sources,
         Outputs {
             snapshots: Arc::new(move |s| *last.lock().unwrap() = s),
-            series: None,
+            series: Some(Arc::new(move |batch: Vec<dataflow::Series>| {
+                windows
+                    .lock()
+                    .unwrap()
+                    .extend(batch.iter().map(|w| format!("{w:?}")));
+            })),
             raw: false,
             conditions: Some(Arc::new(move |s: ConditionsSnapshot| {
                 let mut seen = seen.lock().unwrap();
@@ -130,8 +138,11 @@ fn run(c: &City2, messages: Vec<Ingested>, restore: Option<Taken>, checkpoints: 
     let changes = std::mem::take(&mut *changes.lock().unwrap());
     let counters = counters.lock().unwrap().clone();
     let taken = taken.lock().unwrap().take();
+    let mut series = std::mem::take(&mut *series.lock().unwrap());
+    series.sort();
     Run {
         changes,
+        series,
         counters,
         taken,
     }
@@ -217,6 +228,12 @@ fn a_run_stopped_and_restored_from_its_checkpoint_judges_as_one_run() {
     whole_changes.sort();
     assert_eq!(joined, whole_changes);
     assert_eq!(comparable(&second.counters), comparable(&whole.counters));
+    // Windows open at the stop close after the restart with all their inputs.
+    let mut windows = first.series.clone();
+    windows.extend(second.series);
+    windows.sort();
+    assert!(whole.series.len() > 100, "{} windows", whole.series.len());
+    assert_eq!(windows, whole.series);
 }
 
 fn decoded(topic: &str, payload: String, ts: u64) -> Ingested {

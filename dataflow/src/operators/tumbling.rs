@@ -6,45 +6,64 @@
 //! windows (at most lateness / width + 1 per key), and one small carry per key that lets a
 //! window see transitions from the previous one (e.g. an elevator starting to move).
 
+use crate::checkpoint::Part;
 use crate::operators::Held;
 use differential_dataflow::ExchangeData;
 use differential_dataflow::hashable::Hashable;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 
-/// An aggregate over one window.
-pub trait Window: Default + Clone + 'static {
+/// An aggregate over one window (kept in checkpoints, so serializable).
+pub trait Window: Default + Clone + Serialize + DeserializeOwned + 'static {
     /// What one input contributes.
     type In: timely::ExchangeData + Clone;
     /// Per-key state carried from window to window.
-    type Carry: Default + 'static;
+    type Carry: Default + Clone + Serialize + DeserializeOwned + 'static;
     /// Folds one input at time `t`.
     fn add(&mut self, carry: &mut Self::Carry, t: u64, input: &Self::In);
 }
 
 /// Extension trait for streams of `(key, time, input)`.
 pub trait Tumbling<'scope, K, W: Window> {
-    /// Windows of `width_ms` per key, emitted as they close.
-    fn tumbling(self, width_ms: u64) -> StreamVec<'scope, u64, (K, u64, W)>;
+    /// Windows of `width_ms` per key, emitted as they close. With a checkpoint `part`, the
+    /// open windows and carries are given at each checkpoint and restored at start, so a
+    /// window open at a stop closes with all of its inputs.
+    fn tumbling(self, width_ms: u64, part: Option<Part>) -> StreamVec<'scope, u64, (K, u64, W)>;
 }
+
+/// What a checkpoint keeps: the open windows by start, and the carries.
+type Saved<K, W> = (Vec<(u64, Vec<(K, W)>)>, Vec<(K, <W as Window>::Carry)>);
 
 impl<'scope, K, W> Tumbling<'scope, K, W> for StreamVec<'scope, u64, (K, u64, W::In)>
 where
     K: ExchangeData + Hash + Eq,
     W: Window,
 {
-    fn tumbling(self, width_ms: u64) -> StreamVec<'scope, u64, (K, u64, W)> {
+    fn tumbling(self, width_ms: u64, part: Option<Part>) -> StreamVec<'scope, u64, (K, u64, W)> {
         let width = width_ms.max(1);
         let exchange = Exchange::new(|(k, _, _): &(K, u64, W::In)| k.hashed());
-        self.unary_frontier(exchange, "Tumbling", move |_cap, _info| {
+        self.unary_frontier(exchange, "Tumbling", move |init, _info| {
             let mut cap = Held::default();
             let mut stash: BTreeMap<u64, Vec<(K, W::In)>> = BTreeMap::new();
             let mut open: BTreeMap<u64, HashMap<K, W>> = BTreeMap::new();
             let mut carry: HashMap<K, W::Carry> = HashMap::new();
             let mut out: Vec<(K, u64, W)> = Vec::new();
+            if let Some((at, (windows, carries))) =
+                part.as_ref().and_then(|p| p.restored::<Saved<K, W>>())
+            {
+                // The restored windows close at or after `at`.
+                cap = Held::at(init.delayed(&at));
+                open = windows
+                    .into_iter()
+                    .map(|(start, ws)| (start, ws.into_iter().collect()))
+                    .collect();
+                carry = carries.into_iter().collect();
+            }
             move |(input, frontier), output| {
                 input.for_each_stamp(|incap, data| {
                     cap.keep(&incap);
@@ -67,6 +86,14 @@ where
                         windows.entry(k).or_default().add(c, t, &v);
                     }
                 }
+                // A closed input (a stop, the end of a replay) would close every window at
+                // once, cut short: none is emitted then (checkpoints keep them for the next
+                // start), and nothing is owed any more.
+                if f == u64::MAX {
+                    open.clear();
+                    cap.release_to(None);
+                    return;
+                }
                 while let Some(entry) = open.first_entry() {
                     let start = *entry.key();
                     if start.saturating_add(width) > f {
@@ -78,6 +105,17 @@ where
                     && !out.is_empty()
                 {
                     output.session(c).give_iterator(out.drain(..));
+                }
+                if let Some(p) = part.as_ref().filter(|p| p.due(f)) {
+                    let windows: Vec<(u64, Vec<(K, W)>)> = open
+                        .iter()
+                        .map(|(s, ws)| {
+                            (*s, ws.iter().map(|(k, w)| (k.clone(), w.clone())).collect())
+                        })
+                        .collect();
+                    let carries: Vec<(K, W::Carry)> =
+                        carry.iter().map(|(k, c)| (k.clone(), c.clone())).collect();
+                    p.give::<Saved<K, W>>(f, &(windows, carries));
                 }
                 let next = stash
                     .keys()
@@ -98,7 +136,7 @@ mod tests {
     use timely::dataflow::operators::vec::Input;
     use timely::dataflow::operators::{Inspect, Probe};
 
-    #[derive(Debug, Clone, Default, PartialEq)]
+    #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     struct Sum {
         n: u32,
         total: i64,
@@ -125,7 +163,7 @@ mod tests {
             let sink = seen.clone();
             let (mut handle, probe) = worker.dataflow::<u64, _, _>(|scope| {
                 let (handle, stream) = scope.new_input::<(u32, u64, i64)>();
-                let (probe, _) = Tumbling::<u32, Sum>::tumbling(stream, 10)
+                let (probe, _) = Tumbling::<u32, Sum>::tumbling(stream, 10, None)
                     .inspect(move |x: &(u32, u64, Sum)| sink.borrow_mut().push(x.clone()))
                     .probe();
                 (handle, probe)
