@@ -177,10 +177,17 @@ async fn windows_and_snapshots_reach_the_server() {
     assert_eq!(goods[0]["values"][0], 15);
     assert_eq!(one("market_goods_1m_turnover_yuan").await, 30);
 
-    let registered = vm
-        .export(r#"{__name__="elevators_registered",district="yuzhong"}"#)
-        .await;
-    assert!(!registered.is_empty(), "no counter snapshot written");
+    // Snapshots follow their own interval, so the windows may be in before the first one.
+    let registered = loop {
+        let registered = vm
+            .export(r#"{__name__="elevators_registered",district="yuzhong"}"#)
+            .await;
+        if !registered.is_empty() {
+            break registered;
+        }
+        assert!(Instant::now() < deadline, "no counter snapshot written");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert!(
         registered[0]["values"]
             .as_array()
