@@ -330,7 +330,7 @@ impl Ctx<'_, '_> {
                 || a.body["ops"]["hold_until_stop"] == json!(true)
                 // An episode this one is not newer than: the journal has it already (input
                 // fed again after a crash finds the same conditions at the same times).
-                || a.since_ms >= at
+                || a.since_ms >= active.since
         }) {
             return Ok(None);
         }
@@ -355,7 +355,7 @@ impl Ctx<'_, '_> {
             severity: rule.severity.as_str().to_owned(),
             state: "firing".into(),
             value: active.value,
-            since_ms: at,
+            since_ms: active.since,
             resolved_ms: None,
             version: existing.as_ref().map_or(0, |a| a.version),
             episode: 0,
@@ -365,13 +365,18 @@ impl Ctx<'_, '_> {
             repeat_due_ms: None,
             body: json!({
                 "id": id, "rule": rule.id, "group": active.group,
-                "severity": rule.severity.as_str(), "since_ms": at, "value": active.value,
+                "severity": rule.severity.as_str(), "since_ms": active.since, "value": active.value,
                 "description": rule.description, "labels": labels, "group_labels": group_labels,
                 "annotations": rule.annotations, "inhibits": rule.inhibits, "ops": {},
             }),
         };
         a.episode = a.version + 1;
         a.body["episode"] = json!(a.episode);
+        // Found in a device's late backlog: it says how late, for the operator and the
+        // receivers alike (docs/rules.md, "Every device on its own clock").
+        if active.late_by_ms > 0 {
+            a.body["late_by_ms"] = json!(active.late_by_ms);
+        }
         let evidence = self.evidence.and_then(|f| f(&match_labels(&a)));
         if let Some(evidence) = evidence {
             a.body["evidence"] = evidence;

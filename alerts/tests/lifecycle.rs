@@ -103,6 +103,7 @@ fn change(rule: &str, group: &str, started: bool, at: u64) -> ConditionsSnapshot
         group: group.into(),
         value: 1.0,
         since: at,
+        late_by_ms: 0,
     };
     ConditionsSnapshot {
         as_of: at + 1,

@@ -60,6 +60,7 @@ fn change(started: bool, at: u64) -> ConditionsSnapshot {
         group: "E1".into(),
         value: 1.0,
         since: T0,
+        late_by_ms: 0,
     };
     ConditionsSnapshot {
         as_of: at + 1,

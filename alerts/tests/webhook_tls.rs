@@ -99,6 +99,7 @@ fn firing() -> ConditionsSnapshot {
         group: "E1".into(),
         value: 1.0,
         since: T0,
+        late_by_ms: 0,
     };
     ConditionsSnapshot {
         as_of: T0 + 1,

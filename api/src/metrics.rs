@@ -79,9 +79,15 @@ pub fn render(s: &AppState) -> String {
     o.family(
         "citywatch_late_events_total",
         "counter",
-        "Events behind the frontier, entered at the frontier.",
+        "Events behind the frontier: cross-key aggregates take them at the frontier.",
     );
     o.sample("citywatch_late_events_total", &[], d.late_total());
+    o.family(
+        "citywatch_backlog_events_total",
+        "counter",
+        "Late events the rules judged at their own time on their group's timeline (within max_backlog).",
+    );
+    o.sample("citywatch_backlog_events_total", &[], d.backlog_total());
     o.family(
         "citywatch_untimed_events_total",
         "counter",

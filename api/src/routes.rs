@@ -195,8 +195,10 @@ pub(crate) struct ConditionView {
     labels: std::collections::BTreeMap<String, String>,
     annotations: std::collections::BTreeMap<String, String>,
     value: f64,
-    /// Event time it started firing, ms.
+    /// Event time it started firing (on its group's own timeline), ms.
     since: u64,
+    /// How much later than `since` it was known: found in a device's late backlog (0: on time).
+    late_by_ms: u64,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -248,6 +250,7 @@ pub(crate) async fn conditions(State(s): State<AppState>, caller: Caller) -> Jso
                 annotations: rule.map(|r| r.annotations.clone()).unwrap_or_default(),
                 value: a.value,
                 since: a.since,
+                late_by_ms: a.late_by_ms,
             }
         })
         .filter(|c: &ConditionView| {

@@ -102,6 +102,13 @@ function fromRow(row) {
   });
 }
 
+// Found in a device's late backlog: how much later than it happened it was known.
+function late(a) {
+  return a.late_by_ms
+    ? h("span", { class: "late", title: t("late_title") }, ` ${t("late")} ${age(a.late_by_ms)}`)
+    : null;
+}
+
 function upsert(alert) {
   const old = state.alerts.get(alert.id);
   if (old && old.version > alert.version) return false;
@@ -188,7 +195,7 @@ function renderList() {
       onkeydown: (e) => { if (e.key === "Enter") openDetail(a.id); },
     },
     badge(a.severity),
-    h("span", { class: "what" }, summary(a)),
+    h("span", { class: "what" }, summary(a), late(a)),
     h("span", { class: "where" }, where(a)),
     h("span", { class: "age", "data-since": a.since_ms || 0, "data-until": a.resolved_ms || "" },
       age((a.resolved_ms || now) - (a.since_ms || now))),
@@ -307,6 +314,7 @@ async function openDetail(id) {
       h("dt", {}, t("state")), h("dd", { "data-field": "state" }, a.state === "firing" ? t("firing") : t("resolved")),
       h("dt", {}, t("value")), h("dd", {}, String(a.value)),
       h("dt", {}, t("since")), h("dd", {}, clock(a.since_ms)),
+      a.late_by_ms ? [h("dt", {}, t("late_by")), h("dd", { "data-field": "late_by" }, age(a.late_by_ms))] : null,
       h("dt", {}, t("acknowledged")), h("dd", { "data-field": "acked" }, ops.acked_by ? `${ops.acked_by} ${clock(ops.acked_ms)}` : t("none")),
       h("dt", {}, t("assignee")), h("dd", {}, ops.assignee || t("none")),
       elevator ? [h("dt", {}, t("field_state")), h("dd", { "data-field": "field_state" }, ops.field_state ? t(ops.field_state) : t("none"))] : null,

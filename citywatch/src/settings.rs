@@ -77,6 +77,11 @@ pub struct Settings {
     /// How often the dataflow's state is checkpointed, ms (needs the input log; 0: never, a
     /// restart then starts the rules' state afresh).
     pub checkpoint_every_ms: u64,
+    /// A device event up to this far behind the frontier is judged by the rules at its own
+    /// time on its device's timeline; one further behind, at the frontier, ms.
+    pub max_backlog_ms: u64,
+    /// The same for complaints (a 12315 feed that delivers a day's complaints late), ms.
+    pub complaint_max_backlog_ms: u64,
     /// InfluxDB v2 base URL; the time-series sink is off without it.
     pub influx_url: Option<String>,
     /// InfluxDB organization.
@@ -233,6 +238,8 @@ impl Default for Settings {
             input_log: true,
             input_log_sync: ingest::input_log::SyncPolicy::Fsync,
             checkpoint_every_ms: 10_000,
+            max_backlog_ms: df.max_backlog_ms,
+            complaint_max_backlog_ms: df.complaint_max_backlog_ms,
             influx_url: None,
             influx_org: influx.org,
             influx_bucket: influx.bucket,
@@ -483,6 +490,8 @@ impl Settings {
             tick_ms: self.tick_ms,
             lateness_ms: self.lateness_ms,
             clock: self.clock,
+            max_backlog_ms: self.max_backlog_ms,
+            complaint_max_backlog_ms: self.complaint_max_backlog_ms,
             cluster: self
                 .cluster()
                 .ok()

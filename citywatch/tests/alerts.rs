@@ -543,3 +543,74 @@ async fn kill_9_mid_delivery_loses_no_alert_and_repeats_only_what_was_in_flight(
         "every alert still there"
     );
 }
+
+/// A frame of a car stopped between floors with its doors closed and a passenger inside, or
+/// (`stuck` false) moving.
+fn buffered(elevator: &str, ts: u64, stuck: bool) -> (String, Vec<u8>) {
+    let speed = if stuck { 0.0 } else { 1.0 };
+    msg(
+        &format!("cw/v1/elevator/{elevator}/status"),
+        json!({"ts": ts, "floor": 3, "in_door_zone": false, "speed_mps": speed,
+            "direction": if stuck { "stop" } else { "up" }, "door": "closed", "occupied": true})
+        .to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trapped_passenger_in_a_terminals_backlog_reaches_the_unit_with_its_true_time() {
+    let broker = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let reference = reference_with(
+        dir.path(),
+        "R-MU02,mqtt,cw/v1/notify/R-MU02,mu02-secret,MU-02\n",
+    );
+    let mut unit = Unit::connect(broker.port, "cw/v1/notify/R-MU02").await;
+    let data = dir.path().join("data");
+    let op = token(&data, "控制室", "operator");
+    // The live clock: the frontier is the wall clock's, so the backlog is behind it.
+    let cw = Citywatch::start_with(
+        &format!("mqtt://127.0.0.1:{}", broker.port),
+        None,
+        &data,
+        &[
+            "--rules",
+            default_rules().to_str().unwrap(),
+            "--reference",
+            reference.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+
+    // A terminal reconnects and delivers what it buffered over the last two minutes: 45 s of
+    // frames, the car stuck outside the door zone with a passenger from the 5th second.
+    let t = now_ms() - now_ms() % 1000 - 120_000;
+    let frames: Vec<_> = (0..45)
+        .map(|s| buffered("E0001", t + s * 1000, s >= 5))
+        .collect();
+    publish_all(broker.port, "elevator-E0001", &frames).await;
+
+    let firing = loop {
+        let push = unit.next().await;
+        if push["rule"] == "elevator.trapped_outside_zone" {
+            break push;
+        }
+    };
+    assert_eq!(firing["state"], "firing", "{firing}");
+    assert_eq!(firing["labels"]["elevator_id"], "E0001");
+    // 30 s after the car stopped, on the terminal's own time; known when the backlog arrived,
+    // 85 s later less the lateness the frontier trails the clock by.
+    assert_eq!(firing["since_ms"], t + 35_000, "{firing}");
+    let late = firing["late_by_ms"].as_u64().expect("marked late");
+    assert!((80_000..120_000).contains(&late), "{firing}");
+    // The control room sees the same.
+    let id = firing["id"].as_str().unwrap();
+    let alert = get_as(&cw, &op, &format!("/api/v1/alerts/{id}")).await;
+    assert_eq!(alert["alert"]["since_ms"], t + 35_000, "{alert}");
+    assert_eq!(alert["alert"]["body"]["late_by_ms"], late, "{alert}");
+    let metrics = cw.metrics().await;
+    assert!(
+        metric(&metrics, "citywatch_backlog_events_total ") >= 45,
+        "{metrics}"
+    );
+}

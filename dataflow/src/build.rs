@@ -52,6 +52,11 @@ pub struct Timeouts {
     pub elevator_ms: u64,
     /// A camera with no heartbeat nor detection for this long is offline (default 180 s).
     pub camera_ms: u64,
+    /// How far behind the frontier an event may be and still be judged by the rules at its
+    /// own time on its group's timeline (default 15 min; docs/rules.md).
+    pub max_backlog_ms: u64,
+    /// The same for complaints (default 7 days).
+    pub complaint_max_backlog_ms: u64,
 }
 
 impl Default for Timeouts {
@@ -59,6 +64,8 @@ impl Default for Timeouts {
         Timeouts {
             elevator_ms: 180_000,
             camera_ms: 180_000,
+            max_backlog_ms: 900_000,
+            complaint_max_backlog_ms: 7 * 86_400_000,
         }
     }
 }
@@ -304,9 +311,15 @@ pub fn build<'scope>(scope: Scope<'scope, u64>, plan: &Plan) -> Built<'scope> {
     // Rules see every event; the copy is made only when rules are on.
     let conditions = plan.rules_on.then(|| {
         let refs = Arc::new(RefValues::new(plan.reference.clone()));
-        observe(events.clone(), versions.clone(), refs, plan.stats.clone())
-            .concat(registrations.map(Batch::from))
-            .conditions(versions.clone(), part("conditions"))
+        observe(
+            events.clone(),
+            versions.clone(),
+            refs,
+            plan.stats.clone(),
+            timeouts,
+        )
+        .concat(registrations.map(Batch::from))
+        .conditions(versions.clone(), part("conditions"))
     });
     let (counters_in, fed_counters) = scope.new_collection::<Counter, isize>();
     let (elevators_in, elevators) = scope.new_collection::<(Id, Id), isize>();

@@ -23,8 +23,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-/// The format of a checkpoint file; a file of another format is not loaded.
-pub const FORMAT: u32 = 1;
+/// The format of a checkpoint file; a file of another format is not loaded. 2: the rules'
+/// groups keep their own timeline (clock, machines at the latest event, catch-up) and each
+/// firing episode how late it was known.
+pub const FORMAT: u32 = 2;
 const MAGIC: &[u8; 4] = b"CWCK";
 /// Magic, format, CRC-32 of the body.
 const HEAD: usize = 12;
@@ -263,6 +265,10 @@ impl Checkpoints {
             || self.asked.load(Ordering::SeqCst) != NONE
             || c.ready < self.workers
             || c.last.elapsed() < self.every
+            // Before the input has moved there is nothing to keep, and a checkpoint asked at
+            // the first tick would hold every worker's input there (start-up, where absence
+            // clocks begin, would be that tick, not the first frontier).
+            || c.epochs.iter().all(|e| *e == 0)
         {
             return;
         }

@@ -13,6 +13,11 @@ pub struct Condition {
     pub group: String,
     /// The triggering value × 1000 (records must be `Ord`: no floats).
     pub value_milli: i64,
+    /// When the episode started firing, on its group's own timeline (event time, ms). It
+    /// equals the record's differential time unless the episode was found in a late backlog.
+    pub since: u64,
+    /// How much later than `since` the episode was known (0 when on time).
+    pub late_by_ms: u64,
 }
 
 /// A condition firing now.
@@ -23,6 +28,9 @@ pub struct Active {
     pub value: f64,
     /// When it started firing (event time, ms).
     pub since: u64,
+    /// How much later than `since` it was known: found in a key's late backlog (0: on time).
+    #[serde(default)]
+    pub late_by_ms: u64,
 }
 
 /// Every active condition, complete for event times before `as_of`.

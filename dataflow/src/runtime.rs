@@ -37,6 +37,12 @@ pub struct DataflowConfig {
     pub elevator_offline_after_ms: u64,
     /// Offline after this long without a heartbeat or detection, ms (default 180 000).
     pub camera_offline_after_ms: u64,
+    /// An event up to this far behind the frontier is judged by the rules at its own time on
+    /// its group's timeline; one further behind, at the frontier (default 900 000).
+    pub max_backlog_ms: u64,
+    /// The same for complaints (default 7 days: the longest complaint window of the default
+    /// rules).
+    pub complaint_max_backlog_ms: u64,
     /// Events a worker takes from its source per step (default 4096).
     pub batch: usize,
     /// This process's place in a cluster of processes (none: one process).
@@ -73,6 +79,8 @@ impl Default for DataflowConfig {
             clock: ClockMode::Wall,
             elevator_offline_after_ms: 180_000,
             camera_offline_after_ms: 180_000,
+            max_backlog_ms: 900_000,
+            complaint_max_backlog_ms: 7 * 86_400_000,
             batch: 4096,
             cluster: None,
             interpret_rules: false,
@@ -228,6 +236,8 @@ pub fn start(
         let timeouts = Timeouts {
             elevator_ms: config.elevator_offline_after_ms,
             camera_ms: config.camera_offline_after_ms,
+            max_backlog_ms: config.max_backlog_ms,
+            complaint_max_backlog_ms: config.complaint_max_backlog_ms,
         };
         let publish = publish.clone();
         let (mut inputs, probe) = worker.dataflow::<u64, _, _>(|scope| {

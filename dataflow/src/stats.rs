@@ -8,6 +8,7 @@ use std::sync::{Mutex, PoisonError};
 pub struct Stats {
     events: AtomicU64,
     late: AtomicU64,
+    backlog: AtomicU64,
     untimed: AtomicU64,
     newest: AtomicU64,
     as_of: AtomicU64,
@@ -45,6 +46,17 @@ impl Stats {
         self.late.fetch_add(late, Ordering::Relaxed);
         self.untimed.fetch_add(untimed, Ordering::Relaxed);
         self.newest.fetch_max(newest, Ordering::Relaxed);
+    }
+
+    /// Counts an event judged at its own time on its group's timeline, though behind the
+    /// frontier (a device's late backlog).
+    pub(crate) fn record_backlog(&self) {
+        self.backlog.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Events judged on their group's timeline though behind the frontier.
+    pub fn backlog_total(&self) -> u64 {
+        self.backlog.load(Ordering::Relaxed)
     }
 
     pub(crate) fn set_epoch(&self, worker: usize, t: u64) {

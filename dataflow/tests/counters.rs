@@ -68,6 +68,7 @@ fn plan() -> Plan {
         timeouts: Timeouts {
             elevator_ms: 180_000,
             camera_ms: 180_000,
+            ..Timeouts::default()
         },
         series: false,
         rules_on: false,

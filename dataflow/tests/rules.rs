@@ -145,11 +145,14 @@ fn run_with(
     })
 }
 
-fn cond(rule: &str, group: &str, value: f64) -> Condition {
+/// An on-time episode's record: it started at `since` (its start's time).
+fn cond(rule: &str, group: &str, value: f64, since: u64) -> Condition {
     Condition {
         rule: rule.into(),
         group: group.into(),
         value_milli: (value * 1000.0) as i64,
+        since,
+        late_by_ms: 0,
     }
 }
 
@@ -182,19 +185,35 @@ fn window_reference_and_absence_rules() {
     let mut expected = vec![
         // Three hygiene detections within 10 minutes: fires at the third, ends when the first
         // leaves the window.
-        (cond("hygiene", "K1", 3.0), T0 + 4 * MIN, 1),
-        (cond("hygiene", "K1", 3.0), T0 + 11 * MIN, -1),
+        (cond("hygiene", "K1", 3.0, T0 + 4 * MIN), T0 + 4 * MIN, 1),
+        (cond("hygiene", "K1", 3.0, T0 + 4 * MIN), T0 + 11 * MIN, -1),
         // A stranger only alerts in a school canteen (reference data), for 5 minutes.
-        (cond("stranger", "K1", 1.0), T0 + 5 * MIN, 1),
-        (cond("stranger", "K1", 1.0), T0 + 10 * MIN, -1),
+        (cond("stranger", "K1", 1.0, T0 + 5 * MIN), T0 + 5 * MIN, 1),
+        (cond("stranger", "K1", 1.0, T0 + 5 * MIN), T0 + 10 * MIN, -1),
         // C1: silent from T0 until its next heartbeat at 6 min, and again from 6 min; C2
         // never reported: absent 3 minutes after registration (below).
-        (cond("camera_offline", "K1/C1", 180.0), T0 + 3 * MIN, 1),
-        (cond("camera_offline", "K1/C1", 180.0), T0 + 6 * MIN, -1),
-        (cond("camera_offline", "K1/C1", 180.0), T0 + 9 * MIN, 1),
+        (
+            cond("camera_offline", "K1/C1", 180.0, T0 + 3 * MIN),
+            T0 + 3 * MIN,
+            1,
+        ),
+        (
+            cond("camera_offline", "K1/C1", 180.0, T0 + 3 * MIN),
+            T0 + 6 * MIN,
+            -1,
+        ),
+        (
+            cond("camera_offline", "K1/C1", 180.0, T0 + 9 * MIN),
+            T0 + 9 * MIN,
+            1,
+        ),
     ];
     consolidate_updates(&mut expected);
-    expected.push((cond("camera_offline", "K1/C2", 180.0), T0 + 3 * MIN, 1));
+    expected.push((
+        cond("camera_offline", "K1/C2", 180.0, T0 + 3 * MIN),
+        T0 + 3 * MIN,
+        1,
+    ));
     consolidate_updates(&mut expected);
     assert_eq!(out, expected);
 }
@@ -527,14 +546,22 @@ fn a_rule_change_at_run_time() {
     let mut expected = vec![
         // Under the old threshold (3) two violations were not enough; the new rule starts with
         // an empty window at 5 min and fires at its second violation.
-        (cond("hygiene", "K1", 2.0), T0 + 7 * MIN, 1),
+        (cond("hygiene", "K1", 2.0, T0 + 7 * MIN), T0 + 7 * MIN, 1),
         // The stranger alert of the old rule stops at the change.
-        (cond("stranger", "K1", 1.0), T0 + 3 * MIN, 1),
-        (cond("stranger", "K1", 1.0), T0 + 5 * MIN, -1),
+        (cond("stranger", "K1", 1.0, T0 + 3 * MIN), T0 + 3 * MIN, 1),
+        (cond("stranger", "K1", 1.0, T0 + 3 * MIN), T0 + 5 * MIN, -1),
         // The unchanged absence rule keeps its state: C1 beat at T0, offline 3 min later; C2
         // (never seen) too, from its registration at T0, not from the change.
-        (cond("camera_offline", "K1/C1", 180.0), T0 + 3 * MIN, 1),
-        (cond("camera_offline", "K1/C2", 180.0), T0 + 3 * MIN, 1),
+        (
+            cond("camera_offline", "K1/C1", 180.0, T0 + 3 * MIN),
+            T0 + 3 * MIN,
+            1,
+        ),
+        (
+            cond("camera_offline", "K1/C2", 180.0, T0 + 3 * MIN),
+            T0 + 3 * MIN,
+            1,
+        ),
     ];
     consolidate_updates(&mut expected);
     assert_eq!(out, expected);
@@ -580,15 +607,31 @@ fn a_reference_change_at_run_time() {
     });
     let mut expected = vec![
         // Unchanged device: its silence counts on across the change.
-        (cond("camera_offline", "K1/C1", 180.0), T0 + 3 * MIN, 1),
+        (
+            cond("camera_offline", "K1/C1", 180.0, T0 + 3 * MIN),
+            T0 + 3 * MIN,
+            1,
+        ),
         // Taken out of the registry while offline: the condition stops at the change.
-        (cond("camera_offline", "K1/C2", 180.0), T0 + 3 * MIN, 1),
-        (cond("camera_offline", "K1/C2", 180.0), T0 + 4 * MIN, -1),
+        (
+            cond("camera_offline", "K1/C2", 180.0, T0 + 3 * MIN),
+            T0 + 3 * MIN,
+            1,
+        ),
+        (
+            cond("camera_offline", "K1/C2", 180.0, T0 + 3 * MIN),
+            T0 + 4 * MIN,
+            -1,
+        ),
         // Registered by the change, never heard: absent 3 minutes after it.
-        (cond("camera_offline", "K2/C1", 180.0), T0 + 7 * MIN, 1),
+        (
+            cond("camera_offline", "K2/C1", 180.0, T0 + 7 * MIN),
+            T0 + 7 * MIN,
+            1,
+        ),
         // A stranger in K2 counts only once K2 is a school canteen.
-        (cond("stranger", "K2", 1.0), T0 + 5 * MIN, 1),
-        (cond("stranger", "K2", 1.0), T0 + 10 * MIN, -1),
+        (cond("stranger", "K2", 1.0, T0 + 5 * MIN), T0 + 5 * MIN, 1),
+        (cond("stranger", "K2", 1.0, T0 + 5 * MIN), T0 + 10 * MIN, -1),
     ];
     consolidate_updates(&mut expected);
     assert_eq!(out, expected);
@@ -658,5 +701,5 @@ condition = "value >= 2"
     );
     // Only C1's clock ran out (at the restart, not ten days ago), and the burst rule counted
     // the one live complaint only.
-    assert_eq!(out, vec![(cond("overdue", "C1", 1.0), T0, 1)]);
+    assert_eq!(out, vec![(cond("overdue", "C1", 1.0, T0), T0, 1)]);
 }

@@ -69,7 +69,8 @@ fn observations_conditions_and_counters_travel_between_processes() {
     }
     round_trip(&Batch {
         group: "M1/S1/pork".into(),
-        time: 1,
+        time: 45_001,
+        own: 1,
         items: whats
             .into_iter()
             .enumerate()
@@ -80,6 +81,8 @@ fn observations_conditions_and_counters_travel_between_processes() {
         rule: "elevator.trapped_alarm".into(),
         group: "E0001".into(),
         value_milli: 1000,
+        since: 1_795_737_600_000,
+        late_by_ms: 45_000,
     });
     for c in [
         Counter::Messages {

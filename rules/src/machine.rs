@@ -54,6 +54,19 @@ pub struct Transition {
     /// The value that made it fire (the same on the stop as on its start) (the aggregate; 1 for event and state rules; for absence,
     /// the seconds of silence).
     pub value: f64,
+    /// When the episode started firing (on a stop, its start's time).
+    pub since: u64,
+    /// How much later than `since` the start was known (0 but for a key's late backlog;
+    /// see [`Machine::set_late_by`]).
+    pub late_by_ms: u64,
+}
+
+/// An episode that fires: since when, with what value, and how late it was known.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Firing {
+    pub since: u64,
+    pub value: f64,
+    pub late_by_ms: u64,
 }
 
 /// The state of one (rule, group); checkpoints keep it as it is.
@@ -62,8 +75,8 @@ pub struct Machine {
     raw: bool,
     raw_since: u64,
     false_since: Option<u64>,
-    /// Since when it fires, and the value it started with.
-    firing: Option<(u64, f64)>,
+    /// Since when it fires, the value it started with, and how late that was known.
+    firing: Option<Firing>,
     value: f64,
     items: VecDeque<(u64, Item)>,
     /// Absence: the last matching event, or the registration time. Deadline: when the
@@ -91,7 +104,20 @@ impl Machine {
 
     /// The value it fires with, if it fires now.
     pub fn firing_value(&self) -> Option<f64> {
-        self.firing.map(|(_, v)| v)
+        self.firing.map(|f| f.value)
+    }
+
+    /// The episode it fires, if it fires now.
+    pub fn firing(&self) -> Option<Firing> {
+        self.firing
+    }
+
+    /// Records that the episode firing now was known `ms` after it started (judged from a
+    /// late backlog): its stop then names the same record as its start.
+    pub fn set_late_by(&mut self, ms: u64) {
+        if let Some(f) = self.firing.as_mut() {
+            f.late_by_ms = ms;
+        }
     }
 
     /// Whether the condition fires now.
@@ -394,21 +420,29 @@ impl Machine {
         if self.raw {
             if self.firing.is_none() && t >= self.raw_since + rule.for_ms {
                 let at = self.raw_since + rule.for_ms;
-                self.firing = Some((at, self.value));
+                self.firing = Some(Firing {
+                    since: at,
+                    value: self.value,
+                    late_by_ms: 0,
+                });
                 out.push(Transition {
                     time: at,
                     start: true,
                     value: self.value,
+                    since: at,
+                    late_by_ms: 0,
                 });
             }
-        } else if let (Some((_, value)), Some(since)) = (self.firing, self.false_since)
+        } else if let (Some(f), Some(since)) = (self.firing, self.false_since)
             && t >= since + rule.keep_firing_for_ms
         {
             self.firing = None;
             out.push(Transition {
                 time: since + rule.keep_firing_for_ms,
                 start: false,
-                value,
+                value: f.value,
+                since: f.since,
+                late_by_ms: f.late_by_ms,
             });
         }
     }

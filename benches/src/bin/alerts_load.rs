@@ -106,6 +106,7 @@ fn snapshot(ids: impl Iterator<Item = u64>, started: bool, at: u64) -> Condition
                     group: format!("E{i}"),
                     value: 1.0,
                     since: at,
+                    late_by_ms: 0,
                 };
                 (a, started, at)
             })

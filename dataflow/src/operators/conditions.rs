@@ -13,6 +13,7 @@
 use crate::checkpoint::Part;
 use crate::conditions::Condition;
 use crate::operators::Held;
+use crate::operators::group::{self, Group};
 use crate::operators::judge::{CarriedVars, Judge, Programs, text};
 pub use crate::operators::ref_values::RefValues;
 use crate::reference::Reference;
@@ -130,6 +131,9 @@ pub fn registry_keys(r: &Reference, registry: Registry) -> Vec<String> {
 pub struct Batch {
     pub group: String,
     pub time: u64,
+    /// The event's own time: `time` but for an event more than the lateness behind the
+    /// frontier (and no more than `max_backlog`), judged on its group's own timeline.
+    pub own: u64,
     /// (rule key, what the event means for it).
     pub items: Vec<(u64, What)>,
 }
@@ -139,6 +143,7 @@ impl From<Observation> for Batch {
         Batch {
             group: o.group,
             time: o.time,
+            own: o.time,
             items: vec![(o.rule, o.what)],
         }
     }
@@ -189,7 +194,7 @@ impl RuleSetVersion {
 
 /// A compiled rule set, indexed for evaluation.
 #[derive(Default)]
-struct RuleSet {
+pub(crate) struct RuleSet {
     rules: Vec<Rule>,
     /// Each rule's expressions, compiled (by index, as `rules`).
     programs: Vec<Programs>,
@@ -240,7 +245,7 @@ impl RuleSet {
         set
     }
 
-    fn get(&self, key: u64) -> Option<&Rule> {
+    pub(crate) fn get(&self, key: u64) -> Option<&Rule> {
         self.by_key.get(&key).map(|&i| &self.rules[i])
     }
 
@@ -257,6 +262,7 @@ pub fn observe<'scope>(
     versions: StreamVec<'scope, u64, RuleSetVersion>,
     refs: Arc<RefValues>,
     stats: Arc<Stats>,
+    timeouts: crate::build::Timeouts,
 ) -> StreamVec<'scope, u64, Batch> {
     let evaluator = Evaluator::default();
     super::versioned::at_version(
@@ -274,7 +280,20 @@ pub fn observe<'scope>(
             Some((Arc::new(RuleSet::compile(v)), refs))
         },
         move |(set, refs), env, t, out| {
-            observe_event(set, &env, t, refs, &stats, &evaluator, out);
+            // An event behind the frontier by no more than the backlog allowed is judged at
+            // its own time on its group's timeline; one further behind, at the frontier (as
+            // late). A complaint fed again at start only restores a clock: at the frontier.
+            let max_backlog = match env.event.stream() {
+                Stream::ComplaintNew | Stream::ComplaintStatus => timeouts.complaint_max_backlog_ms,
+                _ => timeouts.max_backlog_ms,
+            };
+            let own = if env.time_ms < t && t - env.time_ms <= max_backlog && !env.replayed {
+                stats.record_backlog();
+                env.time_ms
+            } else {
+                t
+            };
+            observe_event(set, &env, (t, own), refs, &stats, &evaluator, out);
         },
     )
 }
@@ -282,7 +301,7 @@ pub fn observe<'scope>(
 fn observe_event(
     set: &RuleSet,
     env: &Envelope,
-    t: u64,
+    t: (u64, u64),
     refs: &RefValues,
     stats: &Stats,
     evaluator: &Evaluator,
@@ -421,12 +440,13 @@ fn group_key<'k>(rule: &Rule, judge: &Judge<'_>, key: &'k mut String) -> &'k str
 }
 
 /// Adds what an event means for one rule to the batch of its group (one batch per group).
-fn push(out: &mut Vec<Batch>, first: usize, group: &str, t: u64, rule: u64, what: What) {
+fn push(out: &mut Vec<Batch>, first: usize, group: &str, t: (u64, u64), rule: u64, what: What) {
     match out[first..].iter_mut().find(|b| b.group == group) {
         Some(b) => b.items.push((rule, what)),
         None => out.push(Batch {
             group: group.to_owned(),
-            time: t,
+            time: t.0,
+            own: t.1,
             items: vec![(rule, what)],
         }),
     }
@@ -509,11 +529,11 @@ pub trait Conditions<'scope> {
 
 /// What a checkpoint keeps of the rules' state: the source of every rule in force (a rule
 /// changed between stop and start starts afresh, as a change at run time does) and every
-/// group's machines.
+/// group's machines and timeline.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct SavedMachines {
     rules: Vec<(u64, rules::RuleSource)>,
-    groups: Vec<(String, Vec<(u64, Machine)>)>,
+    groups: Vec<(String, Group)>,
 }
 
 fn saved_machines(set: &RuleSet, groups: &foldhash::HashMap<Rc<str>, Group>) -> SavedMachines {
@@ -526,14 +546,15 @@ fn saved_machines(set: &RuleSet, groups: &foldhash::HashMap<Rc<str>, Group>) -> 
             .collect(),
         groups: groups
             .iter()
-            .map(|(k, g)| (k.to_string(), g.machines.clone()))
+            .map(|(k, g)| (k.to_string(), g.clone()))
             .collect(),
     }
 }
 
 /// Puts restored machines in place at `at`, under the rule set in force then: the machines
-/// of rules that are unchanged, their timers queued, and their firing conditions active
-/// again from `at` (the alert journal knows them as the same episodes).
+/// of rules that are unchanged, their timers queued, and their published episodes (firing, or
+/// standing through a catch-up) active again from `at` with their own start (the alert
+/// journal knows them as the same episodes).
 fn install(
     saved: SavedMachines,
     at: u64,
@@ -548,43 +569,31 @@ fn install(
         .filter(|(k, src)| set.get(*k).is_some_and(|r| &r.source == src))
         .map(|(k, _)| *k)
         .collect();
-    for (group, mut machines) in saved.groups {
-        machines.retain(|(k, _)| unchanged.contains(k));
-        if machines.is_empty() {
+    for (key, mut g) in saved.groups {
+        keep_rules(&mut g, |k| unchanged.contains(&k));
+        if g.machines.is_empty() && g.holds_nothing_else() {
             continue;
         }
-        for (k, m) in &machines {
-            if let (Some(r), Some(value)) = (set.get(*k), m.firing_value()) {
-                let c = Condition {
-                    rule: r.id.clone(),
-                    group: group.clone(),
-                    value_milli: (value * 1000.0).round() as i64,
-                };
-                out.push((c, at, 1));
+        for (k, f) in g.published() {
+            if let Some(r) = set.get(k) {
+                out.push((group::condition(r, &key, &f), at, 1));
             }
         }
-        let key: Rc<str> = Rc::from(group);
-        groups.insert(
-            key.clone(),
-            Group {
-                machines,
-                ..Group::default()
-            },
-        );
-        reschedule(set, groups, key, timers);
+        let key: Rc<str> = Rc::from(key);
+        groups.insert(key.clone(), g);
+        reschedule(set, groups, key, timers, at);
     }
 }
 
-/// The machines of one group key, one per rule, and the group's earliest timer.
-#[derive(Default)]
-struct Group {
-    machines: Vec<(u64, Machine)>,
-    /// When the group's machines next need a timer.
-    scheduled: Option<u64>,
-    /// The earliest entry of the group in the timer heap. A later `scheduled` waits behind it
-    /// and is queued when it pops, so a group has one or two entries in the heap however often
-    /// its time moves (an absence timer moves with every frame).
-    queued: Option<u64>,
+/// Keeps only the state of the rules `keep` admits.
+fn keep_rules(g: &mut Group, keep: impl Fn(u64) -> bool) {
+    g.machines.retain(|(k, _)| keep(*k));
+    if let Some(saved) = g.saved.as_mut() {
+        saved.retain(|(k, _)| keep(*k));
+    }
+    if let Some(c) = g.catch_up.as_mut() {
+        c.stale.retain(|(k, _)| keep(*k));
+    }
 }
 
 impl<'scope> Conditions<'scope> for StreamVec<'scope, u64, Batch> {
@@ -689,17 +698,8 @@ impl<'scope> Conditions<'scope> for StreamVec<'scope, u64, Batch> {
                                 }
                                 _ => continue,
                             }
-                            for (rule, m) in group.machines.iter_mut() {
-                                let Some(r) = current.get(*rule) else {
-                                    continue;
-                                };
-                                if m.next_timer(r).is_some_and(|due| due <= t) {
-                                    let mut cond =
-                                        window_condition(&evaluator, r, current.programs(*rule));
-                                    emit(r, &key, m.timer(r, t, &mut cond), &mut out);
-                                }
-                            }
-                            reschedule(&current, &mut groups, key, &mut timers);
+                            run_timers(group, &key, t, &current, &evaluator, &mut out);
+                            reschedule(&current, &mut groups, key, &mut timers, t);
                         } else {
                             let Some((t, batches)) = stash.pop_first() else {
                                 break;
@@ -724,105 +724,8 @@ impl<'scope> Conditions<'scope> for StreamVec<'scope, u64, Batch> {
                                 let Some(group) = groups.get_mut(&key) else {
                                     continue;
                                 };
-                                for (rule, what) in b.items {
-                                    let Some(r) = current.get(rule) else { continue };
-                                    let m = match group
-                                        .machines
-                                        .iter()
-                                        .position(|(x, _)| *x == rule)
-                                    {
-                                        Some(i) => &mut group.machines[i].1,
-                                        None if changes_nothing_new(&current, rule, &what) => {
-                                            continue;
-                                        }
-                                        None => {
-                                            group.machines.push((rule, Machine::default()));
-                                            &mut group.machines.last_mut().expect("just pushed").1
-                                        }
-                                    };
-                                    let mut cond =
-                                        window_condition(&evaluator, r, current.programs(rule));
-                                    let transitions = match what {
-                                        What::Event {
-                                            matched,
-                                            cleared,
-                                            item,
-                                        } => m.event(r, t, matched, cleared, item, &mut cond),
-                                        What::Unregistered => {
-                                            if let Some(value) = m.firing_value() {
-                                                out.push((
-                                                    Condition {
-                                                        rule: r.id.clone(),
-                                                        group: b.group.clone(),
-                                                        value_milli: (value * 1000.0).round()
-                                                            as i64,
-                                                    },
-                                                    t,
-                                                    -1,
-                                                ));
-                                            }
-                                            *m = Machine::default();
-                                            Vec::new()
-                                        }
-                                        What::Registered => {
-                                            // Absence counts from the registration's time (the
-                                            // runtime registers at its first frontier: start-up),
-                                            // unless the device's clock already runs (restored
-                                            // from a checkpoint, or heard before).
-                                            if m.is_idle() {
-                                                *m = Machine::registered(t);
-                                            }
-                                            Vec::new()
-                                        }
-                                        What::Deferred { fields, item } => {
-                                            // The group's previous event is known here, in
-                                            // event-time order: judge the filter now.
-                                            let matched = match (&r.filter, m.prev()) {
-                                                (Some(f), Some(prev)) => {
-                                                    let compiled = current
-                                                        .programs(rule)
-                                                        .and_then(|p| p.filter.as_ref())
-                                                        .and_then(|p| p.node());
-                                                    let vars = CarriedVars {
-                                                        names: &r.prev_fields,
-                                                        event: &fields,
-                                                        prev,
-                                                    };
-                                                    match compiled.map(|n| n.eval_bool(&vars)) {
-                                                        Some(Ok(b)) => b,
-                                                        _ => evaluator
-                                                            .bool(
-                                                                f,
-                                                                vec![
-                                                                    (
-                                                                        "event",
-                                                                        scalars_value(
-                                                                            &r.prev_fields,
-                                                                            &fields,
-                                                                        ),
-                                                                    ),
-                                                                    (
-                                                                        "prev",
-                                                                        scalars_value(
-                                                                            &r.prev_fields,
-                                                                            prev,
-                                                                        ),
-                                                                    ),
-                                                                ],
-                                                            )
-                                                            .unwrap_or(false),
-                                                    }
-                                                }
-                                                // The group's first event has no previous one.
-                                                _ => false,
-                                            };
-                                            m.set_prev(fields);
-                                            m.event(r, t, matched, false, item, &mut cond)
-                                        }
-                                    };
-                                    emit(r, &b.group, transitions, &mut out);
-                                }
-                                reschedule(&current, &mut groups, key, &mut timers);
+                                judge_batch(group, &key, b, t, &current, &evaluator, &mut out);
+                                reschedule(&current, &mut groups, key, &mut timers, t);
                             }
                         }
                     }
@@ -873,25 +776,17 @@ fn retire_changed(
         return;
     }
     for (group, g) in groups.iter_mut() {
-        g.machines.retain(|(rule, m)| {
-            if !changed.contains(rule) {
-                return true;
+        for (k, f) in g.published() {
+            if let (true, Some(r)) = (changed.contains(&k), old.get(k)) {
+                out.push((group::condition(r, group, &f), group::stop_time(&f, t), -1));
             }
-            if let (Some(r), Some(value)) = (old.get(*rule), m.firing_value()) {
-                out.push((
-                    Condition {
-                        rule: r.id.clone(),
-                        group: group.to_string(),
-                        value_milli: (value * 1000.0).round() as i64,
-                    },
-                    t,
-                    -1,
-                ));
-            }
-            false
-        });
+        }
+        keep_rules(g, |k| !changed.contains(&k));
+        if g.catch_up.as_ref().is_some_and(|c| c.stale.is_empty()) {
+            g.catch_up = None;
+        }
     }
-    groups.retain(|_, g| !g.machines.is_empty());
+    groups.retain(|_, g| !(g.machines.is_empty() && g.holds_nothing_else()));
 }
 
 /// Drops the group's idle machines (and the group when none is left), and queues its next
@@ -911,6 +806,7 @@ fn reschedule(
     groups: &mut foldhash::HashMap<Rc<str>, Group>,
     key: Rc<str>,
     timers: &mut BinaryHeap<Reverse<(u64, Rc<str>)>>,
+    now: u64,
 ) {
     let Some(group) = groups.get_mut(&key) else {
         return;
@@ -919,15 +815,27 @@ fn reschedule(
         set.get(*rule)
             .is_some_and(|r| !(m.is_idle() && m.next_timer(r).is_none()))
     });
-    if group.machines.is_empty() {
+    if group.machines.is_empty() && group.holds_nothing_else() {
         groups.remove(&key);
         return;
     }
+    // Own-timed machines wake when the group's own time reaches their timer.
+    let clock = group.clock;
     let next = group
         .machines
         .iter()
-        .filter_map(|(rule, m)| set.get(*rule).and_then(|r| m.next_timer(r)))
-        .min();
+        .filter_map(|(rule, m)| {
+            let r = set.get(*rule)?;
+            let due = m.next_timer(r)?;
+            Some(if group::on_frontier(r) {
+                due
+            } else {
+                clock.when(due)
+            })
+        })
+        .chain(group.catch_up_due())
+        .min()
+        .map(|t| t.max(now));
     group.scheduled = next;
     if let Some(t) = next
         && group.queued.is_none_or(|q| t < q)
@@ -982,20 +890,182 @@ fn window_vars(a: &rules::machine::Aggregated<'_>) -> Vec<(&'static str, Value)>
     ]
 }
 
-fn emit(
-    rule: &Rule,
-    group: &str,
-    transitions: Vec<rules::machine::Transition>,
-    out: &mut Vec<(Condition, u64, isize)>,
-) {
-    for tr in transitions {
-        let c = Condition {
-            rule: rule.id.clone(),
-            group: group.to_owned(),
-            value_milli: (tr.value * 1000.0).round() as i64,
+type Out = Vec<(Condition, u64, isize)>;
+
+/// The group's timers due by frontier time `t`: own-timed machines at the group's own time
+/// (kept as they were at the latest event before the first such timer), the others at `t`.
+fn run_timers(group: &mut Group, key: &str, t: u64, set: &RuleSet, ev: &Evaluator, out: &mut Out) {
+    let own_now = group.clock.at(t);
+    let own_due = group.machines.iter().any(|(k, m)| {
+        set.get(*k).is_some_and(|r| {
+            !group::on_frontier(r) && m.next_timer(r).is_some_and(|d| d <= own_now)
+        })
+    });
+    if own_due {
+        group.save(set);
+    }
+    let Group {
+        machines, catch_up, ..
+    } = group;
+    for (k, m) in machines.iter_mut() {
+        let Some(r) = set.get(*k) else { continue };
+        let mut cond = window_condition(ev, r, set.programs(*k));
+        let transitions = if group::on_frontier(r) {
+            if m.next_timer(r).is_none_or(|due| due > t) {
+                continue;
+            }
+            m.timer(r, t, &mut cond)
+        } else {
+            timers_until(m, r, own_now, &mut cond)
         };
-        // The retraction must name the same record as the insertion: the value is the one
-        // the condition started with, which the machine reports again when it stops.
-        out.push((c, tr.time, if tr.start { 1 } else { -1 }));
+        group::publish((r, *k), key, m, catch_up, transitions, t, out);
+    }
+    settle(group, key, t, set, ev, out);
+}
+
+/// Ends what a backlog's catch-up has decided (see [`Group::settle_catch_up`]).
+fn settle(group: &mut Group, key: &str, t: u64, set: &RuleSet, ev: &Evaluator, out: &mut Out) {
+    group.settle_catch_up(t, set, key, out, |r, k, m, until| {
+        let mut m = m.clone();
+        let mut cond = window_condition(ev, r, set.programs(k));
+        let _ = timers_until(&mut m, r, until, &mut cond);
+        m.firing()
+    });
+}
+
+/// One event's batch for a group, handled at frontier time `t`: its own-timed rules judge it
+/// at its own time on the group's timeline (after the timers that time has reached), the
+/// others at `t`.
+fn judge_batch(
+    group: &mut Group,
+    key: &str,
+    b: Batch,
+    t: u64,
+    set: &RuleSet,
+    ev: &Evaluator,
+    out: &mut Out,
+) {
+    let own_timed = b
+        .items
+        .iter()
+        .any(|(k, _)| set.get(*k).is_some_and(|r| !group::on_frontier(r)));
+    let (at, behind) = if own_timed {
+        group.place(b.own, t, set)
+    } else {
+        (t, false)
+    };
+    let Group {
+        machines, catch_up, ..
+    } = &mut *group;
+    // Timers up to the group's clock have run; those between it and the event (a group
+    // whose clock ran behind, or machines put back by a backlog) run now.
+    if behind {
+        for (k, m) in machines.iter_mut() {
+            if let Some(r) = set.get(*k).filter(|r| !group::on_frontier(r)) {
+                let mut cond = window_condition(ev, r, set.programs(*k));
+                let transitions = timers_until(m, r, at, &mut cond);
+                group::publish((r, *k), key, m, catch_up, transitions, t, out);
+            }
+        }
+    }
+    for (rule, what) in b.items {
+        let Some(r) = set.get(rule) else { continue };
+        let when = if group::on_frontier(r) { t } else { at };
+        let m = match machines.iter().position(|(x, _)| *x == rule) {
+            Some(i) => &mut machines[i].1,
+            None if changes_nothing_new(set, rule, &what) => continue,
+            None => {
+                machines.push((rule, Machine::default()));
+                &mut machines.last_mut().expect("just pushed").1
+            }
+        };
+        let mut cond = window_condition(ev, r, set.programs(rule));
+        let transitions = match what {
+            What::Event {
+                matched,
+                cleared,
+                item,
+            } => m.event(r, when, matched, cleared, item, &mut cond),
+            What::Unregistered => {
+                if let Some(f) = m.firing() {
+                    out.push((group::condition(r, key, &f), group::stop_time(&f, t), -1));
+                }
+                *m = Machine::default();
+                Vec::new()
+            }
+            What::Registered => {
+                // Absence counts from the registration's time (the runtime registers at its
+                // first frontier: start-up), unless the device's clock already runs
+                // (restored from a checkpoint, or heard before).
+                if m.is_idle() {
+                    *m = Machine::registered(t);
+                }
+                Vec::new()
+            }
+            What::Deferred { fields, item } => {
+                // The group's previous event is known here, in event-time order.
+                let matched = prev_filter(r, set.programs(rule), ev, &fields, m.prev());
+                m.set_prev(fields);
+                m.event(r, when, matched, false, item, &mut cond)
+            }
+        };
+        group::publish((r, rule), key, m, catch_up, transitions, t, out);
+    }
+    if own_timed {
+        group.heard(at, t);
+    }
+    settle(group, key, t, set, ev, out);
+}
+
+/// Runs a machine's timers due by own time `at`, each at its own time.
+fn timers_until(
+    m: &mut Machine,
+    r: &Rule,
+    at: u64,
+    cond: &mut dyn FnMut(&rules::machine::Aggregated<'_>) -> (bool, bool),
+) -> Vec<rules::machine::Transition> {
+    let mut out = Vec::new();
+    // Every timer moves the machine past its time; the bound only guards against one that
+    // would not.
+    for _ in 0..1024 {
+        match m.next_timer(r).filter(|d| *d <= at) {
+            Some(due) => out.extend(m.timer(r, due, cond)),
+            None => break,
+        }
+    }
+    out
+}
+
+/// A `prev` rule's filter over the event's carried fields and the group's previous event's
+/// (false for the group's first event).
+fn prev_filter(
+    r: &Rule,
+    programs: Option<&Programs>,
+    ev: &Evaluator,
+    fields: &[Option<Scalar>],
+    prev: Option<&[Option<Scalar>]>,
+) -> bool {
+    let (Some(f), Some(prev)) = (&r.filter, prev) else {
+        return false;
+    };
+    let compiled = programs
+        .and_then(|p| p.filter.as_ref())
+        .and_then(|p| p.node());
+    let vars = CarriedVars {
+        names: &r.prev_fields,
+        event: fields,
+        prev,
+    };
+    match compiled.map(|n| n.eval_bool(&vars)) {
+        Some(Ok(b)) => b,
+        _ => ev
+            .bool(
+                f,
+                vec![
+                    ("event", scalars_value(&r.prev_fields, fields)),
+                    ("prev", scalars_value(&r.prev_fields, prev)),
+                ],
+            )
+            .unwrap_or(false),
     }
 }

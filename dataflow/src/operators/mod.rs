@@ -11,6 +11,7 @@
 //! | `versioned.rs` | records held until the rules and reference data of their time are known |
 
 pub mod conditions;
+pub(crate) mod group;
 pub(crate) mod judge;
 pub mod liveness;
 pub mod ref_values;

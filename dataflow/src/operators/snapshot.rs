@@ -165,9 +165,13 @@ impl PublishConditions for VecCollection<'_, u64, crate::conditions::Condition, 
                     }
                     let t = *entry.key();
                     let mut updates = entry.remove();
-                    // Stops before starts at the same time: a condition that ends and starts
-                    // again at one instant stays, with its new start.
-                    updates.sort_by_key(|(_, d)| *d);
+                    // An on-time episode that starts and stops at one instant never was.
+                    differential_dataflow::consolidation::consolidate(&mut updates);
+                    // In the order of the episodes' starts: a condition that ends and starts
+                    // again at one instant stays, with its new start; an episode that began
+                    // and ended inside a late backlog (start and stop at one time) is told
+                    // as both.
+                    updates.sort_by_key(|(c, d)| (c.since, -*d));
                     for (c, d) in updates {
                         let key = (c.rule.clone(), c.group.clone());
                         if d > 0 {
@@ -175,7 +179,8 @@ impl PublishConditions for VecCollection<'_, u64, crate::conditions::Condition, 
                                 rule: c.rule,
                                 group: c.group,
                                 value: c.value_milli as f64 / 1000.0,
-                                since: t,
+                                since: c.since,
+                                late_by_ms: c.late_by_ms,
                             };
                             snapshot.changes.push((active.clone(), true, t));
                             snapshot.active.insert(key, active);

@@ -1,0 +1,335 @@
+//! One group key's machines, on the group's own timeline (docs/rules.md, "Every device on its
+//! own clock").
+//!
+//! The rules of a group (a device, a stall, a merchant, a complaint) are judged on the
+//! group's own event times, not on the global frontier: a backlog a device delivers after a
+//! reconnect is judged where it belongs. Three pieces of state make that work, all per group
+//! and all bounded by one copy of the group's machines:
+//! - a [`Clock`]: the group's own time runs from its latest event at the frontier's pace, and
+//!   joins the frontier once the group has been silent for [`SILENCE_MS`];
+//! - the machines as they were at the group's latest event (`saved`), kept from the first
+//!   timer that changes them until the next event: a backlog behind the clock is judged from
+//!   them, so timers that ran ahead of it are undone;
+//! - a catch-up ([`CatchUp`]) while a backlog is judged: the episodes published before it that
+//!   the backlog has not confirmed yet. They stand until the group's clock is back where it
+//!   was, so a backlog that confirms a condition does not end and restart it.
+//!
+//! Absence rules are judged on the frontier: they ask whether the device can be heard now,
+//! and a backlog is heard when it arrives.
+
+use super::conditions::RuleSet;
+use crate::conditions::Condition;
+use rules::machine::{Firing, Machine, Transition};
+use rules::spec::{Kind, Rule};
+use serde::{Deserialize, Serialize};
+
+/// A group whose last event arrived this long ago (on the frontier) follows the frontier: its
+/// deadlines and timers are then the wall clock's, whatever its own clock said.
+pub const SILENCE_MS: u64 = 60_000;
+
+/// The group's own time: its latest event's time (`last`), moving at the frontier's pace from
+/// when that event was handled (`heard`); the frontier once the group is silent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Clock {
+    pub last: u64,
+    pub heard: u64,
+}
+
+impl Clock {
+    /// The group's own time when the frontier is at `f`.
+    pub fn at(&self, f: u64) -> u64 {
+        if f < self.heard.saturating_add(SILENCE_MS) {
+            self.last + f.saturating_sub(self.heard)
+        } else {
+            f
+        }
+    }
+
+    /// The frontier time at which the group's own time reaches `due`.
+    pub fn when(&self, due: u64) -> u64 {
+        let lag = self.heard - self.last;
+        let f = if due < self.last.saturating_add(SILENCE_MS) {
+            due + lag
+        } else {
+            due.max(self.heard.saturating_add(SILENCE_MS))
+        };
+        // A timer woken before its group's time has reached it would be put back at the
+        // same time for ever; once silent, the group's time is the frontier's.
+        if self.at(f) >= due {
+            f
+        } else {
+            due.max(self.heard.saturating_add(SILENCE_MS))
+        }
+    }
+}
+
+/// Episodes published before a backlog was judged that the judged backlog has not (yet)
+/// confirmed, and the own time at which the group's clock is back where it was.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CatchUp {
+    pub until: u64,
+    pub stale: Vec<(u64, Firing)>,
+}
+
+/// The machines of one group key, one per rule, and the group's timeline.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Group {
+    pub machines: Vec<(u64, Machine)>,
+    pub clock: Clock,
+    /// The own-timed machines as they were at the latest event, once a timer changed them.
+    pub saved: Option<Vec<(u64, Machine)>>,
+    pub catch_up: Option<Box<CatchUp>>,
+    /// When the group's machines next need a timer (frontier time).
+    #[serde(skip)]
+    pub scheduled: Option<u64>,
+    /// The earliest entry of the group in the timer heap. A later `scheduled` waits behind it
+    /// and is queued when it pops, so a group has one or two entries in the heap however often
+    /// its time moves (an absence timer moves with every frame).
+    #[serde(skip)]
+    pub queued: Option<u64>,
+}
+
+/// Whether `rule` is judged on the frontier rather than on its group's own time.
+pub fn on_frontier(rule: &Rule) -> bool {
+    matches!(rule.kind, Kind::Absence { .. })
+}
+
+impl Group {
+    /// Before an event of own time `own` handled at frontier time `t`: if the event is behind
+    /// the group's clock and timers changed the machines since the latest event, the machines
+    /// go back to that event and the episodes published since stay until the clock is back.
+    /// Returns the own time the event is judged at (never before the group's latest event),
+    /// and whether timers may be due before it that have not run (the group's clock was
+    /// behind the event, or the machines went back).
+    pub fn place(&mut self, own: u64, t: u64, set: &RuleSet) -> (u64, bool) {
+        let at = own.max(self.clock.last);
+        let now = self.clock.at(t);
+        if at < now
+            && let Some(saved) = self.saved.take()
+        {
+            self.rewind(saved, now, set);
+            return (at, true);
+        }
+        (at, at > now)
+    }
+
+    /// Notes an event judged at own time `at`, handled at frontier time `t`.
+    pub fn heard(&mut self, at: u64, t: u64) {
+        self.clock = Clock { last: at, heard: t };
+        self.saved = None;
+    }
+
+    fn rewind(&mut self, saved: Vec<(u64, Machine)>, now: u64, set: &RuleSet) {
+        let own = |k: &u64| set.get(*k).is_some_and(|r| !on_frontier(r));
+        let mut published: Vec<(u64, Firing)> = self
+            .machines
+            .iter()
+            .filter(|(k, _)| own(k))
+            .filter_map(|(k, m)| m.firing().map(|f| (*k, f)))
+            .collect();
+        let catch_up = self.catch_up.get_or_insert_with(Box::default);
+        published.append(&mut catch_up.stale);
+        self.machines.retain(|(k, _)| !own(k));
+        self.machines
+            .extend(saved.into_iter().filter(|(k, _)| set.get(*k).is_some()));
+        catch_up.stale = published
+            .into_iter()
+            .filter(|(k, f)| {
+                !self
+                    .machines
+                    .iter()
+                    .any(|(k2, m)| k2 == k && m.firing() == Some(*f))
+            })
+            .collect();
+        catch_up.until = catch_up.until.max(now);
+    }
+
+    /// Before a timer changes an own-timed machine: the machines at the latest event are kept.
+    pub fn save(&mut self, set: &RuleSet) {
+        if self.saved.is_none() {
+            let own = |k: &u64| set.get(*k).is_some_and(|r| !on_frontier(r));
+            self.saved = Some(
+                self.machines
+                    .iter()
+                    .filter(|(k, _)| own(k))
+                    .cloned()
+                    .collect(),
+            );
+        }
+    }
+
+    /// Stops the published episodes the judged backlog has ruled out: those the group's
+    /// machines, left without further events until the clock is back where it was
+    /// (`project`), would not fire. Once the clock is back, every one not confirmed stops.
+    pub fn settle_catch_up(
+        &mut self,
+        t: u64,
+        set: &RuleSet,
+        key: &str,
+        out: &mut Vec<(Condition, u64, isize)>,
+        project: impl Fn(&Rule, u64, &Machine, u64) -> Option<Firing>,
+    ) {
+        let Group {
+            machines,
+            clock,
+            catch_up,
+            ..
+        } = self;
+        let Some(c) = catch_up.as_mut() else {
+            return;
+        };
+        let back = clock.at(t) >= c.until;
+        let until = c.until;
+        c.stale.retain(|(k, f)| {
+            let Some(r) = set.get(*k) else {
+                return false;
+            };
+            let projected = machines
+                .iter()
+                .find(|(x, _)| x == k)
+                .and_then(|(_, m)| project(r, *k, m, until));
+            let holds =
+                !back && projected.is_some_and(|p| p.since == f.since && p.value == f.value);
+            if !holds {
+                out.push((condition(r, key, f), stop_time(f, t), -1));
+            }
+            holds
+        });
+        if back || c.stale.is_empty() {
+            *catch_up = None;
+        }
+    }
+
+    /// When the catch-up ends (frontier time), if one runs.
+    pub fn catch_up_due(&self) -> Option<u64> {
+        self.catch_up.as_ref().map(|c| self.clock.when(c.until))
+    }
+
+    /// Every episode the group has published and not stopped: its machines' firing ones and
+    /// those standing through a catch-up, by rule key.
+    pub fn published(&self) -> impl Iterator<Item = (u64, Firing)> + '_ {
+        let firing = self
+            .machines
+            .iter()
+            .filter_map(|(k, m)| m.firing().map(|f| (*k, f)));
+        let stale = self.catch_up.iter().flat_map(|c| c.stale.iter().copied());
+        firing.chain(stale)
+    }
+
+    /// Whether the group holds nothing beyond its machines (it can go once they are idle).
+    pub fn holds_nothing_else(&self) -> bool {
+        self.catch_up.is_none()
+    }
+}
+
+/// When the stop of episode `f` is published, at frontier time `t`: one millisecond later if
+/// it was found late and its start was published at `t` too (an episode that began and ended
+/// inside a backlog), so the two updates of the same record do not cancel out. An on-time
+/// episode that starts and stops at one instant never was.
+pub fn stop_time(f: &Firing, t: u64) -> u64 {
+    if f.late_by_ms > 0 && f.since + f.late_by_ms == t {
+        t + 1
+    } else {
+        t
+    }
+}
+
+/// The published record of an episode of `rule` for `group`.
+pub fn condition(rule: &Rule, group: &str, f: &Firing) -> Condition {
+    Condition {
+        rule: rule.id.clone(),
+        group: group.to_owned(),
+        value_milli: (f.value * 1000.0).round() as i64,
+        since: f.since,
+        late_by_ms: f.late_by_ms,
+    }
+}
+
+/// Publishes a machine's transitions at frontier time `t`. A start found behind `t` (from a
+/// backlog) is marked late by the difference, and the machine keeps the mark so its stop names
+/// the same record. During a catch-up, a start the published episodes already show is not
+/// published again, and one that replaces an episode of the same rule stops that one.
+pub fn publish(
+    rule: (&Rule, u64),
+    group: &str,
+    m: &mut Machine,
+    catch_up: &mut Option<Box<CatchUp>>,
+    transitions: Vec<Transition>,
+    t: u64,
+    out: &mut Vec<(Condition, u64, isize)>,
+) {
+    let (r, k) = rule;
+    let mut started: Option<Firing> = None;
+    for tr in transitions {
+        let mut f = Firing {
+            since: tr.since,
+            value: tr.value,
+            late_by_ms: tr.late_by_ms,
+        };
+        if tr.start {
+            f.late_by_ms = t.saturating_sub(tr.since);
+            if let Some(c) = catch_up.as_mut() {
+                let same = c
+                    .stale
+                    .iter()
+                    .position(|(x, s)| *x == k && s.since == f.since && s.value == f.value);
+                if let Some(i) = same {
+                    started = Some(c.stale.remove(i).1);
+                    continue;
+                }
+                c.stale.retain(|(x, s)| {
+                    let replaced = *x == k;
+                    if replaced {
+                        out.push((condition(r, group, s), stop_time(s, t), -1));
+                    }
+                    !replaced
+                });
+            }
+            started = Some(f);
+            out.push((condition(r, group, &f), t, 1));
+        } else {
+            if let Some(s) = started.filter(|s| s.since == f.since) {
+                f = s;
+            }
+            out.push((condition(r, group, &f), stop_time(&f, t), -1));
+        }
+    }
+    if let (Some(s), Some(now)) = (started, m.firing())
+        && now.since == s.since
+    {
+        m.set_late_by(s.late_by_ms);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_on_time_clock_is_the_frontier() {
+        let c = Clock {
+            last: 5_000,
+            heard: 5_000,
+        };
+        assert_eq!(c.at(9_000), 9_000);
+        assert_eq!(c.when(9_000), 9_000);
+    }
+
+    #[test]
+    fn a_lagging_clock_runs_behind_until_the_group_is_silent() {
+        // Its latest event was 300 s old when it arrived.
+        let c = Clock {
+            last: 100_000,
+            heard: 400_000,
+        };
+        assert_eq!(c.at(410_000), 110_000);
+        assert_eq!(c.when(130_000), 430_000);
+        // Silent for a minute: the frontier's time.
+        assert_eq!(c.at(460_000), 460_000);
+        assert_eq!(c.when(200_000), 460_000);
+        assert_eq!(c.when(500_000), 500_000);
+        for f in [400_000, 430_000, 459_999, 460_000, 470_000] {
+            assert!(c.at(c.when(c.at(f))) >= c.at(f), "at {f}");
+        }
+    }
+}
