@@ -425,6 +425,8 @@ async fn bench_city(
         bad_every: 0,
         late_every: 0,
         late_ms: 0,
+        outage_every: 0,
+        outage_ms: 0,
     };
     std::fs::create_dir_all(out)?;
     let city = City::generate(sim_args.size(), args.seed);

@@ -76,6 +76,33 @@ pub struct SimulateArgs {
     pub late_every: u64,
     #[arg(long, default_value_t = 5000)]
     pub late_ms: u64,
+    /// One device in N loses its link for `outage_ms` at a time (a third of the time) and,
+    /// on reconnecting, delivers what it buffered, oldest first: a terminal's backlog
+    /// (0: none).
+    #[arg(long, default_value_t = 0)]
+    pub outage_every: u64,
+    #[arg(long, default_value_t = 45_000)]
+    pub outage_ms: u64,
+}
+
+/// When a device's link is down: one device in `every` (by its id), for `ms` of every `3 ms`,
+/// at an offset of its own. A message at `ts` that falls in an outage goes out when the link
+/// is back; the time that happens, if so.
+fn outage_end(topic: &str, ts: u64, every: u64, ms: u64) -> Option<u64> {
+    if every == 0 || ms == 0 {
+        return None;
+    }
+    let device = topic.split('/').nth(3)?;
+    // FNV-1a: stable across runs and builds, which a std hasher is not.
+    let h = device.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    if !h.is_multiple_of(every) {
+        return None;
+    }
+    let period = 3 * ms;
+    let phase = (ts + (h >> 8) % period) % period;
+    (phase < ms).then(|| ts + (ms - phase))
 }
 
 /// What a simulation sent.
@@ -85,6 +112,8 @@ pub struct Summary {
     pub acked: u64,
     pub bad: u64,
     pub late: u64,
+    /// Messages delivered late in a device's backlog (`--outage-every`).
+    pub backlog: u64,
     pub incidents: u64,
     pub simulated_seconds: u64,
     pub wall_seconds: f64,
@@ -276,6 +305,8 @@ pub async fn simulate(args: &SimulateArgs, district: District) -> anyhow::Result
     };
     // Late messages wait here until their event time plus `late_ms` comes round.
     let mut held: VecDeque<(u64, Message)> = VecDeque::new();
+    // Backlogs wait here, by when the device's link is back, in the order they were made.
+    let mut buffered: BTreeMap<u64, Vec<Message>> = BTreeMap::new();
     let mut per_stream: BTreeMap<String, u64> = BTreeMap::new();
     let started = Instant::now();
     let mut n = 0u64;
@@ -298,8 +329,16 @@ pub async fn simulate(args: &SimulateArgs, district: District) -> anyhow::Result
         while held.front().is_some_and(|(at, _)| *at <= now_event) {
             batch.extend(held.pop_front().map(|(_, m)| m));
         }
+        while let Some(entry) = buffered.first_entry().filter(|e| *e.key() <= now_event) {
+            batch.extend(entry.remove());
+        }
         for m in sim.step() {
             n += 1;
+            if let Some(back) = outage_end(&m.topic, m.ts, args.outage_every, args.outage_ms) {
+                summary.backlog += 1;
+                buffered.entry(back).or_default().push(m);
+                continue;
+            }
             if args.late_every > 0 && n.is_multiple_of(args.late_every) {
                 summary.late += 1;
                 held.push_back((m.ts + args.late_ms, m));
@@ -337,7 +376,11 @@ pub async fn simulate(args: &SimulateArgs, district: District) -> anyhow::Result
     }
     bar.finish_and_clear();
     // What is still held back goes out at the end.
-    for (_, m) in held.drain(..) {
+    for m in held
+        .drain(..)
+        .map(|(_, m)| m)
+        .chain(std::mem::take(&mut buffered).into_values().flatten())
+    {
         summary.messages += 1;
         sink.send(m, qos).await?;
     }
@@ -393,4 +436,37 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}", serde_json::to_string(&summary)?)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::outage_end;
+
+    #[test]
+    fn one_device_in_n_is_dark_a_third_of_the_time_and_its_backlog_waits_for_the_link() {
+        let topics: Vec<String> = (0..300)
+            .map(|i| format!("cw/v1/elevator/E{i:04}/status"))
+            .collect();
+        let dark: Vec<&String> = topics
+            .iter()
+            .filter(|t| (0..90_000).any(|ts| outage_end(t, ts, 10, 45_000).is_some()))
+            .collect();
+        assert!((15..=45).contains(&dark.len()), "{} of 300", dark.len());
+        for t in dark {
+            let held: Vec<(u64, u64)> = (0..135_000)
+                .step_by(1000)
+                .filter_map(|ts| outage_end(t, ts, 10, 45_000).map(|back| (ts, back)))
+                .collect();
+            // 45 of every 135 seconds, each delivered once the link is back.
+            assert_eq!(held.len(), 45, "{t}");
+            assert!(
+                held.iter()
+                    .all(|(ts, back)| back > ts && back - ts <= 45_000)
+            );
+        }
+        assert_eq!(
+            outage_end("cw/v1/elevator/E0001/status", 5, 0, 45_000),
+            None
+        );
+    }
 }

@@ -896,29 +896,34 @@ type Out = Vec<(Condition, u64, isize)>;
 /// (kept as they were at the latest event before the first such timer), the others at `t`.
 fn run_timers(group: &mut Group, key: &str, t: u64, set: &RuleSet, ev: &Evaluator, out: &mut Out) {
     let own_now = group.clock.at(t);
-    let own_due = group.machines.iter().any(|(k, m)| {
-        set.get(*k).is_some_and(|r| {
-            !group::on_frontier(r) && m.next_timer(r).is_some_and(|d| d <= own_now)
-        })
-    });
-    if own_due {
-        group.save(set);
-    }
-    let Group {
-        machines, catch_up, ..
-    } = group;
-    for (k, m) in machines.iter_mut() {
-        let Some(r) = set.get(*k) else { continue };
-        let mut cond = window_condition(ev, r, set.programs(*k));
-        let transitions = if group::on_frontier(r) {
-            if m.next_timer(r).is_none_or(|due| due > t) {
-                continue;
-            }
+    for i in 0..group.machines.len() {
+        let k = group.machines[i].0;
+        let Some(r) = set.get(k) else { continue };
+        let frontier = group::on_frontier(r);
+        let now = if frontier { t } else { own_now };
+        if group.machines[i]
+            .1
+            .next_timer(r)
+            .is_none_or(|due| due > now)
+        {
+            continue;
+        }
+        if !frontier {
+            // The first own-timed timer since the latest event: the machines as they were
+            // (none of them has run a timer yet) are kept for a backlog behind the clock.
+            group.save(set);
+        }
+        let Group {
+            machines, catch_up, ..
+        } = &mut *group;
+        let m = &mut machines[i].1;
+        let mut cond = window_condition(ev, r, set.programs(k));
+        let transitions = if frontier {
             m.timer(r, t, &mut cond)
         } else {
             timers_until(m, r, own_now, &mut cond)
         };
-        group::publish((r, *k), key, m, catch_up, transitions, t, out);
+        group::publish((r, k), key, m, catch_up, transitions, t, out);
     }
     settle(group, key, t, set, ev, out);
 }
