@@ -403,6 +403,10 @@ impl Journal {
                 "SELECT COUNT(*) FROM alerts WHERE rule = 'market.residue_fail' AND opened_ms >= ?1",
                 &[&(since_ms as i64)],
             )?,
+            stalls_on_hold: count(
+                "SELECT COUNT(*) FROM alerts WHERE state = 'firing' AND rule = 'market.residue_fail'",
+                &[],
+            )?,
             group_risk_firing: count(
                 "SELECT COUNT(*) FROM alerts WHERE state = 'firing' AND rule LIKE 'complaint.%group_risk'",
                 &[],
@@ -480,6 +484,9 @@ pub struct Overview {
     pub trapped: u64,
     /// Failed pesticide-residue tests (alerts of `market.residue_fail` opened since `since_ms`).
     pub residue_failed_today: u64,
+    /// A stall's goods on hold now: `market.residue_fail` firing, until a later test of the
+    /// same stall and goods passes.
+    pub stalls_on_hold: u64,
     /// Group-complaint risks firing now.
     pub group_risk_firing: u64,
     /// Complaints and reports within a working day of a handling limit (rules labelled

@@ -84,6 +84,15 @@ labels = { domain = "kitchen" }
 route = ["office"]
 
 [[rule]]
+id = "market.residue_fail"
+severity = "critical"
+stream = "market_residue"
+filter = 'event.result == "fail"'
+group_by = ["market_id", "stall_id", "goods_code"]
+labels = { domain = "market" }
+route = ["office"]
+
+[[rule]]
 id = "c.burst"
 severity = "major"
 stream = "complaint_new"
@@ -924,4 +933,79 @@ fn an_incident_closed_by_hand_stays_closed_until_its_condition_stops() {
     let a = reopened.journal().alert(&id).unwrap().unwrap();
     assert_eq!(a.state, "firing");
     assert_eq!(a.episode, closed + 1);
+}
+
+#[test]
+fn an_episode_found_inside_a_late_backlog_is_journaled_fired_and_resolved_with_how_late() {
+    let s = Setup::new(nowhere());
+    // Trapped from 60 s before T0 to 20 s before it, in a backlog that arrived at T0: the
+    // start and (a millisecond later) the stop, as the dataflow publishes them.
+    let active = Active {
+        rule: "e.trapped".into(),
+        group: "E1".into(),
+        value: 1.0,
+        since: T0 - 60_000,
+        late_by_ms: 60_000,
+    };
+    let snapshot = ConditionsSnapshot {
+        as_of: T0 + 2,
+        active: Default::default(),
+        changes: vec![(active.clone(), true, T0), (active, false, T0 + 1)],
+    };
+    s.alerts.apply(&snapshot, &rules()).unwrap();
+    let a = s.alert("e.trapped", "E1");
+    assert_eq!(
+        (a.state.as_str(), a.since_ms, a.resolved_ms),
+        ("resolved", T0 - 60_000, Some(T0 + 1))
+    );
+    assert_eq!(a.body["late_by_ms"], 60_000);
+    // Both receivers are told it fired and that it ended; the escalation never runs.
+    let id = a.id.clone();
+    let told = |version| s.outbox(&id, version);
+    assert_eq!(
+        told(1),
+        pairs(&[("R-office", "pending"), ("R-unit", "pending")])
+    );
+    assert_eq!(
+        told(2),
+        pairs(&[("R-office", "pending"), ("R-unit", "pending")])
+    );
+    s.advance(30 * MIN);
+    let steps: Vec<String> = s
+        .alerts
+        .journal()
+        .escalations_of(&id)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.status)
+        .collect();
+    assert!(
+        !steps.is_empty() && steps.iter().all(|st| st == "cancelled"),
+        "{steps:?}"
+    );
+}
+
+#[test]
+fn the_stalls_on_hold_are_the_residue_fails_firing_now() {
+    let s = Setup::new(nowhere());
+    let hold = |group: &str, started: bool, at: u64| {
+        s.alerts
+            .apply(&change("market.residue_fail", group, started, at), &rules())
+            .unwrap();
+    };
+    let on_hold = || s.alerts.journal().overview(T0).unwrap().stalls_on_hold;
+    hold("M1/ST1/cabbage", true, T0);
+    hold("M1/ST3/spinach", true, T0 + MIN);
+    assert_eq!(on_hold(), 2);
+    // A later test of ST1's cabbage passed.
+    hold("M1/ST1/cabbage", false, T0 + 2 * MIN);
+    assert_eq!(on_hold(), 1);
+    assert_eq!(
+        s.alerts
+            .journal()
+            .overview(T0)
+            .unwrap()
+            .residue_failed_today,
+        2
+    );
 }

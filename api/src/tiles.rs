@@ -50,6 +50,8 @@ pub struct MarketTiles {
     pub sales_hour: i64,
     /// Failed pesticide-residue tests since local midnight.
     pub failed_tests_today: u64,
+    /// Stalls whose goods are on hold now (a failed test, until a later one passes).
+    pub stalls_on_hold: u64,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Default, utoipa::ToSchema)]
@@ -125,6 +127,7 @@ impl Tiles {
                 turnover_hour_yuan: (turnover * 100.0).round() / 100.0,
                 sales_hour: sales,
                 failed_tests_today: o(|o| o.residue_failed_today),
+                stalls_on_hold: o(|o| o.stalls_on_hold),
             },
             cameras: CameraTiles {
                 registered: c.registered,
@@ -168,6 +171,7 @@ impl Tiles {
                 "markets.failed_tests_today",
                 self.markets.failed_tests_today as f64,
             ),
+            ("markets.stalls_on_hold", self.markets.stalls_on_hold as f64),
             ("cameras.online", self.cameras.online as f64),
             ("cameras.coverage", self.cameras.coverage),
             (
@@ -192,7 +196,7 @@ impl Tiles {
 }
 
 /// One sample: each series' name and value.
-pub type Sample = [(&'static str, f64); 17];
+pub type Sample = [(&'static str, f64); 18];
 
 /// The ring of samples.
 #[derive(Debug, Default)]
@@ -281,6 +285,6 @@ mod tests {
         assert_eq!(online.len(), SAMPLES);
         assert_eq!(online[0], 5.0);
         assert_eq!(*online.last().unwrap(), (SAMPLES + 4) as f64);
-        assert_eq!(v.series.len(), 17);
+        assert_eq!(v.series.len(), 18);
     }
 }

@@ -385,7 +385,8 @@ const TILES = [
   { key: "markets", spark: "markets.turnover_hour_yuan", values: [
     ["turnover_hour", (x) => "¥" + Math.round(x.turnover_hour_yuan).toLocaleString(), "markets.turnover_hour_yuan"],
     ["sales_hour", (x) => x.sales_hour, "markets.sales_hour"],
-    ["failed_tests", (x) => x.failed_tests_today, "markets.failed_tests_today"]] },
+    ["failed_tests", (x) => x.failed_tests_today, "markets.failed_tests_today"],
+    ["on_hold", (x) => x.stalls_on_hold, "markets.stalls_on_hold"]] },
   { key: "cameras", spark: "cameras.coverage", values: [
     ["online", (x) => `${x.online}/${x.registered}`, "cameras.online"],
     ["coverage", (x) => Math.round(x.coverage * 100) + "%", "cameras.coverage"]],

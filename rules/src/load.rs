@@ -688,8 +688,31 @@ fn validate(
             None
         }
     });
+    let ended_by = src.ended_by.as_deref().and_then(|e| match kind {
+        Kind::Event | Kind::Window { .. } if prev_fields.is_empty() => {
+            compile_expr(&mut fail, "ended_by", e, event_vars(), false)
+        }
+        Kind::Event | Kind::Window { .. } => {
+            fail(
+                "ended_by",
+                1,
+                "a rule whose filter reads prev cannot have ended_by".into(),
+            );
+            None
+        }
+        _ => {
+            fail(
+                "ended_by",
+                1,
+                "ended_by applies to event and window rules (a state rule has clear_condition)"
+                    .into(),
+            );
+            None
+        }
+    });
     for (key, text) in [
         ("clear_condition", src.clear_condition.as_deref()),
+        ("ended_by", src.ended_by.as_deref()),
         ("registry_filter", src.registry_filter.as_deref()),
         ("value", src.value.as_deref()),
     ] {
@@ -707,6 +730,7 @@ fn validate(
         stream,
         filter,
         value,
+        ended_by,
         group_by: src.group_by.clone(),
         kind,
         for_ms,
@@ -804,6 +828,40 @@ condition = "value >= 3"
             text.contains("value applies to event and state rules"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn ended_by_belongs_to_event_and_window_rules_without_prev() {
+        let rule = |extra: &str| {
+            format!(
+                "[[rule]]\nid = \"x\"\nseverity = \"minor\"\nstream = \"market_residue\"\n{extra}ended_by = 'event.result == \"pass\"'\n"
+            )
+        };
+        let window = "filter = 'event.result == \"fail\"'\nwindow = { sliding = \"2h\" }\naggregate = \"count\"\ncondition = \"value >= 3\"\n";
+        let ok = load_str("e.toml", &rule(window)).unwrap();
+        assert_eq!(
+            ok[0].ended_by.as_ref().unwrap().source,
+            "event.result == \"pass\""
+        );
+        // Each refusal points at the ended_by line.
+        let problem = |extra: &str| {
+            let text = rule(extra);
+            let errors = load_str("e.toml", &text).unwrap_err();
+            let line = text
+                .lines()
+                .position(|l| l.starts_with("ended_by"))
+                .unwrap()
+                + 1;
+            assert_eq!(errors[0].line, line, "{errors:?}");
+            errors[0].message.clone()
+        };
+        let state = problem("filter = 'event.result == \"fail\"'\nmode = \"state\"\n");
+        assert!(
+            state.contains("a state rule has clear_condition"),
+            "{state}"
+        );
+        let prev = problem("filter = 'event.inhibition_pct > prev.inhibition_pct'\n");
+        assert!(prev.contains("reads prev"), "{prev}");
     }
 
     #[test]

@@ -160,6 +160,9 @@ impl Machine {
     ) -> Vec<Transition> {
         let mut out = Vec::new();
         match &rule.kind {
+            Kind::Event | Kind::Window { .. } if cleared && rule.ended_by.is_some() => {
+                self.end_now(t, &mut out)
+            }
             Kind::Event => {
                 if matched {
                     self.value = carried(&item);
@@ -402,6 +405,24 @@ impl Machine {
         self.set_raw(t, raw, rule, out);
     }
 
+    /// An event matched the rule's `ended_by`: the condition ends at `t` whatever
+    /// `keep_firing_for` says, and the window starts again empty.
+    fn end_now(&mut self, t: u64, out: &mut Vec<Transition>) {
+        self.items.clear();
+        self.prior = None;
+        self.raw = false;
+        self.false_since = None;
+        if let Some(f) = self.firing.take() {
+            out.push(Transition {
+                time: t,
+                start: false,
+                value: f.value,
+                since: f.since,
+                late_by_ms: f.late_by_ms,
+            });
+        }
+    }
+
     fn set_raw(&mut self, t: u64, raw: bool, rule: &Rule, out: &mut Vec<Transition>) {
         if raw == self.raw {
             return;
@@ -575,6 +596,30 @@ mod tests {
         // Never held for 10 s: never fires.
         let short = [(0, true, 0.0), (9_000, false, 0.0)];
         assert_eq!(run(&r, Machine::default(), &short, 100_000), vec![]);
+    }
+
+    #[test]
+    fn ended_by_ends_a_window_rule_at_the_event_not_keep_firing_for_later() {
+        let r = rule(
+            "stream = \"market_residue\"\nfilter = 'event.result == \"fail\"'\nwindow = { sliding = \"2h\" }\naggregate = \"count\"\ncondition = \"value >= 3\"\nkeep_firing_for = \"24h\"\nended_by = 'event.result == \"pass\"'\n",
+        );
+        let min = 60_000;
+        // Three fails within 2 h: on hold from the third; a pass 130 min later ends it there.
+        let ev = [
+            (10 * min, true, 0.0),
+            (40 * min, true, 0.0),
+            (70 * min, true, 0.0),
+            (200 * min, false, 0.0),
+        ];
+        assert_eq!(
+            run(&r, Machine::default(), &ev, 48 * 60 * min),
+            vec![(70 * min, true), (200 * min, false)]
+        );
+        // Without a pass the hold lasts keep_firing_for past the window.
+        assert_eq!(
+            run(&r, Machine::default(), &ev[..3], 48 * 60 * min),
+            vec![(70 * min, true), ((10 + 120 + 24 * 60) * min, false)]
+        );
     }
 
     #[test]

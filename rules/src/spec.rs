@@ -68,6 +68,11 @@ pub struct RuleSource {
     /// filter stops matching). Window rules: over `value`.
     #[serde(default)]
     pub clear_condition: Option<String>,
+    /// Event and window rules: an event of the group that matches this (CEL over `event` and
+    /// `ref`) ends the condition at once, whatever `keep_firing_for` says, and empties the
+    /// window: a hold that lasts until a later test passes.
+    #[serde(default)]
+    pub ended_by: Option<String>,
     #[serde(default, rename = "for")]
     pub for_: Option<String>,
     #[serde(default)]
@@ -231,6 +236,8 @@ pub struct Rule {
     pub filter: Option<Expr>,
     /// The number an event or state rule's condition carries (see [`RuleSource::value`]).
     pub value: Option<Expr>,
+    /// An event that ends an event or window rule's condition (see [`RuleSource::ended_by`]).
+    pub ended_by: Option<Expr>,
     pub group_by: Vec<String>,
     pub kind: Kind,
     pub for_ms: u64,

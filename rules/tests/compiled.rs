@@ -363,9 +363,14 @@ fn every_expression_of_the_default_pack_compiles() {
             rules::spec::Kind::State { clear } => clear.as_ref(),
             _ => None,
         };
-        for e in [r.filter.as_ref(), r.value.as_ref(), clear]
-            .into_iter()
-            .flatten()
+        for e in [
+            r.filter.as_ref(),
+            r.value.as_ref(),
+            r.ended_by.as_ref(),
+            clear,
+        ]
+        .into_iter()
+        .flatten()
         {
             checked += 1;
             if let Program::Interpreted(why) = Program::compile(&e.source) {

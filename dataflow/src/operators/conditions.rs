@@ -382,6 +382,10 @@ fn observe_event(
         let cleared = match &rule.kind {
             Kind::State { clear: Some(c) } => check(c, &programs.clear),
             Kind::Deadline { done, .. } if stops => check(done, &programs.clear),
+            Kind::Event | Kind::Window { .. } => rule
+                .ended_by
+                .as_ref()
+                .is_some_and(|e| check(e, &programs.ended_by)),
             _ => false,
         };
         // Only what can change a machine travels: unmatched events matter to state rules,
@@ -506,6 +510,7 @@ pub(crate) fn scalars_value(names: &[String], fields: &[Option<Scalar>]) -> Valu
 fn uses_ref(rule: &Rule) -> bool {
     rule.filter.as_ref().is_some_and(|f| f.uses_ref)
         || rule.value.as_ref().is_some_and(|v| v.uses_ref)
+        || rule.ended_by.as_ref().is_some_and(|e| e.uses_ref)
         || matches!(&rule.kind, Kind::State { clear: Some(c) } | Kind::Deadline { done: c, .. } if c.uses_ref)
         || matches!(
             &rule.kind,

@@ -21,6 +21,8 @@ pub(crate) struct Programs {
     /// The state rule's `clear`, or the deadline's `done`.
     pub clear: Option<Program>,
     pub value: Option<Program>,
+    /// An event or window rule's `ended_by`.
+    pub ended_by: Option<Program>,
     pub registry_filter: Option<Program>,
     /// A window rule's condition and clear condition.
     pub window: Option<Program>,
@@ -52,6 +54,7 @@ impl Programs {
             filter: compile(rule.filter.as_ref()),
             clear: compile(clear),
             value: compile(rule.value.as_ref()),
+            ended_by: compile(rule.ended_by.as_ref()),
             registry_filter: compile(registry_filter),
             window: compile(window),
             window_clear: compile(window_clear),
@@ -64,6 +67,7 @@ impl Programs {
             &self.filter,
             &self.clear,
             &self.value,
+            &self.ended_by,
             &self.registry_filter,
         ]
         .into_iter()
