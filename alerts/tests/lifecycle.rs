@@ -155,6 +155,17 @@ impl Setup {
             .unwrap()
     }
 
+    /// The status of each of an alert's escalation steps.
+    fn steps(&self, id: &str) -> Vec<String> {
+        self.alerts
+            .journal()
+            .escalations_of(id)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.status)
+            .collect()
+    }
+
     /// (receiver, status) of an alert's notifications of one version.
     fn outbox(&self, id: &str, version: u64) -> Vec<(String, String)> {
         let mut v: Vec<(String, String)> = self
@@ -320,15 +331,7 @@ async fn a_trapped_passenger_escalates_on_schedule_and_every_receiver_hears_the_
             "resolved"
         ]
     );
-    let steps: Vec<String> = s
-        .alerts
-        .journal()
-        .escalations_of(&id)
-        .unwrap()
-        .into_iter()
-        .map(|e| e.status)
-        .collect();
-    assert_eq!(steps, ["done", "done"]);
+    assert_eq!(s.steps(&id), ["done", "done"]);
 }
 
 #[test]
@@ -347,15 +350,7 @@ fn acknowledging_in_time_skips_the_first_step_and_resolving_cancels_the_rest() {
         .apply(&change("e.trapped", "E1", false, T0 + 7 * MIN), &rules())
         .unwrap();
     s.advance(30 * MIN);
-    let steps: Vec<String> = s
-        .alerts
-        .journal()
-        .escalations_of(&id)
-        .unwrap()
-        .into_iter()
-        .map(|e| e.status)
-        .collect();
-    assert_eq!(steps, ["skipped", "cancelled"]);
+    assert_eq!(s.steps(&id), ["skipped", "cancelled"]);
     let a = s.alert("e.trapped", "E1");
     assert_eq!(a.state, "resolved");
     assert_eq!(a.body["ops"]["acked_by"], "控制室");
@@ -971,14 +966,7 @@ fn an_episode_found_inside_a_late_backlog_is_journaled_fired_and_resolved_with_h
         pairs(&[("R-office", "pending"), ("R-unit", "pending")])
     );
     s.advance(30 * MIN);
-    let steps: Vec<String> = s
-        .alerts
-        .journal()
-        .escalations_of(&id)
-        .unwrap()
-        .into_iter()
-        .map(|e| e.status)
-        .collect();
+    let steps = s.steps(&id);
     assert!(
         !steps.is_empty() && steps.iter().all(|st| st == "cancelled"),
         "{steps:?}"
