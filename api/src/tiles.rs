@@ -48,7 +48,9 @@ pub struct MarketTiles {
     pub turnover_hour_yuan: f64,
     /// Sales of the last 60 event-time minutes.
     pub sales_hour: i64,
-    /// Failed pesticide-residue tests since local midnight.
+    /// Pesticide-residue tests since local midnight (event time).
+    pub tests_today: u64,
+    /// Of those, failed (the tests, not the alerts they raised).
     pub failed_tests_today: u64,
     /// Stalls whose goods are on hold now (a failed test, until a later one passes).
     pub stalls_on_hold: u64,
@@ -126,7 +128,8 @@ impl Tiles {
             markets: MarketTiles {
                 turnover_hour_yuan: (turnover * 100.0).round() / 100.0,
                 sales_hour: sales,
-                failed_tests_today: o(|o| o.residue_failed_today),
+                tests_today: view.markets.residue_tests_today.max(0) as u64,
+                failed_tests_today: view.markets.residue_failed_today.max(0) as u64,
                 stalls_on_hold: o(|o| o.stalls_on_hold),
             },
             cameras: CameraTiles {
@@ -167,6 +170,7 @@ impl Tiles {
                 self.markets.turnover_hour_yuan,
             ),
             ("markets.sales_hour", self.markets.sales_hour as f64),
+            ("markets.tests_today", self.markets.tests_today as f64),
             (
                 "markets.failed_tests_today",
                 self.markets.failed_tests_today as f64,
@@ -196,7 +200,7 @@ impl Tiles {
 }
 
 /// One sample: each series' name and value.
-pub type Sample = [(&'static str, f64); 18];
+pub type Sample = [(&'static str, f64); 19];
 
 /// The ring of samples.
 #[derive(Debug, Default)]
@@ -285,6 +289,6 @@ mod tests {
         assert_eq!(online.len(), SAMPLES);
         assert_eq!(online[0], 5.0);
         assert_eq!(*online.last().unwrap(), (SAMPLES + 4) as f64);
-        assert_eq!(v.series.len(), 18);
+        assert_eq!(v.series.len(), 19);
     }
 }

@@ -385,6 +385,7 @@ const TILES = [
   { key: "markets", spark: "markets.turnover_hour_yuan", values: [
     ["turnover_hour", (x) => "¥" + Math.round(x.turnover_hour_yuan).toLocaleString(), "markets.turnover_hour_yuan"],
     ["sales_hour", (x) => x.sales_hour, "markets.sales_hour"],
+    ["tests_today", (x) => x.tests_today, "markets.tests_today"],
     ["failed_tests", (x) => x.failed_tests_today, "markets.failed_tests_today"],
     ["on_hold", (x) => x.stalls_on_hold, "markets.stalls_on_hold"]] },
   { key: "cameras", spark: "cameras.coverage", values: [

@@ -328,21 +328,22 @@ pub fn build<'scope>(scope: Scope<'scope, u64>, plan: &Plan) -> Built<'scope> {
     let (merchants_in, merchants) = scope.new_collection::<(Id, Id), isize>();
 
     let mut parts = events
-        .partition(6, |(env, t)| {
+        .partition(7, |(env, t)| {
             let part = match env.event.stream() {
                 Stream::ElevatorStatus => 0,
                 Stream::KitchenHeartbeat | Stream::KitchenDetection => 1,
                 Stream::MarketSale => 2,
                 Stream::ComplaintNew => 3,
                 Stream::ComplaintStatus => 4,
-                _ => 5,
+                Stream::MarketResidue => 5,
+                _ => 6,
             };
             (part, (env.event, t))
         })
         .into_iter();
-    let mut next = || parts.next().expect("six partitions");
-    let (frames, camera_events, sales, complaints, statuses) =
-        (next(), next(), next(), next(), next());
+    let mut next = || parts.next().expect("seven partitions");
+    let (frames, camera_events, sales, complaints, statuses, residues) =
+        (next(), next(), next(), next(), next(), next());
 
     // Elevators: online per district, and online but unregistered.
     let frames = frames.flat_map(|(event, t)| match event {
@@ -426,6 +427,23 @@ pub fn build<'scope>(scope: Scope<'scope, u64>, plan: &Plan) -> Built<'scope> {
                 (count.clone(), t, 1),
                 (count, until, -1),
             ]
+        })
+        .as_collection();
+
+    // Markets: residue tests per market per local day, by result, retracted two days later.
+    let residue_days = residues
+        .flat_map(|(event, t)| {
+            let Event::Residue { market_id, test } = event else {
+                return Vec::new();
+            };
+            let day = local_day(test.ts.unwrap_or(t));
+            let tests = Counter::ResidueTests {
+                market: market_id,
+                day,
+                failed: test.outcome() == model::ResidueResult::Fail,
+            };
+            let until = model::time::day_start(day + 2).max(t);
+            vec![(tests.clone(), t, 1), (tests, until, -1)]
         })
         .as_collection();
 
@@ -551,6 +569,7 @@ pub fn build<'scope>(scope: Scope<'scope, u64>, plan: &Plan) -> Built<'scope> {
             cameras_registered,
             cameras_online,
             market_minutes,
+            residue_days,
             received,
             duplicates,
             decisions,

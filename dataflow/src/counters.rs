@@ -25,6 +25,8 @@ pub enum Counter {
     MarketTurnoverFen { market: Id, minute: u64 },
     /// Sales of a market in the minute starting at `minute`.
     MarketSales { market: Id, minute: u64 },
+    /// Pesticide-residue tests of a market on a local day, by result.
+    ResidueTests { market: Id, day: u64, failed: bool },
     /// Registered cameras per venue type.
     CamerasRegistered { venue_type: Id },
     /// Registered cameras per venue type with a heartbeat or detection in the last 180 s.
@@ -108,6 +110,12 @@ pub struct DistrictElevators {
 pub struct MarketsView {
     /// Per market and minute, oldest first.
     pub per_minute: Vec<MarketMinute>,
+    /// Pesticide-residue tests of the local day, all markets.
+    #[serde(default)]
+    pub residue_tests_today: i64,
+    /// Of those, failed.
+    #[serde(default)]
+    pub residue_failed_today: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
@@ -171,6 +179,8 @@ impl Snapshot {
         let mut districts: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
         let mut venues: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
         let mut market_minutes: BTreeMap<(u64, &str), (i64, i64)> = BTreeMap::new();
+        // Residue tests today: (all, failed).
+        let mut residue = (0, 0);
         let mut elevators = ElevatorsView::default();
         let mut complaints = ComplaintsView {
             day: format_day(today),
@@ -204,6 +214,13 @@ impl Snapshot {
                 Counter::MarketSales { market, minute } => {
                     market_minutes.entry((*minute, market)).or_default().1 += v
                 }
+                Counter::ResidueTests { day, failed, .. } if *day == today => {
+                    residue.0 += v;
+                    if *failed {
+                        residue.1 += v;
+                    }
+                }
+                Counter::ResidueTests { .. } => {}
                 Counter::CamerasRegistered { venue_type } => {
                     venues.entry(venue_type).or_default().0 += v
                 }
@@ -261,6 +278,8 @@ impl Snapshot {
                     sales,
                 })
                 .collect(),
+            residue_tests_today: residue.0,
+            residue_failed_today: residue.1,
         };
         let rate = |on_time: i64, decided: i64| {
             (decided > 0).then(|| (on_time as f64 / decided as f64 * 1000.0).round() / 1000.0)

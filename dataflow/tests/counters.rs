@@ -281,6 +281,52 @@ fn market_turnover_per_minute_is_retracted_after_retention() {
 }
 
 #[test]
+fn residue_tests_count_per_market_day_and_result_and_leave_two_days_later() {
+    let test = |pct: f64, ts: u64| Event::Residue {
+        market_id: id("M1"),
+        test: ResidueTest {
+            ts: Some(ts),
+            stall_id: id("ST1"),
+            goods_code: id("cabbage"),
+            inhibition_pct: pct,
+            result: None,
+        },
+    };
+    let out = run(
+        |_| {},
+        vec![(
+            T0,
+            vec![
+                (test(12.0, T0), T0),
+                (test(55.0, T0 + 60_000), T0 + 60_000),
+                (test(20.0, T0 + 120_000), T0 + 120_000),
+            ],
+        )],
+        T0 + 3 * model::time::DAY_MS,
+    );
+    let day = model::time::local_day(T0);
+    let gone = model::time::day_start(day + 2);
+    let tests = |failed| Counter::ResidueTests {
+        market: id("M1"),
+        day,
+        failed,
+    };
+    let mut expected = vec![
+        (tests(false), T0, 1),
+        (tests(true), T0 + 60_000, 1),
+        (tests(false), T0 + 120_000, 1),
+        (tests(false), gone, -2),
+        (tests(true), gone, -1),
+    ];
+    consolidate_updates(&mut expected);
+    let residue: Vec<Update> = out
+        .into_iter()
+        .filter(|(c, _, _)| matches!(c, Counter::ResidueTests { .. }))
+        .collect();
+    assert_eq!(residue, expected);
+}
+
+#[test]
 fn complaints_are_deduplicated_and_routed_by_merchant() {
     let complaint = |cid: &str, merchant: Option<&str>, ts: u64| {
         complaint_about(cid, merchant, ComplaintKind::Complaint, ts)

@@ -41,6 +41,7 @@ fn kept_in_checkpoints(c: &Counter) -> bool {
             | Counter::Untimed { .. }
             | Counter::MarketTurnoverFen { .. }
             | Counter::MarketSales { .. }
+            | Counter::ResidueTests { .. }
     )
 }
 
