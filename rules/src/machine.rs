@@ -102,11 +102,6 @@ impl Machine {
         }
     }
 
-    /// The value it fires with, if it fires now.
-    pub fn firing_value(&self) -> Option<f64> {
-        self.firing.map(|f| f.value)
-    }
-
     /// The episode it fires, if it fires now.
     pub fn firing(&self) -> Option<Firing> {
         self.firing

@@ -955,10 +955,7 @@ fn judge_batch(
     ev: &Evaluator,
     out: &mut Out,
 ) {
-    let own_timed = b
-        .items
-        .iter()
-        .any(|(k, _)| set.get(*k).is_some_and(|r| !group::on_frontier(r)));
+    let own_timed = b.items.iter().any(|(k, _)| group::own_timed(set, *k));
     let (at, behind) = if own_timed {
         group.place(b.own, t, set)
     } else {

@@ -94,6 +94,11 @@ pub fn on_frontier(rule: &Rule) -> bool {
     matches!(rule.kind, Kind::Absence { .. })
 }
 
+/// Whether the rule of key `k` is in force and judged on its group's own time.
+pub fn own_timed(set: &RuleSet, k: u64) -> bool {
+    set.get(k).is_some_and(|r| !on_frontier(r))
+}
+
 impl Group {
     /// Before an event of own time `own` handled at frontier time `t`: if the event is behind
     /// the group's clock and timers changed the machines since the latest event, the machines
@@ -120,7 +125,7 @@ impl Group {
     }
 
     fn rewind(&mut self, saved: Vec<(u64, Machine)>, now: u64, set: &RuleSet) {
-        let own = |k: &u64| set.get(*k).is_some_and(|r| !on_frontier(r));
+        let own = |k: &u64| own_timed(set, *k);
         let mut published: Vec<(u64, Firing)> = self
             .machines
             .iter()
@@ -147,11 +152,10 @@ impl Group {
     /// Before a timer changes an own-timed machine: the machines at the latest event are kept.
     pub fn save(&mut self, set: &RuleSet) {
         if self.saved.is_none() {
-            let own = |k: &u64| set.get(*k).is_some_and(|r| !on_frontier(r));
             self.saved = Some(
                 self.machines
                     .iter()
-                    .filter(|(k, _)| own(k))
+                    .filter(|(k, _)| own_timed(set, *k))
                     .cloned()
                     .collect(),
             );
