@@ -427,6 +427,7 @@ async fn bench_city(
         late_ms: 0,
         outage_every: 0,
         outage_ms: 0,
+        backlog_after_ms: 0,
     };
     std::fs::create_dir_all(out)?;
     let city = City::generate(sim_args.size(), args.seed);

@@ -82,6 +82,13 @@ pub struct Settings {
     pub max_backlog_ms: u64,
     /// The same for complaints (a 12315 feed that delivers a day's complaints late), ms.
     pub complaint_max_backlog_ms: u64,
+    /// A device whose own time jumps by more than this keeps what it takes to put a late part
+    /// of the gap in order (docs/rules.md, "Every device on its own clock"), ms; 0: every event.
+    pub reorder_gap_ms: u64,
+    /// ... for this long after the gap, ms (0: events older than the latest are judged at it).
+    pub reorder_ms: u64,
+    /// ... and for at most this many events.
+    pub reorder_events: usize,
     /// InfluxDB v2 base URL; the time-series sink is off without it.
     pub influx_url: Option<String>,
     /// InfluxDB organization.
@@ -240,6 +247,9 @@ impl Default for Settings {
             checkpoint_every_ms: 10_000,
             max_backlog_ms: df.max_backlog_ms,
             complaint_max_backlog_ms: df.complaint_max_backlog_ms,
+            reorder_gap_ms: df.reorder_gap_ms,
+            reorder_ms: df.reorder_ms,
+            reorder_events: df.reorder_events,
             influx_url: None,
             influx_org: influx.org,
             influx_bucket: influx.bucket,
@@ -492,6 +502,9 @@ impl Settings {
             clock: self.clock,
             max_backlog_ms: self.max_backlog_ms,
             complaint_max_backlog_ms: self.complaint_max_backlog_ms,
+            reorder_gap_ms: self.reorder_gap_ms,
+            reorder_ms: self.reorder_ms,
+            reorder_events: self.reorder_events,
             cluster: self
                 .cluster()
                 .ok()

@@ -83,6 +83,10 @@ pub struct SimulateArgs {
     pub outage_every: u64,
     #[arg(long, default_value_t = 45_000)]
     pub outage_ms: u64,
+    /// A device back from an outage sends its live messages first and its backlog this long
+    /// after its link is back, ms (0: the backlog first).
+    #[arg(long, default_value_t = 0)]
+    pub backlog_after_ms: u64,
 }
 
 /// When a device's link is down: one device in `every` (by its id), for `ms` of every `3 ms`,
@@ -336,7 +340,10 @@ pub async fn simulate(args: &SimulateArgs, district: District) -> anyhow::Result
             n += 1;
             if let Some(back) = outage_end(&m.topic, m.ts, args.outage_every, args.outage_ms) {
                 summary.backlog += 1;
-                buffered.entry(back).or_default().push(m);
+                buffered
+                    .entry(back + args.backlog_after_ms)
+                    .or_default()
+                    .push(m);
                 continue;
             }
             if args.late_every > 0 && n.is_multiple_of(args.late_every) {

@@ -18,7 +18,7 @@ use crate::counters::{Counter, minute_of};
 use crate::operators::conditions::{
     Batch, Conditions, Observation, RefValues, RuleSetVersion, What, observe,
 };
-use crate::operators::{Liveness, Tumbling};
+use crate::operators::{Liveness, ReorderLimits, Tumbling};
 use crate::series::{ELEVATOR_WINDOW_MS, FrameSummary, MINUTE_MS, Series};
 use differential_dataflow::AsCollection;
 use differential_dataflow::VecCollection;
@@ -57,6 +57,8 @@ pub struct Timeouts {
     pub max_backlog_ms: u64,
     /// The same for complaints (default 7 days).
     pub complaint_max_backlog_ms: u64,
+    /// What a group keeps to reorder a late part of a gap in its own times.
+    pub reorder: ReorderLimits,
 }
 
 impl Default for Timeouts {
@@ -66,6 +68,7 @@ impl Default for Timeouts {
             camera_ms: 180_000,
             max_backlog_ms: 900_000,
             complaint_max_backlog_ms: 7 * 86_400_000,
+            reorder: ReorderLimits::default(),
         }
     }
 }
@@ -319,7 +322,7 @@ pub fn build<'scope>(scope: Scope<'scope, u64>, plan: &Plan) -> Built<'scope> {
             timeouts,
         )
         .concat(registrations.map(Batch::from))
-        .conditions(versions.clone(), part("conditions"))
+        .conditions(versions.clone(), part("conditions"), timeouts.reorder)
     });
     let (counters_in, fed_counters) = scope.new_collection::<Counter, isize>();
     let (elevators_in, elevators) = scope.new_collection::<(Id, Id), isize>();

@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 
 /// The format of a checkpoint file; a file of another format is not loaded. 2: the rules'
 /// groups keep their own timeline (clock, machines at the latest event, catch-up) and each
-/// firing episode how late it was known.
-pub const FORMAT: u32 = 2;
+/// firing episode how late it was known. 3: and what a group keeps to reorder after a gap.
+pub const FORMAT: u32 = 3;
 const MAGIC: &[u8; 4] = b"CWCK";
 /// Magic, format, CRC-32 of the body.
 const HEAD: usize = 12;

@@ -9,6 +9,7 @@ use crate::counters::{Counter, minute_of};
 use crate::feed::{ClockMode, Frontier, Ingested, Pulled, Source};
 use crate::operators::PublishConditions;
 use crate::operators::PublishSnapshots;
+use crate::operators::ReorderLimits;
 use crate::operators::conditions::{Observation, What};
 use crate::operators::snapshot::SnapshotFn;
 use crate::reference::Reference;
@@ -43,6 +44,14 @@ pub struct DataflowConfig {
     /// The same for complaints (default 7 days: the longest complaint window of the default
     /// rules).
     pub complaint_max_backlog_ms: u64,
+    /// A group whose own time jumps past its latest event by more than this keeps, for
+    /// `reorder_ms`, what it takes to judge a late part of the gap in order (default 5000;
+    /// 0: every event).
+    pub reorder_gap_ms: u64,
+    /// How long (frontier time) a group keeps it (default 30 000; 0: never).
+    pub reorder_ms: u64,
+    /// At most this many events (default 120).
+    pub reorder_events: usize,
     /// Events a worker takes from its source per step (default 4096).
     pub batch: usize,
     /// This process's place in a cluster of processes (none: one process).
@@ -81,6 +90,9 @@ impl Default for DataflowConfig {
             camera_offline_after_ms: 180_000,
             max_backlog_ms: 900_000,
             complaint_max_backlog_ms: 7 * 86_400_000,
+            reorder_gap_ms: 5_000,
+            reorder_ms: 30_000,
+            reorder_events: 120,
             batch: 4096,
             cluster: None,
             interpret_rules: false,
@@ -238,6 +250,11 @@ pub fn start(
             camera_ms: config.camera_offline_after_ms,
             max_backlog_ms: config.max_backlog_ms,
             complaint_max_backlog_ms: config.complaint_max_backlog_ms,
+            reorder: ReorderLimits {
+                gap_ms: config.reorder_gap_ms,
+                keep_ms: config.reorder_ms,
+                events: config.reorder_events,
+            },
         };
         let publish = publish.clone();
         let (mut inputs, probe) = worker.dataflow::<u64, _, _>(|scope| {

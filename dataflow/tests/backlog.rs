@@ -6,8 +6,10 @@
 
 mod common;
 
-use common::{Update, finish, rule_dataflow};
+use common::{Update, finish, rule_dataflow, rule_dataflow_with};
 use dataflow::Condition;
+use dataflow::build::Timeouts;
+use dataflow::operators::ReorderLimits;
 use dataflow::operators::conditions::{Observation, RuleSetVersion, What};
 use dataflow::reference::{Elevator, Reference};
 use model::{Decoder, Envelope};
@@ -141,10 +143,15 @@ fn reference() -> Reference {
 
 /// Runs the rules over events sent in arrival order (each at its arrival time), with E1 and
 /// E2 registered for `offline` at `T0`; the updates before `until`.
-fn run(mut events: Vec<(Envelope, u64)>, until: u64) -> Vec<Update> {
+fn run(events: Vec<(Envelope, u64)>, until: u64) -> Vec<Update> {
+    run_with(events, until, Timeouts::default())
+}
+
+/// The same, with reordering bounded by `timeouts`.
+fn run_with(mut events: Vec<(Envelope, u64)>, until: u64, timeouts: Timeouts) -> Vec<Update> {
     events.sort_by_key(|(_, t)| *t);
     timely::execute_directly(move |worker| {
-        let (mut inputs, probe, seen) = rule_dataflow(worker, Arc::new(reference()));
+        let (mut inputs, probe, seen) = rule_dataflow_with(worker, Arc::new(reference()), timeouts);
         let rules = rules::load_str("test.toml", RULES).unwrap();
         inputs.rule_versions.send(RuleSetVersion::of(0, &rules));
         inputs.advance_to(T0);
@@ -382,6 +389,115 @@ fn an_event_beyond_max_backlog_is_judged_at_the_frontier_as_before() {
     assert_eq!(out, vec![]);
 }
 
+#[test]
+fn live_frames_sent_before_the_backlog_are_judged_after_it() {
+    // The link is down from 6 s to 54 s; when it is back the terminal sends live frames
+    // (the car still stuck) and its backlog 5 s later. Judged in arrival order the stuck
+    // period would start at 55 s and the doors opening at 70 s would end it unseen.
+    let events = story(&[
+        (Car::Moving, 0, 5, None),
+        (Car::Moving, 6, 9, Some(60)),
+        (Car::Stuck, 10, 54, Some(60)),
+        (Car::Stuck, 55, 65, None),
+        (Car::Open, 70, 71, None),
+    ]);
+    let out = of("trapped", run(events.clone(), T0 + 2 * MIN));
+    let c = cond("trapped", "E1", 1.0, T0 + 40 * S, 20 * S);
+    assert_eq!(out, vec![(c.clone(), T0 + 60 * S, 1), (c, T0 + 70 * S, -1)]);
+    // Without keeping the gap, the backlog is judged at the latest frame's time.
+    let off = Timeouts {
+        reorder: ReorderLimits {
+            keep_ms: 0,
+            ..ReorderLimits::default()
+        },
+        ..Timeouts::default()
+    };
+    assert_eq!(of("trapped", run_with(events, T0 + 2 * MIN, off)), vec![]);
+}
+
+/// Reordering kept for a minute after a gap (the default is 30 s): the backlogs below arrive
+/// after a `for` of 30 s has run out on the live frames.
+fn keep_a_minute() -> Timeouts {
+    Timeouts {
+        reorder: ReorderLimits {
+            keep_ms: MIN,
+            ..ReorderLimits::default()
+        },
+        ..Timeouts::default()
+    }
+}
+
+#[test]
+fn an_alert_the_live_frames_raised_stands_when_the_backlog_confirms_it() {
+    // Live frames from 55 s show the car stuck: `trapped` since 85 s. The backlog (at 90 s)
+    // shows a landing at 50–54 s, so the stuck period did start at 55 s; before it, an
+    // episode at 40–50 s nobody knew of, told as a start and a stop a millisecond apart.
+    let events = story(&[
+        (Car::Moving, 0, 5, None),
+        (Car::Stuck, 6, 49, Some(90)),
+        (Car::Open, 50, 54, Some(90)),
+        (Car::Stuck, 55, 100, None),
+        (Car::Open, 110, 110, None),
+    ]);
+    let out = of("trapped", run_with(events, T0 + 3 * MIN, keep_a_minute()));
+    let live = cond("trapped", "E1", 1.0, T0 + 85 * S, 0);
+    let found = cond("trapped", "E1", 1.0, T0 + 36 * S, 54 * S);
+    let mut expected = vec![
+        (live.clone(), T0 + 85 * S, 1),
+        (found.clone(), T0 + 90 * S, 1),
+        (found, T0 + 90 * S + 1, -1),
+        (live, T0 + 110 * S, -1),
+    ];
+    expected.sort();
+    let mut out = out;
+    out.sort();
+    assert_eq!(out, expected);
+}
+
+#[test]
+fn an_alert_the_live_frames_raised_is_replaced_when_the_backlog_shows_it_began_earlier() {
+    // Live frames from 55 s: `trapped` since 85 s. The backlog shows the car stuck since
+    // 10 s: the passenger was trapped since 40 s. The record since 85 s ends when the
+    // backlog arrives and the one since 40 s begins then.
+    let events = story(&[
+        (Car::Moving, 0, 9, None),
+        (Car::Stuck, 10, 54, Some(90)),
+        (Car::Stuck, 55, 100, None),
+        (Car::Open, 110, 110, None),
+    ]);
+    let out = of("trapped", run_with(events, T0 + 3 * MIN, keep_a_minute()));
+    let live = cond("trapped", "E1", 1.0, T0 + 85 * S, 0);
+    let true_one = cond("trapped", "E1", 1.0, T0 + 40 * S, 50 * S);
+    let mut expected = vec![
+        (live.clone(), T0 + 85 * S, 1),
+        (live, T0 + 90 * S, -1),
+        (true_one.clone(), T0 + 90 * S, 1),
+        (true_one, T0 + 110 * S, -1),
+    ];
+    expected.sort();
+    let mut out = out;
+    out.sort();
+    assert_eq!(out, expected);
+}
+
+#[test]
+fn an_alert_the_live_frames_raised_and_ended_is_not_told_again() {
+    // Live frames from 55 s: stuck, `trapped` from 85 s to the doors opening at 91 s. The
+    // backlog (at 95 s) shows the car moving before the gap: nothing changes.
+    let events = story(&[
+        (Car::Moving, 0, 5, None),
+        (Car::Moving, 6, 54, Some(95)),
+        (Car::Stuck, 55, 90, None),
+        (Car::Open, 91, 100, None),
+    ]);
+    let out = of("trapped", run_with(events, T0 + 3 * MIN, keep_a_minute()));
+    let live = cond("trapped", "E1", 1.0, T0 + 85 * S, 0);
+    assert_eq!(
+        out,
+        vec![(live.clone(), T0 + 85 * S, 1), (live, T0 + 91 * S, -1)]
+    );
+}
+
 /// A small deterministic generator (xorshift64*), so the oracle test needs no dependency.
 struct Rng(u64);
 
@@ -468,5 +584,75 @@ fn per_device_delays_up_to_max_backlog_judge_as_a_replay_sorted_per_device() {
             expected.len()
         );
         assert_eq!(delayed, expected, "seed {seed}");
+    }
+}
+
+/// Each update's episode (its record but for how late it was known) and diff.
+fn episodes(out: &[Update]) -> std::collections::BTreeMap<(String, String, u64, i64), isize> {
+    let mut net = std::collections::BTreeMap::new();
+    for (c, _, d) in out.iter().filter(|u| u.0.rule != "offline") {
+        let key = (c.rule.clone(), c.group.clone(), c.since, c.value_milli);
+        *net.entry(key).or_insert(0) += d;
+    }
+    net
+}
+
+#[test]
+fn frames_each_delayed_at_random_are_judged_in_each_cars_own_order() {
+    // Every other car's frames each arrive 0–20 s late, independently: its own events come
+    // out of order. With every event kept for reordering (gap 0, 64 events: a window of at
+    // least 32 s), each episode of the on-time run is found with its true start; an episode
+    // an incomplete order suggested is ended when the missing frames arrive; what is active
+    // at the end is the same.
+    let end = T0 + 10 * MIN;
+    let reorder_all = Timeouts {
+        reorder: ReorderLimits {
+            gap_ms: 0,
+            keep_ms: 20 * MIN,
+            events: 64,
+        },
+        ..Timeouts::default()
+    };
+    let off = Timeouts {
+        reorder: ReorderLimits {
+            keep_ms: 0,
+            ..ReorderLimits::default()
+        },
+        ..Timeouts::default()
+    };
+    for seed in [4u64, 5, 6] {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ seed);
+        let city = random_city(&mut rng, 12);
+        let mut on_time = Vec::new();
+        let mut shuffled = Vec::new();
+        for (i, (id, frames)) in city.iter().enumerate() {
+            for (car, ts) in frames {
+                let late = if i % 2 == 1 { rng.below(20 * S) } else { 0 };
+                on_time.push((frame(id, *car, *ts), *ts));
+                shuffled.push((frame(id, *car, *ts), ts + late));
+            }
+        }
+        let truth = episodes(&run(on_time, end + 5 * MIN));
+        assert!(truth.len() > 30, "seed {seed}: {} episodes", truth.len());
+        let judged = episodes(&run_with(shuffled.clone(), end + 5 * MIN, reorder_all));
+        let missing: Vec<_> = truth.keys().filter(|e| !judged.contains_key(*e)).collect();
+        assert_eq!(
+            missing,
+            Vec::<&(String, String, u64, i64)>::new(),
+            "seed {seed}"
+        );
+        for (e, net) in &judged {
+            assert_eq!(
+                *net,
+                truth.get(e).copied().unwrap_or(0),
+                "seed {seed}: {e:?}"
+            );
+        }
+        // The same input judged in arrival order misses true episodes.
+        let unordered = episodes(&run_with(shuffled, end + 5 * MIN, off));
+        assert!(
+            truth.keys().any(|e| !unordered.contains_key(e)),
+            "seed {seed}: arrival order found every episode"
+        );
     }
 }

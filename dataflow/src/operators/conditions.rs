@@ -13,7 +13,7 @@
 use crate::checkpoint::Part;
 use crate::conditions::Condition;
 use crate::operators::Held;
-use crate::operators::group::{self, Group};
+use crate::operators::group::{self, Group, ReorderLimits};
 use crate::operators::judge::{CarriedVars, Judge, Programs, text};
 pub use crate::operators::ref_values::RefValues;
 use crate::reference::Reference;
@@ -23,7 +23,7 @@ use differential_dataflow::hashable::Hashable;
 use differential_dataflow::{AsCollection, VecCollection};
 use model::{Envelope, Event, Stream};
 use rules::expr::{Evaluator, map};
-use rules::machine::{Item, Machine, Scalar};
+use rules::machine::{Item, Machine, Scalar, Transition};
 use rules::spec::{Kind, Registry, Rule};
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
@@ -250,7 +250,7 @@ impl RuleSet {
     }
 
     /// A rule's compiled expressions, by key.
-    fn programs(&self, key: u64) -> Option<&Programs> {
+    pub(crate) fn programs(&self, key: u64) -> Option<&Programs> {
         self.by_key.get(&key).map(|&i| &self.programs[i])
     }
 }
@@ -524,11 +524,13 @@ fn uses_ref(rule: &Rule) -> bool {
 /// Step 2, as an extension trait on the batch stream.
 pub trait Conditions<'scope> {
     /// The collection of active conditions, under the rule-set versions of `versions`. With a
-    /// checkpoint `part`, the machines are given at each checkpoint and restored at start.
+    /// checkpoint `part`, the machines are given at each checkpoint and restored at start;
+    /// `limits` bound what a group keeps to reorder a late part of a gap.
     fn conditions(
         self,
         versions: StreamVec<'scope, u64, RuleSetVersion>,
         part: Option<Part>,
+        limits: ReorderLimits,
     ) -> VecCollection<'scope, u64, Condition, isize>;
 }
 
@@ -599,6 +601,13 @@ fn keep_rules(g: &mut Group, keep: impl Fn(u64) -> bool) {
     if let Some(c) = g.catch_up.as_mut() {
         c.stale.retain(|(k, _)| keep(*k));
     }
+    if let Some(r) = g.reorder.as_mut() {
+        r.base.retain(|(k, _)| keep(*k));
+        r.ended.retain(|(k, _, _)| keep(*k));
+        for (_, items) in r.events.iter_mut() {
+            items.retain(|(k, _)| keep(*k));
+        }
+    }
 }
 
 impl<'scope> Conditions<'scope> for StreamVec<'scope, u64, Batch> {
@@ -606,6 +615,7 @@ impl<'scope> Conditions<'scope> for StreamVec<'scope, u64, Batch> {
         self,
         versions: StreamVec<'scope, u64, RuleSetVersion>,
         part: Option<Part>,
+        limits: ReorderLimits,
     ) -> VecCollection<'scope, u64, Condition, isize> {
         use timely::dataflow::channels::pact::Pipeline;
         let exchange = Exchange::new(|b: &Batch| b.group.hashed());
@@ -729,7 +739,12 @@ impl<'scope> Conditions<'scope> for StreamVec<'scope, u64, Batch> {
                                 let Some(group) = groups.get_mut(&key) else {
                                     continue;
                                 };
-                                judge_batch(group, &key, b, t, &current, &evaluator, &mut out);
+                                let cx = Cx {
+                                    set: &current,
+                                    ev: &evaluator,
+                                    limits,
+                                };
+                                judge_batch(group, &key, b, t, &cx, &mut out);
                                 reschedule(&current, &mut groups, key, &mut timers, t);
                             }
                         }
@@ -839,6 +854,7 @@ fn reschedule(
             })
         })
         .chain(group.catch_up_due())
+        .chain(group.reorder_due())
         .min()
         .map(|t| t.max(now));
     group.scheduled = next;
@@ -850,7 +866,7 @@ fn reschedule(
     }
 }
 
-fn window_condition<'a>(
+pub(crate) fn window_condition<'a>(
     ev: &'a Evaluator,
     rule: &'a Rule,
     programs: Option<&'a Programs>,
@@ -899,7 +915,16 @@ type Out = Vec<(Condition, u64, isize)>;
 
 /// The group's timers due by frontier time `t`: own-timed machines at the group's own time
 /// (kept as they were at the latest event before the first such timer), the others at `t`.
-fn run_timers(group: &mut Group, key: &str, t: u64, set: &RuleSet, ev: &Evaluator, out: &mut Out) {
+pub(crate) fn run_timers(
+    group: &mut Group,
+    key: &str,
+    t: u64,
+    set: &RuleSet,
+    ev: &Evaluator,
+    out: &mut Out,
+) {
+    group.expire_reorder(t);
+    let mark = out.len();
     let own_now = group.clock.at(t);
     for i in 0..group.machines.len() {
         let k = group.machines[i].0;
@@ -931,10 +956,18 @@ fn run_timers(group: &mut Group, key: &str, t: u64, set: &RuleSet, ev: &Evaluato
         group::publish((r, k), key, m, catch_up, transitions, t, out);
     }
     settle(group, key, t, set, ev, out);
+    group.note_ended(&out[mark..], set);
 }
 
 /// Ends what a backlog's catch-up has decided (see [`Group::settle_catch_up`]).
-fn settle(group: &mut Group, key: &str, t: u64, set: &RuleSet, ev: &Evaluator, out: &mut Out) {
+pub(crate) fn settle(
+    group: &mut Group,
+    key: &str,
+    t: u64,
+    set: &RuleSet,
+    ev: &Evaluator,
+    out: &mut Out,
+) {
     group.settle_catch_up(t, set, key, out, |r, k, m, until| {
         let mut m = m.clone();
         let mut cond = window_condition(ev, r, set.programs(k));
@@ -943,24 +976,44 @@ fn settle(group: &mut Group, key: &str, t: u64, set: &RuleSet, ev: &Evaluator, o
     });
 }
 
+/// What judging needs besides the group: the rule set in force, the interpreter, and the
+/// bounds of reordering.
+pub(crate) struct Cx<'a> {
+    pub set: &'a RuleSet,
+    pub ev: &'a Evaluator,
+    pub limits: ReorderLimits,
+}
+
 /// One event's batch for a group, handled at frontier time `t`: its own-timed rules judge it
 /// at its own time on the group's timeline (after the timers that time has reached), the
-/// others at `t`.
-fn judge_batch(
+/// others at `t`. An event older than the group's latest, after a gap the group kept what it
+/// takes for, is put in order ([`super::reorder::rebuild`]).
+pub(crate) fn judge_batch(
     group: &mut Group,
     key: &str,
     b: Batch,
     t: u64,
-    set: &RuleSet,
-    ev: &Evaluator,
+    cx: &Cx<'_>,
     out: &mut Out,
 ) {
+    let (set, ev) = (cx.set, cx.ev);
     let own_timed = b.items.iter().any(|(k, _)| group::own_timed(set, *k));
+    if own_timed {
+        super::reorder::trim(group, t, cx);
+    }
+    if own_timed && group.open_reorder(b.own, t, set, cx.limits) {
+        return super::reorder::rebuild(group, key, b, t, cx, out);
+    }
+    let mark = out.len();
     let (at, behind) = if own_timed {
         group.place(b.own, t, set)
     } else {
         (t, false)
     };
+    let held = (own_timed && group.reorder.is_some()).then(|| {
+        let items = b.items.iter().filter(|(k, _)| group::own_timed(set, *k));
+        (at, items.cloned().collect::<Vec<_>>())
+    });
     let Group {
         machines, catch_up, ..
     } = &mut *group;
@@ -978,21 +1031,11 @@ fn judge_batch(
     for (rule, what) in b.items {
         let Some(r) = set.get(rule) else { continue };
         let when = if group::on_frontier(r) { t } else { at };
-        let m = match machines.iter().position(|(x, _)| *x == rule) {
-            Some(i) => &mut machines[i].1,
-            None if changes_nothing_new(set, rule, &what) => continue,
-            None => {
-                machines.push((rule, Machine::default()));
-                &mut machines.last_mut().expect("just pushed").1
-            }
+        let m = match machine(machines, set, rule, &what) {
+            Some(m) => m,
+            None => continue,
         };
-        let mut cond = window_condition(ev, r, set.programs(rule));
         let transitions = match what {
-            What::Event {
-                matched,
-                cleared,
-                item,
-            } => m.event(r, when, matched, cleared, item, &mut cond),
             What::Unregistered => {
                 if let Some(f) = m.firing() {
                     out.push((group::condition(r, key, &f), group::stop_time(&f, t), -1));
@@ -1009,23 +1052,65 @@ fn judge_batch(
                 }
                 Vec::new()
             }
-            What::Deferred { fields, item } => {
-                // The group's previous event is known here, in event-time order.
-                let matched = prev_filter(r, set.programs(rule), ev, &fields, m.prev());
-                m.set_prev(fields);
-                m.event(r, when, matched, false, item, &mut cond)
-            }
+            what => judge_event(m, r, set.programs(rule), ev, when, what),
         };
         group::publish((r, rule), key, m, catch_up, transitions, t, out);
     }
     if own_timed {
         group.heard(at, t);
     }
+    if let Some(h) = held {
+        group.hold(h);
+    }
     settle(group, key, t, set, ev, out);
+    group.note_ended(&out[mark..], set);
+}
+
+/// The group's machine of `rule`, made if the event changes a new one.
+pub(crate) fn machine<'m>(
+    machines: &'m mut Vec<(u64, Machine)>,
+    set: &RuleSet,
+    rule: u64,
+    what: &What,
+) -> Option<&'m mut Machine> {
+    match machines.iter().position(|(x, _)| *x == rule) {
+        Some(i) => Some(&mut machines[i].1),
+        None if changes_nothing_new(set, rule, what) => None,
+        None => {
+            machines.push((rule, Machine::default()));
+            machines.last_mut().map(|(_, m)| m)
+        }
+    }
+}
+
+/// An event's meaning for one machine, judged at `when`: its transitions.
+pub(crate) fn judge_event(
+    m: &mut Machine,
+    r: &Rule,
+    programs: Option<&Programs>,
+    ev: &Evaluator,
+    when: u64,
+    what: What,
+) -> Vec<Transition> {
+    let mut cond = window_condition(ev, r, programs);
+    match what {
+        What::Event {
+            matched,
+            cleared,
+            item,
+        } => m.event(r, when, matched, cleared, item, &mut cond),
+        What::Deferred { fields, item } => {
+            // The group's previous event is known here, in event-time order.
+            let matched = prev_filter(r, programs, ev, &fields, m.prev());
+            m.set_prev(fields);
+            m.event(r, when, matched, false, item, &mut cond)
+        }
+        What::Registered | What::Unregistered => Vec::new(),
+    }
 }
 
 /// Runs a machine's timers due by own time `at`, each at its own time.
-fn timers_until(
+pub(crate) fn timers_until(
     m: &mut Machine,
     r: &Rule,
     at: u64,

@@ -17,7 +17,7 @@
 //! Absence rules are judged on the frontier: they ask whether the device can be heard now,
 //! and a backlog is heard when it arrives.
 
-use super::conditions::RuleSet;
+use super::conditions::{RuleSet, What};
 use crate::conditions::Condition;
 use rules::machine::{Firing, Machine, Transition};
 use rules::spec::{Kind, Rule};
@@ -71,6 +71,48 @@ pub struct CatchUp {
     pub stale: Vec<(u64, Firing)>,
 }
 
+/// How long after a gap in a group's own times it keeps what it takes to put a late part of
+/// the gap in order (docs/rule-engine.md §7, "Reordering after a gap").
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ReorderLimits {
+    /// A jump of more than this past the group's latest event opens a reorder (0: every event,
+    /// a new group's first too).
+    pub gap_ms: u64,
+    /// It is dropped this long after it opened (frontier time; 0: never opened).
+    pub keep_ms: u64,
+    /// ... or once it holds more events than this.
+    pub events: usize,
+}
+
+impl Default for ReorderLimits {
+    fn default() -> Self {
+        ReorderLimits {
+            gap_ms: 5_000,
+            keep_ms: 30_000,
+            events: 120,
+        }
+    }
+}
+
+/// The own-timed part of one event's batch: its own time and (rule key, what it means).
+pub type Held = (u64, Vec<(u64, What)>);
+
+/// What a group keeps after a gap so that an event arriving after later ones is judged in
+/// its own-time order: the machines before the gap and every event judged since.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Reorder {
+    /// The own-timed machines as at the latest event before the gap, and its own time.
+    pub base: Vec<(u64, Machine)>,
+    pub base_last: u64,
+    /// The own-timed parts of the events judged since, in own-time order.
+    pub events: Vec<Held>,
+    /// Episodes published and stopped since it opened, with the stop's time: a replay that
+    /// finds one again does not publish it twice.
+    pub ended: Vec<(u64, Firing, u64)>,
+    /// Frontier time at which it is dropped.
+    pub until: u64,
+}
+
 /// The machines of one group key, one per rule, and the group's timeline.
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Group {
@@ -79,6 +121,7 @@ pub struct Group {
     /// The own-timed machines as they were at the latest event, once a timer changed them.
     pub saved: Option<Vec<(u64, Machine)>>,
     pub catch_up: Option<Box<CatchUp>>,
+    pub reorder: Option<Box<Reorder>>,
     /// When the group's machines next need a timer (frontier time).
     #[serde(skip)]
     pub scheduled: Option<u64>,
@@ -134,7 +177,16 @@ impl Group {
             .collect();
         let catch_up = self.catch_up.get_or_insert_with(Box::default);
         published.append(&mut catch_up.stale);
-        self.machines.retain(|(k, _)| !own(k));
+        // A rule whose episode a timer stopped since the latest event keeps its machine: put
+        // back, it would stop that episode a second time.
+        let stopped = |k: &u64, m: &Machine| {
+            m.firing()
+                .is_some_and(|f| !published.iter().any(|(x, p)| x == k && same(p, &f)))
+        };
+        let (stopped, saved): (Vec<_>, Vec<_>) =
+            saved.into_iter().partition(|(k, m)| stopped(k, m));
+        self.machines
+            .retain(|(k, _)| !own(k) || stopped.iter().any(|(x, _)| x == k));
         self.machines
             .extend(saved.into_iter().filter(|(k, _)| set.get(*k).is_some()));
         catch_up.stale = published
@@ -194,8 +246,10 @@ impl Group {
                 .and_then(|(_, m)| project(r, *k, m, until));
             let holds =
                 !back && projected.is_some_and(|p| p.since == f.since && p.value == f.value);
+            // Ruled out, not ended: one started at `t` by an earlier part of the same backlog
+            // cancels out (it never was).
             if !holds {
-                out.push((condition(r, key, f), stop_time(f, t), -1));
+                out.push((condition(r, key, f), t, -1));
             }
             holds
         });
@@ -222,8 +276,94 @@ impl Group {
 
     /// Whether the group holds nothing beyond its machines (it can go once they are idle).
     pub fn holds_nothing_else(&self) -> bool {
-        self.catch_up.is_none()
+        self.catch_up.is_none() && self.reorder.is_none()
     }
+
+    /// Drops a reorder whose time is up (frontier time `t`).
+    pub fn expire_reorder(&mut self, t: u64) {
+        if self.reorder.as_ref().is_some_and(|r| t >= r.until) {
+            self.reorder = None;
+        }
+    }
+
+    /// Before an event of own time `own` judged at frontier time `t`: opens a reorder if the
+    /// event jumps past the group's latest event by more than the gap, or keeps an open one
+    /// for longer. A new group's first event opens one only when every event does (gap 0): at
+    /// start-up every device's would. Returns whether the event is older than the
+    /// latest judged one and a reorder holds what it takes to put it in order.
+    pub fn open_reorder(&mut self, own: u64, t: u64, set: &RuleSet, limits: ReorderLimits) -> bool {
+        self.expire_reorder(t);
+        let known = self.clock.last > 0 || limits.gap_ms == 0;
+        let gap = known && own > self.clock.last.saturating_add(limits.gap_ms);
+        if let Some(r) = self.reorder.as_mut() {
+            if gap {
+                r.until = r.until.max(t.saturating_add(limits.keep_ms));
+            }
+            // Behind the group's clock (its latest event, or timers since): put in order.
+            return own < self.clock.at(t);
+        }
+        if limits.keep_ms == 0 || !gap {
+            return false;
+        }
+        let base = self.saved.clone().unwrap_or_else(|| {
+            self.machines
+                .iter()
+                .filter(|(k, _)| own_timed(set, *k))
+                .cloned()
+                .collect()
+        });
+        self.reorder = Some(Box::new(Reorder {
+            base,
+            base_last: self.clock.last,
+            events: Vec::new(),
+            ended: Vec::new(),
+            until: t.saturating_add(limits.keep_ms),
+        }));
+        false
+    }
+
+    /// Keeps an event's own-timed part for a later reorder, in own-time order (one older than
+    /// the gap at the gap's start).
+    pub fn hold(&mut self, held: Held) {
+        let Some(r) = self.reorder.as_mut() else {
+            return;
+        };
+        let own = held.0.max(r.base_last);
+        let at = r.events.partition_point(|(o, _)| *o <= own);
+        r.events.insert(at, (own, held.1));
+    }
+
+    /// Notes the stops of own-timed episodes in `out` (published since `from`) as ended.
+    pub fn note_ended(&mut self, out: &[(Condition, u64, isize)], set: &RuleSet) {
+        let Some(r) = self.reorder.as_mut() else {
+            return;
+        };
+        for (c, at, _) in out.iter().filter(|(_, _, d)| *d < 0) {
+            let k = rules::rule_key(&c.rule);
+            if own_timed(set, k) {
+                let f = Firing {
+                    since: c.since,
+                    value: c.value_milli as f64 / 1000.0,
+                    late_by_ms: c.late_by_ms,
+                };
+                r.ended.push((k, f, *at));
+            }
+        }
+    }
+
+    /// When the reorder is dropped (frontier time), if one is held.
+    pub fn reorder_due(&self) -> Option<u64> {
+        self.reorder.as_ref().map(|r| r.until)
+    }
+}
+
+/// Whether two firings are the same episode: the same start and the same published value.
+pub fn same(a: &Firing, b: &Firing) -> bool {
+    a.since == b.since && milli(a.value) == milli(b.value)
+}
+
+fn milli(v: f64) -> i64 {
+    (v * 1000.0).round() as i64
 }
 
 /// When the stop of episode `f` is published, at frontier time `t`: one millisecond later if
@@ -243,7 +383,7 @@ pub fn condition(rule: &Rule, group: &str, f: &Firing) -> Condition {
     Condition {
         rule: rule.id.clone(),
         group: group.to_owned(),
-        value_milli: (f.value * 1000.0).round() as i64,
+        value_milli: milli(f.value),
         since: f.since,
         late_by_ms: f.late_by_ms,
     }
@@ -284,7 +424,7 @@ pub fn publish(
                 c.stale.retain(|(x, s)| {
                     let replaced = *x == k;
                     if replaced {
-                        out.push((condition(r, group, s), stop_time(s, t), -1));
+                        out.push((condition(r, group, s), t, -1));
                     }
                     !replaced
                 });

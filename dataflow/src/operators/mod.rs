@@ -5,6 +5,8 @@
 //! | `liveness.rs` | per-key online/offline state from "seen" observations and a timeout |
 //! | `tumbling.rs` | per-key tumbling windows in event-time order, with a carry across windows |
 //! | `conditions.rs` | rule evaluation: observations per event, then per-group machines in event-time order |
+//! | `group.rs` | one group's machines on its own timeline: clock, copy before timers, catch-up, reorder |
+//! | `reorder.rs` | a group's events put in own-time order after a gap: replay and reconcile |
 //! | `judge.rs` | one event judged by its rules' expressions: compiled, or by the interpreter |
 //! | `ref_values.rs` | `ref` of each device: typed rows, a CEL map only for the interpreter |
 //! | `snapshot.rs` | the sink that folds counter updates into one consistent snapshot per closed time |
@@ -15,10 +17,12 @@ pub(crate) mod group;
 pub(crate) mod judge;
 pub mod liveness;
 pub mod ref_values;
+pub(crate) mod reorder;
 pub mod snapshot;
 pub mod tumbling;
 pub mod versioned;
 
+pub use group::ReorderLimits;
 pub use liveness::Liveness;
 pub use snapshot::{PublishConditions, PublishSnapshots};
 pub use tumbling::Tumbling;

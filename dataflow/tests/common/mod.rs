@@ -23,8 +23,22 @@ pub fn rule_dataflow(
     timely::dataflow::ProbeHandle<u64>,
     Rc<RefCell<Vec<Update>>>,
 ) {
+    rule_dataflow_with(worker, reference, Timeouts::default())
+}
+
+/// The same, with `timeouts` of its own.
+#[allow(dead_code)]
+pub fn rule_dataflow_with(
+    worker: &mut Worker,
+    reference: Arc<Reference>,
+    timeouts: Timeouts,
+) -> (
+    dataflow::build::Inputs,
+    timely::dataflow::ProbeHandle<u64>,
+    Rc<RefCell<Vec<Update>>>,
+) {
     let plan = Plan {
-        timeouts: Timeouts::default(),
+        timeouts,
         series: false,
         rules_on: true,
         reference,
