@@ -89,6 +89,12 @@ pub fn render(s: &AppState) -> String {
     );
     o.sample("citywatch_backlog_events_total", &[], d.backlog_total());
     o.family(
+        "citywatch_reordered_events_total",
+        "counter",
+        "Events behind their group's latest, judged in their own-time order among the events the group kept after a gap.",
+    );
+    o.sample("citywatch_reordered_events_total", &[], d.reordered_total());
+    o.family(
         "citywatch_untimed_events_total",
         "counter",
         "Events without ts, timed by arrival.",

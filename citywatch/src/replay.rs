@@ -69,6 +69,8 @@ pub fn replay(
         events = stats.events_total(),
         rejected = rejected.load(Ordering::Relaxed),
         late = stats.late_total(),
+        backlog = stats.backlog_total(),
+        reordered = stats.reordered_total(),
         workers = settings.workers,
         seconds = format!("{secs:.3}"),
         events_per_second = format!("{:.0}", stats.events_total() as f64 / secs),

@@ -322,7 +322,12 @@ pub fn build<'scope>(scope: Scope<'scope, u64>, plan: &Plan) -> Built<'scope> {
             timeouts,
         )
         .concat(registrations.map(Batch::from))
-        .conditions(versions.clone(), part("conditions"), timeouts.reorder)
+        .conditions(
+            versions.clone(),
+            part("conditions"),
+            timeouts.reorder,
+            plan.stats.clone(),
+        )
     });
     let (counters_in, fed_counters) = scope.new_collection::<Counter, isize>();
     let (elevators_in, elevators) = scope.new_collection::<(Id, Id), isize>();

@@ -9,6 +9,7 @@ pub struct Stats {
     events: AtomicU64,
     late: AtomicU64,
     backlog: AtomicU64,
+    reordered: AtomicU64,
     untimed: AtomicU64,
     newest: AtomicU64,
     as_of: AtomicU64,
@@ -57,6 +58,16 @@ impl Stats {
     /// Events judged on their group's timeline though behind the frontier.
     pub fn backlog_total(&self) -> u64 {
         self.backlog.load(Ordering::Relaxed)
+    }
+
+    /// Counts an event judged in its own-time order among later events its group kept.
+    pub(crate) fn record_reordered(&self) {
+        self.reordered.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Events judged in their own-time order among later events of their group.
+    pub fn reordered_total(&self) -> u64 {
+        self.reordered.load(Ordering::Relaxed)
     }
 
     pub(crate) fn set_epoch(&self, worker: usize, t: u64) {

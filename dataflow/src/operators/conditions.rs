@@ -525,12 +525,14 @@ fn uses_ref(rule: &Rule) -> bool {
 pub trait Conditions<'scope> {
     /// The collection of active conditions, under the rule-set versions of `versions`. With a
     /// checkpoint `part`, the machines are given at each checkpoint and restored at start;
-    /// `limits` bound what a group keeps to reorder a late part of a gap.
+    /// `limits` bound what a group keeps to reorder a late part of a gap (the events put in
+    /// order are counted in `stats`).
     fn conditions(
         self,
         versions: StreamVec<'scope, u64, RuleSetVersion>,
         part: Option<Part>,
         limits: ReorderLimits,
+        stats: Arc<Stats>,
     ) -> VecCollection<'scope, u64, Condition, isize>;
 }
 
@@ -616,6 +618,7 @@ impl<'scope> Conditions<'scope> for StreamVec<'scope, u64, Batch> {
         versions: StreamVec<'scope, u64, RuleSetVersion>,
         part: Option<Part>,
         limits: ReorderLimits,
+        stats: Arc<Stats>,
     ) -> VecCollection<'scope, u64, Condition, isize> {
         use timely::dataflow::channels::pact::Pipeline;
         let exchange = Exchange::new(|b: &Batch| b.group.hashed());
@@ -743,6 +746,7 @@ impl<'scope> Conditions<'scope> for StreamVec<'scope, u64, Batch> {
                                     set: &current,
                                     ev: &evaluator,
                                     limits,
+                                    stats: &stats,
                                 };
                                 judge_batch(group, &key, b, t, &cx, &mut out);
                                 reschedule(&current, &mut groups, key, &mut timers, t);
@@ -982,6 +986,7 @@ pub(crate) struct Cx<'a> {
     pub set: &'a RuleSet,
     pub ev: &'a Evaluator,
     pub limits: ReorderLimits,
+    pub stats: &'a Stats,
 }
 
 /// One event's batch for a group, handled at frontier time `t`: its own-timed rules judge it

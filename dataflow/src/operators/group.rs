@@ -33,6 +33,9 @@ pub const SILENCE_MS: u64 = 60_000;
 pub struct Clock {
     pub last: u64,
     pub heard: u64,
+    /// The step between its two latest distinct own times: a gap several times longer than
+    /// the device's usual step is an outage, one of its usual length a quiet device's cadence.
+    pub step: u64,
 }
 
 impl Clock {
@@ -75,8 +78,8 @@ pub struct CatchUp {
 /// the gap in order (docs/rule-engine.md §7, "Reordering after a gap").
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ReorderLimits {
-    /// A jump of more than this past the group's latest event opens a reorder (0: every event,
-    /// a new group's first too).
+    /// An event on time that jumps more than this past the group's latest event opens a
+    /// reorder (0: every event, on time or not, a new group's first too).
     pub gap_ms: u64,
     /// It is dropped this long after it opened (frontier time; 0: never opened).
     pub keep_ms: u64,
@@ -88,7 +91,7 @@ impl Default for ReorderLimits {
     fn default() -> Self {
         ReorderLimits {
             gap_ms: 5_000,
-            keep_ms: 30_000,
+            keep_ms: 10_000,
             events: 120,
         }
     }
@@ -163,7 +166,16 @@ impl Group {
 
     /// Notes an event judged at own time `at`, handled at frontier time `t`.
     pub fn heard(&mut self, at: u64, t: u64) {
-        self.clock = Clock { last: at, heard: t };
+        let step = if at > self.clock.last && self.clock.last > 0 {
+            at - self.clock.last
+        } else {
+            self.clock.step
+        };
+        self.clock = Clock {
+            last: at,
+            heard: t,
+            step,
+        };
         self.saved = None;
     }
 
@@ -287,14 +299,19 @@ impl Group {
     }
 
     /// Before an event of own time `own` judged at frontier time `t`: opens a reorder if the
-    /// event jumps past the group's latest event by more than the gap, or keeps an open one
-    /// for longer. A new group's first event opens one only when every event does (gap 0): at
-    /// start-up every device's would. Returns whether the event is older than the
+    /// event is on time and jumps past the group's latest event by more than the gap and
+    /// twice the group's usual step (live messages after an outage, whose backlog may follow;
+    /// not a quiet device's next heartbeat), or keeps an open one for longer.
+    /// A backlog delivered oldest first opens none: its events are late. With gap 0 every
+    /// event opens one, a new group's first too (else at start-up every device's would). Returns whether the event is older than the
     /// latest judged one and a reorder holds what it takes to put it in order.
     pub fn open_reorder(&mut self, own: u64, t: u64, set: &RuleSet, limits: ReorderLimits) -> bool {
         self.expire_reorder(t);
-        let known = self.clock.last > 0 || limits.gap_ms == 0;
-        let gap = known && own > self.clock.last.saturating_add(limits.gap_ms);
+        let every = limits.gap_ms == 0;
+        // A usual step is known once the group has two events.
+        let live = own == t && self.clock.step > 0;
+        let jump = own.saturating_sub(self.clock.last);
+        let gap = every || (live && jump > limits.gap_ms && jump > 2 * self.clock.step);
         if let Some(r) = self.reorder.as_mut() {
             if gap {
                 r.until = r.until.max(t.saturating_add(limits.keep_ms));
@@ -450,10 +467,72 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_gap_opens_a_reorder_that_lasts_from_the_latest_gap() {
+        let set = RuleSet::default();
+        let limits = ReorderLimits::default();
+        let mut g = Group::default();
+        // A new group's first event, then events a second apart: no gap.
+        for s in [1, 2, 3] {
+            assert!(!g.open_reorder(s * 1000, s * 1000, &set, limits));
+            g.heard(s * 1000, s * 1000);
+        }
+        assert!(g.reorder.is_none());
+        // 50 s of silence, then a live event: the gap opens a reorder for 10 s.
+        assert!(!g.open_reorder(53_000, 53_000, &set, limits));
+        g.heard(53_000, 53_000);
+        assert_eq!(g.reorder_due(), Some(63_000));
+        // The backlog is behind the clock: put in order.
+        assert!(g.open_reorder(20_000, 54_000, &set, limits));
+        // Live again a second apart; another gap keeps it longer; its time up, it goes.
+        for s in [54, 55, 56] {
+            assert!(!g.open_reorder(s * 1000, s * 1000, &set, limits));
+            g.heard(s * 1000, s * 1000);
+        }
+        assert!(!g.open_reorder(62_000, 62_000, &set, limits));
+        g.heard(62_000, 62_000);
+        assert_eq!(g.reorder_due(), Some(72_000));
+        g.expire_reorder(72_000);
+        assert!(g.reorder.is_none() && g.holds_nothing_else());
+    }
+
+    #[test]
+    fn a_quiet_devices_usual_heartbeat_opens_no_reorder() {
+        let (set, limits) = (RuleSet::default(), ReorderLimits::default());
+        let mut g = Group::default();
+        for s in [0, 60, 120, 180] {
+            assert!(!g.open_reorder(1 + s * 1000, 1 + s * 1000, &set, limits));
+            g.heard(1 + s * 1000, 1 + s * 1000);
+        }
+        assert!(g.reorder.is_none());
+        // A backlog event (late) that jumps opens none either: it is delivered in order.
+        assert!(!g.open_reorder(400_000, 500_000, &set, limits));
+        assert!(g.reorder.is_none());
+    }
+
+    #[test]
+    fn held_events_stay_in_own_time_order_and_none_before_the_gap() {
+        let set = RuleSet::default();
+        let mut g = Group::default();
+        g.heard(4_000, 4_000);
+        g.heard(5_000, 5_000);
+        g.open_reorder(60_000, 60_000, &set, ReorderLimits::default());
+        for own in [60_000, 30_000, 1_000, 45_000] {
+            g.hold((own, Vec::new()));
+        }
+        let held: Vec<u64> = g
+            .reorder
+            .iter()
+            .flat_map(|r| r.events.iter().map(|e| e.0))
+            .collect();
+        assert_eq!(held, vec![5_000, 30_000, 45_000, 60_000]);
+    }
+
+    #[test]
     fn an_on_time_clock_is_the_frontier() {
         let c = Clock {
             last: 5_000,
             heard: 5_000,
+            step: 0,
         };
         assert_eq!(c.at(9_000), 9_000);
         assert_eq!(c.when(9_000), 9_000);
@@ -465,6 +544,7 @@ mod tests {
         let c = Clock {
             last: 100_000,
             heard: 400_000,
+            step: 0,
         };
         assert_eq!(c.at(410_000), 110_000);
         assert_eq!(c.when(130_000), 430_000);

@@ -33,6 +33,7 @@ pub(crate) fn rebuild(group: &mut Group, key: &str, b: Batch, t: u64, cx: &Cx<'_
         judge_batch(group, key, now, t, cx, out);
     }
     group.hold((b.own, own_items));
+    cx.stats.record_reordered();
     let Some(mut reorder) = group.reorder.take() else {
         return;
     };
@@ -48,6 +49,7 @@ pub(crate) fn rebuild(group: &mut Group, key: &str, b: Batch, t: u64, cx: &Cx<'_
     group.clock = Clock {
         last: reorder.base_last,
         heard: t,
+        step: clock.step,
     };
     group.saved = None;
     group.catch_up = None;
@@ -136,6 +138,7 @@ pub(crate) fn trim(group: &mut Group, t: u64, cx: &Cx<'_>) {
         clock: Clock {
             last: r.base_last,
             heard: t,
+            step: 0,
         },
         ..Group::default()
     };
