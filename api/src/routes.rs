@@ -39,6 +39,7 @@ pub fn app(state: AppState) -> Router {
             "/api/v1/rules/{id}/enabled",
             axum::routing::put(rule_enable),
         )
+        .route("/api/v1/rules/{id}/history", get(rule_history))
         .route("/api/v1/me", get(me))
         .route("/api/v1/tokens", get(tokens_list).post(token_create))
         .route("/api/v1/tokens/{name}", axum::routing::delete(token_revoke))
@@ -272,6 +273,17 @@ pub(crate) struct RuleView {
     stream: &'static str,
     enabled: bool,
     origin: String,
+    /// What decides it, as written: the filter, a window's aggregate and condition, `for`,
+    /// `keep_firing_for`, `absent_for`, a deadline's working days (the thresholds an
+    /// operator reads).
+    thresholds: Vec<Threshold>,
+}
+
+/// One part of a rule's definition, by its key in the rule file.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Threshold {
+    key: &'static str,
+    value: String,
 }
 
 fn rule_view(r: &rules::Rule) -> RuleView {
@@ -282,7 +294,57 @@ fn rule_view(r: &rules::Rule) -> RuleView {
         stream: r.stream.as_str(),
         enabled: r.enabled,
         origin: r.origin.clone(),
+        thresholds: thresholds(&r.source),
     }
+}
+
+fn thresholds(s: &rules::RuleSource) -> Vec<Threshold> {
+    let window = s.window.as_ref().and_then(|w| {
+        let (kind, len) = match (&w.sliding, &w.tumbling) {
+            (Some(l), _) => ("sliding", l),
+            (_, Some(l)) => ("tumbling", l),
+            _ => return None,
+        };
+        Some(format!("{kind} {len}"))
+    });
+    let deadline = s
+        .deadline
+        .as_ref()
+        .map(|d| format!("{} working days", d.working_days));
+    [
+        ("filter", s.filter.clone()),
+        ("window", window),
+        ("aggregate", s.aggregate.clone()),
+        ("condition", s.condition.clone()),
+        ("clear_condition", s.clear_condition.clone()),
+        ("for", s.for_.clone()),
+        ("keep_firing_for", s.keep_firing_for.clone()),
+        ("absent_for", s.absent_for.clone()),
+        ("deadline", deadline),
+    ]
+    .into_iter()
+    .filter_map(|(key, value)| value.map(|value| Threshold { key, value }))
+    .collect()
+}
+
+/// A rule as in force, whole: its definition (`source`, and as a rule file, `toml`), its
+/// version and who changed it last.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct RuleDetail {
+    #[serde(flatten)]
+    view: RuleView,
+    /// The definition, as the rule file's keys.
+    #[schema(value_type = Object)]
+    source: rules::RuleSource,
+    /// The same as a rule file, to edit and `PUT` back.
+    toml: String,
+    /// 1 as the files gave it; each change through the API adds one.
+    version: u32,
+    /// Who made this version, and when (none for the files' version).
+    changed_by: Option<String>,
+    changed_at_ms: Option<u64>,
+    /// Earlier versions: `GET /api/v1/rules/{id}/history`.
+    versions: usize,
 }
 
 /// `GET /api/v1/rules`: the rules in force.
@@ -291,19 +353,44 @@ pub(crate) async fn rules_list(State(s): State<AppState>) -> Json<Vec<RuleView>>
     Json(s.rules.current().iter().map(rule_view).collect())
 }
 
-/// `GET /api/v1/rules/{id}`.
+/// `GET /api/v1/rules/{id}`: the whole rule as in force, its version and who changed it.
 #[utoipa::path(get, path = "/api/v1/rules/{id}", tag = "rules", params(("id" = String, Path, description = "Rule id", example = "elevator.trapped_alarm")),
-    responses((status = 200, body = RuleView), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = RuleDetail), (status = 404, body = ErrorBody)))]
 pub(crate) async fn rule_get(
     State(s): State<AppState>,
     axum::extract::Path(id): axum::extract::Path<String>,
-) -> Result<Json<RuleView>, ApiError> {
-    s.rules
-        .current()
+) -> Result<Json<RuleDetail>, ApiError> {
+    let current = s.rules.current();
+    let r = current
         .iter()
         .find(|r| r.id == id)
-        .map(|r| Json(rule_view(r)))
-        .ok_or_else(|| ApiError::not_found(format!("no rule {id:?}")))
+        .ok_or_else(|| ApiError::not_found(format!("no rule {id:?}")))?;
+    let history = s.rules.history(&id);
+    let last = history.last();
+    Ok(Json(RuleDetail {
+        view: rule_view(r),
+        source: r.source.clone(),
+        toml: rules::to_toml(&r.source).map_err(ApiError::internal)?,
+        version: last.map_or(1, |v| v.version),
+        changed_by: last.map(|v| v.by.clone()),
+        changed_at_ms: last.map(|v| v.at_ms),
+        versions: history.len(),
+    }))
+}
+
+/// `GET /api/v1/rules/{id}/history`: every recorded version of a rule, oldest first, each
+/// with who made it, when, and the rule as it became (also for a rule deleted since).
+#[utoipa::path(get, path = "/api/v1/rules/{id}/history", tag = "rules", params(("id" = String, Path, description = "Rule id", example = "elevator.overspeed")),
+    responses((status = 200, body = [crate::kept_rules::RuleVersion]), (status = 404, body = ErrorBody)))]
+pub(crate) async fn rule_history(
+    State(s): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Json<Vec<crate::kept_rules::RuleVersion>>, ApiError> {
+    let history = s.rules.history(&id);
+    if history.is_empty() && !s.rules.current().iter().any(|r| r.id == id) {
+        return Err(ApiError::not_found(format!("no rule {id:?}")));
+    }
+    Ok(Json(history))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -383,7 +470,7 @@ pub(crate) async fn rule_put(
     axum::extract::Path(id): axum::extract::Path<String>,
     body: Result<String, axum::extract::rejection::StringRejection>,
 ) -> Result<(StatusCode, Json<RuleView>), Response> {
-    caller
+    let by = caller
         .require(&s.auth, Need::Admin, None)
         .map_err(IntoResponse::into_response)?;
     // Every 400 here is a Validation, so a client reads one shape.
@@ -418,18 +505,22 @@ pub(crate) async fn rule_put(
         )));
     }
     let rule = new.remove(0);
-    let mut next: Vec<rules::Rule> = s
-        .rules
-        .current()
-        .iter()
-        .filter(|r| r.id != id)
-        .cloned()
-        .collect();
-    let existed = next.len() < s.rules.current().len();
     let view = rule_view(&rule);
-    next.push(rule);
+    // A changed rule keeps its place; a new one goes last.
+    let mut next: Vec<rules::Rule> = s.rules.current().to_vec();
+    let existed = match next.iter().position(|r| r.id == id) {
+        Some(i) => {
+            next[i] = rule;
+            true
+        }
+        None => {
+            next.push(rule);
+            false
+        }
+    };
+    let change = if existed { "changed" } else { "created" };
     s.rules
-        .replace(next)
+        .change(next, &id, &by, change)
         .map_err(|e| ApiError::conflict(e).into_response())?;
     Ok((
         if existed {
@@ -450,13 +541,14 @@ pub(crate) async fn rule_delete(
     caller: Caller,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require(&s.auth, Need::Admin, None)?;
+    let by = caller.require(&s.auth, Need::Admin, None)?;
     let current = s.rules.current();
     if !current.iter().any(|r| r.id == id) {
         return Err(ApiError::not_found(format!("no rule {id:?}")));
     }
+    let next = current.iter().filter(|r| r.id != id).cloned().collect();
     s.rules
-        .replace(current.iter().filter(|r| r.id != id).cloned().collect())
+        .change(next, &id, &by, "deleted")
         .map_err(ApiError::conflict)?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -481,7 +573,7 @@ pub(crate) async fn rule_enable(
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<RuleView>, ApiError> {
     let body = body.map_err(|r| ApiError::rejected(r.status(), r.body_text()))?;
-    caller.require(&s.auth, Need::Admin, None)?;
+    let by = caller.require(&s.auth, Need::Admin, None)?;
     let Enabled { enabled } = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_field(
             "enabled",
@@ -495,7 +587,10 @@ pub(crate) async fn rule_enable(
         .ok_or_else(|| ApiError::not_found(format!("no rule {id:?}")))?;
     rule.enabled = enabled;
     let view = rule_view(rule);
-    s.rules.replace(next).map_err(ApiError::conflict)?;
+    let change = if enabled { "enabled" } else { "disabled" };
+    s.rules
+        .change(next, &id, &by, change)
+        .map_err(ApiError::conflict)?;
     Ok(Json(view))
 }
 

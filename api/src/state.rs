@@ -95,11 +95,51 @@ impl RuleManager {
         self.put_in_force(rules).map_err(str::to_owned)
     }
 
+    /// Puts `rules` in force, changed through the API by `by` (rule `id`, a change of kind
+    /// `change`), keeps them for the next start and records the version in the rule's
+    /// history. Fails when rules cannot change, or cannot be kept (then nothing changes).
+    pub fn change(
+        &self,
+        rules: Vec<rules::Rule>,
+        id: &str,
+        by: &str,
+        change: &str,
+    ) -> Result<(), String> {
+        let existed = self.current().iter().any(|r| r.id == id);
+        let now = rules.iter().find(|r| r.id == id).cloned();
+        self.replace(rules)?;
+        if let Some(kept) = &self.kept
+            && let Err(e) = kept.record(id, by, change, now.as_ref(), existed)
+        {
+            tracing::error!(rule = id, error = %e, "rule history: the change is in force and kept, its record failed");
+        }
+        Ok(())
+    }
+
+    /// Every recorded version of rule `id`, oldest first (none when changes are not kept).
+    pub fn history(&self, id: &str) -> Vec<crate::kept_rules::RuleVersion> {
+        self.kept
+            .as_ref()
+            .map(|k| k.history(id))
+            .unwrap_or_default()
+    }
+
     /// Puts the rules of the files in force after they changed: they win over earlier API
-    /// changes, which are no longer kept either.
+    /// changes, which are no longer kept either. A rule the files changed is a new version.
     pub fn reload(&self, files: Vec<rules::Rule>) -> Result<(), &'static str> {
         if let Some(kept) = &self.kept {
             kept.rebase(&files);
+            let before = self.current();
+            for r in &files {
+                let old = before.iter().find(|o| o.id == r.id);
+                if old.is_some_and(|o| o.source == r.source && o.enabled == r.enabled) {
+                    continue;
+                }
+                let change = if old.is_some() { "files" } else { "created" };
+                if let Err(e) = kept.record(&r.id, "files", change, Some(r), old.is_some()) {
+                    tracing::error!(rule = %r.id, error = %e, "rule history: record failed");
+                }
+            }
         }
         self.put_in_force(files)
     }

@@ -487,36 +487,95 @@ async function renderRules() {
     return;
   }
   const admin = mayAdmin();
-  const source = h("textarea", { id: "rule-source", rows: "6", spellcheck: "false",
+  const source = h("textarea", { id: "rule-source", rows: "10", spellcheck: "false",
     placeholder: '[[rule]]\nid = "…"' });
   const result = h("div", { id: "rule-result" });
   box.replaceChildren(
     admin ? null : h("p", { class: "muted" }, t("rules_readonly")),
     h("table", { class: "grid" }, state.rules.map((r) => h("tr", { "data-rule-id": r.id },
       h("td", {}, badge(r.severity)),
-      h("td", {}, h("b", {}, r.id), h("br"), h("small", {}, r.description)),
+      h("td", {}, h("b", {}, r.id), h("br"), h("small", {}, r.description), thresholdList(r)),
       h("td", {}, admin
         ? h("button", { class: "toggle" + (r.enabled ? " on" : ""), onclick: () => toggleRule(r) },
           r.enabled ? t("enabled") : t("disabled"))
-        : (r.enabled ? t("enabled") : t("disabled")))))),
+        : (r.enabled ? t("enabled") : t("disabled"))),
+      h("td", {}, admin
+        ? h("button", { class: "edit", onclick: () => editRule(r.id, source, result) }, t("edit"))
+        : null)))),
     // Checking a rule file needs a token of any role: the page offers it only with one.
     ...(token() ? [
-      h("h3", {}, t("validate")),
+      h("h3", {}, admin ? t("edit_rule") : t("validate")),
       source,
-      h("button", { onclick: async () => {
-        try {
-          const r = await fetch("/api/v1/rules/validate", { method: "POST", body: source.value,
-            headers: token() ? { Authorization: "Bearer " + token() } : {} });
-          const v = await r.json();
-          result.replaceChildren(v.valid
-            ? h("p", { class: "good" }, `${t("valid")}: ${v.rules.join(", ")}`)
-            : h("ul", { class: "bad" }, ((v.errors) || [{ line: 0, column: 0, message: (v.error || {}).message }])
-              .map((e) => h("li", {}, `${e.line}:${e.column} ${e.message}`))));
-        } catch (e) {
-          result.replaceChildren(h("p", { class: "bad" }, e.message));
-        }
-      } }, t("validate")),
+      h("button", { id: "rule-validate", onclick: () => validateRule(source, result) }, t("validate")),
+      admin ? h("button", { id: "rule-apply", onclick: () => applyRule(source, result) }, t("apply")) : null,
       result] : []));
+}
+
+// The parts of a rule an operator reads to know when it fires, as written in its file.
+function thresholdList(r) {
+  return h("dl", { class: "thresholds" }, (r.thresholds || []).flatMap((x) => [
+    h("dt", {}, x.key), h("dd", { "data-threshold": x.key }, h("code", {}, x.value))]));
+}
+
+async function editRule(id, source, result) {
+  try {
+    const rule = await get(`/api/v1/rules/${encodeURIComponent(id)}`);
+    source.value = rule.toml;
+    source.dataset.ruleId = id;
+    result.replaceChildren(h("p", { class: "muted" },
+      `${id} · ${t("version")} ${rule.version}` + (rule.changed_by ? ` · ${rule.changed_by}` : "")));
+    source.focus();
+  } catch (e) {
+    result.replaceChildren(h("p", { class: "bad" }, e.message));
+  }
+}
+
+// The server's validation of a rule file: the rules it defines, or each error with its line.
+async function validateRule(source, result) {
+  try {
+    const r = await fetch("/api/v1/rules/validate", { method: "POST", body: source.value,
+      headers: token() ? { Authorization: "Bearer " + token() } : {} });
+    const v = await r.json();
+    showValidation(v, result);
+    return v;
+  } catch (e) {
+    result.replaceChildren(h("p", { class: "bad" }, e.message));
+    return { valid: false };
+  }
+}
+
+function showValidation(v, result) {
+  result.replaceChildren(v.valid
+    ? h("p", { class: "good" }, `${t("valid")}: ${v.rules.join(", ")}`)
+    : h("ul", { class: "bad" }, ((v.errors) || [{ line: 0, column: 0, message: (v.error || {}).message }])
+      .map((e) => h("li", {}, `${e.line}:${e.column} ${e.message}`))));
+}
+
+// Validated first; applied only if the text defines exactly one rule (the one it replaces).
+async function applyRule(source, result) {
+  const v = await validateRule(source, result);
+  if (!v.valid) return;
+  if (v.rules.length !== 1) {
+    result.replaceChildren(h("p", { class: "bad" }, t("one_rule")));
+    return;
+  }
+  const id = v.rules[0];
+  try {
+    const r = await fetch(`/api/v1/rules/${encodeURIComponent(id)}`, { method: "PUT", body: source.value,
+      headers: { Authorization: "Bearer " + token() } });
+    const answer = await r.json();
+    if (!r.ok) {
+      showValidation(answer.errors ? answer : { valid: false, error: answer.error }, result);
+      return;
+    }
+    const rule = await get(`/api/v1/rules/${encodeURIComponent(id)}`);
+    await renderRules();
+    $("#rule-source").value = source.value;
+    $("#rule-result").replaceChildren(h("p", { class: "good", id: "rule-applied" },
+      `${t("applied")}: ${id} · ${t("version")} ${rule.version}`));
+  } catch (e) {
+    result.replaceChildren(h("p", { class: "bad" }, e.message));
+  }
 }
 
 async function toggleRule(r) {

@@ -342,5 +342,99 @@ async fn the_control_room_page_works_end_to_end_in_a_real_browser() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     shot(&c, "unit-view.png").await;
+
+    // An admin edits a rule's threshold in the rules view: validated, then applied as a new
+    // version that names its author; an invalid edit is refused with its line.
+    let admin = token(&data, "规则管理员", "admin");
+    open_as(&c, &cw, &admin).await;
+    c.find(Locator::Css("[data-tab='rules']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let overspeed = "tr[data-rule-id='elevator.overspeed']";
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(&format!("{overspeed} button.edit")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_js(
+        &c,
+        "the rule's file in the editor",
+        "return document.querySelector('#rule-source').value",
+        |v| {
+            v.as_str()
+                .is_some_and(|s| s.contains("1.15 * ref.elevator"))
+        },
+    )
+    .await;
+    let edit = |from: &str, to: &str| {
+        format!(
+            "const s = document.querySelector('#rule-source'); s.value = s.value.replace('{from}', '{to}'); return s.value.includes('{to}')"
+        )
+    };
+    assert_eq!(
+        c.execute(&edit("1.15 *", "1.2 *"), vec![]).await.unwrap(),
+        json!(true)
+    );
+    c.find(Locator::Css("#rule-apply"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_js(
+        &c,
+        "the edit applied",
+        "return document.querySelector('#rule-applied')?.textContent || ''",
+        |v| v.as_str().is_some_and(|s| s.contains("elevator.overspeed")),
+    )
+    .await;
+    let rule = cw.get("/api/v1/rules/elevator.overspeed").await;
+    assert_eq!(rule["version"], 2, "{rule}");
+    assert_eq!(rule["changed_by"], "规则管理员");
+    assert!(
+        rule["source"]["filter"]
+            .as_str()
+            .unwrap()
+            .contains("1.2 * ref.elevator.rated_speed_mps"),
+        "{rule}"
+    );
+    wait_js(
+        &c,
+        "the new threshold in the rules view",
+        &format!(
+            "return document.querySelector(\"{overspeed} [data-threshold='filter']\")?.textContent || ''"
+        ),
+        |v| v.as_str().is_some_and(|s| s.contains("1.2 * ref.elevator")),
+    )
+    .await;
+    shot(&c, "rules-edit.png").await;
+    assert_eq!(
+        c.execute(&edit("1.2 *", "1.2 * *"), vec![]).await.unwrap(),
+        json!(true)
+    );
+    c.find(Locator::Css("#rule-apply"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_js(
+        &c,
+        "the invalid edit refused",
+        "return document.querySelector('#rule-result ul.bad li')?.textContent || ''",
+        |v| v.as_str().is_some_and(|s| !s.is_empty()),
+    )
+    .await;
+    let rule = cw.get("/api/v1/rules/elevator.overspeed").await;
+    assert_eq!(
+        rule["version"], 2,
+        "the invalid edit changed nothing: {rule}"
+    );
     c.close().await.unwrap();
 }

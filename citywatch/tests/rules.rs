@@ -495,11 +495,54 @@ async fn rules_changed_through_the_api_last_across_restarts_until_the_files_chan
     assert_eq!(in_force(&cw).await, changed);
     cw.stop();
 
-    // After a restart, as changed.
+    // After a restart, as changed, with who changed what.
     let mut cw = start().await;
     assert_eq!(in_force(&cw).await, changed);
     let log = std::fs::read_to_string(&cw.log).unwrap();
     assert!(log.contains("as last changed through the API"), "{log}");
+    let smoke = cw.get("/api/v1/rules/t.smoke").await;
+    assert_eq!(smoke["version"], 2, "{smoke}");
+    assert_eq!(smoke["changed_by"], "规则管理员");
+    assert_eq!(smoke["enabled"], false);
+    assert_eq!(smoke["thresholds"][0]["key"], "filter");
+    assert_eq!(smoke["source"]["group_by"], json!(["kitchen_id"]));
+    let rodent = cw.get("/api/v1/rules/t.rodent").await;
+    assert_eq!(
+        (rodent["version"].clone(), rodent["versions"].clone()),
+        (json!(1), json!(1))
+    );
+    // The rule as a file, edited and put back: a third version, the history whole.
+    let edited = smoke["toml"]
+        .as_str()
+        .unwrap()
+        .replace("severity = \"major\"", "severity = \"critical\"");
+    let put = client
+        .put(cw.url("/api/v1/rules/t.smoke"))
+        .bearer_auth(&admin)
+        .body(edited)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 200);
+    let history = cw.get("/api/v1/rules/t.smoke/history").await;
+    let seen: Vec<(u64, &str)> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["version"].as_u64().unwrap(),
+                v["change"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(seen, vec![(2, "disabled"), (3, "changed")]);
+    assert_eq!(history[1]["source"]["severity"], "critical", "{history}");
+    assert_eq!(history[1]["by"], "规则管理员");
+    let none = reqwest::get(cw.url("/api/v1/rules/t.none/history"))
+        .await
+        .unwrap();
+    assert_eq!(none.status(), 404);
     cw.stop();
 
     // The files changed while it was down: they win, and say so.

@@ -53,6 +53,16 @@ pub fn default_pack() -> Result<Vec<Rule>, Vec<RuleError>> {
     Ok(rules)
 }
 
+/// A rule written back as a rule file (`[[rule]]`), as an editor shows it: loading the text
+/// gives the same definition.
+pub fn to_toml(source: &RuleSource) -> Result<String, String> {
+    #[derive(serde::Serialize)]
+    struct File<'a> {
+        rule: [&'a RuleSource; 1],
+    }
+    toml::to_string(&File { rule: [source] }).map_err(|e| e.to_string())
+}
+
 /// A rule's stable key across workers and rule-set versions: a hash of its id.
 pub fn rule_key(id: &str) -> u64 {
     // FNV-1a: stable across processes and versions, unlike the std hasher.
@@ -91,5 +101,16 @@ mod tests {
             super::DEFAULT_PACK.len(),
             "a new file in rules/default is built in too"
         );
+    }
+
+    #[test]
+    fn every_rule_of_the_pack_written_back_loads_as_itself() {
+        for rule in super::default_pack().unwrap() {
+            let text = super::to_toml(&rule.source).unwrap();
+            let again = super::load_str("again.toml", &text)
+                .unwrap_or_else(|e| panic!("{}: {e:?}\n{text}", rule.id));
+            assert_eq!(again.len(), 1);
+            assert_eq!(again[0].source, rule.source, "{text}");
+        }
     }
 }
