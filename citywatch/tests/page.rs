@@ -90,6 +90,18 @@ async fn shot(c: &Client, name: &str) {
     std::fs::write(dir.join(name), c.screenshot().await.unwrap()).unwrap();
 }
 
+/// Clicks the element `css` finds, once it is there.
+async fn click(c: &Client, css: &str) {
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
 /// Opens the page as the holder of `token` (handed over in the address, as the demo does).
 async fn open_as(c: &Client, cw: &Citywatch, token: &str) {
     c.goto("about:blank").await.unwrap();
@@ -347,21 +359,9 @@ async fn the_control_room_page_works_end_to_end_in_a_real_browser() {
     // version that names its author; an invalid edit is refused with its line.
     let admin = token(&data, "规则管理员", "admin");
     open_as(&c, &cw, &admin).await;
-    c.find(Locator::Css("[data-tab='rules']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "[data-tab='rules']").await;
     let overspeed = "tr[data-rule-id='elevator.overspeed']";
-    c.wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css(&format!("{overspeed} button.edit")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, &format!("{overspeed} button.edit")).await;
     wait_js(
         &c,
         "the rule's file in the editor",
@@ -381,12 +381,7 @@ async fn the_control_room_page_works_end_to_end_in_a_real_browser() {
         c.execute(&edit("1.15 *", "1.2 *"), vec![]).await.unwrap(),
         json!(true)
     );
-    c.find(Locator::Css("#rule-apply"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "#rule-apply").await;
     wait_js(
         &c,
         "the edit applied",
@@ -418,12 +413,7 @@ async fn the_control_room_page_works_end_to_end_in_a_real_browser() {
         c.execute(&edit("1.2 *", "1.2 * *"), vec![]).await.unwrap(),
         json!(true)
     );
-    c.find(Locator::Css("#rule-apply"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "#rule-apply").await;
     wait_js(
         &c,
         "the invalid edit refused",
