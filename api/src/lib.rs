@@ -9,6 +9,7 @@
 //! - [`state`]: what the handlers read ([`AppState`]).
 //! - [`routes`]: the handlers (counters, dead letters, conditions, rules, health).
 //! - [`alerts`]: the alert handlers (actions, silences, notifications, stream).
+//! - [`complaints`]: complaints and reports with their time limits in working days.
 //! - [`auth`]: bearer tokens and roles.
 //! - [`tiles`]: the control room's counter tiles and their last hour.
 //! - [`web`]: the control-room page, built into the binary.
@@ -19,6 +20,7 @@
 
 pub mod alerts;
 pub mod auth;
+pub mod complaints;
 pub mod error;
 pub mod kept_rules;
 pub mod metrics;

@@ -32,6 +32,8 @@ pub struct AppState {
     pub history: Arc<crate::tiles::History>,
     /// This process's place in a cluster (none: it runs alone).
     pub cluster: Option<ClusterView>,
+    /// The complaints ingest remembers, with their status updates (none: not kept here).
+    pub complaints: Option<Arc<ingest::Complaints>>,
 }
 
 /// This process's place in a cluster, for `/readyz` and for sending API calls to process 0.

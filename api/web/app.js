@@ -587,15 +587,20 @@ async function toggleRule(r) {
   renderRules();
 }
 
-async function renderSilences() {
-  const box = $("#silences");
-  let rows;
+// Reads `path`; on failure shows why in `box` and gives null.
+async function getInto(box, path) {
   try {
-    rows = await get("/api/v1/silences");
+    return await get(path);
   } catch (e) {
     box.replaceChildren(h("p", { class: "bad" }, e.message));
-    return;
+    return null;
   }
+}
+
+async function renderSilences() {
+  const box = $("#silences");
+  const rows = await getInto(box, "/api/v1/silences");
+  if (!rows) return;
   box.replaceChildren(rows.length
     ? h("table", { class: "grid" },
       h("tr", {}, h("th", {}, t("matchers")), h("th", {}, t("ends")), h("th", {}, t("author")), h("th", {}, "")),
@@ -610,6 +615,52 @@ async function renderSilences() {
     : h("p", { class: "muted" }, t("none")));
 }
 
+// ---- complaints due soon -----------------------------------------------------------------
+
+// Open complaints shown whose time limit runs out within this many working days (or has run
+// out): 2 unless the operator picks a wider horizon.
+const DUE_SOON_CHOICES = [2, 5, 10];
+
+// The complaints due soon, by the office that handles them, soonest first: what each office
+// must decide before its legal time limit (7 working days to accept, 45 to mediate, 15 for a
+// report).
+async function renderComplaints() {
+  const box = $("#complaints");
+  const page = await getInto(box, "/api/v1/complaints?state=open&limit=1000");
+  if (!page) return;
+  const within = state.dueWithin || DUE_SOON_CHOICES[0];
+  const soon = page.items.filter((c) => c.due_ms !== null && c.working_days_left <= within);
+  const offices = new Map();
+  for (const c of soon) {
+    const office = c.office || "";
+    if (!offices.has(office)) offices.set(office, []);
+    offices.get(office).push(c);
+  }
+  const pick = h("select", { id: "due-within", onchange: () => {
+    state.dueWithin = Number(pick.value);
+    renderComplaints();
+  } }, DUE_SOON_CHOICES.map((n) => h("option", { value: String(n) }, t("days_left").replace("{n}", `≤ ${n}`))));
+  pick.value = String(within);
+  box.replaceChildren(
+    h("p", { class: "muted" }, t("due_soon_help"), " ", pick),
+    ...(soon.length ? [...offices].map(([office, items]) => h("section", { class: "office", "data-office": office },
+      h("h3", {}, `${office || t("no_office")} · ${items.length}`),
+      h("ul", { class: "due" }, items.map((c) => h("li", {
+        "data-complaint-id": c.complaint_id, class: c.overdue ? "bad" : "" },
+        h("b", {}, c.complaint_id), ` ${t("kind_" + c.kind)} · ${c.merchant_name} · ${t("state_" + c.state)}`,
+        h("br"),
+        h("small", {}, `${t("due")} ${lastDay(c.due_ms)} · `,
+          h("span", { "data-field": "days-left" }, c.overdue
+            ? t("overdue_by").replace("{n}", -c.working_days_left)
+            : t("days_left").replace("{n}", c.working_days_left)))))))) : [h("p", { class: "muted" }, t("none"))]));
+}
+
+// The last day of a time limit that runs out at `ms` (the start of the next local day in
+// China, wherever the browser is).
+function lastDay(ms) {
+  return new Date(ms - 1).toLocaleDateString(undefined, { timeZone: "Asia/Shanghai" });
+}
+
 function showTab(tab) {
   state.tab = tab;
   for (const b of document.querySelectorAll("[data-tab]")) b.classList.toggle("on", b.dataset.tab === tab);
@@ -617,6 +668,7 @@ function showTab(tab) {
   if (tab === "map") renderMap();
   if (tab === "rules") renderRules();
   if (tab === "silences") renderSilences();
+  if (tab === "complaints") renderComplaints();
 }
 
 // ---- sound ------------------------------------------------------------------------------
@@ -713,6 +765,7 @@ async function start() {
   showTab("map");
   setInterval(tickAges, 1000);
   setInterval(loadTiles, 5000);
+  setInterval(() => { if (state.tab === "complaints") renderComplaints(); }, 30000);
   document.body.classList.add("ready");
 }
 

@@ -318,6 +318,7 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
             index: c.process,
             leader_url: c.api_urls.first().cloned().flatten(),
         }),
+        complaints: Some(ingest.complaints()),
     };
     if demo.is_some() && settings.auth != api::auth::AuthMode::Off {
         let token = state

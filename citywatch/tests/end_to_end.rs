@@ -307,6 +307,58 @@ async fn messages_published_while_down_are_counted_exactly_once_after_restart() 
 
 /// Complaints are kept on disk (the complaint log) and fed again at start: the open ones are
 /// still open after a restart, and their handling clocks run on.
+/// C1 received, C2 accepted by O-JFB: the list, its filters and its paging. Returns the list.
+async fn check_complaint_list(cw: &Citywatch, now: u64) -> Value {
+    let ids = async |query: &str| -> Vec<String> {
+        let page = cw.get(&format!("/api/v1/complaints{query}")).await;
+        page["items"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{query}: {page}"))
+            .iter()
+            .map(|c| c["complaint_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let all = cw.get("/api/v1/complaints").await;
+    assert_eq!(all["total"], 2, "{all}");
+    // Soonest due first: C1's decision (7 working days) before C2's mediation (45).
+    let (c1, c2) = (&all["items"][0], &all["items"][1]);
+    assert_eq!(
+        (c1["complaint_id"].clone(), c2["complaint_id"].clone()),
+        (json!("C1"), json!("C2"))
+    );
+    assert_eq!(
+        (c1["state"].clone(), c1["open"].clone()),
+        (json!("received"), json!(true))
+    );
+    assert_eq!(c1["due_ms"], c1["decision_due_ms"]);
+    assert!(c1["working_days_left"].as_i64().unwrap() >= 6, "{c1}");
+    assert!(c1["decision_due_ms"].as_u64().unwrap() > now);
+    assert_eq!(c2["state"], "accepted");
+    assert_eq!(c2["office"], "O-JFB");
+    assert_eq!(c2["due_ms"], c2["mediation_due_ms"]);
+    assert_eq!(c2["statuses"][0]["status"], "accepted");
+    assert_eq!(ids("?state=received").await, ["C1"]);
+    assert_eq!(ids("?state=open&office=O-JFB").await, ["C2"]);
+    assert_eq!(ids("?merchant=王记").await, ["C1", "C2"]);
+    assert_eq!(
+        ids(&format!("?due_before={now}")).await,
+        Vec::<String>::new()
+    );
+    let page = cw.get("/api/v1/complaints?limit=1&offset=1").await;
+    assert_eq!(
+        (
+            page["total"].clone(),
+            page["items"][0]["complaint_id"].clone()
+        ),
+        (json!(2), json!("C2"))
+    );
+    let bad = reqwest::get(cw.url("/api/v1/complaints?state=lost"))
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    all
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_complaints_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -323,7 +375,7 @@ async fn open_complaints_survive_a_restart() {
     };
     let accepted = msg(
         "cw/v1/complaint/C2/status",
-        json!({"ts": now + 1, "status": "accepted"}).to_string(),
+        json!({"ts": now + 1, "status": "accepted", "office": "O-JFB"}).to_string(),
     );
     publish_all(port, "12315", &[complaint("C1"), complaint("C2"), accepted]).await;
     cw.acked(3).await;
@@ -336,11 +388,17 @@ async fn open_complaints_survive_a_restart() {
     };
     let before = cw.counters_after(now + 1).await;
     assert_eq!(complaints(&before), (Some(2), Some(1), Some(1)), "{before}");
+    let listed = check_complaint_list(&cw, now).await;
     cw.stop();
 
     let mut cw = Citywatch::start("embedded", Some(port), &data).await;
     let after = cw.counters_after(now_ms()).await;
     assert_eq!(complaints(&after), (Some(2), Some(1), Some(1)), "{after}");
+    assert_eq!(
+        cw.get("/api/v1/complaints").await,
+        listed,
+        "the list comes back from the complaint log"
+    );
     // Restored, not received again.
     let metrics = cw.metrics().await;
     assert!(

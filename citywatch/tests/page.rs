@@ -355,6 +355,57 @@ async fn the_control_room_page_works_end_to_end_in_a_real_browser() {
     }
     shot(&c, "unit-view.png").await;
 
+    // Complaints due soon, by office: a complaint made in O-JFB's jurisdiction (7 working days
+    // to decide) is listed within ten working days; a report in O-CTM's (15) is not.
+    let complaint = |id: &str, kind: &str, place: (f64, f64)| {
+        msg(
+            "cw/v1/complaint/new",
+            json!({"ts": now_ms(), "complaint_id": id, "kind": kind, "merchant_name": "解放碑某超市",
+                   "category": "price", "lat": place.0, "lon": place.1})
+            .to_string(),
+        )
+    };
+    publish_all(
+        broker.port,
+        "page-test-12315",
+        &[
+            complaint("C-PAGE-1", "complaint", (29.551, 106.56)),
+            complaint("C-PAGE-2", "report", (29.551, 106.58)),
+        ],
+    )
+    .await;
+    open_as(&c, &cw, &operator).await;
+    click(&c, "[data-tab='complaints']").await;
+    c.execute(
+        "const s = document.querySelector('#due-within'); s.value = '10'; s.dispatchEvent(new Event('change')); return true",
+        vec![],
+    )
+    .await
+    .unwrap();
+    let listed = wait_js(
+        &c,
+        "the complaints due within ten working days, by office",
+        "return [...document.querySelectorAll('#complaints section[data-office]')].map(s =>
+           s.dataset.office + ':' + [...s.querySelectorAll('li')].map(li => li.dataset.complaintId).join(','))",
+        |v| v.to_string().contains("O-JFB:C-PAGE-1"),
+    )
+    .await;
+    assert!(
+        !listed.to_string().contains("C-PAGE-2"),
+        "a report has 15 working days: {listed}"
+    );
+    let left = c
+        .find(Locator::Css(
+            "li[data-complaint-id='C-PAGE-1'] [data-field='days-left']",
+        ))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(left.contains('7') || left.contains('6'), "{left}");
+    shot(&c, "complaints-due.png").await;
+
     // An admin edits a rule's threshold in the rules view: validated, then applied as a new
     // version that names its author; an invalid edit is refused with its line.
     let admin = token(&data, "规则管理员", "admin");

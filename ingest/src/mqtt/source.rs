@@ -284,6 +284,20 @@ pub(crate) fn remember(
                     merchant_name: complaint.merchant_name.clone(),
                     kind: complaint.kind.as_str().to_owned(),
                     place: complaint.lat.zip(complaint.lon),
+                    received_ms: complaint.ts.unwrap_or(received_ms),
+                    category: complaint.category.to_string(),
+                    statuses: Vec::new(),
+                },
+            ),
+            model::Event::ComplaintStatus {
+                complaint_id,
+                update,
+            } => complaints.status(
+                complaint_id,
+                crate::complaints::StatusChange {
+                    ts: update.ts.unwrap_or(received_ms),
+                    status: update.status.as_str().to_owned(),
+                    office: update.office.as_ref().map(|o| o.to_string()),
                 },
             ),
             _ => {}
