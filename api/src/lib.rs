@@ -10,6 +10,7 @@
 //! - [`routes`]: the handlers (counters, dead letters, conditions, rules, health).
 //! - [`alerts`]: the alert handlers (actions, silences, notifications, stream).
 //! - [`complaints`]: complaints and reports with their time limits in working days.
+//! - [`holds`]: goods off sale after a failed residue test, with the tests behind them.
 //! - [`auth`]: bearer tokens and roles.
 //! - [`tiles`]: the control room's counter tiles and their last hour.
 //! - [`web`]: the control-room page, built into the binary.
@@ -22,6 +23,7 @@ pub mod alerts;
 pub mod auth;
 pub mod complaints;
 pub mod error;
+pub mod holds;
 pub mod kept_rules;
 pub mod metrics;
 pub mod openapi;

@@ -41,6 +41,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/api/v1/rules/{id}/history", get(rule_history))
         .route("/api/v1/complaints", get(crate::complaints::list))
+        .route("/api/v1/holds", get(crate::holds::list))
         .route("/api/v1/me", get(me))
         .route("/api/v1/tokens", get(tokens_list).post(token_create))
         .route("/api/v1/tokens/{name}", axum::routing::delete(token_revoke))

@@ -34,6 +34,8 @@ pub struct AppState {
     pub cluster: Option<ClusterView>,
     /// The complaints ingest remembers, with their status updates (none: not kept here).
     pub complaints: Option<Arc<ingest::Complaints>>,
+    /// The recent residue tests of each stall and goods (none: not kept here).
+    pub residue_tests: Option<Arc<ingest::ResidueTests>>,
 }
 
 /// This process's place in a cluster, for `/readyz` and for sending API calls to process 0.

@@ -208,6 +208,7 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
             &settings.mqtt_config(),
             ingest.evidence(),
             ingest.complaints(),
+            ingest.residue_tests(),
         )?),
         _ => None,
     };
@@ -319,6 +320,7 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
             leader_url: c.api_urls.first().cloned().flatten(),
         }),
         complaints: Some(ingest.complaints()),
+        residue_tests: Some(ingest.residue_tests()),
     };
     if demo.is_some() && settings.auth != api::auth::AuthMode::Off {
         let token = state

@@ -425,3 +425,83 @@ async fn shutdown_completes_with_an_event_stream_open() {
         .unwrap();
     drop(resp);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_residue_hold_shows_its_tests_outlives_a_restart_and_ends_at_a_passing_test() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let port = free_port();
+    // The built-in pack: a positive test and two positive re-tests put the goods on hold.
+    let start = async || Citywatch::start_with("embedded", Some(port), &data, &[], &[]).await;
+    let mut cw = start().await;
+    let now = now_ms();
+    let test = |ts: u64, pct: f64| {
+        msg(
+            "cw/v1/market/M-JFB/residue",
+            json!({"ts": ts, "stall_id": "M-JFB-ST01", "goods_code": "cabbage", "inhibition_pct": pct})
+                .to_string(),
+        )
+    };
+    let other = msg(
+        "cw/v1/market/M-JFB/residue",
+        json!({"ts": now, "stall_id": "M-JFB-ST02", "goods_code": "spinach", "inhibition_pct": 10.0})
+            .to_string(),
+    );
+    publish_all(
+        port,
+        "market-lab",
+        &[
+            test(now, 62.0),
+            test(now + 1, 58.0),
+            test(now + 2, 71.0),
+            other,
+        ],
+    )
+    .await;
+    let the_hold = |v: &Value| {
+        v.as_array()
+            .and_then(|h| h.iter().find(|h| h["status"] == "hold"))
+            .cloned()
+    };
+    let on_hold = |v: &Value| the_hold(v).is_some();
+    let hold = the_hold(&poll_until(&cw, "/api/v1/holds", on_hold).await).unwrap();
+    assert_eq!(
+        (
+            hold["market_id"].clone(),
+            hold["stall_id"].clone(),
+            hold["goods_code"].clone()
+        ),
+        (json!("M-JFB"), json!("M-JFB-ST01"), json!("cabbage"))
+    );
+    // The third positive decides it (at the dataflow's 100-ms tick).
+    let since = hold["since_ms"].as_u64().unwrap();
+    assert!(since <= now + 2 && since + 100 > now + 2, "{hold}");
+    let tests: Vec<(u64, &str)> = hold["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["ts"].as_u64().unwrap(), t["result"].as_str().unwrap()))
+        .collect();
+    assert_eq!(tests, [(now, "fail"), (now + 1, "fail"), (now + 2, "fail")]);
+    assert_eq!(
+        cw.get("/api/v1/holds?market=M-DP").await,
+        json!([]),
+        "another market's"
+    );
+    let tested = |v: &Value| v["markets"]["residue_tests_today"].as_u64();
+    poll_until(&cw, "/api/v1/counters", |v| tested(v) == Some(4)).await;
+    cw.stop();
+
+    // After a restart: the hold (from the checkpoint) with its tests (from the log).
+    let mut cw = start().await;
+    let back = the_hold(&poll_until(&cw, "/api/v1/holds", on_hold).await).unwrap();
+    assert_eq!(back["since_ms"], since);
+    assert_eq!(back["tests"], hold["tests"], "{back}");
+    let counters = cw.counters_after(now_ms()).await;
+    assert_eq!(tested(&counters), Some(4), "tests counted once: {counters}");
+
+    // A passing test of the same stall and goods ends it.
+    publish_all(port, "market-lab", &[test(now_ms(), 12.0)]).await;
+    poll_until(&cw, "/api/v1/holds", |v| v == &json!([])).await;
+    cw.stop();
+}

@@ -12,6 +12,7 @@
 //! - [`deadletter`]: the bounded on-disk store of rejected messages.
 //! - [`evidence`]: the latest evidence image of each kitchen camera, for alerts.
 //! - [`complaints`]: whom each recent complaint is about, for routing its deadline alerts.
+//! - [`residue_tests`]: the recent residue tests of each stall and goods, for the holds.
 //! - [`complaint_log`]: complaints and their status updates on disk, fed again at start so that
 //!   handling deadlines survive a restart.
 //! - [`input_log`]: every device message on disk before its acknowledgement, and which of them
@@ -25,6 +26,7 @@ pub mod deadletter;
 pub mod evidence;
 pub mod input_log;
 pub mod mqtt;
+pub mod residue_tests;
 pub mod stats;
 
 pub use complaint_log::ComplaintLog;
@@ -33,6 +35,7 @@ pub use deadletter::{DeadLetter, DeadLetters};
 pub use evidence::Evidence;
 pub use input_log::InputLog;
 pub use mqtt::{Facts, Ingest, MqttConfig};
+pub use residue_tests::ResidueTests;
 pub use stats::{ConnectionState, IngestStats};
 
 /// Why ingest could not start.

@@ -4,7 +4,7 @@
 //! fact only leaves an alert without its image or merchant name; it loses no event).
 
 use super::config::MqttConfig;
-use super::source::remember;
+use super::source::{Remembered, remember};
 use crate::IngestError;
 use model::{Decoder, DecoderConfig};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
@@ -24,12 +24,13 @@ impl Drop for Facts {
 }
 
 impl Facts {
-    /// Subscribes as `<client_id>-facts` and records into `evidence` and `complaints`. Must
-    /// be called inside a tokio runtime.
+    /// Subscribes as `<client_id>-facts` and records into `evidence`, `complaints` and
+    /// `residue`. Must be called inside a tokio runtime.
     pub fn start(
         config: &MqttConfig,
         evidence: Arc<crate::Evidence>,
         complaints: Arc<crate::Complaints>,
+        residue: Arc<crate::ResidueTests>,
     ) -> Result<Facts, IngestError> {
         let (host, port) = config.endpoint()?;
         let mut options = MqttOptions::new(format!("{}-facts", config.client_id), host, port);
@@ -46,6 +47,8 @@ impl Facts {
         let filters = [
             format!("{}kitchen/+/camera/+/detection", config.prefix),
             format!("{}complaint/new", config.prefix),
+            format!("{}complaint/+/status", config.prefix),
+            format!("{}market/+/residue", config.prefix),
         ];
         let decoder = Decoder::new(DecoderConfig {
             prefix: config.prefix.clone(),
@@ -69,7 +72,12 @@ impl Facts {
                             .map_or(0, |d| d.as_millis() as u64);
                         // Rejections are the ingest's to keep: here a bad message is skipped.
                         if let Ok(envelope) = decoder.decode(&p.topic, &p.payload, received_ms) {
-                            remember(&evidence, &complaints, &envelope.event, received_ms);
+                            let kept = Remembered {
+                                evidence: &evidence,
+                                complaints: &complaints,
+                                residue: &residue,
+                            };
+                            remember(kept, &envelope.event, received_ms);
                         }
                     }
                     Ok(_) => {}

@@ -34,6 +34,7 @@ pub struct Ingest {
     rx: crossbeam_channel::Receiver<Ingested>,
     evidence: Arc<crate::Evidence>,
     complaints: Arc<crate::Complaints>,
+    residue: Arc<crate::ResidueTests>,
     acker: Arc<Acker>,
     input_log: Option<Arc<InputLog>>,
     stats: Arc<IngestStats>,
@@ -57,6 +58,7 @@ struct Loop {
     backoff: (Duration, Duration),
     evidence: Arc<crate::Evidence>,
     complaints: Arc<crate::Complaints>,
+    residue: Arc<crate::ResidueTests>,
     complaint_log: Option<Arc<crate::ComplaintLog>>,
     input_log: Option<Arc<InputLog>>,
 }
@@ -114,6 +116,7 @@ impl Ingest {
         let (stop, stop_rx) = watch::channel(false);
         let evidence = Arc::new(crate::Evidence::default());
         let complaints = Arc::new(crate::Complaints::default());
+        let residue = Arc::new(crate::ResidueTests::default());
         let decoder = Decoder::new(DecoderConfig {
             prefix: config.prefix.clone(),
             max_payload_bytes: config.max_payload_bytes,
@@ -134,6 +137,7 @@ impl Ingest {
             ),
             evidence: evidence.clone(),
             complaints: complaints.clone(),
+            residue: residue.clone(),
             complaint_log,
             input_log: input_log.clone(),
         };
@@ -148,6 +152,7 @@ impl Ingest {
             rx,
             evidence,
             complaints,
+            residue,
             acker,
             input_log,
             stats,
@@ -168,10 +173,20 @@ impl Ingest {
         self.complaints.clone()
     }
 
+    /// The recent residue tests of each stall and goods.
+    pub fn residue_tests(&self) -> Arc<crate::ResidueTests> {
+        self.residue.clone()
+    }
+
     /// Keeps what alerts will want to know of an event received earlier (one fed again from
     /// the complaint log at start).
     pub fn remember(&self, event: &model::Event, received_ms: u64) {
-        remember(&self.evidence, &self.complaints, event, received_ms);
+        let kept = Remembered {
+            evidence: &self.evidence,
+            complaints: &self.complaints,
+            residue: &self.residue,
+        };
+        remember(kept, event, received_ms);
     }
 
     /// The queue of decoded events, for the dataflow's sources.
@@ -252,14 +267,22 @@ async fn send_acks(
     }
 }
 
+/// Where what alerts and the API want to know of events is kept.
+#[derive(Clone, Copy)]
+pub(crate) struct Remembered<'a> {
+    pub evidence: &'a crate::Evidence,
+    pub complaints: &'a crate::Complaints,
+    pub residue: &'a crate::ResidueTests,
+}
+
 /// Keeps what alerts will want to know of an event: a kitchen camera's evidence image, whom a
-/// complaint is about.
-pub(crate) fn remember(
-    evidence: &crate::Evidence,
-    complaints: &crate::Complaints,
-    event: &model::Event,
-    received_ms: u64,
-) {
+/// complaint is about and how its handling goes, a stall's residue tests.
+pub(crate) fn remember(kept: Remembered<'_>, event: &model::Event, received_ms: u64) {
+    let Remembered {
+        evidence,
+        complaints,
+        residue,
+    } = kept;
     {
         match event {
             model::Event::Detection {
@@ -287,6 +310,14 @@ pub(crate) fn remember(
                     received_ms: complaint.ts.unwrap_or(received_ms),
                     category: complaint.category.to_string(),
                     statuses: Vec::new(),
+                },
+            ),
+            model::Event::Residue { market_id, test } => residue.record(
+                &format!("{market_id}/{}/{}", test.stall_id, test.goods_code),
+                crate::residue_tests::TestRecord {
+                    ts: test.ts.unwrap_or(received_ms),
+                    inhibition_pct: test.inhibition_pct,
+                    result: test.outcome().as_str().to_owned(),
                 },
             ),
             model::Event::ComplaintStatus {
@@ -413,7 +444,9 @@ impl Loop {
                 if let Some(log) = &self.complaint_log
                     && matches!(
                         envelope.event.stream(),
-                        model::Stream::ComplaintNew | model::Stream::ComplaintStatus
+                        model::Stream::ComplaintNew
+                            | model::Stream::ComplaintStatus
+                            | model::Stream::MarketResidue
                     )
                 {
                     // On disk before it can be acknowledged (the decoder took it as UTF-8 JSON).
@@ -422,12 +455,12 @@ impl Loop {
                         tracing::error!(error = %e, path = %log.path().display(), "cannot log a complaint: its deadline will not survive a restart");
                     }
                 }
-                remember(
-                    &self.evidence,
-                    &self.complaints,
-                    &envelope.event,
-                    received_ms,
-                );
+                let kept = Remembered {
+                    evidence: &self.evidence,
+                    complaints: &self.complaints,
+                    residue: &self.residue,
+                };
+                remember(kept, &envelope.event, received_ms);
                 let seq = match &self.input_log {
                     None => seq,
                     Some(log) => match self.log(log, &p, received_ms, seq).await {
