@@ -48,7 +48,7 @@ pub struct DataflowConfig {
     /// `reorder_ms`, what it takes to judge a late part of the gap in order (default 5000;
     /// 0: every event).
     pub reorder_gap_ms: u64,
-    /// How long (frontier time) a group keeps it (default 10 000; 0: never).
+    /// How long (frontier time) a group keeps it (default 5 000, from the latest gap or event put in order; 0: never).
     pub reorder_ms: u64,
     /// At most this many events (default 120).
     pub reorder_events: usize,
@@ -91,7 +91,7 @@ impl Default for DataflowConfig {
             max_backlog_ms: 900_000,
             complaint_max_backlog_ms: 7 * 86_400_000,
             reorder_gap_ms: 5_000,
-            reorder_ms: 10_000,
+            reorder_ms: 5_000,
             reorder_events: 120,
             batch: 4096,
             cluster: None,

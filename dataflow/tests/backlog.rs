@@ -392,18 +392,18 @@ fn an_event_beyond_max_backlog_is_judged_at_the_frontier_as_before() {
 #[test]
 fn live_frames_sent_before_the_backlog_are_judged_after_it() {
     // The link is down from 6 s to 54 s; when it is back the terminal sends live frames
-    // (the car still stuck) and its backlog 5 s later. Judged in arrival order the stuck
+    // (the car still stuck) and its backlog 3 s later. Judged in arrival order the stuck
     // period would start at 55 s and the doors opening at 70 s would end it unseen.
     let events = story(&[
         (Car::Moving, 0, 5, None),
-        (Car::Moving, 6, 9, Some(60)),
-        (Car::Stuck, 10, 54, Some(60)),
+        (Car::Moving, 6, 9, Some(58)),
+        (Car::Stuck, 10, 54, Some(58)),
         (Car::Stuck, 55, 65, None),
         (Car::Open, 70, 71, None),
     ]);
     let out = of("trapped", run(events.clone(), T0 + 2 * MIN));
-    let c = cond("trapped", "E1", 1.0, T0 + 40 * S, 20 * S);
-    assert_eq!(out, vec![(c.clone(), T0 + 60 * S, 1), (c, T0 + 70 * S, -1)]);
+    let c = cond("trapped", "E1", 1.0, T0 + 40 * S, 18 * S);
+    assert_eq!(out, vec![(c.clone(), T0 + 58 * S, 1), (c, T0 + 70 * S, -1)]);
     // Without keeping the gap, the backlog is judged at the latest frame's time.
     let off = Timeouts {
         reorder: ReorderLimits {

@@ -607,7 +607,7 @@ fn keep_rules(g: &mut Group, keep: impl Fn(u64) -> bool) {
         r.base.retain(|(k, _)| keep(*k));
         r.ended.retain(|(k, _, _)| keep(*k));
         for (_, items) in r.events.iter_mut() {
-            items.retain(|(k, _)| keep(*k));
+            items.retain(|i| keep(i.rule()));
         }
     }
 }

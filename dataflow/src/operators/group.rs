@@ -91,14 +91,93 @@ impl Default for ReorderLimits {
     fn default() -> Self {
         ReorderLimits {
             gap_ms: 5_000,
-            keep_ms: 10_000,
+            keep_ms: 5_000,
             events: 120,
         }
     }
 }
 
-/// The own-timed part of one event's batch: its own time and (rule key, what it means).
-pub type Held = (u64, Vec<(u64, What)>);
+/// The own-timed part of one event's batch: its own time and what it means for each rule.
+pub type Held = (u64, Vec<Kept>);
+
+/// What an event meant for one rule, as a reorder keeps it: most are a plain event (matched
+/// or not, cleared or not, carrying a number or nothing) in 24 bytes rather than the 72 of
+/// `(rule, What)`; the rest are boxed. Reorders hold every observation of a device's frames
+/// for seconds after each gap, so their size is most of a reorder's memory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Kept {
+    /// `num`: the carried number's bits, or [`NOTHING`] for none.
+    Plain {
+        rule: u64,
+        matched: bool,
+        cleared: bool,
+        num: u64,
+    },
+    Other(Box<(u64, What)>),
+}
+
+/// A plain observation that carries no number.
+const NOTHING: u64 = u64::MAX;
+
+impl Kept {
+    /// Rule `rule`'s observation `what`, kept.
+    pub fn of(rule: u64, what: What) -> Kept {
+        use rules::machine::Item;
+        let plain = |matched, cleared, num| Kept::Plain {
+            rule,
+            matched,
+            cleared,
+            num,
+        };
+        match what {
+            What::Event {
+                matched,
+                cleared,
+                item: Item::Unit,
+            } => plain(matched, cleared, NOTHING),
+            What::Event {
+                matched,
+                cleared,
+                item: Item::Num(n),
+            } if n.to_bits() != NOTHING => plain(matched, cleared, n.to_bits()),
+            what => Kept::Other(Box::new((rule, what))),
+        }
+    }
+
+    /// The rule it is about.
+    pub fn rule(&self) -> u64 {
+        match self {
+            Kept::Plain { rule, .. } => *rule,
+            Kept::Other(o) => o.0,
+        }
+    }
+
+    /// The observation again.
+    pub fn observation(&self) -> (u64, What) {
+        use rules::machine::Item;
+        match self {
+            Kept::Plain {
+                rule,
+                matched,
+                cleared,
+                num,
+            } => {
+                let item = if *num == NOTHING {
+                    Item::Unit
+                } else {
+                    Item::Num(f64::from_bits(*num))
+                };
+                let what = What::Event {
+                    matched: *matched,
+                    cleared: *cleared,
+                    item,
+                };
+                (*rule, what)
+            }
+            Kept::Other(o) => (**o).clone(),
+        }
+    }
+}
 
 /// What a group keeps after a gap so that an event arriving after later ones is judged in
 /// its own-time order: the machines before the gap and every event judged since.
@@ -301,10 +380,11 @@ impl Group {
     /// Before an event of own time `own` judged at frontier time `t`: opens a reorder if the
     /// event is on time and jumps past the group's latest event by more than the gap and
     /// twice the group's usual step (live messages after an outage, whose backlog may follow;
-    /// not a quiet device's next heartbeat), or keeps an open one for longer.
-    /// A backlog delivered oldest first opens none: its events are late. With gap 0 every
-    /// event opens one, a new group's first too (else at start-up every device's would). Returns whether the event is older than the
-    /// latest judged one and a reorder holds what it takes to put it in order.
+    /// not a quiet device's next heartbeat), or keeps an open one for longer (so does an
+    /// event put in order: a backlog still arriving). A backlog delivered oldest first opens
+    /// none: its events are late. With gap 0 every event opens one, a new group's first too
+    /// (else at start-up every device's would). Returns whether the event is behind the
+    /// group's clock and a reorder holds what it takes to put it in order.
     pub fn open_reorder(&mut self, own: u64, t: u64, set: &RuleSet, limits: ReorderLimits) -> bool {
         self.expire_reorder(t);
         let every = limits.gap_ms == 0;
@@ -313,11 +393,13 @@ impl Group {
         let jump = own.saturating_sub(self.clock.last);
         let gap = every || (live && jump > limits.gap_ms && jump > 2 * self.clock.step);
         if let Some(r) = self.reorder.as_mut() {
-            if gap {
+            // Behind the group's clock (its latest event, or timers since): put in order.
+            let behind = own < self.clock.at(t);
+            // A gap, or a backlog still arriving, keeps it open.
+            if gap || behind {
                 r.until = r.until.max(t.saturating_add(limits.keep_ms));
             }
-            // Behind the group's clock (its latest event, or timers since): put in order.
-            return own < self.clock.at(t);
+            return behind;
         }
         if limits.keep_ms == 0 || !gap {
             return false;
@@ -341,13 +423,14 @@ impl Group {
 
     /// Keeps an event's own-timed part for a later reorder, in own-time order (one older than
     /// the gap at the gap's start).
-    pub fn hold(&mut self, held: Held) {
+    pub fn hold(&mut self, held: (u64, Vec<(u64, What)>)) {
         let Some(r) = self.reorder.as_mut() else {
             return;
         };
         let own = held.0.max(r.base_last);
         let at = r.events.partition_point(|(o, _)| *o <= own);
-        r.events.insert(at, (own, held.1));
+        let kept = held.1.into_iter().map(|(k, w)| Kept::of(k, w)).collect();
+        r.events.insert(at, (own, kept));
     }
 
     /// Notes the stops of own-timed episodes in `out` (published since `from`) as ended.
@@ -477,22 +560,24 @@ mod tests {
             g.heard(s * 1000, s * 1000);
         }
         assert!(g.reorder.is_none());
-        // 50 s of silence, then a live event: the gap opens a reorder for 10 s.
+        // 50 s of silence, then a live event: the gap opens a reorder for 5 s.
         assert!(!g.open_reorder(53_000, 53_000, &set, limits));
         g.heard(53_000, 53_000);
-        assert_eq!(g.reorder_due(), Some(63_000));
-        // The backlog is behind the clock: put in order.
-        assert!(g.open_reorder(20_000, 54_000, &set, limits));
-        // Live again a second apart; another gap keeps it longer; its time up, it goes.
-        for s in [54, 55, 56] {
+        assert_eq!(g.reorder_due(), Some(58_000));
+        // The backlog is behind the clock: put in order, and it keeps the reorder longer.
+        assert!(g.open_reorder(20_000, 55_000, &set, limits));
+        assert_eq!(g.reorder_due(), Some(60_000));
+        // Live again a second apart: no gap; its time up, it goes.
+        for s in [56, 57] {
             assert!(!g.open_reorder(s * 1000, s * 1000, &set, limits));
             g.heard(s * 1000, s * 1000);
         }
-        assert!(!g.open_reorder(62_000, 62_000, &set, limits));
-        g.heard(62_000, 62_000);
-        assert_eq!(g.reorder_due(), Some(72_000));
-        g.expire_reorder(72_000);
+        assert_eq!(g.reorder_due(), Some(60_000));
+        g.expire_reorder(60_000);
         assert!(g.reorder.is_none() && g.holds_nothing_else());
+        // The next outage opens another.
+        assert!(!g.open_reorder(90_000, 90_000, &set, limits));
+        assert_eq!(g.reorder_due(), Some(95_000));
     }
 
     #[test]
@@ -525,6 +610,34 @@ mod tests {
             .flat_map(|r| r.events.iter().map(|e| e.0))
             .collect();
         assert_eq!(held, vec![5_000, 30_000, 45_000, 60_000]);
+    }
+
+    #[test]
+    fn a_kept_observation_is_the_observation_in_24_bytes() {
+        use rules::machine::Item;
+        assert_eq!(std::mem::size_of::<Kept>(), 24);
+        let event = |item| What::Event {
+            matched: true,
+            cleared: false,
+            item,
+        };
+        for what in [
+            event(Item::Unit),
+            event(Item::Num(2.31)),
+            event(Item::Num(f64::from_bits(u64::MAX))),
+            event(Item::Text("cabbage".into())),
+            What::Deferred {
+                fields: vec![None],
+                item: Item::Num(1.0),
+            },
+        ] {
+            let kept = Kept::of(7, what.clone());
+            assert_eq!(kept.rule(), 7);
+            let (rule, again) = kept.observation();
+            assert_eq!(rule, 7);
+            // NaN is not equal to itself: compare its bits.
+            assert_eq!(format!("{again:?}"), format!("{what:?}"));
+        }
     }
 
     #[test]

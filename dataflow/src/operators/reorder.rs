@@ -157,13 +157,14 @@ fn replay(group: &mut Group, events: &[Held], cx: &Cx<'_>) -> Vec<(u64, Firing)>
     for (own, items) in events {
         let at = (*own).max(group.clock.last);
         closed.extend(own_timers(group, at, cx));
-        for (rule, what) in items {
-            let Some(r) = set.get(*rule) else { continue };
-            let Some(m) = machine(&mut group.machines, set, *rule, what) else {
+        for kept in items {
+            let (rule, what) = kept.observation();
+            let Some(r) = set.get(rule) else { continue };
+            let Some(m) = machine(&mut group.machines, set, rule, &what) else {
                 continue;
             };
-            let transitions = judge_event(m, r, set.programs(*rule), ev, at, what.clone());
-            closed.extend(stops(*rule, transitions));
+            let transitions = judge_event(m, r, set.programs(rule), ev, at, what);
+            closed.extend(stops(rule, transitions));
         }
         group.clock.last = at;
     }
