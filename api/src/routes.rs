@@ -508,24 +508,27 @@ pub(crate) async fn rule_put(
     }
     let rule = new.remove(0);
     let view = rule_view(&rule);
-    // A changed rule keeps its place; a new one goes last.
-    let mut next: Vec<rules::Rule> = s.rules.current().to_vec();
-    let existed = match next.iter().position(|r| r.id == id) {
-        Some(i) => {
-            next[i] = rule;
-            true
-        }
-        None => {
-            next.push(rule);
-            false
-        }
-    };
-    let change = if existed { "changed" } else { "created" };
-    s.rules
-        .change(next, &id, &by, change)
+    let change = s
+        .rules
+        .edit(&id, &by, |current| {
+            // A changed rule keeps its place; a new one goes last.
+            let mut next = current.to_vec();
+            let change = match next.iter().position(|r| r.id == id) {
+                Some(i) => {
+                    next[i] = rule;
+                    "changed"
+                }
+                None => {
+                    next.push(rule);
+                    "created"
+                }
+            };
+            Ok::<_, ApiError>((next, change))
+        })
+        .map_err(IntoResponse::into_response)?
         .map_err(|e| ApiError::conflict(e).into_response())?;
     Ok((
-        if existed {
+        if change == "changed" {
             StatusCode::OK
         } else {
             StatusCode::CREATED
@@ -544,13 +547,14 @@ pub(crate) async fn rule_delete(
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let by = caller.require(&s.auth, Need::Admin, None)?;
-    let current = s.rules.current();
-    if !current.iter().any(|r| r.id == id) {
-        return Err(ApiError::not_found(format!("no rule {id:?}")));
-    }
-    let next = current.iter().filter(|r| r.id != id).cloned().collect();
     s.rules
-        .change(next, &id, &by, "deleted")
+        .edit(&id, &by, |current| {
+            if !current.iter().any(|r| r.id == id) {
+                return Err(ApiError::not_found(format!("no rule {id:?}")));
+            }
+            let next = current.iter().filter(|r| r.id != id).cloned().collect();
+            Ok((next, "deleted"))
+        })?
         .map_err(ApiError::conflict)?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -582,18 +586,21 @@ pub(crate) async fn rule_enable(
             format!("expected {{\"enabled\": true|false}}: {e}"),
         )
     })?;
-    let mut next: Vec<rules::Rule> = s.rules.current().to_vec();
-    let rule = next
-        .iter_mut()
-        .find(|r| r.id == id)
-        .ok_or_else(|| ApiError::not_found(format!("no rule {id:?}")))?;
-    rule.enabled = enabled;
-    let view = rule_view(rule);
-    let change = if enabled { "enabled" } else { "disabled" };
+    let mut view = None;
     s.rules
-        .change(next, &id, &by, change)
+        .edit(&id, &by, |current| {
+            let mut next = current.to_vec();
+            let rule = next
+                .iter_mut()
+                .find(|r| r.id == id)
+                .ok_or_else(|| ApiError::not_found(format!("no rule {id:?}")))?;
+            rule.enabled = enabled;
+            view = Some(rule_view(rule));
+            Ok((next, if enabled { "enabled" } else { "disabled" }))
+        })?
         .map_err(ApiError::conflict)?;
-    Ok(Json(view))
+    view.map(Json)
+        .ok_or_else(|| ApiError::internal("the rule changed but has no view"))
 }
 
 /// Who is calling.

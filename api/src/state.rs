@@ -55,6 +55,9 @@ pub struct RuleManager {
     updates: Option<crossbeam_channel::Sender<Arc<Vec<rules::Rule>>>>,
     /// Where changes made through the API are kept for the next start.
     kept: Option<crate::kept_rules::KeptRules>,
+    /// Held from reading the rules in force to replacing them, so that two changes at once
+    /// cannot lose one.
+    editing: std::sync::Mutex<()>,
 }
 
 impl RuleManager {
@@ -67,6 +70,7 @@ impl RuleManager {
             current: std::sync::RwLock::new(initial),
             updates,
             kept: None,
+            editing: std::sync::Mutex::new(()),
         }
     }
 
@@ -99,10 +103,28 @@ impl RuleManager {
         self.put_in_force(rules).map_err(str::to_owned)
     }
 
+    /// Changes rule `id` through the API on behalf of `by`: `f` is given the rules in force
+    /// and gives the new set and the kind of change (or refuses with its own error); reading
+    /// and replacing happen under one lock, so a concurrent change is never lost. The inner
+    /// result says whether the change could be put in force (see [`Self::change`]).
+    pub fn edit<E>(
+        &self,
+        id: &str,
+        by: &str,
+        f: impl FnOnce(&[rules::Rule]) -> Result<(Vec<rules::Rule>, &'static str), E>,
+    ) -> Result<Result<&'static str, String>, E> {
+        let _one_at_a_time = self
+            .editing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (next, change) = f(&self.current())?;
+        Ok(self.change(next, id, by, change).map(|()| change))
+    }
+
     /// Puts `rules` in force, changed through the API by `by` (rule `id`, a change of kind
     /// `change`), keeps them for the next start and records the version in the rule's
     /// history. Fails when rules cannot change, or cannot be kept (then nothing changes).
-    pub fn change(
+    fn change(
         &self,
         rules: Vec<rules::Rule>,
         id: &str,
@@ -131,6 +153,10 @@ impl RuleManager {
     /// Puts the rules of the files in force after they changed: they win over earlier API
     /// changes, which are no longer kept either. A rule the files changed is a new version.
     pub fn reload(&self, files: Vec<rules::Rule>) -> Result<(), &'static str> {
+        let _one_at_a_time = self
+            .editing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(kept) = &self.kept {
             kept.rebase(&files);
             let before = self.current();

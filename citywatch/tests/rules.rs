@@ -559,3 +559,51 @@ async fn rules_changed_through_the_api_last_across_restarts_until_the_files_chan
     assert!(log.contains("the files win"), "{log}");
     assert!(data.join("rules-changed.json.superseded").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_added_at_once_through_the_api_are_all_kept() {
+    // Each change reads the rules in force and replaces them: done at the same time, none
+    // may be lost.
+    let dir = tempfile::tempdir().unwrap();
+    let (data, rules_dir) = (dir.path().join("data"), dir.path().join("rules"));
+    std::fs::create_dir_all(&rules_dir).unwrap();
+    let rule = |id: &str| {
+        format!(
+            "[[rule]]\nid = \"{id}\"\nseverity = \"minor\"\nstream = \"kitchen_detection\"\nfilter = 'event.kind == \"smoking\"'\ngroup_by = [\"kitchen_id\"]\n"
+        )
+    };
+    std::fs::write(rules_dir.join("a.toml"), rule("t.first")).unwrap();
+    let admin = token(&data, "规则管理员", "admin");
+    let cw = Citywatch::start_with(
+        "embedded",
+        Some(free_port()),
+        &data,
+        &["--rules", rules_dir.to_str().unwrap()],
+        &[],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let puts: Vec<_> = (0..16)
+        .map(|i| {
+            let id = format!("t.at_once_{i:02}");
+            let request = client
+                .put(cw.url(&format!("/api/v1/rules/{id}")))
+                .bearer_auth(&admin)
+                .body(rule(&id));
+            tokio::spawn(async move { request.send().await.unwrap().status().as_u16() })
+        })
+        .collect();
+    for put in puts {
+        assert_eq!(put.await.unwrap(), 201);
+    }
+    let ids: Vec<String> = cw
+        .get("/api/v1/rules")
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 17, "{ids:?}");
+    assert!((0..16).all(|i| ids.contains(&format!("t.at_once_{i:02}"))));
+}
