@@ -11,6 +11,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use std::path::Path;
 
+/// The rule whose firing puts a stall's goods on hold: the tiles count its alerts, the API
+/// lists its conditions (`GET /api/v1/holds`).
+pub const HOLD_RULE: &str = "market.residue_fail";
+
 /// The schema version this build writes (`PRAGMA user_version`).
 const VERSION: i64 = 2;
 
@@ -400,12 +404,12 @@ impl Journal {
             )?,
             trapped: self.firing_with("fault", "trapped")?,
             residue_failed_today: count(
-                "SELECT COUNT(*) FROM alerts WHERE rule = 'market.residue_fail' AND opened_ms >= ?1",
-                &[&(since_ms as i64)],
+                "SELECT COUNT(*) FROM alerts WHERE rule = ?1 AND opened_ms >= ?2",
+                &[&HOLD_RULE, &(since_ms as i64)],
             )?,
             stalls_on_hold: count(
-                "SELECT COUNT(*) FROM alerts WHERE state = 'firing' AND rule = 'market.residue_fail'",
-                &[],
+                "SELECT COUNT(*) FROM alerts WHERE state = 'firing' AND rule = ?1",
+                &[&HOLD_RULE],
             )?,
             group_risk_firing: count(
                 "SELECT COUNT(*) FROM alerts WHERE state = 'firing' AND rule LIKE 'complaint.%group_risk'",

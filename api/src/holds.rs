@@ -10,9 +10,7 @@ use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 
-/// The rule whose firing puts a stall's goods on hold (the `markets.stalls_on_hold` tile
-/// counts the same).
-pub const HOLD_RULE: &str = "market.residue_fail";
+use alerts::journal::HOLD_RULE;
 /// The rule that fires at a positive test awaiting its re-tests.
 pub const SUSPECT_RULE: &str = "market.residue_suspect";
 

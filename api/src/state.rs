@@ -95,7 +95,7 @@ impl RuleManager {
 
     /// Puts `rules` in force, changed through the API, and keeps them for the next start.
     /// Fails when rules cannot change, or cannot be kept (then nothing changes).
-    pub fn replace(&self, rules: Vec<rules::Rule>) -> Result<(), String> {
+    fn replace(&self, rules: Vec<rules::Rule>) -> Result<(), String> {
         if let Some(kept) = &self.kept {
             kept.keep(&rules)
                 .map_err(|e| format!("cannot keep the rule change: {e}"))?;

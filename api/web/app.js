@@ -480,12 +480,9 @@ function renderMap() {
 
 async function renderRules() {
   const box = $("#rules");
-  try {
-    state.rules = await get("/api/v1/rules");
-  } catch (e) {
-    box.replaceChildren(h("p", { class: "bad" }, e.message));
-    return;
-  }
+  const rules = await getInto(box, "/api/v1/rules");
+  if (!rules) return;
+  state.rules = rules;
   const admin = mayAdmin();
   const source = h("textarea", { id: "rule-source", rows: "10", spellcheck: "false",
     placeholder: '[[rule]]\nid = "…"' });
