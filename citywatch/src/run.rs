@@ -141,7 +141,7 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
         Some(i) => crate::input::without(logged, &i.replay),
         None => logged,
     };
-    let opened_mark = input.as_ref().map(|i| (i.log.ledger(), i.mark));
+    let opened_mark = input.as_ref().map(|i| (i.log.ledger(), i.mark.clone()));
     let input_log = input.map(|i| i.log);
     let mut replayed = crate::input::complaints_fed_again(&settings, &ingest, logged);
     if !replayed.is_empty() {

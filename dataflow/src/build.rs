@@ -419,7 +419,6 @@ pub fn build<'scope>(scope: Scope<'scope, u64>, plan: &Plan) -> Built<'scope> {
                 return Vec::new();
             };
             let minute = minute_of(sale.ts.unwrap_or(t));
-            let until = (minute + MINUTE_RETENTION_MS).max(t);
             let fen = (sale.total * 100.0).round() as isize;
             let turnover = Counter::MarketTurnoverFen {
                 market: market_id.clone(),
@@ -429,6 +428,7 @@ pub fn build<'scope>(scope: Scope<'scope, u64>, plan: &Plan) -> Built<'scope> {
                 market: market_id,
                 minute,
             };
+            let until = count.retracted_at().unwrap_or(t).max(t);
             vec![
                 (turnover.clone(), t, fen),
                 (turnover, until, -fen),
@@ -450,7 +450,7 @@ pub fn build<'scope>(scope: Scope<'scope, u64>, plan: &Plan) -> Built<'scope> {
                 day,
                 failed: test.outcome() == model::ResidueResult::Fail,
             };
-            let until = model::time::day_start(day + 2).max(t);
+            let until = tests.retracted_at().unwrap_or(t).max(t);
             vec![(tests.clone(), t, 1), (tests, until, -1)]
         })
         .as_collection();

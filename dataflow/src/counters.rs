@@ -42,6 +42,23 @@ pub enum Counter {
     ComplaintsOpen { office: Id },
 }
 
+impl Counter {
+    /// When every update to this key is taken back, for the keys a message's own update
+    /// schedules the retraction of (at this time, or at the message's entry time if that is
+    /// later, where both cancel); `None` for keys kept for good.
+    pub fn retracted_at(&self) -> Option<u64> {
+        match self {
+            Counter::Messages { minute, .. }
+            | Counter::MarketTurnoverFen { minute, .. }
+            | Counter::MarketSales { minute, .. } => {
+                Some(minute + crate::build::MINUTE_RETENTION_MS)
+            }
+            Counter::ResidueTests { day, .. } => Some(model::time::day_start(day + 2)),
+            _ => None,
+        }
+    }
+}
+
 /// All counter values, complete for every event time before `as_of`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Snapshot {

@@ -1,7 +1,6 @@
 //! Running the dataflow: timely workers, each pulling from its source, placing events in
 //! event time, and advancing the frontier.
 
-use crate::build::MINUTE_RETENTION_MS;
 use crate::build::{Built, Inputs, Plan, Timeouts, build};
 use crate::checkpoint::{Checkpoints, Part};
 use crate::conditions::ConditionsFn;
@@ -553,15 +552,10 @@ impl Feeder {
             }
             newest = newest.max(env.time_ms);
             let minute = minute_of(env.time_ms);
-            *self
-                .counts
-                .entry((Counter::Messages { stream, minute }, t))
-                .or_default() += 1;
-            let until = (minute + MINUTE_RETENTION_MS).max(t);
-            *self
-                .counts
-                .entry((Counter::Messages { stream, minute }, until))
-                .or_default() -= 1;
+            let messages = Counter::Messages { stream, minute };
+            let until = messages.retracted_at().unwrap_or(t).max(t);
+            *self.counts.entry((messages.clone(), t)).or_default() += 1;
+            *self.counts.entry((messages, until)).or_default() -= 1;
             if is_late {
                 late += 1;
                 *self

@@ -48,6 +48,16 @@ fn kept_in_checkpoints(c: &Counter) -> bool {
 /// What a checkpoint keeps of the counters: totals, and updates scheduled ahead.
 type SavedCounters = (Vec<(Counter, i64)>, Vec<(u64, Vec<(Counter, isize)>)>);
 
+/// The counters' part of a checkpoint at the frontier the snapshot is `as_of`: the totals,
+/// and the retractions that messages entered before it scheduled for later.
+///
+/// `pending` also holds the updates of messages entered at the checkpoint's time or later
+/// (a device whose clock runs ahead, a late message entered at the frontier); the restart
+/// replays those messages, so their updates must not be kept too. They are told apart by
+/// time: a message's own update lies at its entry time, its retraction at the time its key
+/// fixes ([`Counter::retracted_at`]). Summed over all pending times, a later message's update
+/// and its retraction cancel, so what remains of a key is exactly the retraction scheduled by
+/// the messages before the checkpoint.
 fn saved(snapshot: &Snapshot, pending: &BTreeMap<u64, HashMap<Counter, isize>>) -> SavedCounters {
     let values = snapshot
         .values
@@ -55,14 +65,21 @@ fn saved(snapshot: &Snapshot, pending: &BTreeMap<u64, HashMap<Counter, isize>>) 
         .filter(|(c, _)| kept_in_checkpoints(c))
         .map(|(c, v)| (c.clone(), *v))
         .collect();
-    let ahead = pending
-        .iter()
-        .map(|(t, m)| {
-            let kept = m.iter().filter(|(c, _)| kept_in_checkpoints(c));
-            (*t, kept.map(|(c, d)| (c.clone(), *d)).collect())
-        })
-        .collect();
-    (values, ahead)
+    let mut scheduled: HashMap<&Counter, isize> = HashMap::new();
+    for (c, d) in pending.values().flatten() {
+        if kept_in_checkpoints(c) && c.retracted_at().is_some() {
+            *scheduled.entry(c).or_default() += d;
+        }
+    }
+    let mut ahead: BTreeMap<u64, Vec<(Counter, isize)>> = BTreeMap::new();
+    for (c, d) in scheduled.into_iter().filter(|(_, d)| *d != 0) {
+        let at = c.retracted_at().expect("filtered above");
+        ahead
+            .entry(at.max(snapshot.as_of))
+            .or_default()
+            .push((c.clone(), d));
+    }
+    (values, ahead.into_iter().collect())
 }
 
 impl PublishSnapshots for VecCollection<'_, u64, Counter, isize> {
@@ -195,5 +212,41 @@ impl PublishConditions for VecCollection<'_, u64, crate::conditions::Condition, 
                 snapshot.changes.clear();
             },
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::MINUTE_RETENTION_MS;
+    use model::Stream;
+
+    #[test]
+    fn a_checkpoint_keeps_only_the_retractions_of_messages_before_it() {
+        let minute = 60_000;
+        let key = Counter::Messages {
+            stream: Stream::ElevatorStatus,
+            minute,
+        };
+        let late = Counter::Late {
+            stream: Stream::ElevatorStatus,
+        };
+        let (at, r) = (minute + 30_000, minute + MINUTE_RETENTION_MS);
+        let mut snapshot = Snapshot {
+            as_of: at,
+            ..Snapshot::default()
+        };
+        // Two messages before the checkpoint: counted, their retraction scheduled at `r`.
+        snapshot.values.insert(key.clone(), 2);
+        let mut pending: BTreeMap<u64, HashMap<Counter, isize>> = BTreeMap::new();
+        // Three after it (one late, entered at the checkpoint's time): their updates and
+        // their retractions, which the replay will bring again.
+        pending.entry(at).or_default().insert(key.clone(), 2);
+        pending.entry(at).or_default().insert(late.clone(), 1);
+        pending.entry(at + 900).or_default().insert(key.clone(), 1);
+        pending.entry(r).or_default().insert(key.clone(), -5);
+        let (values, ahead) = saved(&snapshot, &pending);
+        assert_eq!(values, vec![(key.clone(), 2)]);
+        assert_eq!(ahead, vec![(r, vec![(key, -2)])]);
     }
 }

@@ -6,7 +6,14 @@
 //! `as_of`, every message handed at `t < as_of` is accounted for. The replay point is the
 //! smallest sequence number that is not: logged but not yet handed, or handed at `as_of` or
 //! later. It is kept in `mark.json` beside the segments, so a restart replays from there.
+//!
+//! Messages are not handed in the order they were logged: a device whose clock runs ahead is
+//! handed at a later time than the message logged after it. So past the replay point there
+//! can be messages already accounted for; the mark lists them as ranges (`skip`), and a
+//! restart leaves them out, or they would count twice. They are few ranges: the messages
+//! entered at the frontier's time or later are the last second or two of input.
 
+use rangemap::RangeSet;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -18,20 +25,34 @@ use std::time::{Duration, Instant};
 const WRITE_EVERY: Duration = Duration::from_millis(250);
 
 /// What `mark.json` holds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mark {
     /// The first message a restart replays.
     pub replay_from: u64,
     /// The event time before which every condition was journaled (for the operator's eye).
     pub as_of_ms: u64,
+    /// Ranges `[from, to)` of messages after `replay_from` that are accounted for already:
+    /// a restart does not replay them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skip: Vec<[u64; 2]>,
+}
+
+impl Mark {
+    /// Whether a restart replays message `seq`.
+    pub fn replays(&self, seq: u64) -> bool {
+        let after = self.skip.partition_point(|[from, _]| *from <= seq);
+        seq >= self.replay_from && (after == 0 || seq >= self.skip[after - 1][1])
+    }
 }
 
 #[derive(Debug)]
 struct State {
     /// Logged, not yet handed to the dataflow.
     unplaced: BTreeSet<u64>,
-    /// Per event time handed at, the smallest sequence number handed there.
-    placed: BTreeMap<u64, u64>,
+    /// Per event time handed at, the sequence numbers handed there.
+    placed: BTreeMap<u64, Vec<u64>>,
+    /// Accounted for, past the replay point.
+    done: RangeSet<u64>,
     /// The next sequence number the log will give.
     next: u64,
     mark: Mark,
@@ -53,9 +74,10 @@ impl Ledger {
             state: Mutex::new(State {
                 unplaced: BTreeSet::new(),
                 placed: BTreeMap::new(),
+                done: mark.skip.iter().map(|[a, b]| *a..*b).collect(),
                 next,
+                written: Some((mark.clone(), Instant::now())),
                 mark,
-                written: Some((mark, Instant::now())),
             }),
             path,
             writing: Mutex::new(()),
@@ -86,8 +108,7 @@ impl Ledger {
         let mut s = self.lock();
         for &(seq, t) in items {
             if s.unplaced.remove(&seq) {
-                let min = s.placed.entry(t).or_insert(seq);
-                *min = (*min).min(seq);
+                s.placed.entry(t).or_default().push(seq);
             }
         }
     }
@@ -97,21 +118,30 @@ impl Ledger {
     pub fn accounted(&self, as_of: u64) {
         let mark = {
             let mut s = self.lock();
-            s.placed = s.placed.split_off(&as_of);
-            let first_open = s.placed.values().min().copied();
+            let open = s.placed.split_off(&as_of);
+            let closed = std::mem::replace(&mut s.placed, open);
+            for seq in closed.into_values().flatten() {
+                s.done.insert(seq..seq + 1);
+            }
+            let first_open = s.placed.values().flatten().min().copied();
             let replay_from = [s.unplaced.first().copied(), first_open]
                 .into_iter()
                 .flatten()
                 .min()
                 .unwrap_or(s.next);
             // Never backwards: a late snapshot of a slower path must not undo a newer mark.
+            let replay_from = replay_from.max(s.mark.replay_from);
+            if replay_from > 0 {
+                s.done.remove(0..replay_from);
+            }
             s.mark = Mark {
-                replay_from: replay_from.max(s.mark.replay_from),
+                replay_from,
                 as_of_ms: as_of.max(s.mark.as_of_ms),
+                skip: s.done.iter().map(|r| [r.start, r.end]).collect(),
             };
-            match s.written {
-                Some((m, at)) if m == s.mark || at.elapsed() < WRITE_EVERY => return,
-                _ => s.mark,
+            match &s.written {
+                Some((m, at)) if *m == s.mark || at.elapsed() < WRITE_EVERY => return,
+                _ => s.mark.clone(),
             }
         };
         self.write(mark);
@@ -119,13 +149,17 @@ impl Ledger {
 
     /// Writes the current mark now (at a clean stop).
     pub fn flush(&self) {
-        let mark = self.lock().mark;
+        let mark = self.lock().mark.clone();
         self.write(mark);
     }
 
     /// The mark on disk now: what a restart would go by.
     pub fn written(&self) -> Mark {
-        self.lock().written.map(|(m, _)| m).unwrap_or_default()
+        self.lock()
+            .written
+            .as_ref()
+            .map(|(m, _)| m.clone())
+            .unwrap_or_default()
     }
 
     /// The first message a restart would replay.
@@ -141,6 +175,7 @@ impl Ledger {
         if self
             .lock()
             .written
+            .as_ref()
             .is_some_and(|(m, _)| m.replay_from > mark.replay_from || m.as_of_ms > mark.as_of_ms)
         {
             return;
@@ -184,9 +219,20 @@ mod tests {
         assert_eq!(l.replay_from(), 2);
         l.accounted(400);
         assert_eq!(l.replay_from(), 3);
+        l.flush();
+        assert!(
+            Ledger::read_mark(&l.path).skip.is_empty(),
+            "4 is not handed yet"
+        );
         l.placed(&[(4, 400)]);
         l.accounted(500);
         assert_eq!(l.replay_from(), 3, "3 waits for 900");
+        l.flush();
+        assert_eq!(
+            Ledger::read_mark(&l.path).skip,
+            vec![[4, 5]],
+            "4 is accounted for"
+        );
         l.accounted(1000);
         assert_eq!(l.replay_from(), 5, "everything");
         l.flush();
@@ -194,7 +240,8 @@ mod tests {
             Ledger::read_mark(&l.path),
             Mark {
                 replay_from: 5,
-                as_of_ms: 1000
+                as_of_ms: 1000,
+                skip: Vec::new(),
             }
         );
     }

@@ -107,8 +107,9 @@ impl InputLog {
         std::fs::create_dir_all(dir).map_err(err)?;
         let mark_path = dir.join("mark.json");
         let mark = Ledger::read_mark(&mark_path);
-        let (replay, next) = recover(dir, mark.replay_from).map_err(err)?;
-        let ledger = Arc::new(Ledger::new(mark_path, mark, next.max(mark.replay_from)));
+        let (replay, next) = recover(dir, &mark).map_err(err)?;
+        let next = next.max(mark.replay_from);
+        let ledger = Arc::new(Ledger::new(mark_path, mark.clone(), next));
         for r in &replay {
             ledger.logged(r.seq);
         }
@@ -120,7 +121,7 @@ impl InputLog {
         let log = Arc::new(InputLog {
             dir: dir.to_owned(),
             ledger,
-            next: Mutex::new(next.max(mark.replay_from)),
+            next: Mutex::new(next),
             tx: Mutex::new(Some(tx)),
             rx: Mutex::new(Some(rx)),
             writer: Mutex::new(None),
@@ -272,10 +273,12 @@ fn segments(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
     Ok(out)
 }
 
-/// Reads the log from `replay_from`: the records to replay and the next sequence number.
+/// Reads the log from the mark's replay point, leaving out what it skips: the records to
+/// replay and the next sequence number.
 /// A damaged tail is cut off (a write the crash interrupted was never acknowledged);
 /// segments wholly before `replay_from` are deleted.
-fn recover(dir: &Path, replay_from: u64) -> std::io::Result<(Vec<Record>, u64)> {
+fn recover(dir: &Path, mark: &Mark) -> std::io::Result<(Vec<Record>, u64)> {
+    let replay_from = mark.replay_from;
     let all = segments(dir)?;
     let mut replay = Vec::new();
     let mut next = 0;
@@ -286,7 +289,7 @@ fn recover(dir: &Path, replay_from: u64) -> std::io::Result<(Vec<Record>, u64)> 
             continue;
         }
         let file = std::fs::File::open(path)?;
-        let scanned = record::read_all(std::io::BufReader::new(file), |s| s >= replay_from)?;
+        let scanned = record::read_all(std::io::BufReader::new(file), |s| mark.replays(s))?;
         if scanned.damaged {
             tracing::warn!(path = %path.display(), good_bytes = scanned.good_len, "input log: cutting a torn or damaged tail");
             std::fs::OpenOptions::new()
@@ -295,8 +298,8 @@ fn recover(dir: &Path, replay_from: u64) -> std::io::Result<(Vec<Record>, u64)> 
                 .set_len(scanned.good_len)?;
         }
         next = next.max(*first);
-        if let Some(last) = scanned.records.last() {
-            next = next.max(last.seq + 1);
+        if let Some(last) = scanned.last_seq {
+            next = next.max(last + 1);
         }
         replay.extend(scanned.records);
     }
@@ -486,6 +489,32 @@ mod tests {
     }
 
     #[test]
+    fn messages_accounted_for_past_the_replay_point_are_not_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (r, _) = started(dir.path());
+        write(&r.log, 6);
+        // 1 comes from a device whose clock runs ahead: entered after the others, it holds
+        // the replay point while 2, 3 and 5 are accounted for; 4 was late (entered at 300).
+        let ledger = r.log.ledger();
+        ledger.placed(&[(0, 100), (1, 900), (2, 100), (3, 200), (4, 300), (5, 200)]);
+        ledger.accounted(250);
+        ledger.flush();
+        r.log.close();
+        let mark = Ledger::read_mark(&dir.path().join("mark.json"));
+        assert_eq!(
+            (mark.replay_from, mark.skip.clone()),
+            (1, vec![[2, 4], [5, 6]])
+        );
+
+        let (again, _) = started(dir.path());
+        let seqs: Vec<u64> = again.replay.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, [1, 4]);
+        // Numbering goes on past the skipped tail.
+        assert_eq!(write(&again.log, 1), [6]);
+        again.log.close();
+    }
+
+    #[test]
     fn a_torn_tail_is_cut_and_writing_goes_on_after_it() {
         let dir = tempfile::tempdir().unwrap();
         let (r, _) = started(dir.path());
@@ -522,6 +551,7 @@ mod tests {
         let mark = Mark {
             replay_from: 25,
             as_of_ms: 0,
+            skip: Vec::new(),
         };
         std::fs::write(
             dir.path().join("mark.json"),

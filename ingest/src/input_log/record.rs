@@ -52,6 +52,8 @@ pub struct Scanned {
     pub good_len: u64,
     /// Whether something after `good_len` was not a whole record.
     pub damaged: bool,
+    /// The sequence number of the last whole record, kept or not.
+    pub last_seq: Option<u64>,
 }
 
 /// Reads every whole record of `r`; `keep` says which to keep (the others are only checked).
@@ -87,6 +89,7 @@ pub fn read_all(mut r: impl Read, keep: impl Fn(u64) -> bool) -> std::io::Result
             return Ok(out);
         };
         out.good_len += (HEAD + len) as u64;
+        out.last_seq = Some(record.seq);
         if keep(record.seq) {
             out.records.push(record);
         }
