@@ -104,6 +104,7 @@ fn all_elevator_filters(
                 env: black_box(env),
                 prev: None,
                 reference: &lookup,
+                memo: None,
             };
             compiled
                 .iter()

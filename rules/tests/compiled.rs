@@ -231,6 +231,7 @@ proptest! {
             env: &env,
             prev: prev.as_ref().map(|_| &prev_lookup as rules::compiled::Lookups<'_>),
             reference: &ref_lookup,
+            memo: None,
         };
         let again = node.eval(&typed);
         let equal = match (&again, &got) {
@@ -379,4 +380,62 @@ fn every_expression_of_the_default_pack_compiles() {
         }
     }
     assert!(checked >= 40, "{checked}");
+}
+
+proptest! {
+    // Seven expressions compiled per case: fewer cases, as many expressions as above.
+    #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+    #[test]
+    fn shared_conditions_give_what_each_expression_gives_alone(
+        a in expression(),
+        b in expression(),
+        c in expression(),
+        payload in frame(),
+        prev_door in prop::option::of(prop::sample::select(&["open", "closing"][..])),
+        registered in any::<bool>(),
+    ) {
+        let Some(env) = decode("cw/v1/elevator/E0001/status", &payload) else { return Ok(()) };
+        let sources = [
+            a.clone(),
+            format!("({a}) && ({b})"),
+            format!("({b}) || !({a})"),
+            format!("({c}) ? ({a} && {b}) : ({b})"),
+            format!("({a} && {b}) == ({c})"),
+            b,
+            c,
+        ];
+        let mut plain = Vec::new();
+        for src in &sources {
+            if Expr::compile(src).is_err() { return Ok(()) }
+            match Program::compile(src) {
+                Program::Compiled(n) => plain.push(n),
+                Program::Interpreted(_) => return Ok(()),
+            }
+        }
+        let mut shared = plain.clone();
+        let slots = rules::compiled::share(shared.iter_mut());
+        let event = event_value(&env);
+        let prev = prev_door.map(|d| map([("door".to_owned(), s(d)), ("floor".to_owned(), Value::Int(3))]));
+        let reference = if registered { elevator_ref(6) } else { map([]) };
+        let maps = MapVars { event: &event, prev: prev.as_ref(), reference: &reference };
+        let prev_lookup = |names: &[String]| maps.get(&Path::new(Root::Prev, names.to_vec()));
+        let ref_lookup = |names: &[String]| maps.get(&Path::new(Root::Ref, names.to_vec()));
+        let memo = rules::compiled::Memo::new(slots);
+        let vars = |memo| EventVars {
+            env: &env,
+            prev: prev.as_ref().map(|_| &prev_lookup as rules::compiled::Lookups<'_>),
+            reference: &ref_lookup,
+            memo,
+        };
+        for ((src, p), sh) in sources.iter().zip(&plain).zip(&shared) {
+            let alone = p.eval(&vars(None));
+            let with = sh.eval(&vars(Some(&memo)));
+            let equal = match (&alone, &with) {
+                (Ok(Val::Double(x)), Ok(Val::Double(y))) => x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()),
+                (x, y) => x == y,
+            };
+            prop_assert!(equal, "{} shared: {:?} alone: {:?}", src, with, alone);
+        }
+    }
 }

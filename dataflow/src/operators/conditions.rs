@@ -10,6 +10,7 @@
 //!    of active conditions. State: one machine per active group (dropped when idle), the stash
 //!    of observations ahead of the frontier, and one timer entry per machine.
 
+use super::timers::Timers;
 use crate::checkpoint::Part;
 use crate::conditions::Condition;
 use crate::operators::Held;
@@ -26,8 +27,7 @@ use rules::expr::{Evaluator, map};
 use rules::machine::{Item, Machine, Scalar, Transition};
 use rules::spec::{Kind, Registry, Rule};
 use serde::{Deserialize, Serialize};
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use timely::dataflow::StreamVec;
@@ -201,6 +201,8 @@ pub(crate) struct RuleSet {
     keys: Vec<u64>,
     by_key: foldhash::HashMap<u64, usize>,
     by_stream: foldhash::HashMap<Stream, Vec<usize>>,
+    /// How many conditions the expressions share (computed once per event).
+    shared: u32,
 }
 
 impl RuleSet {
@@ -242,6 +244,8 @@ impl RuleSet {
                 }
             }
         }
+        set.shared =
+            rules::compiled::share(set.programs.iter_mut().flat_map(Programs::event_nodes_mut));
         set
     }
 
@@ -324,6 +328,7 @@ fn observe_event(
         refs,
         evaluator,
         ids.iter().any(|&i| uses_ref(&set.rules[i])),
+        set.shared,
     );
     let first = out.len();
     let stream = env.event.stream();
@@ -569,7 +574,7 @@ fn install(
     at: u64,
     set: &RuleSet,
     groups: &mut foldhash::HashMap<Rc<str>, Group>,
-    timers: &mut BinaryHeap<Reverse<(u64, Rc<str>)>>,
+    timers: &mut Timers<Rc<str>>,
     out: &mut Vec<(Condition, u64, isize)>,
 ) {
     let unchanged: Vec<u64> = saved
@@ -641,7 +646,7 @@ impl<'scope> Conditions<'scope> for StreamVec<'scope, u64, Batch> {
                 // One allocation per group key, shared by the map and the timer heap.
                 let mut groups: foldhash::HashMap<Rc<str>, Group> = foldhash::HashMap::default();
                 // Lazy: an entry counts only while it is its group's `scheduled` time.
-                let mut timers: BinaryHeap<Reverse<(u64, Rc<str>)>> = BinaryHeap::new();
+                let mut timers: Timers<Rc<str>> = Timers::default();
                 let mut out: Vec<(Condition, u64, isize)> = Vec::new();
                 let evaluator = Evaluator::default();
                 move |(input, frontier), (versions, versions_frontier), output| {
@@ -674,7 +679,7 @@ impl<'scope> Conditions<'scope> for StreamVec<'scope, u64, Batch> {
                             .map(|(t, _)| *t)
                             .filter(|t| *t < f);
                         let next_obs = stash.first_key_value().map(|(t, _)| *t).filter(|t| *t < f);
-                        let next_timer = timers.peek().map(|Reverse((t, _))| *t).filter(|t| *t < f);
+                        let next_timer = timers.next().filter(|t| *t < f);
                         let Some(t) = [next_version, next_obs, next_timer]
                             .into_iter()
                             .flatten()
@@ -695,7 +700,7 @@ impl<'scope> Conditions<'scope> for StreamVec<'scope, u64, Batch> {
                             retire_changed(&current, &next, t, &mut groups, &mut out);
                             current = next;
                         } else if next_timer == Some(t) {
-                            let Some(Reverse((t, key))) = timers.pop() else {
+                            let Some((t, key)) = timers.pop() else {
                                 break;
                             };
                             let Some(group) = groups.get_mut(&key) else {
@@ -710,7 +715,7 @@ impl<'scope> Conditions<'scope> for StreamVec<'scope, u64, Batch> {
                                 Some(s) if s > t => {
                                     if group.queued.is_none_or(|q| s < q) {
                                         group.queued = Some(s);
-                                        timers.push(Reverse((s, key)));
+                                        timers.push(s, key);
                                     }
                                     continue;
                                 }
@@ -769,7 +774,7 @@ impl<'scope> Conditions<'scope> for StreamVec<'scope, u64, Batch> {
                         .next()
                         .copied()
                         .into_iter()
-                        .chain(timers.peek().map(|Reverse((t, _))| *t))
+                        .chain(timers.next())
                         .chain(pending.keys().next().copied())
                         .min();
                     cap.release_to(next);
@@ -829,7 +834,7 @@ fn reschedule(
     set: &RuleSet,
     groups: &mut foldhash::HashMap<Rc<str>, Group>,
     key: Rc<str>,
-    timers: &mut BinaryHeap<Reverse<(u64, Rc<str>)>>,
+    timers: &mut Timers<Rc<str>>,
     now: u64,
 ) {
     let Some(group) = groups.get_mut(&key) else {
@@ -866,7 +871,7 @@ fn reschedule(
         && group.queued.is_none_or(|q| t < q)
     {
         group.queued = Some(t);
-        timers.push(Reverse((t, key)));
+        timers.push(t, key);
     }
 }
 

@@ -9,7 +9,7 @@ use super::ref_values::{DeviceRef, RefValues};
 use cel_interpreter::Value;
 use model::Envelope;
 use rules::compiled::event_fields::event_field;
-use rules::compiled::{EventVars, Program, Val};
+use rules::compiled::{EventVars, Memo, Program, Val};
 use rules::expr::{Bound, Evaluator, Expr, event_value};
 use rules::spec::{Kind, Rule};
 use std::cell::OnceCell;
@@ -61,6 +61,20 @@ impl Programs {
         }
     }
 
+    /// The compiled expressions judged over an event (not the window conditions), to share
+    /// their conditions across the rule set.
+    pub fn event_nodes_mut(&mut self) -> impl Iterator<Item = &mut rules::compiled::Node> {
+        [
+            &mut self.filter,
+            &mut self.clear,
+            &mut self.value,
+            &mut self.ended_by,
+            &mut self.registry_filter,
+        ]
+        .into_iter()
+        .filter_map(|p| p.as_mut().and_then(Program::node_mut))
+    }
+
     /// The rule's expressions that the interpreter evaluates (for the count of them).
     pub fn interpreted(&self) -> usize {
         [
@@ -82,24 +96,29 @@ pub(crate) struct Judge<'a> {
     refs: &'a RefValues,
     evaluator: &'a Evaluator,
     with_ref: bool,
+    /// The rule set's shared conditions, as this event makes them.
+    memo: Memo,
     event: OnceCell<Value>,
     bound: OnceCell<Bound<'a>>,
     device: OnceCell<DeviceRef<'a>>,
 }
 
 impl<'a> Judge<'a> {
-    /// `with_ref`: whether a rule of the stream reads `ref` (the interpreter binds it then).
+    /// `with_ref`: whether a rule of the stream reads `ref` (the interpreter binds it then);
+    /// `shared`: how many conditions the rule set's expressions share.
     pub fn new(
         env: &'a Envelope,
         refs: &'a RefValues,
         evaluator: &'a Evaluator,
         with_ref: bool,
+        shared: u32,
     ) -> Judge<'a> {
         Judge {
             env,
             refs,
             evaluator,
             with_ref,
+            memo: Memo::new(shared),
             event: OnceCell::new(),
             bound: OnceCell::new(),
             device: OnceCell::new(),
@@ -133,6 +152,7 @@ impl<'a> Judge<'a> {
             env: self.env,
             prev: None,
             reference: &reference,
+            memo: Some(&self.memo),
         })
     }
 

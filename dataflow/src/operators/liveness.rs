@@ -9,12 +9,12 @@
 //! State per key: its expiry and the deadline queued for it. The deadline queue holds at most
 //! one live entry per online key, so memory is bounded by the number of keys, not the rate.
 
+use super::timers::Timers;
 use crate::checkpoint::Part;
 use crate::operators::Held;
 use differential_dataflow::hashable::Hashable;
 use differential_dataflow::{AsCollection, ExchangeData, VecCollection};
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::BTreeMap;
 use std::hash::Hash;
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Exchange;
@@ -51,8 +51,8 @@ where
         self.unary_frontier(exchange, "Liveness", move |init, _info| {
             let mut cap = Held::default();
             let mut stash: BTreeMap<u64, Vec<(K, bool)>> = BTreeMap::new();
-            let mut state: HashMap<K, KeyState> = HashMap::new();
-            let mut deadlines: BinaryHeap<Reverse<(u64, K)>> = BinaryHeap::new();
+            let mut state: foldhash::HashMap<K, KeyState> = foldhash::HashMap::default();
+            let mut deadlines: Timers<K> = Timers::default();
             let mut out: Vec<(K, u64, isize)> = Vec::new();
             if let Some((at, saved)) = part.as_ref().and_then(|p| p.restored::<Vec<(K, u64)>>()) {
                 cap = Held::at(init.delayed(&at));
@@ -70,10 +70,7 @@ where
                 let f = frontier.frontier().first().copied().unwrap_or(u64::MAX);
                 loop {
                     let next_event = stash.first_key_value().map(|(t, _)| *t).filter(|t| *t < f);
-                    let next_deadline = deadlines
-                        .peek()
-                        .map(|Reverse((t, _))| *t)
-                        .filter(|t| *t < f);
+                    let next_deadline = deadlines.next().filter(|t| *t < f);
                     match (next_event, next_deadline) {
                         (None, None) => break,
                         // A deadline at the same time as an observation goes first: offline at
@@ -109,7 +106,7 @@ where
                     p.give(f, &saved);
                 }
                 let next = stash.keys().next().copied().into_iter();
-                let next = next.chain(deadlines.peek().map(|Reverse((t, _))| *t)).min();
+                let next = next.chain(deadlines.next()).min();
                 cap.release_to(next);
             }
         })
@@ -121,12 +118,12 @@ where
 fn restore<K: Hash + Eq + Ord + Clone>(
     saved: Vec<(K, u64)>,
     at: u64,
-    state: &mut HashMap<K, KeyState>,
-    deadlines: &mut BinaryHeap<Reverse<(u64, K)>>,
+    state: &mut foldhash::HashMap<K, KeyState>,
+    deadlines: &mut Timers<K>,
     out: &mut Vec<(K, u64, isize)>,
 ) {
     for (k, expiry) in saved {
-        deadlines.push(Reverse((expiry, k.clone())));
+        deadlines.push(expiry, k.clone());
         out.push((k.clone(), at, 1));
         state.insert(
             k,
@@ -143,8 +140,8 @@ fn observe<K: Hash + Eq + Ord + Clone>(
     t: u64,
     alive: bool,
     timeout_ms: u64,
-    state: &mut HashMap<K, KeyState>,
-    deadlines: &mut BinaryHeap<Reverse<(u64, K)>>,
+    state: &mut foldhash::HashMap<K, KeyState>,
+    deadlines: &mut Timers<K>,
     out: &mut Vec<(K, u64, isize)>,
 ) {
     match (state.get_mut(&k), alive) {
@@ -162,7 +159,7 @@ fn observe<K: Hash + Eq + Ord + Clone>(
                     scheduled: expiry,
                 },
             );
-            deadlines.push(Reverse((expiry, k.clone())));
+            deadlines.push(expiry, k.clone());
             out.push((k, t, 1));
         }
         (None, false) => {}
@@ -170,11 +167,11 @@ fn observe<K: Hash + Eq + Ord + Clone>(
 }
 
 fn expire<K: Hash + Eq + Ord + Clone>(
-    deadlines: &mut BinaryHeap<Reverse<(u64, K)>>,
-    state: &mut HashMap<K, KeyState>,
+    deadlines: &mut Timers<K>,
+    state: &mut foldhash::HashMap<K, KeyState>,
     out: &mut Vec<(K, u64, isize)>,
 ) {
-    let Some(Reverse((d, k))) = deadlines.pop() else {
+    let Some((d, k)) = deadlines.pop() else {
         return;
     };
     match state.get_mut(&k) {
@@ -184,7 +181,7 @@ fn expire<K: Hash + Eq + Ord + Clone>(
         }
         Some(s) if s.scheduled == d => {
             s.scheduled = s.expiry;
-            deadlines.push(Reverse((s.expiry, k)));
+            deadlines.push(s.expiry, k);
         }
         // A deadline left behind by an explicit offline observation.
         _ => {}

@@ -10,8 +10,10 @@
 //! through [`Vars`], which the caller implements over whatever holds the event.
 
 pub mod event_fields;
+mod shared;
 pub mod val;
 
+pub use shared::{Memo, share};
 pub use val::{Arith, Failed, Res, Val};
 
 use cel_parser::ast::{Expr as E, operators as op};
@@ -33,6 +35,9 @@ pub struct Path {
     pub names: Vec<String>,
     /// `event.<name>` resolved when compiled (`Unknown` for any other path).
     pub field: event_fields::FieldId,
+    /// The path without its last name, if that is more than the root (what `has()` tests
+    /// first), made once here rather than at each test.
+    pub parent: Option<Box<Path>>,
 }
 
 impl Path {
@@ -41,7 +46,14 @@ impl Path {
             (Root::Event, [name]) => event_fields::FieldId::of(name),
             _ => event_fields::FieldId::Unknown,
         };
-        Path { root, names, field }
+        let parent =
+            (names.len() > 1).then(|| Box::new(Path::new(root, names[..names.len() - 1].to_vec())));
+        Path {
+            root,
+            names,
+            field,
+            parent,
+        }
     }
 }
 
@@ -73,6 +85,15 @@ pub trait Vars<'a> {
     fn prior(&self, counts: bool, index: i64) -> Option<Val<'a>> {
         let _ = (counts, index);
         None
+    }
+    /// What a shared condition came to earlier for the same variables, if kept.
+    fn recalled(&self, slot: u32) -> Option<Res<'a>> {
+        let _ = slot;
+        None
+    }
+    /// Keeps what a shared condition came to, for the other expressions that share it.
+    fn remember(&self, slot: u32, result: &Res<'a>) {
+        let _ = (slot, result);
     }
 }
 
@@ -111,6 +132,9 @@ pub enum Node {
         counts: bool,
         index: i64,
     },
+    /// A condition that several expressions of a rule set share ([`share`]): computed once
+    /// per event, kept in the slot of the event's [`Memo`].
+    Shared(u32, Box<Node>),
 }
 
 /// What a window rule's condition sees besides `prior`.
@@ -149,6 +173,14 @@ impl Program {
 
     /// The compiled tree, if it compiled.
     pub fn node(&self) -> Option<&Node> {
+        match self {
+            Program::Compiled(n) => Some(n),
+            Program::Interpreted(_) => None,
+        }
+    }
+
+    /// The compiled tree to change (to share its conditions), if it compiled.
+    pub fn node_mut(&mut self) -> Option<&mut Node> {
         match self {
             Program::Compiled(n) => Some(n),
             Program::Interpreted(_) => None,
@@ -351,6 +383,14 @@ impl Node {
             }
             Node::Window(v) => vars.window(*v).ok_or(Failed),
             Node::Prior { counts, index } => vars.prior(*counts, *index).ok_or(Failed),
+            Node::Shared(slot, a) => {
+                if let Some(r) = vars.recalled(*slot) {
+                    return r;
+                }
+                let r = a.eval(vars);
+                vars.remember(*slot, &r);
+                r
+            }
         }
     }
 
@@ -381,14 +421,13 @@ fn has<'a>(p: &Path, vars: &impl Vars<'a>) -> Res<'a> {
     if !vars.bound(p.root) {
         return Err(Failed);
     }
-    let parent = Path::new(p.root, p.names[..p.names.len() - 1].to_vec());
-    let parent_is_map = parent.names.is_empty() || vars.get(&parent) == Lookup::Map;
-    if !parent_is_map {
+    if let Some(parent) = &p.parent {
         // The interpreter answers `false` for a test on a scalar, and fails on a missing step.
-        return match vars.get(&parent) {
-            Lookup::Val(_) => Ok(Val::Bool(false)),
-            _ => Err(Failed),
-        };
+        match vars.get(parent) {
+            Lookup::Map => {}
+            Lookup::Val(_) => return Ok(Val::Bool(false)),
+            Lookup::Absent => return Err(Failed),
+        }
     }
     Ok(Val::Bool(vars.get(p) != Lookup::Absent))
 }
@@ -402,6 +441,8 @@ pub struct EventVars<'a> {
     pub env: &'a model::Envelope,
     pub prev: Option<Lookups<'a>>,
     pub reference: Lookups<'a>,
+    /// The event's shared conditions (none: each is computed where it occurs).
+    pub memo: Option<&'a Memo>,
 }
 
 impl<'a> Vars<'a> for EventVars<'a> {
@@ -418,6 +459,16 @@ impl<'a> Vars<'a> for EventVars<'a> {
 
     fn bound(&self, root: Root) -> bool {
         root != Root::Prev || self.prev.is_some()
+    }
+
+    fn recalled(&self, slot: u32) -> Option<Res<'a>> {
+        self.memo?.recalled(slot)
+    }
+
+    fn remember(&self, slot: u32, result: &Res<'a>) {
+        if let Some(m) = self.memo {
+            m.remember(slot, result);
+        }
     }
 }
 
