@@ -82,7 +82,8 @@ pub fn test(paths: &[PathBuf], rules_dir: Option<&Path>) -> anyhow::Result<bool>
 }
 
 /// Runs rule sets over a recording and prints the alerts they raise, or with `against`, how
-/// the two sets differ.
+/// the two sets differ. The recording is read twice and never held whole: a first pass finds
+/// its span of event time and how far out of order it is, then each run streams it.
 pub fn backtest(
     rules_dir: &Path,
     input: &Path,
@@ -93,26 +94,7 @@ pub fn backtest(
         Some(dir) => dataflow::Reference::load(dir)?,
         None => dataflow::Reference::default(),
     });
-    let text =
-        std::fs::read_to_string(input).with_context(|| format!("reading {}", input.display()))?;
-    let decoder = model::Decoder::default();
-    let mut events = Vec::new();
-    let mut rejected = 0u64;
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        match model::recording::decode_line(&decoder, line) {
-            Ok(env) => {
-                let t = env.time_ms;
-                events.push((env, t));
-            }
-            Err(_) => rejected += 1,
-        }
-    }
-    let (Some(first), Some(last)) = (
-        events.iter().map(|e| e.1).min(),
-        events.iter().map(|e| e.1).max(),
-    ) else {
-        anyhow::bail!("{}: no valid message", input.display());
-    };
+    let scan = Scan::of(input)?;
     let load = |dir: &Path| -> anyhow::Result<Arc<Vec<rules::Rule>>> {
         rules::load_dir(dir).map(Arc::new).map_err(|errors| {
             anyhow::anyhow!(
@@ -125,17 +107,24 @@ pub fn backtest(
             )
         })
     };
-    let until = last + 1;
-    let run = |rules| {
-        dataflow::rule_tests::backtest(rules, reference.clone(), events.clone(), first, until)
+    let run = |rules| -> anyhow::Result<Vec<dataflow::rule_tests::Interval>> {
+        Ok(dataflow::rule_tests::backtest(
+            rules,
+            reference.clone(),
+            events(input)?,
+            scan.first,
+            scan.last + 1,
+            scan.disorder,
+        ))
     };
-    let mine = run(load(rules_dir)?);
+    let mine = run(load(rules_dir)?)?;
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "{} messages ({rejected} rejected), {} s of event time",
-        events.len(),
-        (last - first) / 1000
+        "{} messages ({} rejected), {} s of event time",
+        scan.messages,
+        scan.rejected,
+        (scan.last - scan.first) / 1000
     )?;
     match against {
         None => {
@@ -145,7 +134,7 @@ pub fn backtest(
             writeln!(out, "{} alerts", mine.len())?;
         }
         Some(other) => {
-            let theirs = run(load(other)?);
+            let theirs = run(load(other)?)?;
             let only_mine: Vec<_> = mine.iter().filter(|i| !theirs.contains(i)).collect();
             let only_theirs: Vec<_> = theirs.iter().filter(|i| !mine.contains(i)).collect();
             for i in &only_mine {
@@ -165,6 +154,70 @@ pub fn backtest(
         }
     }
     Ok(true)
+}
+
+/// What a first pass over a recording finds.
+struct Scan {
+    /// The earliest and the latest event time.
+    first: u64,
+    last: u64,
+    /// Valid messages, and lines refused.
+    messages: u64,
+    rejected: u64,
+    /// How far an event came behind the newest one before it, at most (ms).
+    disorder: u64,
+}
+
+impl Scan {
+    fn of(input: &Path) -> anyhow::Result<Scan> {
+        let mut scan = Scan {
+            first: u64::MAX,
+            last: 0,
+            messages: 0,
+            rejected: 0,
+            disorder: 0,
+        };
+        let decoder = model::Decoder::default();
+        for line in lines(input)? {
+            match model::recording::decode_line(&decoder, &line?) {
+                Ok(env) => {
+                    let t = env.time_ms;
+                    scan.messages += 1;
+                    scan.first = scan.first.min(t);
+                    scan.disorder = scan.disorder.max(scan.last.saturating_sub(t));
+                    scan.last = scan.last.max(t);
+                }
+                Err(_) => scan.rejected += 1,
+            }
+        }
+        if scan.messages == 0 {
+            anyhow::bail!("{}: no valid message", input.display());
+        }
+        Ok(scan)
+    }
+}
+
+/// The recording's non-blank lines, read as they come.
+fn lines(input: &Path) -> anyhow::Result<impl Iterator<Item = std::io::Result<String>> + use<>> {
+    use std::io::BufRead;
+    let file =
+        std::fs::File::open(input).with_context(|| format!("reading {}", input.display()))?;
+    Ok(std::io::BufReader::with_capacity(1 << 20, file)
+        .lines()
+        .filter(|l| l.as_ref().map_or(true, |l| !l.trim().is_empty())))
+}
+
+/// The recording's valid messages, each with its event time, read as they come. (A line
+/// that cannot be read ends it: the first pass has read the same file whole.)
+fn events(
+    input: &Path,
+) -> anyhow::Result<impl Iterator<Item = (model::Envelope, u64)> + Send + use<>> {
+    let decoder = model::Decoder::default();
+    Ok(lines(input)?.map_while(Result::ok).filter_map(move |line| {
+        let env = model::recording::decode_line(&decoder, &line).ok()?;
+        let t = env.time_ms;
+        Some((env, t))
+    }))
 }
 
 /// How often the rule files are checked for changes.

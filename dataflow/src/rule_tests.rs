@@ -97,14 +97,24 @@ pub struct Interval {
 
 /// Every firing interval the rules produce over `events` (each at its own time), between
 /// `start` and `until`, as offsets from `start`.
+///
+/// `events` may be read as they come (a recording streamed from disk): no event may be more
+/// than `disorder` ms older than the newest one before it (a first pass over the recording
+/// measures it). The input moves on to the newest time less `disorder` as events come, so
+/// the operators hold only that span of events, and each event is still judged at its own
+/// time; `u64::MAX` holds the input at `start` until every event is in.
 pub fn backtest(
     rules: Arc<Vec<Rule>>,
     reference: Arc<Reference>,
-    events: Vec<(model::Envelope, u64)>,
+    events: impl Iterator<Item = (model::Envelope, u64)> + Send + 'static,
     start: u64,
     until: u64,
+    disorder: u64,
 ) -> Vec<Interval> {
-    intervals(evaluate(rules, reference, events, start, until), start)
+    intervals(
+        evaluate(rules, reference, events, start, until, disorder),
+        start,
+    )
 }
 
 /// An interval as a line: `rule [group] fires at 60s, resolves at 360s`.
@@ -197,7 +207,14 @@ pub fn run_file(path: &Path, rules: Arc<Vec<Rule>>) -> Result<Outcome, String> {
         .map(|e| e.rule.clone())
         .chain(file.quiet.iter().cloned())
         .collect();
-    let updates = evaluate(rules, Arc::new(reference), events, start, until);
+    let updates = evaluate(
+        rules,
+        Arc::new(reference),
+        events.into_iter(),
+        start,
+        until,
+        u64::MAX,
+    );
     let mut actual = intervals(updates, start);
     actual.retain(|i| watched.contains(&i.rule));
     // A value is compared only where the test names one.
@@ -224,12 +241,18 @@ pub fn run_file(path: &Path, rules: Arc<Vec<Rule>>) -> Result<Outcome, String> {
     Ok(Outcome { name, diff })
 }
 
+/// Events between two moves of the input while streaming.
+const STREAM_STEP: usize = 4096;
+
+/// The conditions over `events`, each sent at its own time, the input following the newest
+/// less `disorder` (see [`backtest`]).
 fn evaluate(
     rules: Arc<Vec<Rule>>,
     reference: Arc<Reference>,
-    events: Vec<(model::Envelope, u64)>,
+    events: impl Iterator<Item = (model::Envelope, u64)> + Send + 'static,
     start: u64,
     until: u64,
+    disorder: u64,
 ) -> Vec<(Condition, u64, isize)> {
     let events = std::sync::Mutex::new(Some(events));
     timely::execute_directly(move |worker| {
@@ -260,13 +283,21 @@ fn evaluate(
             .send(crate::operators::conditions::RuleSetVersion::of(0, &rules));
         inputs.advance_to(start);
         register_devices(&mut inputs, &rules, &reference, start);
-        for e in events
-            .lock()
-            .ok()
-            .and_then(|mut e| e.take())
-            .unwrap_or_default()
-        {
+        let events = events.lock().ok().and_then(|mut e| e.take());
+        let (mut newest, mut epoch) = (start, start);
+        for (n, e) in events.into_iter().flatten().enumerate() {
+            newest = newest.max(e.1);
             inputs.events.send(e);
+            let to = newest.saturating_sub(disorder).min(until);
+            if n % STREAM_STEP == STREAM_STEP - 1 && to > epoch {
+                epoch = to;
+                inputs.advance_to(to);
+                if let Some(probe) = &probe {
+                    while probe.less_than(&to) {
+                        worker.step();
+                    }
+                }
+            }
         }
         inputs.advance_to(until);
         if let Some(probe) = probe {

@@ -2,13 +2,15 @@
 //! counters as the same city stopped halfway (its state checkpointed) and started again from
 //! the checkpoint with the rest of the messages.
 
+mod common;
+
 use dataflow::checkpoint::{Checkpoints, Taken};
 use dataflow::{
     ClockMode, ConditionsSnapshot, Counter, DataflowConfig, Ingested, Outputs, Reference, RuleFeed,
     Snapshot, Source, SourceFactory, Stats, VecSource,
 };
 use model::Decoder;
-use simulators::city::{City, Size};
+use simulators::city::Size;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -34,12 +36,7 @@ fn city(seed: u64) -> City2 {
         scales_per_market: 6,
         merchants: 12,
     };
-    let city = City::generate(size, seed);
-    let dir = tempfile::tempdir().unwrap();
-    for (name, text) in &city.files {
-        std::fs::write(dir.path().join(name), text).unwrap();
-    }
-    let reference = Reference::load(dir.path()).unwrap();
+    let (city, reference) = common::city(size, seed);
     let pack = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/default");
     let rules = rules::load_dir(&pack).unwrap();
     let mut sim = simulators::Simulator::new(city.district, seed, T0).with_incident_every(2);

@@ -9,7 +9,7 @@ use dataflow::feed::{ClockMode, Frontier};
 use dataflow::operators::conditions::RuleSetVersion;
 use dataflow::reference::Reference;
 use model::{Decoder, Envelope};
-use simulators::city::{City, Size};
+use simulators::city::Size;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -35,12 +35,7 @@ fn scenario(seed: u64) -> Scenario {
         scales_per_market: 6,
         merchants: 20,
     };
-    let city = City::generate(size, seed);
-    let dir = tempfile::tempdir().unwrap();
-    for (name, text) in &city.files {
-        std::fs::write(dir.path().join(name), text).unwrap();
-    }
-    let reference = Reference::load(dir.path()).unwrap();
+    let (city, reference) = common::city(size, seed);
     // Mid-stream, every third elevator is found to be rated slower than on file.
     let mut changed = reference.clone();
     for e in changed.elevators.iter_mut().step_by(3) {

@@ -1,4 +1,6 @@
-//! The rule dataflow on one worker, as the tests drive it.
+//! The rule dataflow on one worker, as the tests drive it, and a simulated city.
+// Each test file uses its own part of these helpers.
+#![allow(dead_code)]
 
 use dataflow::Condition;
 use dataflow::build::{Built, Plan, Timeouts, build};
@@ -27,7 +29,6 @@ pub fn rule_dataflow(
 }
 
 /// The same, with `timeouts` of its own.
-#[allow(dead_code)]
 pub fn rule_dataflow_with(
     worker: &mut Worker,
     reference: Arc<Reference>,
@@ -81,4 +82,15 @@ pub fn finish(
         .collect();
     consolidate_updates(&mut all);
     all
+}
+
+/// A simulated city of `size`: the city, and its reference data as a start loads it.
+pub fn city(size: simulators::city::Size, seed: u64) -> (simulators::city::City, Reference) {
+    let city = simulators::city::City::generate(size, seed);
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in &city.files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    let reference = Reference::load(dir.path()).unwrap();
+    (city, reference)
 }
