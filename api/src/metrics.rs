@@ -230,6 +230,14 @@ pub fn render(s: &AppState) -> String {
     for (rule, n, _) in d.rule_errors() {
         o.sample("citywatch_rule_errors_total", &[("rule", rule.as_str())], n);
     }
+    o.family(
+        "citywatch_rules_interpreted",
+        "gauge",
+        "Expressions of a rule in force judged by cel-interpreter: they did not compile (docs/rules.md).",
+    );
+    for (rule, n) in d.interpreted() {
+        o.sample("citywatch_rules_interpreted", &[("rule", rule.as_str())], n);
+    }
 
     if let Some(a) = &s.alerts {
         o.family(

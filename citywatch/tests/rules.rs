@@ -419,10 +419,26 @@ async fn rules_change_at_run_time_through_the_api_and_the_files() {
         404
     );
 
-    // A new rule file is picked up; an invalid one is not.
-    std::fs::write(rules_dir.join("b.toml"), rule("t.stranger", "stranger")).unwrap();
+    // A new rule file is picked up; an invalid one is not. This one's filter is a macro,
+    // which the compiler leaves to the interpreter: the metric names it once it is in force.
+    let stranger = rule("t.stranger", "stranger").replace(
+        "filter = 'event.kind == \"stranger\"'",
+        "filter = '[\"stranger\"].exists(k, k == event.kind)'",
+    );
+    assert!(stranger.contains("exists"), "{stranger}");
+    std::fs::write(rules_dir.join("b.toml"), stranger).unwrap();
     wait_for("the new file to load", async || {
         ids(cw.get("/api/v1/rules").await).contains(&"t.stranger".to_owned())
+    })
+    .await;
+    wait_for("the interpreted rule in the metrics", async || {
+        let text = reqwest::get(cw.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.contains("citywatch_rules_interpreted{rule=\"t.stranger\"} 1")
     })
     .await;
     std::fs::write(rules_dir.join("c.toml"), "[[rule]]\nid = \"broken\"\n").unwrap();

@@ -16,6 +16,8 @@ pub struct Stats {
     conditions_as_of: AtomicU64,
     running: std::sync::atomic::AtomicUsize,
     rule_errors: Mutex<std::collections::BTreeMap<String, (u64, String)>>,
+    /// Per rule in force, its expressions judged by the interpreter (those > 0).
+    interpreted: Mutex<Vec<(String, usize)>>,
     epochs: Mutex<Vec<u64>>,
     checkpoint: Mutex<CheckpointStats>,
 }
@@ -117,6 +119,23 @@ impl Stats {
             .iter()
             .map(|(k, (n, m))| (k.clone(), *n, m.clone()))
             .collect()
+    }
+
+    /// The rules in force whose expressions (how many) the interpreter judges: they did not
+    /// compile. Each rule-set version replaces the list.
+    pub fn set_interpreted(&self, rules: Vec<(String, usize)>) {
+        *self
+            .interpreted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = rules;
+    }
+
+    /// See [`Stats::set_interpreted`].
+    pub fn interpreted(&self) -> Vec<(String, usize)> {
+        self.interpreted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Records the `as_of` of the latest published snapshot.

@@ -249,6 +249,16 @@ impl RuleSet {
         set
     }
 
+    /// The rules whose expressions (how many) the interpreter judges.
+    pub(crate) fn interpreted(&self) -> Vec<(String, usize)> {
+        self.rules
+            .iter()
+            .zip(&self.programs)
+            .map(|(r, p)| (r.id.clone(), p.interpreted()))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+
     pub(crate) fn get(&self, key: u64) -> Option<&Rule> {
         self.by_key.get(&key).map(|&i| &self.rules[i])
     }
@@ -269,6 +279,7 @@ pub fn observe<'scope>(
     timeouts: crate::build::Timeouts,
 ) -> StreamVec<'scope, u64, Batch> {
     let evaluator = Evaluator::default();
+    let told = stats.clone();
     super::versioned::at_version(
         events,
         versions,
@@ -276,12 +287,14 @@ pub fn observe<'scope>(
         // Before the first rule set: no rules.
         (Arc::new(RuleSet::default()), refs),
         // Every version is a rule set; it brings new `ref` values or keeps the previous ones.
-        |v, (_, refs)| {
+        move |v, (_, refs)| {
             let refs = v
                 .reference
                 .as_ref()
                 .map_or_else(|| refs.clone(), |r| Arc::new(RefValues::new(r.clone())));
-            Some((Arc::new(RuleSet::compile(v)), refs))
+            let set = RuleSet::compile(v);
+            told.set_interpreted(set.interpreted());
+            Some((Arc::new(set), refs))
         },
         move |(set, refs), env, t, out| {
             // An event behind the frontier by no more than the backlog allowed is judged at
@@ -1169,5 +1182,34 @@ fn prev_filter(
                 ],
             )
             .unwrap_or(false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_that_do_not_compile_are_named_with_their_interpreted_expressions() {
+        let text = r#"
+[[rule]]
+id = "kitchen.listed"
+description = "A detection of a listed kind, through a macro"
+severity = "minor"
+stream = "kitchen_detection"
+filter = '["smoking", "rodent"].exists(k, k == event.kind)'
+group_by = ["kitchen_id"]
+
+[[rule]]
+id = "kitchen.smoking"
+description = "Smoking"
+severity = "minor"
+stream = "kitchen_detection"
+filter = 'event.kind == "smoking"'
+group_by = ["kitchen_id"]
+"#;
+        let rules = rules::load_str("kitchens.toml", text).unwrap();
+        let set = RuleSet::compile(&RuleSetVersion::of(0, &rules));
+        assert_eq!(set.interpreted(), vec![("kitchen.listed".to_owned(), 1)]);
     }
 }

@@ -83,6 +83,8 @@ impl Programs {
             &self.value,
             &self.ended_by,
             &self.registry_filter,
+            &self.window,
+            &self.window_clear,
         ]
         .into_iter()
         .filter(|p| matches!(p, Some(Program::Interpreted(_))))
