@@ -92,6 +92,8 @@ fn all_elevator_filters(
             },
         )
         .collect();
+    let mut shared = compiled.clone();
+    let memo = rules::compiled::Memo::new(rules::compiled::share(shared.iter_mut()));
     let lookup = |names: &[String]| match names {
         [r] if r == "elevator" => Lookup::Map,
         [r, c] if r == "elevator" && c == "floors" => Lookup::Val(Val::Int(33)),
@@ -107,6 +109,22 @@ fn all_elevator_filters(
                 memo: None,
             };
             compiled
+                .iter()
+                .filter(|n| n.eval_bool(&vars) == Ok(true))
+                .count()
+        })
+    });
+    // As the dataflow judges them: the conditions the filters share computed once per frame.
+    group.bench_function(format!("all_filters/shared/{}", filters.len()), |b| {
+        b.iter(|| {
+            memo.reset();
+            let vars = EventVars {
+                env: black_box(env),
+                prev: None,
+                reference: &lookup,
+                memo: Some(&memo),
+            };
+            shared
                 .iter()
                 .filter(|n| n.eval_bool(&vars) == Ok(true))
                 .count()

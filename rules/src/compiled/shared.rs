@@ -26,6 +26,13 @@ impl Memo {
         Memo((0..slots).map(|_| Cell::new(UNKNOWN)).collect())
     }
 
+    /// Forgets every slot (for the next event).
+    pub fn reset(&self) {
+        for cell in &self.0 {
+            cell.set(UNKNOWN);
+        }
+    }
+
     pub(crate) fn recalled<'a>(&self, slot: u32) -> Option<Res<'a>> {
         match self.0.get(slot as usize)?.get() {
             FALSE => Some(Ok(Val::Bool(false))),
