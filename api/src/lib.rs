@@ -33,6 +33,7 @@ pub mod state;
 pub mod tiles;
 pub mod web;
 
+pub(crate) use model::time::now_ms;
 pub use routes::app;
 pub use state::AppState;
 
@@ -51,11 +52,4 @@ pub async fn serve(
     .await;
     sampler.abort();
     served
-}
-
-/// Wall clock, epoch ms.
-pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }

@@ -28,7 +28,7 @@ pub fn test(paths: &[PathBuf], rules_dir: Option<&Path>) -> anyhow::Result<bool>
     let mut out = std::io::stdout().lock();
     let (mut passed, mut failed) = (0, 0);
     for path in paths {
-        let files = dataflow::rule_tests::test_files(path);
+        let files = dataflow::offline::test_files(path);
         if files.is_empty() {
             writeln!(out, "{}: no *.test.toml files", path.display())?;
             failed += 1;
@@ -58,7 +58,7 @@ pub fn test(paths: &[PathBuf], rules_dir: Option<&Path>) -> anyhow::Result<bool>
                     continue;
                 }
             };
-            match dataflow::rule_tests::run_file(&file, rules) {
+            match dataflow::offline::run_file(&file, rules) {
                 Err(e) => {
                     writeln!(out, "ERROR {e}")?;
                     failed += 1;
@@ -107,8 +107,8 @@ pub fn backtest(
             )
         })
     };
-    let run = |rules| -> anyhow::Result<Vec<dataflow::rule_tests::Interval>> {
-        Ok(dataflow::rule_tests::backtest(
+    let run = |rules| -> anyhow::Result<Vec<dataflow::offline::Interval>> {
+        Ok(dataflow::offline::backtest(
             rules,
             reference.clone(),
             events(input)?,
@@ -129,7 +129,7 @@ pub fn backtest(
     match against {
         None => {
             for i in &mine {
-                writeln!(out, "{}", dataflow::rule_tests::show(i))?;
+                writeln!(out, "{}", dataflow::offline::show(i))?;
             }
             writeln!(out, "{} alerts", mine.len())?;
         }
@@ -138,10 +138,10 @@ pub fn backtest(
             let only_mine: Vec<_> = mine.iter().filter(|i| !theirs.contains(i)).collect();
             let only_theirs: Vec<_> = theirs.iter().filter(|i| !mine.contains(i)).collect();
             for i in &only_mine {
-                writeln!(out, "+ {}", dataflow::rule_tests::show(i))?;
+                writeln!(out, "+ {}", dataflow::offline::show(i))?;
             }
             for i in &only_theirs {
-                writeln!(out, "- {}", dataflow::rule_tests::show(i))?;
+                writeln!(out, "- {}", dataflow::offline::show(i))?;
             }
             writeln!(
                 out,

@@ -4,6 +4,7 @@ use crate::settings::Settings;
 use anyhow::Context;
 use dataflow::{ChannelSource, Source, SourceFactory, Stats};
 use ingest::{DeadLetters, Ingest};
+use model::time::now_ms;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -441,12 +442,6 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// A dataflow worker that panics (in a cluster: because a process was lost, which timely

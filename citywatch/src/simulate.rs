@@ -4,6 +4,7 @@
 //! delivery.
 
 use anyhow::Context;
+pub(crate) use model::time::now_ms;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde::Serialize;
 use simulators::city::{City, Size};
@@ -13,7 +14,7 @@ use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct SimulateArgs {
@@ -128,12 +129,6 @@ pub struct Summary {
     pub second_sent_ms: Vec<u64>,
     /// Event time of the first simulated second.
     pub start_ms: u64,
-}
-
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl SimulateArgs {

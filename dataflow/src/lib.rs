@@ -14,7 +14,8 @@
 //! - [`conditions`]: active alert conditions, the output of the rules.
 //! - [`counters`]: counter keys, snapshots and their JSON view.
 //! - [`reference`]: reference data tables and their loader.
-//! - [`rule_tests`]: offline rule tests (`citywatch rules test`).
+//! - [`offline`]: the rules run outside the service: rule test files (`citywatch rules
+//!   test`) and backtests over a recording (`citywatch rules backtest`).
 //! - [`runtime`]: starting and stopping the workers.
 //! - [`series`]: time series emitted as windows close (for the InfluxDB sink).
 //! - [`stats`]: process-wide statistics for `/metrics`.
@@ -24,9 +25,9 @@ pub mod checkpoint;
 pub mod conditions;
 pub mod counters;
 pub mod feed;
+pub mod offline;
 pub mod operators;
 pub mod reference;
-pub mod rule_tests;
 pub mod runtime;
 pub mod series;
 pub mod stats;

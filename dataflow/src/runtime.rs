@@ -14,11 +14,12 @@ use crate::operators::snapshot::SnapshotFn;
 use crate::reference::Reference;
 use crate::series::{Series, SeriesFn};
 use crate::stats::Stats;
+use model::time::now_ms;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use timely::dataflow::operators::{Inspect, Probe};
 
 /// Settings of the dataflow.
@@ -166,12 +167,6 @@ impl Running {
             }
         }
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Starts the workers. Each runs until its source is `Done` (and, in event-clock mode, the

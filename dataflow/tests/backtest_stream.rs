@@ -3,8 +3,8 @@
 
 mod common;
 
+use dataflow::offline::backtest;
 use dataflow::reference::Reference;
-use dataflow::rule_tests::backtest;
 use model::{Decoder, Envelope};
 use simulators::city::Size;
 use std::sync::Arc;

@@ -7,11 +7,11 @@ use std::sync::Arc;
 fn the_default_pack_passes_its_tests() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/default");
     let rules = Arc::new(rules::load_dir(&root).unwrap());
-    let files = dataflow::rule_tests::test_files(&root.join("tests"));
+    let files = dataflow::offline::test_files(&root.join("tests"));
     assert!(files.len() >= 5, "{files:?}");
     let mut failures = Vec::new();
     for f in files {
-        let outcome = dataflow::rule_tests::run_file(&f, rules.clone()).unwrap();
+        let outcome = dataflow::offline::run_file(&f, rules.clone()).unwrap();
         if !outcome.diff.is_empty() {
             failures.push(format!(
                 "{}:\n  {}",

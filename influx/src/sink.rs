@@ -6,6 +6,7 @@ use crate::line::Point;
 use crate::spool::Spool;
 use influxdb2::api::write::TimestampPrecision;
 use influxdb2::models::WriteDataPoint;
+use model::time::now_ms;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -350,12 +351,6 @@ impl Rejected {
             tracing::error!(error = %e, "cannot keep a refused influx point");
         }
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl InfluxSink {

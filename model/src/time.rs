@@ -9,6 +9,13 @@ pub const DAY_MS: u64 = 86_400_000;
 /// The bureau's local offset from UTC (Asia/Shanghai has no daylight saving time).
 pub const LOCAL_OFFSET_MS: u64 = 8 * 3_600_000;
 
+/// The wall clock, epoch ms (0 if the clock is before 1970).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// The local calendar day (days since 1970-01-01, Asia/Shanghai) of an event time.
 pub const fn local_day(ms: u64) -> u64 {
     (ms + LOCAL_OFFSET_MS) / DAY_MS

@@ -8,10 +8,11 @@
 use anyhow::Context;
 use citywatch_benches::city;
 use clap::{Parser, Subcommand};
+use model::time::now_ms;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 #[derive(Parser)]
 struct Cli {
@@ -49,12 +50,6 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn main() -> anyhow::Result<()> {

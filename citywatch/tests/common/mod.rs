@@ -7,14 +7,9 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
+pub use model::time::now_ms;
 
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -6,6 +6,7 @@ use crate::deadletter::DeadLetters;
 use crate::input_log::{Full, InputLog};
 use crate::stats::{ConnectionState, IngestStats};
 use crate::{IngestError, broker};
+use model::time::now_ms;
 use model::{Decoder, DecoderConfig, Ingested};
 use rumqttc::{
     AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, Publish, QoS, SubscribeReasonCode,
@@ -61,12 +62,6 @@ struct Loop {
     residue: Arc<crate::ResidueTests>,
     complaint_log: Option<Arc<crate::ComplaintLog>>,
     input_log: Option<Arc<InputLog>>,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Ingest {

@@ -1,6 +1,8 @@
-//! Offline rule tests, like `promtool test rules`: a test file gives input messages at times
-//! relative to a start, and the conditions expected to fire and resolve. The rules run in the
-//! same dataflow as in production, in event time.
+//! The rules run offline, in the same dataflow as in production and in event time: rule test
+//! files and backtests over a recording ([`backtest`]).
+//!
+//! A rule test file, like `promtool test rules`, gives input messages at times relative to a
+//! start, and the conditions expected to fire and resolve.
 //!
 //! ```toml
 //! start = "2026-11-27T08:00:00+08:00"   # optional; times below are offsets from it
