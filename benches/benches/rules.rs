@@ -1,6 +1,7 @@
 //! Rule evaluation, one core: CEL filters of the default pack on one elevator frame (with the
 //! cost of turning the frame into a CEL value), and a sliding-window machine taking one event a
-//! second in steady state (one in, one out of its 60 s window). The dataflow around them is
+//! second in steady state (one in, one out of its 60 s window), and compiling the pack's
+//! expressions for a rule-set version. The dataflow around them is
 //! measured end to end by `citywatch replay` and `citywatch bench` (docs/BENCHMARKS.md).
 //!
 //! `cargo bench -p citywatch-benches --bench rules`
@@ -167,5 +168,31 @@ condition = "value > 0.5"
     group.finish();
 }
 
-criterion_group!(benches, filters, windows);
+/// Compiling a rule-set version: every expression of the default pack compiled, and the
+/// conditions they share found (what each version costs each worker once).
+fn compile(c: &mut Criterion) {
+    let pack = rules::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/default"))
+        .expect("the default pack loads");
+    let sources: Vec<&str> = pack
+        .iter()
+        .flat_map(|r| [r.filter.as_ref(), r.value.as_ref()])
+        .flatten()
+        .map(|e| e.source.as_str())
+        .collect();
+    let mut group = c.benchmark_group("rules");
+    group.bench_function(format!("compile/default_pack/{}", sources.len()), |b| {
+        b.iter(|| {
+            let mut nodes: Vec<rules::compiled::Node> = sources
+                .iter()
+                .filter_map(|s| match rules::compiled::Program::compile(black_box(s)) {
+                    rules::compiled::Program::Compiled(n) => Some(n),
+                    rules::compiled::Program::Interpreted(_) => None,
+                })
+                .collect();
+            rules::compiled::share(nodes.iter_mut())
+        })
+    });
+}
+
+criterion_group!(benches, filters, windows, compile);
 criterion_main!(benches);
