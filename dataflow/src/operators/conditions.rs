@@ -15,7 +15,7 @@ use crate::checkpoint::Part;
 use crate::conditions::Condition;
 use crate::operators::Held;
 use crate::operators::group::{self, Group, ReorderLimits};
-use crate::operators::judge::{CarriedVars, Judge, Programs, text};
+use crate::operators::judge::{CarriedVars, Judge, Programs, Scratch, text};
 pub use crate::operators::ref_values::RefValues;
 use crate::reference::Reference;
 use crate::stats::Stats;
@@ -278,7 +278,7 @@ pub fn observe<'scope>(
     stats: Arc<Stats>,
     timeouts: crate::build::Timeouts,
 ) -> StreamVec<'scope, u64, Batch> {
-    let evaluator = Evaluator::default();
+    let mut scratch = Scratch::default();
     let told = stats.clone();
     super::versioned::at_version(
         events,
@@ -310,7 +310,7 @@ pub fn observe<'scope>(
             } else {
                 t
             };
-            observe_event(set, &env, (t, own), refs, &stats, &evaluator, out);
+            observe_event(set, &env, (t, own), refs, &stats, &mut scratch, out);
         },
     )
 }
@@ -321,7 +321,7 @@ fn observe_event(
     t: (u64, u64),
     refs: &RefValues,
     stats: &Stats,
-    evaluator: &Evaluator,
+    scratch: &mut Scratch,
     out: &mut Vec<Batch>,
 ) {
     let Some(ids) = set.by_stream.get(&env.event.stream()) else {
@@ -339,9 +339,8 @@ fn observe_event(
     let judge = Judge::new(
         env,
         refs,
-        evaluator,
+        scratch.clear(set.shared),
         ids.iter().any(|&i| uses_ref(&set.rules[i])),
-        set.shared,
     );
     let first = out.len();
     let stream = env.event.stream();

@@ -92,6 +92,22 @@ impl Programs {
     }
 }
 
+/// What judging keeps from one event to the next on a worker: the interpreter, and the
+/// room for the shared conditions (made once, cleared per event).
+#[derive(Default)]
+pub(crate) struct Scratch {
+    pub evaluator: Evaluator,
+    memo: Memo,
+}
+
+impl Scratch {
+    /// The room for `shared` conditions, none known yet (for the next event).
+    pub fn clear(&mut self, shared: u32) -> &Scratch {
+        self.memo.clear(shared);
+        self
+    }
+}
+
 /// The event being judged, with what the interpreter needs built on first use.
 pub(crate) struct Judge<'a> {
     env: &'a Envelope,
@@ -99,7 +115,7 @@ pub(crate) struct Judge<'a> {
     evaluator: &'a Evaluator,
     with_ref: bool,
     /// The rule set's shared conditions, as this event makes them.
-    memo: Memo,
+    memo: &'a Memo,
     event: OnceCell<Value>,
     bound: OnceCell<Bound<'a>>,
     device: OnceCell<DeviceRef<'a>>,
@@ -107,20 +123,19 @@ pub(crate) struct Judge<'a> {
 
 impl<'a> Judge<'a> {
     /// `with_ref`: whether a rule of the stream reads `ref` (the interpreter binds it then);
-    /// `shared`: how many conditions the rule set's expressions share.
+    /// `scratch` cleared for the rule set.
     pub fn new(
         env: &'a Envelope,
         refs: &'a RefValues,
-        evaluator: &'a Evaluator,
+        scratch: &'a Scratch,
         with_ref: bool,
-        shared: u32,
     ) -> Judge<'a> {
         Judge {
             env,
             refs,
-            evaluator,
+            evaluator: &scratch.evaluator,
             with_ref,
-            memo: Memo::new(shared),
+            memo: &scratch.memo,
             event: OnceCell::new(),
             bound: OnceCell::new(),
             device: OnceCell::new(),
@@ -154,7 +169,7 @@ impl<'a> Judge<'a> {
             env: self.env,
             prev: None,
             reference: &reference,
-            memo: Some(&self.memo),
+            memo: Some(self.memo),
         })
     }
 

@@ -33,6 +33,12 @@ impl Memo {
         }
     }
 
+    /// Room for `slots`, none known (for the next event under a rule set of that many).
+    pub fn clear(&mut self, slots: u32) {
+        self.0.resize_with(slots as usize, || Cell::new(UNKNOWN));
+        self.reset();
+    }
+
     pub(crate) fn recalled<'a>(&self, slot: u32) -> Option<Res<'a>> {
         match self.0.get(slot as usize)?.get() {
             FALSE => Some(Ok(Val::Bool(false))),
