@@ -98,12 +98,8 @@ pub fn replay(
 fn read_lines(
     file: &std::path::Path,
 ) -> anyhow::Result<(crossbeam_channel::Receiver<Vec<String>>, Arc<AtomicU64>)> {
-    use std::io::BufRead;
     const CHUNK: usize = 1024;
-    let reader = std::io::BufReader::with_capacity(
-        1 << 20,
-        std::fs::File::open(file).with_context(|| format!("reading {}", file.display()))?,
-    );
+    let lines = recording_lines(file)?;
     let (tx, rx) = crossbeam_channel::bounded(64);
     let count = Arc::new(AtomicU64::new(0));
     let counted = count.clone();
@@ -112,9 +108,8 @@ fn read_lines(
         .name("replay-reader".into())
         .spawn(move || {
             let mut chunk = Vec::with_capacity(CHUNK);
-            for line in reader.lines() {
+            for line in lines {
                 match line {
-                    Ok(l) if l.trim().is_empty() => {}
                     Ok(l) => chunk.push(l),
                     Err(e) => {
                         tracing::error!(error = %e, file = %name, "replay: reading stopped");
@@ -133,6 +128,18 @@ fn read_lines(
             let _ = tx.send(chunk);
         })?;
     Ok((rx, count))
+}
+
+/// A recording's non-blank lines, read as they come (`replay`, `rules backtest`).
+pub(crate) fn recording_lines(
+    file: &std::path::Path,
+) -> anyhow::Result<impl Iterator<Item = std::io::Result<String>> + Send + use<>> {
+    use std::io::BufRead;
+    let reader =
+        std::fs::File::open(file).with_context(|| format!("reading {}", file.display()))?;
+    Ok(std::io::BufReader::with_capacity(1 << 20, reader)
+        .lines()
+        .filter(|l| l.as_ref().map_or(true, |l| !l.trim().is_empty())))
 }
 
 /// One worker's share of the recording: whatever chunks of lines it takes from the shared

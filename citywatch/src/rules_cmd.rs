@@ -1,5 +1,6 @@
 //! `citywatch rules check DIR` and `citywatch rules test PATH…`.
 
+use crate::replay::recording_lines;
 use anyhow::Context;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -178,7 +179,7 @@ impl Scan {
             disorder: 0,
         };
         let decoder = model::Decoder::default();
-        for line in lines(input)? {
+        for line in recording_lines(input)? {
             match model::recording::decode_line(&decoder, &line?) {
                 Ok(env) => {
                     let t = env.time_ms;
@@ -197,27 +198,19 @@ impl Scan {
     }
 }
 
-/// The recording's non-blank lines, read as they come.
-fn lines(input: &Path) -> anyhow::Result<impl Iterator<Item = std::io::Result<String>> + use<>> {
-    use std::io::BufRead;
-    let file =
-        std::fs::File::open(input).with_context(|| format!("reading {}", input.display()))?;
-    Ok(std::io::BufReader::with_capacity(1 << 20, file)
-        .lines()
-        .filter(|l| l.as_ref().map_or(true, |l| !l.trim().is_empty())))
-}
-
 /// The recording's valid messages, each with its event time, read as they come. (A line
 /// that cannot be read ends it: the first pass has read the same file whole.)
 fn events(
     input: &Path,
 ) -> anyhow::Result<impl Iterator<Item = (model::Envelope, u64)> + Send + use<>> {
     let decoder = model::Decoder::default();
-    Ok(lines(input)?.map_while(Result::ok).filter_map(move |line| {
-        let env = model::recording::decode_line(&decoder, &line).ok()?;
-        let t = env.time_ms;
-        Some((env, t))
-    }))
+    Ok(recording_lines(input)?
+        .map_while(Result::ok)
+        .filter_map(move |line| {
+            let env = model::recording::decode_line(&decoder, &line).ok()?;
+            let t = env.time_ms;
+            Some((env, t))
+        }))
 }
 
 /// How often the rule files are checked for changes.
