@@ -126,12 +126,13 @@ impl Client {
 
     /// Publishes with QoS 1 and waits for the broker's PUBACK. A publish the ACL denies gets
     /// a PUBACK that Mosquitto 2.0.11 gives an MQTT 3.1.1 client with a reason code it has no
-    /// room for, and the client drops the connection: that is an `Err`.
+    /// room for, and the client drops the connection: that is an `Err`, and so is a publish
+    /// the client can no longer send because that drop came first.
     async fn publish(&mut self, topic: &str, payload: String) -> Result<(), String> {
         self.client
             .publish(topic, QoS::AtLeastOnce, false, payload)
             .await
-            .unwrap();
+            .map_err(|e| e.to_string())?;
         self.next(|p| matches!(p, Packet::PubAck(_)))
             .await
             .map(drop)
