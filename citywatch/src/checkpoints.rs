@@ -103,11 +103,12 @@ impl Running {
 /// checkpoint to restore.
 pub fn open(
     settings: &Settings,
+    in_cluster: bool,
     ledger: Arc<Ledger>,
     mark: Mark,
     stats: Arc<dataflow::Stats>,
 ) -> (Arc<Accounting>, Option<Running>) {
-    let on = settings.checkpoint_every_ms > 0;
+    let on = settings.checkpoint_every_ms > 0 && !in_cluster;
     let dir = on.then(|| settings.data_dir.join("checkpoint"));
     let accounting = Arc::new(Accounting {
         ledger,

@@ -7,12 +7,10 @@ use ingest::Ingest;
 use ingest::input_log::{InputLog, Record, Recovered};
 use std::collections::HashSet;
 
-/// Opens the input log of `settings.data_dir`, unless it is off. In a cluster the alerts are
-/// journaled by process 0 alone, so no process could tell which of its messages are
-/// accounted for: the log is off there, and a message is acknowledged once the dataflow has it
-/// (docs/operations.md).
-pub fn open(settings: &Settings, in_cluster: bool) -> anyhow::Result<Option<Recovered>> {
-    if !settings.input_log || in_cluster {
+/// Opens the input log of `settings.data_dir`, unless it is off. Every process of a cluster
+/// keeps its own: process 0 tells them all how far its alert journal is (`dataflow::signals`).
+pub fn open(settings: &Settings) -> anyhow::Result<Option<Recovered>> {
+    if !settings.input_log {
         return Ok(None);
     }
     let dir = settings.data_dir.join("input");

@@ -58,6 +58,7 @@ pub fn replay(
                 let _ = conditions_tx.send(c);
             })),
             checkpoints: None,
+            signals: None,
         },
         stats.clone(),
     )?;

@@ -127,7 +127,7 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
     // Every device message, on disk before it is acknowledged; what the alert journal did not
     // account for before the last stop is fed again first (docs/operations.md, "What is
     // durable when").
-    let input = crate::input::open(&settings, cluster.is_some())?;
+    let input = crate::input::open(&settings)?;
     let ingest = Ingest::start(
         &settings.mqtt_config(),
         deadletters.clone(),
@@ -157,11 +157,13 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
     // input log only: a restart restores one and feeds the log again from its time).
     let (ledger, checkpoints) = match opened_mark {
         Some((ledger, mark)) => {
-            let (a, c) = crate::checkpoints::open(&settings, ledger, mark, stats.clone());
+            let (a, c) =
+                crate::checkpoints::open(&settings, cluster.is_some(), ledger, mark, stats.clone());
             (Some(a), c)
         }
         None => (None, None),
     };
+    let (journaled, signals) = journal_progress(ledger.as_ref(), cluster.is_some());
     let (snapshots, publish) = api::state::snapshot_channel();
     let sink =
         influx::InfluxSink::start(&settings.influx_config(), &settings.data_dir.join("influx"))?;
@@ -217,13 +219,13 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
         None => publish_conditions,
         Some(a) => {
             let (a, manager) = (a.clone(), rule_manager.clone());
-            let ledger = ledger.clone();
+            let journaled = journaled.clone();
             Arc::new(move |c: dataflow::ConditionsSnapshot| {
                 match a.apply(&c, &manager.current()) {
                     // Journaled: the input before `as_of` need not be replayed any more.
                     Ok(()) => {
-                        if let Some(l) = &ledger {
-                            l.journaled(c.as_of);
+                        if let Some(j) = &journaled {
+                            j(c.as_of);
                         }
                     }
                     Err(e) => tracing::error!(error = %e, "cannot journal alert transitions"),
@@ -254,13 +256,13 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
         }
     };
     // Without alerts there is nothing to journal: the input is accounted for once counted.
-    let publish: dataflow::SnapshotFn = match (&alerts, &ledger) {
-        (None, Some(l)) => {
-            let l = l.clone();
+    let publish: dataflow::SnapshotFn = match (&alerts, &journaled) {
+        (None, Some(j)) => {
+            let j = j.clone();
             Arc::new(move |s: dataflow::Snapshot| {
                 let as_of = s.as_of;
                 publish(s);
-                l.journaled(as_of);
+                j(as_of);
             })
         }
         _ => publish,
@@ -271,6 +273,7 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
         raw: settings.influx_raw_telemetry,
         conditions: Some(publish_conditions),
         checkpoints: checkpoints.as_ref().map(|c| c.checkpoints.clone()),
+        signals,
     };
     let rx = ingest.receiver();
     let handed = ingest.handed_factory();
@@ -443,6 +446,29 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
     tracing::info!("stopped");
     Ok(())
 }
+
+/// Where the journal's progress goes: to this process's input log, or in a cluster, where
+/// process 0 alone journals, to every process's through the dataflow's signals.
+fn journal_progress(
+    ledger: Option<&Arc<crate::checkpoints::Accounting>>,
+    in_cluster: bool,
+) -> (Option<JournaledFn>, Option<Arc<dataflow::Signals>>) {
+    let Some(ledger) = ledger.cloned() else {
+        return (None, None);
+    };
+    if !in_cluster {
+        return (Some(Arc::new(move |t| ledger.journaled(t))), None);
+    }
+    let signals = dataflow::Signals::new(Box::new(move |s| match s {
+        dataflow::Signal::Journaled(t) => ledger.journaled(t),
+    }));
+    let sender = signals.clone();
+    let journaled: JournaledFn = Arc::new(move |t| sender.send(dataflow::Signal::Journaled(t)));
+    (Some(journaled), Some(signals))
+}
+
+/// Says that the alert journal holds every condition before a time.
+type JournaledFn = Arc<dyn Fn(u64) + Send + Sync>;
 
 /// A dataflow worker that panics (in a cluster: because a process was lost, which timely
 /// cannot survive) ends the process with status 70, so that its service manager restarts it

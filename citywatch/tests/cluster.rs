@@ -1,10 +1,14 @@
 //! citywatch as a timely cluster over Mosquitto: two and three processes on loopback, fed
 //! through a shared subscription, give the counters and alerts of one process, each alert
-//! notified once; a cluster restarted as a whole mid-stream loses no message and no alert.
+//! notified once; a cluster restarted as a whole mid-stream loses no message and no alert, nor
+//! does one whose process is killed (each process keeps its own input log).
 
 mod common;
 
-use common::{Citywatch, Mosquitto, default_rules, free_port, msg, publish_all};
+use common::{
+    Citywatch, Mosquitto, assert_each_alert_once, default_rules, free_port, incidents, msg,
+    publish_all,
+};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -145,6 +149,21 @@ async fn received(p: &Citywatch) -> u64 {
         .filter(|l| l.starts_with("citywatch_messages_total{"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum()
+}
+
+/// Messages the cluster has acknowledged to the broker.
+async fn acked(cluster: &[Citywatch]) -> u64 {
+    let mut sum = 0;
+    for p in cluster {
+        sum += p
+            .metrics()
+            .await
+            .lines()
+            .find_map(|l| l.strip_prefix("citywatch_mqtt_acks_total "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    sum
 }
 
 /// Stops every process together, as a service manager stops a cluster: each exits cleanly.
@@ -379,4 +398,55 @@ async fn a_lost_process_ends_the_others_for_a_restart() {
     assert_eq!(cluster[0].wait_code(), Some(70));
     let log = std::fs::read_to_string(&cluster[0].log).unwrap();
     assert!(log.contains("the dataflow failed"), "{log}");
+}
+
+/// One-shot incidents among frames over 20 s of event time; process `killed` is killed with
+/// SIGKILL once the cluster has acknowledged 300 messages (the other then exits, 70), both
+/// start again: every alert journaled once (version 1: one notification per receiver), at its
+/// own time or, for a message the broker redelivered behind the restarted frontier, within
+/// the lateness of it.
+async fn a_process_killed_mid_stream(killed: usize) {
+    let broker = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = spawn_cluster(2, broker.port, dir.path());
+    ready(&cluster).await;
+    let (messages, expected) = incidents(*T0, 2_000);
+    let publisher = tokio::spawn({
+        let port = broker.port;
+        async move { publish_all(port, "terminals", &messages).await }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while acked(&cluster).await < 300 {
+        assert!(
+            Instant::now() < deadline,
+            "the cluster acknowledges nothing"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cluster[killed].kill_9();
+    assert_eq!(cluster[1 - killed].wait_code(), Some(70));
+    let cluster = spawn_cluster(2, broker.port, dir.path());
+    ready(&cluster).await;
+    publisher.await.unwrap();
+    publish_all(broker.port, "devices-tail", &tail()).await;
+    let out = outcome(&cluster[0]).await;
+    let alerts = cluster[0]
+        .get("/api/v1/alerts?rule=elevator.reported_critical&limit=1000")
+        .await;
+    assert_each_alert_once(&alerts, &expected, 2_000);
+    assert!(
+        out.notifications.values().all(|&n| n == 1),
+        "a notification sent twice: {:?}",
+        out.notifications
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_killed_mid_stream_loses_no_alert_and_doubles_none() {
+    a_process_killed_mid_stream(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_killed_mid_stream_loses_no_alert_and_doubles_none() {
+    a_process_killed_mid_stream(0).await;
 }

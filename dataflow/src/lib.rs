@@ -30,6 +30,7 @@ pub mod operators;
 pub mod reference;
 pub mod runtime;
 pub mod series;
+pub mod signals;
 pub mod stats;
 
 pub use conditions::{Active, Condition, ConditionsFn, ConditionsSnapshot};
@@ -41,4 +42,5 @@ pub use runtime::{
     ClusterConfig, DataflowConfig, Outputs, RuleFeed, Running, SourceFactory, start,
 };
 pub use series::{Series, SeriesFn};
+pub use signals::{Signal, Signals};
 pub use stats::Stats;

@@ -13,6 +13,7 @@ use crate::operators::conditions::{Observation, What};
 use crate::operators::snapshot::SnapshotFn;
 use crate::reference::Reference;
 use crate::series::{Series, SeriesFn};
+use crate::signals::{Relay, Signals};
 use crate::stats::Stats;
 use model::time::now_ms;
 use serde::{Deserialize, Serialize};
@@ -122,6 +123,9 @@ pub struct Outputs {
     /// Where the operators' state goes at each checkpoint, and what a start restores (none:
     /// no checkpoints; a process of a cluster takes none).
     pub checkpoints: Option<Arc<Checkpoints>>,
+    /// Signals between the processes of a cluster (every process of a cluster has them or
+    /// none does: each builds the same dataflows).
+    pub signals: Option<Arc<Signals>>,
 }
 
 /// The rules: those in force at start, and where changes come from.
@@ -186,6 +190,7 @@ pub fn start(
         raw,
         conditions: publish_conditions,
         checkpoints,
+        signals,
     } = outputs;
     let raw = raw && series.is_some();
     // Once a replay or a stop has published its last snapshot, closing the inputs would fire
@@ -238,6 +243,9 @@ pub fn start(
         // This process's own workers: the stats and the end-of-replay barrier are local.
         let local = index % workers;
         let peers = workers;
+        let mut relay = signals
+            .as_ref()
+            .map(|s| Relay::build(worker, s, local == 0));
         let mut source = sources(index, worker.peers());
         let timeouts = Timeouts {
             elevator_ms: config.elevator_offline_after_ms,
@@ -349,6 +357,9 @@ pub fn start(
             }
             if let Some(ck) = ck.as_ref().filter(|_| index == 0) {
                 ck.maybe_ask();
+            }
+            if let Some(r) = relay.as_mut() {
+                r.pump();
             }
             // A source giving what a log kept holds this worker's frontier (and so everyone's)
             // until it is through, so each of those events enters at its own time.

@@ -127,6 +127,7 @@ fn run(c: &City2, messages: Vec<Ingested>, restore: Option<Taken>, checkpoints: 
                 }
             })),
             checkpoints: ck,
+            signals: None,
         },
         Arc::new(Stats::default()),
     )

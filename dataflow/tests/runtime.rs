@@ -58,6 +58,7 @@ fn replay(events: Vec<Ingested>, workers: usize, batch: usize) -> (Snapshot, Arc
             raw: false,
             conditions: None,
             checkpoints: None,
+            signals: None,
         },
         stats.clone(),
     )

@@ -404,3 +404,75 @@ pub async fn poll_until(
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+/// A message: its topic and payload.
+pub type Message = (String, Vec<u8>);
+
+const CODES: [&str; 6] = [
+    "trapped",
+    "top_overrun",
+    "bottom_overrun",
+    "overspeed",
+    "door_open_while_moving",
+    "safety_circuit_open",
+];
+
+/// 60 elevators × 6 one-shot critical codes (each its own alert), among ten ordinary frames
+/// per elevator, a round every `round_ms` from `t0`; and the since each alert must have.
+pub fn incidents(t0: u64, round_ms: u64) -> (Vec<Message>, Vec<(String, u64)>) {
+    let elevators: Vec<String> = (1..=60).map(|i| format!("E{i:04}")).collect();
+    let (mut messages, mut expected) = (Vec::new(), Vec::new());
+    for round in 0..10u64 {
+        for (i, e) in elevators.iter().enumerate() {
+            let ts = t0 + round * round_ms + i as u64;
+            messages.push(msg(
+                &format!("cw/v1/elevator/{e}/status"),
+                serde_json::json!({"ts": ts, "floor": 1, "in_door_zone": true, "speed_mps": 0.0,
+                    "direction": "stop", "door": "closed", "occupied": false})
+                .to_string(),
+            ));
+            if let Some(code) = CODES.get(round as usize) {
+                messages.push(msg(
+                    &format!("cw/v1/elevator/{e}/event"),
+                    format!("{{\"ts\":{ts},\"code\":\"{code}\"}}"),
+                ));
+                expected.push((format!("{e}/{code}"), ts - ts % 100));
+            }
+        }
+    }
+    (messages, expected)
+}
+
+/// Checks that `alerts` (a list from `/api/v1/alerts`) holds exactly one alert per expected
+/// `(group, since)`, opened once (version 1: one notification per receiver), each at its
+/// expected since or up to `late_ms` after it.
+pub fn assert_each_alert_once(
+    alerts: &serde_json::Value,
+    expected: &[(String, u64)],
+    late_ms: u64,
+) {
+    let mut got: Vec<(String, u64, u64)> = alerts
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["group"].as_str().unwrap().to_owned(),
+                a["since_ms"].as_u64().unwrap(),
+                a["version"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    got.sort();
+    let mut want: Vec<(String, u64, u64)> = expected
+        .iter()
+        .map(|(g, since)| (g.clone(), *since, 1))
+        .collect();
+    want.sort();
+    for (g, w) in got.iter_mut().zip(&want) {
+        if g.0 == w.0 && g.1 > w.1 && g.1 <= w.1 + late_ms {
+            g.1 = w.1;
+        }
+    }
+    assert_eq!(got, want);
+}
