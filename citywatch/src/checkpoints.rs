@@ -1,76 +1,12 @@
-//! Checkpoints at run time: which one a start restores, writing each durably, and moving the
-//! input log's replay mark only to a checkpoint the alert journal has passed.
-//!
-//! The replay mark names a checkpoint `C` and the first message entered at `C` or later: a
-//! restart loads `C` and feeds the log again from there, so every message is in the state
-//! exactly once. A checkpoint is used only once the journal holds every transition before
-//! `C` (a condition that began and ended before `C` is in no machine any more).
+//! Checkpoints at run time: which one a start restores (in a cluster, the one every process
+//! holds), and writing each durably; the replay mark follows them (`crate::accounting`).
 
+use crate::accounting::Accounting;
 use crate::settings::Settings;
-use dataflow::checkpoint::{self, Checkpoints, Taken};
+use dataflow::checkpoint::{self, Checkpoints, Restore, Taken};
 use ingest::input_log::{Ledger, Mark};
-use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
-
-/// Where the replay mark may go: the journal's progress and the checkpoints written.
-pub struct Accounting {
-    ledger: Arc<Ledger>,
-    /// The checkpoints' directory (none: checkpoints are off).
-    dir: Option<PathBuf>,
-    state: Mutex<Progress>,
-}
-
-#[derive(Default)]
-struct Progress {
-    /// Every condition before this is journaled.
-    journaled: u64,
-    /// Checkpoints on disk not yet behind the mark.
-    written: BTreeSet<u64>,
-}
-
-impl Accounting {
-    fn progress(&self) -> std::sync::MutexGuard<'_, Progress> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The alert journal holds every condition before `as_of`.
-    pub fn journaled(&self, as_of: u64) {
-        self.progress().journaled = as_of;
-        self.settle();
-    }
-
-    fn checkpointed(&self, at: u64) {
-        self.progress().written.insert(at);
-        self.settle();
-    }
-
-    /// Moves the mark to the newest checkpoint the journal has passed (without checkpoints:
-    /// to the journal), and removes the checkpoints the mark on disk no longer needs.
-    fn settle(&self) {
-        let Some(dir) = &self.dir else {
-            self.ledger.accounted(self.progress().journaled);
-            return;
-        };
-        let usable = {
-            let p = self.progress();
-            p.written.range(..=p.journaled).next_back().copied()
-        };
-        if let Some(at) = usable {
-            self.ledger.accounted(at);
-            let on_disk = self.ledger.written().as_of_ms;
-            self.progress().written.retain(|t| *t >= on_disk);
-            checkpoint::prune(dir, on_disk);
-        }
-    }
-
-    /// Writes the mark as it is now (at a clean stop).
-    pub fn flush(&self) {
-        self.settle();
-        self.ledger.flush();
-    }
-}
 
 /// The checkpoints of one process: coordination for the workers, and the writer thread.
 pub struct Running {
@@ -98,32 +34,126 @@ impl Running {
     }
 }
 
-/// The accounting of the input log's mark, and checkpoints when they are on (they need the
-/// input log and a single process). `mark` is the one the log was opened with: it names the
-/// checkpoint to restore.
+/// What a start feeds again, once it has chosen the replay mark it goes by (none: no input
+/// log, everything kept is fed).
+pub type ChooseFn = Box<dyn FnOnce(Option<&Mark>) + Send>;
+
+/// Says that the alert journal holds every condition before a time.
+pub type JournaledFn = Arc<dyn Fn(u64) + Send + Sync>;
+
+/// What keeps the input durable: the accounting of the input log's replay mark, the signals
+/// of a cluster, and the checkpoints when they are on.
+#[derive(Default)]
+pub struct Durable {
+    pub accounting: Option<Arc<Accounting>>,
+    /// Where the journal's progress goes.
+    pub journaled: Option<JournaledFn>,
+    pub signals: Option<Arc<dataflow::Signals>>,
+    pub checkpoints: Option<Running>,
+}
+
+/// Opens what keeps the input durable for a process with the input log opened at `opened`
+/// (its ledger, and the mark on disk), in a cluster `cluster` (this process, how many).
+/// `choose` hears the mark a start goes by: at once without checkpoints, otherwise once the
+/// checkpoint to restore is chosen (in a cluster, with the others).
 pub fn open(
     settings: &Settings,
-    in_cluster: bool,
+    cluster: Option<(usize, usize)>,
+    opened: Option<(Arc<Ledger>, Mark)>,
+    stats: Arc<dataflow::Stats>,
+    choose: ChooseFn,
+) -> Durable {
+    let Some((ledger, mark)) = opened else {
+        choose(None);
+        return Durable::default();
+    };
+    let on = settings.checkpoint_every_ms > 0;
+    let dir = on.then(|| settings.data_dir.join("checkpoint"));
+    let accounting = Arc::new(Accounting::new(ledger.clone(), dir.clone()));
+    let signals = cluster.map(|(process, processes)| {
+        let heard = accounting.clone();
+        let signals = dataflow::Signals::new(Box::new(move |s| heard.hear(&s)));
+        accounting.join_cluster(process, processes, signals.clone());
+        signals
+    });
+    // Process 0 alone journals: in a cluster it tells every process how far it is.
+    let journaled: JournaledFn = match &signals {
+        Some(s) => {
+            let s = s.clone();
+            Arc::new(move |t| s.send(dataflow::Signal::Journaled(t)))
+        }
+        None => {
+            let a = accounting.clone();
+            Arc::new(move |t| a.journaled(t))
+        }
+    };
+    let checkpoints = match dir {
+        None => {
+            let latest = latest(&mark);
+            ledger.adopt(latest.clone());
+            choose(Some(&latest));
+            accounting.started();
+            None
+        }
+        Some(dir) => Some(start(
+            settings,
+            &dir,
+            &accounting,
+            ledger,
+            mark,
+            stats,
+            choose,
+        )),
+    };
+    Durable {
+        accounting: Some(accounting),
+        journaled: Some(journaled),
+        signals,
+        checkpoints,
+    }
+}
+
+/// The mark itself, without the one before.
+fn latest(mark: &Mark) -> Mark {
+    Mark {
+        previous: None,
+        ..mark.clone()
+    }
+}
+
+/// Starts the checkpoints' writer and coordination, restoring one that `mark` names.
+fn start(
+    settings: &Settings,
+    dir: &std::path::Path,
+    accounting: &Arc<Accounting>,
     ledger: Arc<Ledger>,
     mark: Mark,
     stats: Arc<dataflow::Stats>,
-) -> (Arc<Accounting>, Option<Running>) {
-    let on = settings.checkpoint_every_ms > 0 && !in_cluster;
-    let dir = on.then(|| settings.data_dir.join("checkpoint"));
-    let accounting = Arc::new(Accounting {
-        ledger,
-        dir: dir.clone(),
-        state: Mutex::new(Progress::default()),
-    });
-    let Some(dir) = dir else {
-        return (accounting, None);
+    choose: ChooseFn,
+) -> Running {
+    checkpoint::clear_unfinished(dir);
+    let restore = Restore {
+        candidates: mark.checkpoints(),
+        load: Box::new({
+            let (dir, accounting) = (dir.to_owned(), accounting.clone());
+            move |chosen| {
+                let by = chosen
+                    .and_then(|c| mark.naming(c))
+                    .unwrap_or_else(|| latest(&mark));
+                ledger.adopt(by.clone());
+                choose(Some(&by));
+                accounting.started();
+                let taken = chosen.and_then(|c| read(&dir, c));
+                // Any other is of no use now (a newer one some process did not have).
+                checkpoint::prune_except(&dir, chosen);
+                taken
+            }
+        }),
     };
-    checkpoint::clear_unfinished(&dir);
-    let restored = restore(&dir, mark);
     let (tx, rx) = crossbeam_channel::unbounded::<Taken>();
     let to_writer = Arc::new(Mutex::new(Some(tx)));
     let writer = {
-        let (dir, accounting) = (dir.clone(), accounting.clone());
+        let (dir, accounting) = (dir.to_owned(), accounting.clone());
         std::thread::Builder::new()
             .name("checkpoint-writer".into())
             .spawn(move || write_each(&dir, &rx, &accounting, &stats))
@@ -133,7 +163,7 @@ pub fn open(
         settings.workers.max(1),
         settings.tick_ms,
         Duration::from_millis(settings.checkpoint_every_ms),
-        restored,
+        restore,
         // Taken on a worker: written on the writer thread, so no worker waits on the disk.
         Box::new({
             let to_writer = to_writer.clone();
@@ -148,20 +178,16 @@ pub fn open(
             }
         }),
     );
-    let running = Running {
+    Running {
         checkpoints,
         to_writer,
         writer: Mutex::new(Some(writer)),
-    };
-    (accounting, Some(running))
+    }
 }
 
-/// The checkpoint the mark names, if there is one and it reads.
-fn restore(dir: &std::path::Path, mark: Mark) -> Option<Taken> {
-    if mark.as_of_ms == 0 {
-        return None;
-    }
-    match checkpoint::read(dir, mark.as_of_ms) {
+/// The checkpoint at `at`, if it reads.
+fn read(dir: &std::path::Path, at: u64) -> Option<Taken> {
+    match checkpoint::read(dir, at) {
         Ok(t) => {
             tracing::info!(
                 at = t.at,
@@ -171,7 +197,7 @@ fn restore(dir: &std::path::Path, mark: Mark) -> Option<Taken> {
             Some(t)
         }
         Err(e) => {
-            tracing::warn!(at = mark.as_of_ms, error = %e, "checkpoint: none to restore; the rules' state starts afresh");
+            tracing::warn!(at, error = %e, "checkpoint: none to restore; the rules' state starts afresh");
             None
         }
     }

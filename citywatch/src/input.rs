@@ -5,7 +5,7 @@ use crate::settings::Settings;
 use anyhow::Context;
 use ingest::Ingest;
 use ingest::input_log::{InputLog, Record, Recovered};
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 /// Opens the input log of `settings.data_dir`, unless it is off. Every process of a cluster
 /// keeps its own: process 0 tells them all how far its alert journal is (`dataflow::signals`).
@@ -51,16 +51,17 @@ pub fn replayed(
 }
 
 /// The logged complaints and status updates, decoded as when they arrived and marked as fed
-/// again (they restore the handling-deadline clocks only).
+/// again (they restore the handling-deadline clocks only), each with the input log's number
+/// of the same message if the input log has it too (see [`paired`]).
 pub fn complaints_fed_again(
     settings: &Settings,
     ingest: &Ingest,
-    logged: Vec<ingest::complaint_log::Logged>,
-) -> Vec<dataflow::Ingested> {
+    logged: Vec<(ingest::complaint_log::Logged, Option<u64>)>,
+) -> Vec<(dataflow::Ingested, Option<u64>)> {
     let decoder = settings.decoder();
     logged
         .into_iter()
-        .filter_map(|l| {
+        .filter_map(|(l, in_log)| {
             let mut envelope = fed_again(
                 &decoder,
                 ingest,
@@ -75,10 +76,11 @@ pub fn complaints_fed_again(
                 return None;
             }
             envelope.replayed = true;
-            Some(dataflow::Ingested {
+            let item = dataflow::Ingested {
                 envelope,
                 seq: None,
-            })
+            };
+            Some((item, in_log))
         })
         .collect()
 }
@@ -98,21 +100,40 @@ fn fed_again(
     Ok(envelope)
 }
 
-/// The complaint log's messages that the input log does not feed again already (a complaint
-/// taken just before a stop is in both).
-pub fn without(
+/// The complaint log's messages, each with the number of the same message in the input log
+/// when the input log may feed it again too (a complaint taken just before a stop is in both):
+/// it is then fed once, by the input log if the replay mark chosen at start replays it.
+pub fn paired(
     logged: Vec<ingest::complaint_log::Logged>,
     fed: &[Record],
-) -> Vec<ingest::complaint_log::Logged> {
-    if fed.is_empty() {
-        return logged;
-    }
-    let fed: HashSet<(u64, &str)> = fed
+) -> Vec<(ingest::complaint_log::Logged, Option<u64>)> {
+    let fed: HashMap<(u64, &str), u64> = fed
         .iter()
-        .map(|r| (r.received_ms, r.topic.as_str()))
+        .map(|r| ((r.received_ms, r.topic.as_str()), r.seq))
         .collect();
     logged
         .into_iter()
-        .filter(|l| !fed.contains(&(l.received_ms, l.topic.as_str())))
+        .map(|l| {
+            let in_log = fed.get(&(l.received_ms, l.topic.as_str())).copied();
+            (l, in_log)
+        })
+        .collect()
+}
+
+/// What a start feeds again, by the replay mark it chose: the logged messages the mark
+/// replays, and the complaint log's messages the input log does not feed.
+pub fn by_mark(
+    items: Vec<(dataflow::Ingested, Option<u64>)>,
+    mark: Option<&ingest::input_log::Mark>,
+) -> Vec<dataflow::Ingested> {
+    let replays = |seq: u64| mark.is_none_or(|m| m.replays(seq));
+    items
+        .into_iter()
+        .filter(|(item, in_log)| match (item.seq, in_log) {
+            (Some(seq), _) => replays(seq),
+            (None, Some(seq)) => !replays(*seq),
+            (None, None) => true,
+        })
+        .map(|(item, _)| item)
         .collect()
 }

@@ -137,33 +137,51 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
     let unaccounted = input
         .as_ref()
         .map(|i| crate::input::replayed(&settings, &ingest, &i.replay))
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .into_iter()
+        .map(|i| {
+            let seq = i.seq;
+            (i, seq)
+        });
     let logged = match &input {
-        Some(i) => crate::input::without(logged, &i.replay),
-        None => logged,
+        Some(i) => crate::input::paired(logged, &i.replay),
+        None => logged.into_iter().map(|l| (l, None)).collect(),
     };
     let opened_mark = input.as_ref().map(|i| (i.log.ledger(), i.mark.clone()));
     let input_log = input.map(|i| i.log);
-    let mut replayed = crate::input::complaints_fed_again(&settings, &ingest, logged);
-    if !replayed.is_empty() {
+    let mut kept = crate::input::complaints_fed_again(&settings, &ingest, logged);
+    if !kept.is_empty() {
         tracing::info!(
-            messages = replayed.len(),
+            messages = kept.len(),
             "complaint log: restoring handling deadlines"
         );
     }
-    replayed.extend(unaccounted);
-    let stats = Arc::new(Stats::default());
-    // Where the replay mark may go, and the checkpoints of the dataflow's state (with the
-    // input log only: a restart restores one and feeds the log again from its time).
-    let (ledger, checkpoints) = match opened_mark {
-        Some((ledger, mark)) => {
-            let (a, c) =
-                crate::checkpoints::open(&settings, cluster.is_some(), ledger, mark, stats.clone());
-            (Some(a), c)
-        }
-        None => (None, None),
+    kept.extend(unaccounted);
+    // What is fed again first goes by the replay mark the start chooses (with checkpoints in a
+    // cluster, once every process has said which checkpoints it holds).
+    let replayed = Arc::new(std::sync::Mutex::new(None));
+    let choose: crate::checkpoints::ChooseFn = {
+        let replayed = replayed.clone();
+        Box::new(move |mark| {
+            *replayed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                Some(crate::input::by_mark(kept, mark));
+        })
     };
-    let (journaled, signals) = journal_progress(ledger.as_ref(), cluster.is_some());
+    let stats = Arc::new(Stats::default());
+    // Where the replay mark may go, the signals of a cluster, and the checkpoints of the
+    // dataflow's state (with the input log only: a restart restores one and feeds the log
+    // again from its time).
+    let durable = crate::checkpoints::open(
+        &settings,
+        cluster.as_ref().map(|c| (c.process, c.addresses.len())),
+        opened_mark,
+        stats.clone(),
+        choose,
+    );
+    let (ledger, journaled, checkpoints) =
+        (durable.accounting, durable.journaled, durable.checkpoints);
     let (snapshots, publish) = api::state::snapshot_channel();
     let sink =
         influx::InfluxSink::start(&settings.influx_config(), &settings.data_dir.join("influx"))?;
@@ -273,12 +291,11 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
         raw: settings.influx_raw_telemetry,
         conditions: Some(publish_conditions),
         checkpoints: checkpoints.as_ref().map(|c| c.checkpoints.clone()),
-        signals,
+        signals: durable.signals,
     };
     let rx = ingest.receiver();
     let handed = ingest.handed_factory();
     let workers = settings.workers.max(1);
-    let replayed = std::sync::Mutex::new(Some(replayed));
     let sources: SourceFactory = Arc::new(move |index, _| {
         let live = Box::new(ChannelSource::new(rx.clone(), Some(handed()))) as Box<dyn Source>;
         // This process's first worker feeds the complaint log before live input.
@@ -446,29 +463,6 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
     tracing::info!("stopped");
     Ok(())
 }
-
-/// Where the journal's progress goes: to this process's input log, or in a cluster, where
-/// process 0 alone journals, to every process's through the dataflow's signals.
-fn journal_progress(
-    ledger: Option<&Arc<crate::checkpoints::Accounting>>,
-    in_cluster: bool,
-) -> (Option<JournaledFn>, Option<Arc<dataflow::Signals>>) {
-    let Some(ledger) = ledger.cloned() else {
-        return (None, None);
-    };
-    if !in_cluster {
-        return (Some(Arc::new(move |t| ledger.journaled(t))), None);
-    }
-    let signals = dataflow::Signals::new(Box::new(move |s| match s {
-        dataflow::Signal::Journaled(t) => ledger.journaled(t),
-    }));
-    let sender = signals.clone();
-    let journaled: JournaledFn = Arc::new(move |t| sender.send(dataflow::Signal::Journaled(t)));
-    (Some(journaled), Some(signals))
-}
-
-/// Says that the alert journal holds every condition before a time.
-type JournaledFn = Arc<dyn Fn(u64) + Send + Sync>;
 
 /// A dataflow worker that panics (in a cluster: because a process was lost, which timely
 /// cannot survive) ends the process with status 70, so that its service manager restarts it

@@ -1,13 +1,14 @@
 //! citywatch as a timely cluster over Mosquitto: two and three processes on loopback, fed
 //! through a shared subscription, give the counters and alerts of one process, each alert
 //! notified once; a cluster restarted as a whole mid-stream loses no message and no alert, nor
-//! does one whose process is killed (each process keeps its own input log).
+//! does one whose process is killed (each process keeps its own input log and its part of
+//! every checkpoint), and its rules' state goes on across a kill and a stop.
 
 mod common;
 
 use common::{
-    Citywatch, Mosquitto, assert_each_alert_once, default_rules, free_port, incidents, msg,
-    publish_all,
+    Citywatch, Mosquitto, STUCK_RULE, assert_each_alert_once, default_rules, free_port, incidents,
+    messages_counted, msg, now_ms, publish_all, rules_of, stuck,
 };
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -88,6 +89,18 @@ fn tail() -> Vec<(String, Vec<u8>)> {
 /// under `dir`. The hosts file is written on the first start and read again on a restart, so
 /// that a restarted cluster has the same addresses.
 fn spawn_cluster(n: usize, broker: u16, dir: &Path) -> Vec<Citywatch> {
+    spawn_cluster_with(n, broker, dir, "event", &default_rules(), &[])
+}
+
+/// The same on `clock` with the rules of `rules` and environment variables for every process.
+fn spawn_cluster_with(
+    n: usize,
+    broker: u16,
+    dir: &Path,
+    clock: &str,
+    rules: &Path,
+    env: &[(&str, &str)],
+) -> Vec<Citywatch> {
     let hosts = dir.join("hosts.txt");
     if !hosts.exists() {
         let lines: Vec<String> = (0..n)
@@ -100,7 +113,6 @@ fn spawn_cluster(n: usize, broker: u16, dir: &Path) -> Vec<Citywatch> {
         .lines()
         .map(|l| l.split("http://").nth(1).unwrap().parse().unwrap())
         .collect();
-    let rules = default_rules();
     let empty = dir.join("no-reference");
     std::fs::create_dir_all(&empty).unwrap();
     (0..n)
@@ -110,7 +122,7 @@ fn spawn_cluster(n: usize, broker: u16, dir: &Path) -> Vec<Citywatch> {
                 "--rules",
                 rules.to_str().unwrap(),
                 "--clock",
-                "event",
+                clock,
                 "--workers",
                 "1",
             ];
@@ -135,7 +147,7 @@ fn spawn_cluster(n: usize, broker: u16, dir: &Path) -> Vec<Citywatch> {
                 None,
                 &dir.join(format!("data-{i}")),
                 &args,
-                &[],
+                env,
             )
         })
         .collect()
@@ -400,45 +412,84 @@ async fn a_lost_process_ends_the_others_for_a_restart() {
     assert!(log.contains("the dataflow failed"), "{log}");
 }
 
-/// One-shot incidents among frames over 20 s of event time; process `killed` is killed with
-/// SIGKILL once the cluster has acknowledged 300 messages (the other then exits, 70), both
-/// start again: every alert journaled once (version 1: one notification per receiver), at its
-/// own time or, for a message the broker redelivered behind the restarted frontier, within
-/// the lateness of it.
+/// A gauge or counter of a process's `/metrics`.
+async fn metric(p: &Citywatch, name: &str) -> u64 {
+    p.metrics()
+        .await
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+/// 60 elevators' frames and 360 one-shot critical events, on the wall clock, with
+/// checkpoints every 200 ms: the first half is acknowledged and every process's replay mark
+/// has moved to a checkpoint the journal passed; then, with the second half under way,
+/// process `killed` is killed with SIGKILL (the other then exits, 70) and both start again.
+/// Every alert is journaled once (version 1: one notification per receiver), at its own time
+/// or, for a message the broker redelivered behind the restored checkpoint, within the
+/// lateness of it; every message is counted once (restored from the checkpoint both
+/// processes restored, the rest fed again from each one's log, redeliveries recognised).
 async fn a_process_killed_mid_stream(killed: usize) {
     let broker = Mosquitto::start();
     let dir = tempfile::tempdir().unwrap();
-    let mut cluster = spawn_cluster(2, broker.port, dir.path());
+    let env = [("CITYWATCH_CHECKPOINT_EVERY_MS", "200")];
+    let mut cluster =
+        spawn_cluster_with(2, broker.port, dir.path(), "wall", &default_rules(), &env);
     ready(&cluster).await;
-    let (messages, expected) = incidents(*T0, 2_000);
-    let publisher = tokio::spawn({
-        let port = broker.port;
-        async move { publish_all(port, "terminals", &messages).await }
-    });
+    let (messages, expected) = incidents(now_ms(), 200);
+    let published = messages.len() as i64;
+    let (first, rest) = messages.split_at(messages.len() / 2);
+    publish_all(broker.port, "terminals", first).await;
     let deadline = Instant::now() + Duration::from_secs(30);
-    while acked(&cluster).await < 300 {
+    loop {
+        let mut moved = 0;
+        for p in &cluster {
+            moved += usize::from(metric(p, "citywatch_input_log_replay_from").await > 0);
+        }
+        if acked(&cluster).await >= first.len() as u64 && moved == cluster.len() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the replay marks never moved");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let publisher = tokio::spawn({
+        let (port, rest) = (broker.port, rest.to_vec());
+        async move { publish_all(port, "terminals-2", &rest).await }
+    });
+    while acked(&cluster).await < first.len() as u64 + 120 {
         assert!(
             Instant::now() < deadline,
-            "the cluster acknowledges nothing"
+            "the cluster acknowledges no more"
         );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     cluster[killed].kill_9();
     assert_eq!(cluster[1 - killed].wait_code(), Some(70));
-    let cluster = spawn_cluster(2, broker.port, dir.path());
+    let cluster = spawn_cluster_with(2, broker.port, dir.path(), "wall", &default_rules(), &env);
     ready(&cluster).await;
     publisher.await.unwrap();
-    publish_all(broker.port, "devices-tail", &tail()).await;
+    let path = "/api/v1/alerts?rule=elevator.reported_critical&limit=1000";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cluster[0].get(path).await.as_array().map_or(0, Vec::len) < expected.len() {
+        assert!(Instant::now() < deadline, "alerts missing");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Past everything fed again and everything redelivered: a duplicate would show now.
+    let counters = cluster[0].counters_after(now_ms()).await;
+    assert_each_alert_once(&cluster[0].get(path).await, &expected, 2_000);
     let out = outcome(&cluster[0]).await;
-    let alerts = cluster[0]
-        .get("/api/v1/alerts?rule=elevator.reported_critical&limit=1000")
-        .await;
-    assert_each_alert_once(&alerts, &expected, 2_000);
     assert!(
         out.notifications.values().all(|&n| n == 1),
         "a notification sent twice: {:?}",
         out.notifications
     );
+    assert_eq!(messages_counted(&counters), published, "{counters}");
+    // Both processes restored the same checkpoint.
+    for p in &cluster {
+        let log = std::fs::read_to_string(&p.log).unwrap();
+        assert!(log.contains("restoring the dataflow's state"), "{log}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -449,4 +500,89 @@ async fn a_follower_killed_mid_stream_loses_no_alert_and_doubles_none() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_leader_killed_mid_stream_loses_no_alert_and_doubles_none() {
     a_process_killed_mid_stream(0).await;
+}
+
+/// The default pack and a rule with a short `for` (`test.stuck`).
+fn rules_with_stuck(dir: &Path) -> std::path::PathBuf {
+    let rules = dir.join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    for f in std::fs::read_dir(default_rules()).unwrap() {
+        let f = f.unwrap().path();
+        if f.extension().is_some_and(|e| e == "toml") {
+            std::fs::copy(&f, rules.join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    std::fs::write(rules.join("stuck.toml"), STUCK_RULE).unwrap();
+    rules
+}
+
+/// Waits until every logged message of every process is accounted for by a checkpoint: the
+/// state they made is in it, and a restart does not feed them again.
+async fn all_checkpointed(cluster: &[Citywatch]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut behind = 0;
+        for p in cluster {
+            let logged = metric(p, "citywatch_input_log_records_total").await;
+            behind += usize::from(metric(p, "citywatch_input_log_replay_from").await < logged);
+        }
+        if behind == 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the replay marks never came up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A car stuck for 3.5 s under a 6-s `for` and a camera beating, all of it in a checkpoint of
+/// both processes (the logs will not feed it again); process 1 killed, both started again, the
+/// car still stuck: `test.stuck` fires with its true since (the pending `for` came back from
+/// the checkpoints). Then a clean stop of both and a start: the camera, silent meanwhile but
+/// far from its 180 s, raised nothing (a stop fires no timer the clock has not reached).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_keeps_its_rules_state_across_a_kill_and_a_stop() {
+    let broker = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let rules = rules_with_stuck(dir.path());
+    let env = [("CITYWATCH_CHECKPOINT_EVERY_MS", "200")];
+    let spawn = || spawn_cluster_with(2, broker.port, dir.path(), "wall", &rules, &env);
+    let mut cluster = spawn();
+    ready(&cluster).await;
+    let t0 = now_ms();
+    let beat = msg(
+        "cw/v1/kitchen/K-S01/camera/C1/heartbeat",
+        format!("{{\"ts\":{t0},\"online\":true}}"),
+    );
+    let mut messages = vec![beat];
+    messages.extend((0..8u64).map(|i| stuck(t0 + i * 500)));
+    publish_all(broker.port, "terminal", &messages).await;
+    while acked(&cluster).await < messages.len() as u64 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    all_checkpointed(&cluster).await;
+    cluster[1].kill_9();
+    assert_eq!(cluster[0].wait_code(), Some(70));
+    let mut cluster = spawn();
+    ready(&cluster).await;
+    publish_all(broker.port, "terminal", &[stuck(now_ms().max(t0 + 6_500))]).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let alerts = loop {
+        let a = cluster[0].get("/api/v1/alerts").await;
+        if a.as_array().is_some_and(|a| !a.is_empty()) {
+            break a;
+        }
+        assert!(Instant::now() < deadline, "no alert");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let alerts = alerts.as_array().unwrap();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0]["rule"], "test.stuck");
+    assert_eq!(alerts[0]["since_ms"], t0 - t0 % 100 + 6000, "{alerts:?}");
+    stop_all(&mut cluster);
+    let mut cluster = spawn();
+    ready(&cluster).await;
+    let alerts = cluster[0].get("/api/v1/alerts").await;
+    let rules = rules_of(&alerts);
+    assert_eq!(rules, ["test.stuck"], "raised at the stop: {alerts}");
+    stop_all(&mut cluster);
 }

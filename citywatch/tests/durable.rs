@@ -144,13 +144,7 @@ async fn a_stop_mid_stream_loses_no_alert_and_doubles_none(
     // Counted once each: restored from the checkpoint, the rest fed again from the log, and
     // redeliveries recognised.
     let counters = cw.counters_after(now_ms()).await;
-    let counted: i64 = counters["messages"]["per_minute"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["count"].as_i64().unwrap())
-        .sum();
-    assert_eq!(counted, published, "{counters}");
+    assert_eq!(messages_counted(&counters), published, "{counters}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -171,29 +165,6 @@ async fn a_kill_late_in_a_stream_loses_no_alert_and_doubles_none() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clean_stop_mid_stream_loses_no_alert_and_doubles_none() {
     a_stop_mid_stream_loses_no_alert_and_doubles_none(300, Citywatch::stop, false).await;
-}
-
-/// A rule like the trapped-passenger one, with a `for` short enough for a test.
-const STUCK_RULE: &str = r#"
-[[rule]]
-id = "test.stuck"
-description = "Stopped outside the door zone with the doors closed, for 6 s"
-severity = "critical"
-stream = "elevator_status"
-mode = "state"
-filter = 'event.speed_mps < 0.05 && event.door == "closed" && !event.in_door_zone'
-clear_condition = 'event.in_door_zone && event.door == "open"'
-for = "6s"
-group_by = ["elevator_id"]
-"#;
-
-fn stuck(ts: u64) -> Message {
-    msg(
-        "cw/v1/elevator/E0007/status",
-        serde_json::json!({"ts": ts, "floor": 3, "in_door_zone": false, "speed_mps": 0.0,
-            "direction": "stop", "door": "closed", "occupied": true})
-        .to_string(),
-    )
 }
 
 /// A car stuck for ~3 s, then citywatch stopped by `stop` and started again, the car still

@@ -46,11 +46,6 @@ async fn an_incident_taken_just_before_a_clean_stop_is_journaled() {
         format!("{{\"ts\":{},\"code\":\"trapped\"}}", now_ms()),
     )
     .await;
-    let rules: Vec<&str> = alerts
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["rule"].as_str().unwrap())
-        .collect();
+    let rules = rules_of(&alerts);
     assert_eq!(rules, ["elevator.reported_critical"], "{alerts}");
 }

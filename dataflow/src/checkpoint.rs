@@ -14,23 +14,27 @@
 //! writes it durably ([`write`]). State stays bounded: one checkpoint in memory at a time,
 //! files older than the one the replay mark names are pruned.
 
+use crate::signals::{Signal, Signals};
 use bincode::Options;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 /// The format of a checkpoint file; a file of another format is not loaded. 2: the rules'
 /// groups keep their own timeline (clock, machines at the latest event, catch-up) and each
 /// firing episode how late it was known. 3: and what a group keeps to reorder after a gap.
-pub const FORMAT: u32 = 3;
+/// 4: the number of processes of the cluster that took it.
+pub const FORMAT: u32 = 4;
 const MAGIC: &[u8; 4] = b"CWCK";
 /// Magic, format, CRC-32 of the body.
 const HEAD: usize = 12;
 const NONE: u64 = u64::MAX;
+/// How far (in ticks) process 0 of a cluster lets the others' input run ahead of its own.
+const GRANT_AHEAD_TICKS: u64 = 10;
 
 /// The state of every operator at one frontier.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -39,6 +43,9 @@ pub struct Taken {
     pub at: u64,
     /// Timely workers of the process that took it (state is spread by worker).
     pub workers: usize,
+    /// Processes of the cluster that took it (1: a single process); state is spread by
+    /// worker across them.
+    pub processes: usize,
     /// Each operator's part, by (operator, worker), in the operator's own encoding.
     pub parts: BTreeMap<(String, usize), Vec<u8>>,
     /// How long the workers' input was held for it (not written).
@@ -145,6 +152,15 @@ pub fn prune(dir: &Path, at: u64) {
     });
 }
 
+/// Removes every checkpoint but the one at `keep` (at a start: the one restored).
+pub fn prune_except(dir: &Path, keep: Option<u64>) {
+    remove_where(dir, |name| {
+        name.strip_suffix(".ckpt")
+            .and_then(|t| t.parse::<u64>().ok())
+            .is_some_and(|t| Some(t) != keep)
+    });
+}
+
 /// Removes what a write cut short by a crash left behind (before any write starts).
 pub fn clear_unfinished(dir: &Path) {
     remove_where(dir, |name| name.ends_with(".ckpt.tmp"));
@@ -165,16 +181,51 @@ fn remove_where(dir: &Path, doomed: impl Fn(&str) -> bool) {
 /// Receives each complete checkpoint (to write it).
 pub type TakenFn = Box<dyn Fn(Taken) + Send + Sync>;
 
-/// The coordination of checkpoints among one process's workers, and the state restored.
+/// What a start may restore: the checkpoints this process holds that its replay mark names,
+/// newest first, and how to load the one chosen (with the cluster, in a cluster: the newest
+/// every process holds; none when there is none, and the state starts afresh).
+pub struct Restore {
+    pub candidates: Vec<u64>,
+    pub load: LoadFn,
+}
+
+/// Loads the checkpoint chosen at start (none: none is restored).
+pub type LoadFn = Box<dyn FnOnce(Option<u64>) -> Option<Taken> + Send>;
+
+impl Restore {
+    /// Restores `taken`, if any.
+    pub fn taken(taken: Option<Taken>) -> Restore {
+        Restore {
+            candidates: taken.iter().map(|t| t.at).collect(),
+            load: Box::new(move |_| taken),
+        }
+    }
+}
+
+/// The coordination of checkpoints among one process's workers (and, in a cluster, with the
+/// other processes through [`Signals`]), and the state restored.
 pub struct Checkpoints {
     workers: usize,
     tick_ms: u64,
     every: Duration,
-    restored: Option<Taken>,
+    candidates: Vec<u64>,
+    load: Mutex<Option<LoadFn>>,
+    restored: OnceLock<Option<Taken>>,
     /// The time asked for, [`NONE`] when none: read by every operator at every activation.
     asked: AtomicU64,
     coord: Mutex<Coord>,
     on_taken: TakenFn,
+    cluster: OnceLock<Cluster>,
+}
+
+/// This process's place in a cluster, for checkpoints (docs/cluster.md, "Checkpoints").
+struct Cluster {
+    process: usize,
+    processes: usize,
+    signals: Arc<Signals>,
+    /// Process 0: the furthest time it let the others' input go; the others: the furthest
+    /// time they may move their input to.
+    granted: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -189,35 +240,33 @@ struct Coord {
     /// The last checkpoint complete, and whether a stop asked for it.
     taken: Option<u64>,
     stopping: bool,
+    /// The checkpoint whose parts this process has all given.
+    given: Option<u64>,
+    /// In a cluster, process 0: which processes took each checkpoint asked for.
+    took: BTreeMap<u64, BTreeSet<usize>>,
+    /// In a cluster, at start: the checkpoints each process could restore.
+    holds: BTreeMap<usize, Vec<u64>>,
 }
 
 impl Checkpoints {
-    /// Checkpoints every `every` among `workers` workers, restoring `restored` (dropped, with a
-    /// warning, when it was taken with another number of workers: its state is spread by
-    /// worker). Each complete checkpoint goes to `on_taken`.
+    /// Checkpoints every `every` among `workers` workers, restoring one of `restore` (a
+    /// checkpoint taken with another number of workers or processes is dropped with a
+    /// warning: its state is spread by worker). Each complete checkpoint goes to `on_taken`.
     pub fn new(
         workers: usize,
         tick_ms: u64,
         every: Duration,
-        restored: Option<Taken>,
+        restore: Restore,
         on_taken: TakenFn,
     ) -> Arc<Checkpoints> {
-        let restored = restored.filter(|t| {
-            let same = t.workers == workers;
-            if !same {
-                tracing::warn!(
-                    taken_with = t.workers,
-                    workers,
-                    "checkpoint: taken with another number of workers; the state starts afresh"
-                );
-            }
-            same
-        });
         Arc::new(Checkpoints {
             workers,
             tick_ms: tick_ms.max(1),
             every,
-            restored,
+            candidates: restore.candidates,
+            load: Mutex::new(Some(restore.load)),
+            restored: OnceLock::new(),
+            cluster: OnceLock::new(),
             asked: AtomicU64::new(NONE),
             coord: Mutex::new(Coord {
                 epochs: vec![0; workers],
@@ -228,9 +277,65 @@ impl Checkpoints {
                 asked_when: Instant::now(),
                 taken: None,
                 stopping: false,
+                given: None,
+                took: BTreeMap::new(),
+                holds: BTreeMap::new(),
             }),
             on_taken,
         })
+    }
+
+    /// This process is `process` of a cluster of `processes`, which talk through `signals`.
+    pub fn join_cluster(&self, process: usize, processes: usize, signals: Arc<Signals>) {
+        let _ = self.cluster.set(Cluster {
+            process,
+            processes,
+            signals,
+            granted: AtomicU64::new(0),
+        });
+    }
+
+    fn processes(&self) -> usize {
+        self.cluster.get().map_or(1, |c| c.processes)
+    }
+
+    /// Chooses the checkpoint to restore and loads it (once per process; every worker calls
+    /// this before building its dataflow). Alone, the newest this process holds; in a cluster,
+    /// the newest every process holds: `holds` has what each said at start.
+    pub fn restore(&self, holds: &BTreeMap<usize, Vec<u64>>) {
+        self.restored.get_or_init(|| {
+            let chosen = match self.cluster.get() {
+                None => self.candidates.first().copied(),
+                Some(_) => newest_common(holds),
+            };
+            let load = self
+                .load
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            let taken = load.and_then(|l| l(chosen));
+            let taken = taken.filter(|t| self.fits(t));
+            if let (Some(c), Some(t)) = (self.cluster.get(), &taken) {
+                // The others may come as far as the restored time: every input starts there.
+                c.granted.store(t.at, Ordering::SeqCst);
+            }
+            taken
+        });
+    }
+
+    /// Whether `t` was taken by a cluster of this shape (state is spread by worker).
+    fn fits(&self, t: &Taken) -> bool {
+        let same = t.workers == self.workers && t.processes == self.processes();
+        if !same {
+            tracing::warn!(
+                taken_with_workers = t.workers,
+                taken_with_processes = t.processes,
+                workers = self.workers,
+                processes = self.processes(),
+                "checkpoint: taken with another number of workers or processes; the state starts afresh"
+            );
+        }
+        same
     }
 
     fn coord(&self) -> std::sync::MutexGuard<'_, Coord> {
@@ -239,7 +344,11 @@ impl Checkpoints {
 
     /// The frontier of the restored checkpoint: every worker's input starts there.
     pub fn restored_at(&self) -> Option<u64> {
-        self.restored.as_ref().map(|t| t.at)
+        self.restored_taken().map(|t| t.at)
+    }
+
+    fn restored_taken(&self) -> Option<&Taken> {
+        self.restored.get().and_then(Option::as_ref)
     }
 
     /// A worker has built its dataflow (every part it will give is expected).
@@ -247,11 +356,16 @@ impl Checkpoints {
         self.coord().ready += 1;
     }
 
-    /// Where worker `worker` may move its input, wanting `t`: not past a time asked for.
+    /// Where worker `worker` may move its input, wanting `t`: not past a time asked for, nor,
+    /// in a process of a cluster other than 0, past what process 0 granted.
     pub fn allow(&self, worker: usize, t: u64) -> u64 {
         let mut c = self.coord();
         let asked = self.asked.load(Ordering::SeqCst);
         let t = if asked == NONE { t } else { t.min(asked) };
+        let t = match self.cluster.get() {
+            Some(cl) if cl.process > 0 => t.min(cl.granted.load(Ordering::SeqCst)),
+            _ => t,
+        };
         if let Some(e) = c.epochs.get_mut(worker) {
             *e = (*e).max(t);
         }
@@ -272,16 +386,104 @@ impl Checkpoints {
         {
             return;
         }
-        let at = self.past_every_epoch(&c, 0);
+        // In a cluster, past every time granted to the others too, and asked of them before
+        // any grant reaches it.
+        let granted = self.cluster.get().map_or(0, |cl| {
+            let g = cl.granted.load(Ordering::SeqCst) + self.tick_ms;
+            g - g % self.tick_ms
+        });
+        let at = self.past_every_epoch(&c, granted);
         c.parts.clear();
         c.asked_when = Instant::now();
         self.asked.store(at, Ordering::SeqCst);
+        if let Some(cl) = self.cluster.get() {
+            cl.signals.send(Signal::Ask(at));
+        }
+    }
+
+    /// Process 0 of a cluster lets the others' input follow its own (one second ahead at
+    /// most), and no further than a checkpoint asked for until every process has taken it.
+    /// Worker 0 calls this as it goes.
+    pub fn grant(&self) {
+        let Some(cl) = self.cluster.get().filter(|cl| cl.process == 0) else {
+            return;
+        };
+        let ahead = {
+            let c = self.coord();
+            c.epochs.iter().copied().max().unwrap_or(0)
+        };
+        if ahead == 0 {
+            return;
+        }
+        let asked = self.asked.load(Ordering::SeqCst);
+        let g = (ahead + GRANT_AHEAD_TICKS * self.tick_ms).min(asked);
+        if g > cl.granted.load(Ordering::SeqCst) {
+            cl.granted.store(g, Ordering::SeqCst);
+            cl.signals.send(Signal::Grant(g));
+        }
+    }
+
+    /// What another process (or this one) said, as far as checkpoints are concerned.
+    pub fn hear(&self, signal: &Signal) {
+        let Some(cl) = self.cluster.get() else {
+            return;
+        };
+        match signal {
+            Signal::Ask(at) if cl.process > 0 => {
+                let mut c = self.coord();
+                c.parts.clear();
+                c.asked_when = Instant::now();
+                self.asked.store(*at, Ordering::SeqCst);
+            }
+            Signal::Grant(t) if cl.process > 0 => {
+                cl.granted.fetch_max(*t, Ordering::SeqCst);
+            }
+            Signal::Took { process, at } if cl.process == 0 => {
+                let mut c = self.coord();
+                let all = {
+                    let took = c.took.entry(*at).or_default();
+                    took.insert(*process);
+                    took.len() == cl.processes
+                };
+                if all && self.asked.load(Ordering::SeqCst) == *at {
+                    c.took.retain(|t, _| t > at);
+                    c.last = Instant::now();
+                    c.taken = Some(*at);
+                    self.asked.store(NONE, Ordering::SeqCst);
+                }
+            }
+            Signal::Holds { process, at } => {
+                self.coord().holds.insert(*process, at.clone());
+            }
+            _ => {}
+        }
+    }
+
+    /// In a cluster: what every process said it holds at start, once all have.
+    pub fn holds(&self) -> Option<BTreeMap<usize, Vec<u64>>> {
+        let c = self.coord();
+        (c.holds.len() >= self.processes()).then(|| c.holds.clone())
+    }
+
+    /// In a cluster: says what this process holds (its first worker, at start).
+    pub fn tell_holds(&self) {
+        if let Some(cl) = self.cluster.get() {
+            cl.signals.send(Signal::Holds {
+                process: cl.process,
+                at: self.candidates.clone(),
+            });
+        }
     }
 
     /// Asks for the last checkpoint before a stop, at `end` or later; the time asked. A
     /// periodic one still being taken becomes this one (moved to `end` if that is later: no
     /// operator is past the time it held, so each will see its frontier arrive at the new one).
     pub fn ask_final(&self, end: u64) -> u64 {
+        if self.cluster.get().is_some() {
+            // The processes of a cluster stop each on its own: the restart goes on from the
+            // last periodic checkpoint and the input logs after it.
+            return end;
+        }
         let mut c = self.coord();
         let asked = self.asked.load(Ordering::SeqCst);
         if c.stopping {
@@ -317,25 +519,48 @@ impl Checkpoints {
     fn deposit(&self, name: &str, worker: usize, at: u64, bytes: Vec<u8>) {
         let taken = {
             let mut c = self.coord();
-            if self.asked.load(Ordering::SeqCst) != at {
+            if self.asked.load(Ordering::SeqCst) != at || c.given == Some(at) {
                 return;
             }
             c.parts.insert((name.to_owned(), worker), bytes);
-            if c.parts.len() < c.expected.len() {
+            // Every worker must have built its dataflow (and so expect its parts) first.
+            if c.parts.len() < c.expected.len() || c.ready < self.workers {
                 return;
             }
-            c.last = Instant::now();
-            c.taken = Some(at);
-            self.asked.store(NONE, Ordering::SeqCst);
+            c.given = Some(at);
+            match self.cluster.get() {
+                // Process 0 holds its input until every process has taken its parts.
+                Some(cl) => cl.signals.send(Signal::Took {
+                    process: cl.process,
+                    at,
+                }),
+                None => c.taken = Some(at),
+            }
+            if self.cluster.get().is_none_or(|cl| cl.process > 0) {
+                c.last = Instant::now();
+                self.asked.store(NONE, Ordering::SeqCst);
+            }
             Taken {
                 at,
                 workers: self.workers,
+                processes: self.processes(),
                 parts: std::mem::take(&mut c.parts),
                 held: c.asked_when.elapsed(),
             }
         };
         (self.on_taken)(taken);
     }
+}
+
+/// The newest checkpoint every process holds.
+fn newest_common(holds: &BTreeMap<usize, Vec<u64>>) -> Option<u64> {
+    let mut each = holds.values();
+    let first: BTreeSet<u64> = each.next()?.iter().copied().collect();
+    each.fold(first, |common, h| {
+        common.into_iter().filter(|t| h.contains(t)).collect()
+    })
+    .last()
+    .copied()
 }
 
 /// One operator instance's share of the checkpoints: it gives its state when asked, and
@@ -357,12 +582,11 @@ impl Part {
 
     /// Whether a checkpoint is asked for at exactly `frontier` and this part is not in yet.
     pub fn due(&self, frontier: u64) -> bool {
-        self.ck.asked.load(Ordering::SeqCst) == frontier
-            && !self
-                .ck
-                .coord()
-                .parts
-                .contains_key(&(self.name.to_owned(), self.worker))
+        if self.ck.asked.load(Ordering::SeqCst) != frontier {
+            return false;
+        }
+        let c = self.ck.coord();
+        c.given != Some(frontier) && !c.parts.contains_key(&(self.name.to_owned(), self.worker))
     }
 
     /// Hands in this part's state at `at`.
@@ -373,7 +597,7 @@ impl Part {
     /// What the restored checkpoint holds for this part, and its time; none (with an error
     /// logged) when it does not decode.
     pub fn restored<T: DeserializeOwned>(&self) -> Option<(u64, T)> {
-        let taken = self.ck.restored.as_ref()?;
+        let taken = self.ck.restored_taken()?;
         let bytes = taken.parts.get(&(self.name.to_owned(), self.worker))?;
         match decode(bytes) {
             Ok(state) => Some((taken.at, state)),
@@ -396,6 +620,7 @@ mod tests {
         Taken {
             at: 12_300,
             workers: 1,
+            processes: 1,
             parts,
             held: Duration::ZERO,
         }
@@ -440,7 +665,7 @@ mod tests {
             2,
             100,
             Duration::ZERO,
-            None,
+            Restore::taken(None),
             Box::new(move |t| tx.lock().unwrap().send(t).unwrap()),
         );
         let (a, b) = (

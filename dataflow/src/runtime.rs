@@ -237,6 +237,11 @@ pub fn start(
         _ => timely::Config::process(workers),
     };
     let in_cluster = matches!(&config.cluster, Some(c) if c.processes() > 1);
+    if let (Some(ck), Some(s), Some(c)) = (&checkpoints, &signals, &config.cluster)
+        && in_cluster
+    {
+        ck.join_cluster(c.process, c.processes(), s.clone());
+    }
     // Blocks until every process of a cluster is connected.
     let guards = timely::execute(timely_config, move |worker| {
         let index = worker.index();
@@ -245,7 +250,10 @@ pub fn start(
         let peers = workers;
         let mut relay = signals
             .as_ref()
-            .map(|s| Relay::build(worker, s, local == 0));
+            .map(|s| Relay::build(worker, s, checkpoints.clone(), local == 0));
+        if let Some(ck) = &checkpoints {
+            restore(worker, ck, relay.as_mut(), local == 0);
+        }
         let mut source = sources(index, worker.peers());
         let timeouts = Timeouts {
             elevator_ms: config.elevator_offline_after_ms,
@@ -357,6 +365,7 @@ pub fn start(
             }
             if let Some(ck) = ck.as_ref().filter(|_| index == 0) {
                 ck.maybe_ask();
+                ck.grant();
             }
             if let Some(r) = relay.as_mut() {
                 r.pump();
@@ -433,18 +442,19 @@ pub fn start(
                     // run on this process's worker 0) and, with checkpoints, the last one is
                     // taken: the replay mark can then move to it. Bounded: a lost peer of a
                     // cluster must not hold the stop for ever.
+                    // In a cluster only process 0 publishes, and a stop takes no checkpoint
+                    // of its own (each process stops on its own).
+                    let publishes_here = index < workers;
                     let done = || {
                         !probe.less_than(&end)
-                            && (in_cluster
-                                || published(&stats, end, conditions_on)
-                                    && ck.as_ref().is_none_or(|c| c.is_taken(end)))
+                            && (!publishes_here || published(&stats, end, conditions_on))
+                            && (in_cluster || ck.as_ref().is_none_or(|c| c.is_taken(end)))
                     };
                     while !done() && began.elapsed() < patience * 3 {
                         worker.step_or_park(Some(Duration::from_millis(2)));
                     }
-                    if !in_cluster {
-                        closed.store(true, Ordering::SeqCst);
-                    }
+                    // What is not journaled by now the input log feeds again at the start.
+                    closed.store(true, Ordering::SeqCst);
                     break;
                 }
                 Pulled::Idle => {
@@ -473,6 +483,32 @@ pub fn start(
     })
     .map_err(RuntimeError::Timely)?;
     Ok(Running { guards, stop })
+}
+
+/// Restores the checkpoint this process (in a cluster: every process) holds, before the
+/// worker builds its dataflow: in a cluster the processes first tell each other what they
+/// hold, through the signals.
+fn restore(
+    worker: &mut timely::worker::Worker,
+    ck: &Checkpoints,
+    relay: Option<&mut Relay>,
+    first_here: bool,
+) {
+    let Some(relay) = relay else {
+        ck.restore(&Default::default());
+        return;
+    };
+    if first_here {
+        ck.tell_holds();
+    }
+    loop {
+        relay.pump();
+        if let Some(holds) = ck.holds() {
+            ck.restore(&holds);
+            return;
+        }
+        worker.step_or_park(Some(Duration::from_millis(10)));
+    }
 }
 
 /// Moves a worker's input to `t`, not past a checkpoint asked for; the time it moved to, if

@@ -9,6 +9,7 @@
 //! order they were sent. The dataflow's time never moves: signals act when they arrive, not at
 //! a frontier, and it holds nothing.
 
+use crate::checkpoint::Checkpoints;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use timely::dataflow::InputHandleVec;
@@ -17,10 +18,23 @@ use timely::dataflow::operators::vec::{Broadcast, Input as _};
 use timely::worker::Worker;
 
 /// What one process tells every process (itself included).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Signal {
     /// Process 0's alert journal holds every condition before this event time.
     Journaled(u64),
+    /// Process 0 asks every process for a checkpoint at this time.
+    Ask(u64),
+    /// Process 0 lets the others move their input up to this time.
+    Grant(u64),
+    /// A process has every part of its checkpoint at `at` (process 0 then lets the input go on).
+    Took { process: usize, at: u64 },
+    /// A process's checkpoint at `at` is on its disk.
+    Wrote { process: usize, at: u64 },
+    /// A process's replay mark on disk names its checkpoint at `at`.
+    Marked { process: usize, at: u64 },
+    /// At start: the checkpoints a process could restore (the cluster restores the newest
+    /// that every process holds).
+    Holds { process: usize, at: Vec<u64> },
 }
 
 /// Hears every signal of the cluster, on the process's first worker.
@@ -55,13 +69,22 @@ pub(crate) struct Relay {
 
 impl Relay {
     /// Builds the signals' dataflow on `worker`; `first_here`: the process's first worker.
-    pub(crate) fn build(worker: &mut Worker, signals: &Arc<Signals>, first_here: bool) -> Relay {
+    /// The checkpoints (if any) hear the signals first, then the process's listener.
+    pub(crate) fn build(
+        worker: &mut Worker,
+        signals: &Arc<Signals>,
+        checkpoints: Option<Arc<Checkpoints>>,
+        first_here: bool,
+    ) -> Relay {
         let heard = first_here.then(|| signals.clone());
         let input = worker.dataflow::<u64, _, _>(|scope| {
             let (input, stream) = scope.new_input::<Signal>();
             stream.broadcast().inspect(move |s| {
                 if let Some(h) = &heard {
-                    (h.listener)(*s);
+                    if let Some(ck) = &checkpoints {
+                        ck.hear(s);
+                    }
+                    (h.listener)(s.clone());
                 }
             });
             input
@@ -103,7 +126,7 @@ mod tests {
         signals.send(Signal::Journaled(7));
         let (s, h) = (signals.clone(), heard.clone());
         timely::execute(timely::Config::process(2), move |worker| {
-            let mut relay = Relay::build(worker, &s, worker.index() == 0);
+            let mut relay = Relay::build(worker, &s, None, worker.index() == 0);
             while h.lock().unwrap().len() < 2 {
                 relay.pump();
                 worker.step();

@@ -90,7 +90,7 @@ fn run(c: &City2, messages: Vec<Ingested>, restore: Option<Taken>, checkpoints: 
             100,
             // Periodic ones too, while the city runs.
             Duration::from_millis(20),
-            restore,
+            dataflow::checkpoint::Restore::taken(restore),
             Box::new(move |t| *taken.lock().unwrap() = Some(t)),
         )
     });

@@ -476,3 +476,47 @@ pub fn assert_each_alert_once(
     }
     assert_eq!(got, want);
 }
+
+/// A rule like the trapped-passenger one, with a `for` short enough for a test.
+pub const STUCK_RULE: &str = r#"
+[[rule]]
+id = "test.stuck"
+description = "Stopped outside the door zone with the doors closed, for 6 s"
+severity = "critical"
+stream = "elevator_status"
+mode = "state"
+filter = 'event.speed_mps < 0.05 && event.door == "closed" && !event.in_door_zone'
+clear_condition = 'event.in_door_zone && event.door == "open"'
+for = "6s"
+group_by = ["elevator_id"]
+"#;
+
+/// A frame of E0007 stopped between floors with its doors closed.
+pub fn stuck(ts: u64) -> Message {
+    msg(
+        "cw/v1/elevator/E0007/status",
+        serde_json::json!({"ts": ts, "floor": 3, "in_door_zone": false, "speed_mps": 0.0,
+            "direction": "stop", "door": "closed", "occupied": true})
+        .to_string(),
+    )
+}
+
+/// The messages the counters (`/api/v1/counters`) counted, over every stream and minute.
+pub fn messages_counted(counters: &serde_json::Value) -> i64 {
+    counters["messages"]["per_minute"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["count"].as_i64().unwrap())
+        .sum()
+}
+
+/// The rule of each alert of a list from `/api/v1/alerts`.
+pub fn rules_of(alerts: &serde_json::Value) -> Vec<&str> {
+    alerts
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["rule"].as_str().unwrap())
+        .collect()
+}

@@ -35,6 +35,10 @@ pub struct Mark {
     /// a restart does not replay them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skip: Vec<[u64; 2]>,
+    /// In a cluster with checkpoints: the mark of the checkpoint before, kept until every
+    /// process has moved past it (a restart of the cluster may have to go back to it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<Box<Mark>>,
 }
 
 impl Mark {
@@ -42,6 +46,44 @@ impl Mark {
     pub fn replays(&self, seq: u64) -> bool {
         let after = self.skip.partition_point(|[from, _]| *from <= seq);
         seq >= self.replay_from && (after == 0 || seq >= self.skip[after - 1][1])
+    }
+
+    /// Whether a restart from this mark or the previous one replays `seq`.
+    pub fn replays_any(&self, seq: u64) -> bool {
+        self.replays(seq) || self.previous.as_ref().is_some_and(|p| p.replays(seq))
+    }
+
+    /// The first message any restart from this mark or the previous one needs.
+    pub fn keep_from(&self) -> u64 {
+        self.previous
+            .as_ref()
+            .map_or(self.replay_from, |p| p.replay_from.min(self.replay_from))
+    }
+
+    /// The times of the checkpoints this mark and the previous one name, newest first.
+    pub fn checkpoints(&self) -> Vec<u64> {
+        [
+            Some(self.as_of_ms),
+            self.previous.as_ref().map(|p| p.as_of_ms),
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|t| *t > 0)
+        .collect()
+    }
+
+    /// The mark that names the checkpoint at `at` (this one or the previous).
+    pub fn naming(&self, at: u64) -> Option<Mark> {
+        if self.as_of_ms == at {
+            return Some(Mark {
+                previous: None,
+                ..self.clone()
+            });
+        }
+        self.previous
+            .as_deref()
+            .filter(|p| p.as_of_ms == at)
+            .cloned()
     }
 }
 
@@ -113,6 +155,42 @@ impl Ledger {
         }
     }
 
+    /// Goes by `mark` from now on (the one a start chose among those on disk): messages it
+    /// does not replay are accounted for, and it is written down at once.
+    pub fn adopt(&self, mark: Mark) {
+        {
+            let mut s = self.lock();
+            s.unplaced.retain(|seq| mark.replays(*seq));
+            s.placed.clear();
+            s.done = mark.skip.iter().map(|[a, b]| *a..*b).collect();
+            s.mark = mark.clone();
+            s.written = None;
+        }
+        self.write(mark);
+    }
+
+    /// Every condition before the checkpoint at `at` is journaled and every process of the
+    /// cluster has the checkpoint: moves the replay point there, keeping the mark before as
+    /// `previous`, and writes it down at once.
+    pub fn accounted_to_checkpoint(&self, at: u64) {
+        let before = {
+            let s = self.lock();
+            Mark {
+                previous: None,
+                ..s.mark.clone()
+            }
+        };
+        self.accounted(at);
+        let mark = {
+            let mut s = self.lock();
+            if before.as_of_ms > 0 && before.as_of_ms < s.mark.as_of_ms {
+                s.mark.previous = Some(Box::new(before));
+            }
+            s.mark.clone()
+        };
+        self.write(mark);
+    }
+
     /// Every condition before `as_of` is journaled: moves the replay point, and writes it down
     /// now and then.
     pub fn accounted(&self, as_of: u64) {
@@ -134,10 +212,12 @@ impl Ledger {
             if replay_from > 0 {
                 s.done.remove(0..replay_from);
             }
+            let previous = s.mark.previous.take();
             s.mark = Mark {
                 replay_from,
                 as_of_ms: as_of.max(s.mark.as_of_ms),
                 skip: s.done.iter().map(|r| [r.start, r.end]).collect(),
+                previous,
             };
             match &s.written {
                 Some((m, at)) if *m == s.mark || at.elapsed() < WRITE_EVERY => return,
@@ -167,17 +247,22 @@ impl Ledger {
         self.lock().mark.replay_from
     }
 
+    /// The first message a restart by the mark on disk could need: the log keeps it and
+    /// everything after.
+    pub fn keep_from(&self) -> u64 {
+        self.written().keep_from()
+    }
+
     /// Written whole or not at all, and synced: it must never claim more than the journal
     /// holds, and a lost write only means a longer replay.
     fn write(&self, mark: Mark) {
         let _one = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
         // A newer mark may have been written meanwhile: never write an older one over it.
-        if self
-            .lock()
-            .written
-            .as_ref()
-            .is_some_and(|(m, _)| m.replay_from > mark.replay_from || m.as_of_ms > mark.as_of_ms)
-        {
+        if self.lock().written.as_ref().is_some_and(|(m, _)| {
+            m.replay_from > mark.replay_from
+                || m.as_of_ms > mark.as_of_ms
+                || (m.replay_from == mark.replay_from && m.as_of_ms == mark.as_of_ms && *m == mark)
+        }) {
             return;
         }
         let tmp = self.path.with_extension("json.tmp");
@@ -241,7 +326,7 @@ mod tests {
             Mark {
                 replay_from: 5,
                 as_of_ms: 1000,
-                skip: Vec::new(),
+                ..Mark::default()
             }
         );
     }
@@ -259,5 +344,35 @@ mod tests {
         l.placed(&[(0, 20_000)]);
         l.accounted(20_001);
         assert_eq!(l.replay_from(), 2);
+    }
+
+    #[test]
+    fn a_move_to_a_checkpoint_keeps_the_one_before_until_the_next() {
+        let (_d, l) = ledger();
+        for seq in 0..6 {
+            l.logged(seq);
+        }
+        l.placed(&[(0, 100), (1, 100), (2, 300), (3, 300), (4, 500)]);
+        l.accounted_to_checkpoint(200);
+        l.accounted_to_checkpoint(400);
+        let on_disk = Ledger::read_mark(&l.path);
+        assert_eq!((on_disk.replay_from, on_disk.as_of_ms), (4, 400));
+        assert_eq!(on_disk.checkpoints(), [400, 200]);
+        assert_eq!(
+            on_disk.keep_from(),
+            2,
+            "the checkpoint at 200 needs 2 and 3 again"
+        );
+        let back = on_disk.naming(200).unwrap();
+        assert!(back.replays(2) && back.replays(3) && !back.replays(1));
+        assert!(on_disk.replays_any(2) && !on_disk.replays_any(1));
+        l.accounted_to_checkpoint(600);
+        let on_disk = Ledger::read_mark(&l.path);
+        assert_eq!(on_disk.checkpoints(), [600, 400], "one before, not two");
+        assert_eq!(on_disk.replay_from, 5, "5 is not handed yet");
+        // A start that chose the checkpoint at 400 goes by its mark: 4 is to be fed again.
+        l.adopt(on_disk.naming(400).unwrap());
+        assert_eq!(l.replay_from(), 4);
+        assert_eq!(Ledger::read_mark(&l.path).checkpoints(), [400]);
     }
 }

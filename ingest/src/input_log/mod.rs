@@ -278,7 +278,7 @@ fn segments(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
 /// A damaged tail is cut off (a write the crash interrupted was never acknowledged);
 /// segments wholly before `replay_from` are deleted.
 fn recover(dir: &Path, mark: &Mark) -> std::io::Result<(Vec<Record>, u64)> {
-    let replay_from = mark.replay_from;
+    let replay_from = mark.keep_from();
     let all = segments(dir)?;
     let mut replay = Vec::new();
     let mut next = 0;
@@ -289,7 +289,7 @@ fn recover(dir: &Path, mark: &Mark) -> std::io::Result<(Vec<Record>, u64)> {
             continue;
         }
         let file = std::fs::File::open(path)?;
-        let scanned = record::read_all(std::io::BufReader::new(file), |s| mark.replays(s))?;
+        let scanned = record::read_all(std::io::BufReader::new(file), |s| mark.replays_any(s))?;
         if scanned.damaged {
             tracing::warn!(path = %path.display(), good_bytes = scanned.good_len, "input log: cutting a torn or damaged tail");
             std::fs::OpenOptions::new()
@@ -415,7 +415,9 @@ impl Writer {
             Ok(f) => self.file = (f, next, 0),
             Err(e) => tracing::warn!(error = %e, "input log: cannot start a new segment"),
         }
-        let from = self.ledger.replay_from();
+        // What the mark on disk needs, not the newer one in memory: a crash now restarts by
+        // the one on disk.
+        let from = self.ledger.keep_from();
         if let Ok(all) = segments(&self.dir) {
             for w in all.windows(2) {
                 if w[1].0 <= from {
@@ -550,8 +552,7 @@ mod tests {
         }
         let mark = Mark {
             replay_from: 25,
-            as_of_ms: 0,
-            skip: Vec::new(),
+            ..Mark::default()
         };
         std::fs::write(
             dir.path().join("mark.json"),
