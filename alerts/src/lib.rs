@@ -17,6 +17,7 @@
 //! - [`ack_signature`]: units' answers over MQTT are signed; checking them.
 //! - [`push`]: the MQTT connection for push notifications and the units' acks.
 //! - [`service`]: [`Alerts`], tying them together for the binary and the API.
+//! - [`stage`]: the bounded queue and thread between the dataflow and the journal.
 
 pub mod ack_signature;
 pub mod deliver;
@@ -27,6 +28,7 @@ pub mod policy;
 pub mod push;
 pub mod routing;
 pub mod service;
+pub mod stage;
 
 pub use journal::{
     AlertFilter, AlertRow, EscalationRow, NotificationRow, Overview, SilenceRow, TransitionRow,
@@ -38,6 +40,7 @@ pub use service::{
     AlertDetail, Alerts, AlertsStats, Clock, EvidenceFn, LabelsFn, NewSilence, Options,
     UnitAckError,
 };
+pub use stage::{QueueStats, Stage};
 
 /// Why the alert store could not be used.
 #[derive(Debug, thiserror::Error)]

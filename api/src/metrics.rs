@@ -171,6 +171,10 @@ pub fn render(s: &AppState) -> String {
     );
     o.sample("citywatch_ingest_backpressure_seconds_total", &[], secs);
 
+    if let Some(q) = &s.alerts_queue {
+        alerts_queue(&mut o, q);
+    }
+
     o.family(
         "citywatch_mqtt_connection_state",
         "gauge",
@@ -439,4 +443,33 @@ fn input_log(o: &mut Out, log: &ingest::input_log::LogStats, ledger: &ingest::in
         "The input log's first message a restart would feed again (all before it are journaled).",
     );
     o.sample("citywatch_input_log_replay_from", &[], ledger.replay_from());
+}
+
+/// The queue between the dataflow and the alerts' journal.
+fn alerts_queue(o: &mut Out, q: &alerts::QueueStats) {
+    o.family(
+        "citywatch_alerts_queue",
+        "gauge",
+        "Condition snapshots waiting between the dataflow and the alert journal.",
+    );
+    o.sample("citywatch_alerts_queue", &[], q.depth());
+    o.family(
+        "citywatch_alerts_queue_capacity",
+        "gauge",
+        "Capacity of the alerts queue.",
+    );
+    o.sample("citywatch_alerts_queue_capacity", &[], q.capacity());
+    let (waits, secs) = q.waits();
+    o.family(
+        "citywatch_alerts_backpressure_waits_total",
+        "counter",
+        "Times the dataflow waited for room in a full alerts queue.",
+    );
+    o.sample("citywatch_alerts_backpressure_waits_total", &[], waits);
+    o.family(
+        "citywatch_alerts_backpressure_seconds_total",
+        "counter",
+        "Time the dataflow spent waiting for room in the alerts queue.",
+    );
+    o.sample("citywatch_alerts_backpressure_seconds_total", &[], secs);
 }

@@ -24,6 +24,8 @@ pub struct AppState {
     pub rules: Arc<RuleManager>,
     /// Alerts and notifications (with `--rules`).
     pub alerts: Option<Arc<alerts::Alerts>>,
+    /// The queue between the dataflow and the alerts' journal (with alerts).
+    pub alerts_queue: Option<Arc<alerts::QueueStats>>,
     /// Tokens and roles for writes.
     pub auth: Arc<crate::auth::Auth>,
     /// The reference data in force (the district map draws it), and the way to change it.

@@ -13,6 +13,9 @@ const HTTP_DRAIN: Duration = Duration::from_secs(2);
 
 /// How long shutdown waits for the last acknowledgements.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Condition snapshots that may wait for the alert journal: one per tick (100 ms), so about
+/// six seconds of a journal that has stalled before the dataflow waits for it.
+const ALERTS_QUEUE: usize = 64;
 
 /// What `citywatch demo` adds to `run`: a simulated district publishing to the broker.
 pub struct Demo {
@@ -285,6 +288,15 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
         }
         _ => publish,
     };
+    // With alerts, the journal has a thread of its own behind a bounded queue: the dataflow
+    // never waits on the disk under it, unless the queue is full.
+    let alerts_stage = alerts
+        .as_ref()
+        .map(|_| alerts::Stage::start(ALERTS_QUEUE, publish_conditions.clone()));
+    let publish_conditions = match &alerts_stage {
+        Some(stage) => stage.sender(),
+        None => publish_conditions,
+    };
     let outputs = dataflow::Outputs {
         snapshots: publish,
         series,
@@ -328,6 +340,7 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
         conditions,
         rules: rule_manager.clone(),
         alerts: alerts.clone(),
+        alerts_queue: alerts_stage.as_ref().map(|s| s.stats()),
         auth: Arc::new(api::auth::Auth::new(settings.auth, &settings.data_dir)),
         reference: Arc::new(api::reference::ReferenceManager::new(
             reference.clone(),
@@ -434,6 +447,10 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
         }
     } else {
         joined.await.context("joining the dataflow")?;
+    }
+    // The last snapshots are journaled before the replay mark is written for the last time.
+    if let Some(stage) = &alerts_stage {
+        stage.finish();
     }
     ingest.finish(DRAIN_TIMEOUT).await;
     if let Some(c) = &checkpoints {

@@ -441,6 +441,15 @@ async fn rules_change_at_run_time_through_the_api_and_the_files() {
         text.contains("citywatch_rules_interpreted{rule=\"t.stranger\"} 1")
     })
     .await;
+    // The alerts' journal has a queue of its own, empty while the journal keeps up.
+    let text = cw.metrics().await;
+    for line in [
+        "citywatch_alerts_queue 0",
+        "citywatch_alerts_queue_capacity 64",
+        "citywatch_alerts_backpressure_waits_total 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} not in:\n{text}");
+    }
     std::fs::write(rules_dir.join("c.toml"), "[[rule]]\nid = \"broken\"\n").unwrap();
     let log = cw.log.clone();
     wait_for("the invalid file to be reported", async || {
