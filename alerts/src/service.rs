@@ -333,9 +333,10 @@ impl Alerts {
     /// Journals the condition changes of a snapshot as alert transitions, each with its
     /// notifications, in one transaction; then wakes the delivery. Alerts inherited from
     /// before a restart whose condition has not re-derived are resolved once the dataflow is
-    /// far enough past the restart.
+    /// far enough past the restart. Each change is judged by the rule set the snapshot says
+    /// it was computed under; `rules` serves where the snapshot does not say.
     pub fn apply(&self, c: &ConditionsSnapshot, rules: &[rules::Rule]) -> Result<(), AlertsError> {
-        let stale = self.stale_inherited(c, rules);
+        let stale = self.stale_inherited(c, c.latest_rules().unwrap_or(rules));
         if c.changes.is_empty() && stale.is_empty() {
             return Ok(());
         }
@@ -343,7 +344,10 @@ impl Alerts {
             for (active, started, at) in &c.changes {
                 let id = fingerprint(&active.rule, &active.group);
                 if *started {
-                    if let Some(rule) = rules.iter().find(|r| r.id == active.rule) {
+                    // The rule as it was when the change was computed (a change through the
+                    // API reaches the dataflow at its frontier, later than `rules`).
+                    let under = c.rules_at(*at).unwrap_or(rules);
+                    if let Some(rule) = under.iter().find(|r| r.id == active.rule) {
                         ctx.open(rule, active, *at)?;
                     }
                 } else if let Some(mut a) = journal::alert(ctx.tx, &id)?

@@ -118,6 +118,7 @@ fn change(rule: &str, group: &str, started: bool, at: u64) -> ConditionsSnapshot
         as_of: at + 1,
         active: Default::default(),
         changes: vec![(active, started, at)],
+        ..ConditionsSnapshot::default()
     }
 }
 
@@ -638,6 +639,7 @@ fn after_a_restart_a_re_derived_condition_continues_and_a_stale_one_resolves() {
         as_of: t1 + 61_000,
         active: snapshot.active.clone(),
         changes: vec![],
+        ..ConditionsSnapshot::default()
     };
     reopened.apply(&later, &r).unwrap();
     let j = reopened.journal();
@@ -946,6 +948,7 @@ fn an_episode_found_inside_a_late_backlog_is_journaled_fired_and_resolved_with_h
         as_of: T0 + 2,
         active: Default::default(),
         changes: vec![(active.clone(), true, T0), (active, false, T0 + 1)],
+        ..ConditionsSnapshot::default()
     };
     s.alerts.apply(&snapshot, &rules()).unwrap();
     let a = s.alert("e.trapped", "E1");
@@ -996,4 +999,28 @@ fn the_stalls_on_hold_are_the_residue_fails_firing_now() {
             .residue_failed_today,
         2
     );
+}
+
+#[test]
+fn an_alert_is_opened_under_the_rule_set_its_change_was_computed_under() {
+    let s = Setup::new(nowhere());
+    // The rule was made `minor` and then deleted through the API meanwhile: the changes
+    // computed before either reached the dataflow still open under the version in force then.
+    let before = Arc::new(rules());
+    let mut minor = rules();
+    minor[0].severity = rules::Severity::Minor;
+    let minor = Arc::new(minor);
+    let mut snapshot = change("e.trapped", "E1", true, T0);
+    snapshot.changes.push((
+        Active {
+            group: "E2".into(),
+            ..snapshot.changes[0].0.clone()
+        },
+        true,
+        T0 + 500,
+    ));
+    snapshot.rules = vec![(0, before), (T0 + 500, minor)];
+    s.alerts.apply(&snapshot, &[]).unwrap();
+    assert_eq!(s.alert("e.trapped", "E1").severity, "critical");
+    assert_eq!(s.alert("e.trapped", "E2").severity, "minor");
 }

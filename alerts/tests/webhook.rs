@@ -66,6 +66,7 @@ fn change(started: bool, at: u64) -> ConditionsSnapshot {
         as_of: at + 1,
         active: Default::default(),
         changes: vec![(active, started, at)],
+        ..ConditionsSnapshot::default()
     }
 }
 

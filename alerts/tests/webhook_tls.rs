@@ -105,6 +105,7 @@ fn firing() -> ConditionsSnapshot {
         as_of: T0 + 1,
         active: Default::default(),
         changes: vec![(active, true, T0)],
+        ..ConditionsSnapshot::default()
     }
 }
 

@@ -263,7 +263,8 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
             let manager = rule_manager.clone();
             Arc::new(move |c: dataflow::ConditionsSnapshot| {
                 if !c.changes.is_empty() {
-                    let rules = manager.current();
+                    let current = manager.current();
+                    let rules = c.latest_rules().unwrap_or(&current);
                     let severity = |id: &str| {
                         rules
                             .iter()

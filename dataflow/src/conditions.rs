@@ -34,14 +34,109 @@ pub struct Active {
 }
 
 /// Every active condition, complete for event times before `as_of`.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct ConditionsSnapshot {
     pub as_of: u64,
     pub active: BTreeMap<(String, String), Active>,
     /// What changed since the previous snapshot, in time order: the condition, whether it
     /// started (else stopped), and when.
     pub changes: Vec<(Active, bool, u64)>,
+    /// The rule sets in force over these changes, oldest first, each from its activation
+    /// time: a change at `t` was computed under the last one activated at or before `t`
+    /// (empty where the dataflow does not say, as in offline runs).
+    pub rules: Vec<(u64, Arc<Vec<rules::Rule>>)>,
+}
+
+impl ConditionsSnapshot {
+    /// The rule set a change at `t` was computed under, if the snapshot says.
+    pub fn rules_at(&self, t: u64) -> Option<&[rules::Rule]> {
+        self.rules
+            .iter()
+            .rev()
+            .find(|(from, _)| *from <= t)
+            .or(self.rules.first())
+            .map(|(_, r)| r.as_slice())
+    }
+
+    /// The newest rule set of the snapshot, if it says.
+    pub fn latest_rules(&self) -> Option<&[rules::Rule]> {
+        self.rules.last().map(|(_, r)| r.as_slice())
+    }
+}
+
+/// The rule sets the dataflow put in force, by activation time, kept only as long as a
+/// snapshot can still have changes computed under them (worker 0 keeps it).
+#[derive(Default)]
+pub struct RuleVersions(std::sync::Mutex<Vec<(u64, Arc<Vec<rules::Rule>>)>>);
+
+impl RuleVersions {
+    /// `rules` in force from `activation` on.
+    pub fn activate(&self, activation: u64, rules: Arc<Vec<rules::Rule>>) {
+        self.lock().push((activation, rules));
+    }
+
+    /// The versions a snapshot closed at `as_of` may need, and forgets those no later one
+    /// will (its changes are all at `as_of` or later).
+    pub fn for_snapshot(&self, as_of: u64) -> Vec<(u64, Arc<Vec<rules::Rule>>)> {
+        let mut v = self.lock();
+        let out = v.clone();
+        let still = v.iter().rposition(|(from, _)| *from <= as_of).unwrap_or(0);
+        v.drain(..still);
+        out
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(u64, Arc<Vec<rules::Rule>>)>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// Receives each conditions snapshot.
 pub type ConditionsFn = Arc<dyn Fn(ConditionsSnapshot) + Send + Sync>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(id: &str) -> Arc<Vec<rules::Rule>> {
+        let text = format!(
+            "[[rule]]\nid = \"{id}\"\nseverity = \"minor\"\nstream = \"elevator_event\"\nfilter = 'true'\ngroup_by = [\"elevator_id\"]\n"
+        );
+        Arc::new(rules::load_str("r.toml", &text).unwrap())
+    }
+
+    fn ids(s: &ConditionsSnapshot, t: u64) -> String {
+        s.rules_at(t).unwrap()[0].id.clone()
+    }
+
+    #[test]
+    fn a_snapshot_names_the_rule_set_each_change_was_computed_under() {
+        let v = RuleVersions::default();
+        v.activate(0, set("a"));
+        v.activate(1_000, set("b"));
+        let first = ConditionsSnapshot {
+            as_of: 1_500,
+            rules: v.for_snapshot(1_500),
+            ..ConditionsSnapshot::default()
+        };
+        assert_eq!(
+            (ids(&first, 999), ids(&first, 1_000)),
+            ("a".into(), "b".into())
+        );
+        v.activate(2_000, set("c"));
+        // No later change is before 1 500: the set of 0 is no longer needed.
+        let second = ConditionsSnapshot {
+            as_of: 2_500,
+            rules: v.for_snapshot(2_500),
+            ..ConditionsSnapshot::default()
+        };
+        assert_eq!(second.rules.len(), 2);
+        assert_eq!(
+            (ids(&second, 1_600), ids(&second, 2_100)),
+            ("b".into(), "c".into())
+        );
+        assert_eq!(second.latest_rules().unwrap()[0].id, "c");
+        assert!(ConditionsSnapshot::default().rules_at(5).is_none());
+    }
+}

@@ -3,7 +3,7 @@
 
 use crate::build::{Built, Inputs, Plan, Timeouts, build};
 use crate::checkpoint::{Checkpoints, Part};
-use crate::conditions::ConditionsFn;
+use crate::conditions::{ConditionsFn, RuleVersions};
 use crate::counters::{Counter, minute_of};
 use crate::feed::{ClockMode, Frontier, Ingested, Pulled, Source};
 use crate::operators::PublishConditions;
@@ -197,12 +197,17 @@ pub fn start(
     // every scheduled retraction and timer (window ends, liveness timeouts, absence clocks)
     // at once: those are not published.
     let closed = Arc::new(AtomicBool::new(false));
+    // The rule sets worker 0 puts in force: each snapshot says which its changes were
+    // computed under, so that alerts use exactly those.
+    let versions = Arc::new(RuleVersions::default());
+    versions.activate(0, rules.initial.clone());
     // A stop waits until the conditions at its end are handed on (journaled, with alerts).
     let publish_conditions = publish_conditions.map(|p| {
-        let (closed, stats) = (closed.clone(), stats.clone());
-        Arc::new(move |c: crate::ConditionsSnapshot| {
+        let (closed, stats, versions) = (closed.clone(), stats.clone(), versions.clone());
+        Arc::new(move |mut c: crate::ConditionsSnapshot| {
             if !closed.load(Ordering::SeqCst) {
                 let as_of = c.as_of;
+                c.rules = versions.for_snapshot(as_of);
                 p(c);
                 stats.set_conditions_as_of(as_of);
             }
@@ -390,6 +395,7 @@ pub fn start(
                 // In force from the current input time: events at or after it are judged
                 // by the new set; conditions of changed rules stop there.
                 inputs.set_rules(frontier.epoch(), &next, &current_rules, &current_reference);
+                versions.activate(frontier.epoch(), next.clone());
                 tracing::info!(
                     rules = next.len(),
                     at = frontier.epoch(),

@@ -111,6 +111,7 @@ fn snapshot(ids: impl Iterator<Item = u64>, started: bool, at: u64) -> Condition
                 (a, started, at)
             })
             .collect(),
+        ..ConditionsSnapshot::default()
     }
 }
 
