@@ -142,6 +142,18 @@ fn run(s: &Scenario, interpret: bool) -> Vec<Update> {
     })
 }
 
+/// The recorded updates of seed `seed`: one JSON line per `(condition, time, diff)`.
+fn recorded_path(seed: u64) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/golden/seed-{seed}.jsonl"))
+}
+
+fn to_lines(updates: &[Update]) -> String {
+    updates
+        .iter()
+        .map(|u| serde_json::to_string(u).unwrap() + "\n")
+        .collect()
+}
+
 #[test]
 fn compiled_rules_judge_simulated_cities_as_the_interpreter_does() {
     for seed in [1, 2, 3] {
@@ -155,5 +167,9 @@ fn compiled_rules_judge_simulated_cities_as_the_interpreter_does() {
             interpreted.len()
         );
         assert_eq!(compiled, interpreted, "seed {seed}");
+        if std::env::var_os("CITYWATCH_BLESS_GOLDEN").is_some() {
+            std::fs::create_dir_all(recorded_path(seed).parent().unwrap()).unwrap();
+            std::fs::write(recorded_path(seed), to_lines(&interpreted)).unwrap();
+        }
     }
 }
