@@ -73,9 +73,6 @@ enum Command {
     Replay {
         /// The recording.
         file: PathBuf,
-        /// Judge rules with cel-interpreter instead of compiled expressions (to compare).
-        #[arg(long)]
-        interpret_rules: bool,
         #[command(flatten)]
         args: settings::RunArgs,
     },
@@ -239,14 +236,10 @@ fn main() -> anyhow::Result<()> {
             logging::init(logging::LogFormat::Text);
             block_on(bench::run(args))
         }
-        Command::Replay {
-            file,
-            interpret_rules,
-            args,
-        } => {
+        Command::Replay { file, args } => {
             let settings = settings::Settings::load(&args)?;
             logging::init(settings.log_format);
-            replay::replay(&file, settings, interpret_rules)
+            replay::replay(&file, settings)
         }
     }
 }

@@ -10,11 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-pub fn replay(
-    file: &std::path::Path,
-    mut settings: Settings,
-    interpret_rules: bool,
-) -> anyhow::Result<()> {
+pub fn replay(file: &std::path::Path, mut settings: Settings) -> anyhow::Result<()> {
     let (lines_rx, lines) = read_lines(file)?;
     settings.clock = ClockMode::Event;
     let reference = Arc::new(settings.reference()?);
@@ -40,10 +36,7 @@ pub fn replay(
     let stats = Arc::new(Stats::default());
     let start = Instant::now();
     let running = dataflow::start(
-        dataflow::DataflowConfig {
-            interpret_rules,
-            ..settings.dataflow_config()
-        },
+        settings.dataflow_config(),
         reference,
         dataflow::RuleFeed {
             initial: rules.clone(),

@@ -91,9 +91,6 @@ pub struct Inputs {
     pub registrations: InputHandleVec<u64, Observation>,
     /// Versions of the rule set (worker 0 sends them; every worker gets them).
     pub rule_versions: InputHandleVec<u64, RuleSetVersion>,
-    /// Rule-set versions sent through [`Inputs::set_rules`] and [`Inputs::set_reference`] are
-    /// judged by the interpreter ([`crate::DataflowConfig::interpret_rules`]).
-    pub interpret_rules: bool,
 }
 
 impl Inputs {
@@ -133,7 +130,7 @@ impl Inputs {
     ) {
         let activation = activation.max(*self.rule_versions.time());
         self.rule_versions
-            .send(RuleSetVersion::of(activation, rules).interpreted(self.interpret_rules));
+            .send(RuleSetVersion::of(activation, rules));
         for rule in rules {
             let unchanged = before
                 .iter()
@@ -229,11 +226,8 @@ impl Inputs {
                 });
             }
         }
-        self.rule_versions.send(
-            RuleSetVersion::of(activation, rules)
-                .with_reference(after)
-                .interpreted(self.interpret_rules),
-        );
+        self.rule_versions
+            .send(RuleSetVersion::of(activation, rules).with_reference(after));
     }
 
     /// Loads the registries of `reference` at the current time.
@@ -648,7 +642,6 @@ pub fn build<'scope>(scope: Scope<'scope, u64>, plan: &Plan) -> Built<'scope> {
         merchants: merchants_in,
         registrations: registrations_in,
         rule_versions: rule_versions_in,
-        interpret_rules: false,
     };
     Built {
         inputs,

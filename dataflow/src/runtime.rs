@@ -57,10 +57,6 @@ pub struct DataflowConfig {
     pub batch: usize,
     /// This process's place in a cluster of processes (none: one process).
     pub cluster: Option<ClusterConfig>,
-    /// Judge rules with cel-interpreter instead of compiled expressions: the path the
-    /// compiled one replaced, kept to hold the two equal (`dataflow/tests/golden.rs`) and to
-    /// measure them side by side (`citywatch replay --interpret-rules`).
-    pub interpret_rules: bool,
 }
 
 /// A timely cluster: every process runs `workers` threads; records cross processes over TCP.
@@ -96,7 +92,6 @@ impl Default for DataflowConfig {
             reorder_events: 120,
             batch: 4096,
             cluster: None,
-            interpret_rules: false,
         }
     }
 }
@@ -315,14 +310,12 @@ pub fn start(
             );
             (inputs, probe)
         });
-        inputs.interpret_rules = config.interpret_rules;
         let mut current_rules = rules.initial.clone();
         let mut current_reference = reference.clone();
         if index == 0 {
             inputs.load_reference(&reference);
             if rules.is_on() || in_cluster {
-                let first = crate::operators::conditions::RuleSetVersion::of(0, &current_rules)
-                    .interpreted(config.interpret_rules);
+                let first = crate::operators::conditions::RuleSetVersion::of(0, &current_rules);
                 // In a cluster every process judges by process 0's reference data,
                 // whatever its own files say.
                 let first = if in_cluster {

@@ -159,10 +159,6 @@ pub struct RuleSetVersion {
     /// New reference data from `activation` on (none: the previous version's).
     #[serde(default)]
     pub reference: Option<Arc<Reference>>,
-    /// Judge every expression with cel-interpreter instead of compiling it (the golden test
-    /// holds the two paths equal; `DataflowConfig::interpret_rules`).
-    #[serde(default)]
-    pub interpret: bool,
 }
 
 impl RuleSetVersion {
@@ -175,14 +171,7 @@ impl RuleSetVersion {
                 .map(|r| (r.origin.clone(), r.source.clone()))
                 .collect(),
             reference: None,
-            interpret: false,
         }
-    }
-
-    /// The same, judged by the interpreter when `yes`.
-    pub fn interpreted(mut self, yes: bool) -> RuleSetVersion {
-        self.interpret = yes;
-        self
     }
 
     /// The same, with `reference` in force from `activation` too.
@@ -231,7 +220,7 @@ impl RuleSet {
                             }
                         }
                     }
-                    let programs = Programs::of(&rule, v.interpret);
+                    let programs = Programs::of(&rule);
                     if programs.interpreted() > 0 {
                         tracing::info!(rule = %rule.id, expressions = programs.interpreted(), "rule: judged by the interpreter (docs/rules.md, \"Compiled expressions\")");
                     }

@@ -30,11 +30,8 @@ pub(crate) struct Programs {
 }
 
 impl Programs {
-    /// Compiles `rule`'s expressions; with `interpret`, none (the interpreter judges all).
-    pub fn of(rule: &Rule, interpret: bool) -> Programs {
-        if interpret {
-            return Programs::default();
-        }
+    /// Compiles `rule`'s expressions.
+    pub fn of(rule: &Rule) -> Programs {
         let compile = |e: Option<&Expr>| e.map(|e| Program::compile(&e.source));
         let (clear, registry_filter) = match &rule.kind {
             Kind::State { clear } => (clear.as_ref(), None),
