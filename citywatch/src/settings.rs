@@ -424,6 +424,12 @@ impl Settings {
         let s: Settings = fig.extract().context("invalid settings")?;
         anyhow::ensure!(s.workers >= 1, "workers must be at least 1");
         anyhow::ensure!(s.tick_ms >= 1, "tick_ms must be at least 1");
+        // An episode found inside a late backlog stops a millisecond after it starts; a
+        // checkpoint (at a multiple of the tick) must never fall between the two.
+        anyhow::ensure!(
+            s.tick_ms >= 2 || s.checkpoint_every_ms == 0,
+            "tick_ms must be at least 2 with checkpoints on (checkpoint_every_ms > 0)"
+        );
         anyhow::ensure!(s.processes >= 1, "processes must be at least 1");
         anyhow::ensure!(
             s.mqtt_tls_client_cert.is_some() == s.mqtt_tls_client_key.is_some(),
@@ -649,6 +655,26 @@ mod tests {
         })
         .unwrap_err();
         assert!(format!("{err:#}").contains("htpp"), "{err:#}");
+    }
+
+    #[test]
+    fn a_one_millisecond_tick_needs_checkpoints_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let load = |text: &str| {
+            let path = dir.path().join("c.toml");
+            std::fs::write(&path, text).unwrap();
+            Settings::load(&RunArgs {
+                config: Some(path),
+                ..Default::default()
+            })
+        };
+        let err = load("tick_ms = 1\n").unwrap_err();
+        assert!(
+            format!("{err:#}").contains("tick_ms must be at least 2"),
+            "{err:#}"
+        );
+        assert!(load("tick_ms = 1\ncheckpoint_every_ms = 0\n").is_ok());
+        assert!(load("tick_ms = 2\n").is_ok());
     }
 
     #[test]
