@@ -456,20 +456,48 @@ pub(crate) async fn rules_validate(
     })
 }
 
-/// `PUT /api/v1/rules/{id}`: adds or replaces one rule, given as a rule file holding exactly
-/// that rule. It is in force from the dataflow's current frontier; an invalid rule changes
-/// nothing.
-#[utoipa::path(put, path = "/api/v1/rules/{id}", tag = "rules", params(("id" = String, Path, description = "Rule id")),
+/// A change made against the version of the rule the client read: refused (409) if another
+/// change came first, so that two operators editing one rule cannot lose one's edit.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct Expected {
+    /// The rule's version as last read (`GET /api/v1/rules/{id}`); 0: the rule must not
+    /// exist yet. Without it, the change is made whatever the version.
+    version: Option<u64>,
+}
+
+/// Refuses a change made against another version than the one in force (under the rules'
+/// edit lock: nothing can come between the check and the change).
+fn expect_version(
+    s: &AppState,
+    id: &str,
+    current: &[rules::Rule],
+    expected: &Expected,
+) -> Result<(), ApiError> {
+    let now = s.rules.version_of(id, current);
+    match expected.version {
+        Some(v) if v != now => Err(ApiError::conflict(format!(
+            "rule {id:?} is at version {now}, not {v}: changed meanwhile; read it again"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// `PUT /api/v1/rules/{id}?version=`: adds or replaces one rule, given as a rule file holding
+/// exactly that rule. It is in force from the dataflow's current frontier; an invalid rule
+/// changes nothing.
+#[utoipa::path(put, path = "/api/v1/rules/{id}", tag = "rules", params(("id" = String, Path, description = "Rule id"), Expected),
     request_body(content = String, content_type = "text/plain", description = "A rule file holding exactly this rule"),
     security(("token" = ["admin"])),
     responses((status = 200, description = "Replaced", body = RuleView), (status = 201, description = "Added", body = RuleView),
         (status = 400, description = "Invalid rule, or not exactly this one rule", body = Validation), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 413, body = ErrorBody),
-        (status = 409, description = "Rules cannot change (--rules none)", body = ErrorBody)))]
+        (status = 409, description = "Rules cannot change (--rules none), or the rule is not at the version given", body = ErrorBody)))]
 pub(crate) async fn rule_put(
     State(s): State<AppState>,
     caller: Caller,
     axum::extract::Path(id): axum::extract::Path<String>,
+    expected: Result<axum::extract::Query<Expected>, axum::extract::rejection::QueryRejection>,
     body: Result<String, axum::extract::rejection::StringRejection>,
 ) -> Result<(StatusCode, Json<RuleView>), Response> {
     let by = caller
@@ -494,6 +522,7 @@ pub(crate) async fn rule_put(
             message,
         }])
     };
+    let axum::extract::Query(expected) = expected.map_err(|r| problem(r.body_text()))?;
     let body = body.map_err(|r| match r.status() {
         StatusCode::PAYLOAD_TOO_LARGE => {
             ApiError::rejected(r.status(), r.body_text()).into_response()
@@ -511,6 +540,7 @@ pub(crate) async fn rule_put(
     let change = s
         .rules
         .edit(&id, &by, |current| {
+            expect_version(&s, &id, current, &expected)?;
             // A changed rule keeps its place; a new one goes last.
             let mut next = current.to_vec();
             let change = match next.iter().position(|r| r.id == id) {
@@ -538,13 +568,16 @@ pub(crate) async fn rule_put(
 }
 
 /// `DELETE /api/v1/rules/{id}`.
-#[utoipa::path(delete, path = "/api/v1/rules/{id}", tag = "rules", params(("id" = String, Path, description = "Rule id")),
+#[utoipa::path(delete, path = "/api/v1/rules/{id}", tag = "rules", params(("id" = String, Path, description = "Rule id"), Expected),
     security(("token" = ["admin"])),
-    responses((status = 204, description = "Removed"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 204, description = "Removed"), (status = 400, description = "A version that is not a number", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "Rules cannot change, or the rule is not at the version given", body = ErrorBody)))]
 pub(crate) async fn rule_delete(
     State(s): State<AppState>,
     caller: Caller,
     axum::extract::Path(id): axum::extract::Path<String>,
+    ApiQuery(expected): ApiQuery<Expected>,
 ) -> Result<StatusCode, ApiError> {
     let by = caller.require(&s.auth, Need::Admin, None)?;
     s.rules
@@ -552,6 +585,7 @@ pub(crate) async fn rule_delete(
             if !current.iter().any(|r| r.id == id) {
                 return Err(ApiError::not_found(format!("no rule {id:?}")));
             }
+            expect_version(&s, &id, current, &expected)?;
             let next = current.iter().filter(|r| r.id != id).cloned().collect();
             Ok((next, "deleted"))
         })?
@@ -568,14 +602,16 @@ pub(crate) struct Enabled {
 
 /// `PUT /api/v1/rules/{id}/enabled` with `{"enabled": false}`: switches a rule off (its
 /// conditions resolve) or on again, keeping its definition.
-#[utoipa::path(put, path = "/api/v1/rules/{id}/enabled", tag = "rules", params(("id" = String, Path, description = "Rule id")),
+#[utoipa::path(put, path = "/api/v1/rules/{id}/enabled", tag = "rules", params(("id" = String, Path, description = "Rule id"), Expected),
     request_body = Enabled, security(("token" = ["admin"])),
     responses((status = 200, body = RuleView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "Rules cannot change, or the rule is not at the version given", body = ErrorBody)))]
 pub(crate) async fn rule_enable(
     State(s): State<AppState>,
     caller: Caller,
     axum::extract::Path(id): axum::extract::Path<String>,
+    ApiQuery(expected): ApiQuery<Expected>,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<RuleView>, ApiError> {
     let body = body.map_err(|r| ApiError::rejected(r.status(), r.body_text()))?;
@@ -594,6 +630,7 @@ pub(crate) async fn rule_enable(
                 .iter_mut()
                 .find(|r| r.id == id)
                 .ok_or_else(|| ApiError::not_found(format!("no rule {id:?}")))?;
+            expect_version(&s, &id, current, &expected)?;
             rule.enabled = enabled;
             view = Some(rule_view(rule));
             Ok((next, if enabled { "enabled" } else { "disabled" }))

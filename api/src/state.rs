@@ -144,6 +144,15 @@ impl RuleManager {
         Ok(())
     }
 
+    /// The version of rule `id` among `current` (the rules in force): 0 when it is not among
+    /// them, else its latest recorded version (1 when none is recorded).
+    pub fn version_of(&self, id: &str, current: &[rules::Rule]) -> u64 {
+        if !current.iter().any(|r| r.id == id) {
+            return 0;
+        }
+        self.history(id).last().map_or(1, |v| u64::from(v.version))
+    }
+
     /// Every recorded version of rule `id`, oldest first (none when changes are not kept).
     pub fn history(&self, id: &str) -> Vec<crate::kept_rules::RuleVersion> {
         self.kept

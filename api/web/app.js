@@ -519,6 +519,8 @@ async function editRule(id, source, result) {
     const rule = await get(`/api/v1/rules/${encodeURIComponent(id)}`);
     source.value = rule.toml;
     source.dataset.ruleId = id;
+    // Applied against this version: a change someone made meanwhile is not overwritten.
+    source.dataset.ruleVersion = rule.version;
     result.replaceChildren(h("p", { class: "muted" },
       `${id} · ${t("version")} ${rule.version}` + (rule.changed_by ? ` · ${rule.changed_by}` : "")));
     source.focus();
@@ -557,8 +559,10 @@ async function applyRule(source, result) {
     return;
   }
   const id = v.rules[0];
+  const against = source.dataset.ruleId === id && source.dataset.ruleVersion
+    ? `?version=${encodeURIComponent(source.dataset.ruleVersion)}` : "";
   try {
-    const r = await fetch(`/api/v1/rules/${encodeURIComponent(id)}`, { method: "PUT", body: source.value,
+    const r = await fetch(`/api/v1/rules/${encodeURIComponent(id)}${against}`, { method: "PUT", body: source.value,
       headers: { Authorization: "Bearer " + token() } });
     const answer = await r.json();
     if (!r.ok) {
@@ -567,7 +571,10 @@ async function applyRule(source, result) {
     }
     const rule = await get(`/api/v1/rules/${encodeURIComponent(id)}`);
     await renderRules();
-    $("#rule-source").value = source.value;
+    const fresh = $("#rule-source");
+    fresh.value = source.value;
+    fresh.dataset.ruleId = id;
+    fresh.dataset.ruleVersion = rule.version;
     $("#rule-result").replaceChildren(h("p", { class: "good", id: "rule-applied" },
       `${t("applied")}: ${id} · ${t("version")} ${rule.version}`));
   } catch (e) {

@@ -541,14 +541,37 @@ async fn rules_changed_through_the_api_last_across_restarts_until_the_files_chan
         .as_str()
         .unwrap()
         .replace("severity = \"major\"", "severity = \"critical\"");
-    let put = client
-        .put(cw.url("/api/v1/rules/t.smoke"))
+    // Made against the version read (2): applied. A second edit made against the same
+    // version, as by another operator who read it at the same time, is refused and changes
+    // nothing; so is creating (version 0) a rule that exists, or deleting an older version.
+    let put_against = async |version: u64, body: String| {
+        client
+            .put(cw.url(&format!("/api/v1/rules/t.smoke?version={version}")))
+            .bearer_auth(&admin)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    };
+    assert_eq!(put_against(2, edited.clone()).await.status(), 200);
+    let stale = put_against(2, edited.replace("critical", "minor")).await;
+    assert_eq!(stale.status(), 409);
+    let why: Value = stale.json().await.unwrap();
+    assert!(
+        why["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("is at version 3, not 2"),
+        "{why}"
+    );
+    assert_eq!(put_against(0, edited).await.status(), 409);
+    let delete_stale = client
+        .delete(cw.url("/api/v1/rules/t.smoke?version=2"))
         .bearer_auth(&admin)
-        .body(edited)
         .send()
         .await
         .unwrap();
-    assert_eq!(put.status(), 200);
+    assert_eq!(delete_stale.status(), 409);
     let history = cw.get("/api/v1/rules/t.smoke/history").await;
     let seen: Vec<(u64, &str)> = history
         .as_array()
