@@ -10,23 +10,24 @@
 //! ```
 //! Only changes enter differential collections: liveness emits transitions, sales become
 //! one update per (market, minute) per batch after `consolidate_stream`, and every windowed
-//! update is paired with its retraction so state stays bounded.
+//! update is paired with its retraction so state stays bounded. Each domain's operators are
+//! in `crate::domains` (elevators, cameras, markets, complaints); this module makes the
+//! inputs, splits the events among the domains, builds the rules over all of them, and
+//! gathers the counters and time series.
 
 use crate::checkpoint::Part;
 use crate::conditions::Condition;
-use crate::counters::{Counter, minute_of};
+use crate::counters::Counter;
+use crate::domains;
+use crate::operators::ReorderLimits;
 use crate::operators::conditions::{
     Batch, Conditions, Observation, RefValues, RuleSetVersion, What, observe,
 };
-use crate::operators::{Liveness, ReorderLimits, Tumbling};
-use crate::series::{ELEVATOR_WINDOW_MS, FrameSummary, MINUTE_MS, Series};
-use differential_dataflow::AsCollection;
+use crate::series::Series;
 use differential_dataflow::VecCollection;
 use differential_dataflow::input::{Input as _, InputSession};
-use model::time::{DAY_MS, local_day};
-use model::{Envelope, Event, Id, Stream};
+use model::{Envelope, Id, Stream};
 use rules::Rule;
-use std::rc::Rc;
 use std::sync::Arc;
 use timely::dataflow::operators::Concat;
 use timely::dataflow::operators::vec::Broadcast;
@@ -36,14 +37,10 @@ use timely::dataflow::{InputHandleVec, Scope, StreamVec};
 /// How long per-minute counters are kept after their minute ends.
 pub const MINUTE_RETENTION_MS: u64 = 61 * 60_000;
 
-/// How long a complaint id (and its decision) is remembered: for duplicate detection, open
-/// complaints and the on-time rate.
-pub const COMPLAINT_ID_RETENTION_MS: u64 = 90 * DAY_MS;
-
-/// A complaint is accepted or rejected within 7 working days of receipt (SAMR measures, art. 14).
-pub const COMPLAINT_DECISION_WORKING_DAYS: u32 = 7;
-/// A report is decided within 15 working days of receipt.
-pub const REPORT_DECISION_WORKING_DAYS: u32 = 15;
+pub use crate::domains::complaints::{
+    COMPLAINT_DECISION_WORKING_DAYS, COMPLAINT_ID_RETENTION_MS, REPORT_DECISION_WORKING_DAYS,
+    UNROUTED_OFFICE,
+};
 
 /// Liveness timeouts, event-time ms.
 #[derive(Debug, Clone, Copy)]
@@ -251,9 +248,6 @@ impl Inputs {
     }
 }
 
-/// Office name for complaints whose merchant is not registered.
-pub const UNROUTED_OFFICE: &str = "unrouted";
-
 /// What to build.
 #[derive(Clone)]
 pub struct Plan {
@@ -280,21 +274,6 @@ pub struct Built<'scope> {
     pub counters: VecCollection<'scope, u64, Counter, isize>,
     /// Closed time-series windows, when asked for.
     pub series: Option<StreamVec<'scope, u64, Series>>,
-}
-
-/// What routing a complaint reads from the reference data.
-struct Routing {
-    calendar: model::time::WorkCalendar,
-    places: crate::reference::Jurisdictions,
-}
-
-impl Routing {
-    fn of(r: &crate::reference::Reference) -> Routing {
-        Routing {
-            calendar: r.calendar(),
-            places: r.jurisdictions(),
-        }
-    }
 }
 
 /// Builds the dataflow in `scope`; the time-series operators only when `series` is set.
@@ -346,221 +325,24 @@ pub fn build<'scope>(scope: Scope<'scope, u64>, plan: &Plan) -> Built<'scope> {
     let mut next = || parts.next().expect("seven partitions");
     let (frames, camera_events, sales, complaints, statuses, residues) =
         (next(), next(), next(), next(), next(), next());
+    let frames = domains::elevators::frames(frames);
 
-    // Elevators: online per district, and online but unregistered.
-    let frames = frames.flat_map(|(event, t)| match event {
-        Event::ElevatorStatus { elevator_id, frame } => {
-            Some((elevator_id, t, FrameSummary::of(&frame)))
-        }
-        _ => None,
-    });
-    let online_elevators = frames
-        .clone()
-        .map(|(id, t, _)| (id, t, true))
-        .liveness(timeouts.elevator_ms, part("liveness/elevators"));
-    let registered_ids = elevators.clone().map(|(id, _)| id).distinct();
-    let elevators_online = online_elevators.clone().map(|id| (id, ())).join_map(
-        elevators.clone(),
-        |_, (), district| Counter::ElevatorsOnline {
-            district: district.clone(),
-        },
+    let [
+        elevators_registered,
+        elevators_online,
+        elevators_unregistered,
+    ] = domains::elevators::counters(frames.clone(), elevators, timeouts.elevator_ms, &part);
+    let [cameras_registered, cameras_online] = domains::cameras::counters(
+        camera_events.clone(),
+        cameras,
+        kitchens,
+        timeouts.camera_ms,
+        &part,
     );
-    let elevators_unregistered = online_elevators
-        .map(|id| (id, ()))
-        .antijoin(registered_ids)
-        .map(|_| Counter::ElevatorsUnregisteredOnline);
-    let elevators_registered =
-        elevators.map(|(_, district)| Counter::ElevatorsRegistered { district });
-
-    // Cameras: registered and online per venue type.
-    let online_cameras = camera_events
-        .clone()
-        .flat_map(|(event, t)| match event {
-            Event::Heartbeat {
-                kitchen_id,
-                camera_id,
-                heartbeat,
-            } => Some(((kitchen_id, camera_id), t, heartbeat.online)),
-            Event::Detection {
-                kitchen_id,
-                camera_id,
-                ..
-            } => Some(((kitchen_id, camera_id), t, true)),
-            _ => None,
-        })
-        .liveness(timeouts.camera_ms, part("liveness/cameras"));
-    let camera_venue = cameras.join_map(kitchens, |kitchen, camera, venue| {
-        ((kitchen.clone(), camera.clone()), venue.clone())
-    });
-    let cameras_registered = camera_venue
-        .clone()
-        .map(|(_, venue_type)| Counter::CamerasRegistered { venue_type });
-    let cameras_online =
-        online_cameras
-            .map(|key| (key, ()))
-            .join_map(camera_venue, |_, (), venue| Counter::CamerasOnline {
-                venue_type: venue.clone(),
-            });
-
-    // Markets: turnover (fen) and sales per market per minute, each retracted after retention.
-    let market_minutes = sales
-        .clone()
-        .flat_map(|(event, t)| {
-            let Event::Sale {
-                market_id, sale, ..
-            } = event
-            else {
-                return Vec::new();
-            };
-            let minute = minute_of(sale.ts.unwrap_or(t));
-            let fen = (sale.total * 100.0).round() as isize;
-            let turnover = Counter::MarketTurnoverFen {
-                market: market_id.clone(),
-                minute,
-            };
-            let count = Counter::MarketSales {
-                market: market_id,
-                minute,
-            };
-            let until = count.retracted_at().unwrap_or(t).max(t);
-            vec![
-                (turnover.clone(), t, fen),
-                (turnover, until, -fen),
-                (count.clone(), t, 1),
-                (count, until, -1),
-            ]
-        })
-        .as_collection();
-
-    // Markets: residue tests per market per local day, by result, retracted two days later.
-    let residue_days = residues
-        .flat_map(|(event, t)| {
-            let Event::Residue { market_id, test } = event else {
-                return Vec::new();
-            };
-            let day = local_day(test.ts.unwrap_or(t));
-            let tests = Counter::ResidueTests {
-                market: market_id,
-                day,
-                failed: test.outcome() == model::ResidueResult::Fail,
-            };
-            let until = tests.retracted_at().unwrap_or(t).max(t);
-            vec![(tests.clone(), t, 1), (tests, until, -1)]
-        })
-        .as_collection();
-
-    // Complaints: the first occurrence of each id counts; repeats are duplicates. Each carries
-    // when its decision is due (7 working days for a complaint, 15 for a report) and the office
-    // of the jurisdiction its place lies in, if it has one.
-    // Routed by the calendar and jurisdictions in force at the complaint's time, so every
-    // worker of every process routes it alike.
-    let complaint_ids = crate::operators::versioned::at_version(
-        complaints,
-        versions.clone(),
-        "RouteComplaints",
-        Rc::new(Routing::of(&plan.reference)),
-        |v, _| v.reference.as_ref().map(|r| Rc::new(Routing::of(r))),
-        |routing, event, t, out| {
-            let Event::ComplaintNew { complaint } = event else {
-                return;
-            };
-            let ts = complaint.ts.unwrap_or(t);
-            let limit = match complaint.kind {
-                model::ComplaintKind::Report => REPORT_DECISION_WORKING_DAYS,
-                _ => COMPLAINT_DECISION_WORKING_DAYS,
-            };
-            let due = routing.calendar.working_days_after(ts, limit);
-            let merchant = complaint.merchant_id.unwrap_or_default();
-            let place = match (complaint.lat, complaint.lon) {
-                (Some(lat), Some(lon)) => routing.places.office_at(lat, lon).cloned(),
-                _ => None,
-            };
-            let rec = (
-                complaint.complaint_id,
-                (local_day(ts), merchant, due, place.unwrap_or_default()),
-            );
-            out.push((rec.clone(), t, 1));
-            out.push((rec, t + COMPLAINT_ID_RETENTION_MS, -1));
-        },
-    )
-    .as_collection();
-    let first = complaint_ids
-        .clone()
-        .reduce(|_id, input, output| output.push((input[0].0.clone(), 1)));
-    // Each complaint's office (DOMAIN.md): the jurisdiction its place lies in; else its
-    // merchant's registered office; else `unrouted`.
-    let by_place = first
-        .clone()
-        .flat_map(|(id, (_, _, _, place))| (!place.is_empty()).then_some((id, place)));
-    let by_merchant = first
-        .clone()
-        .filter(|(_, (_, _, _, place))| place.is_empty())
-        .map(|(id, (_, merchant, _, _))| (merchant, id));
-    let known_merchants = merchants.clone().map(|(m, _)| m).distinct();
-    let office_of = by_place
-        .concat(
-            by_merchant
-                .clone()
-                .join_map(merchants.clone(), |_, id, office| {
-                    (id.clone(), office.clone())
-                }),
-        )
-        .concat(
-            by_merchant
-                .antijoin(known_merchants)
-                .map(|(_, id)| (id, Id::from(UNROUTED_OFFICE))),
-        );
-    let received = first
-        .clone()
-        .map(|(id, (day, _, _, _))| (id, day))
-        .join_map(office_of.clone(), |_, day, office| {
-            Counter::ComplaintsReceived {
-                office: office.clone(),
-                day: *day,
-            }
-        });
-    // The first status of a complaint is its decision (accepted, rejected, or straight into
-    // mediation or closed).
-    let decided = statuses
-        .flat_map(|(event, t)| {
-            let Event::ComplaintStatus {
-                complaint_id,
-                update,
-            } = event
-            else {
-                return Vec::new();
-            };
-            let rec = (complaint_id, update.ts.unwrap_or(t));
-            vec![
-                (rec.clone(), t, 1),
-                (rec, t + COMPLAINT_ID_RETENTION_MS, -1),
-            ]
-        })
-        .as_collection()
-        .reduce(|_id, input, output| output.push((*input[0].0, 1)));
-    let decisions = first
-        .clone()
-        .join_map(decided.clone(), |id, (_, _, due, _), at| {
-            (id.clone(), *at <= *due)
-        })
-        .join_map(office_of.clone(), |_, on_time, office| {
-            Counter::ComplaintsDecided {
-                office: office.clone(),
-                on_time: *on_time,
-            }
-        });
-    let open = first
-        .clone()
-        .antijoin(decided.map(|(id, _)| id))
-        .map(|(id, _)| (id, ()))
-        .join_map(office_of, |_, (), office| Counter::ComplaintsOpen {
-            office: office.clone(),
-        });
-    let duplicates = complaint_ids
-        .map(|(_, (day, _, _, _))| day)
-        .concat(first.map(|(_, (day, _, _, _))| day).negate())
-        .map(|day| Counter::ComplaintDuplicates { day });
-
+    let market_minutes = domains::markets::minutes(sales.clone());
+    let residue_days = domains::markets::residue_days(residues);
+    let [received, duplicates, decisions, open] =
+        domains::complaints::counters(complaints, statuses, versions, merchants, &plan.reference);
     let counters = differential_dataflow::collection::concatenate(
         scope,
         [
@@ -581,56 +363,9 @@ pub fn build<'scope>(scope: Scope<'scope, u64>, plan: &Plan) -> Built<'scope> {
     .consolidate_stream();
 
     let series = series.then(|| {
-        let elevators = frames
-            .tumbling(ELEVATOR_WINDOW_MS, part("series/elevators"))
-            .map(|(elevator_id, start_ms, window)| Series::Elevator {
-                elevator_id,
-                start_ms,
-                window,
-            });
-        let goods = sales
-            .flat_map(|(event, t)| match event {
-                Event::Sale {
-                    market_id, sale, ..
-                } => Some((
-                    (market_id, sale.goods_code),
-                    t,
-                    ((sale.total * 100.0).round() as i64, sale.unit_price),
-                )),
-                _ => None,
-            })
-            .tumbling(MINUTE_MS, part("series/market_goods"))
-            .map(
-                |((market_id, goods_code), start_ms, window)| Series::MarketGoods {
-                    market_id,
-                    goods_code,
-                    start_ms,
-                    window,
-                },
-            );
-        let detections = camera_events
-            .flat_map(|(event, t)| match event {
-                Event::Detection {
-                    kitchen_id,
-                    detection,
-                    ..
-                } => Some((
-                    (kitchen_id, Id::from(detection.kind.as_str())),
-                    t,
-                    detection.confidence,
-                )),
-                _ => None,
-            })
-            .tumbling(MINUTE_MS, part("series/kitchen_detections"))
-            .map(
-                |((kitchen_id, kind), start_ms, window)| Series::KitchenDetections {
-                    kitchen_id,
-                    kind,
-                    start_ms,
-                    window,
-                },
-            );
-        elevators.concat(goods).concat(detections)
+        domains::elevators::series(frames, &part)
+            .concat(domains::markets::series(sales, &part))
+            .concat(domains::cameras::series(camera_events, &part))
     });
 
     let inputs = Inputs {

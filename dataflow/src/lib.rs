@@ -24,6 +24,7 @@ pub mod build;
 pub mod checkpoint;
 pub mod conditions;
 pub mod counters;
+mod domains;
 pub mod feed;
 pub mod offline;
 pub mod operators;
