@@ -307,15 +307,18 @@ fn evaluate(
                 worker.step();
             }
         }
-        let mut all: Vec<(Condition, u64, isize)> = seen
-            .borrow()
-            .iter()
-            .filter(|u| u.1 < until)
-            .cloned()
-            .collect();
-        consolidate_updates(&mut all);
-        all
+        closed_before(&seen.borrow(), until)
     })
+}
+
+/// The updates before `until`, consolidated: what a run closed at `until` tells.
+pub fn closed_before<D: Ord + Clone>(
+    updates: &[(D, u64, isize)],
+    until: u64,
+) -> Vec<(D, u64, isize)> {
+    let mut all: Vec<(D, u64, isize)> = updates.iter().filter(|u| u.1 < until).cloned().collect();
+    consolidate_updates(&mut all);
+    all
 }
 
 fn intervals(mut updates: Vec<(Condition, u64, isize)>, start: u64) -> Vec<Interval> {

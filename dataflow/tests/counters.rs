@@ -52,14 +52,7 @@ fn run(
         while probe.less_than(&until) {
             worker.step();
         }
-        let mut all: Vec<Update> = seen
-            .borrow()
-            .iter()
-            .filter(|u| u.1 < until)
-            .cloned()
-            .collect();
-        consolidate_updates(&mut all);
-        all
+        dataflow::offline::closed_before(&seen.borrow(), until)
     })
 }
 

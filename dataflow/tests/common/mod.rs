@@ -5,7 +5,6 @@
 use dataflow::Condition;
 use dataflow::build::{Built, Plan, Timeouts, build};
 use dataflow::reference::Reference;
-use differential_dataflow::consolidation::consolidate_updates;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -74,14 +73,7 @@ pub fn finish(
     while probe.less_than(&until) {
         worker.step();
     }
-    let mut all: Vec<Update> = seen
-        .borrow()
-        .iter()
-        .filter(|u| u.1 < until)
-        .cloned()
-        .collect();
-    consolidate_updates(&mut all);
-    all
+    dataflow::offline::closed_before(&seen.borrow(), until)
 }
 
 /// A simulated city of `size`: the city, and its reference data as a start loads it.
