@@ -7,7 +7,9 @@
 //!
 //! # Layout
 //! - [`state`]: what the handlers read ([`AppState`]).
-//! - [`routes`]: the handlers (counters, dead letters, conditions, rules, health).
+//! - [`routes`]: the router and the handlers of the live views (counters, dead letters,
+//!   conditions, map, tiles) and the probes; `routes/rules.rs` the rules (list, whole rule,
+//!   history, validate, change under a version check), `routes/tokens.rs` tokens and `me`.
 //! - [`alerts`]: the alert handlers (actions, silences, notifications, stream).
 //! - [`complaints`]: complaints and reports with their time limits in working days.
 //! - [`holds`]: goods off sale after a failed residue test, with the tests behind them.

@@ -126,7 +126,7 @@ mod tests {
     fn routed() -> Vec<(String, String)> {
         let mut out = Vec::new();
         for src in [
-            include_str!("routes.rs"),
+            include_str!("routes/mod.rs"),
             include_str!("alerts.rs"),
             include_str!("reference.rs"),
             include_str!("openapi.rs"),
