@@ -85,6 +85,13 @@ impl Decoder {
         payload: &[u8],
         received_ms: u64,
     ) -> Result<Envelope, Rejection> {
+        let event = self.decode_event(topic, payload)?;
+        self.envelope(topic, event, received_ms)
+    }
+
+    /// The typed event of a message, checked against the contract (its time is not checked:
+    /// see [`Self::envelope`]).
+    pub fn decode_event(&self, topic: &str, payload: &[u8]) -> Result<Event, Rejection> {
         if payload.len() > self.config.max_payload_bytes {
             return Err(Rejection::topic(
                 Reason::TooLarge,
@@ -195,6 +202,17 @@ impl Decoder {
                 }
             }
         };
+        Ok(event)
+    }
+
+    /// The event placed in time: at its `ts`, which may be no further than the allowed skew
+    /// from its arrival; at its arrival when it has none.
+    pub fn envelope(
+        &self,
+        topic: &str,
+        event: Event,
+        received_ms: u64,
+    ) -> Result<Envelope, Rejection> {
         let (time_ms, untimed) = match event.ts() {
             Some(ts) => {
                 if ts.abs_diff(received_ms) > self.config.max_skew_ms {

@@ -63,18 +63,10 @@ pub fn decode_line(decoder: &crate::Decoder, line: &str) -> Result<crate::Envelo
     let rec: RecordedRef =
         serde_json::from_str(line).map_err(|e| LineError::Malformed(e.to_string()))?;
     let payload = rec.payload_bytes();
-    let received = rec.received_ms.or_else(|| ts_hint(&payload)).unwrap_or(0);
-    Ok(decoder.decode(&rec.topic, &payload, received)?)
-}
-
-/// The `ts` of a payload, if it has a readable one.
-pub fn ts_hint(payload: &[u8]) -> Option<u64> {
-    #[derive(serde::Deserialize)]
-    struct Ts {
-        #[serde(default, with = "crate::time::ts_opt")]
-        ts: Option<u64>,
-    }
-    serde_json::from_slice::<Ts>(payload).ok()?.ts
+    // Decoded once: without an arrival time, the event's own `ts` is its arrival.
+    let event = decoder.decode_event(&rec.topic, &payload)?;
+    let received = rec.received_ms.or(event.ts()).unwrap_or(0);
+    Ok(decoder.envelope(&rec.topic, event, received)?)
 }
 
 /// Writes one recording line for a message (without the newline).
