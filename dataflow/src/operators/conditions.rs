@@ -373,7 +373,7 @@ fn observe_event(
                 out,
                 first,
                 group_key(rule, &judge, &mut key),
-                t,
+                (t, ids.len()),
                 set.keys[i],
                 What::Deferred { fields, item },
             );
@@ -425,7 +425,7 @@ fn observe_event(
             cleared,
             item,
         };
-        push(out, first, group, t, set.keys[i], what);
+        push(out, first, group, (t, ids.len()), set.keys[i], what);
     }
 }
 
@@ -450,15 +450,28 @@ fn group_key<'k>(rule: &Rule, judge: &Judge<'_>, key: &'k mut String) -> &'k str
 }
 
 /// Adds what an event means for one rule to the batch of its group (one batch per group).
-fn push(out: &mut Vec<Batch>, first: usize, group: &str, t: (u64, u64), rule: u64, what: What) {
+/// `rules`: how many rules the event's stream has, room enough for the group's batch (one
+/// allocation per batch, not a regrowth per few rules).
+fn push(
+    out: &mut Vec<Batch>,
+    first: usize,
+    group: &str,
+    (t, rules): ((u64, u64), usize),
+    rule: u64,
+    what: What,
+) {
     match out[first..].iter_mut().find(|b| b.group == group) {
         Some(b) => b.items.push((rule, what)),
-        None => out.push(Batch {
-            group: group.to_owned(),
-            time: t.0,
-            own: t.1,
-            items: vec![(rule, what)],
-        }),
+        None => {
+            let mut items = Vec::with_capacity(rules);
+            items.push((rule, what));
+            out.push(Batch {
+                group: group.to_owned(),
+                time: t.0,
+                own: t.1,
+                items,
+            });
+        }
     }
 }
 
