@@ -412,7 +412,13 @@ const COMPLAINT_STATUS: &[Field] = &[
 ];
 
 fn typed<T: DeserializeOwned>(topic: &str, payload: &[u8], spec: &[Field]) -> Result<T, Rejection> {
-    serde_json::from_slice(payload).map_err(|e| explain(topic, payload, spec, &e))
+    // Text checked as UTF-8 in one pass, then parsed without checking each string again; what
+    // is not UTF-8 is parsed as bytes, for the same rejection as before.
+    let parsed = match std::str::from_utf8(payload) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => serde_json::from_slice(payload),
+    };
+    parsed.map_err(|e| explain(topic, payload, spec, &e))
 }
 
 /// The error path: find the first field that breaks the contract.
