@@ -4,12 +4,17 @@
 //! from `ingest` enter timely workers at their event time; per-device logic runs in timely
 //! operators with small state, and only changes enter differential collections, joined with
 //! the reference data. The output is a stream of consistent counter snapshots, one per
-//! closed frontier time, served by `api`.
+//! closed frontier time, served by `api`, and the conditions of the rules, each snapshot with
+//! the rule sets its changes were computed under, handed to the alerts' queue.
 //!
 //! # Layout
 //! - [`feed`]: sources of events and the event-time frontier (lateness, late events).
-//! - [`build`]: the dataflow graph and its inputs.
-//! - [`checkpoint`]: the operators' state taken at one frontier, and restored at a start.
+//! - [`build`]: the dataflow graph and its inputs; each domain's counters and series in
+//!   `domains/` (elevators, cameras, markets, complaints).
+//! - [`checkpoint`]: the operators' state taken at one frontier, and restored at a start (in
+//!   a cluster, one cut through every process).
+//! - [`signals`]: what the processes of a cluster tell each other beside the data (the alert
+//!   journal's progress, checkpoints asked for, taken, written and named by each mark).
 //! - [`operators`]: timely operators (liveness, snapshot publishing).
 //! - [`conditions`]: active alert conditions, the output of the rules.
 //! - [`counters`]: counter keys, snapshots and their JSON view.
