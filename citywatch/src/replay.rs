@@ -52,6 +52,7 @@ pub fn replay(file: &std::path::Path, mut settings: Settings) -> anyhow::Result<
             })),
             checkpoints: None,
             signals: None,
+            facts: None,
         },
         stats.clone(),
     )?;

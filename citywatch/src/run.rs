@@ -226,16 +226,6 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
         }
         _ => None,
     };
-    // The owner of the alerts hears the facts they need from every message, not only its share.
-    let _facts = match (&cluster, &alerts) {
-        (Some(_), Some(_)) => Some(ingest::Facts::start(
-            &settings.mqtt_config(),
-            ingest.evidence(),
-            ingest.complaints(),
-            ingest.residue_tests(),
-        )?),
-        _ => None,
-    };
     let publish_conditions: dataflow::ConditionsFn = match &alerts {
         None => publish_conditions,
         Some(a) => {
@@ -305,6 +295,11 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
         conditions: Some(publish_conditions),
         checkpoints: checkpoints.as_ref().map(|c| c.checkpoints.clone()),
         signals: durable.signals,
+        // In a cluster the owner of the alerts hears the facts they need of every message,
+        // whichever process received it: the dataflow carries them to its worker 0.
+        facts: cluster
+            .as_ref()
+            .map(|_| Arc::new(ingest.fact_keeper()) as dataflow::build::FactsFn),
     };
     let rx = ingest.receiver();
     let handed = ingest.handed_factory();

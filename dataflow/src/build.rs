@@ -262,6 +262,23 @@ pub struct Plan {
     pub stats: Arc<crate::stats::Stats>,
     /// Where the operators give their state, and find it again at a start (none: off).
     pub checkpoints: Option<Arc<crate::checkpoint::Checkpoints>>,
+    /// In a cluster: every process's facts for the alerts reach worker 0, where this hears
+    /// them (none: a fact is kept where its message arrives).
+    pub facts: Option<FactsFn>,
+}
+
+/// Hears, on worker 0, the facts of every message (`model::Fact`).
+pub type FactsFn = Arc<dyn Fn(model::Fact) + Send + Sync>;
+
+/// Carries the facts of the messages to worker 0, where `hear` takes them: the owner of the
+/// alerts learns them whichever process received the message (in place of a subscription of
+/// its own to those topics).
+fn tap_facts(events: StreamVec<'_, u64, (Envelope, u64)>, hear: FactsFn) {
+    use timely::dataflow::operators::{Exchange, Inspect};
+    events
+        .flat_map(|(env, _)| model::Fact::of(&env.event, env.received_ms))
+        .exchange(|_| 0)
+        .inspect(move |fact| hear(fact.clone()));
 }
 
 /// What [`build`] makes.
@@ -284,6 +301,9 @@ pub fn build<'scope>(scope: Scope<'scope, u64>, plan: &Plan) -> Built<'scope> {
     let (registrations_in, registrations) = scope.new_input::<Observation>();
     let (rule_versions_in, rule_versions) = scope.new_input::<RuleSetVersion>();
     let versions = rule_versions.broadcast();
+    if let Some(hear) = plan.facts.clone() {
+        tap_facts(events.clone(), hear);
+    }
     // Rules see every event; the copy is made only when rules are on.
     let conditions = plan.rules_on.then(|| {
         let refs = Arc::new(RefValues::new(plan.reference.clone()));

@@ -265,6 +265,7 @@ fn evaluate(
             reference: reference.clone(),
             stats: Default::default(),
             checkpoints: None,
+            facts: None,
         };
         let seen = Rc::new(RefCell::new(Vec::new()));
         let sink = seen.clone();

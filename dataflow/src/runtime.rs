@@ -121,6 +121,9 @@ pub struct Outputs {
     /// Signals between the processes of a cluster (every process of a cluster has them or
     /// none does: each builds the same dataflows).
     pub signals: Option<Arc<Signals>>,
+    /// In a cluster: where worker 0 hears every process's facts for the alerts (every
+    /// process of a cluster has it or none does).
+    pub facts: Option<crate::build::FactsFn>,
 }
 
 /// The rules: those in force at start, and where changes come from.
@@ -186,6 +189,7 @@ pub fn start(
         conditions: publish_conditions,
         checkpoints,
         signals,
+        facts,
     } = outputs;
     let raw = raw && series.is_some();
     // Once a replay or a stop has published its last snapshot, closing the inputs would fire
@@ -275,6 +279,7 @@ pub fn start(
                 reference: reference.clone(),
                 stats: stats.clone(),
                 checkpoints: checkpoints.clone(),
+                facts: facts.clone(),
             };
             let Built {
                 inputs,

@@ -128,6 +128,7 @@ fn run(c: &City2, messages: Vec<Ingested>, restore: Option<Taken>, checkpoints: 
             })),
             checkpoints: ck,
             signals: None,
+            facts: None,
         },
         Arc::new(Stats::default()),
     )

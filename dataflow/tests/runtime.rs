@@ -59,6 +59,7 @@ fn replay(events: Vec<Ingested>, workers: usize, batch: usize) -> (Snapshot, Arc
             conditions: None,
             checkpoints: None,
             signals: None,
+            facts: None,
         },
         stats.clone(),
     )

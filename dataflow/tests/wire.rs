@@ -110,3 +110,51 @@ fn observations_conditions_and_counters_travel_between_processes() {
         },
     ));
 }
+
+#[test]
+fn the_facts_for_the_alerts_and_the_signals_travel_between_processes() {
+    use dataflow::Signal;
+    use model::Fact;
+    round_trip(&Fact::Evidence {
+        kitchen_id: "K-R01".into(),
+        camera_id: "C1".into(),
+        kind: "rodent".into(),
+        ts: 1_795_737_600_000,
+        snapshot: "snap/1.jpg".into(),
+    });
+    round_trip(&Fact::Complaint {
+        complaint_id: "C1".into(),
+        merchant_id: None,
+        merchant_name: "李记禽蛋摊".into(),
+        kind: "complaint".into(),
+        place: Some((29.55, 106.58)),
+        received_ms: 1,
+        category: "price".into(),
+    });
+    round_trip(&Fact::Status {
+        complaint_id: "C1".into(),
+        ts: 2,
+        status: "accepted".into(),
+        office: Some("O-JFB".into()),
+    });
+    round_trip(&Fact::Residue {
+        key: "M-DP/M-DP-ST01/spinach".into(),
+        ts: 3,
+        inhibition_pct: 62.5,
+        result: "fail".into(),
+    });
+    for s in [
+        Signal::Journaled(5),
+        Signal::Ask(6),
+        Signal::Grant(7),
+        Signal::Took { process: 1, at: 6 },
+        Signal::Wrote { process: 1, at: 6 },
+        Signal::Marked { process: 0, at: 6 },
+        Signal::Holds {
+            process: 1,
+            at: vec![6, 3],
+        },
+    ] {
+        round_trip(&s);
+    }
+}

@@ -34,7 +34,7 @@ pub use complaints::Complaints;
 pub use deadletter::{DeadLetter, DeadLetters};
 pub use evidence::Evidence;
 pub use input_log::InputLog;
-pub use mqtt::{Facts, Ingest, MqttConfig};
+pub use mqtt::{Ingest, MqttConfig};
 pub use residue_tests::ResidueTests;
 pub use stats::{ConnectionState, IngestStats};
 

@@ -9,6 +9,7 @@
 //! - [`id`]: id segments (`[A-Za-z0-9_.-]{1,64}`) and the compact string type used for ids.
 //! - [`codes`]: the string enums of the contract, including the GB/T 24476 numeric fault codes.
 //! - [`event`]: one payload struct per topic, and the [`Event`] enum that joins them.
+//! - [`facts`]: what the alerts want to know of an event beyond it ([`Fact`]).
 //! - [`topic`]: parsing and building topics under the configurable prefix.
 //! - [`decode`]: [`Decoder`], the fast typed path and the precise error path.
 //! - [`error`]: [`Rejection`] and its [`Reason`] codes.
@@ -19,6 +20,7 @@ pub mod codes;
 pub mod decode;
 pub mod error;
 pub mod event;
+pub mod facts;
 pub mod id;
 pub mod recording;
 pub mod time;
@@ -31,4 +33,5 @@ pub use codes::{
 pub use decode::{Decoder, DecoderConfig, Envelope, Ingested};
 pub use error::{Reason, Rejection};
 pub use event::{Event, Stream};
+pub use facts::Fact;
 pub use id::Id;

@@ -2,11 +2,9 @@
 
 mod acks;
 mod config;
-mod facts;
 mod source;
 mod tls;
 
 pub use config::MqttConfig;
-pub use facts::Facts;
 pub use source::{Ingest, MQTT_MAX_PACKET};
 pub use tls::client_config;

@@ -176,12 +176,33 @@ impl Ingest {
     /// Keeps what alerts will want to know of an event received earlier (one fed again from
     /// the complaint log at start).
     pub fn remember(&self, event: &model::Event, received_ms: u64) {
-        let kept = Remembered {
+        remember(self.kept(), event, received_ms);
+    }
+
+    /// What keeps, in this process's stores, the facts another process of a cluster received
+    /// (the dataflow carries them to the owner of the alerts).
+    pub fn fact_keeper(&self) -> impl Fn(model::Fact) + Send + Sync + 'static + use<> {
+        let (evidence, complaints, residue) = (
+            self.evidence.clone(),
+            self.complaints.clone(),
+            self.residue.clone(),
+        );
+        move |fact| {
+            let kept = Remembered {
+                evidence: &evidence,
+                complaints: &complaints,
+                residue: &residue,
+            };
+            keep(kept, fact);
+        }
+    }
+
+    fn kept(&self) -> Remembered<'_> {
+        Remembered {
             evidence: &self.evidence,
             complaints: &self.complaints,
             residue: &self.residue,
-        };
-        remember(kept, event, received_ms);
+        }
     }
 
     /// The queue of decoded events, for the dataflow's sources.
@@ -273,61 +294,66 @@ pub(crate) struct Remembered<'a> {
 /// Keeps what alerts will want to know of an event: a kitchen camera's evidence image, whom a
 /// complaint is about and how its handling goes, a stall's residue tests.
 pub(crate) fn remember(kept: Remembered<'_>, event: &model::Event, received_ms: u64) {
-    let Remembered {
-        evidence,
-        complaints,
-        residue,
-    } = kept;
-    {
-        match event {
-            model::Event::Detection {
-                kitchen_id,
-                camera_id,
-                detection,
-            } => {
-                if let Some(snapshot) = &detection.snapshot {
-                    evidence.record(
-                        kitchen_id,
-                        camera_id,
-                        detection.kind.as_str(),
-                        detection.ts.unwrap_or(received_ms),
-                        snapshot,
-                    );
-                }
-            }
-            model::Event::ComplaintNew { complaint } => complaints.record(
-                &complaint.complaint_id,
-                crate::complaints::ComplaintFacts {
-                    merchant_id: complaint.merchant_id.as_ref().map(|m| m.to_string()),
-                    merchant_name: complaint.merchant_name.clone(),
-                    kind: complaint.kind.as_str().to_owned(),
-                    place: complaint.lat.zip(complaint.lon),
-                    received_ms: complaint.ts.unwrap_or(received_ms),
-                    category: complaint.category.to_string(),
-                    statuses: Vec::new(),
-                },
-            ),
-            model::Event::Residue { market_id, test } => residue.record(
-                &format!("{market_id}/{}/{}", test.stall_id, test.goods_code),
-                crate::residue_tests::TestRecord {
-                    ts: test.ts.unwrap_or(received_ms),
-                    inhibition_pct: test.inhibition_pct,
-                    result: test.outcome().as_str().to_owned(),
-                },
-            ),
-            model::Event::ComplaintStatus {
-                complaint_id,
-                update,
-            } => complaints.status(
-                complaint_id,
-                crate::complaints::StatusChange {
-                    ts: update.ts.unwrap_or(received_ms),
-                    status: update.status.as_str().to_owned(),
-                    office: update.office.as_ref().map(|o| o.to_string()),
-                },
-            ),
-            _ => {}
-        }
+    if let Some(fact) = model::Fact::of(event, received_ms) {
+        keep(kept, fact);
+    }
+}
+
+/// Keeps one fact in its store.
+pub(crate) fn keep(kept: Remembered<'_>, fact: model::Fact) {
+    use model::Fact;
+    match fact {
+        Fact::Evidence {
+            kitchen_id,
+            camera_id,
+            kind,
+            ts,
+            snapshot,
+        } => kept
+            .evidence
+            .record(&kitchen_id, &camera_id, &kind, ts, &snapshot),
+        Fact::Complaint {
+            complaint_id,
+            merchant_id,
+            merchant_name,
+            kind,
+            place,
+            received_ms,
+            category,
+        } => kept.complaints.record(
+            &complaint_id,
+            crate::complaints::ComplaintFacts {
+                merchant_id,
+                merchant_name,
+                kind,
+                place,
+                received_ms,
+                category,
+                statuses: Vec::new(),
+            },
+        ),
+        Fact::Status {
+            complaint_id,
+            ts,
+            status,
+            office,
+        } => kept.complaints.status(
+            &complaint_id,
+            crate::complaints::StatusChange { ts, status, office },
+        ),
+        Fact::Residue {
+            key,
+            ts,
+            inhibition_pct,
+            result,
+        } => kept.residue.record(
+            &key,
+            crate::residue_tests::TestRecord {
+                ts,
+                inhibition_pct,
+                result,
+            },
+        ),
     }
 }
 
