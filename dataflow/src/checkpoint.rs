@@ -658,6 +658,82 @@ mod tests {
     }
 
     #[test]
+    fn a_cluster_restores_the_newest_checkpoint_every_process_holds() {
+        let holds = |h: &[(usize, &[u64])]| -> BTreeMap<usize, Vec<u64>> {
+            h.iter().map(|(p, at)| (*p, at.to_vec())).collect()
+        };
+        // Process 1 wrote its mark for 400 before the crash, process 0 had not yet.
+        assert_eq!(
+            newest_common(&holds(&[(0, &[200, 100]), (1, &[400, 200])])),
+            Some(200)
+        );
+        assert_eq!(
+            newest_common(&holds(&[(0, &[400, 200]), (1, &[400, 200])])),
+            Some(400)
+        );
+        assert_eq!(newest_common(&holds(&[(0, &[400]), (1, &[600])])), None);
+        assert_eq!(newest_common(&holds(&[(0, &[]), (1, &[600])])), None);
+    }
+
+    #[test]
+    fn in_a_cluster_the_others_wait_for_grants_and_process_0_for_every_process() {
+        let (tx, rx) = mpsc::channel();
+        let tx = Mutex::new(tx);
+        let signals = Signals::new(Box::new(|_| {}));
+        let ck = Checkpoints::new(
+            1,
+            100,
+            Duration::ZERO,
+            Restore::taken(None),
+            Box::new(move |t| tx.lock().unwrap().send(t).unwrap()),
+        );
+        ck.join_cluster(1, 2, signals);
+        ck.restore(&BTreeMap::new());
+        let part = Part::new(Some(&ck), "op", 1).unwrap();
+        ck.ready();
+        assert_eq!(ck.allow(0, 1_000), 0, "nothing granted yet");
+        ck.hear(&Signal::Grant(700));
+        assert_eq!(ck.allow(0, 1_000), 700);
+        ck.hear(&Signal::Ask(800));
+        ck.hear(&Signal::Grant(800));
+        assert_eq!(ck.allow(0, 1_000), 800, "held at the time asked");
+        assert!(part.due(800));
+        part.give(800, &1u8);
+        assert!(!part.due(800), "given once");
+        let t = rx.try_recv().unwrap();
+        assert_eq!((t.at, t.processes), (800, 2));
+        assert_eq!(ck.allow(0, 1_000), 800, "the grant still holds it");
+        ck.hear(&Signal::Grant(1_000));
+        assert_eq!(ck.allow(0, 1_000), 1_000);
+
+        // Process 0 asks past what it granted, and holds its own input there until every
+        // process has taken its parts.
+        let lead = Checkpoints::new(
+            1,
+            100,
+            Duration::ZERO,
+            Restore::taken(None),
+            Box::new(|_| {}),
+        );
+        lead.join_cluster(0, 2, Signals::new(Box::new(|_| {})));
+        lead.restore(&BTreeMap::new());
+        let part = Part::new(Some(&lead), "op", 0).unwrap();
+        lead.ready();
+        assert_eq!(lead.allow(0, 1_000), 1_000);
+        lead.grant();
+        lead.maybe_ask();
+        let asked = lead.allow(0, 5_000);
+        assert_eq!(asked, 2_100, "past its input and its grant (1 000 + 10 ticks)");
+        part.give(asked, &1u8);
+        assert_eq!(lead.allow(0, 5_000), asked, "held until every process took it");
+        lead.hear(&Signal::Took { process: 0, at: asked });
+        assert_eq!(lead.allow(0, 5_000), asked);
+        lead.hear(&Signal::Took { process: 1, at: asked });
+        assert_eq!(lead.allow(0, 5_000), 5_000);
+        assert!(lead.is_taken(asked));
+    }
+
+    #[test]
     fn the_hold_is_past_every_worker_and_lifts_when_every_part_is_in() {
         let (tx, rx) = mpsc::channel();
         let tx = Mutex::new(tx);
