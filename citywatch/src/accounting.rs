@@ -184,3 +184,63 @@ impl Accounting {
         self.ledger.flush();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ingest::input_log::{InputLog, SyncPolicy};
+
+    fn mark_at(a: &Accounting) -> Vec<u64> {
+        a.ledger.written().checkpoints()
+    }
+
+    #[test]
+    fn in_a_cluster_the_mark_moves_one_checkpoint_at_a_time_behind_every_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = InputLog::open(&dir.path().join("input"), SyncPolicy::Os, 16).unwrap();
+        let a = Accounting::new(log.log.ledger(), Some(dir.path().join("checkpoint")));
+        a.join_cluster(0, 2, Signals::new(Box::new(|_| {})));
+        let wrote = |at| {
+            a.checkpointed(at);
+            for process in [0, 1] {
+                a.hear(&Signal::Wrote { process, at });
+            }
+        };
+        wrote(200);
+        wrote(400);
+        a.hear(&Signal::Journaled(500));
+        assert!(
+            mark_at(&a).is_empty(),
+            "not before every process says where it is"
+        );
+        a.hear(&Signal::Marked { process: 0, at: 0 });
+        a.hear(&Signal::Marked { process: 1, at: 0 });
+        assert_eq!(mark_at(&a), [200], "the next checkpoint, not the newest");
+        a.hear(&Signal::Marked {
+            process: 0,
+            at: 200,
+        });
+        assert_eq!(mark_at(&a), [200], "process 1's mark is still before 200");
+        a.hear(&Signal::Marked {
+            process: 1,
+            at: 200,
+        });
+        assert_eq!(mark_at(&a), [400, 200], "moved, keeping the one before");
+        // A checkpoint one process did not write is no place for a mark.
+        a.checkpointed(600);
+        a.hear(&Signal::Wrote {
+            process: 0,
+            at: 600,
+        });
+        a.hear(&Signal::Journaled(700));
+        a.hear(&Signal::Marked {
+            process: 0,
+            at: 400,
+        });
+        a.hear(&Signal::Marked {
+            process: 1,
+            at: 400,
+        });
+        assert_eq!(mark_at(&a), [400, 200]);
+    }
+}

@@ -723,12 +723,25 @@ mod tests {
         lead.grant();
         lead.maybe_ask();
         let asked = lead.allow(0, 5_000);
-        assert_eq!(asked, 2_100, "past its input and its grant (1 000 + 10 ticks)");
+        assert_eq!(
+            asked, 2_100,
+            "past its input and its grant (1 000 + 10 ticks)"
+        );
         part.give(asked, &1u8);
-        assert_eq!(lead.allow(0, 5_000), asked, "held until every process took it");
-        lead.hear(&Signal::Took { process: 0, at: asked });
+        assert_eq!(
+            lead.allow(0, 5_000),
+            asked,
+            "held until every process took it"
+        );
+        lead.hear(&Signal::Took {
+            process: 0,
+            at: asked,
+        });
         assert_eq!(lead.allow(0, 5_000), asked);
-        lead.hear(&Signal::Took { process: 1, at: asked });
+        lead.hear(&Signal::Took {
+            process: 1,
+            at: asked,
+        });
         assert_eq!(lead.allow(0, 5_000), 5_000);
         assert!(lead.is_taken(asked));
     }
