@@ -9,6 +9,8 @@
 //! # Layout
 //! - [`spec`]: the rule as written (serde) and as validated ([`Rule`]).
 //! - [`load`]: reading rule files and directories, with `file:line:column` errors.
+//! - `validate`: checking one rule's source by concern (the rule as a whole and its
+//!   expressions; `validate/kinds.rs` what each kind of rule takes).
 //! - [`limits`]: bounds on rule text, checked before the parsers see it.
 //! - [`expr`]: CEL: compiling, the `event` value of each stream, evaluating.
 //! - [`machine`]: raw condition → firing, with `for`, `keep_firing_for`, windows and absence.
@@ -19,6 +21,7 @@ pub mod limits;
 pub mod load;
 pub mod machine;
 pub mod spec;
+mod validate;
 
 pub use load::{RuleError, compile, load_dir, load_str};
 pub use spec::{Rule, RuleSource, Severity};
