@@ -349,6 +349,22 @@ pub fn start(
         // taken, and when the stop began.
         let mut stopping_at: Option<(u64, std::time::Instant)> = None;
         loop {
+            // The frontier moves before the next batch is placed: on the wall clock, a backlog
+            // that waited in the queue while the workers started is behind the clock's
+            // frontier from the first batch on, not placed at start-up's time as on time.
+            // A source giving what a log kept holds this worker's frontier (and so everyone's)
+            // until it is through, so each of those events enters at its own time.
+            if !source.replaying()
+                && let Some(t) = frontier.target(stats.newest_ms(), now_ms())
+                && let Some(t) = advance(&mut frontier, &mut inputs, ck.as_ref(), local, t, &stats)
+                && !registered
+            {
+                // Absence rules count silence from here: the first frontier is start-up.
+                registered = true;
+                if index == 0 {
+                    register_devices(&mut inputs, &current_rules, &current_reference, t);
+                }
+            }
             let pulled = source.pull(&mut batch, config.batch);
             if !batch.is_empty() {
                 if raw && let Some(series) = series.as_ref() {
@@ -372,19 +388,6 @@ pub fn start(
             }
             if let Some(r) = relay.as_mut() {
                 r.pump();
-            }
-            // A source giving what a log kept holds this worker's frontier (and so everyone's)
-            // until it is through, so each of those events enters at its own time.
-            if !source.replaying()
-                && let Some(t) = frontier.target(stats.newest_ms(), now_ms())
-                && let Some(t) = advance(&mut frontier, &mut inputs, ck.as_ref(), local, t, &stats)
-                && !registered
-            {
-                // Absence rules count silence from here: the first frontier is start-up.
-                registered = true;
-                if index == 0 {
-                    register_devices(&mut inputs, &current_rules, &current_reference, t);
-                }
             }
             if index == 0
                 && let Some(updates) = rules.updates.as_ref()
