@@ -376,6 +376,14 @@ async fn the_control_room_page_works_end_to_end_in_a_real_browser() {
     .await;
     open_as(&c, &cw, &operator).await;
     click(&c, "[data-tab='complaints']").await;
+    // The tab draws its filter once its first list has come: wait for it, not for time.
+    wait_js(
+        &c,
+        "the complaints tab's filter",
+        "return document.querySelector('#due-within') !== null",
+        |v| *v == json!(true),
+    )
+    .await;
     c.execute(
         "const s = document.querySelector('#due-within'); s.value = '10'; s.dispatchEvent(new Event('change')); return true",
         vec![],
