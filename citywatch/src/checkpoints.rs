@@ -89,7 +89,7 @@ pub fn open(
     };
     let checkpoints = match dir {
         None => {
-            let latest = latest(&mark);
+            let latest = mark.latest();
             ledger.adopt(latest.clone());
             choose(Some(&latest));
             accounting.started();
@@ -113,14 +113,6 @@ pub fn open(
     }
 }
 
-/// The mark itself, without the one before.
-fn latest(mark: &Mark) -> Mark {
-    Mark {
-        previous: None,
-        ..mark.clone()
-    }
-}
-
 /// Starts the checkpoints' writer and coordination, restoring one that `mark` names.
 fn start(
     settings: &Settings,
@@ -139,7 +131,7 @@ fn start(
             move |chosen| {
                 let by = chosen
                     .and_then(|c| mark.naming(c))
-                    .unwrap_or_else(|| latest(&mark));
+                    .unwrap_or_else(|| mark.latest());
                 ledger.adopt(by.clone());
                 choose(Some(&by));
                 accounting.started();

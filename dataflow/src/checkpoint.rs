@@ -145,20 +145,17 @@ pub fn read(dir: &Path, at: u64) -> Result<Taken, CheckpointError> {
 /// Removes the checkpoints before `at`: the replay mark no longer names them. (Unfinished
 /// writes are left alone: one may be under way; [`clear_unfinished`] removes them at start.)
 pub fn prune(dir: &Path, at: u64) {
-    remove_where(dir, |name| {
-        name.strip_suffix(".ckpt")
-            .and_then(|t| t.parse::<u64>().ok())
-            .is_some_and(|t| t < at)
-    });
+    remove_where(dir, |name| time_of(name).is_some_and(|t| t < at));
+}
+
+/// The time of a checkpoint file by its name (none: not a checkpoint file).
+fn time_of(name: &str) -> Option<u64> {
+    name.strip_suffix(".ckpt")?.parse().ok()
 }
 
 /// Removes every checkpoint but the one at `keep` (at a start: the one restored).
 pub fn prune_except(dir: &Path, keep: Option<u64>) {
-    remove_where(dir, |name| {
-        name.strip_suffix(".ckpt")
-            .and_then(|t| t.parse::<u64>().ok())
-            .is_some_and(|t| Some(t) != keep)
-    });
+    remove_where(dir, |name| time_of(name).is_some_and(|t| Some(t) != keep));
 }
 
 /// Removes what a write cut short by a crash left behind (before any write starts).

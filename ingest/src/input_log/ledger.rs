@@ -72,13 +72,18 @@ impl Mark {
         .collect()
     }
 
+    /// This mark alone, without the one before.
+    pub fn latest(&self) -> Mark {
+        Mark {
+            previous: None,
+            ..self.clone()
+        }
+    }
+
     /// The mark that names the checkpoint at `at` (this one or the previous).
     pub fn naming(&self, at: u64) -> Option<Mark> {
         if self.as_of_ms == at {
-            return Some(Mark {
-                previous: None,
-                ..self.clone()
-            });
+            return Some(self.latest());
         }
         self.previous
             .as_deref()
@@ -173,13 +178,7 @@ impl Ledger {
     /// cluster has the checkpoint: moves the replay point there, keeping the mark before as
     /// `previous`, and writes it down at once.
     pub fn accounted_to_checkpoint(&self, at: u64) {
-        let before = {
-            let s = self.lock();
-            Mark {
-                previous: None,
-                ..s.mark.clone()
-            }
-        };
+        let before = { self.lock().mark.latest() };
         self.accounted(at);
         let mark = {
             let mut s = self.lock();
@@ -259,9 +258,7 @@ impl Ledger {
         let _one = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
         // A newer mark may have been written meanwhile: never write an older one over it.
         if self.lock().written.as_ref().is_some_and(|(m, _)| {
-            m.replay_from > mark.replay_from
-                || m.as_of_ms > mark.as_of_ms
-                || (m.replay_from == mark.replay_from && m.as_of_ms == mark.as_of_ms && *m == mark)
+            m.replay_from > mark.replay_from || m.as_of_ms > mark.as_of_ms || *m == mark
         }) {
             return;
         }
