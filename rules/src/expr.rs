@@ -5,6 +5,7 @@
 //! `ref.elevator.rated_speed_mps`, `ref.kitchen.venue_type`, …). A condition over an aggregate
 //! sees `value` and `count`.
 
+use crate::parsed::Table;
 use cel_interpreter::objects::Map;
 use cel_interpreter::{Context, ExecutionError, Program, Value};
 use model::{Envelope, Event};
@@ -41,20 +42,23 @@ impl Expr {
             column: e.at,
         };
         crate::limits::check_expr(source, &limits).map_err(over)?;
-        let text = source.to_owned();
-        let parsed = on_parser_stack(move || parse_bounded(&text, limits.max_expr_depth))
-            .unwrap_or_else(|why| {
-                Err(SyntaxError {
-                    message: why,
-                    column: 1,
-                })
-            })?;
-        let (program, uses_prev, uses_ref) = parsed.map_err(over)?;
-        Ok(Expr {
-            source: source.to_owned(),
-            uses_prev,
-            uses_ref,
-            program: Arc::new(program),
+        static COMPILED: Table<(String, usize), Result<Expr, SyntaxError>> = Table::new();
+        COMPILED.get_or((source.to_owned(), limits.max_expr_depth), || {
+            let text = source.to_owned();
+            let parsed = on_parser_stack(move || parse_bounded(&text, limits.max_expr_depth))
+                .unwrap_or_else(|why| {
+                    Err(SyntaxError {
+                        message: why,
+                        column: 1,
+                    })
+                })?;
+            let (program, uses_prev, uses_ref) = parsed.map_err(over)?;
+            Ok(Expr {
+                source: source.to_owned(),
+                uses_prev,
+                uses_ref,
+                program: Arc::new(program),
+            })
         })
     }
 }
@@ -188,8 +192,11 @@ pub fn name_paths(source: &str) -> Vec<Vec<String>> {
     if crate::limits::check_expr(source, &crate::limits::get()).is_err() {
         return Vec::new();
     }
-    let text = source.to_owned();
-    on_parser_stack(move || name_paths_here(&text)).unwrap_or_default()
+    static PATHS: Table<String, Vec<Vec<String>>> = Table::new();
+    PATHS.get_or(source.to_owned(), || {
+        let text = source.to_owned();
+        on_parser_stack(move || name_paths_here(&text)).unwrap_or_default()
+    })
 }
 
 fn name_paths_here(source: &str) -> Vec<Vec<String>> {

@@ -20,6 +20,7 @@ pub mod expr;
 pub mod limits;
 pub mod load;
 pub mod machine;
+mod parsed;
 pub mod spec;
 mod validate;
 

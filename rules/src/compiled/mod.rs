@@ -17,6 +17,7 @@ pub use shared::{Memo, share};
 pub use val::{Arith, Failed, Res, Val};
 
 use cel_parser::ast::{Expr as E, operators as op};
+use std::borrow::Cow;
 use std::cmp::Ordering;
 
 /// A variable's root.
@@ -157,18 +158,21 @@ impl Program {
     /// Compiles `source` (already checked by [`crate::expr::Expr::compile`]: within the
     /// limits, parsed on the parser's own thread, so this parse cannot overflow a stack).
     pub fn compile(source: &str) -> Program {
-        let text = source.to_owned();
-        let parsed = crate::expr::on_parser_stack(move || {
-            match cel_parser::Parser::default().parse(&text) {
-                Ok(e) => node(&e),
-                Err(_) => Err("does not parse".into()),
+        static PROGRAMS: crate::parsed::Table<String, Program> = crate::parsed::Table::new();
+        PROGRAMS.get_or(source.to_owned(), || {
+            let text = source.to_owned();
+            let parsed = crate::expr::on_parser_stack(move || {
+                match cel_parser::Parser::default().parse(&text) {
+                    Ok(e) => node(&e),
+                    Err(_) => Err("does not parse".into()),
+                }
+            });
+            match parsed {
+                Ok(Ok(n)) => Program::Compiled(n),
+                Ok(Err(why)) => Program::Interpreted(why),
+                Err(_) => Program::Interpreted("does not parse".into()),
             }
-        });
-        match parsed {
-            Ok(Ok(n)) => Program::Compiled(n),
-            Ok(Err(why)) => Program::Interpreted(why),
-            Err(_) => Program::Interpreted("does not parse".into()),
-        }
+        })
     }
 
     /// The compiled tree, if it compiled.
@@ -375,7 +379,7 @@ impl Node {
                     b.eval(vars)
                 }
             }
-            Node::Cmp(c, a, b) => compare(*c, a.eval(vars)?, &b.eval(vars)?),
+            Node::Cmp(c, a, b) => compare(*c, &*operand(a, vars)?, &*operand(b, vars)?),
             Node::Arith(op, a, b) => val::arith(*op, a.eval(vars)?, b.eval(vars)?),
             Node::In(a, set) => {
                 let x = a.eval(vars)?;
@@ -403,7 +407,15 @@ impl Node {
     }
 }
 
-fn compare<'a>(c: Cmp, a: Val<'a>, b: &Val<'a>) -> Res<'a> {
+/// A comparison's operand: a literal by reference (a string literal is not copied per event).
+fn operand<'n, 'a>(n: &'n Node, vars: &impl Vars<'a>) -> Result<Cow<'n, Val<'a>>, Failed> {
+    match n {
+        Node::Lit(v) => Ok(Cow::Borrowed(v)),
+        _ => n.eval(vars).map(Cow::Owned),
+    }
+}
+
+fn compare<'a>(c: Cmp, a: &Val<'a>, b: &Val<'a>) -> Res<'a> {
     let ord = |want: fn(Ordering) -> bool| a.compare(b).map(want).ok_or(Failed);
     Ok(Val::Bool(match c {
         Cmp::Eq => a.equals(b),
