@@ -94,13 +94,16 @@ pub fn watched_keys(rule: &Rule, reference: &Reference) -> Vec<String> {
         .collect()
 }
 
-/// The device key of an event, for absence rules.
-pub fn device_key(e: &Event) -> String {
-    rules::expr::ids(e)
-        .into_iter()
-        .map(|(_, v)| v)
-        .collect::<Vec<_>>()
-        .join("/")
+/// The device key of an event, for absence rules, written into `key`.
+fn device_key<'k>(e: &Event, key: &'k mut String) -> &'k str {
+    key.clear();
+    for (i, (_, id)) in rules::expr::ids(e).into_iter().enumerate() {
+        if i > 0 {
+            key.push('/');
+        }
+        key.push_str(id);
+    }
+    key
 }
 
 /// The device keys of a registry.
@@ -129,7 +132,7 @@ pub fn registry_keys(r: &Reference, registry: Registry) -> Vec<String> {
 /// the device), so the exchange and the per-group work happen once per event, not per rule.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Batch {
-    pub group: String,
+    pub group: model::id::Id,
     pub time: u64,
     /// The event's own time: `time` but for an event more than the lateness behind the
     /// frontier (and no more than `max_backlog`), judged on its group's own timeline.
@@ -141,7 +144,7 @@ pub struct Batch {
 impl From<Observation> for Batch {
     fn from(o: Observation) -> Batch {
         Batch {
-            group: o.group,
+            group: o.group.into(),
             time: o.time,
             own: o.time,
             items: vec![(o.rule, o.what)],
@@ -333,7 +336,7 @@ fn observe_event(
     );
     let first = out.len();
     let stream = env.event.stream();
-    let mut key = String::new();
+    let mut key = GroupKey::default();
     for &i in ids {
         let rule = &set.rules[i];
         let programs = &set.programs[i];
@@ -372,7 +375,7 @@ fn observe_event(
             push(
                 out,
                 first,
-                group_key(rule, &judge, &mut key),
+                key.of(rule, &judge),
                 (t, ids.len()),
                 set.keys[i],
                 What::Deferred { fields, item },
@@ -402,13 +405,9 @@ fn observe_event(
         if !relevant {
             continue;
         }
-        let device;
         let group = match &rule.kind {
-            Kind::Absence { .. } => {
-                device = device_key(&env.event);
-                device.as_str()
-            }
-            _ => group_key(rule, &judge, &mut key),
+            Kind::Absence { .. } => key.device(&env.event),
+            _ => key.of(rule, &judge),
         };
         let item = match &rule.kind {
             Kind::Window { .. } => window_item(rule, &judge),
@@ -429,8 +428,35 @@ fn observe_event(
     }
 }
 
+/// An event's group key for one rule after another, in one buffer (a batch copies it only
+/// when it is the first of its group). It remembers which `group_by` it spells: rules of a
+/// stream mostly group alike (every elevator rule by `elevator_id`), so the key is spelled
+/// once an event, not once a rule.
+#[derive(Default)]
+struct GroupKey<'s> {
+    text: String,
+    spells: Option<&'s [String]>,
+}
+
+impl<'s> GroupKey<'s> {
+    /// The group of the event for `rule`.
+    fn of(&mut self, rule: &'s Rule, judge: &Judge<'_>) -> &str {
+        if self.spells != Some(rule.group_by.as_slice()) {
+            group_key(rule, judge, &mut self.text);
+            self.spells = Some(rule.group_by.as_slice());
+        }
+        &self.text
+    }
+
+    /// The event's device, for absence rules.
+    fn device(&mut self, e: &Event) -> &str {
+        self.spells = None;
+        device_key(e, &mut self.text)
+    }
+}
+
 /// The group key of an event for `rule` (its `group_by` values joined with `/`), written
-/// into `key`: a batch allocates its own only when it is the first of its group.
+/// into `key`.
 fn group_key<'k>(rule: &Rule, judge: &Judge<'_>, key: &'k mut String) -> &'k str {
     use std::fmt::Write;
     key.clear();
@@ -460,13 +486,14 @@ fn push(
     rule: u64,
     what: What,
 ) {
-    match out[first..].iter_mut().find(|b| b.group == group) {
+    // The batch of the rule before is the likeliest: looked at first.
+    match out[first..].iter_mut().rev().find(|b| b.group == group) {
         Some(b) => b.items.push((rule, what)),
         None => {
             let mut items = Vec::with_capacity(rules);
             items.push((rule, what));
             out.push(Batch {
-                group: group.to_owned(),
+                group: group.into(),
                 time: t.0,
                 own: t.1,
                 items,

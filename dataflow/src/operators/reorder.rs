@@ -26,7 +26,7 @@ pub(crate) fn rebuild(group: &mut Group, key: &str, b: Batch, t: u64, cx: &Cx<'_
     if !others.is_empty() {
         // Absence rules hear the device now, whatever its event's time.
         let now = Batch {
-            group: String::new(),
+            group: model::id::Id::default(),
             items: others,
             ..b
         };
