@@ -1,6 +1,6 @@
 //! Who a rule's `route` reaches: roles resolved through reference data.
 
-use dataflow::reference::{Elevator, Merchant, Receiver, Reference};
+use control::reference::{Elevator, Merchant, Receiver, Reference};
 use model::Stream;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

@@ -8,7 +8,7 @@
 //! ([`Stage::finish`]); what a crash leaves in it is fed again from the input log (the replay
 //! mark follows the journal, not the queue).
 
-use dataflow::{ConditionsFn, ConditionsSnapshot};
+use control::{ConditionsFn, ConditionsSnapshot};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;

@@ -4,7 +4,7 @@
 
 mod common;
 
-use dataflow::{Active, ConditionsSnapshot};
+use control::{Active, ConditionsSnapshot};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -84,7 +84,7 @@ async fn serve_https(dir: &Path) -> (u16, Got) {
 }
 
 /// The common district with its receivers at `url` and signing with `secret`.
-fn reference(url: &str, secret: &str) -> Arc<dataflow::Reference> {
+fn reference(url: &str, secret: &str) -> Arc<control::Reference> {
     let mut r = (*common::reference(0)).clone();
     for rc in &mut r.receivers {
         rc.target = url.to_owned();

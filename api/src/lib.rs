@@ -26,7 +26,7 @@ pub mod auth;
 pub mod complaints;
 pub mod error;
 pub mod holds;
-pub mod kept_rules;
+pub use control::kept_rules;
 pub mod metrics;
 pub mod openapi;
 pub mod reference;

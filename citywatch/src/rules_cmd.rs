@@ -219,7 +219,7 @@ const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 /// Reloads the rule directory when its files change. A valid set replaces the running one
 /// (including changes made through the API since); an invalid one is reported and changes
 /// nothing.
-pub async fn watch(dir: PathBuf, manager: Arc<api::state::RuleManager>) {
+pub async fn watch(dir: PathBuf, manager: Arc<control::RuleManager>) {
     let mut seen = fingerprint(&dir);
     loop {
         tokio::time::sleep(WATCH_INTERVAL).await;

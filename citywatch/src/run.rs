@@ -47,7 +47,7 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
     tracing::info!("{}", rule_source.describe(base.len()));
     // Changes made through the API before a stop are in force again (docs/rules.md).
     let kept = (rule_source.any() && leader)
-        .then(|| api::kept_rules::KeptRules::new(&settings.data_dir, &base));
+        .then(|| control::kept_rules::KeptRules::new(&settings.data_dir, &base));
     let rules = Arc::new(match kept.as_ref().and_then(|k| k.load()) {
         Some(changed) => {
             tracing::info!(
@@ -65,7 +65,7 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
     let (mut rule_feed, rule_manager) = match rule_source {
         crate::settings::RuleSource::None => (
             dataflow::RuleFeed::default(),
-            Arc::new(api::state::RuleManager::new(rules.clone(), None)),
+            Arc::new(control::RuleManager::new(rules.clone(), None)),
         ),
         _ => {
             let (tx, rx) = crossbeam_channel::bounded(16);
@@ -76,10 +76,8 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
                     reference_updates: None,
                 },
                 Arc::new(match kept {
-                    Some(kept) => {
-                        api::state::RuleManager::new(rules.clone(), Some(tx)).keeping(kept)
-                    }
-                    None => api::state::RuleManager::new(rules.clone(), Some(tx)),
+                    Some(kept) => control::RuleManager::new(rules.clone(), Some(tx)).keeping(kept),
+                    None => control::RuleManager::new(rules.clone(), Some(tx)),
                 }),
             )
         }

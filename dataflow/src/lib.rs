@@ -16,9 +16,9 @@
 //! - [`signals`]: what the processes of a cluster tell each other beside the data (the alert
 //!   journal's progress, checkpoints asked for, taken, written and named by each mark).
 //! - [`operators`]: timely operators (liveness, snapshot publishing).
-//! - [`conditions`]: active alert conditions, the output of the rules.
+//! - [`conditions`], [`reference`]: re-exported from `control`, which owns what is in force
+//!   (the reference data, the conditions' snapshots and the rule sets they name).
 //! - [`counters`]: counter keys, snapshots and their JSON view.
-//! - [`reference`]: reference data tables and their loader.
 //! - [`offline`]: the rules run outside the service: rule test files (`citywatch rules
 //!   test`) and backtests over a recording (`citywatch rules backtest`).
 //! - [`runtime`]: starting and stopping the workers.
@@ -26,14 +26,13 @@
 //! - [`stats`]: process-wide statistics for `/metrics`.
 
 pub mod build;
+pub use control::{conditions, reference};
 pub mod checkpoint;
-pub mod conditions;
 pub mod counters;
 mod domains;
 pub mod feed;
 pub mod offline;
 pub mod operators;
-pub mod reference;
 pub mod runtime;
 pub mod series;
 pub mod signals;

@@ -5,7 +5,7 @@
 
 pub mod certs;
 
-use dataflow::reference::{Elevator, Merchant, Office, Receiver, Reference};
+use control::reference::{Elevator, Merchant, Office, Receiver, Reference};
 use std::sync::Arc;
 
 /// Elevators E1 and E2 (building B1, district D1, maintained by MU-1), office O1 with

@@ -98,7 +98,7 @@ impl KeptRules {
         let entry = RuleVersion {
             id: id.to_owned(),
             version: before + 1,
-            at_ms: crate::now_ms(),
+            at_ms: model::time::now_ms(),
             by: by.to_owned(),
             change: change.to_owned(),
             enabled: rule.is_some_and(|r| r.enabled),
