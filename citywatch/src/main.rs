@@ -22,6 +22,7 @@ mod rules_cmd;
 mod run;
 mod settings;
 mod simulate;
+mod wiring;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
