@@ -1,475 +1,449 @@
-//! Prometheus text exposition.
+//! The Prometheus exposition (OpenMetrics text, written by `prometheus-client`).
 //!
-//! The numbers live in lock-free atomics owned by `ingest` and `dataflow`, updated on the hot
-//! path; this module only reads and formats them at scrape time, so no second registry has to
-//! be kept in step.
+//! The numbers live in lock-free atomics owned by `ingest`, `dataflow` and `alerts`, updated on
+//! the hot path; a scrape reads them through one [`Collector`] and the crate encodes them
+//! (names, label escaping, number formats), so no second registry has to be kept in step.
+//! Families by stage: ingest, the dataflow, checkpoints and the input log, the rules, the
+//! alerts, InfluxDB. A counter family is named without `_total`; its samples carry it.
 
 use crate::state::AppState;
 use ingest::ConnectionState;
 use model::{Reason, Stream};
-use std::fmt::Write;
-use std::time::{SystemTime, UNIX_EPOCH};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeCounterValue, EncodeGaugeValue, EncodeLabelSet, EncodeMetric,
+};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+use std::fmt;
+use std::sync::atomic::Ordering::Relaxed;
 
-struct Out(String);
-
-impl Out {
-    fn family(&mut self, name: &str, kind: &str, help: &str) {
-        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
-    }
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
-        self.0.push_str(name);
-        if !labels.is_empty() {
-            self.0.push('{');
-            for (i, (k, v)) in labels.iter().enumerate() {
-                if i > 0 {
-                    self.0.push(',');
-                }
-                let v = v
-                    .replace('\\', "\\\\")
-                    .replace('"', "\\\"")
-                    .replace('\n', "\\n");
-                let _ = write!(self.0, "{k}=\"{v}\"");
-            }
-            self.0.push('}');
-        }
-        let _ = writeln!(self.0, " {value}");
-    }
-}
+/// The exposition's content type.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// The whole exposition.
 pub fn render(s: &AppState) -> String {
-    let mut o = Out(String::with_capacity(4096));
-    let i = &s.ingest;
-    let d = &s.dataflow;
-
-    o.family(
-        "citywatch_messages_total",
-        "counter",
-        "Valid messages received, per contract stream.",
-    );
-    for st in Stream::ALL {
-        o.sample(
-            "citywatch_messages_total",
-            &[("stream", st.as_str())],
-            i.messages(st),
-        );
-    }
-    o.family(
-        "citywatch_deadletters_total",
-        "counter",
-        "Rejected messages kept in the dead-letter store, per reason.",
-    );
-    for r in Reason::ALL {
-        o.sample(
-            "citywatch_deadletters_total",
-            &[("reason", r.as_str())],
-            i.deadletters(r),
-        );
-    }
-    o.family(
-        "citywatch_deadletters_dropped_total",
-        "counter",
-        "Dead letters dropped, oldest first, because the store was full.",
-    );
-    o.sample(
-        "citywatch_deadletters_dropped_total",
-        &[],
-        i.deadletters_dropped(),
-    );
-    o.family(
-        "citywatch_late_events_total",
-        "counter",
-        "Events behind the frontier: cross-key aggregates take them at the frontier.",
-    );
-    o.sample("citywatch_late_events_total", &[], d.late_total());
-    o.family(
-        "citywatch_backlog_events_total",
-        "counter",
-        "Late events the rules judged at their own time on their group's timeline (within max_backlog).",
-    );
-    o.sample("citywatch_backlog_events_total", &[], d.backlog_total());
-    o.family(
-        "citywatch_reordered_events_total",
-        "counter",
-        "Events behind their group's latest, judged in their own-time order among the events the group kept after a gap.",
-    );
-    o.sample("citywatch_reordered_events_total", &[], d.reordered_total());
-    o.family(
-        "citywatch_untimed_events_total",
-        "counter",
-        "Events without ts, timed by arrival.",
-    );
-    o.sample("citywatch_untimed_events_total", &[], d.untimed_total());
-    o.family(
-        "citywatch_dataflow_events_total",
-        "counter",
-        "Events handed to the dataflow input.",
-    );
-    o.sample("citywatch_dataflow_events_total", &[], d.events_total());
-
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |t| t.as_millis() as u64);
-    o.family(
-        "citywatch_frontier_lag_seconds",
-        "gauge",
-        "Wall clock minus the as_of of the latest counter snapshot.",
-    );
-    let lag = if d.as_of_ms() == 0 {
-        0.0
-    } else {
-        now_ms.saturating_sub(d.as_of_ms()) as f64 / 1000.0
-    };
-    o.sample("citywatch_frontier_lag_seconds", &[], lag);
-    o.family(
-        "citywatch_input_frontier_seconds",
-        "gauge",
-        "Least input time over the dataflow workers, Unix seconds.",
-    );
-    o.sample(
-        "citywatch_input_frontier_seconds",
-        &[],
-        d.input_frontier_ms() as f64 / 1000.0,
-    );
-    o.family(
-        "citywatch_newest_event_seconds",
-        "gauge",
-        "Newest event time seen, Unix seconds.",
-    );
-    o.sample(
-        "citywatch_newest_event_seconds",
-        &[],
-        d.newest_ms() as f64 / 1000.0,
-    );
-
-    checkpoints(&mut o, &d.checkpoints());
-
-    let (depth, capacity) = i.queue();
-    o.family(
-        "citywatch_ingest_queue_depth",
-        "gauge",
-        "Events waiting between MQTT ingest and the dataflow.",
-    );
-    o.sample("citywatch_ingest_queue_depth", &[], depth);
-    o.family(
-        "citywatch_ingest_queue_capacity",
-        "gauge",
-        "Capacity of the ingest queue.",
-    );
-    o.sample("citywatch_ingest_queue_capacity", &[], capacity);
-    let (waits, secs) = i.backpressure();
-    o.family(
-        "citywatch_ingest_backpressure_waits_total",
-        "counter",
-        "Times the MQTT event loop waited for room in a full queue.",
-    );
-    o.sample("citywatch_ingest_backpressure_waits_total", &[], waits);
-    o.family(
-        "citywatch_ingest_backpressure_seconds_total",
-        "counter",
-        "Time the MQTT event loop spent waiting for room.",
-    );
-    o.sample("citywatch_ingest_backpressure_seconds_total", &[], secs);
-
-    if let Some(q) = &s.alerts_queue {
-        alerts_queue(&mut o, q);
-    }
-
-    o.family(
-        "citywatch_mqtt_connection_state",
-        "gauge",
-        "1 for the current MQTT connection state.",
-    );
-    let now = i.state();
-    for st in ConnectionState::ALL {
-        o.sample(
-            "citywatch_mqtt_connection_state",
-            &[("state", st.as_str())],
-            u8::from(st == now),
-        );
-    }
-    o.family(
-        "citywatch_mqtt_connection_changes_total",
-        "counter",
-        "MQTT connection state changes, by the state entered.",
-    );
-    for st in ConnectionState::ALL {
-        o.sample(
-            "citywatch_mqtt_connection_changes_total",
-            &[("state", st.as_str())],
-            i.transitions(st),
-        );
-    }
-    o.family(
-        "citywatch_mqtt_acks_total",
-        "counter",
-        "QoS 1 messages acknowledged to the broker.",
-    );
-    o.sample("citywatch_mqtt_acks_total", &[], i.acks());
-    o.family(
-        "citywatch_mqtt_deferred_total",
-        "counter",
-        "Messages left unacknowledged at shutdown for the broker to redeliver.",
-    );
-    o.sample("citywatch_mqtt_deferred_total", &[], i.deferred_total());
-    if let Some((log, ledger)) = i.input_log() {
-        input_log(&mut o, log, ledger);
-    }
-
-    o.family(
-        "citywatch_conditions_active",
-        "gauge",
-        "Alert conditions firing now.",
-    );
-    o.sample(
-        "citywatch_conditions_active",
-        &[],
-        s.conditions.borrow().active.len(),
-    );
-    o.family(
-        "citywatch_rule_errors_total",
-        "counter",
-        "Rule expressions that failed on an event (taken as not matching).",
-    );
-    for (rule, n, _) in d.rule_errors() {
-        o.sample("citywatch_rule_errors_total", &[("rule", rule.as_str())], n);
-    }
-    o.family(
-        "citywatch_rules_interpreted",
-        "gauge",
-        "Expressions of a rule in force judged by cel-interpreter: they did not compile (docs/rules.md).",
-    );
-    for (rule, n) in d.interpreted() {
-        o.sample("citywatch_rules_interpreted", &[("rule", rule.as_str())], n);
-    }
-
-    if let Some(a) = &s.alerts {
-        o.family(
-            "citywatch_alerts_firing",
-            "gauge",
-            "Alerts firing now, by severity and domain.",
-        );
-        for (severity, domain, n) in a.journal().firing_by().unwrap_or_default() {
-            o.sample(
-                "citywatch_alerts_firing",
-                &[("severity", severity.as_str()), ("domain", domain.as_str())],
-                n,
-            );
-        }
-        o.family(
-            "citywatch_unit_acks_total",
-            "counter",
-            "Maintenance units' MQTT answers by outcome (applied, repeated, rejected).",
-        );
-        for (outcome, n) in a.stats().unit_acks() {
-            o.sample("citywatch_unit_acks_total", &[("outcome", outcome)], n);
-        }
-        o.family(
-            "citywatch_notifications_total",
-            "counter",
-            "Notification delivery attempts by receiver kind and outcome.",
-        );
-        for (kind, outcome, n) in a.stats().notifications() {
-            o.sample(
-                "citywatch_notifications_total",
-                &[("receiver_kind", kind.as_str()), ("outcome", outcome)],
-                n,
-            );
-        }
-        o.family(
-            "citywatch_alert_routing_errors_total",
-            "counter",
-            "Route roles or owners that reached no receiver.",
-        );
-        o.sample(
-            "citywatch_alert_routing_errors_total",
-            &[],
-            a.stats().routing_errors(),
-        );
-    }
-
-    if let Some(f) = &s.influx {
-        o.family(
-            "citywatch_influx_points_written_total",
-            "counter",
-            "Points the InfluxDB server accepted.",
-        );
-        o.sample(
-            "citywatch_influx_points_written_total",
-            &[],
-            f.points_written(),
-        );
-        o.family(
-            "citywatch_influx_batches_written_total",
-            "counter",
-            "Write requests the server accepted.",
-        );
-        o.sample(
-            "citywatch_influx_batches_written_total",
-            &[],
-            f.batches_written(),
-        );
-        o.family(
-            "citywatch_influx_batches_retried_total",
-            "counter",
-            "Write requests that failed and were retried or spooled.",
-        );
-        o.sample(
-            "citywatch_influx_batches_retried_total",
-            &[],
-            f.batches_retried(),
-        );
-        let (queue, spool) = f.points_dropped();
-        o.family(
-            "citywatch_influx_points_dropped_total",
-            "counter",
-            "Points dropped: the sink's queue or its spool was full.",
-        );
-        o.sample(
-            "citywatch_influx_points_dropped_total",
-            &[("where", "queue")],
-            queue,
-        );
-        o.sample(
-            "citywatch_influx_points_dropped_total",
-            &[("where", "spool")],
-            spool,
-        );
-        o.family(
-            "citywatch_influx_points_rejected_total",
-            "counter",
-            "Points the server refused (4xx), kept in rejected.jsonl.",
-        );
-        o.sample(
-            "citywatch_influx_points_rejected_total",
-            &[],
-            f.points_rejected(),
-        );
-        let (batches, bytes) = f.spool();
-        o.family(
-            "citywatch_influx_spool_batches",
-            "gauge",
-            "Batches waiting on disk for the server.",
-        );
-        o.sample("citywatch_influx_spool_batches", &[], batches);
-        o.family(
-            "citywatch_influx_spool_bytes",
-            "gauge",
-            "Bytes waiting on disk for the server.",
-        );
-        o.sample("citywatch_influx_spool_bytes", &[], bytes);
-    }
-    o.0
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Scrape(s.clone())));
+    let mut out = String::with_capacity(8192);
+    // Writing into a String does not fail.
+    let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+    out
 }
 
-fn checkpoints(o: &mut Out, c: &dataflow::stats::CheckpointStats) {
-    let families: [(&str, &str, &str, f64); 6] = [
+/// One scrape of the service's numbers.
+struct Scrape(AppState);
+
+impl fmt::Debug for Scrape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Scrape")
+    }
+}
+
+impl Collector for Scrape {
+    fn encode(&self, encoder: DescriptorEncoder<'_>) -> fmt::Result {
+        let (s, mut f) = (&self.0, Families(encoder));
+        ingest(&mut f, &s.ingest)?;
+        dataflow(&mut f, &s.dataflow)?;
+        checkpoints(&mut f, &s.dataflow.checkpoints())?;
+        queues(&mut f, s)?;
+        mqtt(&mut f, &s.ingest)?;
+        if let Some((log, ledger)) = s.ingest.input_log() {
+            input_log(&mut f, log, ledger)?;
+        }
+        rules(&mut f, s)?;
+        if let Some(a) = &s.alerts {
+            alerts(&mut f, a)?;
+        }
+        if let Some(i) = &s.influx {
+            influx(&mut f, i)?;
+        }
+        Ok(())
+    }
+}
+
+/// Families, written one after another.
+struct Families<'a>(DescriptorEncoder<'a>);
+
+impl Families<'_> {
+    /// A family of `kind`, one sample per label set (a counter's samples are `name_total`).
+    fn family<L: EncodeLabelSet, M: EncodeMetric>(
+        &mut self,
+        name: &str,
+        help: &str,
+        kind: MetricType,
+        samples: impl IntoIterator<Item = (L, M)>,
+    ) -> fmt::Result {
+        let mut family = self.0.encode_descriptor(name, help, None, kind)?;
+        for (labels, metric) in samples {
+            metric.encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+
+    /// A family of one sample without labels.
+    fn one<M: EncodeMetric>(&mut self, name: &str, help: &str, metric: M) -> fmt::Result {
+        let family = self
+            .0
+            .encode_descriptor(name, help, None, metric.metric_type())?;
+        metric.encode(family)
+    }
+
+    fn counters<L: EncodeLabelSet, N: EncodeCounterValue>(
+        &mut self,
+        name: &str,
+        help: &str,
+        samples: impl IntoIterator<Item = (L, N)>,
+    ) -> fmt::Result {
+        let samples = samples.into_iter().map(|(l, n)| (l, ConstCounter::new(n)));
+        self.family(name, help, MetricType::Counter, samples)
+    }
+
+    fn counter<N: EncodeCounterValue>(&mut self, name: &str, help: &str, n: N) -> fmt::Result {
+        self.one(name, help, ConstCounter::new(n))
+    }
+
+    fn gauges<L: EncodeLabelSet, N: EncodeGaugeValue>(
+        &mut self,
+        name: &str,
+        help: &str,
+        samples: impl IntoIterator<Item = (L, N)>,
+    ) -> fmt::Result {
+        let samples = samples.into_iter().map(|(l, n)| (l, ConstGauge::new(n)));
+        self.family(name, help, MetricType::Gauge, samples)
+    }
+
+    fn gauge<N: EncodeGaugeValue>(&mut self, name: &str, help: &str, n: N) -> fmt::Result {
+        self.one(name, help, ConstGauge::new(n))
+    }
+}
+
+/// Messages in, dead letters, and the queue to the dataflow.
+fn ingest(f: &mut Families<'_>, i: &ingest::IngestStats) -> fmt::Result {
+    f.counters(
+        "citywatch_messages",
+        "Valid messages received, per contract stream.",
+        Stream::ALL.map(|st| ([("stream", st.as_str())], i.messages(st))),
+    )?;
+    f.counters(
+        "citywatch_deadletters",
+        "Rejected messages kept in the dead-letter store, per reason.",
+        Reason::ALL.map(|r| ([("reason", r.as_str())], i.deadletters(r))),
+    )?;
+    f.counter(
+        "citywatch_deadletters_dropped",
+        "Dead letters dropped, oldest first, because the store was full.",
+        i.deadletters_dropped(),
+    )?;
+    let (depth, capacity) = i.queue();
+    f.gauge(
+        "citywatch_ingest_queue_depth",
+        "Events waiting between MQTT ingest and the dataflow.",
+        depth,
+    )?;
+    f.gauge(
+        "citywatch_ingest_queue_capacity",
+        "Capacity of the ingest queue.",
+        capacity,
+    )?;
+    let (waits, secs) = i.backpressure();
+    f.counter(
+        "citywatch_ingest_backpressure_waits",
+        "Times the MQTT event loop waited for room in a full queue.",
+        waits,
+    )?;
+    f.counter(
+        "citywatch_ingest_backpressure_seconds",
+        "Time the MQTT event loop spent waiting for room.",
+        secs,
+    )
+}
+
+/// Events through the dataflow, and how far its time is.
+fn dataflow(f: &mut Families<'_>, d: &dataflow::Stats) -> fmt::Result {
+    let events = [
         (
-            "citywatch_checkpoints_total",
-            "counter",
-            "Checkpoints of the dataflow's state written.",
-            c.written as f64,
+            "citywatch_late_events",
+            "Events behind the frontier: cross-key aggregates take them at the frontier.",
+            d.late_total(),
         ),
         (
-            "citywatch_checkpoint_failures_total",
-            "counter",
-            "Checkpoints that could not be written (the replay mark stays at the previous one).",
-            c.failed as f64,
+            "citywatch_backlog_events",
+            "Late events the rules judged at their own time on their group's timeline (within max_backlog).",
+            d.backlog_total(),
         ),
+        (
+            "citywatch_reordered_events",
+            "Events behind their group's latest, judged in their own-time order among the events the group kept after a gap.",
+            d.reordered_total(),
+        ),
+        (
+            "citywatch_untimed_events",
+            "Events without ts, timed by arrival.",
+            d.untimed_total(),
+        ),
+        (
+            "citywatch_dataflow_events",
+            "Events handed to the dataflow input.",
+            d.events_total(),
+        ),
+    ];
+    for (name, help, n) in events {
+        f.counter(name, help, n)?;
+    }
+    let lag = match d.as_of_ms() {
+        0 => 0.0,
+        as_of => model::time::now_ms().saturating_sub(as_of) as f64 / 1000.0,
+    };
+    f.gauge(
+        "citywatch_frontier_lag_seconds",
+        "Wall clock minus the as_of of the latest counter snapshot.",
+        lag,
+    )?;
+    f.gauge(
+        "citywatch_input_frontier_seconds",
+        "Least input time over the dataflow workers, Unix seconds.",
+        d.input_frontier_ms() as f64 / 1000.0,
+    )?;
+    f.gauge(
+        "citywatch_newest_event_seconds",
+        "Newest event time seen, Unix seconds.",
+        d.newest_ms() as f64 / 1000.0,
+    )
+}
+
+fn checkpoints(f: &mut Families<'_>, c: &dataflow::stats::CheckpointStats) -> fmt::Result {
+    f.counter(
+        "citywatch_checkpoints",
+        "Checkpoints of the dataflow's state written.",
+        c.written,
+    )?;
+    f.counter(
+        "citywatch_checkpoint_failures",
+        "Checkpoints that could not be written (the replay mark stays at the previous one).",
+        c.failed,
+    )?;
+    let gauges = [
         (
             "citywatch_checkpoint_seconds",
-            "gauge",
             "Frontier of the last checkpoint written, Unix seconds.",
             c.at_ms as f64 / 1000.0,
         ),
         (
             "citywatch_checkpoint_bytes",
-            "gauge",
             "Size of the last checkpoint written.",
             c.bytes as f64,
         ),
         (
             "citywatch_checkpoint_write_seconds",
-            "gauge",
             "How long writing the last checkpoint took (file synced).",
             c.seconds,
         ),
         (
             "citywatch_checkpoint_hold_seconds",
-            "gauge",
             "How long the workers' input was held while the last checkpoint's parts were taken.",
             c.held_seconds,
         ),
     ];
-    for (name, kind, help, value) in families {
-        o.family(name, kind, help);
-        o.sample(name, &[], value);
+    for (name, help, v) in gauges {
+        f.gauge(name, help, v)?;
     }
+    Ok(())
 }
 
-fn input_log(o: &mut Out, log: &ingest::input_log::LogStats, ledger: &ingest::input_log::Ledger) {
-    use std::sync::atomic::Ordering::Relaxed;
+/// The queue between the dataflow and the alerts' journal.
+fn queues(f: &mut Families<'_>, s: &AppState) -> fmt::Result {
+    let Some(q) = &s.alerts_queue else {
+        return Ok(());
+    };
+    f.gauge(
+        "citywatch_alerts_queue",
+        "Condition snapshots waiting between the dataflow and the alert journal.",
+        q.depth(),
+    )?;
+    f.gauge(
+        "citywatch_alerts_queue_capacity",
+        "Capacity of the alerts queue.",
+        q.capacity(),
+    )?;
+    let (waits, secs) = q.waits();
+    f.counter(
+        "citywatch_alerts_backpressure_waits",
+        "Times the dataflow waited for room in a full alerts queue.",
+        waits,
+    )?;
+    f.counter(
+        "citywatch_alerts_backpressure_seconds",
+        "Time the dataflow spent waiting for room in the alerts queue.",
+        secs,
+    )
+}
+
+/// The broker connection and acknowledgements.
+fn mqtt(f: &mut Families<'_>, i: &ingest::IngestStats) -> fmt::Result {
+    let now = i.state();
+    f.gauges(
+        "citywatch_mqtt_connection_state",
+        "1 for the current MQTT connection state.",
+        ConnectionState::ALL.map(|st| ([("state", st.as_str())], u64::from(st == now))),
+    )?;
+    f.counters(
+        "citywatch_mqtt_connection_changes",
+        "MQTT connection state changes, by the state entered.",
+        ConnectionState::ALL.map(|st| ([("state", st.as_str())], i.transitions(st))),
+    )?;
+    f.counter(
+        "citywatch_mqtt_acks",
+        "QoS 1 messages acknowledged to the broker.",
+        i.acks(),
+    )?;
+    f.counter(
+        "citywatch_mqtt_deferred",
+        "Messages left unacknowledged at shutdown for the broker to redeliver.",
+        i.deferred_total(),
+    )
+}
+
+fn input_log(
+    f: &mut Families<'_>,
+    log: &ingest::input_log::LogStats,
+    ledger: &ingest::input_log::Ledger,
+) -> fmt::Result {
     let counters = [
         (
-            "records",
+            "citywatch_input_log_records",
             "Messages written to the input log.",
             &log.records,
         ),
-        ("bytes", "Bytes written to the input log.", &log.bytes),
         (
-            "commits",
+            "citywatch_input_log_bytes",
+            "Bytes written to the input log.",
+            &log.bytes,
+        ),
+        (
+            "citywatch_input_log_commits",
             "Group commits (one write and sync each) of the input log.",
             &log.commits,
         ),
         (
-            "write_errors",
+            "citywatch_input_log_write_errors",
             "Failed input log writes (intake waits and retries).",
             &log.write_errors,
         ),
         (
-            "duplicates",
+            "citywatch_input_log_duplicates",
             "Redeliveries of messages the input log replayed at start, not taken again.",
             &log.duplicates,
         ),
     ];
     for (name, help, v) in counters {
-        let name = format!("citywatch_input_log_{name}_total");
-        o.family(&name, "counter", help);
-        o.sample(&name, &[], v.load(Relaxed));
+        f.counter(name, help, v.load(Relaxed))?;
     }
-    o.family(
+    f.gauge(
         "citywatch_input_log_replay_from",
-        "gauge",
         "The input log's first message a restart would feed again (all before it are journaled).",
-    );
-    o.sample("citywatch_input_log_replay_from", &[], ledger.replay_from());
+        ledger.replay_from(),
+    )
 }
 
-/// The queue between the dataflow and the alerts' journal.
-fn alerts_queue(o: &mut Out, q: &alerts::QueueStats) {
-    o.family(
-        "citywatch_alerts_queue",
-        "gauge",
-        "Condition snapshots waiting between the dataflow and the alert journal.",
-    );
-    o.sample("citywatch_alerts_queue", &[], q.depth());
-    o.family(
-        "citywatch_alerts_queue_capacity",
-        "gauge",
-        "Capacity of the alerts queue.",
-    );
-    o.sample("citywatch_alerts_queue_capacity", &[], q.capacity());
-    let (waits, secs) = q.waits();
-    o.family(
-        "citywatch_alerts_backpressure_waits_total",
-        "counter",
-        "Times the dataflow waited for room in a full alerts queue.",
-    );
-    o.sample("citywatch_alerts_backpressure_waits_total", &[], waits);
-    o.family(
-        "citywatch_alerts_backpressure_seconds_total",
-        "counter",
-        "Time the dataflow spent waiting for room in the alerts queue.",
-    );
-    o.sample("citywatch_alerts_backpressure_seconds_total", &[], secs);
+/// Conditions firing, and the rules' expressions that failed or are interpreted.
+fn rules(f: &mut Families<'_>, s: &AppState) -> fmt::Result {
+    f.gauge(
+        "citywatch_conditions_active",
+        "Alert conditions firing now.",
+        s.conditions.borrow().active.len() as u64,
+    )?;
+    let errors = s.dataflow.rule_errors();
+    f.counters(
+        "citywatch_rule_errors",
+        "Rule expressions that failed on an event (taken as not matching).",
+        errors
+            .iter()
+            .map(|(rule, n, _)| ([("rule", rule.as_str())], *n)),
+    )?;
+    let interpreted = s.dataflow.interpreted();
+    f.gauges(
+        "citywatch_rules_interpreted",
+        "Expressions of a rule in force judged by cel-interpreter: they did not compile (docs/rules.md).",
+        interpreted.iter().map(|(rule, n)| ([("rule", rule.as_str())], *n as u64)),
+    )
+}
+
+fn alerts(f: &mut Families<'_>, a: &alerts::Alerts) -> fmt::Result {
+    let firing = a.journal().firing_by().unwrap_or_default();
+    f.gauges(
+        "citywatch_alerts_firing",
+        "Alerts firing now, by severity and domain.",
+        firing.iter().map(|(severity, domain, n)| {
+            (
+                [("severity", severity.as_str()), ("domain", domain.as_str())],
+                *n,
+            )
+        }),
+    )?;
+    f.counters(
+        "citywatch_unit_acks",
+        "Maintenance units' MQTT answers by outcome (applied, repeated, rejected).",
+        a.stats()
+            .unit_acks()
+            .map(|(outcome, n)| ([("outcome", outcome)], n)),
+    )?;
+    let notifications = a.stats().notifications();
+    f.counters(
+        "citywatch_notifications",
+        "Notification delivery attempts by receiver kind and outcome.",
+        notifications.iter().map(|(kind, outcome, n)| {
+            (
+                [("receiver_kind", kind.as_str()), ("outcome", *outcome)],
+                *n,
+            )
+        }),
+    )?;
+    f.counter(
+        "citywatch_alert_routing_errors",
+        "Route roles or owners that reached no receiver.",
+        a.stats().routing_errors(),
+    )
+}
+
+fn influx(f: &mut Families<'_>, i: &influx::SinkStats) -> fmt::Result {
+    f.counter(
+        "citywatch_influx_points_written",
+        "Points the InfluxDB server accepted.",
+        i.points_written(),
+    )?;
+    f.counter(
+        "citywatch_influx_batches_written",
+        "Write requests the server accepted.",
+        i.batches_written(),
+    )?;
+    f.counter(
+        "citywatch_influx_batches_retried",
+        "Write requests that failed and were retried or spooled.",
+        i.batches_retried(),
+    )?;
+    let (queue, spool) = i.points_dropped();
+    f.counters(
+        "citywatch_influx_points_dropped",
+        "Points dropped: the sink's queue or its spool was full.",
+        [([("where", "queue")], queue), ([("where", "spool")], spool)],
+    )?;
+    f.counter(
+        "citywatch_influx_points_rejected",
+        "Points the server refused (4xx), kept in rejected.jsonl.",
+        i.points_rejected(),
+    )?;
+    let (batches, bytes) = i.spool();
+    f.gauge(
+        "citywatch_influx_spool_batches",
+        "Batches waiting on disk for the server.",
+        batches,
+    )?;
+    f.gauge(
+        "citywatch_influx_spool_bytes",
+        "Bytes waiting on disk for the server.",
+        bytes,
+    )
 }
