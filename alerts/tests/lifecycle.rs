@@ -212,11 +212,7 @@ async fn until(what: &str, mut f: impl FnMut() -> bool) {
 
 /// The port of nothing: deliveries there fail and stay pending, which these tests do not run.
 fn nowhere() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    testkit::free_port()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

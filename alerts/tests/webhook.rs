@@ -152,11 +152,7 @@ async fn firing_and_resolved_reach_the_routed_receivers_signed_and_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pending_notifications_are_delivered_after_a_restart() {
     // Nothing listens on the receiver's port yet.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = testkit::free_port();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("alerts.db");
     {

@@ -5,79 +5,9 @@
 mod common;
 
 use common::*;
-use serde_json::{Value, json};
-use std::process::{Child, Command, Stdio};
+use serde_json::json;
 use std::time::{Duration, Instant};
-
-struct Victoria {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Victoria {
-    fn start() -> Victoria {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let child = Command::new("victoria-metrics")
-            .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
-            .arg(format!("-storageDataPath={}", dir.path().display()))
-            .arg("-search.latencyOffset=0s")
-            .arg("-loggerLevel=ERROR")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("victoria-metrics is installed (apt-get install victoria-metrics)");
-        Victoria {
-            child,
-            port,
-            _dir: dir,
-        }
-    }
-
-    async fn ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{}/health", self.port)).await
-                && r.status().is_success()
-            {
-                return;
-            }
-            assert!(Instant::now() < deadline, "victoria-metrics did not start");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    async fn export(&self, selector: &str) -> Vec<Value> {
-        let c = reqwest::Client::new();
-        c.get(format!(
-            "http://127.0.0.1:{}/internal/force_flush",
-            self.port
-        ))
-        .send()
-        .await
-        .unwrap();
-        let body = c
-            .get(format!("http://127.0.0.1:{}/api/v1/export", self.port))
-            .query(&[("match[]", selector), ("start", "0")])
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        body.lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-}
-
-impl Drop for Victoria {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use testkit::Victoria;
 
 fn frame(ts: u64, speed: f64, door: &str, safety_ok: bool) -> (String, Vec<u8>) {
     msg(
@@ -91,7 +21,6 @@ fn frame(ts: u64, speed: f64, door: &str, safety_ok: bool) -> (String, Vec<u8>) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn windows_and_snapshots_reach_the_server() {
     let vm = Victoria::start();
-    vm.ready().await;
     let broker = free_port();
     let dir = tempfile::tempdir().unwrap();
     let url = format!("http://127.0.0.1:{}", vm.port);
