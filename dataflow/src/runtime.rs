@@ -227,19 +227,7 @@ pub fn start(
         })
     };
     let workers = config.workers.max(1);
-    let timely_config = match &config.cluster {
-        Some(c) if c.processes() > 1 => timely::Config {
-            communication: timely::CommunicationConfig::Cluster {
-                threads: workers,
-                process: c.process,
-                addresses: c.addresses.clone(),
-                report: false,
-                zerocopy: false,
-            },
-            worker: timely::WorkerConfig::default(),
-        },
-        _ => timely::Config::process(workers),
-    };
+    let timely_config = timely_config(&config, workers);
     let in_cluster = matches!(&config.cluster, Some(c) if c.processes() > 1);
     if let (Some(ck), Some(s), Some(c)) = (&checkpoints, &signals, &config.cluster)
         && in_cluster
@@ -259,17 +247,7 @@ pub fn start(
             restore(worker, ck, relay.as_mut(), local == 0);
         }
         let mut source = sources(index, worker.peers());
-        let timeouts = Timeouts {
-            elevator_ms: config.elevator_offline_after_ms,
-            camera_ms: config.camera_offline_after_ms,
-            max_backlog_ms: config.max_backlog_ms,
-            complaint_max_backlog_ms: config.complaint_max_backlog_ms,
-            reorder: ReorderLimits {
-                gap_ms: config.reorder_gap_ms,
-                keep_ms: config.reorder_ms,
-                events: config.reorder_events,
-            },
-        };
+        let timeouts = timeouts(&config);
         let publish = publish.clone();
         let (mut inputs, probe) = worker.dataflow::<u64, _, _>(|scope| {
             let plan = Plan {
@@ -281,46 +259,21 @@ pub fn start(
                 checkpoints: checkpoints.clone(),
                 facts: facts.clone(),
             };
-            let Built {
-                inputs,
-                counters,
-                series: windows,
-                conditions,
-            } = build(scope, &plan);
-            // One probe for the counters and the conditions: a clean stop waits until both
-            // are published up to everything taken.
-            let probe = timely::dataflow::ProbeHandle::new();
-            if let (Some(conditions), Some(publish)) = (conditions, publish_conditions.clone()) {
-                let conditions = differential_dataflow::AsCollection::as_collection(
-                    conditions.inner.probe_with(&probe),
-                );
-                conditions.publish_conditions(publish, index == 0);
-            }
-            if let (Some(windows), Some(series)) = (windows, series.clone()) {
-                windows.inspect_core(move |event| {
-                    if let Ok((_, batch)) = event
-                        && !batch.is_empty()
-                    {
-                        series(batch.clone());
-                    }
-                });
-            }
-            let counters = counters.inner.probe_with(&probe);
-            differential_dataflow::AsCollection::as_collection(counters).publish_snapshots(
-                publish,
-                index == 0,
-                (index == 0)
-                    .then(|| Part::new(checkpoints.as_ref(), "counters", 0))
-                    .flatten(),
-            );
-            (inputs, probe)
+            let sinks = Sinks {
+                snapshots: publish,
+                conditions: publish_conditions.clone(),
+                series: series.clone(),
+            };
+            build_with_sinks(scope, &plan, sinks, index == 0)
         });
-        let mut current_rules = rules.initial.clone();
-        let mut current_reference = reference.clone();
+        let mut in_force = InForce {
+            rules: rules.initial.clone(),
+            reference: reference.clone(),
+        };
         if index == 0 {
             inputs.load_reference(&reference);
             if rules.is_on() || in_cluster {
-                let first = crate::operators::conditions::RuleSetVersion::of(0, &current_rules);
+                let first = crate::operators::conditions::RuleSetVersion::of(0, &in_force.rules);
                 // In a cluster every process judges by process 0's reference data,
                 // whatever its own files say.
                 let first = if in_cluster {
@@ -362,7 +315,7 @@ pub fn start(
                 // Absence rules count silence from here: the first frontier is start-up.
                 registered = true;
                 if index == 0 {
-                    register_devices(&mut inputs, &current_rules, &current_reference, t);
+                    register_devices(&mut inputs, &in_force.rules, &in_force.reference, t);
                 }
             }
             let pulled = source.pull(&mut batch, config.batch);
@@ -389,38 +342,8 @@ pub fn start(
             if let Some(r) = relay.as_mut() {
                 r.pump();
             }
-            if index == 0
-                && let Some(updates) = rules.updates.as_ref()
-                && let Ok(next) = updates.try_recv()
-            {
-                // In force from the current input time: events at or after it are judged
-                // by the new set; conditions of changed rules stop there.
-                inputs.set_rules(frontier.epoch(), &next, &current_rules, &current_reference);
-                versions.activate(frontier.epoch(), next.clone());
-                tracing::info!(
-                    rules = next.len(),
-                    at = frontier.epoch(),
-                    "rule set changed"
-                );
-                current_rules = next;
-            }
-            if index == 0
-                && let Some(updates) = rules.reference_updates.as_ref()
-                && let Ok(next) = updates.try_recv()
-            {
-                inputs.set_reference(
-                    frontier.epoch(),
-                    &current_rules,
-                    &current_reference,
-                    next.clone(),
-                );
-                tracing::info!(
-                    elevators = next.elevators.len(),
-                    cameras = next.cameras.len(),
-                    at = frontier.epoch(),
-                    "reference data changed"
-                );
-                current_reference = next;
+            if index == 0 {
+                in_force.take_changes(&rules, &mut inputs, frontier.epoch(), &versions);
             }
             let stopping = stop_w.load(Ordering::SeqCst);
             match pulled {
@@ -490,6 +413,127 @@ pub fn start(
     })
     .map_err(RuntimeError::Timely)?;
     Ok(Running { guards, stop })
+}
+
+/// Timely's configuration: `workers` threads, in a cluster of processes or in this one.
+fn timely_config(config: &DataflowConfig, workers: usize) -> timely::Config {
+    match &config.cluster {
+        Some(c) if c.processes() > 1 => timely::Config {
+            communication: timely::CommunicationConfig::Cluster {
+                threads: workers,
+                process: c.process,
+                addresses: c.addresses.clone(),
+                report: false,
+                zerocopy: false,
+            },
+            worker: timely::WorkerConfig::default(),
+        },
+        _ => timely::Config::process(workers),
+    }
+}
+
+/// The operators' timeouts and limits from the settings.
+fn timeouts(config: &DataflowConfig) -> Timeouts {
+    Timeouts {
+        elevator_ms: config.elevator_offline_after_ms,
+        camera_ms: config.camera_offline_after_ms,
+        max_backlog_ms: config.max_backlog_ms,
+        complaint_max_backlog_ms: config.complaint_max_backlog_ms,
+        reorder: ReorderLimits {
+            gap_ms: config.reorder_gap_ms,
+            keep_ms: config.reorder_ms,
+            events: config.reorder_events,
+        },
+    }
+}
+
+/// Where a worker's outputs go.
+struct Sinks {
+    snapshots: SnapshotFn,
+    conditions: Option<ConditionsFn>,
+    series: Option<SeriesFn>,
+}
+
+/// Builds a worker's dataflow and attaches its sinks (published on the first worker, `first`):
+/// its inputs, and one probe for the counters and the conditions, so that a clean stop waits
+/// until both are published up to everything taken.
+fn build_with_sinks<'scope>(
+    scope: timely::dataflow::Scope<'scope, u64>,
+    plan: &Plan,
+    sinks: Sinks,
+    first: bool,
+) -> (Inputs, timely::dataflow::ProbeHandle<u64>) {
+    let Built {
+        inputs,
+        counters,
+        series: windows,
+        conditions,
+    } = build(scope, plan);
+    // One probe for the counters and the conditions: a clean stop waits until both
+    // are published up to everything taken.
+    let probe = timely::dataflow::ProbeHandle::new();
+    if let (Some(conditions), Some(publish)) = (conditions, sinks.conditions) {
+        let conditions =
+            differential_dataflow::AsCollection::as_collection(conditions.inner.probe_with(&probe));
+        conditions.publish_conditions(publish, first);
+    }
+    if let (Some(windows), Some(series)) = (windows, sinks.series) {
+        windows.inspect_core(move |event| {
+            if let Ok((_, batch)) = event
+                && !batch.is_empty()
+            {
+                series(batch.clone());
+            }
+        });
+    }
+    let counters = counters.inner.probe_with(&probe);
+    differential_dataflow::AsCollection::as_collection(counters).publish_snapshots(
+        sinks.snapshots,
+        first,
+        first
+            .then(|| Part::new(plan.checkpoints.as_ref(), "counters", 0))
+            .flatten(),
+    );
+    (inputs, probe)
+}
+
+/// The rules and reference data in force on the first worker.
+struct InForce {
+    rules: Arc<Vec<rules::Rule>>,
+    reference: Arc<Reference>,
+}
+
+impl InForce {
+    /// Takes a new rule set or reference data from the feed, in force from input time `at`:
+    /// events at or after it are judged by them; conditions of changed rules stop there.
+    fn take_changes(
+        &mut self,
+        feed: &RuleFeed,
+        inputs: &mut Inputs,
+        at: u64,
+        versions: &RuleVersions,
+    ) {
+        if let Some(updates) = feed.updates.as_ref()
+            && let Ok(next) = updates.try_recv()
+        {
+            inputs.set_rules(at, &next, &self.rules, &self.reference);
+            versions.activate(at, next.clone());
+            tracing::info!(rules = next.len(), at, "rule set changed");
+            self.rules = next;
+        }
+        if let Some(updates) = feed.reference_updates.as_ref()
+            && let Ok(next) = updates.try_recv()
+        {
+            inputs.set_reference(at, &self.rules, &self.reference, next.clone());
+            tracing::info!(
+                elevators = next.elevators.len(),
+                cameras = next.cameras.len(),
+                at,
+                "reference data changed"
+            );
+            self.reference = next;
+        }
+    }
 }
 
 /// Restores the checkpoint this process (in a cluster: every process) holds, before the
