@@ -128,21 +128,31 @@ impl Inputs {
         let activation = activation.max(*self.rule_versions.time());
         self.rule_versions
             .send(RuleSetVersion::of(activation, rules));
-        for rule in rules {
-            let unchanged = before
+        let changed = rules.iter().filter(|rule| {
+            !before
                 .iter()
-                .any(|b| b.id == rule.id && b.source == rule.source);
-            if let (rules::spec::Kind::Absence { .. }, true, false) =
-                (&rule.kind, rule.enabled, unchanged)
-            {
-                for key in crate::operators::conditions::watched_keys(rule, reference) {
-                    self.registrations.send(Observation {
-                        rule: rules::rule_key(&rule.id),
-                        group: key,
-                        time: activation,
-                        what: What::Registered,
-                    });
-                }
+                .any(|b| b.id == rule.id && b.source == rule.source)
+        });
+        self.register(changed, reference, activation);
+    }
+
+    /// Registers the devices of the enabled absence rules among `rules` at `time`: their
+    /// silence counts from there.
+    pub fn register<'r>(
+        &mut self,
+        rules: impl IntoIterator<Item = &'r Rule>,
+        reference: &crate::reference::Reference,
+        time: u64,
+    ) {
+        let absence = |r: &&Rule| matches!(r.kind, rules::spec::Kind::Absence { .. }) && r.enabled;
+        for rule in rules.into_iter().filter(absence) {
+            for key in crate::operators::conditions::watched_keys(rule, reference) {
+                self.registrations.send(Observation {
+                    rule: rules::rule_key(&rule.id),
+                    group: key,
+                    time,
+                    what: What::Registered,
+                });
             }
         }
     }

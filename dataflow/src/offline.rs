@@ -26,7 +26,6 @@
 use crate::build::{Built, Plan, Timeouts, build};
 use crate::conditions::Condition;
 use crate::reference::Reference;
-use crate::runtime::register_devices;
 use differential_dataflow::consolidation::consolidate_updates;
 use model::Decoder;
 use rules::Rule;
@@ -285,7 +284,7 @@ fn evaluate(
             .rule_versions
             .send(crate::operators::conditions::RuleSetVersion::of(0, &rules));
         inputs.advance_to(start);
-        register_devices(&mut inputs, &rules, &reference, start);
+        crate::runtime::register_devices(&mut inputs, &rules, &reference, start);
         let events = events.lock().ok().and_then(|mut e| e.take());
         let (mut newest, mut epoch) = (start, start);
         for (n, e) in events.into_iter().flatten().enumerate() {

@@ -9,7 +9,6 @@ use crate::feed::{ClockMode, Frontier, Ingested, Pulled, Source};
 use crate::operators::PublishConditions;
 use crate::operators::PublishSnapshots;
 use crate::operators::ReorderLimits;
-use crate::operators::conditions::{Observation, What};
 use crate::operators::snapshot::SnapshotFn;
 use crate::reference::Reference;
 use crate::series::{Series, SeriesFn};
@@ -536,6 +535,11 @@ impl InForce {
     }
 }
 
+/// Registers every device of the registries the absence rules watch, at time `t`.
+pub fn register_devices(inputs: &mut Inputs, rules: &[rules::Rule], reference: &Reference, t: u64) {
+    inputs.register(rules, reference, t);
+}
+
 /// Restores the checkpoint this process (in a cluster: every process) holds, before the
 /// worker builds its dataflow: in a cluster the processes first tell each other what they
 /// hold, through the signals.
@@ -590,24 +594,6 @@ fn published(stats: &Stats, end: u64, conditions_on: bool) -> bool {
 /// of the last checkpoint.
 fn final_time(ck: Option<&Arc<Checkpoints>>, end: u64) -> u64 {
     ck.map_or(end, |c| c.ask_final(end))
-}
-
-/// Registers every device of the registries the absence rules watch, at time `t`.
-pub fn register_devices(inputs: &mut Inputs, rules: &[rules::Rule], reference: &Reference, t: u64) {
-    for rule in rules {
-        if let rules::spec::Kind::Absence { .. } = &rule.kind
-            && rule.enabled
-        {
-            for key in crate::operators::conditions::watched_keys(rule, reference) {
-                inputs.registrations.send(Observation {
-                    rule: rules::rule_key(&rule.id),
-                    group: key,
-                    time: t,
-                    what: What::Registered,
-                });
-            }
-        }
-    }
 }
 
 /// Places events in event time and aggregates the feeder's own counters per batch, so that
