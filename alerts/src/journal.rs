@@ -69,6 +69,55 @@ const ADDED_COLUMNS: [(&str, &str, &str); 7] = [
     ("alerts", "repeat_due_ms", "INTEGER"),
 ];
 
+/// Where an alert is: its condition fires (and it is open for actions), or it has resolved.
+/// Stored as its name (`firing`, `resolved`), as the API shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertState {
+    Firing,
+    Resolved,
+}
+
+impl AlertState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertState::Firing => "firing",
+            AlertState::Resolved => "resolved",
+        }
+    }
+}
+
+impl std::fmt::Display for AlertState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A state compares with its name (`a.state == "firing"`).
+impl PartialEq<&str> for AlertState {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl rusqlite::types::ToSql for AlertState {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
+
+impl rusqlite::types::FromSql for AlertState {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        match v.as_str()? {
+            "firing" => Ok(AlertState::Firing),
+            "resolved" => Ok(AlertState::Resolved),
+            other => Err(rusqlite::types::FromSqlError::Other(
+                format!("an alert state that is neither firing nor resolved: {other}").into(),
+            )),
+        }
+    }
+}
+
 /// An alert as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AlertRow {
@@ -76,8 +125,7 @@ pub struct AlertRow {
     pub rule: String,
     pub group: String,
     pub severity: String,
-    /// `firing` or `resolved`.
-    pub state: String,
+    pub state: AlertState,
     pub value: f64,
     /// Event time the condition started.
     pub since_ms: u64,
@@ -105,7 +153,7 @@ pub struct TransitionRow {
     pub alert_id: String,
     pub version: u64,
     /// The alert's state after it.
-    pub state: String,
+    pub state: AlertState,
     /// What happened: `firing`, `resolved`, `acknowledged`, `assigned`, `commented`,
     /// `field_state`, `escalated`, `released`.
     pub event: String,

@@ -31,7 +31,8 @@ pub mod service;
 pub mod stage;
 
 pub use journal::{
-    AlertFilter, AlertRow, EscalationRow, NotificationRow, Overview, SilenceRow, TransitionRow,
+    AlertFilter, AlertRow, AlertState, EscalationRow, NotificationRow, Overview, SilenceRow,
+    TransitionRow,
 };
 pub use lifecycle::{ActError, Action, FieldState};
 pub use matcher::Matcher;

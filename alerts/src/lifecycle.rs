@@ -3,7 +3,7 @@
 //! silences and inhibition. Every change is a transition appended with the notifications it
 //! causes, in the same transaction, before anything is sent.
 
-use crate::journal::{self, AlertRow, EscalationRow, TransitionRow};
+use crate::journal::{self, AlertRow, AlertState, EscalationRow, TransitionRow};
 use crate::matcher::all_match;
 use crate::policy::{Policies, Unless};
 use crate::{AlertsError, fingerprint, routing};
@@ -150,7 +150,7 @@ impl Ctx<'_, '_> {
             seq: self.tx.last_insert_rowid() as u64,
             alert_id: a.id.clone(),
             version: a.version,
-            state: a.state.clone(),
+            state: a.state,
             event: event.to_owned(),
             at_ms,
             body: body.clone(),
@@ -326,7 +326,7 @@ impl Ctx<'_, '_> {
         let id = fingerprint(&active.rule, &active.group);
         let existing = journal::alert(self.tx, &id)?;
         if existing.as_ref().is_some_and(|a| {
-            a.state == "firing"
+            a.state == AlertState::Firing
                 || a.body["ops"]["hold_until_stop"] == json!(true)
                 // An episode this one is not newer than: the journal has it already (input
                 // fed again after a crash finds the same conditions at the same times).
@@ -353,7 +353,7 @@ impl Ctx<'_, '_> {
             rule: rule.id.clone(),
             group: active.group.clone(),
             severity: rule.severity.as_str().to_owned(),
-            state: "firing".into(),
+            state: AlertState::Firing,
             value: active.value,
             since_ms: active.since,
             resolved_ms: None,
@@ -422,7 +422,7 @@ impl Ctx<'_, '_> {
 
     /// Ends the alert's episode: resolved, with the receivers its firing reached told so.
     pub fn close(&mut self, a: &mut AlertRow, at: u64, detail: Value) -> Result<(), AlertsError> {
-        a.state = "resolved".into();
+        a.state = AlertState::Resolved;
         a.resolved_ms = Some(at);
         a.repeat_due_ms = None;
         a.body["resolved_ms"] = json!(at);
@@ -475,7 +475,7 @@ impl Ctx<'_, '_> {
     pub fn act(&mut self, id: &str, action: &Action, by: &str) -> Result<bool, ActError> {
         let mut a = journal::alert(self.tx, id)?.ok_or_else(|| ActError::NotFound(id.into()))?;
         let now = self.now;
-        let firing = a.state == "firing";
+        let firing = a.state == AlertState::Firing;
         let refuse = |what: &str| {
             Err(ActError::Conflict(format!(
                 "cannot {what}: alert {id} is resolved"
@@ -618,7 +618,9 @@ impl Ctx<'_, '_> {
             )
         };
         let alert = journal::alert(self.tx, &row.alert_id)?;
-        let Some(mut a) = alert.filter(|a| a.episode == row.episode && a.state == "firing") else {
+        let Some(mut a) =
+            alert.filter(|a| a.episode == row.episode && a.state == AlertState::Firing)
+        else {
             set(self.tx, "cancelled")?;
             return Ok(());
         };

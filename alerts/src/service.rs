@@ -1,7 +1,9 @@
 //! [`Alerts`]: conditions in, journal and deliveries out.
 
 use crate::deliver::{self, Outcome, Transport, Webhook, backoff_ms};
-use crate::journal::{self, AlertRow, Due, Journal, NotificationRow, SilenceRow, TransitionRow};
+use crate::journal::{
+    self, AlertRow, AlertState, Due, Journal, NotificationRow, SilenceRow, TransitionRow,
+};
 use crate::lifecycle::{ActError, Action, Ctx, FieldState};
 use crate::matcher::Matcher;
 use crate::policy::Policies;
@@ -354,7 +356,7 @@ impl Alerts {
                     // The end of an older episode (fed again after a crash) is not this one's.
                     && a.since_ms <= active.since
                 {
-                    if a.state == "firing" {
+                    if a.state == AlertState::Firing {
                         ctx.close(&mut a, *at, json!({}))?;
                     } else {
                         ctx.stopped(&mut a)?;
@@ -362,7 +364,7 @@ impl Alerts {
                 }
             }
             for id in &stale {
-                if let Some(mut a) = journal::alert(ctx.tx, id)?.filter(|a| a.state == "firing") {
+                if let Some(mut a) = journal::alert(ctx.tx, id)?.filter(|a| a.state == AlertState::Firing) {
                     tracing::info!(alert = %id, rule = %a.rule, "resolving: its condition did not re-derive after the restart");
                     ctx.close(&mut a, c.as_of, json!({ "reason": "condition not active after restart" }))?;
                 }
