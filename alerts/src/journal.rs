@@ -118,6 +118,76 @@ impl rusqlite::types::FromSql for AlertState {
     }
 }
 
+/// What a transition of an alert was. Stored as its name, as the API shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TransitionEvent {
+    Firing,
+    Resolved,
+    Acknowledged,
+    Assigned,
+    Commented,
+    FieldState,
+    Escalated,
+    Repeated,
+    Released,
+}
+
+impl TransitionEvent {
+    const ALL: [TransitionEvent; 9] = [
+        TransitionEvent::Firing,
+        TransitionEvent::Resolved,
+        TransitionEvent::Acknowledged,
+        TransitionEvent::Assigned,
+        TransitionEvent::Commented,
+        TransitionEvent::FieldState,
+        TransitionEvent::Escalated,
+        TransitionEvent::Repeated,
+        TransitionEvent::Released,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransitionEvent::Firing => "firing",
+            TransitionEvent::Resolved => "resolved",
+            TransitionEvent::Acknowledged => "acknowledged",
+            TransitionEvent::Assigned => "assigned",
+            TransitionEvent::Commented => "commented",
+            TransitionEvent::FieldState => "field_state",
+            TransitionEvent::Escalated => "escalated",
+            TransitionEvent::Repeated => "repeated",
+            TransitionEvent::Released => "released",
+        }
+    }
+}
+
+/// An event compares with its name (`t.event == "acknowledged"`).
+impl PartialEq<&str> for TransitionEvent {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl rusqlite::types::ToSql for TransitionEvent {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
+
+impl rusqlite::types::FromSql for TransitionEvent {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let name = v.as_str()?;
+        TransitionEvent::ALL
+            .into_iter()
+            .find(|e| e.as_str() == name)
+            .ok_or_else(|| {
+                rusqlite::types::FromSqlError::Other(
+                    format!("an unknown kind of alert transition: {name}").into(),
+                )
+            })
+    }
+}
+
 /// An alert as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AlertRow {
@@ -156,7 +226,7 @@ pub struct TransitionRow {
     pub state: AlertState,
     /// What happened: `firing`, `resolved`, `acknowledged`, `assigned`, `commented`,
     /// `field_state`, `escalated`, `released`.
-    pub event: String,
+    pub event: TransitionEvent,
     pub at_ms: u64,
     /// The alert as it was after the transition, with `event` describing it.
     pub body: serde_json::Value,

@@ -32,7 +32,7 @@ pub mod stage;
 
 pub use journal::{
     AlertFilter, AlertRow, AlertState, EscalationRow, NotificationRow, Overview, SilenceRow,
-    TransitionRow,
+    TransitionEvent, TransitionRow,
 };
 pub use lifecycle::{ActError, Action, FieldState};
 pub use matcher::Matcher;

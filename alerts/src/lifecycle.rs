@@ -3,7 +3,7 @@
 //! silences and inhibition. Every change is a transition appended with the notifications it
 //! causes, in the same transaction, before anything is sent.
 
-use crate::journal::{self, AlertRow, AlertState, EscalationRow, TransitionRow};
+use crate::journal::{self, AlertRow, AlertState, EscalationRow, TransitionEvent, TransitionRow};
 use crate::matcher::all_match;
 use crate::policy::{Policies, Unless};
 use crate::{AlertsError, fingerprint, routing};
@@ -131,7 +131,7 @@ impl Ctx<'_, '_> {
     fn record(
         &mut self,
         a: &mut AlertRow,
-        event: &str,
+        event: TransitionEvent,
         at_ms: u64,
         detail: Value,
     ) -> Result<Value, AlertsError> {
@@ -151,7 +151,7 @@ impl Ctx<'_, '_> {
             alert_id: a.id.clone(),
             version: a.version,
             state: a.state,
-            event: event.to_owned(),
+            event,
             at_ms,
             body: body.clone(),
         });
@@ -234,7 +234,12 @@ impl Ctx<'_, '_> {
         let done = a.body["ops"]["repeats"].as_u64().unwrap_or(0);
         ops(a).insert("repeats".into(), json!(done + 1));
         let now = self.now;
-        let body = self.record(a, "repeated", now, json!({ "repeat": done + 1 }))?;
+        let body = self.record(
+            a,
+            TransitionEvent::Repeated,
+            now,
+            json!({ "repeat": done + 1 }),
+        )?;
         self.notify(a, &told, &body, false)
     }
 
@@ -387,7 +392,7 @@ impl Ctx<'_, '_> {
         a.suppressed = self.suppression(&a)?;
         let receivers = self.route(&mut a, &rule.route);
         let detail = json!({ "suppressed": a.suppressed });
-        let body = self.record(&mut a, "firing", at, detail)?;
+        let body = self.record(&mut a, TransitionEvent::Firing, at, detail)?;
         self.notify(&a, &receivers, &body, a.suppressed.is_some())?;
         for target in &rule.inhibits {
             self.tx
@@ -427,7 +432,7 @@ impl Ctx<'_, '_> {
         a.repeat_due_ms = None;
         a.body["resolved_ms"] = json!(at);
         ops(a).insert("closed_ms".into(), json!(self.now));
-        let body = self.record(a, "resolved", at, detail)?;
+        let body = self.record(a, TransitionEvent::Resolved, at, detail)?;
         // Whoever was told it fires is told it is resolved; what was held is dropped.
         let told = self.told(a)?;
         self.tx
@@ -467,7 +472,12 @@ impl Ctx<'_, '_> {
             return Ok(());
         }
         self.tx.prepare_cached("UPDATE outbox SET status = 'pending', next_ms = ?2 WHERE alert_id = ?1 AND +status = 'held'")?.execute(params![a.id, self.now as i64])?;
-        self.record(a, "released", self.now, json!({ "was": was }))?;
+        self.record(
+            a,
+            TransitionEvent::Released,
+            self.now,
+            json!({ "was": was }),
+        )?;
         Ok(())
     }
 
@@ -492,7 +502,7 @@ impl Ctx<'_, '_> {
                 self.ack(&mut a, by);
                 self.record(
                     &mut a,
-                    "acknowledged",
+                    TransitionEvent::Acknowledged,
                     now,
                     json!({ "by": by, "comment": comment }),
                 )?;
@@ -502,7 +512,12 @@ impl Ctx<'_, '_> {
                     return Ok(false);
                 }
                 ops(&mut a).insert("assignee".into(), json!(to));
-                self.record(&mut a, "assigned", now, json!({ "by": by, "to": to }))?;
+                self.record(
+                    &mut a,
+                    TransitionEvent::Assigned,
+                    now,
+                    json!({ "by": by, "to": to }),
+                )?;
             }
             Action::Comment { text } => {
                 let n = ops(&mut a)
@@ -510,7 +525,12 @@ impl Ctx<'_, '_> {
                     .and_then(Value::as_u64)
                     .unwrap_or(0);
                 ops(&mut a).insert("comments".into(), json!(n + 1));
-                self.record(&mut a, "commented", now, json!({ "by": by, "text": text }))?;
+                self.record(
+                    &mut a,
+                    TransitionEvent::Commented,
+                    now,
+                    json!({ "by": by, "text": text }),
+                )?;
             }
             Action::Resolve { reason } | Action::FalsePositive { reason } => {
                 if !firing {
@@ -549,7 +569,7 @@ impl Ctx<'_, '_> {
                 times[state.as_str()] = json!({ "by": by, "at_ms": now });
                 self.record(
                     &mut a,
-                    "field_state",
+                    TransitionEvent::FieldState,
                     now,
                     json!({ "by": by, "state": state.as_str() }),
                 )?;
@@ -648,7 +668,7 @@ impl Ctx<'_, '_> {
         a.suppressed = self.suppression(&a)?;
         let body = self.record(
             &mut a,
-            "escalated",
+            TransitionEvent::Escalated,
             self.now,
             json!({ "policy": row.policy, "step": row.step + 1, "notify": step.notify, "mark": step.mark }),
         )?;

@@ -308,13 +308,13 @@ async fn a_trapped_passenger_escalates_on_schedule_and_every_receiver_hears_the_
             "{r}: {versions:?}"
         );
     }
-    let history: Vec<String> = s
+    let history: Vec<alerts::TransitionEvent> = s
         .alerts
         .journal()
         .transitions_of(&id)
         .unwrap()
         .iter()
-        .map(|t| t.event.clone())
+        .map(|t| t.event)
         .collect();
     assert_eq!(
         history,
