@@ -167,6 +167,63 @@ enum Sink {
 }
 
 impl Sink {
+    /// The broker (one connection per `--clients`) or the recording the arguments name.
+    fn open(args: &SimulateArgs) -> anyhow::Result<Sink> {
+        Ok(match (&args.mqtt, &args.out) {
+            (Some(url), _) => {
+                let config = ingest::MqttConfig {
+                    url: url.clone(),
+                    ..ingest::MqttConfig::default()
+                };
+                let (host, port) = config.endpoint()?;
+                Sink::Mqtt(
+                    (0..args.clients.max(1))
+                        .map(|i| Publisher::connect(&host, port, format!("sim-{}-{i}", args.seed)))
+                        .collect(),
+                )
+            }
+            (None, Some(path)) => Sink::File(BufWriter::new(
+                std::fs::File::create(path)
+                    .with_context(|| format!("creating {}", path.display()))?,
+            )),
+            (None, None) => {
+                anyhow::bail!("say where to send the messages: --mqtt URL or --out FILE")
+            }
+        })
+    }
+
+    /// Flushes the recording, or waits (a minute at most, at QoS 1) until the broker has
+    /// acknowledged every one of `sent` and disconnects; how many were acknowledged.
+    async fn finish(&mut self, qos: QoS, sent: u64) -> anyhow::Result<u64> {
+        match self {
+            Sink::File(w) => {
+                w.flush()?;
+                Ok(sent)
+            }
+            Sink::Mqtt(clients) => {
+                let acked = || {
+                    clients
+                        .iter()
+                        .map(|c| c.acked.load(Ordering::Relaxed))
+                        .sum::<u64>()
+                };
+                let mut done = 0;
+                if qos == QoS::AtLeastOnce {
+                    let deadline = Instant::now() + Duration::from_secs(60);
+                    while acked() < sent && Instant::now() < deadline {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    done = acked();
+                }
+                for c in clients.iter() {
+                    c.done.store(true, Ordering::Relaxed);
+                    let _ = c.client.disconnect().await;
+                }
+                Ok(done)
+            }
+        }
+    }
+
     /// One message: to the connection its device always uses, or to the recording.
     async fn send(&mut self, m: Message, qos: QoS) -> anyhow::Result<()> {
         match self {
@@ -256,6 +313,19 @@ fn client_of(topic: &str, clients: usize) -> usize {
     (h % clients.max(1) as u64) as usize
 }
 
+/// The progress of a run, drawn on a terminal only: a run of a large city takes minutes.
+fn progress(seconds: u64) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(seconds);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "simulated {pos}/{len} s [{bar:30}] {msg}, {elapsed} elapsed, eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar
+}
+
 /// Runs a simulation; returns what it sent.
 pub async fn simulate(args: &SimulateArgs, district: District) -> anyhow::Result<Summary> {
     let qos = if args.qos == 0 {
@@ -272,24 +342,7 @@ pub async fn simulate(args: &SimulateArgs, district: District) -> anyhow::Result
             now - args.seconds * 1000
         }
     });
-    let mut sink = match (&args.mqtt, &args.out) {
-        (Some(url), _) => {
-            let config = ingest::MqttConfig {
-                url: url.clone(),
-                ..ingest::MqttConfig::default()
-            };
-            let (host, port) = config.endpoint()?;
-            Sink::Mqtt(
-                (0..args.clients.max(1))
-                    .map(|i| Publisher::connect(&host, port, format!("sim-{}-{i}", args.seed)))
-                    .collect(),
-            )
-        }
-        (None, Some(path)) => Sink::File(BufWriter::new(
-            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
-        )),
-        (None, None) => anyhow::bail!("say where to send the messages: --mqtt URL or --out FILE"),
-    };
+    let mut sink = Sink::open(args)?;
     let mut truth = match &args.truth {
         Some(p) => Some(BufWriter::new(
             std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
@@ -309,15 +362,7 @@ pub async fn simulate(args: &SimulateArgs, district: District) -> anyhow::Result
     let mut per_stream: BTreeMap<String, u64> = BTreeMap::new();
     let started = Instant::now();
     let mut n = 0u64;
-    // On a terminal only: a run of a large city takes minutes.
-    let bar = indicatif::ProgressBar::new(args.seconds);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "simulated {pos}/{len} s [{bar:30}] {msg}, {elapsed} elapsed, eta {eta}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
+    let bar = progress(args.seconds);
     for second in 0..args.seconds {
         if args.speed > 0.0 {
             let due = started + Duration::from_secs_f64(second as f64 / args.speed);
@@ -389,32 +434,7 @@ pub async fn simulate(args: &SimulateArgs, district: District) -> anyhow::Result
     if let Some(t) = &mut truth {
         t.flush()?;
     }
-    match &mut sink {
-        Sink::File(w) => {
-            w.flush()?;
-            summary.acked = summary.messages;
-        }
-        Sink::Mqtt(clients) => {
-            let acked = || {
-                clients
-                    .iter()
-                    .map(|c| c.acked.load(Ordering::Relaxed))
-                    .sum::<u64>()
-            };
-            if qos == QoS::AtLeastOnce {
-                // Done when the broker has every message.
-                let deadline = Instant::now() + Duration::from_secs(60);
-                while acked() < summary.messages && Instant::now() < deadline {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-                summary.acked = acked();
-            }
-            for c in clients.iter() {
-                c.done.store(true, Ordering::Relaxed);
-                let _ = c.client.disconnect().await;
-            }
-        }
-    }
+    summary.acked = sink.finish(qos, summary.messages).await?;
     summary.simulated_seconds = args.seconds;
     summary.wall_seconds = started.elapsed().as_secs_f64();
     summary.messages_per_s = summary.messages as f64 / summary.wall_seconds.max(1e-9);
