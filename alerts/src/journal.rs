@@ -79,41 +79,12 @@ pub enum AlertState {
 }
 
 impl AlertState {
+    const ALL: [AlertState; 2] = [AlertState::Firing, AlertState::Resolved];
+
     pub fn as_str(self) -> &'static str {
         match self {
             AlertState::Firing => "firing",
             AlertState::Resolved => "resolved",
-        }
-    }
-}
-
-impl std::fmt::Display for AlertState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A state compares with its name (`a.state == "firing"`).
-impl PartialEq<&str> for AlertState {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
-    }
-}
-
-impl rusqlite::types::ToSql for AlertState {
-    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
-        Ok(self.as_str().into())
-    }
-}
-
-impl rusqlite::types::FromSql for AlertState {
-    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
-        match v.as_str()? {
-            "firing" => Ok(AlertState::Firing),
-            "resolved" => Ok(AlertState::Resolved),
-            other => Err(rusqlite::types::FromSqlError::Other(
-                format!("an alert state that is neither firing nor resolved: {other}").into(),
-            )),
         }
     }
 }
@@ -161,32 +132,48 @@ impl TransitionEvent {
     }
 }
 
-/// An event compares with its name (`t.event == "acknowledged"`).
-impl PartialEq<&str> for TransitionEvent {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
-    }
+/// A kind kept by its name (`ALL` and `as_str`): it compares with the name
+/// (`a.state == "firing"`), prints as it, and is written to and read from SQLite as it (an
+/// unknown name in the journal is an error that names it).
+macro_rules! by_name {
+    ($t:ident) => {
+        impl PartialEq<&str> for $t {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl rusqlite::types::ToSql for $t {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                Ok(self.as_str().into())
+            }
+        }
+
+        impl rusqlite::types::FromSql for $t {
+            fn column_result(
+                v: rusqlite::types::ValueRef<'_>,
+            ) -> rusqlite::types::FromSqlResult<Self> {
+                let name = v.as_str()?;
+                $t::ALL
+                    .into_iter()
+                    .find(|k| k.as_str() == name)
+                    .ok_or_else(|| {
+                        let why = format!("not a known {}: {name}", stringify!($t));
+                        rusqlite::types::FromSqlError::Other(why.into())
+                    })
+            }
+        }
+    };
 }
 
-impl rusqlite::types::ToSql for TransitionEvent {
-    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
-        Ok(self.as_str().into())
-    }
-}
-
-impl rusqlite::types::FromSql for TransitionEvent {
-    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
-        let name = v.as_str()?;
-        TransitionEvent::ALL
-            .into_iter()
-            .find(|e| e.as_str() == name)
-            .ok_or_else(|| {
-                rusqlite::types::FromSqlError::Other(
-                    format!("an unknown kind of alert transition: {name}").into(),
-                )
-            })
-    }
-}
+by_name!(AlertState);
+by_name!(TransitionEvent);
 
 /// An alert as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
@@ -824,6 +811,19 @@ fn escalation_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EscalationRow> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn states_and_transitions_are_read_by_name_and_an_unknown_name_is_named() {
+        let c = rusqlite::Connection::open_in_memory().unwrap();
+        let read = |sql: &str| c.query_row(sql, [], |r| r.get::<_, AlertState>(0));
+        assert_eq!(read("SELECT 'firing'").unwrap(), AlertState::Firing);
+        let err = read("SELECT 'frozen'").unwrap_err().to_string();
+        assert!(err.contains("not a known AlertState: frozen"), "{err}");
+        let event = c.query_row("SELECT 'field_state'", [], |r| {
+            r.get::<_, TransitionEvent>(0)
+        });
+        assert_eq!(event.unwrap(), "field_state");
+    }
 
     #[test]
     fn a_version_1_journal_is_upgraded_in_place() {
