@@ -48,7 +48,7 @@ impl Collector for Scrape {
         ingest(&mut f, &s.ingest)?;
         dataflow(&mut f, &s.dataflow)?;
         checkpoints(&mut f, &s.dataflow.checkpoints())?;
-        queues(&mut f, s)?;
+        alerts_queue(&mut f, s)?;
         mqtt(&mut f, &s.ingest)?;
         if let Some((log, ledger)) = s.ingest.input_log() {
             input_log(&mut f, log, ledger)?;
@@ -254,7 +254,7 @@ fn checkpoints(f: &mut Families<'_>, c: &dataflow::stats::CheckpointStats) -> fm
 }
 
 /// The queue between the dataflow and the alerts' journal.
-fn queues(f: &mut Families<'_>, s: &AppState) -> fmt::Result {
+fn alerts_queue(f: &mut Families<'_>, s: &AppState) -> fmt::Result {
     let Some(q) = &s.alerts_queue else {
         return Ok(());
     };
