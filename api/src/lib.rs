@@ -16,7 +16,7 @@
 //! - [`auth`]: bearer tokens and roles.
 //! - [`tiles`]: the control room's counter tiles and their last hour.
 //! - [`web`]: the control-room page, built into the binary.
-//! - [`metrics`]: the Prometheus exposition (OpenMetrics text, through `prometheus-client`).
+//! - [`metrics`]: the Prometheus text exposition (through `prometheus-client`).
 //! - [`kept_rules`]: rule changes made through the API, kept for the next start.
 //! - [`openapi`]: the OpenAPI document, derived from the handlers.
 //! - [`error`]: JSON errors `{ "error": { "code", "message", "field"? } }`.

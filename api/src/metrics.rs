@@ -1,10 +1,11 @@
-//! The Prometheus exposition (OpenMetrics text, written by `prometheus-client`).
+//! The Prometheus exposition (the Prometheus text format, a stable interface), written by
+//! `prometheus-client`.
 //!
 //! The numbers live in lock-free atomics owned by `ingest`, `dataflow` and `alerts`, updated on
 //! the hot path; a scrape reads them through one [`Collector`] and the crate encodes them
 //! (names, label escaping, number formats), so no second registry has to be kept in step.
 //! Families by stage: ingest, the dataflow, checkpoints and the input log, the rules, the
-//! alerts, InfluxDB. A counter family is named without `_total`; its samples carry it.
+//! alerts, InfluxDB. A counter family is named without `_total` here; its samples carry it.
 
 use crate::state::AppState;
 use ingest::ConnectionState;
@@ -17,11 +18,12 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
-use std::fmt;
+use std::collections::HashSet;
+use std::fmt::{self, Write};
 use std::sync::atomic::Ordering::Relaxed;
 
 /// The exposition's content type.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// The whole exposition.
 pub fn render(s: &AppState) -> String {
@@ -30,6 +32,33 @@ pub fn render(s: &AppState) -> String {
     let mut out = String::with_capacity(8192);
     // Writing into a String does not fail.
     let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+    prometheus_text(&out)
+}
+
+/// The crate writes OpenMetrics text; for counters and gauges the Prometheus text format
+/// differs from it only in naming a counter family with its `_total` in the `# HELP` and
+/// `# TYPE` lines, and in having no closing `# EOF`. Samples, labels and values are the same.
+fn prometheus_text(open_metrics: &str) -> String {
+    let counters: HashSet<&str> = open_metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(open_metrics.len() + 16 * counters.len());
+    for line in open_metrics.lines().filter(|l| *l != "# EOF") {
+        let counter_line = ["# HELP ", "# TYPE "].into_iter().find_map(|p| {
+            let (name, rest) = line.strip_prefix(p)?.split_once(' ')?;
+            counters.contains(name).then_some((p, name, rest))
+        });
+        match counter_line {
+            Some((p, name, rest)) => {
+                let _ = writeln!(out, "{p}{name}_total {rest}");
+            }
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
     out
 }
 
@@ -446,4 +475,22 @@ fn influx(f: &mut Families<'_>, i: &influx::SinkStats) -> fmt::Result {
         "Bytes waiting on disk for the server.",
         bytes,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_named_with_total_and_there_is_no_eof() {
+        let om = "# HELP citywatch_acks Acks.\n# TYPE citywatch_acks counter\n\
+                  citywatch_acks_total{state=\"up\"} 3\n# HELP citywatch_depth Depth.\n\
+                  # TYPE citywatch_depth gauge\ncitywatch_depth 1\n# EOF\n";
+        assert_eq!(
+            prometheus_text(om),
+            "# HELP citywatch_acks_total Acks.\n# TYPE citywatch_acks_total counter\n\
+             citywatch_acks_total{state=\"up\"} 3\n# HELP citywatch_depth Depth.\n\
+             # TYPE citywatch_depth gauge\ncitywatch_depth 1\n"
+        );
+    }
 }

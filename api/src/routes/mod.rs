@@ -360,9 +360,9 @@ pub(crate) async fn tiles(State(s): State<AppState>) -> Result<Json<TilesPage>, 
     }))
 }
 
-/// `GET /metrics`: the Prometheus exposition (OpenMetrics text).
+/// `GET /metrics`: the Prometheus text exposition.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "OpenMetrics text format 1.0.0", content_type = "application/openmetrics-text", body = String)))]
+    responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain", body = String)))]
 pub(crate) async fn prometheus(State(s): State<AppState>) -> Response {
     (
         [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
