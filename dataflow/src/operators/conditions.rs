@@ -10,7 +10,6 @@
 //!    of active conditions. State: one machine per active group (dropped when idle), the stash
 //!    of observations ahead of the frontier, and one timer entry per machine.
 
-use super::timers::Timers;
 use crate::checkpoint::Part;
 use crate::conditions::Condition;
 use crate::operators::Held;
@@ -27,12 +26,13 @@ use rules::expr::{Evaluator, map};
 use rules::machine::{Item, Machine, Scalar, Transition};
 use rules::spec::{Kind, Registry, Rule};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
-use std::rc::Rc;
 use std::sync::Arc;
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
+
+mod machines;
+use machines::{Machines, SavedMachines, changes_nothing_new};
 
 /// What one event means for one rule's group.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -582,82 +582,6 @@ pub trait Conditions<'scope> {
     ) -> VecCollection<'scope, u64, Condition, isize>;
 }
 
-/// What a checkpoint keeps of the rules' state: the source of every rule in force (a rule
-/// changed between stop and start starts afresh, as a change at run time does) and every
-/// group's machines and timeline.
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct SavedMachines {
-    rules: Vec<(u64, rules::RuleSource)>,
-    groups: Vec<(String, Group)>,
-}
-
-fn saved_machines(set: &RuleSet, groups: &foldhash::HashMap<Rc<str>, Group>) -> SavedMachines {
-    SavedMachines {
-        rules: set
-            .keys
-            .iter()
-            .zip(&set.rules)
-            .map(|(k, r)| (*k, r.source.clone()))
-            .collect(),
-        groups: groups
-            .iter()
-            .map(|(k, g)| (k.to_string(), g.clone()))
-            .collect(),
-    }
-}
-
-/// Puts restored machines in place at `at`, under the rule set in force then: the machines
-/// of rules that are unchanged, their timers queued, and their published episodes (firing, or
-/// standing through a catch-up) active again from `at` with their own start (the alert
-/// journal knows them as the same episodes).
-fn install(
-    saved: SavedMachines,
-    at: u64,
-    set: &RuleSet,
-    groups: &mut foldhash::HashMap<Rc<str>, Group>,
-    timers: &mut Timers<Rc<str>>,
-    out: &mut Vec<(Condition, u64, isize)>,
-) {
-    let unchanged: Vec<u64> = saved
-        .rules
-        .iter()
-        .filter(|(k, src)| set.get(*k).is_some_and(|r| &r.source == src))
-        .map(|(k, _)| *k)
-        .collect();
-    for (key, mut g) in saved.groups {
-        keep_rules(&mut g, |k| unchanged.contains(&k));
-        if g.machines.is_empty() && g.holds_nothing_else() {
-            continue;
-        }
-        for (k, f) in g.published() {
-            if let Some(r) = set.get(k) {
-                out.push((group::condition(r, &key, &f), at, 1));
-            }
-        }
-        let key: Rc<str> = Rc::from(key);
-        groups.insert(key.clone(), g);
-        reschedule(set, groups, key, timers, at);
-    }
-}
-
-/// Keeps only the state of the rules `keep` admits.
-fn keep_rules(g: &mut Group, keep: impl Fn(u64) -> bool) {
-    g.machines.retain(|(k, _)| keep(*k));
-    if let Some(saved) = g.saved.as_mut() {
-        saved.retain(|(k, _)| keep(*k));
-    }
-    if let Some(c) = g.catch_up.as_mut() {
-        c.stale.retain(|(k, _)| keep(*k));
-    }
-    if let Some(r) = g.reorder.as_mut() {
-        r.base.retain(|(k, _)| keep(*k));
-        r.ended.retain(|(k, _, _)| keep(*k));
-        for (_, items) in r.events.iter_mut() {
-            items.retain(|i| keep(i.rule()));
-        }
-    }
-}
-
 impl<'scope> Conditions<'scope> for StreamVec<'scope, u64, Batch> {
     fn conditions(
         self,
@@ -674,245 +598,41 @@ impl<'scope> Conditions<'scope> for StreamVec<'scope, u64, Batch> {
             Pipeline,
             "Conditions",
             move |init, _info| {
-                let mut cap = Held::default();
-                // Installed once everything before its time is handled (the rule set in force
-                // then is known).
-                let mut restored = part.as_ref().and_then(|p| p.restored::<SavedMachines>());
-                if let Some((at, _)) = &restored {
-                    cap = Held::at(init.delayed(at));
-                }
-                let mut stash: BTreeMap<u64, Vec<Batch>> = BTreeMap::new();
-                let mut pending: BTreeMap<u64, RuleSetVersion> = BTreeMap::new();
-                let mut current = Arc::new(RuleSet::default());
-                // One allocation per group key, shared by the map and the timer heap.
-                let mut groups: foldhash::HashMap<Rc<str>, Group> = foldhash::HashMap::default();
-                // Lazy: an entry counts only while it is its group's `scheduled` time.
-                let mut timers: Timers<Rc<str>> = Timers::default();
-                let mut out: Vec<(Condition, u64, isize)> = Vec::new();
-                let evaluator = Evaluator::default();
+                let restored = part.as_ref().and_then(|p| p.restored::<SavedMachines>());
+                let mut cap = match &restored {
+                    Some((at, _)) => Held::at(init.delayed(at)),
+                    None => Held::default(),
+                };
+                let mut state = Machines::new(restored, limits, stats);
                 move |(input, frontier), (versions, versions_frontier), output| {
                     versions.for_each_stamp(|incap, data| {
                         cap.keep(&incap);
-                        for batch in data {
-                            for v in batch.drain(..) {
-                                pending.insert(v.activation, v);
-                            }
-                        }
+                        data.flat_map(|v| v.drain(..))
+                            .for_each(|v| state.version(v));
                     });
                     input.for_each_stamp(|incap, data| {
                         cap.keep(&incap);
-                        for batch in data {
-                            for b in batch.drain(..) {
-                                stash.entry(b.time).or_default().push(b);
-                            }
-                        }
+                        data.flat_map(|b| b.drain(..)).for_each(|b| state.batch(b));
                     });
-                    let f1 = frontier.frontier().first().copied().unwrap_or(u64::MAX);
-                    let f2 = versions_frontier
-                        .frontier()
-                        .first()
-                        .copied()
+                    let f = [frontier.frontier(), versions_frontier.frontier()]
+                        .iter()
+                        .map(|f| f.first().copied().unwrap_or(u64::MAX))
+                        .min()
                         .unwrap_or(u64::MAX);
-                    let f = f1.min(f2);
-                    loop {
-                        let next_version = pending
-                            .first_key_value()
-                            .map(|(t, _)| *t)
-                            .filter(|t| *t < f);
-                        let next_obs = stash.first_key_value().map(|(t, _)| *t).filter(|t| *t < f);
-                        let next_timer = timers.next().filter(|t| *t < f);
-                        let Some(t) = [next_version, next_obs, next_timer]
-                            .into_iter()
-                            .flatten()
-                            .min()
-                        else {
-                            break;
-                        };
-                        if let Some((at, saved)) = restored.take_if(|(at, _)| t >= *at) {
-                            install(saved, at, &current, &mut groups, &mut timers, &mut out);
-                            continue;
-                        }
-                        // At one time: a new version first, then timers, then observations.
-                        if next_version == Some(t) {
-                            let Some((_, v)) = pending.pop_first() else {
-                                break;
-                            };
-                            let next = Arc::new(RuleSet::compile(&v));
-                            retire_changed(&current, &next, t, &mut groups, &mut out);
-                            current = next;
-                        } else if next_timer == Some(t) {
-                            let Some((t, key)) = timers.pop() else {
-                                break;
-                            };
-                            let Some(group) = groups.get_mut(&key) else {
-                                continue;
-                            };
-                            if group.queued == Some(t) {
-                                group.queued = None;
-                            }
-                            match group.scheduled {
-                                Some(s) if s == t => {}
-                                // Its time moved on: wait in the heap for that instead.
-                                Some(s) if s > t => {
-                                    if group.queued.is_none_or(|q| s < q) {
-                                        group.queued = Some(s);
-                                        timers.push(s, key);
-                                    }
-                                    continue;
-                                }
-                                _ => continue,
-                            }
-                            run_timers(group, &key, t, &current, &evaluator, &mut out);
-                            reschedule(&current, &mut groups, key, &mut timers, t);
-                        } else {
-                            let Some((t, batches)) = stash.pop_first() else {
-                                break;
-                            };
-                            for b in batches {
-                                let key: Rc<str> = match groups.get_key_value(b.group.as_str()) {
-                                    Some((k, _)) => k.clone(),
-                                    // Most frames of an idle device change nothing: no group
-                                    // is made (and dropped again) for them.
-                                    None if b.items.iter().all(|(rule, what)| {
-                                        changes_nothing_new(&current, *rule, what)
-                                    }) =>
-                                    {
-                                        continue;
-                                    }
-                                    None => {
-                                        let k: Rc<str> = Rc::from(b.group.as_str());
-                                        groups.insert(k.clone(), Group::default());
-                                        k
-                                    }
-                                };
-                                let Some(group) = groups.get_mut(&key) else {
-                                    continue;
-                                };
-                                let cx = Cx {
-                                    set: &current,
-                                    ev: &evaluator,
-                                    limits,
-                                    stats: &stats,
-                                };
-                                judge_batch(group, &key, b, t, &cx, &mut out);
-                                reschedule(&current, &mut groups, key, &mut timers, t);
-                            }
-                        }
-                    }
-                    if let Some((at, saved)) = restored.take_if(|(at, _)| f >= *at) {
-                        install(saved, at, &current, &mut groups, &mut timers, &mut out);
-                    }
+                    state.advance(f);
                     if let Some(c) = cap.get()
-                        && !out.is_empty()
+                        && state.has_output()
                     {
-                        output.session(c).give_iterator(out.drain(..));
+                        output.session(c).give_iterator(state.output());
                     }
                     if let Some(p) = part.as_ref().filter(|p| p.due(f)) {
-                        p.give(f, &saved_machines(&current, &groups));
+                        p.give(f, &state.saved());
                     }
-                    let next = stash
-                        .keys()
-                        .next()
-                        .copied()
-                        .into_iter()
-                        .chain(timers.next())
-                        .chain(pending.keys().next().copied())
-                        .min();
-                    cap.release_to(next);
+                    cap.release_to(state.owed());
                 }
             },
         )
         .as_collection()
-    }
-}
-
-/// A new rule-set version at `t`: conditions of rules that changed or went away stop at `t`
-/// and their state is dropped; the others carry on untouched.
-fn retire_changed(
-    old: &RuleSet,
-    new: &RuleSet,
-    t: u64,
-    groups: &mut foldhash::HashMap<Rc<str>, Group>,
-    out: &mut Vec<(Condition, u64, isize)>,
-) {
-    let changed: Vec<u64> = old
-        .keys
-        .iter()
-        .zip(&old.rules)
-        .filter(|(k, r)| new.get(**k).is_none_or(|n| n.source != r.source))
-        .map(|(k, _)| *k)
-        .collect();
-    if changed.is_empty() {
-        return;
-    }
-    for (group, g) in groups.iter_mut() {
-        for (k, f) in g.published() {
-            if let (true, Some(r)) = (changed.contains(&k), old.get(k)) {
-                out.push((group::condition(r, group, &f), group::stop_time(&f, t), -1));
-            }
-        }
-        keep_rules(g, |k| !changed.contains(&k));
-        if g.catch_up.as_ref().is_some_and(|c| c.stale.is_empty()) {
-            g.catch_up = None;
-        }
-    }
-    groups.retain(|_, g| !(g.machines.is_empty() && g.holds_nothing_else()));
-}
-
-/// Drops the group's idle machines (and the group when none is left), and queues its next
-/// timer if it changed.
-/// Whether `what` leaves a new machine of `rule` as it was: an event that does not match a
-/// state rule (its raw condition is false already, and it carries nothing). Window rules are
-/// not skipped: their condition is judged even on an empty window.
-fn changes_nothing_new(set: &RuleSet, rule: u64, what: &What) -> bool {
-    matches!(
-        (set.get(rule).map(|r| &r.kind), what),
-        (Some(Kind::State { .. }), What::Event { matched: false, .. })
-    )
-}
-
-fn reschedule(
-    set: &RuleSet,
-    groups: &mut foldhash::HashMap<Rc<str>, Group>,
-    key: Rc<str>,
-    timers: &mut Timers<Rc<str>>,
-    now: u64,
-) {
-    let Some(group) = groups.get_mut(&key) else {
-        return;
-    };
-    group.machines.retain(|(rule, m)| {
-        set.get(*rule)
-            .is_some_and(|r| !(m.is_idle() && m.next_timer(r).is_none()))
-    });
-    if group.machines.is_empty() && group.holds_nothing_else() {
-        groups.remove(&key);
-        return;
-    }
-    // Own-timed machines wake when the group's own time reaches their timer.
-    let clock = group.clock;
-    let next = group
-        .machines
-        .iter()
-        .filter_map(|(rule, m)| {
-            let r = set.get(*rule)?;
-            let due = m.next_timer(r)?;
-            Some(if group::on_frontier(r) {
-                due
-            } else {
-                clock.when(due)
-            })
-        })
-        .chain(group.catch_up_due())
-        .chain(group.reorder_due())
-        .min()
-        .map(|t| t.max(now));
-    group.scheduled = next;
-    if let Some(t) = next
-        && group.queued.is_none_or(|q| t < q)
-    {
-        group.queued = Some(t);
-        timers.push(t, key);
     }
 }
 

@@ -1,0 +1,367 @@
+//! The state of the [`super::Conditions`] operator and its steps: the rule set in force and
+//! the versions still ahead, the batches ahead of the frontier, the groups' machines and their
+//! timers. Everything before the frontier is handled in time order; at one time a new version
+//! comes first, then the timers, then the batches.
+
+use super::{Batch, Cx, RuleSet, RuleSetVersion, What, judge_batch, run_timers};
+use crate::conditions::Condition;
+use crate::operators::group::{self, Group, ReorderLimits};
+use crate::operators::timers::Timers;
+use crate::stats::Stats;
+use rules::expr::Evaluator;
+use rules::spec::Kind;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+/// What a checkpoint keeps of the rules' state: the source of every rule in force (a rule
+/// changed between stop and start starts afresh, as a change at run time does) and every
+/// group's machines and timeline.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(super) struct SavedMachines {
+    rules: Vec<(u64, rules::RuleSource)>,
+    groups: Vec<(String, Group)>,
+}
+
+/// One allocation per group key, shared by the map and the timer heap.
+type Groups = foldhash::HashMap<Rc<str>, Group>;
+
+/// The operator's state on one worker.
+pub(super) struct Machines {
+    pending: BTreeMap<u64, RuleSetVersion>,
+    stash: BTreeMap<u64, Vec<Batch>>,
+    current: Arc<RuleSet>,
+    groups: Groups,
+    /// Lazy: an entry counts only while it is its group's `scheduled` time.
+    timers: Timers<Rc<str>>,
+    /// Installed once everything before its time is handled (the rule set in force then is
+    /// known).
+    restored: Option<(u64, SavedMachines)>,
+    out: Vec<(Condition, u64, isize)>,
+    evaluator: Evaluator,
+    limits: ReorderLimits,
+    stats: Arc<Stats>,
+}
+
+/// What comes next at one time.
+enum Next {
+    Version,
+    Timer,
+    Batches,
+}
+
+impl Machines {
+    pub(super) fn new(
+        restored: Option<(u64, SavedMachines)>,
+        limits: ReorderLimits,
+        stats: Arc<Stats>,
+    ) -> Machines {
+        Machines {
+            pending: BTreeMap::new(),
+            stash: BTreeMap::new(),
+            current: Arc::new(RuleSet::default()),
+            groups: Groups::default(),
+            timers: Timers::default(),
+            restored,
+            out: Vec::new(),
+            evaluator: Evaluator::default(),
+            limits,
+            stats,
+        }
+    }
+
+    pub(super) fn version(&mut self, v: RuleSetVersion) {
+        self.pending.insert(v.activation, v);
+    }
+
+    pub(super) fn batch(&mut self, b: Batch) {
+        self.stash.entry(b.time).or_default().push(b);
+    }
+
+    /// Handles everything before the frontier `f`, in time order.
+    pub(super) fn advance(&mut self, f: u64) {
+        while let Some((t, next)) = self.next_before(f) {
+            if let Some((at, saved)) = self.restored.take_if(|(at, _)| t >= *at) {
+                self.install(saved, at);
+                continue;
+            }
+            match next {
+                Next::Version => self.take_version(t),
+                Next::Timer => self.fire_timer(),
+                Next::Batches => self.judge_batches(),
+            }
+        }
+        if let Some((at, saved)) = self.restored.take_if(|(at, _)| f >= *at) {
+            self.install(saved, at);
+        }
+    }
+
+    fn next_before(&self, f: u64) -> Option<(u64, Next)> {
+        let first = |t: Option<u64>, n: Next| t.filter(|t| *t < f).map(|t| (t, n));
+        [
+            first(self.pending.keys().next().copied(), Next::Version),
+            first(self.timers.next(), Next::Timer),
+            first(self.stash.keys().next().copied(), Next::Batches),
+        ]
+        .into_iter()
+        .flatten()
+        .min_by_key(|(t, _)| *t)
+    }
+
+    pub(super) fn has_output(&self) -> bool {
+        !self.out.is_empty()
+    }
+
+    /// The conditions' changes so far.
+    pub(super) fn output(&mut self) -> impl Iterator<Item = (Condition, u64, isize)> + '_ {
+        self.out.drain(..)
+    }
+
+    /// The earliest time the operator still owes output for.
+    pub(super) fn owed(&self) -> Option<u64> {
+        [
+            self.stash.keys().next().copied(),
+            self.timers.next(),
+            self.pending.keys().next().copied(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    pub(super) fn saved(&self) -> SavedMachines {
+        let set = &self.current;
+        SavedMachines {
+            rules: set
+                .keys
+                .iter()
+                .zip(&set.rules)
+                .map(|(k, r)| (*k, r.source.clone()))
+                .collect(),
+            groups: self
+                .groups
+                .iter()
+                .map(|(k, g)| (k.to_string(), g.clone()))
+                .collect(),
+        }
+    }
+
+    fn take_version(&mut self, t: u64) {
+        let Some((_, v)) = self.pending.pop_first() else {
+            return;
+        };
+        let next = Arc::new(RuleSet::compile(&v));
+        retire_changed(&self.current, &next, t, &mut self.groups, &mut self.out);
+        self.current = next;
+    }
+
+    fn fire_timer(&mut self) {
+        let Some((t, key)) = self.timers.pop() else {
+            return;
+        };
+        let Some(group) = self.groups.get_mut(&key) else {
+            return;
+        };
+        if group.queued == Some(t) {
+            group.queued = None;
+        }
+        match group.scheduled {
+            Some(s) if s == t => {}
+            // Its time moved on: wait in the heap for that instead.
+            Some(s) if s > t => {
+                if group.queued.is_none_or(|q| s < q) {
+                    group.queued = Some(s);
+                    self.timers.push(s, key);
+                }
+                return;
+            }
+            _ => return,
+        }
+        run_timers(
+            group,
+            &key,
+            t,
+            &self.current,
+            &self.evaluator,
+            &mut self.out,
+        );
+        reschedule(&self.current, &mut self.groups, key, &mut self.timers, t);
+    }
+
+    fn judge_batches(&mut self) {
+        let Some((t, batches)) = self.stash.pop_first() else {
+            return;
+        };
+        for b in batches {
+            let Some(key) = self.group_for(&b) else {
+                continue;
+            };
+            let Some(group) = self.groups.get_mut(&key) else {
+                continue;
+            };
+            let cx = Cx {
+                set: &self.current,
+                ev: &self.evaluator,
+                limits: self.limits,
+                stats: &self.stats,
+            };
+            judge_batch(group, &key, b, t, &cx, &mut self.out);
+            reschedule(&self.current, &mut self.groups, key, &mut self.timers, t);
+        }
+    }
+
+    /// The batch's group, made if the batch changes anything: most frames of an idle device
+    /// change nothing, and no group is made (and dropped again) for them.
+    fn group_for(&mut self, b: &Batch) -> Option<Rc<str>> {
+        if let Some((k, _)) = self.groups.get_key_value(b.group.as_str()) {
+            return Some(k.clone());
+        }
+        let set = &self.current;
+        if b.items
+            .iter()
+            .all(|(rule, what)| changes_nothing_new(set, *rule, what))
+        {
+            return None;
+        }
+        let k: Rc<str> = Rc::from(b.group.as_str());
+        self.groups.insert(k.clone(), Group::default());
+        Some(k)
+    }
+
+    /// Puts restored machines in place at `at`, under the rule set in force then: the
+    /// machines of rules that are unchanged, their timers queued, and their published episodes
+    /// (firing, or standing through a catch-up) active again from `at` with their own start
+    /// (the alert journal knows them as the same episodes).
+    fn install(&mut self, saved: SavedMachines, at: u64) {
+        let set = &self.current;
+        let unchanged: Vec<u64> = saved
+            .rules
+            .iter()
+            .filter(|(k, src)| set.get(*k).is_some_and(|r| &r.source == src))
+            .map(|(k, _)| *k)
+            .collect();
+        for (key, mut g) in saved.groups {
+            keep_rules(&mut g, |k| unchanged.contains(&k));
+            if g.machines.is_empty() && g.holds_nothing_else() {
+                continue;
+            }
+            for (k, f) in g.published() {
+                if let Some(r) = set.get(k) {
+                    self.out.push((group::condition(r, &key, &f), at, 1));
+                }
+            }
+            let key: Rc<str> = Rc::from(key);
+            self.groups.insert(key.clone(), g);
+            reschedule(set, &mut self.groups, key, &mut self.timers, at);
+        }
+    }
+}
+
+/// Keeps only the state of the rules `keep` admits.
+fn keep_rules(g: &mut Group, keep: impl Fn(u64) -> bool) {
+    g.machines.retain(|(k, _)| keep(*k));
+    if let Some(saved) = g.saved.as_mut() {
+        saved.retain(|(k, _)| keep(*k));
+    }
+    if let Some(c) = g.catch_up.as_mut() {
+        c.stale.retain(|(k, _)| keep(*k));
+    }
+    if let Some(r) = g.reorder.as_mut() {
+        r.base.retain(|(k, _)| keep(*k));
+        r.ended.retain(|(k, _, _)| keep(*k));
+        for (_, items) in r.events.iter_mut() {
+            items.retain(|i| keep(i.rule()));
+        }
+    }
+}
+
+/// A new rule-set version at `t`: conditions of rules that changed or went away stop at `t`
+/// and their state is dropped; the others carry on untouched.
+fn retire_changed(
+    old: &RuleSet,
+    new: &RuleSet,
+    t: u64,
+    groups: &mut Groups,
+    out: &mut Vec<(Condition, u64, isize)>,
+) {
+    let changed: Vec<u64> = old
+        .keys
+        .iter()
+        .zip(&old.rules)
+        .filter(|(k, r)| new.get(**k).is_none_or(|n| n.source != r.source))
+        .map(|(k, _)| *k)
+        .collect();
+    if changed.is_empty() {
+        return;
+    }
+    for (group, g) in groups.iter_mut() {
+        for (k, f) in g.published() {
+            if let (true, Some(r)) = (changed.contains(&k), old.get(k)) {
+                out.push((group::condition(r, group, &f), group::stop_time(&f, t), -1));
+            }
+        }
+        keep_rules(g, |k| !changed.contains(&k));
+        if g.catch_up.as_ref().is_some_and(|c| c.stale.is_empty()) {
+            g.catch_up = None;
+        }
+    }
+    groups.retain(|_, g| !(g.machines.is_empty() && g.holds_nothing_else()));
+}
+
+/// Whether `what` leaves a new machine of `rule` as it was: an event that does not match a
+/// state rule (its raw condition is false already, and it carries nothing). Window rules are
+/// not skipped: their condition is judged even on an empty window.
+pub(super) fn changes_nothing_new(set: &RuleSet, rule: u64, what: &What) -> bool {
+    matches!(
+        (set.get(rule).map(|r| &r.kind), what),
+        (Some(Kind::State { .. }), What::Event { matched: false, .. })
+    )
+}
+
+/// Drops the group's idle machines (and the group when none is left), and queues its next
+/// timer if it changed.
+fn reschedule(
+    set: &RuleSet,
+    groups: &mut Groups,
+    key: Rc<str>,
+    timers: &mut Timers<Rc<str>>,
+    now: u64,
+) {
+    let Some(group) = groups.get_mut(&key) else {
+        return;
+    };
+    group.machines.retain(|(rule, m)| {
+        set.get(*rule)
+            .is_some_and(|r| !(m.is_idle() && m.next_timer(r).is_none()))
+    });
+    if group.machines.is_empty() && group.holds_nothing_else() {
+        groups.remove(&key);
+        return;
+    }
+    // Own-timed machines wake when the group's own time reaches their timer.
+    let clock = group.clock;
+    let next = group
+        .machines
+        .iter()
+        .filter_map(|(rule, m)| {
+            let r = set.get(*rule)?;
+            let due = m.next_timer(r)?;
+            Some(if group::on_frontier(r) {
+                due
+            } else {
+                clock.when(due)
+            })
+        })
+        .chain(group.catch_up_due())
+        .chain(group.reorder_due())
+        .min()
+        .map(|t| t.max(now));
+    group.scheduled = next;
+    if let Some(t) = next
+        && group.queued.is_none_or(|q| t < q)
+    {
+        group.queued = Some(t);
+        timers.push(t, key);
+    }
+}
