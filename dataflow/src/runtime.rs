@@ -1,6 +1,9 @@
 //! Running the dataflow: timely workers, each pulling from its source, placing events in
 //! event time, and advancing the frontier.
 
+mod ending;
+use ending::{Ending, Stop};
+
 use crate::build::{Built, Inputs, Plan, Timeouts, build};
 use crate::checkpoint::{Checkpoints, Part};
 use crate::conditions::{ConditionsFn, RuleVersions};
@@ -182,49 +185,21 @@ pub fn start(
     stats: Arc<Stats>,
 ) -> Result<Running, RuntimeError> {
     let Outputs {
-        snapshots: publish,
+        snapshots,
         series,
         raw,
-        conditions: publish_conditions,
+        conditions,
         checkpoints,
         signals,
         facts,
     } = outputs;
     let raw = raw && series.is_some();
-    // Once a replay or a stop has published its last snapshot, closing the inputs would fire
-    // every scheduled retraction and timer (window ends, liveness timeouts, absence clocks)
-    // at once: those are not published.
-    let closed = Arc::new(AtomicBool::new(false));
-    // The rule sets worker 0 puts in force: each snapshot says which its changes were
-    // computed under, so that alerts use exactly those.
-    let versions = Arc::new(RuleVersions::default());
-    versions.activate(0, rules.initial.clone());
-    // A stop waits until the conditions at its end are handed on (journaled, with alerts).
-    let publish_conditions = publish_conditions.map(|p| {
-        let (closed, stats, versions) = (closed.clone(), stats.clone(), versions.clone());
-        Arc::new(move |mut c: crate::ConditionsSnapshot| {
-            if !closed.load(Ordering::SeqCst) {
-                let as_of = c.as_of;
-                c.rules = versions.for_snapshot(as_of);
-                p(c);
-                stats.set_conditions_as_of(as_of);
-            }
-        }) as ConditionsFn
-    });
-    let conditions_on = publish_conditions.is_some() && rules.is_on();
+    let guarded = Guarded::new(snapshots, conditions, &rules, &stats);
+    let conditions_on = guarded.conditions.is_some() && rules.is_on();
     let stop = Arc::new(AtomicBool::new(false));
     let stop_w = stop.clone();
     stats.set_workers(config.workers.max(1));
     let drained = Arc::new(AtomicUsize::new(0));
-    let publish: SnapshotFn = {
-        let (closed, stats) = (closed.clone(), stats.clone());
-        Arc::new(move |s: crate::Snapshot| {
-            if !closed.load(Ordering::SeqCst) {
-                stats.set_as_of(s.as_of);
-                publish(s);
-            }
-        })
-    };
     let workers = config.workers.max(1);
     let timely_config = timely_config(&config, workers);
     let in_cluster = matches!(&config.cluster, Some(c) if c.processes() > 1);
@@ -238,7 +213,6 @@ pub fn start(
         let index = worker.index();
         // This process's own workers: the stats and the end-of-replay barrier are local.
         let local = index % workers;
-        let peers = workers;
         let mut relay = signals
             .as_ref()
             .map(|s| Relay::build(worker, s, checkpoints.clone(), local == 0));
@@ -247,7 +221,6 @@ pub fn start(
         }
         let mut source = sources(index, worker.peers());
         let timeouts = timeouts(&config);
-        let publish = publish.clone();
         let (mut inputs, probe) = worker.dataflow::<u64, _, _>(|scope| {
             let plan = Plan {
                 timeouts,
@@ -259,8 +232,8 @@ pub fn start(
                 facts: facts.clone(),
             };
             let sinks = Sinks {
-                snapshots: publish,
-                conditions: publish_conditions.clone(),
+                snapshots: guarded.snapshots.clone(),
+                conditions: guarded.conditions.clone(),
                 series: series.clone(),
             };
             build_with_sinks(scope, &plan, sinks, index == 0)
@@ -268,20 +241,10 @@ pub fn start(
         let mut in_force = InForce {
             rules: rules.initial.clone(),
             reference: reference.clone(),
+            registered: false,
         };
         if index == 0 {
-            inputs.load_reference(&reference);
-            if rules.is_on() || in_cluster {
-                let first = crate::operators::conditions::RuleSetVersion::of(0, &in_force.rules);
-                // In a cluster every process judges by process 0's reference data,
-                // whatever its own files say.
-                let first = if in_cluster {
-                    first.with_reference(reference.clone())
-                } else {
-                    first
-                };
-                inputs.rule_versions.send(first);
-            }
+            in_force.send_first(&mut inputs, rules.is_on() || in_cluster, in_cluster);
         }
         let mut frontier = Frontier::new(config.tick_ms, config.lateness_ms, config.clock);
         let ck = checkpoints.clone();
@@ -292,11 +255,19 @@ pub fn start(
                 let _ = advance(&mut frontier, &mut inputs, Some(ck), local, at, &stats);
             }
         }
-        let mut registered = false;
+        let ending = Ending {
+            ck: ck.as_ref(),
+            stats: &stats,
+            probe: &probe,
+            closed: &guarded.closed,
+            local,
+            conditions_on,
+            in_cluster,
+            publishes_here: index < workers,
+            lateness_ms: config.lateness_ms,
+        };
         stats.worker_started();
-        let mut feeder = Feeder::default();
-        let mut batch: Vec<Ingested> = Vec::with_capacity(config.batch);
-        let mut handed: Vec<(u64, u64)> = Vec::with_capacity(config.batch);
+        let mut feeder = Feeder::new(config.batch);
         // Set when a stop is first seen with the source drained: the time past every event
         // taken, and when the stop began.
         let mut stopping_at: Option<(u64, std::time::Instant)> = None;
@@ -309,31 +280,12 @@ pub fn start(
             if !source.replaying()
                 && let Some(t) = frontier.target(stats.newest_ms(), now_ms())
                 && let Some(t) = advance(&mut frontier, &mut inputs, ck.as_ref(), local, t, &stats)
-                && !registered
+                && index == 0
             {
-                // Absence rules count silence from here: the first frontier is start-up.
-                registered = true;
-                if index == 0 {
-                    register_devices(&mut inputs, &in_force.rules, &in_force.reference, t);
-                }
+                in_force.register_once(&mut inputs, t);
             }
-            let pulled = source.pull(&mut batch, config.batch);
-            if !batch.is_empty() {
-                if raw && let Some(series) = series.as_ref() {
-                    series(
-                        batch
-                            .iter()
-                            .map(|i| Series::Raw(i.envelope.clone()))
-                            .collect(),
-                    );
-                }
-                feeder.feed(&mut batch, &frontier, &mut inputs, &mut handed, &stats);
-                inputs.flush();
-                if !handed.is_empty() {
-                    source.handed(&handed);
-                    handed.clear();
-                }
-            }
+            let raw = series.as_ref().filter(|_| raw);
+            let pulled = feeder.pull(source.as_mut(), &frontier, &mut inputs, raw, &stats);
             if let Some(ck) = ck.as_ref().filter(|_| index == 0) {
                 ck.maybe_ask();
                 ck.grant();
@@ -342,7 +294,7 @@ pub fn start(
                 r.pump();
             }
             if index == 0 {
-                in_force.take_changes(&rules, &mut inputs, frontier.epoch(), &versions);
+                in_force.take_changes(&rules, &mut inputs, frontier.epoch(), &guarded.versions);
             }
             let stopping = stop_w.load(Ordering::SeqCst);
             match pulled {
@@ -351,40 +303,10 @@ pub fn start(
                 }
                 Pulled::Idle if stopping && config.clock == ClockMode::Event => break,
                 Pulled::Idle if stopping => {
-                    // A clean stop journals everything it took and fires nothing the clock
-                    // has not reached: the wall clock moves the frontier past the newest event
-                    // taken (within the lateness; a second more at most, for a device whose
-                    // clock runs ahead), the outputs are published up to there, a last
-                    // checkpoint is taken there, and only then do the inputs close (the sinks
-                    // publish nothing at a closed input).
-                    let (end, began) = *stopping_at.get_or_insert_with(|| {
-                        let end = final_time(ck.as_ref(), frontier.past(stats.newest_ms()));
-                        (end, std::time::Instant::now())
-                    });
-                    let patience = Duration::from_millis(config.lateness_ms + 1000);
-                    if frontier.epoch() < end && began.elapsed() < patience {
-                        worker.step_or_park(Some(Duration::from_millis(2)));
-                        continue;
+                    match ending.stop_step(worker, &mut frontier, &mut inputs, &mut stopping_at) {
+                        Stop::Waiting => continue,
+                        Stop::Done => break,
                     }
-                    let _ = advance(&mut frontier, &mut inputs, ck.as_ref(), local, end, &stats);
-                    // One process waits until the outputs at `end` are handed on (the sinks
-                    // run on this process's worker 0) and, with checkpoints, the last one is
-                    // taken: the replay mark can then move to it. Bounded: a lost peer of a
-                    // cluster must not hold the stop for ever.
-                    // In a cluster only process 0 publishes, and a stop takes no checkpoint
-                    // of its own (each process stops on its own).
-                    let publishes_here = index < workers;
-                    let done = || {
-                        !probe.less_than(&end)
-                            && (!publishes_here || published(&stats, end, conditions_on))
-                            && (in_cluster || ck.as_ref().is_none_or(|c| c.is_taken(end)))
-                    };
-                    while !done() && began.elapsed() < patience * 3 {
-                        worker.step_or_park(Some(Duration::from_millis(2)));
-                    }
-                    // What is not journaled by now the input log feeds again at the start.
-                    closed.store(true, Ordering::SeqCst);
-                    break;
                 }
                 Pulled::Idle => {
                     worker.step_or_park(Some(Duration::from_millis(2)));
@@ -393,25 +315,63 @@ pub fn start(
             }
         }
         if config.clock == ClockMode::Event {
-            // Replay: once every worker has fed its last event, close every event seen, so
-            // that the last snapshot includes them all.
-            drained.fetch_add(1, Ordering::SeqCst);
-            while drained.load(Ordering::SeqCst) < peers {
-                worker.step_or_park(Some(Duration::from_millis(1)));
-            }
-            let end = final_time(ck.as_ref(), frontier.past(stats.newest_ms()));
-            let _ = advance(&mut frontier, &mut inputs, ck.as_ref(), local, end, &stats);
-            while probe.less_than(&end)
-                || !published(&stats, end, conditions_on)
-                || ck.as_ref().is_some_and(|c| !c.is_taken(end))
-            {
-                worker.step();
-            }
-            closed.store(true, Ordering::SeqCst);
+            ending.finish_replay(worker, &mut frontier, &mut inputs, &drained, workers);
         }
     })
     .map_err(RuntimeError::Timely)?;
     Ok(Running { guards, stop })
+}
+
+/// The sinks as the workers call them: nothing is published once the inputs are closed
+/// (closing them would fire every scheduled retraction and timer — window ends, liveness
+/// timeouts, absence clocks — at once), and each conditions' snapshot names the rule sets its
+/// changes were computed under, so that alerts use exactly those.
+struct Guarded {
+    snapshots: SnapshotFn,
+    conditions: Option<ConditionsFn>,
+    closed: Arc<AtomicBool>,
+    /// The rule sets worker 0 puts in force.
+    versions: Arc<RuleVersions>,
+}
+
+impl Guarded {
+    fn new(
+        snapshots: SnapshotFn,
+        conditions: Option<ConditionsFn>,
+        rules: &RuleFeed,
+        stats: &Arc<Stats>,
+    ) -> Guarded {
+        let closed = Arc::new(AtomicBool::new(false));
+        let versions = Arc::new(RuleVersions::default());
+        versions.activate(0, rules.initial.clone());
+        // A stop waits until the conditions at its end are handed on (journaled, with alerts).
+        let conditions = conditions.map(|p| {
+            let (closed, stats, versions) = (closed.clone(), stats.clone(), versions.clone());
+            Arc::new(move |mut c: crate::ConditionsSnapshot| {
+                if !closed.load(Ordering::SeqCst) {
+                    let as_of = c.as_of;
+                    c.rules = versions.for_snapshot(as_of);
+                    p(c);
+                    stats.set_conditions_as_of(as_of);
+                }
+            }) as ConditionsFn
+        });
+        let snapshots: SnapshotFn = {
+            let (closed, stats) = (closed.clone(), stats.clone());
+            Arc::new(move |s: crate::Snapshot| {
+                if !closed.load(Ordering::SeqCst) {
+                    stats.set_as_of(s.as_of);
+                    snapshots(s);
+                }
+            })
+        };
+        Guarded {
+            snapshots,
+            conditions,
+            closed,
+            versions,
+        }
+    }
 }
 
 /// Timely's configuration: `workers` threads, in a cluster of processes or in this one.
@@ -500,9 +460,37 @@ fn build_with_sinks<'scope>(
 struct InForce {
     rules: Arc<Vec<rules::Rule>>,
     reference: Arc<Reference>,
+    /// Whether the absence rules' devices are registered.
+    registered: bool,
 }
 
 impl InForce {
+    /// Registers the absence rules' devices at the first frontier: they count silence from
+    /// start-up.
+    fn register_once(&mut self, inputs: &mut Inputs, t: u64) {
+        if !self.registered {
+            self.registered = true;
+            register_devices(inputs, &self.rules, &self.reference, t);
+        }
+    }
+
+    /// Worker 0 loads the reference data and, when rules are judged (or in a cluster), puts
+    /// the first rule-set version in force at 0. In a cluster every process judges by process
+    /// 0's reference data, whatever its own files say.
+    fn send_first(&self, inputs: &mut Inputs, version: bool, in_cluster: bool) {
+        inputs.load_reference(&self.reference);
+        if !version {
+            return;
+        }
+        let first = crate::operators::conditions::RuleSetVersion::of(0, &self.rules);
+        let first = if in_cluster {
+            first.with_reference(self.reference.clone())
+        } else {
+            first
+        };
+        inputs.rule_versions.send(first);
+    }
+
     /// Takes a new rule set or reference data from the feed, in force from input time `at`:
     /// events at or after it are judged by them; conditions of changed rules stop there.
     fn take_changes(
@@ -598,30 +586,66 @@ fn final_time(ck: Option<&Arc<Checkpoints>>, end: u64) -> u64 {
 
 /// Places events in event time and aggregates the feeder's own counters per batch, so that
 /// message rates cost one differential update per (stream, minute) per batch, not per event.
-#[derive(Default)]
 struct Feeder {
     counts: HashMap<(Counter, u64), isize>,
+    /// Up to this many events are taken from the source at a time.
+    max: usize,
+    batch: Vec<Ingested>,
+    handed: Vec<(u64, u64)>,
 }
 
 impl Feeder {
-    fn feed(
+    fn new(max: usize) -> Feeder {
+        Feeder {
+            counts: HashMap::new(),
+            max,
+            batch: Vec::with_capacity(max),
+            handed: Vec::with_capacity(max),
+        }
+    }
+
+    /// Takes a batch from the source into the dataflow's input (and its raw points to
+    /// `raw`), and tells the source which of its events are in.
+    fn pull(
         &mut self,
-        batch: &mut Vec<Ingested>,
+        source: &mut dyn Source,
         frontier: &Frontier,
         inputs: &mut Inputs,
-        handed: &mut Vec<(u64, u64)>,
+        raw: Option<&SeriesFn>,
         stats: &Stats,
-    ) {
+    ) -> Pulled {
+        let pulled = source.pull(&mut self.batch, self.max);
+        if self.batch.is_empty() {
+            return pulled;
+        }
+        if let Some(series) = raw {
+            series(
+                self.batch
+                    .iter()
+                    .map(|i| Series::Raw(i.envelope.clone()))
+                    .collect(),
+            );
+        }
+        self.feed(frontier, inputs, stats);
+        inputs.flush();
+        if !self.handed.is_empty() {
+            source.handed(&self.handed);
+            self.handed.clear();
+        }
+        pulled
+    }
+
+    fn feed(&mut self, frontier: &Frontier, inputs: &mut Inputs, stats: &Stats) {
         let mut newest = 0;
         let (mut late, mut untimed) = (0, 0);
-        let n = batch.len();
+        let n = self.batch.len();
         let mut replayed = 0;
-        for item in batch.drain(..) {
+        for item in self.batch.drain(..) {
             let env = item.envelope;
             let stream = env.event.stream();
             let (t, is_late) = frontier.place(env.time_ms);
             if let Some(seq) = item.seq {
-                handed.push((seq, t));
+                self.handed.push((seq, t));
             }
             if env.replayed {
                 // Counted when it was received: it only restores state now.
