@@ -11,7 +11,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q -p citywatch -p citywatch-benches
 CW=target/release/citywatch
-CITY=target/release/city
 WORK=${WORK:-/tmp/citywatch-bench}
 mkdir -p "$WORK"
 
@@ -40,9 +39,26 @@ CONF
   for _ in $(seq 1 100); do (echo > /dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done
 }
 
+# Every load comes from the one simulated city (`citywatch simulate`): here only elevators,
+# each reporting every second (a flat load of one message per elevator and second), no
+# incidents.
+FLAT=(--kitchens 0 --markets 0 --merchants 0 --incident-every 0 --idle-report-every 1)
+
+city_record() { # elevators seconds dir: the city's reference files and a recording of it
+  [ -f "$3/recording.jsonl" ] && return 0
+  mkdir -p "$3"
+  $CW simulate "${FLAT[@]}" --elevators "$1" --seconds "$2" --speed 0 \
+    --out "$3/recording.jsonl" --write-reference "$3/reference" >/dev/null
+}
+
+city_publish() { # port reference seconds speed seed: the reference's elevators over MQTT, QoS 1
+  $CW simulate "${FLAT[@]}" --mqtt "mqtt://127.0.0.1:$1" --reference "$2" --seconds "$3" \
+    --speed "$4" --seed "$5" --qos 1
+}
+
 case "${1:-}" in
 replay)
-  [ -f "$WORK/city100k/recording.jsonl" ] || $CITY record --elevators 100000 --seconds 10 --out "$WORK/city100k"
+  city_record 100000 10 "$WORK/city100k"
   for w in 1 2; do
     for run in 1 2 3; do
       $CW replay "$WORK/city100k/recording.jsonl" --reference "$WORK/city100k/reference" --workers $w \
@@ -51,7 +67,7 @@ replay)
   done
   ;;
 memory)
-  [ -f "$WORK/city100k/recording.jsonl" ] || $CITY record --elevators 100000 --seconds 10 --out "$WORK/city100k"
+  city_record 100000 10 "$WORK/city100k"
   start_mosquitto 18831
   for ref in examples/reference "$WORK/city100k/reference"; do
     rm -rf "$WORK/data"
@@ -63,7 +79,7 @@ memory)
     online=""
     if [ "$ref" != examples/reference ]; then
       # Every registered elevator sends one frame: all 100k online.
-      $CITY publish --elevators 100000 --messages 100000 --qos 1 --port 18831 >/dev/null
+      city_publish 18831 "$ref" 1 0 1 >/dev/null
       until [ "$(metric_sum 127.0.0.1:18081 citywatch_dataflow_events_total)" -ge 100000 ]; do sleep 0.2; done
       sleep 3
       online=$(rss_kb $PID)
@@ -74,14 +90,15 @@ memory)
   kill $MOSQ
   ;;
 mosquitto)
-  N=${N:-500000}
+  N=${N:-500000} # a multiple of the 100 000 elevators
+  city_record 100000 10 "$WORK/city100k"
   start_mosquitto 18832
   # The broker's own pace: a plain QoS 1 subscriber that does nothing with the messages.
   start=$(date +%s.%N)
   mosquitto_sub -p 18832 -q 1 -i plain -t 'cw/v1/#' -C $N > /dev/null &
   SUB=$!
   sleep 0.5
-  $CITY publish --elevators 100000 --messages $N --qos 1 --port 18832 --seed 2 | sed 's/^/publisher: /'
+  city_publish 18832 "$WORK/city100k/reference" $((N / 100000)) 0 2 2>&1 | sed 's/^/publisher: /'
   wait $SUB
   end=$(date +%s.%N)
   echo "plain subscriber: $N msgs in $(echo "$end - $start - 0.5" | bc) s"
@@ -92,7 +109,7 @@ mosquitto)
   PID=$!
   wait_ready 127.0.0.1:18082
   start=$(date +%s.%N)
-  $CITY publish --elevators 100000 --messages $N --qos 1 --port 18832 --seed 3 | sed 's/^/publisher: /'
+  city_publish 18832 "$WORK/city100k/reference" $((N / 100000)) 0 3 2>&1 | sed 's/^/publisher: /'
   until [ "$(metric_sum 127.0.0.1:18082 citywatch_dataflow_events_total)" -ge $N ]; do sleep 0.05; done
   end=$(date +%s.%N)
   echo "citywatch: $N msgs into counters in $(echo "$end - $start" | bc) s"
@@ -102,12 +119,12 @@ mosquitto)
 soak)
   SECS=${2:-600}
   start_mosquitto 18833
-  [ -f "$WORK/city20k/reference/elevators.csv" ] || $CITY record --elevators 20000 --seconds 1 --out "$WORK/city20k"
+  city_record 20000 1 "$WORK/city20k"
   rm -rf "$WORK/data"
   $CW run --mqtt mqtt://127.0.0.1:18833 --http 127.0.0.1:18083 --reference "$WORK/city20k/reference" --data-dir "$WORK/data" 2>/dev/null &
   PID=$!
   wait_ready 127.0.0.1:18083
-  $CITY publish --elevators 20000 --rate 20000 --seconds "$SECS" --qos 1 --port 18833 >/dev/null &
+  city_publish 18833 "$WORK/city20k/reference" "$SECS" 1 1 >/dev/null 2>&1 &
   PUB=$!
   t=0
   while kill -0 $PUB 2>/dev/null; do
@@ -126,7 +143,7 @@ influx)
   # The sink's share of the pipeline: citywatch's CPU time under the same MQTT load, with and
   # without the sink (with it, the window operators run too: they exist for the sink).
   start_mosquitto 18835
-  [ -f "$WORK/city20k/reference/elevators.csv" ] || $CITY record --elevators 20000 --seconds 1 --out "$WORK/city20k"
+  city_record 20000 1 "$WORK/city20k"
   for mode in without with; do
     rm -rf "$WORK/data"
     extra=()
@@ -136,7 +153,7 @@ influx)
     PID=$!
     wait_ready 127.0.0.1:18084
     t0=$(awk '{print $14 + $15}' /proc/$PID/stat)
-    $CITY publish --elevators 20000 --rate 20000 --seconds 60 --qos 1 --port 18835 --seed 5 >/dev/null
+    city_publish 18835 "$WORK/city20k/reference" 60 1 5 >/dev/null 2>&1
     t1=$(awk '{print $14 + $15}' /proc/$PID/stat)
     written=$(metric_sum 127.0.0.1:18084 citywatch_influx_points_written_total)
     echo "$mode sink: citywatch cpu $(echo "($t1 - $t0) / $(getconf CLK_TCK)" | bc -l | cut -c1-6) s over 60 s of 20k msgs/s; points written $written"

@@ -1,10 +1,7 @@
-//! Benchmarks of citywatch and the synthetic load they run on.
+//! Benchmarks of citywatch.
 //!
-//! Sits beside the data path, not in it: it makes recordings and reference data for a city of
-//! a given size, publishes load over MQTT, and holds the criterion micro-benchmarks. The
-//! commands and the measured figures are in `docs/BENCHMARKS.md`.
-//!
-//! # Layout
-//! - [`city`]: a deterministic synthetic city (elevator frames and a mix of the other streams).
-
-pub mod city;
+//! Sits beside the data path, not in it: the criterion micro-benchmarks (`benches/`), the load
+//! drivers for the alerts' journal and the InfluxDB sink (`src/bin/`), and `pipeline.sh`, which
+//! measures the whole process. Every load of devices comes from the one simulated city of
+//! `citywatch simulate` (the `simulators` crate). The commands and the measured figures are in
+//! `docs/BENCHMARKS.md`.

@@ -59,6 +59,10 @@ pub struct SimulateArgs {
     /// Seconds between injected incidents (0: none).
     #[arg(long, default_value_t = 10)]
     pub incident_every: u64,
+    /// Seconds between the frames of an idle elevator car (a moving one reports every
+    /// second); 1 gives exactly one message per elevator and second, a flat load.
+    #[arg(long, default_value_t = 60)]
+    pub idle_report_every: u64,
     /// Where to write the ground truth (JSON Lines, one incident a line).
     #[arg(long)]
     pub truth: Option<PathBuf>,
@@ -349,8 +353,9 @@ pub async fn simulate(args: &SimulateArgs, district: District) -> anyhow::Result
         )),
         None => None,
     };
-    let mut sim =
-        Simulator::new(district, args.seed, start_ms).with_incident_every(args.incident_every);
+    let mut sim = Simulator::new(district, args.seed, start_ms)
+        .with_incident_every(args.incident_every)
+        .with_idle_report_every(args.idle_report_every);
     let mut summary = Summary {
         start_ms,
         ..Summary::default()

@@ -27,6 +27,8 @@ pub struct Incident {
 }
 
 const FLOOR_HEIGHT_M: f64 = 3.0;
+/// Seconds between an idle car's frames, as a terminal reports by default.
+const IDLE_REPORT_EVERY: u64 = 60;
 const GOODS: [(&str, f64); 6] = [
     ("pork", 28.0),
     ("beef", 78.0),
@@ -72,6 +74,8 @@ pub struct Simulator {
     elevators: Vec<ElevatorState>,
     camera_silent_until: Vec<u64>,
     incident_every: u64,
+    /// Seconds between the frames of an idle car (a moving one reports every second).
+    idle_report_every: u64,
     next_incident: usize,
     complaints: u64,
     incidents: Vec<Incident>,
@@ -105,6 +109,7 @@ impl Simulator {
             elevators,
             camera_silent_until: vec![0; cameras],
             incident_every: 0,
+            idle_report_every: IDLE_REPORT_EVERY,
             next_incident: 0,
             complaints: 0,
             incidents: Vec::new(),
@@ -115,6 +120,14 @@ impl Simulator {
     /// Injects an incident every `seconds` (0: none), cycling through the kinds.
     pub fn with_incident_every(mut self, seconds: u64) -> Simulator {
         self.incident_every = seconds;
+        self
+    }
+
+    /// An idle car reports every `seconds` (at least 1) instead of every minute: 1 makes
+    /// every elevator send a frame a second, a load of exactly one message per elevator and
+    /// second.
+    pub fn with_idle_report_every(mut self, seconds: u64) -> Simulator {
+        self.idle_report_every = seconds.max(1);
         self
     }
 
@@ -243,7 +256,10 @@ impl Simulator {
                         };
                     }
                 }
-                if !open && s.saturating_sub(st.last_frame) < 60 && st.last_frame > 0 {
+                if !open
+                    && s.saturating_sub(st.last_frame) < self.idle_report_every
+                    && st.last_frame > 0
+                {
                     return;
                 }
                 (
@@ -524,6 +540,32 @@ mod tests {
         };
         assert_eq!(run(7), run(7));
         assert_ne!(run(7), run(8));
+    }
+
+    #[test]
+    fn idle_cars_report_every_second_when_asked_and_every_minute_by_default() {
+        let d = District {
+            cameras: Vec::new(),
+            scales: Vec::new(),
+            ..district()
+        };
+        let elevators = d.elevators.len();
+        let frames = |sim: &mut Simulator| {
+            sim.step()
+                .iter()
+                .filter(|m| m.topic.contains("elevator/") && m.topic.ends_with("/status"))
+                .count()
+        };
+        let mut flat = Simulator::new(d.clone(), 1, 1_795_737_600_000).with_idle_report_every(1);
+        let mut usual = Simulator::new(d, 1, 1_795_737_600_000);
+        let flat_counts: Vec<usize> = (0..120).map(|_| frames(&mut flat)).collect();
+        let usual_counts: Vec<usize> = (0..120).map(|_| frames(&mut usual)).collect();
+        assert!(elevators > 0);
+        assert!(
+            flat_counts.iter().all(|n| *n == elevators),
+            "{flat_counts:?}"
+        );
+        assert!(usual_counts[1..].iter().sum::<usize>() < 119 * elevators);
     }
 
     #[test]

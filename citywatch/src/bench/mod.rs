@@ -422,6 +422,7 @@ async fn bench_city(
         speed: args.speed,
         start_ms: None,
         incident_every: 10,
+        idle_report_every: 60,
         truth: Some(out.join("ground-truth.jsonl")),
         clients: 4,
         qos: 1,
