@@ -2,7 +2,7 @@
 //! an incident every few seconds and its ground truth written beside the data.
 
 use crate::run::Demo;
-use rumqttc::{AsyncClient, MqttOptions, QoS};
+use rumqttc::{AsyncClient, QoS};
 use simulators::{District, Simulator};
 use std::io::Write;
 use std::path::PathBuf;
@@ -56,9 +56,8 @@ pub fn district(r: &dataflow::Reference) -> District {
 
 /// Publishes one simulated second per wall-clock second until cancelled.
 pub async fn publish(host: String, port: u16, district: District, demo: Demo, truth: PathBuf) {
-    let mut opts = MqttOptions::new(format!("citywatch-demo-{}", demo.seed), host, port);
-    opts.set_keep_alive(Duration::from_secs(30))
-        .set_max_packet_size(1 << 20, 1 << 20);
+    let opts =
+        crate::simulate::client_options(format!("citywatch-demo-{}", demo.seed), &host, port);
     let (client, mut eventloop) = AsyncClient::new(opts, 10_000);
     tokio::spawn(async move {
         loop {

@@ -252,12 +252,19 @@ struct Publisher {
     done: Arc<std::sync::atomic::AtomicBool>,
 }
 
+/// The options of citywatch's own MQTT clients that publish (the simulator, the demo) or
+/// watch (the bench's plain subscriber): a 30-s keep-alive, packets up to 2 MiB.
+pub(crate) fn client_options(id: String, host: &str, port: u16) -> MqttOptions {
+    let mut opts = MqttOptions::new(id, host, port);
+    opts.set_keep_alive(Duration::from_secs(30))
+        .set_max_packet_size(2 << 20, 2 << 20);
+    opts
+}
+
 impl Publisher {
     fn connect(host: &str, port: u16, id: String) -> Publisher {
-        let mut opts = MqttOptions::new(id, host, port);
-        opts.set_keep_alive(Duration::from_secs(30))
-            .set_inflight(1000)
-            .set_max_packet_size(1 << 20, 1 << 20);
+        let mut opts = client_options(id, host, port);
+        opts.set_inflight(1000);
         let (client, mut eventloop) = AsyncClient::new(opts, 10_000);
         let acked = Arc::new(AtomicU64::new(0));
         let done = Arc::new(std::sync::atomic::AtomicBool::new(false));

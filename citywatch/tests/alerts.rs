@@ -11,7 +11,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 
 use common::*;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, Packet, QoS};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -114,8 +114,7 @@ impl Unit {
     }
 
     async fn try_connect(port: u16, topic: &str) -> Option<Unit> {
-        let mut opts = MqttOptions::new(format!("unit-{topic}"), "127.0.0.1", port);
-        opts.set_keep_alive(Duration::from_secs(30));
+        let opts = testkit::mqtt_options(format!("unit-{topic}"), "127.0.0.1", port);
         let (client, mut eventloop) = AsyncClient::new(opts, 100);
         client.subscribe(topic, QoS::AtLeastOnce).await.unwrap();
         let (tx, got) = tokio::sync::mpsc::unbounded_channel();

@@ -372,7 +372,7 @@ async fn a_message_larger_than_any_limit_is_dead_lettered_and_the_session_goes_o
 
 /// Connects to `port` as `user` (or anonymously) and returns whether the broker accepted.
 async fn broker_accepts(port: u16, user: Option<(&str, &str)>) -> bool {
-    let mut opts = rumqttc::MqttOptions::new("probe", "127.0.0.1", port);
+    let mut opts = testkit::mqtt_options("probe", "127.0.0.1", port);
     if let Some((name, password)) = user {
         opts.set_credentials(name, password);
     }

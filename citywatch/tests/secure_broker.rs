@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, Transport};
+use rumqttc::{AsyncClient, Event, Packet, QoS, Transport};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -86,11 +86,10 @@ impl Client {
             pair.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
         )
         .unwrap();
-        let mut opts = MqttOptions::new(id, "localhost", port);
-        opts.set_keep_alive(Duration::from_secs(30))
-            .set_transport(Transport::tls_with_config(
-                rumqttc::TlsConfiguration::Rustls(tls),
-            ));
+        let mut opts = testkit::mqtt_options(id, "localhost", port);
+        opts.set_transport(Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Rustls(tls),
+        ));
         let (client, mut eventloop) = AsyncClient::new(opts, 64);
         let (tx, events) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(async move {

@@ -1,5 +1,6 @@
 //! Real servers for the workspace's tests, each on a free port and stopped when dropped: a
-//! Mosquitto broker and VictoriaMetrics (which speaks the InfluxDB v2 write API).
+//! Mosquitto broker and VictoriaMetrics (which speaks the InfluxDB v2 write API); and the
+//! options of a test's MQTT client.
 //!
 //! Beside the data path: a dev-dependency only. The tests of several crates start the same
 //! servers; they do it here, once, rather than each with its own copy.
@@ -7,6 +8,15 @@
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// The options of a test's MQTT client of `host:port`: a 30-s keep-alive and packets up to
+/// 2 MiB both ways (the largest payloads the tests send or take).
+pub fn mqtt_options(id: impl Into<String>, host: &str, port: u16) -> rumqttc::MqttOptions {
+    let mut opts = rumqttc::MqttOptions::new(id, host, port);
+    opts.set_keep_alive(Duration::from_secs(30))
+        .set_max_packet_size(2 << 20, 2 << 20);
+    opts
+}
 
 /// A port nobody listens on now (the OS's choice; never 1883 or 8080 by chance of a fixed
 /// number).

@@ -71,15 +71,13 @@ pub struct BenchArgs {
 /// broker started in this process, and read by one plain QoS 1 subscriber that does nothing
 /// with what it gets. Messages/s from the first publish to the last message received.
 async fn broker_alone(sim_args: &SimulateArgs, city: &City) -> anyhow::Result<Value> {
-    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    use rumqttc::{AsyncClient, Event, Packet, QoS};
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU64, Ordering};
     let port = free_port()?;
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     ingest::broker::start_embedded(addr, None, 2 << 20)?;
-    let mut opts = MqttOptions::new(format!("bench-baseline-{port}"), "127.0.0.1", port);
-    opts.set_max_packet_size(2 << 20, 2 << 20)
-        .set_keep_alive(Duration::from_secs(30));
+    let opts = crate::simulate::client_options(format!("bench-baseline-{port}"), "127.0.0.1", port);
     let (client, mut eventloop) = AsyncClient::new(opts, 1024);
     client.subscribe("cw/v1/#", QoS::AtLeastOnce).await?;
     let received = Arc::new(AtomicU64::new(0));

@@ -4,7 +4,7 @@
 
 #![allow(dead_code)]
 
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, Packet, QoS};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -226,9 +226,7 @@ impl Drop for Citywatch {
 
 /// Publishes every (topic, payload) with QoS 1 and returns once the broker acknowledged all.
 pub async fn publish_all(port: u16, client_id: &str, messages: &[(String, Vec<u8>)]) {
-    let mut opts = MqttOptions::new(client_id, "127.0.0.1", port);
-    opts.set_max_packet_size(2 << 20, 2 << 20)
-        .set_keep_alive(Duration::from_secs(30));
+    let opts = testkit::mqtt_options(client_id, "127.0.0.1", port);
     let (client, mut eventloop) = AsyncClient::new(opts, messages.len() + 10);
     for (topic, payload) in messages {
         client
