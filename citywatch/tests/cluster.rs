@@ -28,12 +28,18 @@ fn t_end() -> u64 {
 }
 
 fn frame(elevator: &str, ts: u64, alarm: bool) -> (String, Vec<u8>) {
-    let mut f = json!({"ts": ts, "floor": 3, "in_door_zone": !alarm, "speed_mps": if alarm { 0.0 } else { 1.0 },
-        "direction": if alarm { "stop" } else { "up" }, "door": "closed", "occupied": true});
+    let f = testkit::Frame::new(elevator, ts)
+        .floor(3)
+        .in_door_zone(!alarm)
+        .speed(if alarm { 0.0 } else { 1.0 })
+        .direction(if alarm { "stop" } else { "up" })
+        .occupied(true);
     if alarm {
-        f["alarm_button"] = json!(true);
+        f.with("alarm_button", true)
+    } else {
+        f
     }
-    msg(&format!("cw/v1/elevator/{elevator}/status"), f.to_string())
+    .message()
 }
 
 /// 60 s of a district in event-time order, with incidents: trapped passengers, a rodent and

@@ -10,12 +10,15 @@ use std::time::{Duration, Instant};
 use testkit::Victoria;
 
 fn frame(ts: u64, speed: f64, door: &str, safety_ok: bool) -> (String, Vec<u8>) {
-    msg(
-        "cw/v1/elevator/E0001/status",
-        json!({"ts": ts, "floor": 2, "in_door_zone": speed == 0.0, "speed_mps": speed, "direction": if speed > 0.0 {"up"} else {"stop"},
-               "door": door, "vibration_mps2": 0.1, "safety_circuit_ok": safety_ok})
-        .to_string(),
-    )
+    testkit::Frame::new("E0001", ts)
+        .floor(2)
+        .in_door_zone(speed == 0.0)
+        .speed(speed)
+        .direction(if speed > 0.0 { "up" } else { "stop" })
+        .door(door)
+        .with("vibration_mps2", 0.1)
+        .with("safety_circuit_ok", safety_ok)
+        .message()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,11 +9,13 @@ use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
 fn frame(ts: u64, speed: f64, zone: bool, door: &str) -> (String, Vec<u8>) {
-    msg(
-        "cw/v1/elevator/E0007/status",
-        json!({"ts": ts, "floor": 4, "in_door_zone": zone, "speed_mps": speed, "direction": "stop", "door": door, "occupied": true})
-            .to_string(),
-    )
+    testkit::Frame::new("E0007", ts)
+        .floor(4)
+        .in_door_zone(zone)
+        .speed(speed)
+        .door(door)
+        .occupied(true)
+        .message()
 }
 
 async fn conditions_until(cw: &Citywatch, done: impl Fn(&Value) -> bool) -> Value {

@@ -82,13 +82,15 @@ fn frame(elevator: &str, car: Car, ts: u64) -> Envelope {
         Car::Stuck => (0.0, false, "closed"),
         Car::Open => (0.0, true, "open"),
     };
-    let payload = format!(
-        r#"{{"ts":{ts},"floor":3,"in_door_zone":{zone},"speed_mps":{speed},"direction":"stop","door":"{door}","occupied":true,"vibration_mps2":0.1,"safety_circuit_ok":true}}"#
-    );
-    let topic = format!("cw/v1/elevator/{elevator}/status");
-    Decoder::default()
-        .decode(&topic, payload.as_bytes(), ts)
-        .unwrap()
+    testkit::Frame::new(elevator, ts)
+        .floor(3)
+        .in_door_zone(zone)
+        .speed(speed)
+        .door(door)
+        .occupied(true)
+        .with("vibration_mps2", 0.1)
+        .with("safety_circuit_ok", true)
+        .envelope()
 }
 
 fn complaint(id: &str, ts: u64) -> Envelope {

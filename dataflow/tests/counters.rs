@@ -4,7 +4,7 @@ use dataflow::Counter;
 use dataflow::build::{Built, Inputs, MINUTE_RETENTION_MS, Plan, Timeouts, build};
 use differential_dataflow::consolidation::consolidate_updates;
 use model::event::*;
-use model::{ComplaintKind, Direction, Door, Envelope, Event, Id, ServiceMode};
+use model::{ComplaintKind, Envelope, Event, Id};
 use std::cell::RefCell;
 use std::rc::Rc;
 use timely::dataflow::operators::{Inspect, Probe};
@@ -82,26 +82,7 @@ fn plan() -> Plan {
 }
 
 fn frame(id: &str, ts: u64) -> Event {
-    Event::ElevatorStatus {
-        elevator_id: id.into(),
-        frame: ElevatorFrame {
-            ts: Some(ts),
-            floor: 1,
-            position_m: None,
-            in_door_zone: true,
-            speed_mps: 0.0,
-            direction: Direction::Stop,
-            door: Door::Closed,
-            light_curtain_blocked: None,
-            occupied: None,
-            load_pct: None,
-            vibration_mps2: None,
-            service_mode: ServiceMode::Normal,
-            safety_circuit_ok: None,
-            power_ok: None,
-            alarm_button: None,
-        },
-    }
+    testkit::Frame::new(id, ts).envelope().event
 }
 
 fn id(s: &str) -> Id {

@@ -245,10 +245,13 @@ mod default_pack {
     }
 
     fn frame(ts: u64, speed: f64, zone: bool, door: &str, occupied: bool) -> (Envelope, u64) {
-        let p = format!(
-            r#"{{"ts":{ts},"floor":3,"in_door_zone":{zone},"speed_mps":{speed},"direction":"stop","door":"{door}","occupied":{occupied}}}"#
-        );
-        (env("cw/v1/elevator/E1/status", p, ts), ts)
+        let f = testkit::Frame::new("E1", ts)
+            .floor(3)
+            .in_door_zone(zone)
+            .speed(speed)
+            .door(door)
+            .occupied(occupied);
+        (f.envelope(), ts)
     }
 
     fn only(out: &[Update], rule: &str) -> Vec<(u64, isize)> {
@@ -382,10 +385,7 @@ absent_for = "300ms"
 
     fn frame(id: &str, t: u64, moving: bool) -> (Envelope, u64) {
         let speed = if moving { 1.0 } else { 0.0 };
-        let p = format!(
-            r#"{{"ts":{t},"floor":1,"in_door_zone":true,"speed_mps":{speed},"direction":"stop","door":"closed"}}"#
-        );
-        (env(&format!("cw/v1/elevator/{id}/status"), p, t), t)
+        (testkit::Frame::new(id, t).speed(speed).envelope(), t)
     }
 
     /// Firing on a 1 ms grid from a raw condition: fires once raw has held `for_ms`, stops

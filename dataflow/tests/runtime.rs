@@ -4,24 +4,14 @@ use dataflow::{
     ClockMode, Counter, DataflowConfig, Ingested, Outputs, Reference, Snapshot, Source,
     SourceFactory, Stats, VecSource,
 };
-use model::{Decoder, Stream};
+use model::Stream;
 use std::sync::{Arc, Mutex, PoisonError};
 
 const T0: u64 = 1_795_737_600_000;
 
 fn frame(id: &str, ts: u64) -> Ingested {
-    let payload = format!(
-        r#"{{"ts":{ts},"floor":1,"in_door_zone":true,"speed_mps":0,"direction":"stop","door":"closed"}}"#
-    );
-    let envelope = Decoder::default()
-        .decode(
-            &format!("cw/v1/elevator/{id}/status"),
-            payload.as_bytes(),
-            ts,
-        )
-        .unwrap();
     Ingested {
-        envelope,
+        envelope: testkit::Frame::new(id, ts).envelope(),
         seq: None,
     }
 }

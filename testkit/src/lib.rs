@@ -1,9 +1,12 @@
 //! Real servers for the workspace's tests, each on a free port and stopped when dropped: a
 //! Mosquitto broker and VictoriaMetrics (which speaks the InfluxDB v2 write API); and the
-//! options of a test's MQTT client.
+//! options of a test's MQTT client; elevator frames built field by field ([`Frame`]).
 //!
 //! Beside the data path: a dev-dependency only. The tests of several crates start the same
 //! servers; they do it here, once, rather than each with its own copy.
+
+mod frame;
+pub use frame::Frame;
 
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
