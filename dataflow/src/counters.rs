@@ -264,27 +264,28 @@ impl Snapshot {
         messages
             .per_minute
             .sort_by(|a, b| (a.minute, &a.stream).cmp(&(b.minute, &b.stream)));
-        for (district, (registered, online)) in districts {
-            elevators.registered += registered;
-            elevators.online += online;
-            elevators.by_district.push(DistrictElevators {
+        let (registered, online, by_district) = tally(districts, |district, registered, online| {
+            DistrictElevators {
                 district: district.to_owned(),
                 registered,
                 online,
                 offline: registered - online,
-            });
-        }
-        elevators.offline = elevators.registered - elevators.online;
-        let mut cameras = CamerasView::default();
-        for (venue_type, (registered, online)) in venues {
-            cameras.registered += registered;
-            cameras.online += online;
-            cameras.by_venue_type.push(VenueCameras {
+            }
+        });
+        (elevators.registered, elevators.online) = (registered, online);
+        elevators.offline = registered - online;
+        elevators.by_district = by_district;
+        let (registered, online, by_venue_type) =
+            tally(venues, |venue_type, registered, online| VenueCameras {
                 venue_type: venue_type.to_owned(),
                 registered,
                 online,
             });
-        }
+        let cameras = CamerasView {
+            registered,
+            online,
+            by_venue_type,
+        };
         let markets = MarketsView {
             per_minute: market_minutes
                 .into_iter()
@@ -344,4 +345,22 @@ pub fn local_rfc3339(ms: u64) -> String {
 /// Start of the minute containing `ms`.
 pub const fn minute_of(ms: u64) -> u64 {
     ms - ms % 60_000
+}
+
+/// Rows of registered and online devices per key (a district, a venue type), with the totals
+/// of both.
+fn tally<'a, T>(
+    per_key: BTreeMap<&'a str, (i64, i64)>,
+    row: impl Fn(&'a str, i64, i64) -> T,
+) -> (i64, i64, Vec<T>) {
+    let (mut registered, mut online) = (0, 0);
+    let rows = per_key
+        .into_iter()
+        .map(|(key, (r, o))| {
+            registered += r;
+            online += o;
+            row(key, r, o)
+        })
+        .collect();
+    (registered, online, rows)
 }
