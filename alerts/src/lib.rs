@@ -7,6 +7,8 @@
 //! `docs/alerts.md`.
 //!
 //! # Layout
+//! - [`facts`]: what alerts want to know of events besides conditions (a camera's evidence,
+//!   whom a complaint is about, residue tests), fed by a tap on the decoded stream.
 //! - [`journal`]: the SQLite journal: alerts, transitions, outbox, escalations, silences.
 //! - [`lifecycle`]: what each change does inside one journal transaction: episodes,
 //!   operator actions, escalation steps, holding and releasing notifications.
@@ -21,6 +23,7 @@
 
 pub mod ack_signature;
 pub mod deliver;
+pub mod facts;
 pub mod journal;
 pub mod lifecycle;
 pub mod matcher;
@@ -30,6 +33,7 @@ pub mod routing;
 pub mod service;
 pub mod stage;
 
+pub use facts::Facts;
 pub use journal::{
     AlertFilter, AlertRow, AlertState, EscalationRow, NotificationRow, Overview, SilenceRow,
     TransitionEvent, TransitionRow,

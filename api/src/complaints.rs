@@ -7,9 +7,9 @@
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiQuery, ErrorBody};
 use crate::state::AppState;
+use alerts::facts::complaints::ComplaintFacts;
 use axum::Json;
 use axum::extract::State;
-use ingest::complaints::ComplaintFacts;
 use model::time::{WorkCalendar, local_day};
 use serde::{Deserialize, Serialize};
 
@@ -247,7 +247,7 @@ fn working_days_left(calendar: &WorkCalendar, now: u64, due: u64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ingest::complaints::StatusChange;
+    use alerts::facts::complaints::StatusChange;
     use model::time::{day_start, parse_rfc3339_ms};
 
     fn at(s: &str) -> u64 {

@@ -36,9 +36,9 @@ pub struct AppState {
     /// This process's place in a cluster (none: it runs alone).
     pub cluster: Option<ClusterView>,
     /// The complaints ingest remembers, with their status updates (none: not kept here).
-    pub complaints: Option<Arc<ingest::Complaints>>,
+    pub complaints: Option<Arc<alerts::facts::Complaints>>,
     /// The recent residue tests of each stall and goods (none: not kept here).
-    pub residue_tests: Option<Arc<ingest::ResidueTests>>,
+    pub residue_tests: Option<Arc<alerts::facts::ResidueTests>>,
 }
 
 /// This process's place in a cluster, for `/readyz` and for sending API calls to process 0.

@@ -3,7 +3,6 @@
 
 use crate::settings::Settings;
 use anyhow::Context;
-use ingest::Ingest;
 use ingest::input_log::{InputLog, Record, Recovered};
 use std::collections::HashMap;
 
@@ -31,7 +30,7 @@ pub fn open(settings: &Settings) -> anyhow::Result<Option<Recovered>> {
 /// log's ledger follows them through the dataflow like live input).
 pub fn replayed(
     settings: &Settings,
-    ingest: &Ingest,
+    facts: &alerts::Facts,
     records: &[Record],
 ) -> Vec<dataflow::Ingested> {
     let decoder = settings.decoder();
@@ -39,7 +38,7 @@ pub fn replayed(
         .iter()
         .filter_map(|r| {
             // It was decoded once before it was logged; a change of limits may refuse it now.
-            let envelope = fed_again(&decoder, ingest, &r.topic, &r.payload, r.received_ms)
+            let envelope = fed_again(&decoder, facts, &r.topic, &r.payload, r.received_ms)
                 .map_err(|rejection| tracing::warn!(seq = r.seq, reason = %rejection.reason, "input log: a logged message no longer decodes; skipped"))
                 .ok()?;
             Some(dataflow::Ingested {
@@ -55,7 +54,7 @@ pub fn replayed(
 /// of the same message if the input log has it too (see [`paired`]).
 pub fn complaints_fed_again(
     settings: &Settings,
-    ingest: &Ingest,
+    facts: &alerts::Facts,
     logged: Vec<(ingest::complaint_log::Logged, Option<u64>)>,
 ) -> Vec<(dataflow::Ingested, Option<u64>)> {
     let decoder = settings.decoder();
@@ -64,7 +63,7 @@ pub fn complaints_fed_again(
         .filter_map(|(l, in_log)| {
             let mut envelope = fed_again(
                 &decoder,
-                ingest,
+                facts,
                 &l.topic,
                 l.payload.as_bytes(),
                 l.received_ms,
@@ -90,13 +89,13 @@ pub fn complaints_fed_again(
 /// complaint is about) is remembered again.
 fn fed_again(
     decoder: &model::Decoder,
-    ingest: &Ingest,
+    facts: &alerts::Facts,
     topic: &str,
     payload: &[u8],
     received_ms: u64,
 ) -> Result<model::Envelope, model::Rejection> {
     let envelope = decoder.decode(topic, payload, received_ms)?;
-    ingest.remember(&envelope.event, received_ms);
+    facts.remember(&envelope.event, received_ms);
     Ok(envelope)
 }
 

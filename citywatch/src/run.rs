@@ -115,8 +115,8 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
             index: c.process,
             leader_url: c.api_urls.first().cloned().flatten(),
         }),
-        complaints: Some(intake.ingest.complaints()),
-        residue_tests: Some(intake.ingest.residue_tests()),
+        complaints: Some(intake.facts.complaints.clone()),
+        residue_tests: Some(intake.facts.residue.clone()),
     };
     if demo.is_some() && settings.auth != api::auth::AuthMode::Off {
         demo_token(&state, http_addr)?;

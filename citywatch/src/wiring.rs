@@ -92,6 +92,8 @@ pub fn reference_changes(
 /// The device messages in: MQTT, and before it what the logs kept across the last stop.
 pub struct Intake {
     pub ingest: Ingest,
+    /// What alerts want to know of events besides conditions, tapped from the intake.
+    pub facts: Arc<alerts::Facts>,
     pub input_log: Option<Arc<ingest::input_log::InputLog>>,
     /// What the first worker feeds before live input, once the start has chosen its mark.
     pub replayed: Arc<Mutex<Option<Vec<dataflow::Ingested>>>>,
@@ -120,15 +122,21 @@ pub fn open_intake(
         )
     })?;
     let input = crate::input::open(settings)?;
+    let facts = Arc::new(alerts::Facts::default());
+    let tap: ingest::Tap = {
+        let facts = facts.clone();
+        Arc::new(move |event, received_ms| facts.remember(event, received_ms))
+    };
     let ingest = Ingest::start(
         &settings.mqtt_config(),
         deadletters,
         Some(Arc::new(complaint_log)),
         input.as_ref().map(|i| i.log.clone()),
+        Some(tap),
     )?;
     let unaccounted = input
         .as_ref()
-        .map(|i| crate::input::replayed(settings, &ingest, &i.replay))
+        .map(|i| crate::input::replayed(settings, &facts, &i.replay))
         .unwrap_or_default()
         .into_iter()
         .map(|i| {
@@ -141,7 +149,7 @@ pub fn open_intake(
     };
     let opened_mark = input.as_ref().map(|i| (i.log.ledger(), i.mark.clone()));
     let input_log = input.map(|i| i.log);
-    let mut kept = crate::input::complaints_fed_again(settings, &ingest, logged);
+    let mut kept = crate::input::complaints_fed_again(settings, &facts, logged);
     if !kept.is_empty() {
         tracing::info!(
             messages = kept.len(),
@@ -162,6 +170,7 @@ pub fn open_intake(
     let durable = crate::checkpoints::open(settings, cluster, opened_mark, stats, choose);
     Ok(Intake {
         ingest,
+        facts,
         input_log,
         replayed,
         durable,
@@ -180,14 +189,16 @@ pub fn open_alerts(
 ) -> anyhow::Result<Arc<alerts::Alerts>> {
     let policies = alerts::Policies::load(settings.reference.as_deref())
         .map_err(|e| anyhow::anyhow!("escalation policies: {e}"))?;
-    let ingest = &intake.ingest;
     let alerts = alerts::Alerts::open_with(
         &settings.data_dir.join("alerts.db"),
         reference.clone(),
         alerts::Options {
             policies,
-            evidence: Some(kitchen_evidence(ingest.evidence())),
-            labels: Some(complaint_labels(ingest.complaints(), places.clone())),
+            evidence: Some(kitchen_evidence(intake.facts.evidence.clone())),
+            labels: Some(complaint_labels(
+                intake.facts.complaints.clone(),
+                places.clone(),
+            )),
             signed_acks: (!settings.accept_unsigned_acks).then(|| settings.mqtt_prefix.clone()),
             webhook_ca_file: settings.webhook_ca_file.clone(),
             ..alerts::Options::default()
@@ -269,7 +280,10 @@ pub fn outputs(
         signals: durable.signals.clone(),
         // In a cluster the owner of the alerts hears the facts they need of every message,
         // whichever process received it: the dataflow carries them to its worker 0.
-        facts: cluster.then(|| Arc::new(intake.ingest.fact_keeper()) as dataflow::build::FactsFn),
+        facts: cluster.then(|| {
+            let facts = intake.facts.clone();
+            Arc::new(move |fact| facts.keep(fact)) as dataflow::build::FactsFn
+        }),
     };
     Outputs {
         dataflow,
@@ -402,7 +416,7 @@ fn start_push(
 
 /// An alert about a kitchen camera carries that camera's latest image of the detected kind
 /// (or of any kind when the rule does not group by kind): `{"snapshot", "ts"}`.
-fn kitchen_evidence(store: Arc<ingest::Evidence>) -> alerts::EvidenceFn {
+fn kitchen_evidence(store: Arc<alerts::facts::Evidence>) -> alerts::EvidenceFn {
     Arc::new(move |labels| {
         let kitchen = labels.get("kitchen_id")?;
         let camera = labels.get("camera_id")?;
@@ -414,7 +428,7 @@ fn kitchen_evidence(store: Arc<ingest::Evidence>) -> alerts::EvidenceFn {
 /// An alert keyed by a complaint id (a handling deadline) learns whom the complaint is about
 /// and the office of the jurisdiction where it happened, so it is routed like the complaint:
 /// to that office, else to the merchant's.
-fn complaint_labels(store: Arc<ingest::Complaints>, places: Places) -> alerts::LabelsFn {
+fn complaint_labels(store: Arc<alerts::facts::Complaints>, places: Places) -> alerts::LabelsFn {
     Arc::new(move |labels| {
         let Some(facts) = labels.get("complaint_id").and_then(|id| store.get(id)) else {
             return Vec::new();

@@ -10,9 +10,6 @@
 //! - [`mqtt`]: the client (config, event loop, ack sequencing).
 //! - [`broker`]: the embedded broker (rumqttd) for the quick start.
 //! - [`deadletter`]: the bounded on-disk store of rejected messages.
-//! - [`evidence`]: the latest evidence image of each kitchen camera, for alerts.
-//! - [`complaints`]: whom each recent complaint is about, for routing its deadline alerts.
-//! - [`residue_tests`]: the recent residue tests of each stall and goods, for the holds.
 //! - [`complaint_log`]: complaints and their status updates on disk, fed again at start so that
 //!   handling deadlines survive a restart.
 //! - [`input_log`]: every device message on disk before its acknowledgement, and which of them
@@ -21,21 +18,15 @@
 
 pub mod broker;
 pub mod complaint_log;
-pub mod complaints;
 pub mod deadletter;
-pub mod evidence;
 pub mod input_log;
 pub mod mqtt;
-pub mod residue_tests;
 pub mod stats;
 
 pub use complaint_log::ComplaintLog;
-pub use complaints::Complaints;
 pub use deadletter::{DeadLetter, DeadLetters};
-pub use evidence::Evidence;
 pub use input_log::InputLog;
-pub use mqtt::{Ingest, MqttConfig};
-pub use residue_tests::ResidueTests;
+pub use mqtt::{Ingest, MqttConfig, Tap};
 pub use stats::{ConnectionState, IngestStats};
 
 /// Why ingest could not start.

@@ -6,5 +6,5 @@ mod source;
 mod tls;
 
 pub use config::MqttConfig;
-pub use source::{Ingest, MQTT_MAX_PACKET};
+pub use source::{Ingest, MQTT_MAX_PACKET, Tap};
 pub use tls::client_config;

@@ -30,12 +30,13 @@ pub const MQTT_MAX_PACKET: usize = 268_435_455;
 /// A connection that lasted this long was healthy: the next failure starts the backoff anew.
 const HEALTHY_AFTER: Duration = Duration::from_secs(30);
 
+/// Called with every event taken (decoded, not a duplicate), and when it was received: what
+/// alerts want to know of events besides conditions is kept by whoever taps the stream.
+pub type Tap = Arc<dyn Fn(&model::Event, u64) + Send + Sync>;
+
 /// A running MQTT ingest.
 pub struct Ingest {
     rx: crossbeam_channel::Receiver<Ingested>,
-    evidence: Arc<crate::Evidence>,
-    complaints: Arc<crate::Complaints>,
-    residue: Arc<crate::ResidueTests>,
     acker: Arc<Acker>,
     input_log: Option<Arc<InputLog>>,
     stats: Arc<IngestStats>,
@@ -57,9 +58,7 @@ struct Loop {
     stats: Arc<IngestStats>,
     acker: Arc<Acker>,
     backoff: (Duration, Duration),
-    evidence: Arc<crate::Evidence>,
-    complaints: Arc<crate::Complaints>,
-    residue: Arc<crate::ResidueTests>,
+    tap: Option<Tap>,
     complaint_log: Option<Arc<crate::ComplaintLog>>,
     input_log: Option<Arc<InputLog>>,
 }
@@ -73,6 +72,7 @@ impl Ingest {
         deadletters: Arc<DeadLetters>,
         complaint_log: Option<Arc<crate::ComplaintLog>>,
         input_log: Option<Arc<InputLog>>,
+        tap: Option<Tap>,
     ) -> Result<Ingest, IngestError> {
         let (host, port) = config.endpoint()?;
         let max_packet = MQTT_MAX_PACKET;
@@ -109,9 +109,6 @@ impl Ingest {
             stats.watch_input_log(log);
         }
         let (stop, stop_rx) = watch::channel(false);
-        let evidence = Arc::new(crate::Evidence::default());
-        let complaints = Arc::new(crate::Complaints::default());
-        let residue = Arc::new(crate::ResidueTests::default());
         let decoder = Decoder::new(DecoderConfig {
             prefix: config.prefix.clone(),
             max_payload_bytes: config.max_payload_bytes,
@@ -130,9 +127,7 @@ impl Ingest {
                 Duration::from_millis(config.reconnect_min_ms.max(1)),
                 Duration::from_millis(config.reconnect_max_ms.max(1)),
             ),
-            evidence: evidence.clone(),
-            complaints: complaints.clone(),
-            residue: residue.clone(),
+            tap,
             complaint_log,
             input_log: input_log.clone(),
         };
@@ -145,9 +140,6 @@ impl Ingest {
         ));
         Ok(Ingest {
             rx,
-            evidence,
-            complaints,
-            residue,
             acker,
             input_log,
             stats,
@@ -156,53 +148,6 @@ impl Ingest {
             task,
             ack_task,
         })
-    }
-
-    /// The latest evidence image of each kitchen camera and detection kind.
-    pub fn evidence(&self) -> Arc<crate::Evidence> {
-        self.evidence.clone()
-    }
-
-    /// Who each recent complaint is about.
-    pub fn complaints(&self) -> Arc<crate::Complaints> {
-        self.complaints.clone()
-    }
-
-    /// The recent residue tests of each stall and goods.
-    pub fn residue_tests(&self) -> Arc<crate::ResidueTests> {
-        self.residue.clone()
-    }
-
-    /// Keeps what alerts will want to know of an event received earlier (one fed again from
-    /// the complaint log at start).
-    pub fn remember(&self, event: &model::Event, received_ms: u64) {
-        remember(self.kept(), event, received_ms);
-    }
-
-    /// What keeps, in this process's stores, the facts another process of a cluster received
-    /// (the dataflow carries them to the owner of the alerts).
-    pub fn fact_keeper(&self) -> impl Fn(model::Fact) + Send + Sync + 'static + use<> {
-        let (evidence, complaints, residue) = (
-            self.evidence.clone(),
-            self.complaints.clone(),
-            self.residue.clone(),
-        );
-        move |fact| {
-            let kept = Remembered {
-                evidence: &evidence,
-                complaints: &complaints,
-                residue: &residue,
-            };
-            keep(kept, fact);
-        }
-    }
-
-    fn kept(&self) -> Remembered<'_> {
-        Remembered {
-            evidence: &self.evidence,
-            complaints: &self.complaints,
-            residue: &self.residue,
-        }
     }
 
     /// The queue of decoded events, for the dataflow's sources.
@@ -280,80 +225,6 @@ async fn send_acks(
             return;
         }
         stats.acked(1);
-    }
-}
-
-/// Where what alerts and the API want to know of events is kept.
-#[derive(Clone, Copy)]
-pub(crate) struct Remembered<'a> {
-    pub evidence: &'a crate::Evidence,
-    pub complaints: &'a crate::Complaints,
-    pub residue: &'a crate::ResidueTests,
-}
-
-/// Keeps what alerts will want to know of an event: a kitchen camera's evidence image, whom a
-/// complaint is about and how its handling goes, a stall's residue tests.
-pub(crate) fn remember(kept: Remembered<'_>, event: &model::Event, received_ms: u64) {
-    if let Some(fact) = model::Fact::of(event, received_ms) {
-        keep(kept, fact);
-    }
-}
-
-/// Keeps one fact in its store.
-pub(crate) fn keep(kept: Remembered<'_>, fact: model::Fact) {
-    use model::Fact;
-    match fact {
-        Fact::Evidence {
-            kitchen_id,
-            camera_id,
-            kind,
-            ts,
-            snapshot,
-        } => kept
-            .evidence
-            .record(&kitchen_id, &camera_id, &kind, ts, &snapshot),
-        Fact::Complaint {
-            complaint_id,
-            merchant_id,
-            merchant_name,
-            kind,
-            place,
-            received_ms,
-            category,
-        } => kept.complaints.record(
-            &complaint_id,
-            crate::complaints::ComplaintFacts {
-                merchant_id,
-                merchant_name,
-                kind,
-                place,
-                received_ms,
-                category,
-                statuses: Vec::new(),
-            },
-        ),
-        Fact::Status {
-            complaint_id,
-            ts,
-            status,
-            office,
-        } => kept.complaints.status(
-            &complaint_id,
-            crate::complaints::StatusChange { ts, status, office },
-        ),
-        Fact::Residue {
-            key,
-            ts,
-            inhibition_pct,
-            result,
-        } => kept.residue.record(
-            &key,
-            crate::residue_tests::TestRecord {
-                ts,
-                inhibition_pct,
-                result,
-            },
-        ),
     }
 }
 
@@ -476,12 +347,9 @@ impl Loop {
                         tracing::error!(error = %e, path = %log.path().display(), "cannot log a complaint: its deadline will not survive a restart");
                     }
                 }
-                let kept = Remembered {
-                    evidence: &self.evidence,
-                    complaints: &self.complaints,
-                    residue: &self.residue,
-                };
-                remember(kept, &envelope.event, received_ms);
+                if let Some(tap) = &self.tap {
+                    tap(&envelope.event, received_ms);
+                }
                 let seq = match &self.input_log {
                     None => seq,
                     Some(log) => match self.log(log, &p, received_ms, seq).await {
