@@ -142,6 +142,25 @@ enum RulesCommand {
         #[arg(long)]
         reference: Option<PathBuf>,
     },
+    /// Show what a rule's expressions come to for one event: each sub-expression with its
+    /// value, the parts an operator decided without, where an evaluation fails.
+    Explain {
+        /// The rule set.
+        #[arg(long)]
+        rules: PathBuf,
+        /// The rule's id.
+        #[arg(long)]
+        rule: String,
+        /// The event: a line of a recording (`{"topic": …, "payload": …}`).
+        #[arg(long)]
+        event: String,
+        /// The group's previous event (for rules that read `prev`), as a recording line.
+        #[arg(long)]
+        prev: Option<String>,
+        /// Reference data directory.
+        #[arg(long)]
+        reference: Option<PathBuf>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -185,6 +204,19 @@ fn main() -> anyhow::Result<()> {
                     against,
                     reference,
                 } => rules_cmd::backtest(&rules, &input, against.as_deref(), reference.as_deref())?,
+                RulesCommand::Explain {
+                    rules,
+                    rule,
+                    event,
+                    prev,
+                    reference,
+                } => rules_cmd::explain(
+                    &rules,
+                    &rule,
+                    &event,
+                    prev.as_deref(),
+                    reference.as_deref(),
+                )?,
             };
             if !ok {
                 std::process::exit(1);

@@ -82,6 +82,49 @@ pub fn test(paths: &[PathBuf], rules_dir: Option<&Path>) -> anyhow::Result<bool>
     Ok(failed == 0)
 }
 
+/// Prints what the expressions of rule `id` come to for one event (a recording line), with
+/// `prev` as the group's previous event.
+pub fn explain(
+    rules_dir: &Path,
+    id: &str,
+    event: &str,
+    prev: Option<&str>,
+    reference: Option<&Path>,
+) -> anyhow::Result<bool> {
+    let rules = rules::load_dir(rules_dir).map_err(|errors| {
+        let errors: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        anyhow::anyhow!("{}", errors.join("\n"))
+    })?;
+    let rule = rules
+        .iter()
+        .find(|r| r.id == id)
+        .with_context(|| format!("no rule {id} in {}", rules_dir.display()))?;
+    let reference = Arc::new(match reference {
+        Some(dir) => dataflow::Reference::load(dir)?,
+        None => dataflow::Reference::default(),
+    });
+    let decoder = model::Decoder::default();
+    let decode = |what: &str, line: &str| {
+        model::recording::decode_line(&decoder, line).map_err(|e| anyhow::anyhow!("--{what}: {e}"))
+    };
+    let env = decode("event", event)?;
+    let prev = prev.map(|p| decode("prev", p)).transpose()?;
+    let explained = dataflow::explain::explain(rule, &reference, &env, prev.as_ref())?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{} ({})", rule.id, rule.origin)?;
+    for e in explained {
+        match e.traced {
+            Ok(traced) => write!(out, "{}:\n{traced}", e.role)?,
+            Err(why) => writeln!(
+                out,
+                "{}: {}\n  not compiled ({why}): judged by cel-interpreter, which shows no parts",
+                e.role, e.source
+            )?,
+        }
+    }
+    Ok(true)
+}
+
 /// Runs rule sets over a recording and prints the alerts they raise, or with `against`, how
 /// the two sets differ. The recording is read twice and never held whole: a first pass finds
 /// its span of event time and how far out of order it is, then each run streams it.

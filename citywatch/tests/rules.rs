@@ -252,6 +252,36 @@ fn backtest_lists_alerts_and_the_difference_between_rule_sets() {
     assert!(diff.contains("0 only with"), "{diff}");
 }
 
+#[test]
+fn rules_explain_shows_each_part_of_a_rule_for_an_event() {
+    let frame = testkit::Frame::new("E1", 1_795_737_600_000)
+        .speed(1.31)
+        .direction("up");
+    let (topic, payload) = frame.message();
+    let line = model::recording::line(&topic, &payload, None);
+    let text = cli(&[
+        "rules",
+        "explain",
+        "--rules",
+        "rules/default",
+        "--rule",
+        "elevator.overspeed",
+        "--reference",
+        "rules/default/tests/reference",
+        "--event",
+        &line,
+    ]);
+    assert!(
+        text.starts_with("elevator.overspeed (rules/default/elevators.toml:80)\nfilter:\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  event.speed_mps > 1.15 * ref.elevator.rated_speed_mps = true\n    event.speed_mps = 1.31\n    1.15 * ref.elevator.rated_speed_mps = 1.15\n      ref.elevator.rated_speed_mps = 1.0\n"),
+        "{text}"
+    );
+    assert!(text.ends_with("value:\nevent.speed_mps = 1.31\n"), "{text}");
+}
+
 async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !check().await {

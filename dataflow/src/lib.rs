@@ -19,6 +19,7 @@
 //! - [`conditions`], [`reference`]: re-exported from `control`, which owns what is in force
 //!   (the reference data, the conditions' snapshots and the rule sets they name).
 //! - [`counters`]: counter keys, snapshots and their JSON view.
+//! - [`explain`]: a rule's expressions for one event, each sub-expression with its value.
 //! - [`offline`]: the rules run outside the service: rule test files (`citywatch rules
 //!   test`) and backtests over a recording (`citywatch rules backtest`).
 //! - [`runtime`]: starting and stopping the workers.
@@ -30,6 +31,7 @@ pub use control::{conditions, reference};
 pub mod checkpoint;
 pub mod counters;
 mod domains;
+pub mod explain;
 pub mod feed;
 pub mod offline;
 pub mod operators;

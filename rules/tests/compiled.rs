@@ -5,7 +5,9 @@
 use cel_interpreter::Value;
 use proptest::prelude::*;
 use rules::compiled::event_fields::event_field;
-use rules::compiled::{EventVars, Lookup, Path, Program, Root, Val, Vars, WindowVars};
+use rules::compiled::{
+    EventVars, Lookup, Outcome, Path, Program, Root, Traced, Val, Vars, WindowVars,
+};
 use rules::expr::{Evaluator, Expr, event_value, field, map};
 use std::sync::Arc;
 
@@ -70,6 +72,39 @@ fn same(
         },
         _ => false,
     }
+}
+
+/// The same result, a NaN equal to a NaN.
+fn same_val(
+    a: &Result<Val<'_>, rules::compiled::Failed>,
+    b: &Result<Val<'_>, rules::compiled::Failed>,
+) -> bool {
+    match (a, b) {
+        (Ok(Val::Double(x)), Ok(Val::Double(y))) => {
+            x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan())
+        }
+        (a, b) => a == b,
+    }
+}
+
+/// Each evaluated part of `t`, compiled from its text and evaluated alone, gives the outcome
+/// the trace shows.
+fn check_parts(t: &Traced, vars: &MapVars<'_>) -> Result<(), TestCaseError> {
+    for p in &t.parts {
+        if p.outcome == Outcome::NotEvaluated {
+            continue;
+        }
+        let Program::Compiled(n) = Program::compile(&p.text) else {
+            return Err(TestCaseError::fail(format!(
+                "part {} does not compile",
+                p.text
+            )));
+        };
+        let (_, alone) = n.trace(vars);
+        prop_assert_eq!(&alone.outcome, &p.outcome, "part {}", p.text);
+        check_parts(p, vars)?;
+    }
+    Ok(())
 }
 
 fn s(v: &str) -> Value {
@@ -265,6 +300,36 @@ proptest! {
         let want = Evaluator::default().value(&cel, vars);
         let got = node.eval(&WindowVars { value, count, prior: &prior });
         prop_assert!(same(&want, &got), "{expr}\ninterpreter: {want:?}\ncompiled: {got:?}");
+        let (traced, _) = node.trace(&WindowVars { value, count, prior: &prior });
+        prop_assert!(same_val(&traced, &got), "{expr}: traced {traced:?}, eval {got:?}");
+    }
+
+    #[test]
+    fn a_traced_evaluation_comes_to_what_eval_does_and_its_text_reads_back(
+        expr in expression(),
+        payload in frame(),
+        prev_door in prop::option::of(prop::sample::select(&["open", "closing"][..])),
+        registered in any::<bool>(),
+    ) {
+        let Some(env) = decode("cw/v1/elevator/E0001/status", &payload) else { return Ok(()) };
+        if Expr::compile(&expr).is_err() { return Ok(()) }
+        let Program::Compiled(node) = Program::compile(&expr) else { return Ok(()) };
+        let event = event_value(&env);
+        let prev = prev_door.map(|d| map([("door".to_owned(), s(d)), ("floor".to_owned(), Value::Int(3))]));
+        let reference = if registered { elevator_ref(6) } else { map([]) };
+        let maps = MapVars { event: &event, prev: prev.as_ref(), reference: &reference };
+        let want = node.eval(&maps);
+        let (got, traced) = node.trace(&maps);
+        prop_assert!(same_val(&got, &want), "{expr}: traced {got:?}, eval {want:?}");
+        prop_assert_eq!(matches!(traced.outcome, Outcome::Failed), want.is_err());
+        // Every part that was evaluated is itself what it says: its text, evaluated alone,
+        // comes to its value (or fails as it did).
+        check_parts(&traced, &maps)?;
+        // The root's text, parsed again, evaluates the same.
+        let Program::Compiled(again) = Program::compile(&traced.text) else {
+            panic!("{} (from {expr}) does not compile", traced.text);
+        };
+        prop_assert!(same_val(&again.eval(&maps), &want), "{} against {expr}", traced.text);
     }
 
     #[test]

@@ -11,9 +11,11 @@
 
 pub mod event_fields;
 mod shared;
+pub mod trace;
 pub mod val;
 
 pub use shared::{Memo, share};
+pub use trace::{Outcome, Traced};
 pub use val::{Arith, Failed, Res, Val};
 
 use cel_parser::ast::{Expr as E, operators as op};

@@ -1,0 +1,101 @@
+//! What a rule's expressions come to for one event, each sub-expression with its value
+//! (docs/explain.md, step 1): `citywatch rules explain` prints it for a rule author or an
+//! operator asking why a rule did, or did not, hold for an event.
+//!
+//! The expressions are evaluated as the dataflow evaluates them (the compiled tree, `event`
+//! read from the model's struct, `ref` from the reference rows of the event's device, `prev`
+//! from the event given as the group's previous one), so the values shown are the values the
+//! rule saw.
+
+use crate::operators::ref_values::RefValues;
+use crate::reference::Reference;
+use model::Envelope;
+use rules::compiled::event_fields::{FieldId, field};
+use rules::compiled::{EventVars, Lookup, Lookups, Program, Traced};
+use rules::spec::{Kind, Rule};
+use std::sync::Arc;
+
+/// One expression of a rule, explained for one event.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Explained {
+    /// What the expression is for: `filter`, `clear_condition`, `done`, `ended_by`, `value`.
+    pub role: &'static str,
+    pub source: String,
+    /// Its sub-expressions and their values; none when it does not compile (it is then
+    /// judged by cel-interpreter, which keeps no parts), with the reason.
+    pub traced: Result<Traced, String>,
+}
+
+/// Why a rule's expressions were not explained for an event.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ExplainError {
+    #[error("rule {rule} reads {wants} events; this one is {got}")]
+    OtherStream {
+        rule: String,
+        wants: &'static str,
+        got: &'static str,
+    },
+}
+
+/// The expressions of `rule` that judge an event, explained for `env`, with `prev` as the
+/// group's previous event (for rules that read `prev`).
+pub fn explain(
+    rule: &Rule,
+    reference: &Arc<Reference>,
+    env: &Envelope,
+    prev: Option<&Envelope>,
+) -> Result<Vec<Explained>, ExplainError> {
+    if env.event.stream() != rule.stream {
+        return Err(ExplainError::OtherStream {
+            rule: rule.id.clone(),
+            wants: rule.stream.as_str(),
+            got: env.event.stream().as_str(),
+        });
+    }
+    let rows = RefValues::new(reference.clone());
+    let device = rows.device(&env.event);
+    let ref_lookup = |names: &[String]| device.lookup(names);
+    let prev_lookup = |names: &[String]| match (prev, names) {
+        (Some(p), [name]) => field(p, FieldId::of(name)).map_or(Lookup::Absent, Lookup::Val),
+        _ => Lookup::Absent,
+    };
+    let vars = EventVars {
+        env,
+        prev: prev.map(|_| &prev_lookup as Lookups<'_>),
+        reference: &ref_lookup,
+        memo: None,
+    };
+    Ok(expressions(rule)
+        .into_iter()
+        .map(|(role, source)| Explained {
+            role,
+            source: source.to_owned(),
+            traced: match Program::compile(source) {
+                Program::Compiled(node) => Ok(node.trace(&vars).1),
+                Program::Interpreted(why) => Err(why),
+            },
+        })
+        .collect())
+}
+
+/// The expressions of a rule that read the event, by what they are for.
+fn expressions(rule: &Rule) -> Vec<(&'static str, &str)> {
+    let clear = match &rule.kind {
+        Kind::State { clear } | Kind::Window { clear, .. } => clear.as_ref(),
+        _ => None,
+    };
+    let done = match &rule.kind {
+        Kind::Deadline { done, .. } => Some(done),
+        _ => None,
+    };
+    [
+        ("filter", rule.filter.as_ref()),
+        ("clear_condition", clear),
+        ("done", done),
+        ("ended_by", rule.ended_by.as_ref()),
+        ("value", rule.value.as_ref()),
+    ]
+    .into_iter()
+    .filter_map(|(role, e)| Some((role, e?.source.as_str())))
+    .collect()
+}
