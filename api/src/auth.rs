@@ -371,7 +371,8 @@ fn write_need(method: &axum::http::Method, path: &str) -> Option<Need> {
         return None;
     }
     let under = |p: &str| path == p || path.starts_with(&format!("{p}/"));
-    Some(if path == "/api/v1/rules/validate" {
+    let explains = path.starts_with("/api/v1/rules/") && path.ends_with("/explain");
+    Some(if path == "/api/v1/rules/validate" || explains {
         Need::Token
     } else if under("/api/v1/rules") || under("/api/v1/reference") || under("/api/v1/tokens") {
         Need::Admin

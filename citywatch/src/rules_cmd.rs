@@ -113,12 +113,14 @@ pub fn explain(
     let mut out = std::io::stdout().lock();
     writeln!(out, "{} ({})", rule.id, rule.origin)?;
     for e in explained {
-        match e.traced {
-            Ok(traced) => write!(out, "{}:\n{traced}", e.role)?,
-            Err(why) => writeln!(
+        match (e.traced, e.interpreted) {
+            (Some(traced), _) => write!(out, "{}:\n{traced}", e.role)?,
+            (None, why) => writeln!(
                 out,
-                "{}: {}\n  not compiled ({why}): judged by cel-interpreter, which shows no parts",
-                e.role, e.source
+                "{}: {}\n  not compiled ({}): judged by cel-interpreter, which shows no parts",
+                e.role,
+                e.source,
+                why.unwrap_or_default()
             )?,
         }
     }

@@ -282,6 +282,93 @@ fn rules_explain_shows_each_part_of_a_rule_for_an_event() {
     assert!(text.ends_with("value:\nevent.speed_mps = 1.31\n"), "{text}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_explains_a_rule_in_force_for_an_event_and_names_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let viewer = token(&data, "值班员", "viewer");
+    let pack = default_rules();
+    let args = ["--rules", pack.to_str().unwrap()];
+    let cw = Citywatch::start_with("embedded", Some(free_port()), &data, &args, &[]).await;
+    // E0001 of the sample district is rated 1.0 m/s.
+    let (topic, payload) = testkit::Frame::new("E0001", now_ms())
+        .speed(1.31)
+        .direction("up")
+        .message();
+    let payload: Value = serde_json::from_slice(&payload).unwrap();
+    let event = json!({"topic": topic, "payload": payload});
+    let client = reqwest::Client::new();
+    let post = |id: &str, token: Option<&str>, body: Value| {
+        let req = client
+            .post(cw.url(&format!("/api/v1/rules/{id}/explain")))
+            .json(&body);
+        match token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        }
+        .send()
+    };
+    let ok = post("elevator.overspeed", Some(&viewer), json!({"event": event}))
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let body: Value = ok.json().await.unwrap();
+    assert_eq!(
+        (&body[0]["role"], &body[1]["role"]),
+        (&json!("filter"), &json!("value"))
+    );
+    let filter = &body[0]["traced"];
+    assert_eq!(
+        filter["outcome"],
+        json!({"is": "value", "value": "true"}),
+        "{body}"
+    );
+    let speed = &filter["parts"][1];
+    assert_eq!(
+        speed["text"],
+        "event.speed_mps > 1.15 * ref.elevator.rated_speed_mps"
+    );
+    assert_eq!(speed["parts"][0]["outcome"]["value"], "1.31", "{body}");
+    assert_eq!(
+        speed["parts"][1]["parts"][0]["outcome"]["value"], "1.0",
+        "{body}"
+    );
+
+    let status = |r: reqwest::Response| r.status().as_u16();
+    let no_token = post("elevator.overspeed", None, json!({"event": event}));
+    assert_eq!(status(no_token.await.unwrap()), 401);
+    let unknown = post("no.such.rule", Some(&viewer), json!({"event": event}));
+    assert_eq!(status(unknown.await.unwrap()), 404);
+    let bad = post(
+        "elevator.overspeed",
+        Some(&viewer),
+        json!({"event": {"topic": "cw/v1/nope"}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(bad.status(), 400);
+    let err: Value = bad.json().await.unwrap();
+    assert_eq!(err["error"]["field"], "event", "{err}");
+    let detection = json!({"topic": "cw/v1/kitchen/K-S01/camera/C1/detection",
+        "payload": {"ts": now_ms(), "kind": "rodent"}});
+    let other = post(
+        "elevator.overspeed",
+        Some(&viewer),
+        json!({"event": detection}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(other.status(), 400);
+    let err: Value = other.json().await.unwrap();
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("reads elevator_status events; this one is kitchen_detection"),
+        "{err}"
+    );
+}
+
 async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !check().await {

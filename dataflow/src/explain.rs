@@ -21,9 +21,12 @@ pub struct Explained {
     /// What the expression is for: `filter`, `clear_condition`, `done`, `ended_by`, `value`.
     pub role: &'static str,
     pub source: String,
-    /// Its sub-expressions and their values; none when it does not compile (it is then
-    /// judged by cel-interpreter, which keeps no parts), with the reason.
-    pub traced: Result<Traced, String>,
+    /// Its sub-expressions and their values (none when it does not compile).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traced: Option<Traced>,
+    /// Why it does not compile: it is then judged by cel-interpreter, which keeps no parts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interpreted: Option<String>,
 }
 
 /// Why a rule's expressions were not explained for an event.
@@ -67,13 +70,17 @@ pub fn explain(
     };
     Ok(expressions(rule)
         .into_iter()
-        .map(|(role, source)| Explained {
-            role,
-            source: source.to_owned(),
-            traced: match Program::compile(source) {
-                Program::Compiled(node) => Ok(node.trace(&vars).1),
-                Program::Interpreted(why) => Err(why),
-            },
+        .map(|(role, source)| {
+            let (traced, interpreted) = match Program::compile(source) {
+                Program::Compiled(node) => (Some(node.trace(&vars).1), None),
+                Program::Interpreted(why) => (None, Some(why)),
+            };
+            Explained {
+                role,
+                source: source.to_owned(),
+                traced,
+                interpreted,
+            }
         })
         .collect())
 }

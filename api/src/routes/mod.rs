@@ -48,6 +48,10 @@ pub fn app(state: AppState) -> Router {
             axum::routing::put(rule_enable),
         )
         .route("/api/v1/rules/{id}/history", get(rule_history))
+        .route(
+            "/api/v1/rules/{id}/explain",
+            axum::routing::post(rule_explain),
+        )
         .route("/api/v1/complaints", get(crate::complaints::list))
         .route("/api/v1/holds", get(crate::holds::list))
         .route("/api/v1/me", get(me))
