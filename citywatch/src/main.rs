@@ -141,6 +141,10 @@ enum RulesCommand {
         /// Reference data directory.
         #[arg(long)]
         reference: Option<PathBuf>,
+        /// Under each alert, the event it fired on, its expressions part by part (without
+        /// --against).
+        #[arg(long, conflicts_with = "against")]
+        explain: bool,
     },
     /// Show what a rule's expressions come to for one event: each sub-expression with its
     /// value, the parts an operator decided without, where an evaluation fails.
@@ -203,7 +207,14 @@ fn main() -> anyhow::Result<()> {
                     input,
                     against,
                     reference,
-                } => rules_cmd::backtest(&rules, &input, against.as_deref(), reference.as_deref())?,
+                    explain,
+                } => rules_cmd::backtest(
+                    &rules,
+                    &input,
+                    against.as_deref(),
+                    reference.as_deref(),
+                    explain,
+                )?,
                 RulesCommand::Explain {
                     rules,
                     rule,

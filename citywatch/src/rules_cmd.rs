@@ -135,6 +135,7 @@ pub fn backtest(
     input: &Path,
     against: Option<&Path>,
     reference: Option<&Path>,
+    explain: bool,
 ) -> anyhow::Result<bool> {
     let reference = Arc::new(match reference {
         Some(dir) => dataflow::Reference::load(dir)?,
@@ -163,7 +164,8 @@ pub fn backtest(
             scan.disorder,
         ))
     };
-    let mine = run(load(rules_dir)?)?;
+    let rules = load(rules_dir)?;
+    let mine = run(rules.clone())?;
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
@@ -173,6 +175,14 @@ pub fn backtest(
         (scan.last - scan.first) / 1000
     )?;
     match against {
+        None if explain => {
+            let deciding = deciding_events(&rules, &reference, input, scan.first, &mine)?;
+            for (i, d) in mine.iter().zip(deciding) {
+                writeln!(out, "{}", dataflow::offline::show(i))?;
+                write_deciding(&mut out, scan.first, d)?;
+            }
+            writeln!(out, "{} alerts", mine.len())?;
+        }
         None => {
             for i in &mine {
                 writeln!(out, "{}", dataflow::offline::show(i))?;
@@ -241,6 +251,83 @@ impl Scan {
         }
         Ok(scan)
     }
+}
+
+/// The event an alert fired on: the last of its group, at or before it fired, whose filter
+/// held; with the group's event before it (for `prev`), and the expressions explained.
+struct Deciding {
+    env: model::Envelope,
+    explained: Vec<dataflow::explain::Explained>,
+}
+
+/// For each alert of a backtest, its deciding event, found in one more pass over the
+/// recording. The group's previous event is the one before it in the recording.
+fn deciding_events(
+    rules: &[rules::Rule],
+    reference: &Arc<dataflow::Reference>,
+    input: &Path,
+    first: u64,
+    alerts: &[dataflow::offline::Interval],
+) -> anyhow::Result<Vec<Option<Deciding>>> {
+    use std::collections::HashMap;
+    let mut found: Vec<Option<Deciding>> = alerts.iter().map(|_| None).collect();
+    // The alerts of each (rule, group), by index.
+    let mut wanted: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
+    for (k, a) in alerts.iter().enumerate() {
+        wanted.entry((&a.rule, &a.group)).or_default().push(k);
+    }
+    let mut previous: HashMap<(usize, String), model::Envelope> = HashMap::new();
+    for (env, t) in events(input)? {
+        for (r, rule) in rules.iter().enumerate() {
+            if rule.stream != env.event.stream() {
+                continue;
+            }
+            let group = dataflow::explain::group_of(rule, &env);
+            let Some(ks) = wanted.get(&(rule.id.as_str(), group.as_str())) else {
+                continue;
+            };
+            let prev = previous.get(&(r, group.clone()));
+            let explained = dataflow::explain::explain(rule, reference, &env, prev)?;
+            if dataflow::explain::holds(&explained) {
+                for &k in ks {
+                    let due = first + alerts[k].fires;
+                    let later = found[k].as_ref().is_none_or(|d| d.env.time_ms <= t);
+                    if t <= due && later {
+                        found[k] = Some(Deciding {
+                            env: env.clone(),
+                            explained: explained.clone(),
+                        });
+                    }
+                }
+            }
+            previous.insert((r, group), env.clone());
+        }
+    }
+    Ok(found)
+}
+
+fn write_deciding(out: &mut impl Write, first: u64, d: Option<Deciding>) -> std::io::Result<()> {
+    let Some(d) = d else {
+        return writeln!(
+            out,
+            "  no event of its group held its filter before it fired (a timer or an absence fired it)"
+        );
+    };
+    let at = d.env.time_ms.saturating_sub(first);
+    let (topic, _) = d.env.event.encode("cw/v1/");
+    writeln!(out, "  on {topic} at {at}ms:")?;
+    for e in d.explained {
+        match e.traced {
+            Some(t) => {
+                writeln!(out, "  {}:", e.role)?;
+                for line in t.to_string().lines() {
+                    writeln!(out, "    {line}")?;
+                }
+            }
+            None => writeln!(out, "  {}: {} (not compiled: no parts)", e.role, e.source)?,
+        }
+    }
+    Ok(())
 }
 
 /// The recording's valid messages, each with its event time, read as they come. (A line

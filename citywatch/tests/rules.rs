@@ -250,6 +250,42 @@ fn backtest_lists_alerts_and_the_difference_between_rule_sets() {
         "{diff}"
     );
     assert!(diff.contains("0 only with"), "{diff}");
+
+    // Each alert with the event it fired on, part by part.
+    let explained = cli(&[
+        "rules",
+        "backtest",
+        "--rules",
+        root.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--explain",
+    ]);
+    assert!(
+        explained.contains(
+            "kitchen.hazard [K1/C1/rodent] fires at 180s with value 0.9, still firing
+  on cw/v1/kitchen/K1/camera/C1/detection at 180000ms:
+  filter:
+    event.kind in [\"rodent\", \"fire\"] && has(event.confidence) && event.confidence >= 0.6 = true
+      event.kind in [\"rodent\", \"fire\"] && has(event.confidence) = true
+        event.kind in [\"rodent\", \"fire\"] = true
+          event.kind = \"rodent\"
+        has(event.confidence) = true
+      event.confidence >= 0.6 = true
+        event.confidence = 0.9
+  value:
+    event.confidence = 0.9
+"
+        ),
+        "{explained}"
+    );
+    assert!(
+        explained.contains(
+            "kitchen.hygiene [K1] fires at 120s with value 3, still firing
+  on cw/v1/kitchen/K1/camera/C1/detection at 120000ms:"
+        ),
+        "{explained}"
+    );
 }
 
 #[test]

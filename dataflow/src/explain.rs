@@ -10,7 +10,7 @@
 use crate::operators::ref_values::RefValues;
 use crate::reference::Reference;
 use model::Envelope;
-use rules::compiled::event_fields::{FieldId, field};
+use rules::compiled::event_fields::{FieldId, event_field, field};
 use rules::compiled::{EventVars, Lookup, Lookups, Program, Traced};
 use rules::spec::{Kind, Rule};
 use std::sync::Arc;
@@ -83,6 +83,26 @@ pub fn explain(
             }
         })
         .collect())
+}
+
+/// The group of `env` for `rule`, as its conditions name it.
+pub fn group_of(rule: &Rule, env: &Envelope) -> String {
+    let mut key = String::new();
+    crate::operators::conditions::group_key(rule, |g| event_field(env, g), &mut key);
+    key
+}
+
+/// Whether the rule's filter holds for the event (a rule without one: every event of its
+/// stream), as the dataflow judges it.
+pub fn holds(explained: &[Explained]) -> bool {
+    explained
+        .iter()
+        .find(|e| e.role == "filter")
+        .is_none_or(|f| {
+            f.traced
+                .as_ref()
+                .is_some_and(|t| t.outcome == rules::compiled::Outcome::Value("true".into()))
+        })
 }
 
 /// The expressions of a rule that read the event, by what they are for.

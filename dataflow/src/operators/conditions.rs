@@ -442,7 +442,7 @@ impl<'s> GroupKey<'s> {
     /// The group of the event for `rule`.
     fn of(&mut self, rule: &'s Rule, judge: &Judge<'_>) -> &str {
         if self.spells != Some(rule.group_by.as_slice()) {
-            group_key(rule, judge, &mut self.text);
+            group_key(rule, |g| judge.field(g), &mut self.text);
             self.spells = Some(rule.group_by.as_slice());
         }
         &self.text
@@ -455,16 +455,20 @@ impl<'s> GroupKey<'s> {
     }
 }
 
-/// The group key of an event for `rule` (its `group_by` values joined with `/`), written
-/// into `key`.
-fn group_key<'k>(rule: &Rule, judge: &Judge<'_>, key: &'k mut String) -> &'k str {
+/// The group key of an event for `rule` (its `group_by` values, read by `field`, joined with
+/// `/`), written into `key`.
+pub(crate) fn group_key<'k, 'a>(
+    rule: &Rule,
+    field: impl Fn(&str) -> Option<rules::compiled::Val<'a>>,
+    key: &'k mut String,
+) -> &'k str {
     use std::fmt::Write;
     key.clear();
     for (i, g) in rule.group_by.iter().enumerate() {
         if i > 0 {
             key.push('/');
         }
-        match judge.field(g) {
+        match field(g) {
             Some(rules::compiled::Val::Str(s)) => key.push_str(&s),
             Some(v) => {
                 let _ = write!(key, "{}", text(&v));
