@@ -500,12 +500,44 @@ async function renderRules() {
         ? h("button", { class: "edit", onclick: () => editRule(r.id, source, result) }, t("edit"))
         : null)))),
     // Checking a rule file needs a token of any role: the page offers it only with one.
-    ...(token() ? [
+    ...(token() ? [...tryRule(state.rules),
       h("h3", {}, admin ? t("edit_rule") : t("validate")),
       source,
       h("button", { id: "rule-validate", onclick: () => validateRule(source, result) }, t("validate")),
       admin ? h("button", { id: "rule-apply", onclick: () => applyRule(source, result) }, t("apply")) : null,
       result] : []));
+}
+
+// What a rule in force makes of one message (`{"topic", "payload"}`), part by part: the
+// server evaluates it as the dataflow does (POST /api/v1/rules/{id}/explain).
+function tryRule(rules) {
+  const pick = h("select", { id: "explain-rule" }, rules.map((r) => h("option", { value: r.id }, r.id)));
+  const message = h("textarea", { id: "explain-event", rows: "4", spellcheck: "false",
+    placeholder: '{"topic": "cw/v1/elevator/E0001/status", "payload": {"ts": …}}' });
+  const out = h("div", { id: "explain-result" });
+  const run = async () => {
+    try {
+      const event = JSON.parse(message.value);
+      const parts = await send("POST", `/api/v1/rules/${encodeURIComponent(pick.value)}/explain`, { event });
+      out.replaceChildren(...parts.map((e) => h("div", { class: "explained", "data-role": e.role },
+        h("h4", {}, e.role),
+        e.traced ? h("ul", { class: "trace" }, tracedItem(e.traced))
+          : h("p", { class: "muted" }, `${e.source} (${e.interpreted})`))));
+    } catch (e) {
+      out.replaceChildren(h("p", { class: "bad" }, e.message));
+    }
+  };
+  return [h("h3", {}, t("try_rule")), pick, message,
+    h("button", { id: "explain-run", onclick: run }, t("explain")), out];
+}
+
+// One sub-expression and, below it, its parts.
+function tracedItem(x) {
+  const o = x.outcome;
+  const shown = o.is === "value" ? h("b", {}, " = " + o.value)
+    : h("span", { class: o.is === "failed" ? "bad" : "muted" }, " · " + t(o.is === "failed" ? "fails" : "not_evaluated"));
+  return h("li", { "data-outcome": o.is }, h("code", {}, x.text), shown,
+    x.parts && x.parts.length ? h("ul", {}, x.parts.map(tracedItem)) : null);
 }
 
 // The parts of a rule an operator reads to know when it fires, as written in its file.

@@ -468,6 +468,33 @@ async fn the_control_room_page_works_end_to_end_in_a_real_browser() {
     )
     .await;
     shot(&c, "rules-edit.png").await;
+
+    // The edited rule tried on a message: each part with the value it comes to.
+    let message = json!({"topic": "cw/v1/elevator/E0001/status", "payload": {"ts": now_ms(),
+        "floor": 3, "in_door_zone": false, "speed_mps": 1.31, "direction": "up", "door": "closed"}});
+    let fill = format!(
+        "document.querySelector('#explain-rule').value = 'elevator.overspeed'; \
+         document.querySelector('#explain-event').value = {}; return true",
+        serde_json::to_string(&message.to_string()).unwrap()
+    );
+    assert_eq!(c.execute(&fill, vec![]).await.unwrap(), json!(true));
+    click(&c, "#explain-run").await;
+    let parts = wait_js(
+        &c,
+        "the rule explained for the message",
+        "return [...document.querySelectorAll(\"#explain-result [data-role='filter'] li\")] \
+           .map((li) => li.querySelector('code').textContent + (li.querySelector(':scope > b')?.textContent || '')).join('\\n')",
+        |v| v.as_str().is_some_and(|s| s.contains("event.speed_mps = 1.31")),
+    )
+    .await;
+    let parts = parts.as_str().unwrap();
+    assert!(
+        parts.contains(
+            "1.2 * ref.elevator.rated_speed_mps = 1.2\nref.elevator.rated_speed_mps = 1.0"
+        ),
+        "{parts}"
+    );
+    shot(&c, "rules-explain.png").await;
     assert_eq!(
         c.execute(&edit("1.2 *", "1.2 * *"), vec![]).await.unwrap(),
         json!(true)
