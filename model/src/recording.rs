@@ -60,6 +60,61 @@ pub fn decode_line(decoder: &crate::Decoder, line: &str) -> Result<crate::Envelo
     if line.len() > MAX_LINE_BYTES {
         return Err(LineError::TooLong(line.len()));
     }
+    // A line as [`line`] writes it is read without parsing it as JSON first (which would scan
+    // the payload once more only to find where it ends): whatever else, or whatever fails so,
+    // is read the general way, which gives the same envelope or says why not.
+    if let Some(c) = Canonical::of(line)
+        && let Ok(event) = decoder.decode_event(c.topic, c.payload.as_bytes())
+    {
+        let received = c.received_ms.or(event.ts()).unwrap_or(0);
+        if let Ok(env) = decoder.envelope(c.topic, event, received) {
+            return Ok(env);
+        }
+    }
+    decode_any_line(decoder, line)
+}
+
+/// A line exactly as [`line`] writes a JSON-object payload:
+/// `{"topic":"T","payload":{…}(,"received_ms":N)?}`, with a topic without escapes. For such a
+/// line the JSON is valid exactly when the payload is, which decoding the payload checks.
+struct Canonical<'a> {
+    topic: &'a str,
+    payload: &'a str,
+    received_ms: Option<u64>,
+}
+
+impl<'a> Canonical<'a> {
+    fn of(line: &'a str) -> Option<Canonical<'a>> {
+        const RECEIVED: &str = r#","received_ms":"#;
+        let rest = line.strip_prefix(r#"{"topic":""#)?;
+        let (topic, rest) = rest.split_once('"')?;
+        if topic.bytes().any(|b| b == b'\\' || b < 0x20) {
+            return None;
+        }
+        let body = rest.strip_prefix(r#","payload":"#)?.strip_suffix('}')?;
+        let (payload, received_ms) = match body.rfind(RECEIVED) {
+            Some(i) if json_uint(&body[i + RECEIVED.len()..]) => {
+                (&body[..i], Some(body[i + RECEIVED.len()..].parse().ok()?))
+            }
+            _ => (body, None),
+        };
+        (payload.starts_with('{') && payload.ends_with('}')).then_some(Canonical {
+            topic,
+            payload,
+            received_ms,
+        })
+    }
+}
+
+/// Whether `s` is a non-negative integer as JSON writes one (no sign, no leading zero).
+fn json_uint(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'))
+}
+
+/// Any line, read the general way: parsed as JSON, then its payload decoded. What
+/// [`decode_line`] gives must always equal it (a property test and the fuzz target hold them
+/// together).
+pub fn decode_any_line(decoder: &crate::Decoder, line: &str) -> Result<crate::Envelope, LineError> {
     let rec: RecordedRef =
         serde_json::from_str(line).map_err(|e| LineError::Malformed(e.to_string()))?;
     let payload = rec.payload_bytes();
@@ -100,6 +155,76 @@ pub fn line(topic: &str, payload: &[u8], received_ms: Option<u64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// Lines near the form [`line`] writes, and a little off it: other topics, payloads that
+    /// are valid, cut short, strings or objects followed by more, arrival times as JSON allows
+    /// and does not, members in another order, spaces.
+    fn near_canonical() -> impl Strategy<Value = String> {
+        let topic = prop::sample::select(vec![
+            "cw/v1/elevator/E1/status",
+            "cw/v1/kitchen/K1/camera/C1/heartbeat",
+            "cw/v1/complaint/new",
+            "cw/v1/elevator/E\\u00311/status",
+            "cw/v1/elevator/E\"1/status",
+            "nope",
+        ]);
+        let payload = prop::sample::select(vec![
+            r#"{"ts":1795737600000,"floor":2,"in_door_zone":true,"speed_mps":0,"direction":"stop","door":"open"}"#,
+            r#"{"ts":1795737600000}"#,
+            r#"{"ts":1795737600000,"received_ms":5}"#,
+            r#"{"ts":1795737600000},"x":{"received_ms":5}"#,
+            r#"{"ts":1795737600000,"floor":2"#,
+            r#"{}"#,
+            r#"[]"#,
+            r#""{\"ts\":1}""#,
+            r#"{"ts":"2026-11-30T08:00:00Z"}"#,
+            r#"{"ts":1795737600000} "#,
+        ]);
+        let tail = prop::sample::select(vec![
+            "",
+            r#","received_ms":1795737600500"#,
+            r#","received_ms":0"#,
+            r#","received_ms":05"#,
+            r#","received_ms":-1"#,
+            r#","received_ms":null"#,
+            r#","received_ms":99999999999999999999999"#,
+            r#","x":1"#,
+            r#","received_ms":5,"received_ms":6"#,
+        ]);
+        (topic, payload, tail, any::<bool>()).prop_map(|(t, p, tail, spaced)| {
+            if spaced {
+                format!(r#"{{ "topic": "{t}", "payload": {p}{tail} }}"#)
+            } else {
+                format!(r#"{{"topic":"{t}","payload":{p}{tail}}}"#)
+            }
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn the_quick_reading_of_a_line_gives_what_the_general_one_gives(line in near_canonical()) {
+            let d = crate::Decoder::default();
+            prop_assert_eq!(decode_line(&d, &line), decode_any_line(&d, &line), "{}", line);
+        }
+    }
+
+    #[test]
+    fn a_line_as_written_is_read_the_quick_way() {
+        let l = line("cw/v1/complaint/new", br#"{"a":1}"#, Some(5));
+        let c = Canonical::of(&l).expect("canonical");
+        assert_eq!(
+            (c.topic, c.payload, c.received_ms),
+            ("cw/v1/complaint/new", r#"{"a":1}"#, Some(5))
+        );
+        let l = line("t", br#"{"a":{"b":1,"received_ms":5}}"#, None);
+        let c = Canonical::of(&l).expect("canonical");
+        assert_eq!(
+            (c.payload, c.received_ms),
+            (r#"{"a":{"b":1,"received_ms":5}}"#, None)
+        );
+        assert!(Canonical::of(&line("t", b"{oops", None)).is_none());
+    }
 
     #[test]
     fn objects_stay_json_and_other_bytes_become_strings() {
