@@ -19,7 +19,6 @@ use crate::signals::{Relay, Signals};
 use crate::stats::Stats;
 use model::time::now_ms;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -587,7 +586,7 @@ fn final_time(ck: Option<&Arc<Checkpoints>>, end: u64) -> u64 {
 /// Places events in event time and aggregates the feeder's own counters per batch, so that
 /// message rates cost one differential update per (stream, minute) per batch, not per event.
 struct Feeder {
-    counts: HashMap<(Counter, u64), isize>,
+    counts: foldhash::HashMap<(Counter, u64), isize>,
     /// Up to this many events are taken from the source at a time.
     max: usize,
     batch: Vec<Ingested>,
@@ -597,7 +596,7 @@ struct Feeder {
 impl Feeder {
     fn new(max: usize) -> Feeder {
         Feeder {
-            counts: HashMap::new(),
+            counts: foldhash::HashMap::default(),
             max,
             batch: Vec::with_capacity(max),
             handed: Vec::with_capacity(max),

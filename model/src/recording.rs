@@ -92,10 +92,12 @@ impl<'a> Canonical<'a> {
             return None;
         }
         let body = rest.strip_prefix(r#","payload":"#)?.strip_suffix('}')?;
-        let (payload, received_ms) = match body.rfind(RECEIVED) {
-            Some(i) if json_uint(&body[i + RECEIVED.len()..]) => {
-                (&body[..i], Some(body[i + RECEIVED.len()..].parse().ok()?))
-            }
+        // The arrival time is the line's last member: looked for from the end, so that the
+        // payload is not scanned.
+        let head = body.trim_end_matches(|c: char| c.is_ascii_digit());
+        let digits = &body[head.len()..];
+        let (payload, received_ms) = match head.strip_suffix(RECEIVED) {
+            Some(payload) if json_uint(digits) => (payload, Some(digits.parse().ok()?)),
             _ => (body, None),
         };
         (payload.starts_with('{') && payload.ends_with('}')).then_some(Canonical {

@@ -9,17 +9,17 @@ use model::{Event, Id};
 use rules::compiled::{Lookup, Val};
 use rules::expr::map;
 use rules::spec::Registry;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The `ref` rows of every registered device.
 pub struct RefValues {
     reference: Arc<Reference>,
-    /// Row of each elevator and kitchen in `reference`.
-    elevators: HashMap<Id, usize>,
-    kitchens: HashMap<Id, usize>,
+    /// Row of each elevator and kitchen in `reference` (looked up once an event: a keyed fast
+    /// hash, the ids come from devices).
+    elevators: foldhash::HashMap<Id, usize>,
+    kitchens: foldhash::HashMap<Id, usize>,
     /// Guidance prices by (market, goods); the empty market is the district-wide price.
-    guidance: HashMap<(Id, Id), f64>,
+    guidance: foldhash::HashMap<(Id, Id), f64>,
     /// Working days, for deadline rules.
     pub(crate) calendar: model::time::WorkCalendar,
 }
