@@ -181,6 +181,29 @@ fn rules_test_reports_a_readable_diff_and_fails() {
         text.contains("k.toml:4:11: unknown stream \"kitchen_detections\""),
         "{text}"
     );
+
+    // A text the parser's grammar gives up on (it panics on `!-x`) is refused at its line,
+    // quietly: no panic report.
+    std::fs::write(
+        rules_dir.join("k.toml"),
+        "[[rule]]\nid = \"k.x\"\ndescription = \"x\"\nseverity = \"minor\"\nstream = \"elevator_status\"\nfilter = '!-event.speed_mps'\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_citywatch"))
+        .args(["rules", "check"])
+        .arg(&rules_dir)
+        .output()
+        .unwrap();
+    let (text, err) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text.contains("k.toml:6:11: syntax error: the expression could not be parsed"),
+        "{text}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
 }
 
 #[test]

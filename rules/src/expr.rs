@@ -71,11 +71,14 @@ const PARSE_STACK_BYTES: usize = 64 << 20;
 type Parsed = (Program, bool, bool);
 
 /// Runs `f` (which parses) on a thread with [`PARSE_STACK_BYTES`] of stack and waits for it.
+/// The name of the parser's own thread.
+pub const PARSER_THREAD: &str = "cel-parse";
+
 pub(crate) fn on_parser_stack<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, String> {
     std::thread::Builder::new()
-        .name("cel-parse".into())
+        .name(PARSER_THREAD.into())
         .stack_size(PARSE_STACK_BYTES)
         .spawn(f)
         .map_err(|e| format!("cannot start the parser: {e}"))?
