@@ -148,13 +148,18 @@ fn rules_test_reports_a_readable_diff_and_fails() {
         "[[input]]\nat = \"1m\"\ntopic = \"cw/v1/kitchen/K1/camera/C1/detection\"\npayload = { kind = \"smoking\" }\n\n[[expect]]\nrule = \"k.smoking\"\ngroup = \"K1\"\nfires = \"2m\"\nresolves = \"7m\"\n",
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_citywatch"))
-        .args(["rules", "test"])
-        .arg(&rules_dir)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{text}");
+    // A rules command over the directory, expected to fail: its stdout and stderr.
+    let failing = |command: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_citywatch"))
+            .args(["rules", command])
+            .arg(&rules_dir)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        (text, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (text, _) = failing("test");
     assert!(
         text.contains("missing:    k.smoking [K1] fires at 120s, resolves at 420s"),
         "{text}"
@@ -170,13 +175,7 @@ fn rules_test_reports_a_readable_diff_and_fails() {
         "[[rule]]\nid = \"k.smoking\"\nseverity = \"major\"\nstream = \"kitchen_detections\"\n",
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_citywatch"))
-        .args(["rules", "check"])
-        .arg(&rules_dir)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1));
+    let (text, _) = failing("check");
     assert!(
         text.contains("k.toml:4:11: unknown stream \"kitchen_detections\""),
         "{text}"
@@ -189,16 +188,7 @@ fn rules_test_reports_a_readable_diff_and_fails() {
         "[[rule]]\nid = \"k.x\"\ndescription = \"x\"\nseverity = \"minor\"\nstream = \"elevator_status\"\nfilter = '!-event.speed_mps'\n",
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_citywatch"))
-        .args(["rules", "check"])
-        .arg(&rules_dir)
-        .output()
-        .unwrap();
-    let (text, err) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert_eq!(out.status.code(), Some(1));
+    let (text, err) = failing("check");
     assert!(
         text.contains("k.toml:6:11: syntax error: the expression could not be parsed"),
         "{text}"
