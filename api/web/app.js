@@ -518,11 +518,13 @@ function tryRule(rules) {
   const run = async () => {
     try {
       const event = JSON.parse(message.value);
-      const parts = await send("POST", `/api/v1/rules/${encodeURIComponent(pick.value)}/explain`, { event });
-      out.replaceChildren(...parts.map((e) => h("div", { class: "explained", "data-role": e.role },
+      const x = await send("POST", `/api/v1/rules/${encodeURIComponent(pick.value)}/explain`, { event });
+      out.replaceChildren(...x.expressions.map((e) => h("div", { class: "explained", "data-role": e.role },
         h("h4", {}, e.role),
         e.traced ? h("ul", { class: "trace" }, tracedItem(e.traced))
-          : h("p", { class: "muted" }, `${e.source} (${e.interpreted})`))));
+          : h("p", { class: "muted" }, `${e.source} (${e.interpreted})`))),
+      h("div", { class: "explained", id: "explain-reference" }, h("h4", {}, "ref"),
+        h("pre", {}, JSON.stringify(x.reference, null, 1))));
     } catch (e) {
       out.replaceChildren(h("p", { class: "bad" }, e.message));
     }

@@ -112,7 +112,8 @@ pub fn explain(
     let explained = dataflow::explain::explain(rule, &reference, &env, prev.as_ref())?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{} ({})", rule.id, rule.origin)?;
-    for e in explained {
+    writeln!(out, "reference rows: {}", explained.reference)?;
+    for e in explained.expressions {
         match (e.traced, e.interpreted) {
             (Some(traced), _) => write!(out, "{}:\n{traced}", e.role)?,
             (None, why) => writeln!(
@@ -257,7 +258,7 @@ impl Scan {
 /// held; with the group's event before it (for `prev`), and the expressions explained.
 struct Deciding {
     env: model::Envelope,
-    explained: Vec<dataflow::explain::Explained>,
+    explained: dataflow::explain::Explanation,
 }
 
 /// For each alert of a backtest, its deciding event, found in one more pass over the
@@ -316,7 +317,8 @@ fn write_deciding(out: &mut impl Write, first: u64, d: Option<Deciding>) -> std:
     let at = d.env.time_ms.saturating_sub(first);
     let (topic, _) = d.env.event.encode("cw/v1/");
     writeln!(out, "  on {topic} at {at}ms:")?;
-    for e in d.explained {
+    writeln!(out, "  reference rows: {}", d.explained.reference)?;
+    for e in d.explained.expressions {
         match e.traced {
             Some(t) => {
                 writeln!(out, "  {}:", e.role)?;

@@ -494,6 +494,16 @@ async fn the_control_room_page_works_end_to_end_in_a_real_browser() {
         ),
         "{parts}"
     );
+    wait_js(
+        &c,
+        "the reference row the rule read",
+        "return document.querySelector('#explain-reference pre')?.textContent || ''",
+        |v| {
+            v.as_str()
+                .is_some_and(|s| s.contains("\"elevator_id\": \"E0001\""))
+        },
+    )
+    .await;
     shot(&c, "rules-explain.png").await;
     assert_eq!(
         c.execute(&edit("1.2 *", "1.2 * *"), vec![]).await.unwrap(),

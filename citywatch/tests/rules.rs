@@ -278,6 +278,7 @@ fn backtest_lists_alerts_and_the_difference_between_rule_sets() {
         explained.contains(
             "kitchen.hazard [K1/C1/rodent] fires at 180s with value 0.9, still firing
   on cw/v1/kitchen/K1/camera/C1/detection at 180000ms:
+  reference rows: {}
   filter:
     event.kind in [\"rodent\", \"fire\"] && has(event.confidence) && event.confidence >= 0.6 = true
       event.kind in [\"rodent\", \"fire\"] && has(event.confidence) = true
@@ -321,9 +322,12 @@ fn rules_explain_shows_each_part_of_a_rule_for_an_event() {
         &line,
     ]);
     assert!(
-        text.starts_with("elevator.overspeed (rules/default/elevators.toml:80)\nfilter:\n"),
+        text.starts_with(
+            "elevator.overspeed (rules/default/elevators.toml:80)\nreference rows: {\"elevator\":{"
+        ),
         "{text}"
     );
+    assert!(text.contains("\"rated_speed_mps\":1.0"), "{text}");
     assert!(
         text.contains("  event.speed_mps > 1.15 * ref.elevator.rated_speed_mps = true\n    event.speed_mps = 1.31\n    1.15 * ref.elevator.rated_speed_mps = 1.15\n      ref.elevator.rated_speed_mps = 1.0\n"),
         "{text}"
@@ -362,11 +366,16 @@ async fn the_api_explains_a_rule_in_force_for_an_event_and_names_what_is_wrong()
         .unwrap();
     assert_eq!(ok.status(), 200);
     let body: Value = ok.json().await.unwrap();
+    let expressions = &body["expressions"];
     assert_eq!(
-        (&body[0]["role"], &body[1]["role"]),
+        (&expressions[0]["role"], &expressions[1]["role"]),
         (&json!("filter"), &json!("value"))
     );
-    let filter = &body[0]["traced"];
+    assert_eq!(
+        body["reference"]["elevator"]["elevator_id"], "E0001",
+        "{body}"
+    );
+    let filter = &expressions[0]["traced"];
     assert_eq!(
         filter["outcome"],
         json!({"is": "value", "value": "true"}),

@@ -15,6 +15,14 @@ use rules::compiled::{EventVars, Lookup, Lookups, Program, Traced};
 use rules::spec::{Kind, Rule};
 use std::sync::Arc;
 
+/// A rule explained for one event: each of its expressions, and the reference rows `ref`
+/// reads for the event's device (its registry row, the guidance price), as JSON.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Explanation {
+    pub expressions: Vec<Explained>,
+    pub reference: serde_json::Value,
+}
+
 /// One expression of a rule, explained for one event.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Explained {
@@ -47,7 +55,7 @@ pub fn explain(
     reference: &Arc<Reference>,
     env: &Envelope,
     prev: Option<&Envelope>,
-) -> Result<Vec<Explained>, ExplainError> {
+) -> Result<Explanation, ExplainError> {
     if env.event.stream() != rule.stream {
         return Err(ExplainError::OtherStream {
             rule: rule.id.clone(),
@@ -68,7 +76,7 @@ pub fn explain(
         reference: &ref_lookup,
         memo: None,
     };
-    Ok(expressions(rule)
+    let expressions = expressions(rule)
         .into_iter()
         .map(|(role, source)| {
             let (traced, interpreted) = match Program::compile(source) {
@@ -82,7 +90,11 @@ pub fn explain(
                 interpreted,
             }
         })
-        .collect())
+        .collect();
+    Ok(Explanation {
+        expressions,
+        reference: device.rows(),
+    })
 }
 
 /// The group of `env` for `rule`, as its conditions name it.
@@ -94,8 +106,9 @@ pub fn group_of(rule: &Rule, env: &Envelope) -> String {
 
 /// Whether the rule's filter holds for the event (a rule without one: every event of its
 /// stream), as the dataflow judges it.
-pub fn holds(explained: &[Explained]) -> bool {
+pub fn holds(explained: &Explanation) -> bool {
     explained
+        .expressions
         .iter()
         .find(|e| e.role == "filter")
         .is_none_or(|f| {

@@ -25,9 +25,9 @@ fn the_overspeed_filter_shows_the_speed_against_its_rated_limit() {
         .speed(1.31)
         .direction("up");
     let explained = explain(&overspeed(), &reference(), &frame.envelope(), None).unwrap();
-    let roles: Vec<&str> = explained.iter().map(|e| e.role).collect();
+    let roles: Vec<&str> = explained.expressions.iter().map(|e| e.role).collect();
     assert_eq!(roles, ["filter", "value"]);
-    let filter = explained[0].traced.as_ref().unwrap();
+    let filter = explained.expressions[0].traced.as_ref().unwrap();
     assert_eq!(
         filter.to_string(),
         "event.service_mode == \"normal\" && has(ref.elevator) && event.speed_mps > 1.15 * ref.elevator.rated_speed_mps = true
@@ -41,20 +41,24 @@ fn the_overspeed_filter_shows_the_speed_against_its_rated_limit() {
       ref.elevator.rated_speed_mps = 1.0
 "
     );
-    let value = explained[1].traced.as_ref().unwrap();
+    let value = explained.expressions[1].traced.as_ref().unwrap();
     assert_eq!(value.outcome, Outcome::Value("1.31".into()));
+    // The row `ref` read: E1's registry row.
+    assert_eq!(explained.reference["elevator"]["rated_speed_mps"], 1.0);
+    assert_eq!(explained.reference["elevator"]["maintenance_unit"], "MU-01");
 }
 
 #[test]
 fn an_unregistered_elevator_stops_the_filter_at_its_registry_row() {
     let frame = testkit::Frame::new("E-UNKNOWN", 1_795_737_600_000).speed(3.0);
     let explained = explain(&overspeed(), &reference(), &frame.envelope(), None).unwrap();
-    let filter = explained[0].traced.as_ref().unwrap();
+    let filter = explained.expressions[0].traced.as_ref().unwrap();
     assert_eq!(filter.outcome, Outcome::Value("false".into()));
     let first = &filter.parts[0];
     assert_eq!(first.parts[1].text, "has(ref.elevator)");
     assert_eq!(first.parts[1].outcome, Outcome::Value("false".into()));
     assert_eq!(filter.parts[1].outcome, Outcome::NotEvaluated);
+    assert_eq!(explained.reference, serde_json::json!({}));
 }
 
 #[test]

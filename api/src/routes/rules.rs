@@ -404,7 +404,7 @@ pub(crate) struct ExplainBody {
     request_body(content = ExplainBody, example = json!({"event": {"topic": "cw/v1/elevator/E1/status",
         "payload": {"ts": 1795737600000u64, "floor": 3, "in_door_zone": false, "speed_mps": 2.31, "direction": "up", "door": "closed"}}})),
     security(("token" = ["any role"])),
-    responses((status = 200, description = "Each expression with its parts and their values", body = [Object]),
+    responses((status = 200, description = "`expressions`: each expression with its parts and their values; `reference`: the rows `ref` reads for the event's device", body = Object),
         (status = 400, description = "The event does not decode, or is not of the rule's stream", body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)))]
 pub(crate) async fn rule_explain(
@@ -412,7 +412,7 @@ pub(crate) async fn rule_explain(
     caller: Caller,
     axum::extract::Path(id): axum::extract::Path<String>,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
-) -> Result<Json<Vec<dataflow::explain::Explained>>, ApiError> {
+) -> Result<Json<dataflow::explain::Explanation>, ApiError> {
     caller.require(&s.auth, Need::Token, None)?;
     let body = body.map_err(|r| ApiError::rejected(r.status(), r.body_text()))?;
     let b: ExplainBody = serde_json::from_slice(&body).map_err(|e| {

@@ -110,6 +110,21 @@ pub(crate) struct DeviceRef<'v> {
 }
 
 impl<'v> DeviceRef<'v> {
+    /// The rows `ref` reads, as JSON: the device's registry row, the guidance price.
+    pub(crate) fn rows(&self) -> serde_json::Value {
+        let mut rows = serde_json::Map::new();
+        if let Some(r) = self.elevator {
+            rows.insert("elevator".into(), serde_json::json!(r));
+        }
+        if let Some(r) = self.kitchen {
+            rows.insert("kitchen".into(), serde_json::json!(r));
+        }
+        if let Some(p) = self.guidance_price {
+            rows.insert("guidance_price".into(), serde_json::json!(p));
+        }
+        serde_json::Value::Object(rows)
+    }
+
     /// As the interpreter binds it: a CEL map with what the device has.
     fn value(&self) -> Value {
         let mut entries = Vec::new();
