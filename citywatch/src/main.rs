@@ -14,6 +14,7 @@ mod accounting;
 mod bench;
 mod checkpoints;
 mod demo;
+mod explain_cmd;
 mod input;
 mod logging;
 mod plot;
@@ -181,6 +182,34 @@ fn quiet_parser_panics() {
     }));
 }
 
+/// Runs a `citywatch rules` command; whether it found everything in order.
+fn rules(command: RulesCommand) -> anyhow::Result<bool> {
+    Ok(match command {
+        RulesCommand::Check { dir } => rules_cmd::check(&dir)?,
+        RulesCommand::Test { paths, rules } => rules_cmd::test(&paths, rules.as_deref())?,
+        RulesCommand::Backtest {
+            rules,
+            input,
+            against,
+            reference,
+            explain,
+        } => rules_cmd::backtest(
+            &rules,
+            &input,
+            against.as_deref(),
+            reference.as_deref(),
+            explain,
+        )?,
+        RulesCommand::Explain {
+            rules,
+            rule,
+            event,
+            prev,
+            reference,
+        } => explain_cmd::explain(&rules, &rule, &event, prev.as_deref(), reference.as_deref())?,
+    })
+}
+
 fn main() -> anyhow::Result<()> {
     quiet_parser_panics();
     let cli = Cli::parse();
@@ -214,36 +243,7 @@ fn main() -> anyhow::Result<()> {
             )
         }
         Command::Rules { command } => {
-            let ok = match command {
-                RulesCommand::Check { dir } => rules_cmd::check(&dir)?,
-                RulesCommand::Test { paths, rules } => rules_cmd::test(&paths, rules.as_deref())?,
-                RulesCommand::Backtest {
-                    rules,
-                    input,
-                    against,
-                    reference,
-                    explain,
-                } => rules_cmd::backtest(
-                    &rules,
-                    &input,
-                    against.as_deref(),
-                    reference.as_deref(),
-                    explain,
-                )?,
-                RulesCommand::Explain {
-                    rules,
-                    rule,
-                    event,
-                    prev,
-                    reference,
-                } => rules_cmd::explain(
-                    &rules,
-                    &rule,
-                    &event,
-                    prev.as_deref(),
-                    reference.as_deref(),
-                )?,
-            };
+            let ok = rules(command)?;
             if !ok {
                 std::process::exit(1);
             }

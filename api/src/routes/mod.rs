@@ -1,10 +1,12 @@
-//! The router and the handlers of the live views and the probes; the rules' and the tokens'
-//! resources have modules of their own, the alerts', reference data's, complaints' and
-//! holds' theirs at the crate's top.
+//! The router and the handlers of the live views and the probes; the rules' resources, a
+//! rule's explanation and the tokens have modules of their own, the alerts', reference
+//! data's, complaints' and holds' theirs at the crate's top.
 
+mod explain;
 mod rules;
 mod tokens;
 
+pub(crate) use explain::*;
 pub(crate) use rules::*;
 pub(crate) use tokens::*;
 
