@@ -33,7 +33,12 @@ pub fn explain(
     };
     let env = decode("event", event)?;
     let prev = prev.map(|p| decode("prev", p)).transpose()?;
-    let explained = dataflow::explain::explain(rule, &reference, &env, prev.as_ref())?;
+    let explained = dataflow::explain::explain(
+        rule,
+        &dataflow::explain::RefValues::new(reference),
+        &env,
+        prev.as_ref(),
+    )?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{} ({})", rule.id, rule.origin)?;
     writeln!(out, "reference rows: {}", explained.reference)?;
@@ -75,10 +80,16 @@ pub(crate) fn deciding_events(
     for (k, a) in alerts.iter().enumerate() {
         wanted.entry((&a.rule, &a.group)).or_default().push(k);
     }
+    // The reference indexed once for the pass; only rules that raised an alert are looked at.
+    let rows = dataflow::explain::RefValues::new(reference.clone());
+    let alerted: Vec<bool> = rules
+        .iter()
+        .map(|r| alerts.iter().any(|a| a.rule == r.id))
+        .collect();
     let mut previous: HashMap<(usize, String), model::Envelope> = HashMap::new();
     for (env, t) in crate::rules_cmd::events(input)? {
         for (r, rule) in rules.iter().enumerate() {
-            if rule.stream != env.event.stream() {
+            if !alerted[r] || rule.stream != env.event.stream() {
                 continue;
             }
             let group = dataflow::explain::group_of(rule, &env);
@@ -86,7 +97,7 @@ pub(crate) fn deciding_events(
                 continue;
             };
             let prev = previous.get(&(r, group.clone()));
-            let explained = dataflow::explain::explain(rule, reference, &env, prev)?;
+            let explained = dataflow::explain::explain(rule, &rows, &env, prev)?;
             if dataflow::explain::holds(&explained) {
                 for &k in ks {
                     let due = first + alerts[k].fires;

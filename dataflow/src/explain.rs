@@ -7,13 +7,11 @@
 //! from the event given as the group's previous one), so the values shown are the values the
 //! rule saw.
 
-use crate::operators::ref_values::RefValues;
-use crate::reference::Reference;
+pub use crate::operators::ref_values::RefValues;
 use model::Envelope;
 use rules::compiled::event_fields::{FieldId, event_field, field};
 use rules::compiled::{EventVars, Lookup, Lookups, Program, Traced};
 use rules::spec::{Kind, Rule};
-use std::sync::Arc;
 
 /// A rule explained for one event: each of its expressions, and the reference rows `ref`
 /// reads for the event's device (its registry row, the guidance price), as JSON.
@@ -49,10 +47,11 @@ pub enum ExplainError {
 }
 
 /// The expressions of `rule` that judge an event, explained for `env`, with `prev` as the
-/// group's previous event (for rules that read `prev`).
+/// group's previous event (for rules that read `prev`). `rows` indexes the reference data
+/// (`RefValues::new`), once for every event explained under it.
 pub fn explain(
     rule: &Rule,
-    reference: &Arc<Reference>,
+    rows: &RefValues,
     env: &Envelope,
     prev: Option<&Envelope>,
 ) -> Result<Explanation, ExplainError> {
@@ -63,7 +62,6 @@ pub fn explain(
             got: env.event.stream().as_str(),
         });
     }
-    let rows = RefValues::new(reference.clone());
     let device = rows.device(&env.event);
     let ref_lookup = |names: &[String]| device.lookup(names);
     let prev_lookup = |names: &[String]| match (prev, names) {

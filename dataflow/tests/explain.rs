@@ -1,7 +1,7 @@
 //! A rule's expressions explained for one event: each sub-expression with the value the rule
 //! saw (the default pack's overspeed rule over the rule tests' reference data).
 
-use dataflow::explain::{ExplainError, explain};
+use dataflow::explain::{ExplainError, RefValues, explain};
 use rules::compiled::Outcome;
 use std::path::Path;
 use std::sync::Arc;
@@ -13,9 +13,10 @@ fn overspeed() -> rules::Rule {
         .expect("the pack has elevator.overspeed")
 }
 
-fn reference() -> Arc<dataflow::Reference> {
+fn rows() -> RefValues {
     let dir = Path::new("../rules/default/tests/reference");
-    Arc::new(dataflow::Reference::load(dir).expect("the rule tests' reference data loads"))
+    let reference = dataflow::Reference::load(dir).expect("the rule tests' reference data loads");
+    RefValues::new(Arc::new(reference))
 }
 
 #[test]
@@ -24,7 +25,7 @@ fn the_overspeed_filter_shows_the_speed_against_its_rated_limit() {
     let frame = testkit::Frame::new("E1", 1_795_737_600_000)
         .speed(1.31)
         .direction("up");
-    let explained = explain(&overspeed(), &reference(), &frame.envelope(), None).unwrap();
+    let explained = explain(&overspeed(), &rows(), &frame.envelope(), None).unwrap();
     let roles: Vec<&str> = explained.expressions.iter().map(|e| e.role).collect();
     assert_eq!(roles, ["filter", "value"]);
     let filter = explained.expressions[0].traced.as_ref().unwrap();
@@ -51,7 +52,7 @@ fn the_overspeed_filter_shows_the_speed_against_its_rated_limit() {
 #[test]
 fn an_unregistered_elevator_stops_the_filter_at_its_registry_row() {
     let frame = testkit::Frame::new("E-UNKNOWN", 1_795_737_600_000).speed(3.0);
-    let explained = explain(&overspeed(), &reference(), &frame.envelope(), None).unwrap();
+    let explained = explain(&overspeed(), &rows(), &frame.envelope(), None).unwrap();
     let filter = explained.expressions[0].traced.as_ref().unwrap();
     assert_eq!(filter.outcome, Outcome::Value("false".into()));
     let first = &filter.parts[0];
@@ -71,7 +72,7 @@ fn an_event_of_another_stream_is_refused_by_name() {
             1_795_737_600_000,
         )
         .unwrap();
-    let err = explain(&overspeed(), &reference(), &detection, None).unwrap_err();
+    let err = explain(&overspeed(), &rows(), &detection, None).unwrap_err();
     assert!(matches!(err, ExplainError::OtherStream { .. }));
     assert_eq!(
         err.to_string(),

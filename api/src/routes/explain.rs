@@ -58,7 +58,8 @@ pub(crate) async fn rule_explain(
     };
     let event = decode("event", &b.event)?;
     let prev = b.prev.as_ref().map(|p| decode("prev", p)).transpose()?;
-    dataflow::explain::explain(rule, &s.reference.current(), &event, prev.as_ref())
+    let rows = dataflow::explain::RefValues::new(s.reference.current());
+    dataflow::explain::explain(rule, &rows, &event, prev.as_ref())
         .map(Json)
         .map_err(|e| ApiError::bad_field("event", e.to_string()))
 }
