@@ -22,6 +22,7 @@
 //! - [`stage`]: the bounded queue and thread between the dataflow and the journal.
 
 pub mod ack_signature;
+pub mod causes;
 pub mod deliver;
 pub mod facts;
 pub mod journal;
@@ -33,6 +34,7 @@ pub mod routing;
 pub mod service;
 pub mod stage;
 
+pub use causes::CauseRow;
 pub use facts::Facts;
 pub use journal::{
     AlertFilter, AlertRow, AlertState, EscalationRow, NotificationRow, Overview, SilenceRow,

@@ -349,8 +349,11 @@ impl Alerts {
                     // The rule as it was when the change was computed (a change through the
                     // API reaches the dataflow at its frontier, later than `rules`).
                     let under = c.rules_at(*at).unwrap_or(rules);
-                    if let Some(rule) = under.iter().find(|r| r.id == active.rule) {
-                        ctx.open(rule, active, *at)?;
+                    if let Some(rule) = under.iter().find(|r| r.id == active.rule)
+                        && ctx.open(rule, active, *at)?.is_some()
+                        && let Some(cause) = c.cause_of(active)
+                    {
+                        crate::causes::put(ctx.tx, &id, *at, rule, cause)?;
                     }
                 } else if let Some(mut a) = journal::alert(ctx.tx, &id)?
                     // The end of an older episode (fed again after a crash) is not this one's.
@@ -396,6 +399,17 @@ impl Alerts {
             true
         });
         stale
+    }
+
+    /// What made the episodes of alert `id` fire, newest first (at most `limit`; with
+    /// `since_ms`, that episode's only).
+    pub fn causes(
+        &self,
+        id: &str,
+        since_ms: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<crate::CauseRow>, AlertsError> {
+        self.journal().causes_of(id, since_ms, limit)
     }
 
     /// Applies an operator's action; returns the alert after it.

@@ -25,13 +25,17 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/alerts/stream", get(stream))
         .route("/api/v1/alerts/summary", get(summary))
         .route("/api/v1/alerts/{id}", get(detail))
+        .route(
+            "/api/v1/alerts/{id}/explain",
+            get(crate::alert_explain::explain),
+        )
         .route("/api/v1/alerts/{id}/{action}", post(act))
         .route("/api/v1/silences", get(silences).post(silence_create))
         .route("/api/v1/silences/{id}", delete(silence_expire))
         .route("/api/v1/notifications", get(notifications))
 }
 
-fn alerts_of(s: &AppState) -> Result<&Arc<alerts::Alerts>, ApiError> {
+pub(crate) fn alerts_of(s: &AppState) -> Result<&Arc<alerts::Alerts>, ApiError> {
     s.alerts
         .as_ref()
         .ok_or_else(|| ApiError::not_found("alerts are off: start citywatch with --rules"))
@@ -133,7 +137,7 @@ fn unit_of(body: &serde_json::Value) -> Option<&str> {
 
 /// A unit's token may read only its own unit's alerts: 404 for the others, as if absent, so
 /// that a unit learns nothing of another's incidents.
-fn visible(caller: &Caller, body: &serde_json::Value, id: &str) -> Result<(), ApiError> {
+pub(crate) fn visible(caller: &Caller, body: &serde_json::Value, id: &str) -> Result<(), ApiError> {
     match caller.unit() {
         Some(unit) if unit_of(body) != Some(unit) => Err(ApiError::not_found(format!(
             "no alert {id:?} for unit {unit}"

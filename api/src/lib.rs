@@ -21,6 +21,7 @@
 //! - [`openapi`]: the OpenAPI document, derived from the handlers.
 //! - [`error`]: JSON errors `{ "error": { "code", "message", "field"? } }`.
 
+mod alert_explain;
 pub mod alerts;
 pub mod auth;
 pub mod complaints;

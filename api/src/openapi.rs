@@ -23,7 +23,7 @@ use utoipa::{Modify, OpenApi};
         r::rules_validate, r::rule_put, r::rule_delete, r::rule_enable, r::rule_history, r::rule_explain, r::me, r::tokens_list,
         r::token_create, r::token_revoke, r::map, r::tiles,
         r::prometheus, r::healthz, r::readyz,
-        a::list, a::detail, a::act, a::silences, a::silence_create, a::silence_expire,
+        a::list, a::detail, crate::alert_explain::explain, a::act, a::silences, a::silence_create, a::silence_expire,
         a::notifications, a::summary, a::stream,
         crate::reference::tables, crate::reference::table, crate::reference::replace,
         crate::complaints::list, crate::holds::list,

@@ -89,6 +89,9 @@ pub struct Settings {
     pub reorder_ms: u64,
     /// ... and for at most this many events.
     pub reorder_events: usize,
+    /// How many matched events (or window items) an alert's explanation keeps
+    /// (docs/explain.md).
+    pub explain_events: usize,
     /// InfluxDB v2 base URL; the time-series sink is off without it.
     pub influx_url: Option<String>,
     /// InfluxDB organization.
@@ -250,6 +253,7 @@ impl Default for Settings {
             reorder_gap_ms: df.reorder_gap_ms,
             reorder_ms: df.reorder_ms,
             reorder_events: df.reorder_events,
+            explain_events: df.explain_events,
             influx_url: None,
             influx_org: influx.org,
             influx_bucket: influx.bucket,
@@ -511,6 +515,7 @@ impl Settings {
             reorder_gap_ms: self.reorder_gap_ms,
             reorder_ms: self.reorder_ms,
             reorder_events: self.reorder_events,
+            explain_events: self.explain_events,
             cluster: self
                 .cluster()
                 .ok()

@@ -38,20 +38,24 @@ fn trapped(c: &Value) -> Option<&Value> {
         .find(|x| x["rule"] == "elevator.trapped_outside_zone")
 }
 
+/// citywatch on `broker` with the default pack built into the binary (no --rules) and the
+/// event-time clock: the 30 s the rule waits pass in the data, not on the wall.
+async fn on_event_clock(broker: &Mosquitto, dir: &std::path::Path) -> Citywatch {
+    Citywatch::start_with(
+        &format!("mqtt://127.0.0.1:{}", broker.port),
+        None,
+        &dir.join("data"),
+        &["--clock", "event"],
+        &[],
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trapped_passenger_over_mosquitto() {
     let broker = Mosquitto::start();
     let dir = tempfile::tempdir().unwrap();
-    // No --rules: the default pack built into the binary. Event-time clock: the 30 s the rule
-    // waits pass in the data, not on the wall.
-    let mut cw = Citywatch::start_with(
-        &format!("mqtt://127.0.0.1:{}", broker.port),
-        None,
-        &dir.path().join("data"),
-        &["--clock", "event"],
-        &[],
-    )
-    .await;
+    let mut cw = on_event_clock(&broker, dir.path()).await;
     let log = std::fs::read_to_string(&cw.log).unwrap();
     assert!(log.contains("rules: the built-in default pack"), "{log}");
     // Whole seconds: event times are kept at the 100 ms tick.
@@ -130,7 +134,49 @@ async fn a_trapped_passenger_over_mosquitto() {
     );
     assert!(!text.contains(&format!("id: {first_seq}\n")), "{text}");
     drop(body);
+
+    // Why it fired: the frames of the 30-s `for` period (0 s to 29 s: its timer fires at
+    // 30 s, before that second's frame), the latest 16 of them, and the filter over the last.
+    let path = format!("/api/v1/alerts/{id}/explain");
+    let why = cw.get(&path).await;
+    check_trapped_explained(&why, t);
+    // Journaled with the start: the same after a restart.
     cw.stop();
+    let mut cw = on_event_clock(&broker, dir.path()).await;
+    assert_eq!(cw.get(&path).await, why);
+    cw.stop();
+}
+
+fn check_trapped_explained(why: &Value, t: u64) {
+    let e = &why["episodes"][0];
+    assert_eq!(why["episodes"].as_array().unwrap().len(), 1, "{why}");
+    assert_eq!(
+        (&e["since_ms"], &e["raw_since_ms"], &e["for_ms"]),
+        (&json!(t + 30_000), &json!(t), &json!(30_000)),
+        "{e}"
+    );
+    let times: Vec<u64> = e["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["time_ms"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        times,
+        (14..30).map(|i| t + i * 1000).collect::<Vec<_>>(),
+        "{e}"
+    );
+    assert_eq!(e["earlier"], 14);
+    assert_eq!(e["events"][15]["topic"], "cw/v1/elevator/E0007/status");
+    assert_eq!(e["events"][15]["payload"]["occupied"], true);
+    assert_eq!(e["rule"]["id"], "elevator.trapped_outside_zone");
+    let filter = &e["deciding"]["expressions"][0];
+    assert_eq!(filter["role"], "filter", "{e}");
+    assert_eq!(
+        filter["traced"]["outcome"],
+        json!({"is": "value", "value": "true"}),
+        "{filter}"
+    );
 }
 
 #[test]

@@ -33,6 +33,31 @@ pub struct Active {
     pub late_by_ms: u64,
 }
 
+/// What made a condition start firing, as the rules' operator saw it when it started
+/// (docs/explain.md): exact, and bounded by the `explain_events` setting.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cause {
+    pub rule: String,
+    pub group: String,
+    /// The episode's start (as its condition's `since`).
+    pub since: u64,
+    /// The value it fired with (a window's aggregate).
+    pub value: f64,
+    /// Since when its raw condition held: the `for` period's start (none for an absence or
+    /// a deadline, fired by a silence or a due time).
+    pub raw_since: Option<u64>,
+    /// The matched events of the episode, oldest first: an event rule's match, a state rule's
+    /// over its `for` period, the event that started a deadline's clock.
+    pub events: Vec<model::seen::Seen>,
+    /// Window rules: the window's items when it fired (event time, what each added), oldest
+    /// first.
+    pub items: Vec<(u64, rules::machine::Item)>,
+    /// How many earlier events (or items) of the episode were not kept.
+    pub earlier: u32,
+    /// An absence rule's last matching event (or registration), a deadline's due time.
+    pub last_seen: Option<u64>,
+}
+
 /// Every active condition, complete for event times before `as_of`.
 #[derive(Debug, Clone, Default)]
 pub struct ConditionsSnapshot {
@@ -45,6 +70,8 @@ pub struct ConditionsSnapshot {
     /// time: a change at `t` was computed under the last one activated at or before `t`
     /// (empty where the dataflow does not say, as in offline runs).
     pub rules: Vec<(u64, Arc<Vec<rules::Rule>>)>,
+    /// What made each of `changes`' starts fire, where the operator kept it.
+    pub causes: Vec<Cause>,
 }
 
 impl ConditionsSnapshot {
@@ -56,6 +83,13 @@ impl ConditionsSnapshot {
             .find(|(from, _)| *from <= t)
             .or(self.rules.first())
             .map(|(_, r)| r.as_slice())
+    }
+
+    /// What made `a` start firing, if the snapshot carries it.
+    pub fn cause_of(&self, a: &Active) -> Option<&Cause> {
+        self.causes
+            .iter()
+            .find(|c| c.rule == a.rule && c.group == a.group && c.since == a.since)
     }
 
     /// The newest rule set of the snapshot, if it says.

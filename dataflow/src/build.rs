@@ -56,6 +56,9 @@ pub struct Timeouts {
     pub complaint_max_backlog_ms: u64,
     /// What a group keeps to reorder a late part of a gap in its own times.
     pub reorder: ReorderLimits,
+    /// How many matched events (or window items) the explanation of an alert keeps
+    /// (default 16; docs/explain.md).
+    pub explain_events: usize,
 }
 
 impl Default for Timeouts {
@@ -66,6 +69,7 @@ impl Default for Timeouts {
             max_backlog_ms: 900_000,
             complaint_max_backlog_ms: 7 * 86_400_000,
             reorder: ReorderLimits::default(),
+            explain_events: 16,
         }
     }
 }
@@ -297,6 +301,8 @@ pub struct Built<'scope> {
     pub inputs: Inputs,
     /// Active alert conditions, when there are rules.
     pub conditions: Option<VecCollection<'scope, u64, Condition, isize>>,
+    /// What made each condition start, at its time (with the conditions).
+    pub causes: Option<StreamVec<'scope, u64, (crate::conditions::Cause, u64)>>,
     /// Every counter update.
     pub counters: VecCollection<'scope, u64, Counter, isize>,
     /// Closed time-series windows, when asked for.
@@ -315,7 +321,7 @@ pub fn build<'scope>(scope: Scope<'scope, u64>, plan: &Plan) -> Built<'scope> {
         tap_facts(events.clone(), hear);
     }
     // Rules see every event; the copy is made only when rules are on.
-    let conditions = plan.rules_on.then(|| {
+    let judged = plan.rules_on.then(|| {
         let refs = Arc::new(RefValues::new(plan.reference.clone()));
         observe(
             events.clone(),
@@ -328,10 +334,14 @@ pub fn build<'scope>(scope: Scope<'scope, u64>, plan: &Plan) -> Built<'scope> {
         .conditions(
             versions.clone(),
             part("conditions"),
-            timeouts.reorder,
+            (timeouts.reorder, timeouts.explain_events),
             plan.stats.clone(),
         )
     });
+    let (conditions, causes) = match judged {
+        Some(j) => (Some(j.conditions), Some(j.causes)),
+        None => (None, None),
+    };
     let (counters_in, fed_counters) = scope.new_collection::<Counter, isize>();
     let (elevators_in, elevators) = scope.new_collection::<(Id, Id), isize>();
     let (cameras_in, cameras) = scope.new_collection::<(Id, Id), isize>();
@@ -413,5 +423,6 @@ pub fn build<'scope>(scope: Scope<'scope, u64>, plan: &Plan) -> Built<'scope> {
         counters,
         series,
         conditions,
+        causes,
     }
 }

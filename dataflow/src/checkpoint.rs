@@ -27,8 +27,9 @@ use std::time::{Duration, Instant};
 /// The format of a checkpoint file; a file of another format is not loaded. 2: the rules'
 /// groups keep their own timeline (clock, machines at the latest event, catch-up) and each
 /// firing episode how late it was known. 3: and what a group keeps to reorder after a gap.
-/// 4: the number of processes of the cluster that took it.
-pub const FORMAT: u32 = 4;
+/// 4: the number of processes of the cluster that took it. 5: the matched events a firing
+/// machine keeps for its explanation.
+pub const FORMAT: u32 = 5;
 const MAGIC: &[u8; 4] = b"CWCK";
 /// Magic, format, CRC-32 of the body.
 const HEAD: usize = 12;

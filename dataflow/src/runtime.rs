@@ -54,6 +54,8 @@ pub struct DataflowConfig {
     pub reorder_ms: u64,
     /// At most this many events (default 120).
     pub reorder_events: usize,
+    /// How many matched events (or window items) an alert's explanation keeps.
+    pub explain_events: usize,
     /// Events a worker takes from its source per step (default 4096).
     pub batch: usize,
     /// This process's place in a cluster of processes (none: one process).
@@ -91,6 +93,7 @@ impl Default for DataflowConfig {
             reorder_gap_ms: 5_000,
             reorder_ms: 5_000,
             reorder_events: 120,
+            explain_events: 16,
             batch: 4096,
             cluster: None,
         }
@@ -402,6 +405,7 @@ fn timeouts(config: &DataflowConfig) -> Timeouts {
             keep_ms: config.reorder_ms,
             events: config.reorder_events,
         },
+        explain_events: config.explain_events,
     }
 }
 
@@ -426,14 +430,16 @@ fn build_with_sinks<'scope>(
         counters,
         series: windows,
         conditions,
+        causes,
     } = build(scope, plan);
     // One probe for the counters and the conditions: a clean stop waits until both
     // are published up to everything taken.
     let probe = timely::dataflow::ProbeHandle::new();
-    if let (Some(conditions), Some(publish)) = (conditions, sinks.conditions) {
+    if let (Some(conditions), Some(causes), Some(publish)) = (conditions, causes, sinks.conditions)
+    {
         let conditions =
             differential_dataflow::AsCollection::as_collection(conditions.inner.probe_with(&probe));
-        conditions.publish_conditions(publish, first);
+        conditions.publish_conditions(causes, publish, first);
     }
     if let (Some(windows), Some(series)) = (windows, sinks.series) {
         windows.inspect_core(move |event| {

@@ -44,6 +44,7 @@ fn observations_conditions_and_counters_travel_between_processes() {
             matched: true,
             cleared: false,
             item: item.clone(),
+            seen: None,
         })
         .collect();
     whats.extend([
@@ -76,6 +77,29 @@ fn observations_conditions_and_counters_travel_between_processes() {
             .enumerate()
             .map(|(i, w)| (i as u64, w))
             .collect(),
+    });
+    // A match kept for an explanation, and the cause handed with a start.
+    let seen = Arc::new(model::seen::Seen::of(
+        &testkit::Frame::new("E0001", 1_795_737_600_000)
+            .occupied(true)
+            .envelope(),
+    ));
+    round_trip(&What::Event {
+        matched: true,
+        cleared: false,
+        item: Item::Unit,
+        seen: Some(seen.clone()),
+    });
+    round_trip(&dataflow::conditions::Cause {
+        rule: "elevator.trapped_outside_zone".into(),
+        group: "E0001".into(),
+        since: 1_795_737_630_000,
+        value: 1.0,
+        raw_since: Some(1_795_737_600_000),
+        events: vec![(*seen).clone()],
+        items: vec![(1_795_737_600_000, Item::Num(2.5)), (1, Item::Unit)],
+        earlier: 3,
+        last_seen: None,
     });
     round_trip(&dataflow::Condition {
         rule: "elevator.trapped_alarm".into(),

@@ -23,6 +23,7 @@ pub mod event;
 pub mod facts;
 pub mod id;
 pub mod recording;
+pub mod seen;
 pub mod time;
 pub mod topic;
 

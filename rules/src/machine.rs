@@ -15,7 +15,9 @@
 //!    stops `keep_firing_for` after the raw condition last ended (hysteresis).
 
 use crate::spec::{Aggregate, Kind, Rule, Window};
+use model::seen::Seen;
 use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
 
 /// A value a window keeps for its aggregate.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -69,6 +71,14 @@ pub struct Firing {
     pub late_by_ms: u64,
 }
 
+/// The matched events of an episode, kept to explain it (docs/explain.md): the latest ones,
+/// and how many earlier ones were let go.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Trail {
+    pub events: VecDeque<Arc<Seen>>,
+    pub earlier: u32,
+}
+
 /// The state of one (rule, group); checkpoints keep it as it is.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Machine {
@@ -91,6 +101,9 @@ pub struct Machine {
     /// reads, as plain scalars (a CEL map per device would cost several times as much; it is
     /// built when the filter runs).
     prev: Option<Box<[Option<Scalar>]>>,
+    /// Event, state and deadline rules: the matched events of the episode under way (see
+    /// [`Machine::saw`]). A machine is dropped when idle, and its trail with it.
+    trail: Option<Box<Trail>>,
 }
 
 impl Machine {
@@ -128,6 +141,49 @@ impl Machine {
             && self.last_seen.is_none()
             && self.prior.is_none()
             && self.prev.is_none()
+    }
+
+    /// The matched events kept for the episode under way.
+    pub fn trail(&self) -> Option<&Trail> {
+        self.trail.as_deref()
+    }
+
+    /// Keeps a matched event `seen` (already judged by [`Machine::event`]) for the episode
+    /// under way, the latest `keep` of them: for an event rule every match (each is an
+    /// episode, or prolongs one), for a state rule those while its raw condition holds (the
+    /// `for` period and after), for a deadline the event that started its clock. Window rules
+    /// keep none: their items are the evidence.
+    pub fn saw(&mut self, rule: &Rule, seen: &Arc<Seen>, keep: usize) {
+        let episode = match rule.kind {
+            Kind::Event => true,
+            Kind::State { .. } => self.raw,
+            Kind::Deadline { .. } => self.last_seen.is_some() && self.trail.is_none(),
+            _ => false,
+        };
+        if !episode || keep == 0 {
+            return;
+        }
+        let trail = self.trail.get_or_insert_with(Box::default);
+        while trail.events.len() >= keep {
+            trail.events.pop_front();
+            trail.earlier += 1;
+        }
+        trail.events.push_back(seen.clone());
+    }
+
+    /// The window's items as it holds them: (event time, what each added).
+    pub fn items(&self) -> impl Iterator<Item = &(u64, Item)> {
+        self.items.iter()
+    }
+
+    /// Since when the raw condition holds (a `for` period's start), if it does.
+    pub fn raw_since(&self) -> Option<u64> {
+        self.raw.then_some(self.raw_since)
+    }
+
+    /// An absence rule's last matching event (or registration); a deadline's due time.
+    pub fn last_seen(&self) -> Option<u64> {
+        self.last_seen
     }
 
     /// The group's previous event (rules whose filter reads `prev`).
@@ -204,6 +260,7 @@ impl Machine {
             Kind::Deadline { working_days, .. } => {
                 if cleared {
                     self.last_seen = None;
+                    self.trail = None;
                     self.set_raw(t, false, rule, &mut out);
                 } else if matched
                     && self.last_seen.is_none()
@@ -426,6 +483,10 @@ impl Machine {
         if raw {
             self.raw_since = t;
             self.false_since = None;
+            // A new raw period is a new episode's evidence (a deadline's is its start).
+            if !matches!(rule.kind, Kind::Deadline { .. }) {
+                self.trail = None;
+            }
         } else {
             self.false_since = Some(t);
         }

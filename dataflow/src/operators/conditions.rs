@@ -21,6 +21,7 @@ use crate::stats::Stats;
 use cel_interpreter::Value;
 use differential_dataflow::hashable::Hashable;
 use differential_dataflow::{AsCollection, VecCollection};
+use model::seen::Seen;
 use model::{Envelope, Event, Stream};
 use rules::expr::{Evaluator, map};
 use rules::machine::{Item, Machine, Scalar, Transition};
@@ -31,8 +32,25 @@ use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 
+mod cause;
 mod machines;
 use machines::{Machines, SavedMachines, changes_nothing_new};
+
+/// What the conditions operator gives: a change of a condition (a differential update), or
+/// what made a condition start firing (handed with the conditions to worker 0).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Judged {
+    Change(Condition, isize),
+    Cause(Box<crate::conditions::Cause>),
+}
+
+/// The conditions operator's two outputs.
+pub struct Judgements<'scope> {
+    /// The active conditions.
+    pub conditions: VecCollection<'scope, u64, Condition, isize>,
+    /// What made each start fire, at its time.
+    pub causes: StreamVec<'scope, u64, (crate::conditions::Cause, u64)>,
+}
 
 /// What one event means for one rule's group.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -52,6 +70,8 @@ pub enum What {
         matched: bool,
         cleared: bool,
         item: Item,
+        /// The event, for a match an explanation keeps (event, state and deadline rules).
+        seen: Option<Arc<Seen>>,
     },
     /// A device registered for an absence rule.
     Registered,
@@ -337,6 +357,8 @@ fn observe_event(
     let first = out.len();
     let stream = env.event.stream();
     let mut key = GroupKey::default();
+    // Kept once an event, for every rule whose match an explanation keeps.
+    let kept = std::cell::OnceCell::new();
     for &i in ids {
         let rule = &set.rules[i];
         let programs = &set.programs[i];
@@ -419,12 +441,25 @@ fn observe_event(
             Kind::Event | Kind::State { .. } if matched => carried(rule, programs, &judge, stats),
             _ => Item::Unit,
         };
+        let seen = (matched && keeps_events(rule, starts))
+            .then(|| kept.get_or_init(|| Arc::new(Seen::of(env))).clone());
         let what = What::Event {
             matched,
             cleared,
             item,
+            seen,
         };
         push(out, first, group, (t, ids.len()), set.keys[i], what);
+    }
+}
+
+/// Whether a match of `rule` is kept for its explanation: an event or state rule's, a
+/// deadline's starting event. Window rules keep their items; absence rules need none.
+fn keeps_events(rule: &Rule, starts: bool) -> bool {
+    match rule.kind {
+        Kind::Event | Kind::State { .. } => true,
+        Kind::Deadline { .. } => starts,
+        _ => false,
     }
 }
 
@@ -573,17 +608,18 @@ fn uses_ref(rule: &Rule) -> bool {
 
 /// Step 2, as an extension trait on the batch stream.
 pub trait Conditions<'scope> {
-    /// The collection of active conditions, under the rule-set versions of `versions`. With a
-    /// checkpoint `part`, the machines are given at each checkpoint and restored at start;
-    /// `limits` bound what a group keeps to reorder a late part of a gap (the events put in
-    /// order are counted in `stats`).
+    /// The collection of active conditions, under the rule-set versions of `versions`, and
+    /// what made each start. With a checkpoint `part`, the machines are given at each
+    /// checkpoint and restored at start; `limits` bound what a group keeps to reorder a late
+    /// part of a gap (the events put in order are counted in `stats`), `keep` how many
+    /// matched events (or window items) an explanation keeps.
     fn conditions(
         self,
         versions: StreamVec<'scope, u64, RuleSetVersion>,
         part: Option<Part>,
-        limits: ReorderLimits,
+        limits: (ReorderLimits, usize),
         stats: Arc<Stats>,
-    ) -> VecCollection<'scope, u64, Condition, isize>;
+    ) -> Judgements<'scope>;
 }
 
 impl<'scope> Conditions<'scope> for StreamVec<'scope, u64, Batch> {
@@ -591,12 +627,13 @@ impl<'scope> Conditions<'scope> for StreamVec<'scope, u64, Batch> {
         self,
         versions: StreamVec<'scope, u64, RuleSetVersion>,
         part: Option<Part>,
-        limits: ReorderLimits,
+        limits: (ReorderLimits, usize),
         stats: Arc<Stats>,
-    ) -> VecCollection<'scope, u64, Condition, isize> {
+    ) -> Judgements<'scope> {
         use timely::dataflow::channels::pact::Pipeline;
+        use timely::dataflow::operators::vec::Map;
         let exchange = Exchange::new(|b: &Batch| b.group.hashed());
-        self.binary_frontier(
+        let judged = self.binary_frontier(
             versions,
             exchange,
             Pipeline,
@@ -635,8 +672,19 @@ impl<'scope> Conditions<'scope> for StreamVec<'scope, u64, Batch> {
                     cap.release_to(state.owed());
                 }
             },
-        )
-        .as_collection()
+        );
+        let conditions = judged
+            .clone()
+            .flat_map(|(j, t)| match j {
+                Judged::Change(c, d) => Some((c, t, d)),
+                Judged::Cause(_) => None,
+            })
+            .as_collection();
+        let causes = judged.flat_map(|(j, t)| match j {
+            Judged::Cause(e) => Some((*e, t)),
+            Judged::Change(..) => None,
+        });
+        Judgements { conditions, causes }
     }
 }
 
@@ -757,6 +805,8 @@ pub(crate) struct Cx<'a> {
     pub ev: &'a Evaluator,
     pub limits: ReorderLimits,
     pub stats: &'a Stats,
+    /// How many matched events a machine keeps for its explanation.
+    pub keep: usize,
 }
 
 /// One event's batch for a group, handled at frontier time `t`: its own-timed rules judge it
@@ -827,7 +877,7 @@ pub(crate) fn judge_batch(
                 }
                 Vec::new()
             }
-            what => judge_event(m, r, set.programs(rule), ev, when, what),
+            what => judge_event(m, r, (set.programs(rule), cx.keep), ev, when, what),
         };
         group::publish((r, rule), key, m, catch_up, transitions, t, out);
     }
@@ -859,10 +909,11 @@ pub(crate) fn machine<'m>(
 }
 
 /// An event's meaning for one machine, judged at `when`: its transitions.
+/// `keep`: how many matched events a machine keeps for its explanation.
 pub(crate) fn judge_event(
     m: &mut Machine,
     r: &Rule,
-    programs: Option<&Programs>,
+    (programs, keep): (Option<&Programs>, usize),
     ev: &Evaluator,
     when: u64,
     what: What,
@@ -873,7 +924,14 @@ pub(crate) fn judge_event(
             matched,
             cleared,
             item,
-        } => m.event(r, when, matched, cleared, item, &mut cond),
+            seen,
+        } => {
+            let transitions = m.event(r, when, matched, cleared, item, &mut cond);
+            if let Some(seen) = &seen {
+                m.saw(r, seen, keep);
+            }
+            transitions
+        }
         What::Deferred { fields, item } => {
             // The group's previous event is known here, in event-time order.
             let matched = prev_filter(r, programs, ev, &fields, m.prev());

@@ -134,11 +134,13 @@ impl Kept {
                 matched,
                 cleared,
                 item: Item::Unit,
+                seen: None,
             } => plain(matched, cleared, NOTHING),
             What::Event {
                 matched,
                 cleared,
                 item: Item::Num(n),
+                seen: None,
             } if n.to_bits() != NOTHING => plain(matched, cleared, n.to_bits()),
             what => Kept::Other(Box::new((rule, what))),
         }
@@ -171,6 +173,7 @@ impl Kept {
                     matched: *matched,
                     cleared: *cleared,
                     item,
+                    seen: None,
                 };
                 (*rule, what)
             }
@@ -620,6 +623,7 @@ mod tests {
             matched: true,
             cleared: false,
             item,
+            seen: None,
         };
         for what in [
             event(Item::Unit),

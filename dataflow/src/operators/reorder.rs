@@ -163,7 +163,7 @@ fn replay(group: &mut Group, events: &[Held], cx: &Cx<'_>) -> Vec<(u64, Firing)>
             let Some(m) = machine(&mut group.machines, set, rule, &what) else {
                 continue;
             };
-            let transitions = judge_event(m, r, set.programs(rule), ev, at, what);
+            let transitions = judge_event(m, r, (set.programs(rule), cx.keep), ev, at, what);
             closed.extend(stops(rule, transitions));
         }
         group.clock.last = at;

@@ -8,11 +8,13 @@
 //! include the scheduled retractions of windowed counters; both are bounded by retention.
 
 use crate::checkpoint::Part;
+use crate::conditions::{Active, Cause, Condition, ConditionsSnapshot};
 use crate::counters::{Counter, Snapshot};
 use differential_dataflow::VecCollection;
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 
@@ -154,64 +156,106 @@ fn apply_closed(
 }
 
 /// Extension trait that publishes the active-condition collection as snapshots.
-pub trait PublishConditions {
-    /// Sends every closed-time set of active conditions to `publish` (from worker 0).
-    fn publish_conditions(self, publish: crate::conditions::ConditionsFn, is_worker_zero: bool);
+pub trait PublishConditions<'scope> {
+    /// Sends every closed-time set of active conditions to `publish` (from worker 0), each
+    /// start with what made it fire (`causes`, at the start's time).
+    fn publish_conditions(
+        self,
+        causes: StreamVec<'scope, u64, (Cause, u64)>,
+        publish: crate::conditions::ConditionsFn,
+        is_worker_zero: bool,
+    );
 }
 
-impl PublishConditions for VecCollection<'_, u64, crate::conditions::Condition, isize> {
-    fn publish_conditions(self, publish: crate::conditions::ConditionsFn, is_worker_zero: bool) {
-        use crate::conditions::{Active, Condition, ConditionsSnapshot};
-        let mut pending: BTreeMap<u64, Vec<(Condition, isize)>> = BTreeMap::new();
+/// A condition's change or a start's causes, on their way to worker 0.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+enum Record {
+    Change(Condition, isize),
+    Cause(Box<Cause>),
+}
+
+impl<'scope> PublishConditions<'scope> for VecCollection<'scope, u64, Condition, isize> {
+    fn publish_conditions(
+        self,
+        causes: StreamVec<'scope, u64, (Cause, u64)>,
+        publish: crate::conditions::ConditionsFn,
+        is_worker_zero: bool,
+    ) {
+        use timely::dataflow::operators::Concat;
+        use timely::dataflow::operators::vec::Map;
+        let mut pending: BTreeMap<u64, Vec<Record>> = BTreeMap::new();
         let mut snapshot = ConditionsSnapshot::default();
-        self.inner.sink(
-            Exchange::new(|_: &(Condition, u64, isize)| 0),
-            "PublishConditions",
-            move |(input, frontier)| {
-                input.for_each(|_cap, data| {
-                    for (c, t, d) in data.drain(..) {
-                        pending.entry(t).or_default().push((c, d));
-                    }
-                });
-                let f = frontier.frontier().first().copied().unwrap_or(u64::MAX);
-                if !is_worker_zero || f == u64::MAX || f <= snapshot.as_of {
-                    return;
-                }
-                while let Some(entry) = pending.first_entry() {
-                    if *entry.key() >= f {
-                        break;
-                    }
-                    let t = *entry.key();
-                    let mut updates = entry.remove();
-                    // An on-time episode that starts and stops at one instant never was.
-                    differential_dataflow::consolidation::consolidate(&mut updates);
-                    // In the order of the episodes' starts: a condition that ends and starts
-                    // again at one instant stays, with its new start; an episode that began
-                    // and ended inside a late backlog (start and stop at one time) is told
-                    // as both.
-                    updates.sort_by_key(|(c, d)| (c.since, -*d));
-                    for (c, d) in updates {
-                        let key = (c.rule.clone(), c.group.clone());
-                        if d > 0 {
-                            let active = Active {
-                                rule: c.rule,
-                                group: c.group,
-                                value: c.value_milli as f64 / 1000.0,
-                                since: c.since,
-                                late_by_ms: c.late_by_ms,
-                            };
-                            snapshot.changes.push((active.clone(), true, t));
-                            snapshot.active.insert(key, active);
-                        } else if let Some(active) = snapshot.active.remove(&key) {
-                            snapshot.changes.push((active, false, t));
+        let causes = causes.map(|(e, t)| (Record::Cause(Box::new(e)), t));
+        self.inner
+            .map(|(c, t, d)| (Record::Change(c, d), t))
+            .concat(causes)
+            .sink(
+                Exchange::new(|_: &(Record, u64)| 0),
+                "PublishConditions",
+                move |(input, frontier)| {
+                    input.for_each(|_cap, data| {
+                        for (r, t) in data.drain(..) {
+                            pending.entry(t).or_default().push(r);
                         }
+                    });
+                    let f = frontier.frontier().first().copied().unwrap_or(u64::MAX);
+                    if !is_worker_zero || f == u64::MAX || f <= snapshot.as_of {
+                        return;
                     }
-                }
-                snapshot.as_of = f;
-                publish(snapshot.clone());
-                snapshot.changes.clear();
-            },
-        );
+                    while let Some(entry) = pending.first_entry() {
+                        if *entry.key() >= f {
+                            break;
+                        }
+                        let t = *entry.key();
+                        close_time(&mut snapshot, t, entry.remove());
+                    }
+                    snapshot.as_of = f;
+                    publish(snapshot.clone());
+                    snapshot.changes.clear();
+                    snapshot.causes.clear();
+                },
+            );
+    }
+}
+
+/// Folds the records of time `t` into `snapshot`: its changes, and the causes of each
+/// start that stands (a start cancelled at the same time has none).
+fn close_time(snapshot: &mut ConditionsSnapshot, t: u64, records: Vec<Record>) {
+    let mut updates = Vec::new();
+    let mut causes = Vec::new();
+    for r in records {
+        match r {
+            Record::Change(c, d) => updates.push((c, d)),
+            Record::Cause(e) => causes.push(*e),
+        }
+    }
+    // An on-time episode that starts and stops at one instant never was.
+    differential_dataflow::consolidation::consolidate(&mut updates);
+    // In the order of the episodes' starts: a condition that ends and starts again at one
+    // instant stays, with its new start; an episode that began and ended inside a late
+    // backlog (start and stop at one time) is told as both.
+    updates.sort_by_key(|(c, d)| (c.since, -*d));
+    for (c, d) in updates {
+        let key = (c.rule.clone(), c.group.clone());
+        if d > 0 {
+            let active = Active {
+                rule: c.rule,
+                group: c.group,
+                value: c.value_milli as f64 / 1000.0,
+                since: c.since,
+                late_by_ms: c.late_by_ms,
+            };
+            let why = causes.iter().position(|e| {
+                (&e.rule, &e.group, e.since) == (&active.rule, &active.group, active.since)
+            });
+            if let Some(i) = why {
+                snapshot.causes.push(causes.swap_remove(i));
+            }
+            snapshot.changes.push((active.clone(), true, t));
+            snapshot.active.insert(key, active);
+        } else if let Some(active) = snapshot.active.remove(&key) {
+            snapshot.changes.push((active, false, t));
+        }
     }
 }
 

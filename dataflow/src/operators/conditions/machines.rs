@@ -3,8 +3,8 @@
 //! timers. Everything before the frontier is handled in time order; at one time a new version
 //! comes first, then the timers, then the batches.
 
-use super::{Batch, Cx, RuleSet, RuleSetVersion, What, judge_batch, run_timers};
-use crate::conditions::Condition;
+use super::{Batch, Cx, Judged, RuleSet, RuleSetVersion, What, judge_batch, run_timers};
+use crate::conditions::{Cause, Condition};
 use crate::operators::group::{self, Group, ReorderLimits};
 use crate::operators::timers::Timers;
 use crate::stats::Stats;
@@ -39,8 +39,12 @@ pub(super) struct Machines {
     /// known).
     restored: Option<(u64, SavedMachines)>,
     out: Vec<(Condition, u64, isize)>,
+    /// What made the starts in `out` fire.
+    causes: Vec<(Cause, u64)>,
     evaluator: Evaluator,
     limits: ReorderLimits,
+    /// How many matched events (or window items) an explanation keeps.
+    keep: usize,
     stats: Arc<Stats>,
 }
 
@@ -54,7 +58,7 @@ enum Next {
 impl Machines {
     pub(super) fn new(
         restored: Option<(u64, SavedMachines)>,
-        limits: ReorderLimits,
+        (limits, keep): (ReorderLimits, usize),
         stats: Arc<Stats>,
     ) -> Machines {
         Machines {
@@ -65,8 +69,10 @@ impl Machines {
             timers: Timers::default(),
             restored,
             out: Vec::new(),
+            causes: Vec::new(),
             evaluator: Evaluator::default(),
             limits,
+            keep,
             stats,
         }
     }
@@ -110,12 +116,20 @@ impl Machines {
     }
 
     pub(super) fn has_output(&self) -> bool {
-        !self.out.is_empty()
+        !self.out.is_empty() || !self.causes.is_empty()
     }
 
-    /// The conditions' changes so far.
-    pub(super) fn output(&mut self) -> impl Iterator<Item = (Condition, u64, isize)> + '_ {
-        self.out.drain(..)
+    /// The conditions' changes so far, and what made their starts fire.
+    pub(super) fn output(&mut self) -> impl Iterator<Item = (Judged, u64)> + '_ {
+        let changes = self
+            .out
+            .drain(..)
+            .map(|(c, t, d)| (Judged::Change(c, d), t));
+        let causes = self
+            .causes
+            .drain(..)
+            .map(|(e, t)| (Judged::Cause(Box::new(e)), t));
+        changes.chain(causes)
     }
 
     /// The earliest time the operator still owes output for.
@@ -178,6 +192,7 @@ impl Machines {
             }
             _ => return,
         }
+        let mark = self.out.len();
         run_timers(
             group,
             &key,
@@ -186,6 +201,10 @@ impl Machines {
             &self.evaluator,
             &mut self.out,
         );
+        let set = &self.current;
+        let starts = &self.out[mark..];
+        self.causes
+            .extend(super::cause::of_starts(group, starts, set, self.keep));
         reschedule(&self.current, &mut self.groups, key, &mut self.timers, t);
     }
 
@@ -205,8 +224,13 @@ impl Machines {
                 ev: &self.evaluator,
                 limits: self.limits,
                 stats: &self.stats,
+                keep: self.keep,
             };
+            let mark = self.out.len();
             judge_batch(group, &key, b, t, &cx, &mut self.out);
+            let starts = &self.out[mark..];
+            self.causes
+                .extend(super::cause::of_starts(group, starts, cx.set, self.keep));
             reschedule(&self.current, &mut self.groups, key, &mut self.timers, t);
         }
     }
