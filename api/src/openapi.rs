@@ -20,7 +20,7 @@ use utoipa::{Modify, OpenApi};
     ),
     paths(
         r::counters, r::counters_stream, r::deadletters, r::conditions, r::rules_list, r::rule_get,
-        r::rules_validate, r::rule_put, r::rule_delete, r::rule_enable, r::rule_history, r::rule_explain, r::me, r::tokens_list,
+        r::rules_validate, r::rule_put, r::rule_delete, r::rule_enable, r::rule_history, r::rule_explain, r::rule_why_not, r::me, r::tokens_list,
         r::token_create, r::token_revoke, r::map, r::tiles,
         r::prometheus, r::healthz, r::readyz,
         a::list, a::detail, crate::alert_explain::explain, a::act, a::silences, a::silence_create, a::silence_expire,

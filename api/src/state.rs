@@ -39,6 +39,18 @@ pub struct AppState {
     pub complaints: Option<Arc<alerts::facts::Complaints>>,
     /// The recent residue tests of each stall and goods (none: not kept here).
     pub residue_tests: Option<Arc<alerts::facts::ResidueTests>>,
+    /// The input log as recent history (none: the log is off).
+    pub input_history: Option<InputHistory>,
+}
+
+/// The input log read as recent history (why a rule did not fire), when the log is on.
+#[derive(Clone)]
+pub struct InputHistory {
+    pub dir: std::path::PathBuf,
+    /// Decodes the logged messages as ingest did.
+    pub decoder: model::Decoder,
+    /// How long the log keeps what the alerts accounted for, ms.
+    pub keep_ms: u64,
 }
 
 /// This process's place in a cluster, for `/readyz` and for sending API calls to process 0.

@@ -16,6 +16,8 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("/", HTML, include_str!("../web/index.html")),
     ("/app.js", JS, include_str!("../web/app.js")),
     ("/api.js", JS, include_str!("../web/api.js")),
+    ("/dom.js", JS, include_str!("../web/dom.js")),
+    ("/explain.js", JS, include_str!("../web/explain.js")),
     ("/i18n.js", JS, include_str!("../web/i18n.js")),
     ("/map.js", JS, include_str!("../web/map.js")),
     ("/style.css", CSS, include_str!("../web/style.css")),

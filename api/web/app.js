@@ -4,6 +4,8 @@
 import { get, send, follow, setToken, takeTokenFromHash, token } from "./api.js";
 import { t, translatePage, toggleLang, summary, age, clock } from "./i18n.js";
 import { drawMap, areaIndex, deviceOf } from "./map.js";
+import { h } from "./dom.js";
+import { explainedList, whyItFired } from "./explain.js";
 
 const RANK = { critical: 4, major: 3, minor: 2, info: 1 };
 const FIELD_STATES = ["responded", "on_site", "done", "false_alarm"];
@@ -25,21 +27,6 @@ const state = {
 };
 
 const $ = (sel) => document.querySelector(sel);
-
-function h(tag, attrs, ...children) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs || {})) {
-    if (v === null || v === undefined || v === false) continue;
-    if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
-    else if (k === "class") e.className = v;
-    else e.setAttribute(k, v === true ? "" : v);
-  }
-  for (const c of children.flat()) {
-    if (c === null || c === undefined || c === false) continue;
-    e.append(c instanceof Node ? c : document.createTextNode(String(c)));
-  }
-  return e;
-}
 
 function toast(message, bad) {
   const box = h("div", { class: "toast" + (bad ? " bad" : ""), role: "status" }, message);
@@ -304,6 +291,8 @@ async function openDetail(id) {
   // Only http(s) addresses become links: a snapshot id is shown as text, and nothing from a
   // device can become a javascript: link.
   const evidenceLink = evidence && /^https?:\/\//i.test(evidence);
+  const why = h("div", { id: "why" });
+  whyItFired(id, why);
   pane.replaceChildren(...[
     h("div", { class: "detail-head" },
       badge(a.severity),
@@ -351,6 +340,7 @@ async function openDetail(id) {
         h("td", { class: "n-" + n.status }, t(n.status)),
         h("td", {}, String(n.attempts)),
         h("td", {}, n.last_error || "")))),
+    why,
     d.escalations.length ? [h("h3", {}, t("escalations")),
       h("table", { class: "grid" }, d.escalations.map((e) => h("tr", {},
         h("td", {}, String(e.step + 1)), h("td", {}, e.status), h("td", {}, clock(e.due_ms)),
@@ -519,27 +509,13 @@ function tryRule(rules) {
     try {
       const event = JSON.parse(message.value);
       const x = await send("POST", `/api/v1/rules/${encodeURIComponent(pick.value)}/explain`, { event });
-      out.replaceChildren(...x.expressions.map((e) => h("div", { class: "explained", "data-role": e.role },
-        h("h4", {}, e.role),
-        e.traced ? h("ul", { class: "trace" }, tracedItem(e.traced))
-          : h("p", { class: "muted" }, `${e.source} (${e.interpreted})`))),
-      h("div", { class: "explained", id: "explain-reference" }, h("h4", {}, "ref"),
-        h("pre", {}, JSON.stringify(x.reference, null, 1))));
+      out.replaceChildren(...explainedList(x));
     } catch (e) {
       out.replaceChildren(h("p", { class: "bad" }, e.message));
     }
   };
   return [h("h3", {}, t("try_rule")), pick, message,
     h("button", { id: "explain-run", onclick: run }, t("explain")), out];
-}
-
-// One sub-expression and, below it, its parts.
-function tracedItem(x) {
-  const o = x.outcome;
-  const shown = o.is === "value" ? h("b", {}, " = " + o.value)
-    : h("span", { class: o.is === "failed" ? "bad" : "muted" }, " · " + t(o.is === "failed" ? "fails" : "not_evaluated"));
-  return h("li", { "data-outcome": o.is }, h("code", {}, x.text), shown,
-    x.parts && x.parts.length ? h("ul", {}, x.parts.map(tracedItem)) : null);
 }
 
 // The parts of a rule an operator reads to know when it fires, as written in its file.

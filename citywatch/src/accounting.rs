@@ -197,7 +197,7 @@ mod tests {
     #[test]
     fn in_a_cluster_the_mark_moves_one_checkpoint_at_a_time_behind_every_process() {
         let dir = tempfile::tempdir().unwrap();
-        let log = InputLog::open(&dir.path().join("input"), SyncPolicy::Os, 16).unwrap();
+        let log = InputLog::open(&dir.path().join("input"), SyncPolicy::Os, 16, 0).unwrap();
         let a = Accounting::new(log.log.ledger(), Some(dir.path().join("checkpoint")));
         a.join_cluster(0, 2, Signals::new(Box::new(|_| {})));
         let wrote = |at| {

@@ -13,7 +13,8 @@ pub fn open(settings: &Settings) -> anyhow::Result<Option<Recovered>> {
         return Ok(None);
     }
     let dir = settings.data_dir.join("input");
-    let recovered = InputLog::open(&dir, settings.input_log_sync, settings.queue_capacity)
+    let (sync, capacity) = (settings.input_log_sync, settings.queue_capacity);
+    let recovered = InputLog::open(&dir, sync, capacity, settings.input_log_keep_ms)
         .with_context(|| format!("opening the input log in {}", dir.display()))?;
     if !recovered.replay.is_empty() {
         tracing::info!(

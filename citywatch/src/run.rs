@@ -117,6 +117,11 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
         }),
         complaints: Some(intake.facts.complaints.clone()),
         residue_tests: Some(intake.facts.residue.clone()),
+        input_history: settings.input_log.then(|| api::state::InputHistory {
+            dir: settings.data_dir.join("input"),
+            decoder: settings.decoder(),
+            keep_ms: settings.input_log_keep_ms,
+        }),
     };
     if demo.is_some() && settings.auth != api::auth::AuthMode::Off {
         demo_token(&state, http_addr)?;

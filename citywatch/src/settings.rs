@@ -74,6 +74,9 @@ pub struct Settings {
     pub input_log: bool,
     /// `fsync` (survives a power cut) or `os` (survives the process dying only).
     pub input_log_sync: ingest::input_log::SyncPolicy,
+    /// How long a segment of the input log is kept after its last write once the alerts have
+    /// accounted for it, ms: the history "why did this rule not fire" reads (docs/explain.md).
+    pub input_log_keep_ms: u64,
     /// How often the dataflow's state is checkpointed, ms (needs the input log; 0: never, a
     /// restart then starts the rules' state afresh).
     pub checkpoint_every_ms: u64,
@@ -247,6 +250,7 @@ impl Default for Settings {
             deadletter_max_bytes: 64 << 20,
             input_log: true,
             input_log_sync: ingest::input_log::SyncPolicy::Fsync,
+            input_log_keep_ms: 3_600_000,
             checkpoint_every_ms: 10_000,
             max_backlog_ms: df.max_backlog_ms,
             complaint_max_backlog_ms: df.complaint_max_backlog_ms,

@@ -260,6 +260,19 @@ async fn the_control_room_page_works_end_to_end_in_a_real_browser() {
         |v| v.as_str().is_some_and(|s| s.contains("值班员张三")),
     )
     .await;
+    // Why it fired: the event its rule matched, and the rule's filter part by part over it.
+    let why = wait_js(
+        &c,
+        "the detail shows why the alert fired",
+        "return [document.querySelector('#why-events')?.textContent || '',
+                 document.querySelector('#why-deciding [data-role=filter] li')?.dataset.outcome || '']",
+        |v| v[1] == json!("value"),
+    )
+    .await;
+    assert!(
+        why[0].as_str().unwrap().contains("cw/v1/elevator/E-T1/"),
+        "{why}"
+    );
     shot(&c, "operator-detail.png").await;
 
     // A rodent seen by a kitchen camera: the alert's detail links the camera's image.
@@ -497,7 +510,7 @@ async fn the_control_room_page_works_end_to_end_in_a_real_browser() {
     wait_js(
         &c,
         "the reference row the rule read",
-        "return document.querySelector('#explain-reference pre')?.textContent || ''",
+        "return document.querySelector('#explain-result [data-role=reference] pre')?.textContent || ''",
         |v| {
             v.as_str()
                 .is_some_and(|s| s.contains("\"elevator_id\": \"E0001\""))

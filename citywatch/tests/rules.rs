@@ -75,6 +75,7 @@ async fn a_trapped_passenger_over_mosquitto() {
     );
     assert_eq!(tr["labels"]["elevator_id"], "E0007");
     assert_eq!(tr["annotations"]["summary_zh"], "电梯困人（门区外）");
+    check_why_not(&cw, t).await;
 
     // The car levels and the door opens at the landing: resolved.
     let freed = vec![
@@ -145,6 +146,31 @@ async fn a_trapped_passenger_over_mosquitto() {
     let mut cw = on_event_clock(&broker, dir.path()).await;
     assert_eq!(cw.get(&path).await, why);
     cw.stop();
+}
+
+/// Why a rule did not fire, from the input log: 20 s into the 30-s period, and for the rule
+/// of a car trapped in the door zone, whose `event.in_door_zone` is false here.
+async fn check_why_not(cw: &Citywatch, t: u64) {
+    let ask = |rule: &str, at: u64| format!("/api/v1/rules/{rule}/explain?group=E0007&at={at}");
+    let early = cw
+        .get(&ask("elevator.trapped_outside_zone", t + 20_000))
+        .await;
+    assert_eq!(early["held_since_ms"], t, "{early}");
+    assert_eq!(early["events"].as_array().unwrap().len(), 21, "{early}");
+    let verdict = early["verdict"].as_str().unwrap();
+    assert!(
+        verdict.contains("20 s before") && verdict.contains("for 30 s"),
+        "{verdict}"
+    );
+    let near = cw.get(&ask("elevator.trapped_in_zone", t + 40_000)).await;
+    let verdict = near["verdict"].as_str().unwrap();
+    assert!(verdict.starts_with("its filter did not hold"), "{near}");
+    assert_eq!(near["last"]["expressions"][0]["role"], "filter");
+    let text = near["last"]["expressions"][0].to_string();
+    assert!(
+        text.contains(r#"{"outcome":{"is":"value","value":"false"},"text":"event.in_door_zone"}"#),
+        "{text}"
+    );
 }
 
 fn check_trapped_explained(why: &Value, t: u64) {

@@ -148,12 +148,15 @@ impl Machine {
         self.trail.as_deref()
     }
 
-    /// Keeps a matched event `seen` (already judged by [`Machine::event`]) for the episode
-    /// under way, the latest `keep` of them: for an event rule every match (each is an
-    /// episode, or prolongs one), for a state rule those while its raw condition holds (the
-    /// `for` period and after), for a deadline the event that started its clock. Window rules
-    /// keep none: their items are the evidence.
-    pub fn saw(&mut self, rule: &Rule, seen: &Arc<Seen>, keep: usize) {
+    /// Keeps a matched event `seen` of time `t` (already judged by [`Machine::event`]) for the
+    /// episode under way, the latest `keep` of them: for an event rule its match, for a state
+    /// rule those while its raw condition holds up to the start (the `for` period), for a
+    /// deadline the event that started its clock. Once an episode has started, later events
+    /// did not make it. Window rules keep none: their items are the evidence.
+    pub fn saw(&mut self, rule: &Rule, seen: &Arc<Seen>, keep: usize, t: u64) {
+        if self.firing.is_some_and(|f| f.since < t) {
+            return;
+        }
         let episode = match rule.kind {
             Kind::Event => true,
             Kind::State { .. } => self.raw,

@@ -5,10 +5,12 @@
 mod explain;
 mod rules;
 mod tokens;
+mod why_not;
 
 pub(crate) use explain::*;
 pub(crate) use rules::*;
 pub(crate) use tokens::*;
+pub(crate) use why_not::*;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiQuery, ErrorBody};
@@ -52,7 +54,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/rules/{id}/history", get(rule_history))
         .route(
             "/api/v1/rules/{id}/explain",
-            axum::routing::post(rule_explain),
+            get(rule_why_not).post(rule_explain),
         )
         .route("/api/v1/complaints", get(crate::complaints::list))
         .route("/api/v1/holds", get(crate::holds::list))

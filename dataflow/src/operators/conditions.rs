@@ -928,7 +928,7 @@ pub(crate) fn judge_event(
         } => {
             let transitions = m.event(r, when, matched, cleared, item, &mut cond);
             if let Some(seen) = &seen {
-                m.saw(r, seen, keep);
+                m.saw(r, seen, keep, when);
             }
             transitions
         }

@@ -13,6 +13,7 @@
 //! [`SEGMENT_BYTES`], deleted once wholly before the replay point; `DIR/mark.json`, the replay
 //! point.
 
+pub mod history;
 pub mod ledger;
 pub mod record;
 
@@ -86,6 +87,8 @@ pub struct InputLog {
     replayed: Mutex<HashMap<u64, u32>>,
     stats: Arc<LogStats>,
     sync: SyncPolicy,
+    /// How long an accounted-for segment is kept after its last write ([`history`]).
+    keep_ms: u64,
 }
 
 /// What a start found in the log.
@@ -98,8 +101,14 @@ pub struct Recovered {
 
 impl InputLog {
     /// Opens (or creates) the log in `dir`: cuts a torn tail, drops segments wholly before
-    /// the replay point, and returns what is to be replayed.
-    pub fn open(dir: &Path, sync: SyncPolicy, capacity: usize) -> Result<Recovered, LogError> {
+    /// the replay point once last written more than `keep_ms` ago, and returns what is to be
+    /// replayed.
+    pub fn open(
+        dir: &Path,
+        sync: SyncPolicy,
+        capacity: usize,
+        keep_ms: u64,
+    ) -> Result<Recovered, LogError> {
         let err = |source| LogError {
             path: dir.to_owned(),
             source,
@@ -107,7 +116,7 @@ impl InputLog {
         std::fs::create_dir_all(dir).map_err(err)?;
         let mark_path = dir.join("mark.json");
         let mark = Ledger::read_mark(&mark_path);
-        let (replay, next) = recover(dir, &mark).map_err(err)?;
+        let (replay, next) = recover(dir, &mark, keep_ms).map_err(err)?;
         let next = next.max(mark.replay_from);
         let ledger = Arc::new(Ledger::new(mark_path, mark.clone(), next));
         for r in &replay {
@@ -128,6 +137,7 @@ impl InputLog {
             replayed: Mutex::new(replayed),
             stats: Arc::default(),
             sync,
+            keep_ms,
         });
         Ok(Recovered { log, replay, mark })
     }
@@ -151,6 +161,7 @@ impl InputLog {
             ledger: self.ledger.clone(),
             stats: self.stats.clone(),
             sync: self.sync,
+            keep_ms: self.keep_ms,
             durable,
         };
         let handle = std::thread::Builder::new()
@@ -276,16 +287,20 @@ fn segments(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
 /// Reads the log from the mark's replay point, leaving out what it skips: the records to
 /// replay and the next sequence number.
 /// A damaged tail is cut off (a write the crash interrupted was never acknowledged);
-/// segments wholly before `replay_from` are deleted.
-fn recover(dir: &Path, mark: &Mark) -> std::io::Result<(Vec<Record>, u64)> {
+/// segments wholly before `replay_from` are not read, and deleted once last written more than
+/// `keep_ms` ago.
+fn recover(dir: &Path, mark: &Mark, keep_ms: u64) -> std::io::Result<(Vec<Record>, u64)> {
     let replay_from = mark.keep_from();
     let all = segments(dir)?;
     let mut replay = Vec::new();
     let mut next = 0;
+    let now = now_ms();
     for (i, (first, path)) in all.iter().enumerate() {
         let later = all.get(i + 1).map(|(f, _)| *f);
         if later.is_some_and(|l| l <= replay_from) {
-            std::fs::remove_file(path)?;
+            if history::expired(path, keep_ms, now) {
+                std::fs::remove_file(path)?;
+            }
             continue;
         }
         let file = std::fs::File::open(path)?;
@@ -337,6 +352,13 @@ fn sync_dir(dir: &Path) {
     }
 }
 
+/// The wall clock, epoch ms.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 struct Writer {
     dir: PathBuf,
     /// The open segment, its first sequence number and its length.
@@ -346,6 +368,7 @@ struct Writer {
     ledger: Arc<Ledger>,
     stats: Arc<LogStats>,
     sync: SyncPolicy,
+    keep_ms: u64,
     durable: DurableFn,
 }
 
@@ -418,9 +441,10 @@ impl Writer {
         // What the mark on disk needs, not the newer one in memory: a crash now restarts by
         // the one on disk.
         let from = self.ledger.keep_from();
+        let now = now_ms();
         if let Ok(all) = segments(&self.dir) {
             for w in all.windows(2) {
-                if w[1].0 <= from {
+                if w[1].0 <= from && history::expired(&w[0].1, self.keep_ms, now) {
                     let _ = std::fs::remove_file(&w[0].1);
                 }
             }
@@ -452,7 +476,7 @@ mod tests {
     }
 
     fn started(dir: &Path) -> (Recovered, Arc<Mutex<Vec<u64>>>) {
-        let r = InputLog::open(dir, SyncPolicy::Fsync, 64).unwrap();
+        let r = InputLog::open(dir, SyncPolicy::Fsync, 64, 0).unwrap();
         let acked = Arc::new(Mutex::new(Vec::new()));
         let a = acked.clone();
         r.log
@@ -540,25 +564,45 @@ mod tests {
         third.log.close();
     }
 
-    #[test]
-    fn segments_wholly_before_the_replay_point_are_deleted() {
-        let dir = tempfile::tempdir().unwrap();
+    /// Three segments of ten records each (received at their sequence number, topic `t` or
+    /// `u` by parity), and a mark that replays from 25.
+    fn three_segments(dir: &Path) {
         for first in [0u64, 10, 20] {
             let mut b = Vec::new();
             for s in first..first + 10 {
-                record::encode(s, s, "t", b"x", &mut b);
+                let topic = if s % 2 == 0 { "t" } else { "u" };
+                record::encode(s, s, topic, b"x", &mut b);
             }
-            std::fs::write(dir.path().join(segment_name(first)), b).unwrap();
+            std::fs::write(dir.join(segment_name(first)), b).unwrap();
         }
         let mark = Mark {
             replay_from: 25,
             ..Mark::default()
         };
-        std::fs::write(
-            dir.path().join("mark.json"),
-            serde_json::to_vec(&mark).unwrap(),
-        )
-        .unwrap();
+        std::fs::write(dir.join("mark.json"), serde_json::to_vec(&mark).unwrap()).unwrap();
+    }
+
+    #[test]
+    fn segments_before_the_replay_point_are_kept_as_history_for_their_time() {
+        let dir = tempfile::tempdir().unwrap();
+        three_segments(dir.path());
+        let r = InputLog::open(dir.path(), SyncPolicy::Fsync, 64, 3_600_000).unwrap();
+        let firsts: Vec<u64> = segments(dir.path()).unwrap().iter().map(|s| s.0).collect();
+        assert_eq!(firsts, [0, 10, 20], "written just now: kept");
+        assert_eq!(
+            r.replay.first().map(|r| r.seq),
+            Some(25),
+            "and not replayed"
+        );
+        let read = history::received_since(dir.path(), 7, |t| t == "t").unwrap();
+        let seqs: Vec<u64> = read.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, [8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28]);
+    }
+
+    #[test]
+    fn segments_wholly_before_the_replay_point_are_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        three_segments(dir.path());
         let (r, _) = started(dir.path());
         let firsts: Vec<u64> = segments(dir.path()).unwrap().iter().map(|s| s.0).collect();
         assert_eq!(firsts, [20]);

@@ -56,10 +56,16 @@ pub struct Scanned {
     pub last_seq: Option<u64>,
 }
 
-/// Reads every whole record of `r`; `keep` says which to keep (the others are only checked).
+/// Reads every whole record of `r`; `keep` says which to keep, by sequence number (the others
+/// are only checked).
 /// Any bytes may follow the last whole record (a crash can leave them): reading stops there.
 /// A damaged length cannot ask for a huge buffer: a body grows only as its bytes arrive.
-pub fn read_all(mut r: impl Read, keep: impl Fn(u64) -> bool) -> std::io::Result<Scanned> {
+pub fn read_all(r: impl Read, keep: impl Fn(u64) -> bool) -> std::io::Result<Scanned> {
+    read_matching(r, |record| keep(record.seq))
+}
+
+/// As [`read_all`], keeping the records `keep` admits.
+pub fn read_matching(mut r: impl Read, keep: impl Fn(&Record) -> bool) -> std::io::Result<Scanned> {
     let mut out = Scanned::default();
     let mut head = [0u8; HEAD];
     let mut body = Vec::new();
@@ -90,7 +96,7 @@ pub fn read_all(mut r: impl Read, keep: impl Fn(u64) -> bool) -> std::io::Result
         };
         out.good_len += (HEAD + len) as u64;
         out.last_seq = Some(record.seq);
-        if keep(record.seq) {
+        if keep(&record) {
             out.records.push(record);
         }
     }

@@ -33,13 +33,7 @@ pub(super) fn of_starts(
 fn of(rule: &Rule, c: &Condition, m: &Machine, keep: usize) -> Cause {
     let (mut events, mut earlier) = (Vec::new(), 0);
     if let Some(trail) = m.trail() {
-        // Events of the episode up to its start (a state rule's raw period may carry on).
-        events = trail
-            .events
-            .iter()
-            .filter(|s| s.time_ms <= c.since)
-            .map(|s| (**s).clone())
-            .collect();
+        events = trail.events.iter().map(|s| (**s).clone()).collect();
         earlier = trail.earlier;
     }
     let all: Vec<_> = m.items().cloned().collect();
