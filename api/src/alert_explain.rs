@@ -165,8 +165,8 @@ fn shown(s: &model::seen::Seen) -> Shown {
     Shown {
         time_ms: s.time_ms,
         received_ms: s.received_ms,
-        topic: format!("{}{}", model::topic::DEFAULT_PREFIX, s.topic),
-        payload: serde_json::from_str(&s.payload).unwrap_or(serde_json::Value::Null),
+        topic: format!("{}{}", model::topic::DEFAULT_PREFIX, s.body.topic),
+        payload: serde_json::from_str(&s.payload()).unwrap_or(serde_json::Value::Null),
     }
 }
 

@@ -201,13 +201,51 @@ async fn ready(cluster: &[Citywatch]) {
 }
 
 /// What a run ends with: the counters, every alert (rule, group, state), the kitchen alerts'
-/// evidence images, and the notifications per (rule, group, receiver, version).
+/// evidence images, the notifications per (rule, group, receiver, version), and what made
+/// each alert's episodes fire (the events and window items kept with them).
 #[derive(Debug, PartialEq)]
 struct Outcome {
     counters: Value,
     alerts: BTreeSet<(String, String, String)>,
     evidence: BTreeMap<(String, String), String>,
     notifications: BTreeMap<(String, String, String, u64), usize>,
+    causes: BTreeMap<(String, String), Vec<Value>>,
+}
+
+/// What made each episode of `alerts` fire, as the API explains it: the kept events and
+/// window items, since when the filter held, and the rule's parts over the deciding event.
+async fn causes(
+    leader: &Citywatch,
+    by_id: &BTreeMap<String, (String, String)>,
+) -> BTreeMap<(String, String), Vec<Value>> {
+    let mut out = BTreeMap::new();
+    for (id, key) in by_id {
+        let why = leader
+            .get(&format!("/api/v1/alerts/{id}/explain?limit=100"))
+            .await;
+        let episodes = why["episodes"].as_array().unwrap().iter();
+        // Each event as it was sent (its arrival time is this run's own).
+        let sent = |e: &Value| -> Vec<Value> {
+            let events = e["events"].as_array().unwrap().iter();
+            events
+                .map(|x| json!([x["time_ms"], x["topic"], x["payload"]]))
+                .collect()
+        };
+        let kept = episodes
+            .map(|e| {
+                json!([
+                    e["since_ms"],
+                    e["raw_since_ms"],
+                    sent(e),
+                    e["items"],
+                    e["earlier"],
+                    e["deciding"]
+                ])
+            })
+            .collect();
+        out.insert(key.clone(), kept);
+    }
+    out
 }
 
 async fn outcome(leader: &Citywatch) -> Outcome {
@@ -265,6 +303,7 @@ async fn outcome(leader: &Citywatch) -> Outcome {
         .collect();
     Outcome {
         counters,
+        causes: causes(leader, &by_id).await,
         evidence,
         alerts: alerts
             .iter()
@@ -340,6 +379,16 @@ async fn two_and_three_processes_give_the_results_of_one() {
         "every kitchen alert shows its image: {:?}",
         one.evidence
     );
+    // Causes kept: the events of event and state rules, the items of windows.
+    let kept = |at: usize| {
+        let nonempty = |e: &Value| e[at].as_array().is_some_and(|a| !a.is_empty());
+        one.causes
+            .values()
+            .flatten()
+            .filter(|e| nonempty(e))
+            .count()
+    };
+    assert!(kept(2) > 0 && kept(3) > 0, "{:?}", one.causes);
     assert!(!one.notifications.is_empty());
     assert!(
         one.notifications.values().all(|&n| n == 1),

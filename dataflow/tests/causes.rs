@@ -154,6 +154,9 @@ fn check(all: &[Cause]) {
     // the frame of 9 s): the latest four kept, one counted.
     assert_eq!(times(trapped), vec![at(5), at(6), at(7), at(8)]);
     assert_eq!(trapped.earlier, 1);
+    // The car stands still: one body for the four frames, each with its own time.
+    let body = &trapped.events[0].body;
+    assert!(trapped.events.iter().all(|e| Arc::ptr_eq(&e.body, body)));
     let last = trapped.events[3].envelope().unwrap();
     assert_eq!(last, Frame::new("E1", at(8)).occupied(true).envelope());
     assert!(trapped.items.is_empty());
@@ -167,7 +170,7 @@ fn check(all: &[Cause]) {
     let high = find(all, "high");
     assert_eq!((high.group.as_str(), high.since), ("E3", at(2)));
     assert_eq!(times(high), vec![at(2) + 37]);
-    assert_eq!(high.events[0].topic, "elevator/E3/status");
+    assert_eq!(high.events[0].body.topic, "elevator/E3/status");
     assert_eq!(all.len(), 3, "one causes for each start: {all:?}");
 }
 

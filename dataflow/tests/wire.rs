@@ -79,11 +79,11 @@ fn observations_conditions_and_counters_travel_between_processes() {
             .collect(),
     });
     // A match kept for an explanation, and the cause handed with a start.
-    let seen = Arc::new(model::seen::Seen::of(
+    let seen = model::seen::Seen::of(
         &testkit::Frame::new("E0001", 1_795_737_600_000)
             .occupied(true)
             .envelope(),
-    ));
+    );
     round_trip(&What::Event {
         matched: true,
         cleared: false,
@@ -96,7 +96,7 @@ fn observations_conditions_and_counters_travel_between_processes() {
         since: 1_795_737_630_000,
         value: 1.0,
         raw_since: Some(1_795_737_600_000),
-        events: vec![(*seen).clone()],
+        events: vec![seen.clone()],
         items: vec![(1_795_737_600_000, Item::Num(2.5)), (1, Item::Unit)],
         earlier: 3,
         last_seen: None,

@@ -17,7 +17,6 @@
 use crate::spec::{Aggregate, Kind, Rule, Window};
 use model::seen::Seen;
 use std::collections::{HashSet, VecDeque};
-use std::sync::Arc;
 
 /// A value a window keeps for its aggregate.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -75,7 +74,7 @@ pub struct Firing {
 /// and how many earlier ones were let go.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Trail {
-    pub events: VecDeque<Arc<Seen>>,
+    pub events: VecDeque<Seen>,
     pub earlier: u32,
 }
 
@@ -92,18 +91,23 @@ pub struct Machine {
     /// Absence: the last matching event, or the registration time. Deadline: when the
     /// running clock is due (one field for both keeps every machine small).
     last_seen: Option<u64>,
-    /// Tumbling windows kept for `prior`: (window start, value, count), most recent first.
-    /// Boxed so that every other machine pays 8 bytes for it, not a VecDeque's 32: the rules'
-    /// state per device is measured in docs/BENCHMARKS.md and already over its target.
-    #[allow(clippy::box_collection)]
-    prior: Option<Box<VecDeque<(u64, f64, usize)>>>,
     /// Rules whose filter reads `prev`: the fields of the group's previous event the filter
     /// reads, as plain scalars (a CEL map per device would cost several times as much; it is
     /// built when the filter runs).
     prev: Option<Box<[Option<Scalar>]>>,
+    /// What a few machines keep besides: boxed, so that every other machine pays 8 bytes for
+    /// it (the rules' state per device is measured in docs/BENCHMARKS.md and over its target).
+    extra: Option<Box<Extra>>,
+}
+
+/// A machine's rarely used state.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Extra {
+    /// Tumbling windows kept for `prior`: (window start, value, count), most recent first.
+    prior: Option<VecDeque<(u64, f64, usize)>>,
     /// Event, state and deadline rules: the matched events of the episode under way (see
     /// [`Machine::saw`]). A machine is dropped when idle, and its trail with it.
-    trail: Option<Box<Trail>>,
+    trail: Option<Trail>,
 }
 
 impl Machine {
@@ -139,13 +143,35 @@ impl Machine {
             && self.firing.is_none()
             && self.items.is_empty()
             && self.last_seen.is_none()
-            && self.prior.is_none()
+            && self.prior().is_none()
             && self.prev.is_none()
     }
 
     /// The matched events kept for the episode under way.
     pub fn trail(&self) -> Option<&Trail> {
-        self.trail.as_deref()
+        self.extra.as_ref()?.trail.as_ref()
+    }
+
+    fn prior(&self) -> Option<&VecDeque<(u64, f64, usize)>> {
+        self.extra.as_ref()?.prior.as_ref()
+    }
+
+    fn extra(&mut self) -> &mut Extra {
+        self.extra.get_or_insert_with(Box::default)
+    }
+
+    /// Drops the trail, or the windows kept for `prior` (and the box once it holds nothing).
+    fn drop_extra(&mut self, trail: bool) {
+        if let Some(e) = self.extra.as_mut() {
+            if trail {
+                e.trail = None;
+            } else {
+                e.prior = None;
+            }
+            if e.trail.is_none() && e.prior.is_none() {
+                self.extra = None;
+            }
+        }
     }
 
     /// Keeps a matched event `seen` of time `t` (already judged by [`Machine::event`]) for the
@@ -153,25 +179,29 @@ impl Machine {
     /// rule those while its raw condition holds up to the start (the `for` period), for a
     /// deadline the event that started its clock. Once an episode has started, later events
     /// did not make it. Window rules keep none: their items are the evidence.
-    pub fn saw(&mut self, rule: &Rule, seen: &Arc<Seen>, keep: usize, t: u64) {
+    pub fn saw(&mut self, rule: &Rule, seen: &Seen, keep: usize, t: u64) {
         if self.firing.is_some_and(|f| f.since < t) {
             return;
         }
         let episode = match rule.kind {
             Kind::Event => true,
             Kind::State { .. } => self.raw,
-            Kind::Deadline { .. } => self.last_seen.is_some() && self.trail.is_none(),
+            Kind::Deadline { .. } => self.last_seen.is_some() && self.trail().is_none(),
             _ => false,
         };
         if !episode || keep == 0 {
             return;
         }
-        let trail = self.trail.get_or_insert_with(Box::default);
+        let trail = self.extra().trail.get_or_insert_with(Trail::default);
+        let mut seen = seen.clone();
+        if let Some(last) = trail.events.back() {
+            seen.share_body(last);
+        }
         while trail.events.len() >= keep {
             trail.events.pop_front();
             trail.earlier += 1;
         }
-        trail.events.push_back(seen.clone());
+        trail.events.push_back(seen);
     }
 
     /// The window's items as it holds them: (event time, what each added).
@@ -263,7 +293,7 @@ impl Machine {
             Kind::Deadline { working_days, .. } => {
                 if cleared {
                     self.last_seen = None;
-                    self.trail = None;
+                    self.drop_extra(true);
                     self.set_raw(t, false, rule, &mut out);
                 } else if matched
                     && self.last_seen.is_none()
@@ -385,7 +415,11 @@ impl Machine {
                 let start = window_start(t, w);
                 if keep > 0 && self.items.front().is_some_and(|(x, _)| *x < start) {
                     // Close the windows that ended: their aggregates become `prior`.
-                    let prior = self.prior.get_or_insert_with(Default::default);
+                    let prior = self
+                        .extra
+                        .get_or_insert_with(Box::default)
+                        .prior
+                        .get_or_insert_with(VecDeque::new);
                     while let Some(&(x, _)) = self.items.front() {
                         let ws = window_start(x, w);
                         if ws >= start {
@@ -425,7 +459,7 @@ impl Machine {
         out: &mut Vec<Transition>,
     ) {
         let value = aggregate_value(aggregate, &self.items, window.size_ms());
-        let prior = match (window, &self.prior) {
+        let prior = match (window, self.prior()) {
             (Window::Tumbling(w), Some(kept)) => {
                 let start = window_start(t, w);
                 let keep = match &rule.kind {
@@ -464,7 +498,7 @@ impl Machine {
     /// `keep_firing_for` says, and the window starts again empty.
     fn end_now(&mut self, t: u64, out: &mut Vec<Transition>) {
         self.items.clear();
-        self.prior = None;
+        self.drop_extra(false);
         self.raw = false;
         self.false_since = None;
         if let Some(f) = self.firing.take() {
@@ -488,7 +522,7 @@ impl Machine {
             self.false_since = None;
             // A new raw period is a new episode's evidence (a deadline's is its start).
             if !matches!(rule.kind, Kind::Deadline { .. }) {
-                self.trail = None;
+                self.drop_extra(true);
             }
         } else {
             self.false_since = Some(t);

@@ -71,7 +71,7 @@ pub enum What {
         cleared: bool,
         item: Item,
         /// The event, for a match an explanation keeps (event, state and deadline rules).
-        seen: Option<Arc<Seen>>,
+        seen: Option<Seen>,
     },
     /// A device registered for an absence rule.
     Registered,
@@ -442,7 +442,7 @@ fn observe_event(
             _ => Item::Unit,
         };
         let seen = (matched && keeps_events(rule, starts))
-            .then(|| kept.get_or_init(|| Arc::new(Seen::of(env))).clone());
+            .then(|| kept.get_or_init(|| Seen::of(env)).clone());
         let what = What::Event {
             matched,
             cleared,

@@ -33,7 +33,7 @@ pub(super) fn of_starts(
 fn of(rule: &Rule, c: &Condition, m: &Machine, keep: usize) -> Cause {
     let (mut events, mut earlier) = (Vec::new(), 0);
     if let Some(trail) = m.trail() {
-        events = trail.events.iter().map(|s| (**s).clone()).collect();
+        events = trail.events.iter().cloned().collect();
         earlier = trail.earlier;
     }
     let all: Vec<_> = m.items().cloned().collect();
