@@ -16,7 +16,9 @@ pub fn replay(file: &std::path::Path, mut settings: Settings) -> anyhow::Result<
     let reference = Arc::new(settings.reference()?);
     let rules = Arc::new(settings.rules()?);
     tracing::info!("{}", settings.rule_source().describe(rules.len()));
-    let (conditions_tx, conditions_rx) = std::sync::mpsc::channel();
+    // Only the latest snapshot's count is wanted: the snapshots are not kept.
+    let active = Arc::new(AtomicU64::new(0));
+    let latest = active.clone();
     let rejected = Arc::new(AtomicU64::new(0));
     let decoder = Decoder::new(DecoderConfig {
         prefix: settings.mqtt_prefix.clone(),
@@ -48,7 +50,7 @@ pub fn replay(file: &std::path::Path, mut settings: Settings) -> anyhow::Result<
             series: None,
             raw: false,
             conditions: Some(Arc::new(move |c: dataflow::ConditionsSnapshot| {
-                let _ = conditions_tx.send(c);
+                latest.store(c.active.len() as u64, Ordering::Relaxed);
             })),
             checkpoints: None,
             signals: None,
@@ -71,14 +73,9 @@ pub fn replay(file: &std::path::Path, mut settings: Settings) -> anyhow::Result<
         events_per_second = format!("{:.0}", stats.events_total() as f64 / secs),
         "replay finished"
     );
-    let active = conditions_rx
-        .try_iter()
-        .last()
-        .map(|c| c.active.len())
-        .unwrap_or(0);
     tracing::info!(
         rules = rules.len(),
-        active_conditions = active,
+        active_conditions = active.load(Ordering::Relaxed),
         "conditions at the end of the recording"
     );
     let mut out = std::io::stdout().lock();
