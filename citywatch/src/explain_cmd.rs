@@ -144,3 +144,36 @@ pub(crate) fn write_deciding(
     }
     Ok(())
 }
+
+/// What the rules' operator kept when an alert fired (as a live alert journals it): the
+/// matched events of its period, a window's items, when a silent device was last heard.
+pub(crate) fn write_cause(
+    out: &mut impl Write,
+    first: u64,
+    cause: Option<&dataflow::conditions::Cause>,
+) -> std::io::Result<()> {
+    let Some(c) = cause else {
+        return Ok(());
+    };
+    let at = |t: u64| format!("{}ms", t.saturating_sub(first));
+    let times = |ts: Vec<u64>| ts.into_iter().map(at).collect::<Vec<_>>().join(", ");
+    let earlier = match c.earlier {
+        0 => String::new(),
+        n => format!(" ({n} earlier not kept)"),
+    };
+    if let Some(since) = c.raw_since {
+        writeln!(out, "  held since {}", at(since))?;
+    }
+    if !c.events.is_empty() {
+        let ts = c.events.iter().map(|e| e.time_ms).collect();
+        writeln!(out, "  events kept{earlier}: {}", times(ts))?;
+    }
+    if !c.items.is_empty() {
+        let ts = c.items.iter().map(|(t, _)| *t).collect();
+        writeln!(out, "  window items{earlier}: {}", times(ts))?;
+    }
+    if let Some(seen) = c.last_seen {
+        writeln!(out, "  last heard (or due) at {}", at(seen))?;
+    }
+    Ok(())
+}

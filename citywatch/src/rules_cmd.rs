@@ -120,7 +120,20 @@ pub fn backtest(
         ))
     };
     let rules = load(rules_dir)?;
-    let mine = run(rules.clone())?;
+    // Explained, one run gives the alerts and what made each fire.
+    let explained = match (explain, against) {
+        (true, None) => dataflow::offline::backtest_explained(
+            rules.clone(),
+            reference.clone(),
+            events(input)?,
+            (scan.first, scan.last + 1, scan.disorder),
+        ),
+        _ => Vec::new(),
+    };
+    let mine = match explain && against.is_none() {
+        true => explained.iter().map(|(i, _)| i.clone()).collect(),
+        false => run(rules.clone())?,
+    };
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
@@ -133,9 +146,10 @@ pub fn backtest(
         None if explain => {
             let deciding =
                 crate::explain_cmd::deciding_events(&rules, &reference, input, scan.first, &mine)?;
-            for (i, d) in mine.iter().zip(deciding) {
+            for ((i, cause), d) in explained.iter().zip(deciding) {
                 writeln!(out, "{}", dataflow::offline::show(i))?;
                 crate::explain_cmd::write_deciding(&mut out, scan.first, d)?;
+                crate::explain_cmd::write_cause(&mut out, scan.first, cause.as_ref())?;
             }
             writeln!(out, "{} alerts", mine.len())?;
         }

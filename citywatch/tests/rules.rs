@@ -346,6 +346,16 @@ fn backtest_lists_alerts_and_the_difference_between_rule_sets() {
         input.to_str().unwrap(),
         "--explain",
     ]);
+    // And what the rules' operator kept when each fired, as a live alert keeps it.
+    assert!(
+        explained.contains("  events kept: 180000ms\nkitchen.hygiene"),
+        "{explained}"
+    );
+    assert!(
+        explained
+            .contains("  held since 120000ms\n  window items: 0ms, 60000ms, 120000ms\n2 alerts"),
+        "{explained}"
+    );
     assert!(
         explained.contains(
             "kitchen.hazard [K1/C1/rodent] fires at 180s with value 0.9, still firing

@@ -113,9 +113,31 @@ pub fn backtest(
     disorder: u64,
 ) -> Vec<Interval> {
     intervals(
-        evaluate(rules, reference, events, start, until, disorder),
+        evaluate(rules, reference, events, start, until, disorder).0,
         start,
     )
+}
+
+/// As [`backtest`], with what made each interval fire (the cause a live alert keeps,
+/// docs/explain.md), where the rules' operator kept one.
+pub fn backtest_explained(
+    rules: Arc<Vec<Rule>>,
+    reference: Arc<Reference>,
+    events: impl Iterator<Item = (model::Envelope, u64)> + Send + 'static,
+    (start, until, disorder): (u64, u64, u64),
+) -> Vec<(Interval, Option<crate::conditions::Cause>)> {
+    let (updates, mut causes) = evaluate(rules, reference, events, start, until, disorder);
+    intervals(updates, start)
+        .into_iter()
+        .map(|i| {
+            let at = start + i.fires;
+            let found = causes
+                .iter()
+                .position(|(c, t)| *t == at && c.rule == i.rule && c.group == i.group);
+            let cause = found.map(|k| causes.swap_remove(k).0);
+            (i, cause)
+        })
+        .collect()
 }
 
 /// An interval as a line: `rule [group] fires at 60s, resolves at 360s`.
@@ -208,7 +230,7 @@ pub fn run_file(path: &Path, rules: Arc<Vec<Rule>>) -> Result<Outcome, String> {
         .map(|e| e.rule.clone())
         .chain(file.quiet.iter().cloned())
         .collect();
-    let updates = evaluate(
+    let (updates, _) = evaluate(
         rules,
         Arc::new(reference),
         events.into_iter(),
@@ -246,7 +268,7 @@ pub fn run_file(path: &Path, rules: Arc<Vec<Rule>>) -> Result<Outcome, String> {
 const STREAM_STEP: usize = 4096;
 
 /// The conditions over `events`, each sent at its own time, the input following the newest
-/// less `disorder` (see [`backtest`]).
+/// less `disorder` (see [`backtest`]), and the causes of their starts.
 fn evaluate(
     rules: Arc<Vec<Rule>>,
     reference: Arc<Reference>,
@@ -254,7 +276,7 @@ fn evaluate(
     start: u64,
     until: u64,
     disorder: u64,
-) -> Vec<(Condition, u64, isize)> {
+) -> Evaluated {
     let events = std::sync::Mutex::new(Some(events));
     timely::execute_directly(move |worker| {
         let plan = Plan {
@@ -268,10 +290,19 @@ fn evaluate(
         };
         let seen = Rc::new(RefCell::new(Vec::new()));
         let sink = seen.clone();
+        let kept = Rc::new(RefCell::new(Vec::new()));
+        let kept_sink = kept.clone();
         let (mut inputs, probe) = worker.dataflow::<u64, _, _>(|scope| {
             let Built {
-                inputs, conditions, ..
+                inputs,
+                conditions,
+                causes,
+                ..
             } = build(scope, &plan);
+            if let Some(causes) = causes {
+                use timely::dataflow::operators::Inspect;
+                causes.inspect(move |c| kept_sink.borrow_mut().push(c.clone()));
+            }
             let probe = conditions.map(|c| {
                 c.inner
                     .inspect(move |u: &(Condition, u64, isize)| sink.borrow_mut().push(u.clone()))
@@ -307,9 +338,16 @@ fn evaluate(
                 worker.step();
             }
         }
-        closed_before(&seen.borrow(), until)
+        let causes = kept.take().into_iter().filter(|(_, t)| *t < until);
+        (closed_before(&seen.borrow(), until), causes.collect())
     })
 }
+
+/// The conditions' updates, consolidated, and the causes of their starts with their times.
+type Evaluated = (
+    Vec<(Condition, u64, isize)>,
+    Vec<(crate::conditions::Cause, u64)>,
+);
 
 /// The updates before `until`, consolidated: what a run closed at `until` tells.
 pub fn closed_before<D: Ord + Clone>(

@@ -221,6 +221,14 @@ impl Drop for Citywatch {
             let _ = child.kill();
             let _ = child.wait();
         }
+        // A failing test shows what every process it started said last (a cluster's peer
+        // that went away tells why only in its own log).
+        if std::thread::panicking() {
+            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+            eprintln!("--- last lines of {} ---\n{tail}", self.log.display());
+        }
     }
 }
 
