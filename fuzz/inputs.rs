@@ -36,7 +36,20 @@ pub fn decode(data: &[u8]) {
             )
         }
     };
-    let _ = model::Decoder::default().decode(&topic, payload, 1_795_737_600_000);
+    if let Ok(env) = model::Decoder::default().decode(&topic, payload, 1_795_737_600_000) {
+        kept_again(&env, &topic);
+    }
+}
+
+/// An event kept for an explanation (`model::seen`) decodes again, at its time, to what was
+/// kept.
+fn kept_again(env: &model::Envelope, what: &str) {
+    let kept = model::seen::Seen::of(env);
+    let back = kept
+        .envelope()
+        .unwrap_or_else(|e| panic!("{what}: {}", e.message));
+    assert_eq!(back.time_ms, env.time_ms, "{what}");
+    assert_eq!(model::seen::Seen::of(&back).body, kept.body, "{what}");
 }
 
 /// Lets a panic of the CEL parser's own thread (`cel-parse`) unwind instead of counting as a
@@ -82,11 +95,15 @@ pub fn recording(data: &[u8]) {
     let decoder = model::Decoder::default();
     for line in String::from_utf8_lossy(data).lines() {
         // The quick reading of a line as written gives what the general one gives.
+        let decoded = model::recording::decode_line(&decoder, line);
         assert_eq!(
-            model::recording::decode_line(&decoder, line),
+            decoded,
             model::recording::decode_any_line(&decoder, line),
             "{line}"
         );
+        if let Ok(env) = decoded {
+            kept_again(&env, line);
+        }
     }
 }
 
