@@ -5,7 +5,7 @@ import { get, send, follow, setToken, takeTokenFromHash, token } from "./api.js"
 import { t, translatePage, toggleLang, summary, age, clock } from "./i18n.js";
 import { drawMap, areaIndex, deviceOf } from "./map.js";
 import { h } from "./dom.js";
-import { explainedList, whyItFired } from "./explain.js";
+import { explainedList, whyItFired, whyNot } from "./explain.js";
 
 const RANK = { critical: 4, major: 3, minor: 2, info: 1 };
 const FIELD_STATES = ["responded", "on_site", "done", "false_alarm"];
@@ -489,6 +489,7 @@ async function renderRules() {
       h("td", {}, admin
         ? h("button", { class: "edit", onclick: () => editRule(r.id, source, result) }, t("edit"))
         : null)))),
+    ...whyNot(state.rules),
     // Checking a rule file needs a token of any role: the page offers it only with one.
     ...(token() ? [...tryRule(state.rules),
       h("h3", {}, admin ? t("edit_rule") : t("validate")),

@@ -52,3 +52,29 @@ export async function whyItFired(id, box) {
     e.deciding ? h("div", { id: "why-deciding" }, explainedList(e.deciding)) : null,
   ].filter(Boolean));
 }
+
+// Why a rule did not fire for a group (GET /api/v1/rules/{id}/explain?group=&at=): the group's
+// events read back from the input log, each judged, the last part by part, and a verdict.
+export function whyNot(rules) {
+  const pick = h("select", { id: "why-not-rule" }, rules.map((r) => h("option", { value: r.id }, r.id)));
+  const group = h("input", { id: "why-not-group", placeholder: "E0042" });
+  const at = h("input", { id: "why-not-at", type: "datetime-local", step: "1" });
+  const out = h("div", { id: "why-not-result" });
+  const run = async () => {
+    const q = new URLSearchParams({ group: group.value });
+    if (at.value) q.set("at", String(new Date(at.value).getTime()));
+    try {
+      const x = await get(`/api/v1/rules/${encodeURIComponent(pick.value)}/explain?${q}`);
+      out.replaceChildren(...[
+        h("p", { id: "why-not-verdict" }, x.verdict),
+        x.events.length ? h("table", { class: "grid" }, x.events.map((e) => h("tr", { "data-holds": String(e.holds) },
+          h("td", {}, clock(e.time_ms)), h("td", {}, e.topic), h("td", {}, e.holds ? "✓" : "✗")))) : null,
+        x.last ? explainedList(x.last) : null,
+      ].flat().filter(Boolean));
+    } catch (e) {
+      out.replaceChildren(h("p", { class: "bad" }, e.message));
+    }
+  };
+  return [h("h3", {}, t("why_not")), pick, group, at,
+    h("button", { id: "why-not-run", onclick: run }, t("explain")), out];
+}

@@ -518,6 +518,27 @@ async fn the_control_room_page_works_end_to_end_in_a_real_browser() {
     )
     .await;
     shot(&c, "rules-explain.png").await;
+    // Why the in-zone trapped rule did not fire for E-T1: its car stands outside the zone.
+    let ask = "document.querySelector('#why-not-rule').value = 'elevator.trapped_in_zone'; \
+               document.querySelector('#why-not-group').value = 'E-T1'; return true";
+    assert_eq!(c.execute(ask, vec![]).await.unwrap(), json!(true));
+    click(&c, "#why-not-run").await;
+    let verdict = wait_js(
+        &c,
+        "why the rule did not fire",
+        "return [document.querySelector('#why-not-verdict')?.textContent || '',
+                 document.querySelectorAll('#why-not-result tr[data-holds=false]').length]",
+        |v| v[0].as_str().is_some_and(|s| !s.is_empty()),
+    )
+    .await;
+    assert!(
+        verdict[0]
+            .as_str()
+            .unwrap()
+            .starts_with("its filter did not hold")
+            && verdict[1] == 1,
+        "{verdict}"
+    );
     assert_eq!(
         c.execute(&edit("1.2 *", "1.2 * *"), vec![]).await.unwrap(),
         json!(true)
