@@ -45,6 +45,9 @@ pub(super) struct Machines {
     limits: ReorderLimits,
     /// How many matched events (or window items) an explanation keeps.
     keep: usize,
+    /// The inputs have closed (a replay's end): what starts now is never published, so no
+    /// cause is made for it.
+    closing: bool,
     stats: Arc<Stats>,
 }
 
@@ -73,6 +76,7 @@ impl Machines {
             evaluator: Evaluator::default(),
             limits,
             keep,
+            closing: false,
             stats,
         }
     }
@@ -87,6 +91,7 @@ impl Machines {
 
     /// Handles everything before the frontier `f`, in time order.
     pub(super) fn advance(&mut self, f: u64) {
+        self.closing = f == u64::MAX;
         while let Some((t, next)) = self.next_before(f) {
             if let Some((at, saved)) = self.restored.take_if(|(at, _)| t >= *at) {
                 self.install(saved, at);
@@ -203,8 +208,10 @@ impl Machines {
         );
         let set = &self.current;
         let starts = &self.out[mark..];
-        self.causes
-            .extend(super::cause::of_starts(group, starts, set, self.keep));
+        if !self.closing {
+            self.causes
+                .extend(super::cause::of_starts(group, starts, set, self.keep));
+        }
         reschedule(&self.current, &mut self.groups, key, &mut self.timers, t);
     }
 
@@ -229,8 +236,10 @@ impl Machines {
             let mark = self.out.len();
             judge_batch(group, &key, b, t, &cx, &mut self.out);
             let starts = &self.out[mark..];
-            self.causes
-                .extend(super::cause::of_starts(group, starts, cx.set, self.keep));
+            if !self.closing {
+                self.causes
+                    .extend(super::cause::of_starts(group, starts, cx.set, self.keep));
+            }
             reschedule(&self.current, &mut self.groups, key, &mut self.timers, t);
         }
     }
