@@ -10,6 +10,7 @@
 use crate::checkpoint::Part;
 use crate::conditions::{Active, Cause, Condition, ConditionsSnapshot};
 use crate::counters::{Counter, Snapshot};
+use crate::operators::conditions::Judged;
 use differential_dataflow::VecCollection;
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap};
@@ -167,13 +168,6 @@ pub trait PublishConditions<'scope> {
     );
 }
 
-/// A condition's change or a start's causes, on their way to worker 0.
-#[derive(Clone, serde::Serialize, serde::Deserialize)]
-enum Record {
-    Change(Condition, isize),
-    Cause(Box<Cause>),
-}
-
 impl<'scope> PublishConditions<'scope> for VecCollection<'scope, u64, Condition, isize> {
     fn publish_conditions(
         self,
@@ -183,14 +177,15 @@ impl<'scope> PublishConditions<'scope> for VecCollection<'scope, u64, Condition,
     ) {
         use timely::dataflow::operators::Concat;
         use timely::dataflow::operators::vec::Map;
-        let mut pending: BTreeMap<u64, Vec<Record>> = BTreeMap::new();
+        // The operator's two outputs meet again on their way to worker 0.
+        let mut pending: BTreeMap<u64, Vec<Judged>> = BTreeMap::new();
         let mut snapshot = ConditionsSnapshot::default();
-        let causes = causes.map(|(e, t)| (Record::Cause(Box::new(e)), t));
+        let causes = causes.map(|(e, t)| (Judged::Cause(Box::new(e)), t));
         self.inner
-            .map(|(c, t, d)| (Record::Change(c, d), t))
+            .map(|(c, t, d)| (Judged::Change(c, d), t))
             .concat(causes)
             .sink(
-                Exchange::new(|_: &(Record, u64)| 0),
+                Exchange::new(|_: &(Judged, u64)| 0),
                 "PublishConditions",
                 move |(input, frontier)| {
                     input.for_each(|_cap, data| {
@@ -220,13 +215,13 @@ impl<'scope> PublishConditions<'scope> for VecCollection<'scope, u64, Condition,
 
 /// Folds the records of time `t` into `snapshot`: its changes, and the causes of each
 /// start that stands (a start cancelled at the same time has none).
-fn close_time(snapshot: &mut ConditionsSnapshot, t: u64, records: Vec<Record>) {
+fn close_time(snapshot: &mut ConditionsSnapshot, t: u64, records: Vec<Judged>) {
     let mut updates = Vec::new();
     let mut causes = Vec::new();
     for r in records {
         match r {
-            Record::Change(c, d) => updates.push((c, d)),
-            Record::Cause(e) => causes.push(*e),
+            Judged::Change(c, d) => updates.push((c, d)),
+            Judged::Cause(e) => causes.push(*e),
         }
     }
     // An on-time episode that starts and stops at one instant never was.

@@ -36,11 +36,9 @@ fn of(rule: &Rule, c: &Condition, m: &Machine, keep: usize) -> Cause {
         events = trail.events.iter().cloned().collect();
         earlier = trail.earlier;
     }
-    let all: Vec<_> = m.items().cloned().collect();
-    let cut = all.len().saturating_sub(keep);
-    if cut > 0 {
-        earlier += cut as u32;
-    }
+    // A window's latest items, the earlier ones counted.
+    let cut = m.items().count().saturating_sub(keep);
+    earlier += cut as u32;
     let timed = matches!(rule.kind, Kind::Absence { .. } | Kind::Deadline { .. });
     Cause {
         rule: c.rule.clone(),
@@ -49,7 +47,7 @@ fn of(rule: &Rule, c: &Condition, m: &Machine, keep: usize) -> Cause {
         value: c.value_milli as f64 / 1000.0,
         raw_since: if timed { None } else { m.raw_since() },
         events,
-        items: all[cut..].to_vec(),
+        items: m.items().skip(cut).cloned().collect(),
         earlier,
         last_seen: m.last_seen(),
     }
