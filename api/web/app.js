@@ -489,9 +489,8 @@ async function renderRules() {
       h("td", {}, admin
         ? h("button", { class: "edit", onclick: () => editRule(r.id, source, result) }, t("edit"))
         : null)))),
-    ...whyNot(state.rules),
-    // Checking a rule file needs a token of any role: the page offers it only with one.
-    ...(token() ? [...tryRule(state.rules),
+    // Explaining and checking rules need a token of any role: the page offers them only with one.
+    ...(token() ? [...whyNot(state.rules), ...tryRule(state.rules),
       h("h3", {}, admin ? t("edit_rule") : t("validate")),
       source,
       h("button", { id: "rule-validate", onclick: () => validateRule(source, result) }, t("validate")),

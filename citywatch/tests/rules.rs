@@ -55,6 +55,7 @@ async fn on_event_clock(broker: &Mosquitto, dir: &std::path::Path) -> Citywatch 
 async fn a_trapped_passenger_over_mosquitto() {
     let broker = Mosquitto::start();
     let dir = tempfile::tempdir().unwrap();
+    let viewer = token(&dir.path().join("data"), "值班员", "viewer");
     let mut cw = on_event_clock(&broker, dir.path()).await;
     let log = std::fs::read_to_string(&cw.log).unwrap();
     assert!(log.contains("rules: the built-in default pack"), "{log}");
@@ -75,7 +76,7 @@ async fn a_trapped_passenger_over_mosquitto() {
     );
     assert_eq!(tr["labels"]["elevator_id"], "E0007");
     assert_eq!(tr["annotations"]["summary_zh"], "电梯困人（门区外）");
-    check_why_not(&cw, t).await;
+    check_why_not(&cw, t, &viewer).await;
 
     // The car levels and the door opens at the landing: resolved.
     let freed = vec![
@@ -150,11 +151,17 @@ async fn a_trapped_passenger_over_mosquitto() {
 
 /// Why a rule did not fire, from the input log: 20 s into the 30-s period, and for the rule
 /// of a car trapped in the door zone, whose `event.in_door_zone` is false here.
-async fn check_why_not(cw: &Citywatch, t: u64) {
+async fn check_why_not(cw: &Citywatch, t: u64, viewer: &str) {
     let ask = |rule: &str, at: u64| format!("/api/v1/rules/{rule}/explain?group=E0007&at={at}");
-    let early = cw
-        .get(&ask("elevator.trapped_outside_zone", t + 20_000))
-        .await;
+    // It reads the input log back: any token, none refused.
+    let anonymous = reqwest::get(cw.url(&ask("elevator.trapped_in_zone", t))).await;
+    assert_eq!(anonymous.unwrap().status().as_u16(), 401);
+    let early = get_as(
+        cw,
+        viewer,
+        &ask("elevator.trapped_outside_zone", t + 20_000),
+    )
+    .await;
     assert_eq!(early["held_since_ms"], t, "{early}");
     assert_eq!(early["events"].as_array().unwrap().len(), 21, "{early}");
     let verdict = early["verdict"].as_str().unwrap();
@@ -162,7 +169,7 @@ async fn check_why_not(cw: &Citywatch, t: u64) {
         verdict.contains("20 s before") && verdict.contains("for 30 s"),
         "{verdict}"
     );
-    let near = cw.get(&ask("elevator.trapped_in_zone", t + 40_000)).await;
+    let near = get_as(cw, viewer, &ask("elevator.trapped_in_zone", t + 40_000)).await;
     let verdict = near["verdict"].as_str().unwrap();
     assert!(verdict.starts_with("its filter did not hold"), "{near}");
     assert_eq!(near["last"]["expressions"][0]["role"], "filter");

@@ -5,6 +5,7 @@
 //! the way: a filter false at the last event, a `for` period not yet run, a window short of
 //! its condition.
 
+use crate::auth::{Caller, Need};
 use crate::error::{ApiError, ApiQuery, ErrorBody};
 use crate::state::AppState;
 use axum::Json;
@@ -66,14 +67,18 @@ struct Judged {
 /// `GET /api/v1/rules/{id}/explain`.
 #[utoipa::path(get, path = "/api/v1/rules/{id}/explain", tag = "rules",
     params(("id" = String, Path, description = "Rule id", example = "elevator.trapped_outside_zone"), WhyNotQuery),
+    security(("token" = ["any role"])),
     responses((status = 200, description = "The group's events before `at` judged by the rule in force, the latest part by part, and what stood in the way", body = WhyNot),
-        (status = 400, body = ErrorBody),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, description = "No such rule, or no input log to read", body = ErrorBody)))]
 pub(crate) async fn rule_why_not(
     State(s): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<WhyNotQuery>,
 ) -> Result<Json<WhyNot>, ApiError> {
+    // It reads the input log back: any token, as for the other explanations.
+    caller.require(&s.auth, Need::Token, None)?;
     let current = s.rules.current();
     let rule = current
         .iter()
