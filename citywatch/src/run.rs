@@ -45,6 +45,7 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
     let (rules, kept) = wiring::starting_rules(&settings, &rule_source, leader)?;
     let cluster = settings.cluster()?;
     let (mut rule_feed, rule_manager) = wiring::rule_changes(&rule_source, &rules, kept);
+    rule_feed.incidents = Arc::new(settings.incidents()?);
     let (places, mut reference_listeners) = wiring::reference_changes(&reference, &mut rule_feed);
     let deadletters = Arc::new(DeadLetters::open(
         &settings.data_dir.join("deadletter"),

@@ -575,6 +575,29 @@ impl Settings {
         }
     }
 
+    /// The incident rules of the rule files (or the built-in pack's), checked against their
+    /// alert rules; none without rules.
+    pub fn incidents(&self) -> anyhow::Result<Vec<rules::IncidentRule>> {
+        let listed = |errors: Vec<rules::RuleError>| -> String {
+            let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+            lines.join("\n")
+        };
+        match self.rule_source() {
+            RuleSource::None => Ok(Vec::new()),
+            RuleSource::BuiltIn => rules::default_incidents()
+                .map_err(|e| anyhow::anyhow!("invalid built-in incident rules:\n{}", listed(e))),
+            RuleSource::Dir(dir) => rules::load_dir(&dir)
+                .and_then(|rules| rules::load_incidents_dir(&dir, &rules))
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "invalid incident rules in {}:\n{}",
+                        dir.display(),
+                        listed(e)
+                    )
+                }),
+        }
+    }
+
     /// The reference data: the tables of `--reference`, each replaced by its copy in
     /// [`Settings::reference_changes_dir`] when it was changed at run time.
     pub fn reference(&self) -> anyhow::Result<dataflow::Reference> {

@@ -57,6 +57,7 @@ pub fn rule_changes(
         initial: rules.clone(),
         updates: Some(rx),
         reference_updates: None,
+        incidents: Arc::default(),
     };
     let manager = control::RuleManager::new(rules.clone(), Some(tx));
     let manager = match kept {

@@ -58,6 +58,27 @@ pub struct Cause {
     pub last_seen: Option<u64>,
 }
 
+/// An alert and a complaint that an incident rule joins (docs/explain.md §3): found by the
+/// dataflow, at the later of their two times.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Joined {
+    /// The incident rule.
+    pub incident: String,
+    /// What both are about: `elevator/E0042`, `kitchen/K001`, `merchant/M001`.
+    pub subject: String,
+    /// The alert's rule, group and episode start.
+    pub rule: String,
+    pub group: String,
+    pub since: u64,
+    pub complaint_id: String,
+    /// When the complaint was received (its `ts`).
+    pub complaint_ms: u64,
+    /// A place join: how far the complaint's point lies from the device (metres).
+    pub distance_m: Option<u32>,
+    /// The incident rule's time bound.
+    pub within_ms: u64,
+}
+
 /// Every active condition, complete for event times before `as_of`.
 #[derive(Debug, Clone, Default)]
 pub struct ConditionsSnapshot {
@@ -72,6 +93,9 @@ pub struct ConditionsSnapshot {
     pub rules: Vec<(u64, Arc<Vec<rules::Rule>>)>,
     /// What made each of `changes`' starts fire, where the operator kept it.
     pub causes: Vec<Cause>,
+    /// Alerts and complaints joined since the previous snapshot, with the time each was
+    /// found (after the changes: a joined alert's start is in this snapshot or an earlier one).
+    pub joined: Vec<(Joined, u64)>,
 }
 
 impl ConditionsSnapshot {

@@ -276,6 +276,8 @@ pub struct Plan {
     pub stats: Arc<crate::stats::Stats>,
     /// Where the operators give their state, and find it again at a start (none: off).
     pub checkpoints: Option<Arc<crate::checkpoint::Checkpoints>>,
+    /// Incident rules: which alerts and complaints join (fixed for the run).
+    pub incidents: Arc<Vec<rules::IncidentRule>>,
     /// In a cluster: every process's facts for the alerts reach worker 0, where this hears
     /// them (none: a fact is kept where its message arrives).
     pub facts: Option<FactsFn>,
@@ -303,6 +305,8 @@ pub struct Built<'scope> {
     pub conditions: Option<VecCollection<'scope, u64, Condition, isize>>,
     /// What made each condition start, at its time (with the conditions).
     pub causes: Option<StreamVec<'scope, u64, (crate::conditions::Cause, u64)>>,
+    /// Alerts and complaints that incident rules join, at the time each pair is found.
+    pub joined: Option<StreamVec<'scope, u64, (crate::conditions::Joined, u64)>>,
     /// Every counter update.
     pub counters: VecCollection<'scope, u64, Counter, isize>,
     /// Closed time-series windows, when asked for.
@@ -379,6 +383,15 @@ pub fn build<'scope>(scope: Scope<'scope, u64>, plan: &Plan) -> Built<'scope> {
         timeouts.camera_ms,
         &part,
     );
+    let joined = match (&conditions, plan.incidents.is_empty()) {
+        (Some(c), false) => Some(domains::incidents::joined(
+            c.clone(),
+            complaints.clone(),
+            versions.clone(),
+            plan,
+        )),
+        _ => None,
+    };
     let market_minutes = domains::markets::minutes(sales.clone());
     let residue_days = domains::markets::residue_days(residues);
     let [received, duplicates, decisions, open] =
@@ -424,5 +437,6 @@ pub fn build<'scope>(scope: Scope<'scope, u64>, plan: &Plan) -> Built<'scope> {
         series,
         conditions,
         causes,
+        joined,
     }
 }

@@ -286,6 +286,7 @@ fn evaluate(
             reference: reference.clone(),
             stats: Default::default(),
             checkpoints: None,
+            incidents: Default::default(),
             facts: None,
         };
         let seen = Rc::new(RefCell::new(Vec::new()));

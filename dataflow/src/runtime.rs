@@ -141,6 +141,8 @@ pub struct RuleFeed {
     /// New reference data, each replacing the previous from the frontier at which worker 0
     /// takes it (none: the reference data never changes).
     pub reference_updates: Option<crossbeam_channel::Receiver<Arc<Reference>>>,
+    /// Incident rules (fixed for the run).
+    pub incidents: Arc<Vec<rules::IncidentRule>>,
 }
 
 impl RuleFeed {
@@ -231,6 +233,7 @@ pub fn start(
                 reference: reference.clone(),
                 stats: stats.clone(),
                 checkpoints: checkpoints.clone(),
+                incidents: rules.incidents.clone(),
                 facts: facts.clone(),
             };
             let sinks = Sinks {
@@ -431,6 +434,7 @@ fn build_with_sinks<'scope>(
         series: windows,
         conditions,
         causes,
+        joined,
     } = build(scope, plan);
     // One probe for the counters and the conditions: a clean stop waits until both
     // are published up to everything taken.
@@ -439,7 +443,7 @@ fn build_with_sinks<'scope>(
     {
         let conditions =
             differential_dataflow::AsCollection::as_collection(conditions.inner.probe_with(&probe));
-        conditions.publish_conditions(causes, publish, first);
+        conditions.publish_conditions(causes, joined, publish, first);
     }
     if let (Some(windows), Some(series)) = (windows, sinks.series) {
         windows.inspect_core(move |event| {

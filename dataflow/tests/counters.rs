@@ -66,6 +66,7 @@ fn plan() -> Plan {
         series: false,
         rules_on: false,
         checkpoints: None,
+        incidents: Default::default(),
         facts: None,
         // One jurisdiction, a square around 29.55 N 106.55 E, for routing complaints by place.
         reference: std::sync::Arc::new(dataflow::Reference {

@@ -17,6 +17,7 @@
 
 pub mod compiled;
 pub mod expr;
+pub mod incident;
 pub mod limits;
 pub mod load;
 pub mod machine;
@@ -24,15 +25,20 @@ mod parsed;
 pub mod spec;
 mod validate;
 
-pub use load::{RuleError, compile, load_dir, load_str};
+pub use incident::IncidentRule;
+pub use load::{RuleError, compile, load_dir, load_incidents_dir, load_incidents_str, load_str};
 pub use spec::{Rule, RuleSource, Severity};
 
 /// The default rule pack (`rules/default/*.toml`), built into the binary so that citywatch
 /// started without a rules directory still watches for what DOMAIN.md says it must.
-pub const DEFAULT_PACK: [(&str, &str); 4] = [
+pub const DEFAULT_PACK: [(&str, &str); 5] = [
     (
         "default/complaints.toml",
         include_str!("../default/complaints.toml"),
+    ),
+    (
+        "default/incidents.toml",
+        include_str!("../default/incidents.toml"),
     ),
     (
         "default/elevators.toml",
@@ -55,6 +61,21 @@ pub fn default_pack() -> Result<Vec<Rule>, Vec<RuleError>> {
         rules.extend(load_str(name, text)?);
     }
     Ok(rules)
+}
+
+/// The default pack's incident rules, checked against its alert rules.
+pub fn default_incidents() -> Result<Vec<IncidentRule>, Vec<RuleError>> {
+    let rules = default_pack()?;
+    let mut found = Vec::new();
+    for (name, text) in DEFAULT_PACK {
+        found.extend(load_incidents_str(name, text)?);
+    }
+    let errors = load::incidents_checked(&found, &rules);
+    if errors.is_empty() {
+        Ok(found)
+    } else {
+        Err(errors)
+    }
 }
 
 /// A rule written back as a rule file (`[[rule]]`), as an editor shows it: loading the text

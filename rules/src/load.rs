@@ -26,6 +26,18 @@ pub struct RuleError {
 struct RuleFile {
     #[serde(default)]
     rule: Vec<toml::Spanned<RuleSource>>,
+    /// Read by [`load_incidents_str`].
+    #[serde(default, rename = "incident")]
+    _incidents: Vec<toml::Value>,
+}
+
+/// The incident rules of a file, the alert rules left to [`load_str`].
+#[derive(Deserialize)]
+struct IncidentFile {
+    #[serde(default)]
+    incident: Vec<toml::Spanned<crate::incident::IncidentSource>>,
+    #[serde(default, rename = "rule")]
+    _rules: Vec<toml::Value>,
 }
 
 /// 1-based line and column of a byte offset.
@@ -121,6 +133,111 @@ pub fn load_str(file: &str, text: &str) -> Result<Vec<Rule>, Vec<RuleError>> {
         Ok(rules)
     } else {
         Err(errors)
+    }
+}
+
+/// Parses and checks the incident rules (`[[incident]]`) of one file's text.
+pub fn load_incidents_str(
+    file: &str,
+    text: &str,
+) -> Result<Vec<crate::incident::IncidentRule>, Vec<RuleError>> {
+    let error = |offset: usize, rule: Option<String>, message: String| {
+        let (line, column) = position(text, offset);
+        RuleError {
+            file: file.to_owned(),
+            line,
+            column,
+            rule,
+            message,
+        }
+    };
+    crate::limits::check_file(text, &crate::limits::get())
+        .map_err(|e| vec![error(e.at - 1, None, e.to_string())])?;
+    let parsed: IncidentFile = toml::from_str(text).map_err(|e| {
+        let at = e.span().map_or(0, |s| s.start);
+        vec![error(at, None, e.message().to_owned())]
+    })?;
+    let (mut found, mut errors) = (Vec::new(), Vec::new());
+    for spanned in parsed.incident {
+        let start = spanned.span().start;
+        let src = spanned.into_inner();
+        match crate::incident::check(&src) {
+            Ok(mut inc) => {
+                inc.origin = format!("{file}:{}", position(text, start).0);
+                found.push(inc);
+            }
+            Err(problems) => errors.extend(
+                problems
+                    .into_iter()
+                    .map(|(key, m)| error(start, Some(src.id.clone()), format!("{key}: {m}"))),
+            ),
+        }
+    }
+    if errors.is_empty() {
+        Ok(found)
+    } else {
+        Err(errors)
+    }
+}
+
+/// The incident rules of every rule file under `dir`, checked against the alert rules
+/// `rules` loaded from it (ids unique across files).
+pub fn load_incidents_dir(
+    dir: &Path,
+    rules: &[Rule],
+) -> Result<Vec<crate::incident::IncidentRule>, Vec<RuleError>> {
+    let mut files = Vec::new();
+    collect(dir, &mut files).map_err(|e| vec![io_error(dir, &e)])?;
+    files.sort();
+    let texts = files.iter().map(|f| {
+        let name = f.display().to_string();
+        std::fs::read_to_string(f)
+            .map(|t| (name.clone(), t))
+            .map_err(|e| io_error(f, &e))
+    });
+    let mut found = Vec::new();
+    let mut errors = Vec::new();
+    for text in texts {
+        match text.map(|(name, t)| load_incidents_str(&name, &t)) {
+            Ok(Ok(mut inc)) => found.append(&mut inc),
+            Ok(Err(mut es)) => errors.append(&mut es),
+            Err(e) => errors.push(e),
+        }
+    }
+    errors.extend(incidents_checked(&found, rules));
+    if errors.is_empty() {
+        Ok(found)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Duplicate ids, and members that name no rule or no key.
+pub(crate) fn incidents_checked(
+    found: &[crate::incident::IncidentRule],
+    rules: &[Rule],
+) -> Vec<RuleError> {
+    let mut errors = crate::incident::check_members(found, rules);
+    let mut seen = std::collections::HashSet::new();
+    for inc in found.iter().filter(|i| !seen.insert(i.id.clone())) {
+        errors.push(RuleError {
+            file: inc.origin.clone(),
+            line: 1,
+            column: 1,
+            rule: Some(inc.id.clone()),
+            message: format!("duplicate incident id {:?}", inc.id),
+        });
+    }
+    errors
+}
+
+fn io_error(path: &Path, e: &std::io::Error) -> RuleError {
+    RuleError {
+        file: path.display().to_string(),
+        line: 1,
+        column: 1,
+        rule: None,
+        message: e.to_string(),
     }
 }
 

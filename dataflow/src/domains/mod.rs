@@ -5,6 +5,7 @@
 pub(crate) mod cameras;
 pub(crate) mod complaints;
 pub(crate) mod elevators;
+pub(crate) mod incidents;
 pub(crate) mod markets;
 
 use crate::checkpoint::Part;

@@ -42,6 +42,9 @@ use machines::{Machines, SavedMachines, changes_nothing_new};
 pub enum Judged {
     Change(Condition, isize),
     Cause(Box<crate::conditions::Cause>),
+    /// An alert and a complaint an incident rule joins (made after the operator, on their
+    /// way to the same sink).
+    Joined(Box<crate::conditions::Joined>),
 }
 
 /// The conditions operator's two outputs.
@@ -677,12 +680,12 @@ impl<'scope> Conditions<'scope> for StreamVec<'scope, u64, Batch> {
             .clone()
             .flat_map(|(j, t)| match j {
                 Judged::Change(c, d) => Some((c, t, d)),
-                Judged::Cause(_) => None,
+                Judged::Cause(_) | Judged::Joined(_) => None,
             })
             .as_collection();
         let causes = judged.flat_map(|(j, t)| match j {
             Judged::Cause(e) => Some((*e, t)),
-            Judged::Change(..) => None,
+            Judged::Change(..) | Judged::Joined(_) => None,
         });
         Judgements { conditions, causes }
     }

@@ -8,7 +8,7 @@
 //! include the scheduled retractions of windowed counters; both are bounded by retention.
 
 use crate::checkpoint::Part;
-use crate::conditions::{Active, Cause, Condition, ConditionsSnapshot};
+use crate::conditions::{Active, Cause, Condition, ConditionsSnapshot, Joined};
 use crate::counters::{Counter, Snapshot};
 use crate::operators::conditions::Judged;
 use differential_dataflow::VecCollection;
@@ -159,10 +159,12 @@ fn apply_closed(
 /// Extension trait that publishes the active-condition collection as snapshots.
 pub trait PublishConditions<'scope> {
     /// Sends every closed-time set of active conditions to `publish` (from worker 0), each
-    /// start with what made it fire (`causes`, at the start's time).
+    /// start with what made it fire (`causes`, at the start's time), and the alerts and
+    /// complaints incident rules join (`joined`, at the time each pair was found).
     fn publish_conditions(
         self,
         causes: StreamVec<'scope, u64, (Cause, u64)>,
+        joined: Option<StreamVec<'scope, u64, (Joined, u64)>>,
         publish: crate::conditions::ConditionsFn,
         is_worker_zero: bool,
     );
@@ -172,6 +174,7 @@ impl<'scope> PublishConditions<'scope> for VecCollection<'scope, u64, Condition,
     fn publish_conditions(
         self,
         causes: StreamVec<'scope, u64, (Cause, u64)>,
+        joined: Option<StreamVec<'scope, u64, (Joined, u64)>>,
         publish: crate::conditions::ConditionsFn,
         is_worker_zero: bool,
     ) {
@@ -180,7 +183,10 @@ impl<'scope> PublishConditions<'scope> for VecCollection<'scope, u64, Condition,
         // The operator's two outputs meet again on their way to worker 0.
         let mut pending: BTreeMap<u64, Vec<Judged>> = BTreeMap::new();
         let mut snapshot = ConditionsSnapshot::default();
-        let causes = causes.map(|(e, t)| (Judged::Cause(Box::new(e)), t));
+        let mut causes = causes.map(|(e, t)| (Judged::Cause(Box::new(e)), t));
+        if let Some(joined) = joined {
+            causes = causes.concat(joined.map(|(j, t)| (Judged::Joined(Box::new(j)), t)));
+        }
         self.inner
             .map(|(c, t, d)| (Judged::Change(c, d), t))
             .concat(causes)
@@ -208,6 +214,7 @@ impl<'scope> PublishConditions<'scope> for VecCollection<'scope, u64, Condition,
                     publish(snapshot.clone());
                     snapshot.changes.clear();
                     snapshot.causes.clear();
+                    snapshot.joined.clear();
                 },
             );
     }
@@ -222,6 +229,7 @@ fn close_time(snapshot: &mut ConditionsSnapshot, t: u64, records: Vec<Judged>) {
         match r {
             Judged::Change(c, d) => updates.push((c, d)),
             Judged::Cause(e) => causes.push(*e),
+            Judged::Joined(j) => snapshot.joined.push((*j, t)),
         }
     }
     // An on-time episode that starts and stops at one instant never was.

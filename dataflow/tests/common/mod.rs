@@ -44,6 +44,7 @@ pub fn rule_dataflow_with(
         reference,
         stats: Default::default(),
         checkpoints: None,
+        incidents: Default::default(),
         facts: None,
     };
     let seen = Rc::new(RefCell::new(Vec::new()));
