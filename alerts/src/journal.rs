@@ -303,6 +303,7 @@ impl Journal {
         }
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(crate::causes::SCHEMA)?;
+        conn.execute_batch(crate::incidents::SCHEMA)?;
         // Rows once kept their receiver's secret; it is read from the reference data now.
         conn.execute("UPDATE outbox SET secret = '' WHERE secret != ''", [])?;
         conn.execute_batch(&format!("PRAGMA user_version = {VERSION}"))?;

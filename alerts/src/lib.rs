@@ -9,6 +9,7 @@
 //! # Layout
 //! - [`facts`]: what alerts want to know of events besides conditions (a camera's evidence,
 //!   whom a complaint is about, residue tests), fed by a tap on the decoded stream.
+//! - [`incidents`]: alerts and complaints an incident rule joined, as cases with a lifecycle.
 //! - [`journal`]: the SQLite journal: alerts, transitions, outbox, escalations, silences.
 //! - [`lifecycle`]: what each change does inside one journal transaction: episodes,
 //!   operator actions, escalation steps, holding and releasing notifications.
@@ -25,6 +26,7 @@ pub mod ack_signature;
 pub mod causes;
 pub mod deliver;
 pub mod facts;
+pub mod incidents;
 pub mod journal;
 pub mod lifecycle;
 pub mod matcher;
@@ -36,6 +38,7 @@ pub mod stage;
 
 pub use causes::CauseRow;
 pub use facts::Facts;
+pub use incidents::{IncidentAction, IncidentRow, MemberRow};
 pub use journal::{
     AlertFilter, AlertRow, AlertState, EscalationRow, NotificationRow, Overview, SilenceRow,
     TransitionEvent, TransitionRow,

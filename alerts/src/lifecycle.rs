@@ -102,6 +102,18 @@ pub(crate) struct Ctx<'a, 't> {
     pub routing_errors: u64,
     pub evidence: Option<&'a crate::service::EvidenceFn>,
     pub labels: Option<&'a crate::service::LabelsFn>,
+    /// The incidents changed, to broadcast after commit.
+    pub incidents: Vec<crate::IncidentRow>,
+}
+
+impl Ctx<'_, '_> {
+    /// The office an alert's `office` route names first (an incident's office).
+    pub(crate) fn office_of(&self, a: &AlertRow) -> Option<String> {
+        let (owners, _) = self
+            .directory
+            .owners(&["office".to_owned()], &match_labels(a));
+        owners.into_iter().next()
+    }
 }
 
 /// An alert's labels with `rule` and `severity`, as matchers see them.

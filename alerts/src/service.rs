@@ -189,6 +189,7 @@ pub struct Alerts {
     policies: Policies,
     clock: Clock,
     events: broadcast::Sender<TransitionRow>,
+    incident_events: broadcast::Sender<crate::IncidentRow>,
     wake: Notify,
     stats: AlertsStats,
     timeout: Duration,
@@ -221,6 +222,7 @@ impl Alerts {
             first_as_of: None,
         };
         let (events, _) = broadcast::channel(1024);
+        let (incident_events, _) = broadcast::channel(256);
         let client = webhook_client(options.webhook_ca_file.as_deref())?;
         Ok(Arc::new(Alerts {
             journal: Mutex::new(journal),
@@ -228,6 +230,7 @@ impl Alerts {
             policies: options.policies,
             clock: options.clock,
             events,
+            incident_events,
             wake: Notify::new(),
             stats: AlertsStats::default(),
             timeout: options.timeout,
@@ -311,9 +314,11 @@ impl Alerts {
                 routing_errors: 0,
                 evidence: self.evidence.as_ref(),
                 labels: self.labels.as_ref(),
+                incidents: Vec::new(),
             };
             let out = f(&mut ctx)?;
             let (rows, errors) = (std::mem::take(&mut ctx.rows), ctx.routing_errors);
+            let incidents = std::mem::take(&mut ctx.incidents);
             drop(ctx);
             tx.commit()?;
             self.stats
@@ -323,6 +328,9 @@ impl Alerts {
             let woke = !rows.is_empty();
             for row in rows {
                 let _ = self.events.send(row);
+            }
+            for row in incidents {
+                let _ = self.incident_events.send(row);
             }
             (out, woke)
         };
@@ -339,7 +347,7 @@ impl Alerts {
     /// it was computed under; `rules` serves where the snapshot does not say.
     pub fn apply(&self, c: &ConditionsSnapshot, rules: &[rules::Rule]) -> Result<(), AlertsError> {
         let stale = self.stale_inherited(c, c.latest_rules().unwrap_or(rules));
-        if c.changes.is_empty() && stale.is_empty() {
+        if c.changes.is_empty() && stale.is_empty() && c.joined.is_empty() {
             return Ok(());
         }
         self.with_tx(|ctx| -> Result<(), AlertsError> {
@@ -364,6 +372,15 @@ impl Alerts {
                     } else {
                         ctx.stopped(&mut a)?;
                     }
+                }
+            }
+            for (j, at) in &c.joined {
+                let alert = journal::alert(ctx.tx, &fingerprint(&j.rule, &j.group))?;
+                let office = alert.as_ref().and_then(|a| ctx.office_of(a));
+                if let Some(i) =
+                    crate::incidents::join(ctx.tx, j, *at, j.severity.as_str(), office)?
+                {
+                    ctx.incidents.push(i);
                 }
             }
             for id in &stale {
@@ -410,6 +427,25 @@ impl Alerts {
         limit: usize,
     ) -> Result<Vec<crate::CauseRow>, AlertsError> {
         self.journal().causes_of(id, since_ms, limit)
+    }
+
+    /// Incident changes as they are journaled.
+    pub fn subscribe_incidents(&self) -> broadcast::Receiver<crate::IncidentRow> {
+        self.incident_events.subscribe()
+    }
+
+    /// Applies an operator's action to an incident; returns the incident after it.
+    pub fn act_incident(
+        &self,
+        id: &str,
+        action: &crate::IncidentAction,
+        by: &str,
+    ) -> Result<crate::IncidentRow, ActError> {
+        self.with_tx(|ctx| {
+            let i = crate::incidents::act(ctx.tx, id, action, by, ctx.now)?;
+            ctx.incidents.push(i.clone());
+            Ok(i)
+        })
     }
 
     /// Applies an operator's action; returns the alert after it.

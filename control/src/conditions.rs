@@ -62,8 +62,9 @@ pub struct Cause {
 /// dataflow, at the later of their two times.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Joined {
-    /// The incident rule.
+    /// The incident rule, and its severity.
     pub incident: String,
+    pub severity: rules::Severity,
     /// What both are about: `elevator/E0042`, `kitchen/K001`, `merchant/M001`.
     pub subject: String,
     /// The alert's rule, group and episode start.

@@ -195,6 +195,7 @@ fn merged(parts: Vec<Vec<Envelope>>) -> Vec<Envelope> {
 fn trapped_pair(complaint_id: &str, complaint_s: u64, distance_m: u32) -> Joined {
     Joined {
         incident: "incident.elevator".into(),
+        severity: rules::Severity::Critical,
         subject: "elevator/E1".into(),
         rule: "elevator.trapped".into(),
         group: "E1".into(),
@@ -253,6 +254,7 @@ fn a_stall_joins_on_its_merchant_and_only_with_its_categories() {
         pairs,
         vec![Joined {
             incident: "incident.stall".into(),
+            severity: rules::Severity::Major,
             subject: "merchant/MER1".into(),
             rule: "market.short".into(),
             group: "M1/SC1".into(),

@@ -302,6 +302,7 @@ fn pair(inc: &IncidentRule, a: &AlertMember, c: &ComplaintMember) -> Option<Join
     };
     Some(Joined {
         incident: inc.id.clone(),
+        severity: inc.severity,
         subject: a.subject.clone(),
         rule: a.rule.clone(),
         group: a.group.clone(),
