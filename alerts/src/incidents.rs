@@ -134,6 +134,10 @@ pub(crate) fn join(
 ) -> Result<Option<IncidentRow>, AlertsError> {
     let first = j.since.min(j.complaint_ms);
     let last = j.since.max(j.complaint_ms);
+    let alert = crate::fingerprint(&j.rule, &j.group);
+    if joined_before(tx, j, &alert)? {
+        return Ok(None);
+    }
     let sql = format!(
         "SELECT {COLUMNS} FROM incidents WHERE rule = ?1 AND subject = ?2 AND state != 'closed'
          AND last_ms + ?3 >= ?4 ORDER BY opened_ms DESC LIMIT 1"
@@ -165,7 +169,6 @@ pub(crate) fn join(
             (id, true)
         }
     };
-    let alert = crate::fingerprint(&j.rule, &j.group);
     let members = [
         (
             "alert",
@@ -205,6 +208,22 @@ pub(crate) fn join(
         params![id, last as i64, first as i64, seq as i64],
     )?;
     incident(tx, &id)
+}
+
+/// Whether both members of `j` are already in one incident of its rule (a pair found again
+/// after a restart, its incident closed meanwhile or not).
+fn joined_before(tx: &Transaction<'_>, j: &Joined, alert: &str) -> Result<bool, AlertsError> {
+    let found: Option<i64> = tx
+        .query_row(
+            "SELECT 1 FROM incident_members a JOIN incident_members c
+             ON a.incident_id = c.incident_id JOIN incidents i ON i.id = a.incident_id
+             WHERE i.rule = ?1 AND a.kind = 'alert' AND a.member = ?2 AND a.since_ms = ?3
+             AND c.kind = 'complaint' AND c.member = ?4 LIMIT 1",
+            params![j.incident, alert, j.since as i64, j.complaint_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(found.is_some())
 }
 
 /// Applies an operator's action; the incident after it.

@@ -156,6 +156,8 @@ pub struct AlertDetail {
     pub notifications: Vec<crate::NotificationRow>,
     /// Escalation steps, done and waiting.
     pub escalations: Vec<crate::journal::EscalationRow>,
+    /// The incidents it is a member of, newest first.
+    pub incidents: Vec<String>,
 }
 
 /// A new silence, as the API takes it.
@@ -699,6 +701,7 @@ impl Alerts {
             transitions: j.transitions_of(id)?,
             notifications: j.notifications(Some(id), 1000)?,
             escalations: j.escalations_of(id)?,
+            incidents: j.incidents_of("alert", id)?,
             alert,
         }))
     }

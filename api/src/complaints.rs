@@ -79,6 +79,8 @@ pub(crate) struct ComplaintView {
     working_days_left: Option<i64>,
     overdue: bool,
     statuses: Vec<StatusView>,
+    /// The incidents it is a member of, newest first.
+    incidents: Vec<String>,
 }
 
 /// One status update.
@@ -144,7 +146,15 @@ pub(crate) async fn list(
         due(a).cmp(&due(b)).then(b.received_ms.cmp(&a.received_ms))
     });
     let total = items.len();
-    let items = items.into_iter().skip(offset).take(limit).collect();
+    let mut items: Vec<ComplaintView> = items.into_iter().skip(offset).take(limit).collect();
+    if let Some(a) = s.alerts.as_ref() {
+        let j = a.journal();
+        for v in &mut items {
+            v.incidents = j
+                .incidents_of("complaint", &v.complaint_id)
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+        }
+    }
     Ok(Json(ComplaintPage {
         total,
         offset,
@@ -229,6 +239,7 @@ fn view(
                 office: s.office,
             })
             .collect(),
+        incidents: Vec::new(),
     }
 }
 

@@ -13,6 +13,7 @@
 //! - [`alerts`]: the alert handlers (actions, silences, notifications, stream).
 //! - [`complaints`]: complaints and reports with their time limits in working days.
 //! - [`holds`]: goods off sale after a failed residue test, with the tests behind them.
+//! - [`incidents`]: alerts and complaints joined by incident rules: list, detail, actions, stream.
 //! - [`auth`]: bearer tokens and roles.
 //! - [`tiles`]: the control room's counter tiles and their last hour.
 //! - [`web`]: the control-room page, built into the binary.
@@ -27,6 +28,7 @@ pub mod auth;
 pub mod complaints;
 pub mod error;
 pub mod holds;
+pub mod incidents;
 pub use control::kept_rules;
 pub mod metrics;
 pub mod openapi;

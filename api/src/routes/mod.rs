@@ -64,6 +64,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/map", get(map))
         .route("/api/v1/tiles", get(tiles))
         .merge(crate::alerts::routes())
+        .merge(crate::incidents::routes())
         .merge(crate::reference::routes())
         .merge(crate::web::routes())
         .merge(crate::openapi::routes())
