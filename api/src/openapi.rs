@@ -130,6 +130,7 @@ mod tests {
         for src in [
             include_str!("routes/mod.rs"),
             include_str!("alerts.rs"),
+            include_str!("incidents.rs"),
             include_str!("reference.rs"),
             include_str!("openapi.rs"),
         ] {
