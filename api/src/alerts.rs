@@ -381,7 +381,7 @@ pub(crate) async fn summary(
 /// last id.
 #[utoipa::path(get, path = "/api/v1/alerts/stream", tag = "alerts",
     params(("Last-Event-ID" = Option<u64>, Header, description = "Resume after this journal sequence")),
-    responses((status = 200, description = "`event: alert`, `id:` the journal sequence, `data:` a TransitionRow; `event: error` when events were missed", content_type = "text/event-stream", body = alerts::TransitionRow)))]
+    responses((status = 200, description = "`event: alert`, `id:` the journal sequence, `data:` a TransitionRow; `event: incident` (no id, not for units), `data:` an IncidentRow; `event: error` when events were missed", content_type = "text/event-stream", body = alerts::TransitionRow)))]
 pub(crate) async fn stream(
     State(s): State<AppState>,
     caller: Caller,
@@ -434,7 +434,18 @@ pub(crate) async fn stream(
             ))))
         }
     });
-    Ok(Sse::new(missed.chain(live)).keep_alive(KeepAlive::default()))
+    // Incident changes ride along for the offices (no `id:`: they do not move the resume
+    // point; `GET /api/v1/incidents` or its own stream give them back after a break).
+    let offices = caller.unit().is_none();
+    let incidents = tokio_stream::wrappers::BroadcastStream::new(a.subscribe_incidents())
+        .filter_map(move |r| match r {
+            Ok(i) if offices => Some(Ok(Event::default()
+                .event("incident")
+                .json_data(&i)
+                .unwrap_or_else(|_| Event::default().comment("unserializable")))),
+            _ => None,
+        });
+    Ok(Sse::new(missed.chain(live).merge(incidents)).keep_alive(KeepAlive::default()))
 }
 
 /// Transitions read from the journal at a time when a client catches up.

@@ -18,6 +18,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("/api.js", JS, include_str!("../web/api.js")),
     ("/dom.js", JS, include_str!("../web/dom.js")),
     ("/explain.js", JS, include_str!("../web/explain.js")),
+    ("/incidents.js", JS, include_str!("../web/incidents.js")),
     ("/i18n.js", JS, include_str!("../web/i18n.js")),
     ("/map.js", JS, include_str!("../web/map.js")),
     ("/style.css", CSS, include_str!("../web/style.css")),

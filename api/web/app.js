@@ -6,6 +6,7 @@ import { t, translatePage, toggleLang, summary, age, clock } from "./i18n.js";
 import { drawMap, areaIndex, deviceOf } from "./map.js";
 import { h } from "./dom.js";
 import { explainedList, whyItFired, whyNot } from "./explain.js";
+import { renderIncidents } from "./incidents.js";
 
 const RANK = { critical: 4, major: 3, minor: 2, info: 1 };
 const FIELD_STATES = ["responded", "on_site", "done", "false_alarm"];
@@ -309,6 +310,8 @@ async function openDetail(id) {
       elevator ? [h("dt", {}, t("field_state")), h("dd", { "data-field": "field_state" }, ops.field_state ? t(ops.field_state) : t("none"))] : null,
       h("dt", {}, t("escalation_step")), h("dd", {}, String(ops.escalation_step || 0)),
       a.suppressed ? [h("dt", {}, t("suppressed")), h("dd", {}, a.suppressed)] : null,
+      d.incidents && d.incidents.length ? [h("dt", {}, t("in_incident")), h("dd", { "data-field": "incidents" },
+        d.incidents.map((id) => h("a", { href: "#", onclick: (ev) => { ev.preventDefault(); showTab("incidents"); } }, id)))] : null,
       evidence ? [h("dt", {}, t("evidence")), h("dd", { "data-field": "evidence" }, evidenceLink
         ? h("a", { href: evidence, target: "_blank", rel: "noopener noreferrer" }, evidence)
         : evidence, " ", clock(a.evidence.ts))] : null),
@@ -683,6 +686,11 @@ function showTab(tab) {
   if (tab === "rules") renderRules();
   if (tab === "silences") renderSilences();
   if (tab === "complaints") renderComplaints();
+  if (tab === "incidents") showIncidents();
+}
+
+function showIncidents() {
+  renderIncidents($("#incidents"), mayOperate, toast);
 }
 
 // ---- sound ------------------------------------------------------------------------------
@@ -767,6 +775,7 @@ async function start() {
   // versions keep the newer of both.
   follow("/api/v1/alerts/stream", (name, data) => {
     if (name === "alert") onTransition(data);
+    else if (name === "incident") { if (state.tab === "incidents") showIncidents(); }
     else if (name === "error") loadAlerts().catch(() => {});
   }, (connected, err) => {
     state.connected = connected;

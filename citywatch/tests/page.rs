@@ -427,6 +427,51 @@ async fn the_control_room_page_works_end_to_end_in_a_real_browser() {
     assert!(left.contains('7') || left.contains('6'), "{left}");
     shot(&c, "complaints-due.png").await;
 
+    // C-PAGE-1 was made where E-T1 stands, minutes after its trapped alert: one incident in
+    // two sources. The operator opens it, sees both members, and closes it with a finding.
+    click(&c, "[data-tab='incidents']").await;
+    let open = "#incidents li[data-state='open']";
+    wait_js(
+        &c,
+        "the incident of E-T1 listed",
+        &format!("return document.querySelector(\"{open}\")?.textContent || ''"),
+        |v| v.as_str().is_some_and(|s| s.contains("elevator/E-T1")),
+    )
+    .await;
+    click(&c, open).await;
+    let members = wait_js(
+        &c,
+        "the incident's members",
+        "return [...document.querySelectorAll('#incidents tr[data-member]')].map(r => r.dataset.member)",
+        |v| v.as_array().is_some_and(|a| a.len() == 2),
+    )
+    .await;
+    let alert = alerts::fingerprint("elevator.trapped_alarm", "E-T1");
+    assert_eq!(members, json!([alert, "C-PAGE-1"]));
+    shot(&c, "incident.png").await;
+    c.execute(
+        "document.querySelector('#incident-finding').value = '困人已解救，投诉已回复'; return true",
+        vec![],
+    )
+    .await
+    .unwrap();
+    click(&c, "#incident-close").await;
+    wait_js(
+        &c,
+        "the incident closed",
+        "return document.querySelectorAll(\"#incidents li[data-state='closed']\").length",
+        |v| *v == json!(1),
+    )
+    .await;
+    let closed = cw.get("/api/v1/incidents?state=closed").await;
+    assert_eq!(closed[0]["finding"], "困人已解救，投诉已回复", "{closed}");
+    assert!(
+        closed[0]["log"][0]["by"]
+            .as_str()
+            .unwrap()
+            .contains("值班员张三")
+    );
+
     // An admin edits a rule's threshold in the rules view: validated, then applied as a new
     // version that names its author; an invalid edit is refused with its line.
     let admin = token(&data, "规则管理员", "admin");
