@@ -16,6 +16,11 @@ pub fn district(r: &dataflow::Reference) -> District {
         .filter(|k| k.venue_type.as_str() == "school")
         .map(|k| k.kitchen_id.as_str())
         .collect();
+    let places: std::collections::HashMap<&str, (f64, f64)> = r
+        .kitchens
+        .iter()
+        .filter_map(|k| Some((k.kitchen_id.as_str(), (k.lat?, k.lon?))))
+        .collect();
     District {
         elevators: r
             .elevators
@@ -24,6 +29,7 @@ pub fn district(r: &dataflow::Reference) -> District {
                 id: e.elevator_id.to_string(),
                 rated_speed_mps: e.rated_speed_mps,
                 floors: e.floors,
+                place: Some((e.lat, e.lon)),
             })
             .collect(),
         cameras: r
@@ -33,6 +39,7 @@ pub fn district(r: &dataflow::Reference) -> District {
                 kitchen_id: c.kitchen_id.to_string(),
                 camera_id: c.camera_id.to_string(),
                 school: schools.contains(c.kitchen_id.as_str()),
+                place: places.get(c.kitchen_id.as_str()).copied(),
             })
             .collect(),
         scales: r

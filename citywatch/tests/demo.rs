@@ -66,6 +66,47 @@ async fn the_demo_shows_a_live_district_with_alerts() {
         "{truth}"
     );
     assert_eq!(first["rule"], "kitchen.hazard", "{conditions}");
+    // A diner's food-safety complaint was made beside that kitchen: the two sources are one
+    // incident.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let incident = loop {
+        let list: serde_json::Value = reqwest::get(url("/api/v1/incidents"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if let Some(i) = list
+            .as_array()
+            .and_then(|a| a.iter().find(|i| i["rule"] == "incident.kitchen"))
+        {
+            break i.clone();
+        }
+        assert!(Instant::now() < deadline, "no kitchen incident: {list}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let id = incident["id"].as_str().unwrap();
+    let detail: serde_json::Value = reqwest::get(url(&format!("/api/v1/incidents/{id}")))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = detail["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["alert", "complaint"], "{detail}");
+    assert!(
+        truth
+            .lines()
+            .next()
+            .unwrap()
+            .contains("\"incident\":\"incident.kitchen\""),
+        "{truth}"
+    );
     let _ = Command::new("kill")
         .arg("-TERM")
         .arg(child.id().to_string())

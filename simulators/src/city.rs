@@ -62,6 +62,9 @@ impl City {
                 id,
                 rated_speed_mps: speed,
                 floors,
+                // Synthetic cities carry no complaints beside their devices: their
+                // recordings stay comparable across versions.
+                place: None,
             });
         }
         let mut maintenance_units = String::from("unit_id,name\n");
@@ -81,6 +84,7 @@ impl City {
                     kitchen_id: id.clone(),
                     camera_id: format!("C{}", c + 1),
                     school: venue_type == "school",
+                    place: None,
                 });
             }
         }

@@ -6,6 +6,9 @@ pub struct Elevator {
     pub id: String,
     pub rated_speed_mps: f64,
     pub floors: i32,
+    /// Where it stands (lat, lon), when registered with a place: a trapped passenger's
+    /// complaint is made there.
+    pub place: Option<(f64, f64)>,
 }
 
 /// A kitchen camera.
@@ -15,6 +18,9 @@ pub struct Camera {
     pub camera_id: String,
     /// In a school canteen: its outage is a different (major) rule.
     pub school: bool,
+    /// Where its kitchen is (lat, lon), when known: a food-safety complaint about a rodent
+    /// seen there is made there.
+    pub place: Option<(f64, f64)>,
 }
 
 /// A market scale and the stall it belongs to.

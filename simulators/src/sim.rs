@@ -24,6 +24,10 @@ pub struct Incident {
     pub end_ms: Option<u64>,
     /// The rule expected to fire.
     pub rule: &'static str,
+    /// The incident rule expected to join its alert with the complaint made beside it
+    /// (a rodent's food-safety complaint, a trapped passenger's), when one was made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incident: Option<&'static str>,
 }
 
 const FLOOR_HEIGHT_M: f64 = 3.0;
@@ -209,6 +213,20 @@ impl Simulator {
         )
     }
 
+    /// A complaint made at `place` (about no registered merchant), saying `text`.
+    fn complaint_at(&mut self, place: (f64, f64), t: u64, category: &str, text: &str) -> Message {
+        self.complaints += 1;
+        let id = format!("SIM-{}-{}", self.start_ms / 1000, self.complaints);
+        // 15 m north of the device: within any incident rule's reach, not on the very spot.
+        let lat = place.0 + 15.0 / 111_320.0;
+        msg(
+            "complaint/new".into(),
+            json!({"ts": t, "complaint_id": id, "merchant_name": "现场群众", "category": category,
+                   "lat": round5(lat), "lon": round5(place.1), "text": text}),
+            t,
+        )
+    }
+
     fn complaint(&mut self, merchant: usize, t: u64, category: &str) -> Message {
         self.complaints += 1;
         let id = format!("SIM-{}-{}", self.start_ms / 1000, self.complaints);
@@ -359,12 +377,18 @@ impl Simulator {
                     json!({"ts": t, "kind": "rodent", "confidence": 0.93, "snapshot": format!("snap/{}/{}/{t}.jpg", c.kitchen_id, c.camera_id)}),
                     t,
                 ));
+                // A diner saw it too, and complains from the restaurant.
+                let incident = c.place.map(|p| {
+                    out.push(self.complaint_at(p, t, "food_safety", "后厨有老鼠"));
+                    "incident.kitchen"
+                });
                 Some(Incident {
                     kind,
                     device: format!("{}/{}", c.kitchen_id, c.camera_id),
                     start_ms: t,
                     end_ms: None,
                     rule: "kitchen.hazard",
+                    incident,
                 })
             }
             "total_mismatch" if !d.scales.is_empty() => {
@@ -377,6 +401,7 @@ impl Simulator {
                     start_ms: t,
                     end_ms: None,
                     rule: "market.total_mismatch",
+                    incident: None,
                 })
             }
             "short_weight" if !d.scales.is_empty() => {
@@ -392,6 +417,7 @@ impl Simulator {
                     start_ms: t,
                     end_ms: None,
                     rule: "market.scale_short_weight",
+                    incident: None,
                 })
             }
             "complaint_burst" if !d.merchants.is_empty() => {
@@ -407,6 +433,7 @@ impl Simulator {
                     start_ms: t,
                     end_ms: None,
                     rule: "complaint.group_risk",
+                    incident: None,
                 })
             }
             "camera_outage" if !d.cameras.is_empty() => {
@@ -425,6 +452,7 @@ impl Simulator {
                     } else {
                         "kitchen.camera_offline"
                     },
+                    incident: None,
                 })
             }
             "overspeed" | "trapped" if !d.elevators.is_empty() => {
@@ -446,6 +474,7 @@ impl Simulator {
                 } else {
                     let i = candidates[self.rng.below(candidates.len() as u64) as usize];
                     let id = self.district.elevators[i].id.clone();
+                    let place = self.district.elevators[i].place;
                     let st = &mut self.elevators[i];
                     if kind == "overspeed" {
                         st.overspeed_until = s + 3;
@@ -455,24 +484,31 @@ impl Simulator {
                             start_ms: t,
                             end_ms: Some(t + 3000),
                             rule: "elevator.overspeed",
+                            incident: None,
                         })
                     } else {
                         let floor = match st.car {
                             Car::Idle { floor, .. } => floor,
                             _ => 1,
                         };
-                        // Stuck 1.2 m above the floor, doors closed, a passenger inside, for 60 s.
+                        // Stuck 1.2 m above the floor, doors closed, a passenger inside, for 60 s;
+                        // someone waiting at the landing calls 12315.
                         st.occupied = true;
                         st.car = Car::Trapped {
                             pos: f64::from(floor - 1) * FLOOR_HEIGHT_M + 1.2,
                             until: s + 60,
                         };
+                        let incident = place.map(|p| {
+                            out.push(self.complaint_at(p, t, "service", "电梯困人，无人救援"));
+                            "incident.elevator"
+                        });
                         Some(Incident {
                             kind,
                             device: id,
                             start_ms: t,
                             end_ms: Some(t + 60_000),
                             rule: "elevator.trapped_outside_zone",
+                            incident,
                         })
                     }
                 }
@@ -511,6 +547,7 @@ mod tests {
                     id: format!("E{i}"),
                     rated_speed_mps: 1.75,
                     floors: 18,
+                    place: (i == 0).then_some((29.55, 106.52)),
                 })
                 .collect(),
             cameras: (0..6)
@@ -518,6 +555,7 @@ mod tests {
                     kitchen_id: format!("K{}", i / 2),
                     camera_id: format!("C{}", i % 2),
                     school: i < 2,
+                    place: Some((29.56, 106.53)),
                 })
                 .collect(),
             scales: (0..10)
@@ -585,6 +623,44 @@ mod tests {
         let kinds: std::collections::BTreeSet<&str> =
             s.take_incidents().iter().map(|i| i.kind).collect();
         assert_eq!(kinds.len(), INCIDENTS.len(), "{kinds:?}");
+    }
+
+    #[test]
+    fn a_rodent_and_a_trapped_passenger_are_also_complained_of_beside_their_device() {
+        // One elevator, with a place: the trapped passenger is in it.
+        let d = District {
+            elevators: district().elevators[..1].to_vec(),
+            ..district()
+        };
+        let mut s = Simulator::new(d, 3, 1_795_737_600_000).with_incident_every(1);
+        let decoder = model::Decoder::default();
+        let mut complaints = Vec::new();
+        for _ in 0..30 {
+            for m in s.step() {
+                if let model::Event::ComplaintNew { complaint } =
+                    decoder.decode(&m.topic, &m.payload, m.ts).unwrap().event
+                    && complaint.merchant_id.is_none()
+                {
+                    complaints.push((complaint.category.to_string(), complaint.lat, complaint.lon));
+                }
+            }
+        }
+        let truth = s.take_incidents();
+        let joined: Vec<(&str, Option<&str>)> = truth
+            .iter()
+            .filter(|i| i.incident.is_some())
+            .map(|i| (i.kind, i.incident))
+            .collect();
+        assert!(
+            joined.contains(&("rodent", Some("incident.kitchen"))),
+            "{joined:?}"
+        );
+        assert!(
+            joined.contains(&("trapped", Some("incident.elevator"))),
+            "{joined:?}"
+        );
+        assert!(complaints.contains(&("food_safety".into(), Some(29.56013), Some(106.53))));
+        assert!(complaints.contains(&("service".into(), Some(29.55013), Some(106.52))));
     }
 
     #[test]
