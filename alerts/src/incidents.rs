@@ -319,6 +319,21 @@ impl Journal {
         Ok(Some((i, members)))
     }
 
+    /// (rule, group, episode start) of every alert whose latest episode started at or after
+    /// `from_ms`: what incident rules may still join after a restart.
+    pub fn alert_starts_since(
+        &self,
+        from_ms: u64,
+    ) -> Result<Vec<(String, String, u64)>, AlertsError> {
+        let mut stmt = self
+            .conn()
+            .prepare_cached("SELECT rule, grp, since_ms FROM alerts WHERE since_ms >= ?1")?;
+        let rows = stmt.query_map(params![from_ms as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// The incidents an alert or a complaint (`kind`) is a member of, newest first.
     pub fn incidents_of(&self, kind: &str, member: &str) -> Result<Vec<String>, AlertsError> {
         let mut stmt = self.conn().prepare_cached(

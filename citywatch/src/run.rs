@@ -75,6 +75,9 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
         )?),
         false => None,
     };
+    if let Some(a) = &alerts {
+        rule_feed.alerts_before = wiring::alerts_before(a, &rule_feed.incidents, &settings)?;
+    }
     let outputs = wiring::outputs(
         &settings,
         &intake,

@@ -40,6 +40,36 @@ pub fn starting_rules(
     Ok((Arc::new(rules), kept))
 }
 
+/// The alert episodes of the journal that `incidents` may still join with complaints to come
+/// (started within the longest time bound and the backlog before now): the dataflow keeps no
+/// state for an alert that ended before a restart.
+pub fn alerts_before(
+    alerts: &alerts::Alerts,
+    incidents: &[rules::IncidentRule],
+    settings: &Settings,
+) -> anyhow::Result<Arc<Vec<dataflow::Condition>>> {
+    let Some(within) = incidents.iter().map(|i| i.within_ms).max() else {
+        return Ok(Arc::default());
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let from = now.saturating_sub(within + settings.max_backlog_ms);
+    let starts = alerts.journal().alert_starts_since(from)?;
+    Ok(Arc::new(
+        starts
+            .into_iter()
+            .map(|(rule, group, since)| dataflow::Condition {
+                rule,
+                group,
+                value_milli: 0,
+                since,
+                late_by_ms: 0,
+            })
+            .collect(),
+    ))
+}
+
 /// How rules change at run time (with rules: through the API, and a directory's files): the
 /// feed the dataflow takes each version from, and the manager everything else changes them
 /// through.
@@ -58,6 +88,7 @@ pub fn rule_changes(
         updates: Some(rx),
         reference_updates: None,
         incidents: Arc::default(),
+        alerts_before: Arc::default(),
     };
     let manager = control::RuleManager::new(rules.clone(), Some(tx));
     let manager = match kept {

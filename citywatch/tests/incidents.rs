@@ -1,7 +1,8 @@
 //! Incidents over the binary with the default pack: a trapped passenger in E0007 and two
 //! complaints made beside it, one before the alert and one after, become one incident with
 //! three members, routed to an office, linked from the alert and the complaints; an operator
-//! closes it with a finding; a restart keeps it and adds nothing.
+//! closes it with a finding; a restart keeps it and adds nothing, and a complaint after the
+//! restart still joins the alert that ended before it.
 
 mod common;
 
@@ -159,19 +160,56 @@ async fn a_trapped_passenger_and_complaints_beside_the_elevator_are_one_incident
         .unwrap();
     assert_eq!(closed["state"], "closed", "{closed}");
     assert_eq!(closed["log"][0]["by"], "王科长");
-    // A restart feeds the complaints and the firing alert again: they join again, and the
-    // journal adds nothing.
-    cw.stop();
-    let mut cw = on_event_clock(&broker, dir.path()).await;
-    publish_all(broker.port, "incident-E0007", &stuck(t, 61, 70)).await;
-    poll_until(&cw, "/api/v1/conditions", |c| {
-        c["as_of"].as_u64() > Some(t + 65_000)
+    // The car levels and its door opens: the alert resolves. A restart feeds the complaints
+    // again and the journal adds nothing; a complaint after the restart still joins the
+    // alert that ended before it (in a new incident: the first is closed).
+    let freed: Vec<Message> = [(61, "closed"), (62, "open"), (70, "open")]
+        .into_iter()
+        .map(|(s, door)| {
+            testkit::Frame::new("E0007", t + s * 1000)
+                .floor(4)
+                .in_door_zone(true)
+                .speed(0.0)
+                .door(door)
+                .occupied(true)
+                .message()
+        })
+        .collect();
+    publish_all(broker.port, "incident-E0007", &freed).await;
+    poll_until(&cw, &format!("/api/v1/alerts/{alert}"), |a| {
+        a["alert"]["state"] == "resolved"
     })
     .await;
-    let after = cw.get("/api/v1/incidents").await;
-    assert_eq!(after.as_array().unwrap().len(), 1, "{after}");
-    assert_eq!(after[0]["state"], "closed");
+    cw.stop();
+    let mut cw = on_event_clock(&broker, dir.path()).await;
+    publish_all(
+        broker.port,
+        "incident-12315",
+        &[complaint("C-INC-3", t + 80_000, 5.0)],
+    )
+    .await;
+    publish_all(broker.port, "incident-E0007", &stuck(t, 81, 85)).await;
+    let after = poll_until(&cw, "/api/v1/incidents", |v| {
+        v.as_array().is_some_and(|a| a.len() == 2)
+    })
+    .await;
+    assert_eq!(after[1]["id"], id.as_str());
+    assert_eq!(after[1]["state"], "closed");
     let detail = cw.get(&format!("/api/v1/incidents/{id}")).await;
     assert_eq!(members(&detail), expected);
+    let second = cw
+        .get(&format!(
+            "/api/v1/incidents/{}",
+            after[0]["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(
+        members(&second),
+        vec![
+            ("alert".to_owned(), alert.clone()),
+            ("complaint".to_owned(), "C-INC-3".to_owned())
+        ],
+        "{second}"
+    );
     cw.stop();
 }

@@ -92,6 +92,9 @@ pub struct Inputs {
     pub registrations: InputHandleVec<u64, Observation>,
     /// Versions of the rule set (worker 0 sends them; every worker gets them).
     pub rule_versions: InputHandleVec<u64, RuleSetVersion>,
+    /// Alert episodes journaled before this start, which incident rules may still join with
+    /// complaints to come (worker 0 sends them once, at start).
+    pub alerts_before: InputSession<u64, Condition, isize>,
 }
 
 impl Inputs {
@@ -100,6 +103,8 @@ impl Inputs {
         self.events.advance_to(t);
         self.registrations.advance_to(t);
         self.rule_versions.advance_to(t);
+        self.alerts_before.advance_to(t);
+        self.alerts_before.flush();
         for s in [
             &mut self.elevators,
             &mut self.cameras,
@@ -320,6 +325,7 @@ pub fn build<'scope>(scope: Scope<'scope, u64>, plan: &Plan) -> Built<'scope> {
     let (events_in, events) = scope.new_input::<(Envelope, u64)>();
     let (registrations_in, registrations) = scope.new_input::<Observation>();
     let (rule_versions_in, rule_versions) = scope.new_input::<RuleSetVersion>();
+    let (alerts_before_in, alerts_before) = scope.new_collection::<Condition, isize>();
     let versions = rule_versions.broadcast();
     if let Some(hear) = plan.facts.clone() {
         tap_facts(events.clone(), hear);
@@ -385,7 +391,7 @@ pub fn build<'scope>(scope: Scope<'scope, u64>, plan: &Plan) -> Built<'scope> {
     );
     let joined = match (&conditions, plan.incidents.is_empty()) {
         (Some(c), false) => Some(domains::incidents::joined(
-            c.clone(),
+            c.clone().concat(alerts_before),
             complaints.clone(),
             versions.clone(),
             plan,
@@ -430,6 +436,7 @@ pub fn build<'scope>(scope: Scope<'scope, u64>, plan: &Plan) -> Built<'scope> {
         merchants: merchants_in,
         registrations: registrations_in,
         rule_versions: rule_versions_in,
+        alerts_before: alerts_before_in,
     };
     Built {
         inputs,

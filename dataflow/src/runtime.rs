@@ -143,6 +143,9 @@ pub struct RuleFeed {
     pub reference_updates: Option<crossbeam_channel::Receiver<Arc<Reference>>>,
     /// Incident rules (fixed for the run).
     pub incidents: Arc<Vec<rules::IncidentRule>>,
+    /// Alert episodes journaled before this start that incident rules may still join with
+    /// complaints to come (an alert that ended before a restart is in no restored state).
+    pub alerts_before: Arc<Vec<crate::conditions::Condition>>,
 }
 
 impl RuleFeed {
@@ -250,6 +253,9 @@ pub fn start(
         };
         if index == 0 {
             in_force.send_first(&mut inputs, rules.is_on() || in_cluster, in_cluster);
+            for c in rules.alerts_before.iter() {
+                inputs.alerts_before.insert(c.clone());
+            }
         }
         let mut frontier = Frontier::new(config.tick_ms, config.lateness_ms, config.clock);
         let ck = checkpoints.clone();
