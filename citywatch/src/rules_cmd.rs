@@ -9,9 +9,15 @@ use std::sync::Arc;
 /// Validates a rule directory; prints every problem as `file:line:column: why`.
 pub fn check(dir: &Path) -> anyhow::Result<bool> {
     let mut out = std::io::stdout().lock();
-    match rules::load_dir(dir) {
-        Ok(rules) => {
-            writeln!(out, "{}: {} rules, all valid", dir.display(), rules.len())?;
+    match rules::load_dir(dir).and_then(|r| rules::load_incidents_dir(dir, &r).map(|i| (r, i))) {
+        Ok((rules, incidents)) => {
+            writeln!(
+                out,
+                "{}: {} rules and {} incident rules, all valid",
+                dir.display(),
+                rules.len(),
+                incidents.len()
+            )?;
             Ok(true)
         }
         Err(errors) => {

@@ -273,6 +273,19 @@ fn rules_test_reports_a_readable_diff_and_fails() {
         "{text}"
     );
     assert!(!err.contains("panicked"), "{err}");
+
+    // An incident rule that names no rule of the directory is refused at its line.
+    std::fs::write(
+        rules_dir.join("k.toml"),
+        "[[rule]]\nid = \"k.x\"\nseverity = \"minor\"\nstream = \"kitchen_detection\"\ngroup_by = [\"kitchen_id\"]\n\n\
+         [[incident]]\nid = \"i.k\"\nseverity = \"major\"\nalerts = [\"k.y\"]\non = \"place\"\nwithin_m = 50\n",
+    )
+    .unwrap();
+    let (text, _) = failing("check");
+    assert!(
+        text.contains("k.toml:7:1: alerts: \"k.y\" names no rule"),
+        "{text}"
+    );
 }
 
 #[test]
