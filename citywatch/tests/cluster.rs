@@ -54,6 +54,15 @@ fn stream(from: u64, to: u64) -> Vec<(String, Vec<u8>)> {
         let e = tenth % 60 + 1;
         let trapped = matches!((e, tenth / 60), (5, 2) | (17, 5) | (42, 8));
         out.push(frame(&format!("E{e:04}"), ts, trapped));
+        // Someone at E0005's landing complains while its passenger is trapped: an incident.
+        if tenth == 141 {
+            out.push(msg(
+                "cw/v1/complaint/new",
+                json!({"ts": ts, "complaint_id": "C-LIFT", "merchant_name": "化龙桥小区物业",
+                    "category": "service", "lat": 29.5432, "lon": 106.53063})
+                .to_string(),
+            ));
+        }
         match tenth % 50 {
             10 => out.push(msg(
                 &format!("cw/v1/kitchen/K-R0{}/camera/C1/detection", tenth / 50 % 3 + 1),
@@ -210,6 +219,8 @@ struct Outcome {
     evidence: BTreeMap<(String, String), String>,
     notifications: BTreeMap<(String, String, String, u64), usize>,
     causes: BTreeMap<(String, String), Vec<Value>>,
+    /// Each incident's rule, subject, state and members (kind, member).
+    incidents: BTreeSet<(String, String, String, Vec<(String, String)>)>,
 }
 
 /// What made each episode of `alerts` fire, as the API explains it: the kept events and
@@ -244,6 +255,29 @@ async fn causes(
             })
             .collect();
         out.insert(key.clone(), kept);
+    }
+    out
+}
+
+/// Every incident with its members, as the API lists them.
+async fn incidents_of(
+    leader: &Citywatch,
+) -> BTreeSet<(String, String, String, Vec<(String, String)>)> {
+    let mut out = BTreeSet::new();
+    for i in leader.get("/api/v1/incidents").await.as_array().unwrap() {
+        let d = leader
+            .get(&format!("/api/v1/incidents/{}", i["id"].as_str().unwrap()))
+            .await;
+        let field = |v: &Value, k: &str| v[k].as_str().unwrap().to_owned();
+        let members = d["members"].as_array().unwrap().iter();
+        out.insert((
+            field(i, "rule"),
+            field(i, "subject"),
+            field(i, "state"),
+            members
+                .map(|m| (field(m, "kind"), field(m, "member")))
+                .collect(),
+        ));
     }
     out
 }
@@ -303,6 +337,7 @@ async fn outcome(leader: &Citywatch) -> Outcome {
         .collect();
     Outcome {
         counters,
+        incidents: incidents_of(leader).await,
         causes: causes(leader, &by_id).await,
         evidence,
         alerts: alerts
@@ -370,6 +405,8 @@ async fn two_and_three_processes_give_the_results_of_one() {
     assert_eq!(
         one.counters["complaints"]["by_office"],
         json!([{"office": "O-CTM", "received_today": 12, "open": 12, "decided": 0,
+            "decided_on_time": 0, "on_time_rate": null},
+            {"office": "O-DP", "received_today": 1, "open": 1, "decided": 0,
             "decided_on_time": 0, "on_time_rate": null}]),
         "complaints are routed by the jurisdiction of their place"
     );
@@ -389,6 +426,17 @@ async fn two_and_three_processes_give_the_results_of_one() {
             .count()
     };
     assert!(kept(2) > 0 && kept(3) > 0, "{:?}", one.causes);
+    let lift = one
+        .incidents
+        .iter()
+        .find(|i| i.1 == "elevator/E0005")
+        .unwrap_or_else(|| panic!("no incident of E0005: {:?}", one.incidents));
+    assert_eq!(
+        lift.3.iter().map(|m| m.0.as_str()).collect::<Vec<_>>(),
+        // The alarm button's alert, the complaint, then the 30 s outside the zone's alert.
+        ["alert", "complaint", "alert"],
+        "{lift:?}"
+    );
     assert!(!one.notifications.is_empty());
     assert!(
         one.notifications.values().all(|&n| n == 1),
