@@ -219,8 +219,7 @@ struct Outcome {
     evidence: BTreeMap<(String, String), String>,
     notifications: BTreeMap<(String, String, String, u64), usize>,
     causes: BTreeMap<(String, String), Vec<Value>>,
-    /// Each incident's rule, subject, state and members (kind, member).
-    incidents: BTreeSet<(String, String, String, Vec<(String, String)>)>,
+    incidents: BTreeSet<IncidentSeen>,
 }
 
 /// What made each episode of `alerts` fire, as the API explains it: the kept events and
@@ -259,10 +258,11 @@ async fn causes(
     out
 }
 
+/// An incident's rule, subject, state and members (kind, member).
+type IncidentSeen = (String, String, String, Vec<(String, String)>);
+
 /// Every incident with its members, as the API lists them.
-async fn incidents_of(
-    leader: &Citywatch,
-) -> BTreeSet<(String, String, String, Vec<(String, String)>)> {
+async fn incidents_of(leader: &Citywatch) -> BTreeSet<IncidentSeen> {
     let mut out = BTreeSet::new();
     for i in leader.get("/api/v1/incidents").await.as_array().unwrap() {
         let d = leader
