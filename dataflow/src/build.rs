@@ -7,6 +7,8 @@
 //!                   └▶ complaints      ─▶ dedup by id ─join merchants─▶ received per office per day
 //! feeder counters (messages per stream per minute, late, untimed) ─┐
 //! registries ─▶ registered per district / venue type ──────────────┴▶ counters
+//! events ─rules─▶ conditions ─┬──────────────────────────────────────▶ alerts (worker 0)
+//! complaints ─────────────────┴▶ incidents: join on (incident rule, key) ─┘
 //! ```
 //! Only changes enter differential collections: liveness emits transitions, sales become
 //! one update per (market, minute) per batch after `consolidate_stream`, and every windowed
