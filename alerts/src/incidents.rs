@@ -90,6 +90,15 @@ pub enum IncidentAction {
     },
 }
 
+/// Which incidents a list shows.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IncidentFilter<'a> {
+    /// `open`, `assigned` or `closed`.
+    pub state: Option<&'a str>,
+    /// The office it is routed to.
+    pub office: Option<&'a str>,
+}
+
 const COLUMNS: &str = "id, rule, subject, severity, state, office, assignee, finding, opened_ms, \
                        last_ms, closed_ms, seq, log";
 
@@ -273,22 +282,29 @@ pub(crate) fn act(
 }
 
 impl Journal {
-    /// Incidents, most recently changed first: those in `state` when given, at most `limit`;
-    /// with `after_seq`, only those changed after it, oldest change first.
+    /// Incidents, most recently changed first: those in `filter.state` and of `filter.office`
+    /// when given, at most `limit`; with `after_seq`, only those changed after it, oldest
+    /// change first.
     pub fn incidents(
         &self,
-        state: Option<&str>,
+        filter: &IncidentFilter<'_>,
         after_seq: Option<u64>,
         limit: usize,
     ) -> Result<Vec<IncidentRow>, AlertsError> {
         let order = if after_seq.is_some() { "ASC" } else { "DESC" };
         let sql = format!(
             "SELECT {COLUMNS} FROM incidents WHERE (?1 IS NULL OR state = ?1)
-             AND (?2 IS NULL OR seq > ?2) ORDER BY seq {order} LIMIT ?3"
+             AND (?2 IS NULL OR office = ?2) AND (?3 IS NULL OR seq > ?3)
+             ORDER BY seq {order} LIMIT ?4"
         );
         let mut stmt = self.conn().prepare_cached(&sql)?;
         let rows = stmt.query_map(
-            params![state, after_seq.map(|s| s as i64), limit as i64],
+            params![
+                filter.state,
+                filter.office,
+                after_seq.map(|s| s as i64),
+                limit as i64
+            ],
             row,
         )?;
         Ok(rows.collect::<Result<_, _>>()?)

@@ -38,7 +38,7 @@ pub mod stage;
 
 pub use causes::CauseRow;
 pub use facts::Facts;
-pub use incidents::{IncidentAction, IncidentRow, MemberRow};
+pub use incidents::{IncidentAction, IncidentFilter, IncidentRow, MemberRow};
 pub use journal::{
     AlertFilter, AlertRow, AlertState, EscalationRow, NotificationRow, Overview, SilenceRow,
     TransitionEvent, TransitionRow,

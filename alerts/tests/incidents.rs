@@ -180,7 +180,8 @@ fn a_pair_opens_an_incident_that_gathers_complaints_until_it_is_closed() {
     drop(alerts);
     let again = open();
     let j = again.journal();
-    let all = j.incidents(None, None, 10).unwrap();
+    let any = alerts::IncidentFilter::default();
+    let all = j.incidents(&any, None, 10).unwrap();
     assert_eq!(all.len(), 2);
     assert_eq!(
         (all[0].state.as_str(), all[1].id.as_str()),

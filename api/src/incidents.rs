@@ -46,12 +46,14 @@ fn not_for_units(caller: &Caller) -> Result<(), ApiError> {
 pub(crate) struct IncidentQuery {
     /// `open`, `assigned` or `closed`.
     state: Option<String>,
+    /// Only those routed to this office.
+    office: Option<String>,
     /// At most this many [default: 100].
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
-/// `GET /api/v1/incidents?state=&limit=`: incidents, most recently changed first.
+/// `GET /api/v1/incidents?state=&office=&limit=`: incidents, most recently changed first.
 #[utoipa::path(get, path = "/api/v1/incidents", tag = "incidents", params(IncidentQuery),
     responses((status = 200, body = Vec<alerts::IncidentRow>), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -74,7 +76,14 @@ pub(crate) async fn list(
     }
     let rows = alerts_of(&s)?
         .journal()
-        .incidents(q.state.as_deref(), None, limit)
+        .incidents(
+            &alerts::IncidentFilter {
+                state: q.state.as_deref(),
+                office: q.office.as_deref(),
+            },
+            None,
+            limit,
+        )
         .map_err(internal)?;
     Ok(Json(rows))
 }
@@ -196,7 +205,7 @@ pub(crate) async fn stream(
     let missed = match last {
         Some(after) => a
             .journal()
-            .incidents(None, Some(after), 10_000)
+            .incidents(&alerts::IncidentFilter::default(), Some(after), 10_000)
             .map_err(internal)?,
         None => Vec::new(),
     };

@@ -102,6 +102,10 @@ async fn a_trapped_passenger_and_complaints_beside_the_elevator_are_one_incident
         "{inc}"
     );
     let id = inc["id"].as_str().unwrap().to_owned();
+    let office = inc["office"].as_str().unwrap();
+    let routed = cw.get(&format!("/api/v1/incidents?office={office}")).await;
+    assert_eq!(routed[0]["id"], id.as_str());
+    assert_eq!(cw.get("/api/v1/incidents?office=O-NONE").await, json!([]));
     let detail = cw.get(&format!("/api/v1/incidents/{id}")).await;
     let alert = cw
         .get("/api/v1/alerts?rule=elevator.trapped_outside_zone")
