@@ -191,9 +191,19 @@ fn a_pair_opens_an_incident_that_gathers_complaints_until_it_is_closed() {
         all[1].finding.as_deref(),
         Some("door operator fault; complaint answered")
     );
-    assert_eq!(j.incidents(Some("closed"), None, 10).unwrap().len(), 1);
+    let closed_only = alerts::IncidentFilter {
+        state: Some("closed"),
+        ..any
+    };
+    assert_eq!(j.incidents(&closed_only, None, 10).unwrap().len(), 1);
+    let of = |office| alerts::IncidentFilter {
+        office: Some(office),
+        ..any
+    };
+    assert_eq!(j.incidents(&of("O1"), None, 10).unwrap().len(), 2);
+    assert!(j.incidents(&of("O2"), None, 10).unwrap().is_empty());
     assert_eq!(
-        j.incidents(None, Some(closed.seq), 10).unwrap()[0].id,
+        j.incidents(&any, Some(closed.seq), 10).unwrap()[0].id,
         all[0].id
     );
 }
