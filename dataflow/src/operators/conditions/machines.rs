@@ -24,6 +24,15 @@ pub(super) struct SavedMachines {
     groups: Vec<(String, Group)>,
 }
 
+/// [`SavedMachines`] as the operator holds it, serialized alike without copying a group: a
+/// checkpoint of a city's machines encodes them where they are rather than doubling them
+/// first.
+#[derive(Serialize)]
+pub(super) struct SavedView<'a> {
+    rules: Vec<(u64, &'a rules::RuleSource)>,
+    groups: Vec<(&'a str, &'a Group)>,
+}
+
 /// One allocation per group key, shared by the map and the timer heap.
 type Groups = foldhash::HashMap<Rc<str>, Group>;
 
@@ -149,20 +158,16 @@ impl Machines {
         .min()
     }
 
-    pub(super) fn saved(&self) -> SavedMachines {
+    pub(super) fn saved(&self) -> SavedView<'_> {
         let set = &self.current;
-        SavedMachines {
+        SavedView {
             rules: set
                 .keys
                 .iter()
                 .zip(&set.rules)
-                .map(|(k, r)| (*k, r.source.clone()))
+                .map(|(k, r)| (*k, &r.source))
                 .collect(),
-            groups: self
-                .groups
-                .iter()
-                .map(|(k, g)| (k.to_string(), g.clone()))
-                .collect(),
+            groups: self.groups.iter().map(|(k, g)| (&**k, g)).collect(),
         }
     }
 
@@ -396,5 +401,31 @@ fn reschedule(
     {
         group.queued = Some(t);
         timers.push(t, key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_checkpoint_written_from_the_view_reads_back_as_the_saved_machines() {
+        let rules = rules::load_str(
+            "t.toml",
+            "[[rule]]\nid = \"r\"\nseverity = \"minor\"\nstream = \"elevator_status\"\ngroup_by = [\"elevator_id\"]\n",
+        )
+        .unwrap();
+        let source = rules[0].source.clone();
+        let mut group = Group::default();
+        group.machines.push((7, rules::machine::Machine::default()));
+        group.clock.last = 42;
+        let view = SavedView {
+            rules: vec![(7, &source)],
+            groups: vec![("E1", &group)],
+        };
+        let back: SavedMachines =
+            crate::checkpoint::decode(&crate::checkpoint::encode(&view)).unwrap();
+        assert_eq!(back.rules, vec![(7, source.clone())]);
+        assert_eq!(back.groups, vec![("E1".to_owned(), group)]);
     }
 }
