@@ -333,8 +333,10 @@ pub fn build<'scope>(scope: Scope<'scope, u64>, plan: &Plan) -> Built<'scope> {
         tap_facts(events.clone(), hear);
     }
     // Rules see every event; the copy is made only when rules are on.
-    let judged = plan.rules_on.then(|| {
-        let refs = Arc::new(RefValues::new(plan.reference.clone()));
+    let refs = plan
+        .rules_on
+        .then(|| Arc::new(RefValues::new(plan.reference.clone())));
+    let judged = refs.clone().map(|refs| {
         observe(
             events.clone(),
             versions.clone(),
@@ -391,12 +393,12 @@ pub fn build<'scope>(scope: Scope<'scope, u64>, plan: &Plan) -> Built<'scope> {
         timeouts.camera_ms,
         &part,
     );
-    let joined = match (&conditions, plan.incidents.is_empty()) {
-        (Some(c), false) => Some(domains::incidents::joined(
+    let joined = match (&conditions, refs, plan.incidents.is_empty()) {
+        (Some(c), Some(refs), false) => Some(domains::incidents::joined(
             c.clone().concat(alerts_before),
             complaints.clone(),
             versions.clone(),
-            plan,
+            (plan, refs),
         )),
         _ => None,
     };

@@ -13,7 +13,7 @@
 
 use super::Events;
 use crate::conditions::{Condition, Joined};
-use crate::operators::conditions::RuleSetVersion;
+use crate::operators::conditions::{RefValues, RuleSetVersion};
 use differential_dataflow::{AsCollection, VecCollection};
 use model::{Event, Id};
 use rules::incident::{IncidentRule, JoinOn};
@@ -62,30 +62,18 @@ struct ComplaintMember {
 }
 
 /// Where the alerts' devices are and whose they are, and how each rule groups: what keys an
-/// alert, under one version of the reference data and rules.
+/// alert, under one version of the reference data and rules. The places are read through the
+/// rules' own index of the reference rows (no second copy of a city's registry); the
+/// merchants of scales and stalls are a market's few hundred rows.
 struct Keys {
-    reference: Arc<crate::reference::Reference>,
-    places: HashMap<(&'static str, Id), Point>,
+    refs: Arc<RefValues>,
     merchants: HashMap<(&'static str, Id), Id>,
     group_by: HashMap<String, Vec<String>>,
 }
 
 impl Keys {
-    fn of(
-        reference: Arc<crate::reference::Reference>,
-        rules: &[(String, rules::RuleSource)],
-    ) -> Keys {
-        let r = &reference;
-        let micro = |lat: f64, lon: f64| ((lat * 1e6).round() as i64, (lon * 1e6).round() as i64);
-        let mut places = HashMap::new();
-        for e in &r.elevators {
-            places.insert(("elevator_id", e.elevator_id.clone()), micro(e.lat, e.lon));
-        }
-        for k in &r.kitchens {
-            if let (Some(lat), Some(lon)) = (k.lat, k.lon) {
-                places.insert(("kitchen_id", k.kitchen_id.clone()), micro(lat, lon));
-            }
-        }
+    fn of(refs: Arc<RefValues>, rules: &[(String, rules::RuleSource)]) -> Keys {
+        let r = refs.reference();
         let mut merchants = HashMap::new();
         for s in &r.stalls {
             merchants.insert(("stall_id", s.stall_id.clone()), s.merchant_id.clone());
@@ -106,11 +94,20 @@ impl Keys {
             .map(|(_, s)| (s.id.clone(), s.group_by.clone()))
             .collect();
         Keys {
-            reference,
-            places,
+            refs,
             merchants,
             group_by,
         }
+    }
+
+    /// The registered point of a device, in micro-degrees.
+    fn place(&self, field: &str, id: &Id) -> Option<Point> {
+        let (lat, lon) = match field {
+            "elevator_id" => self.refs.elevator(id).map(|e| (e.lat, e.lon))?,
+            "kitchen_id" => self.refs.kitchen(id).and_then(|k| k.lat.zip(k.lon))?,
+            _ => return None,
+        };
+        Some(((lat * 1e6).round() as i64, (lon * 1e6).round() as i64))
     }
 
     /// The member and key an alert of `c` is under `inc` (none: its device is not known).
@@ -127,7 +124,7 @@ impl Keys {
         };
         match inc.on {
             JoinOn::Place { metres } => {
-                let p = *self.places.get(&(field, value))?;
+                let p = self.place(field, &value)?;
                 let key = (i, JoinKey::Cell(cell(p.0, metres), cell(p.1, metres)));
                 Some((key, member(subject, Some(p))))
             }
@@ -179,11 +176,11 @@ pub(crate) fn joined<'s>(
     conditions: VecCollection<'s, u64, Condition, isize>,
     complaints: Events<'s>,
     versions: StreamVec<'s, u64, RuleSetVersion>,
-    plan: &crate::build::Plan,
+    (plan, refs): (&crate::build::Plan, Arc<RefValues>),
 ) -> StreamVec<'s, u64, (Joined, u64)> {
     let incidents = plan.incidents.clone();
     let keep_ms = plan.timeouts.max_backlog_ms;
-    let alerts = alert_members(conditions, versions, plan, keep_ms);
+    let alerts = alert_members(conditions, versions, (plan, refs), keep_ms);
     let complaints = complaint_members(complaints, incidents.clone(), keep_ms);
     alerts
         .join_map(complaints, move |(i, _), a, c| {
@@ -199,7 +196,7 @@ pub(crate) fn joined<'s>(
 fn alert_members<'s>(
     conditions: VecCollection<'s, u64, Condition, isize>,
     versions: StreamVec<'s, u64, RuleSetVersion>,
-    plan: &crate::build::Plan,
+    (plan, refs): (&crate::build::Plan, Arc<RefValues>),
     keep_ms: u64,
 ) -> VecCollection<'s, u64, (Key, AlertMember), isize> {
     let incidents = plan.incidents.clone();
@@ -207,15 +204,21 @@ fn alert_members<'s>(
         .consolidate()
         .inner
         .flat_map(|(c, t, d)| (d > 0).then_some((c, t)));
-    let initial = Rc::new(Keys::of(plan.reference.clone(), &[]));
+    let initial = Rc::new(Keys::of(refs, &[]));
     crate::operators::versioned::at_version(
         starts,
         versions,
         "IncidentAlerts",
         initial,
         |v, before: &Rc<Keys>| {
-            let reference = v.reference.clone().unwrap_or(before.reference.clone());
-            Some(Rc::new(Keys::of(reference, &v.rules)))
+            // The same reference data keeps its index; new data is indexed once.
+            let refs = match &v.reference {
+                Some(r) if !Arc::ptr_eq(r, before.refs.reference()) => {
+                    Arc::new(RefValues::new(r.clone()))
+                }
+                _ => before.refs.clone(),
+            };
+            Some(Rc::new(Keys::of(refs, &v.rules)))
         },
         move |keys, c, t, out| {
             for (i, inc) in incidents.iter().enumerate() {

@@ -44,13 +44,18 @@ impl RefValues {
         }
     }
 
-    fn elevator(&self, id: &Id) -> Option<&Elevator> {
+    /// The reference data indexed.
+    pub(crate) fn reference(&self) -> &Arc<Reference> {
+        &self.reference
+    }
+
+    pub(crate) fn elevator(&self, id: &Id) -> Option<&Elevator> {
         self.elevators
             .get(id)
             .map(|&i| &self.reference.elevators[i])
     }
 
-    fn kitchen(&self, id: &Id) -> Option<&Kitchen> {
+    pub(crate) fn kitchen(&self, id: &Id) -> Option<&Kitchen> {
         self.kitchens.get(id).map(|&i| &self.reference.kitchens[i])
     }
 
