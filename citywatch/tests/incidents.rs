@@ -34,17 +34,6 @@ fn stuck(t: u64, from: u64, to: u64) -> Vec<Message> {
         .collect()
 }
 
-async fn on_event_clock(broker: &Mosquitto, dir: &std::path::Path) -> Citywatch {
-    Citywatch::start_with(
-        &format!("mqtt://127.0.0.1:{}", broker.port),
-        None,
-        &dir.join("data"),
-        &["--clock", "event"],
-        &[],
-    )
-    .await
-}
-
 fn members(detail: &Value) -> Vec<(String, String)> {
     detail["members"]
         .as_array()

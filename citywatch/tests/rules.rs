@@ -38,19 +38,6 @@ fn trapped(c: &Value) -> Option<&Value> {
         .find(|x| x["rule"] == "elevator.trapped_outside_zone")
 }
 
-/// citywatch on `broker` with the default pack built into the binary (no --rules) and the
-/// event-time clock: the 30 s the rule waits pass in the data, not on the wall.
-async fn on_event_clock(broker: &Mosquitto, dir: &std::path::Path) -> Citywatch {
-    Citywatch::start_with(
-        &format!("mqtt://127.0.0.1:{}", broker.port),
-        None,
-        &dir.join("data"),
-        &["--clock", "event"],
-        &[],
-    )
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trapped_passenger_over_mosquitto() {
     let broker = Mosquitto::start();

@@ -3,11 +3,10 @@
 //! counted), a window's items, an event rule's event; the same when the frames arrive as a
 //! late backlog behind the frontier.
 
+mod common;
+
 use control::conditions::Cause;
-use dataflow::{
-    ClockMode, ConditionsSnapshot, DataflowConfig, Ingested, Outputs, Reference, RuleFeed, Source,
-    SourceFactory, Stats, VecSource,
-};
+use dataflow::{ClockMode, ConditionsSnapshot, DataflowConfig, Reference, RuleFeed};
 use model::Envelope;
 use rules::machine::Item;
 use std::sync::{Arc, Mutex};
@@ -77,25 +76,9 @@ fn filler() -> Vec<Envelope> {
 /// Judges `events` in the order given (event clock, two workers), keeping 4 events an
 /// explanation; every cause the snapshots carried, and every start they told.
 fn run(events: Vec<Envelope>) -> (Vec<Cause>, Vec<(String, String, u64)>) {
-    let rules = Arc::new(rules::load_str("t.toml", RULES).unwrap());
-    let messages: Vec<Ingested> = events
-        .into_iter()
-        .map(|envelope| Ingested {
-            envelope,
-            seq: None,
-        })
-        .collect();
-    let messages = Mutex::new(Some(messages));
-    let sources: SourceFactory = Arc::new(move |index, _| {
-        let mine = match index {
-            0 => messages.lock().unwrap().take().unwrap_or_default(),
-            _ => Vec::new(),
-        };
-        Box::new(VecSource::new(mine)) as Box<dyn Source>
-    });
     let seen = Arc::new(Mutex::new((Vec::new(), Vec::new())));
     let sink = seen.clone();
-    let running = dataflow::start(
+    common::run_snapshots(
         DataflowConfig {
             workers: 2,
             clock: ClockMode::Event,
@@ -103,33 +86,22 @@ fn run(events: Vec<Envelope>) -> (Vec<Cause>, Vec<(String, String, u64)>) {
             explain_events: 4,
             ..DataflowConfig::default()
         },
-        Arc::new(Reference::default()),
+        Reference::default(),
         RuleFeed {
-            initial: rules,
+            initial: Arc::new(rules::load_str("t.toml", RULES).unwrap()),
             ..RuleFeed::default()
         },
-        sources,
-        Outputs {
-            snapshots: Arc::new(|_| {}),
-            series: None,
-            raw: false,
-            conditions: Some(Arc::new(move |s: ConditionsSnapshot| {
-                let mut seen = sink.lock().unwrap();
-                seen.0.extend(s.causes);
-                for (a, started, _) in s.changes {
-                    if started {
-                        seen.1.push((a.rule, a.group, a.since));
-                    }
+        events,
+        move |s: ConditionsSnapshot| {
+            let mut seen = sink.lock().unwrap();
+            seen.0.extend(s.causes);
+            for (a, started, _) in s.changes {
+                if started {
+                    seen.1.push((a.rule, a.group, a.since));
                 }
-            })),
-            checkpoints: None,
-            signals: None,
-            facts: None,
+            }
         },
-        Arc::new(Stats::default()),
-    )
-    .unwrap();
-    running.join();
+    );
     let (mut causes, mut starts) = std::mem::take(&mut *seen.lock().unwrap());
     causes.sort_by(|a, b| (&a.rule, &a.group).cmp(&(&b.rule, &b.group)));
     starts.sort();

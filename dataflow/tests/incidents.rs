@@ -1,12 +1,11 @@
 //! Incidents across sources: the dataflow joins an alert's start and a complaint under an
 //! incident rule, in either order, late, and only within the rule's distance and time.
 
+mod common;
+
 use control::conditions::Joined;
 use control::reference::{Elevator, Merchant, Scale, Stall};
-use dataflow::{
-    ClockMode, ConditionsSnapshot, DataflowConfig, Ingested, Outputs, Reference, RuleFeed, Source,
-    SourceFactory, Stats, VecSource,
-};
+use dataflow::{ClockMode, ConditionsSnapshot, DataflowConfig, Reference, RuleFeed};
 use model::Envelope;
 use std::sync::{Arc, Mutex};
 use testkit::Frame;
@@ -129,57 +128,28 @@ fn clock(until: u64) -> Vec<Envelope> {
 
 /// Every pair the snapshots carried, in the order given, on two workers.
 fn run(events: Vec<Envelope>) -> Vec<Joined> {
-    let text = RULES;
-    let rules = Arc::new(rules::load_str("t.toml", text).unwrap());
-    let incidents = Arc::new(rules::load_incidents_str("t.toml", text).unwrap());
-    let messages: Vec<Ingested> = events
-        .into_iter()
-        .map(|envelope| Ingested {
-            envelope,
-            seq: None,
-        })
-        .collect();
-    let messages = Mutex::new(Some(messages));
-    let sources: SourceFactory = Arc::new(move |index, _| {
-        let mine = match index {
-            0 => messages.lock().unwrap().take().unwrap_or_default(),
-            _ => Vec::new(),
-        };
-        Box::new(VecSource::new(mine)) as Box<dyn Source>
-    });
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sink = seen.clone();
-    let running = dataflow::start(
+    common::run_snapshots(
         DataflowConfig {
             workers: 2,
             clock: ClockMode::Event,
             lateness_ms: 2000,
             ..DataflowConfig::default()
         },
-        Arc::new(reference()),
+        reference(),
         RuleFeed {
-            initial: rules,
-            incidents,
+            initial: Arc::new(rules::load_str("t.toml", RULES).unwrap()),
+            incidents: Arc::new(rules::load_incidents_str("t.toml", RULES).unwrap()),
             ..RuleFeed::default()
         },
-        sources,
-        Outputs {
-            snapshots: Arc::new(|_| {}),
-            series: None,
-            raw: false,
-            conditions: Some(Arc::new(move |s: ConditionsSnapshot| {
-                sink.lock()
-                    .unwrap()
-                    .extend(s.joined.into_iter().map(|(j, _)| j));
-            })),
-            checkpoints: None,
-            signals: None,
-            facts: None,
+        events,
+        move |s: ConditionsSnapshot| {
+            sink.lock()
+                .unwrap()
+                .extend(s.joined.into_iter().map(|(j, _)| j));
         },
-        Arc::new(Stats::default()),
-    )
-    .unwrap();
-    running.join();
+    );
     let mut all = std::mem::take(&mut *seen.lock().unwrap());
     all.sort();
     all

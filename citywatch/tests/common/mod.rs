@@ -471,3 +471,16 @@ pub fn rules_of(alerts: &serde_json::Value) -> Vec<&str> {
         .map(|a| a["rule"].as_str().unwrap())
         .collect()
 }
+
+/// citywatch on `broker` with the default pack built into the binary (no --rules) and the
+/// event-time clock: the periods rules wait pass in the data, not on the wall.
+pub async fn on_event_clock(broker: &Mosquitto, dir: &Path) -> Citywatch {
+    Citywatch::start_with(
+        &format!("mqtt://127.0.0.1:{}", broker.port),
+        None,
+        &dir.join("data"),
+        &["--clock", "event"],
+        &[],
+    )
+    .await
+}

@@ -88,3 +88,49 @@ pub fn city(size: simulators::city::Size, seed: u64) -> (simulators::city::City,
     let reference = Reference::load(dir.path()).unwrap();
     (city, reference)
 }
+
+/// Runs `events` (all on worker 0, in the order given) through a whole dataflow started with
+/// `config`, `reference` and `rules`, handing every conditions snapshot to `seen`; returns once
+/// the input has ended and everything is published.
+pub fn run_snapshots(
+    config: dataflow::DataflowConfig,
+    reference: Reference,
+    rules: dataflow::RuleFeed,
+    events: Vec<model::Envelope>,
+    seen: impl Fn(dataflow::ConditionsSnapshot) + Send + Sync + 'static,
+) {
+    use dataflow::{Ingested, Source, SourceFactory, VecSource};
+    let messages: Vec<Ingested> = events
+        .into_iter()
+        .map(|envelope| Ingested {
+            envelope,
+            seq: None,
+        })
+        .collect();
+    let messages = std::sync::Mutex::new(Some(messages));
+    let sources: SourceFactory = Arc::new(move |index, _| {
+        let mine = match index {
+            0 => messages.lock().unwrap().take().unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        Box::new(VecSource::new(mine)) as Box<dyn Source>
+    });
+    dataflow::start(
+        config,
+        Arc::new(reference),
+        rules,
+        sources,
+        dataflow::Outputs {
+            snapshots: Arc::new(|_| {}),
+            series: None,
+            raw: false,
+            conditions: Some(Arc::new(seen)),
+            checkpoints: None,
+            signals: None,
+            facts: None,
+        },
+        Arc::new(dataflow::Stats::default()),
+    )
+    .unwrap()
+    .join();
+}
