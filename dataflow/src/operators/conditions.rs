@@ -764,9 +764,9 @@ pub(crate) fn run_timers(
             continue;
         }
         if !frontier {
-            // The machine as it was at the latest event (unless a timer already ran on it
-            // since) is kept for a backlog behind the clock.
-            group.save_one(i);
+            // The first own-timed timer since the latest event: the machines as they were
+            // (none of them has run a timer yet) are kept for a backlog behind the clock.
+            group.save(set);
         }
         let Group {
             machines, catch_up, ..

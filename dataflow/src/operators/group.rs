@@ -7,10 +7,9 @@
 //! and all bounded by one copy of the group's machines:
 //! - a [`Clock`]: the group's own time runs from its latest event at the frontier's pace, and
 //!   joins the frontier once the group has been silent for [`SILENCE_MS`];
-//! - the machines as they were at the group's latest event (`saved`): each own-timed machine
-//!   a timer changes is copied before its first timer since that event, and kept until the
-//!   next event (the others are still as they were); a backlog behind the clock is judged
-//!   from them, so timers that ran ahead of it are undone;
+//! - the machines as they were at the group's latest event (`saved`), kept from the first
+//!   timer that changes them until the next event: a backlog behind the clock is judged from
+//!   them, so timers that ran ahead of it are undone;
 //! - a catch-up ([`CatchUp`]) while a backlog is judged: the episodes published before it that
 //!   the backlog has not confirmed yet. They stand until the group's clock is back where it
 //!   was, so a backlog that confirms a condition does not end and restart it.
@@ -204,8 +203,7 @@ pub struct Reorder {
 pub struct Group {
     pub machines: Vec<(u64, Machine)>,
     pub clock: Clock,
-    /// The own-timed machines a timer changed since the latest event, as they were at it (the
-    /// others are as they were; none: no timer ran since).
+    /// The own-timed machines as they were at the latest event, once a timer changed them.
     pub saved: Option<Vec<(u64, Machine)>>,
     pub catch_up: Option<Box<CatchUp>>,
     pub reorder: Option<Box<Reorder>>,
@@ -281,10 +279,8 @@ impl Group {
         };
         let (stopped, saved): (Vec<_>, Vec<_>) =
             saved.into_iter().partition(|(k, m)| stopped(k, m));
-        // A machine no timer changed is as it was at the latest event: it stays.
-        let put_back = |k: &u64| saved.iter().any(|(x, _)| x == k);
         self.machines
-            .retain(|(k, _)| !own(k) || stopped.iter().any(|(x, _)| x == k) || !put_back(k));
+            .retain(|(k, _)| !own(k) || stopped.iter().any(|(x, _)| x == k));
         self.machines
             .extend(saved.into_iter().filter(|(k, _)| set.get(*k).is_some()));
         catch_up.stale = published
@@ -299,34 +295,17 @@ impl Group {
         catch_up.until = catch_up.until.max(now);
     }
 
-    /// Before timers change every own-timed machine: each is kept as it is (at the latest
-    /// event) unless it was already.
+    /// Before a timer changes an own-timed machine: the machines at the latest event are kept.
     pub fn save(&mut self, set: &RuleSet) {
-        for i in 0..self.machines.len() {
-            if own_timed(set, self.machines[i].0) {
-                self.save_one(i);
-            }
+        if self.saved.is_none() {
+            self.saved = Some(
+                self.machines
+                    .iter()
+                    .filter(|(k, _)| own_timed(set, *k))
+                    .cloned()
+                    .collect(),
+            );
         }
-    }
-
-    /// Before a timer changes the own-timed machine at `i`: it is kept as it is (at the latest
-    /// event) unless it was already.
-    pub fn save_one(&mut self, i: usize) {
-        let (k, m) = &self.machines[i];
-        let saved = self.saved.get_or_insert_with(Vec::new);
-        if !saved.iter().any(|(x, _)| x == k) {
-            saved.push((*k, m.clone()));
-        }
-    }
-
-    /// The own-timed machines as they were at the latest event.
-    fn at_latest_event(&self, set: &RuleSet) -> Vec<(u64, Machine)> {
-        let saved = self.saved.as_deref().unwrap_or_default();
-        let unchanged = self
-            .machines
-            .iter()
-            .filter(|(k, _)| own_timed(set, *k) && !saved.iter().any(|(x, _)| x == k));
-        saved.iter().chain(unchanged).cloned().collect()
     }
 
     /// Stops the published episodes the judged backlog has ruled out: those the group's
@@ -428,7 +407,13 @@ impl Group {
         if limits.keep_ms == 0 || !gap {
             return false;
         }
-        let base = self.at_latest_event(set);
+        let base = self.saved.clone().unwrap_or_else(|| {
+            self.machines
+                .iter()
+                .filter(|(k, _)| own_timed(set, *k))
+                .cloned()
+                .collect()
+        });
         self.reorder = Some(Box::new(Reorder {
             base,
             base_last: self.clock.last,
