@@ -21,14 +21,27 @@ pub fn mqtt_options(id: impl Into<String>, host: &str, port: u16) -> rumqttc::Mq
     opts
 }
 
-/// A port nobody listens on now (the OS's choice; never 1883 or 8080 by chance of a fixed
-/// number).
+/// Where [`free_port`] looks: below Linux's ephemeral range (32768–60999), so that no
+/// outgoing connection (a test's client, the broker's, another process's) is given the port
+/// between the moment it is chosen and the moment a server binds it.
+const TEST_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A port nobody listens on now, handed out once per test process (never 1883 or 8080: they
+/// lie outside the range).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    // Spread by process, so that the test binaries of one run start apart.
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let span = u32::from(TEST_PORTS.end - TEST_PORTS.start);
+    let start = std::process::id().wrapping_mul(7_919) % span;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(n < span, "no free test port left in {TEST_PORTS:?}");
+        let port = TEST_PORTS.start + ((start + n) % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Waits until something listens on `port` (20 s at most).
@@ -180,4 +193,15 @@ fn http_ok(port: u16, path: &str) -> bool {
     let mut buf = String::new();
     let _ = s.read_to_string(&mut buf);
     buf.starts_with("HTTP/1.1 200") || buf.starts_with("HTTP/1.0 200")
+}
+
+#[cfg(test)]
+mod port_tests {
+    #[test]
+    fn ports_are_handed_out_once_and_below_the_ephemeral_range() {
+        let ports: Vec<u16> = (0..50).map(|_| super::free_port()).collect();
+        let distinct: std::collections::BTreeSet<u16> = ports.iter().copied().collect();
+        assert_eq!(distinct.len(), ports.len());
+        assert!(ports.iter().all(|p| super::TEST_PORTS.contains(p)));
+    }
 }
