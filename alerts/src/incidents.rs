@@ -161,13 +161,18 @@ pub(crate) fn join(
     let (id, fresh) = match open {
         Some(i) => (i.id, false),
         None => {
+            // Named by the pair that opens it: after a close, the same alert with another
+            // complaint opens another.
             let id = format!(
                 "inc-{:016x}",
                 crate::fnv([
                     j.incident.as_bytes(),
                     &[0],
                     j.subject.as_bytes(),
-                    &first.to_be_bytes()
+                    &first.to_be_bytes(),
+                    alert.as_bytes(),
+                    &[0],
+                    j.complaint_id.as_bytes(),
                 ])
             );
             tx.execute(

@@ -207,3 +207,40 @@ fn a_pair_opens_an_incident_that_gathers_complaints_until_it_is_closed() {
         all[0].id
     );
 }
+
+#[test]
+fn after_a_close_the_same_alert_with_another_complaint_opens_another_incident() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = rules::load_str("r.toml", RULES).unwrap();
+    let alerts = Alerts::open_with(
+        &dir.path().join("a.db"),
+        common::reference(9),
+        Options::default(),
+    )
+    .unwrap();
+    // Both complaints come after the alert: both pairs start at the alert's start.
+    let first_pair = snapshot(T0 + MIN, vec![started(T0)], vec![pair("C1", T0 + 1_000)]);
+    alerts.apply(&first_pair, &rules).unwrap();
+    let first = alerts
+        .journal()
+        .incidents(&Default::default(), None, 10)
+        .unwrap();
+    let close = IncidentAction::Close {
+        finding: "answered".into(),
+    };
+    alerts.act_incident(&first[0].id, &close, "op").unwrap();
+    let second_pair = snapshot(T0 + 2 * MIN, vec![], vec![pair("C2", T0 + 2_000)]);
+    alerts.apply(&second_pair, &rules).unwrap();
+    let j = alerts.journal();
+    let all = j.incidents(&Default::default(), None, 10).unwrap();
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert_ne!(all[0].id, all[1].id);
+    assert_eq!((all[0].state.as_str(), all[0].opened_ms), ("open", T0));
+    let (_, closed_members) = j.incident(&first[0].id).unwrap().unwrap();
+    let complaints: Vec<&str> = closed_members
+        .iter()
+        .filter(|m| m.kind == "complaint")
+        .map(|m| m.member.as_str())
+        .collect();
+    assert_eq!(complaints, ["C1"]);
+}
