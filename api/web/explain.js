@@ -50,6 +50,8 @@ export async function whyItFired(id, box) {
     items.length ? h("table", { class: "grid", id: "why-items" }, items) : null,
     e.condition ? h("ul", { class: "trace" }, tracedItem(e.condition)) : null,
     e.deciding ? h("div", { id: "why-deciding" }, explainedList(e.deciding)) : null,
+    e.ended ? h("p", { class: "muted", "data-field": "ended" },
+      `${t("ended")} ${clock(e.ended.at_ms)} · ${t("ended_by_" + e.ended.by)}: ${e.ended.why}`) : null,
   ].filter(Boolean));
 }
 

@@ -197,6 +197,15 @@ fn check_trapped_explained(why: &Value, t: u64) {
         json!({"is": "value", "value": "true"}),
         "{filter}"
     );
+    // It ended when the door opened at the landing (45 s): its clear condition held.
+    let clear = "(event.speed_mps < 0.05 && event.in_door_zone && event.door == \"open\") \
+                 || (has(event.occupied) && !event.occupied)";
+    assert_eq!(
+        e["ended"],
+        json!({"at_ms": t + 45_000, "by": "condition",
+               "why": format!("an event of the group matched its clear condition `{clear}`")}),
+        "{e}"
+    );
 }
 
 #[test]
