@@ -41,11 +41,11 @@ pub(crate) fn alerts_of(s: &AppState) -> Result<&Arc<alerts::Alerts>, ApiError> 
         .ok_or_else(|| ApiError::not_found("alerts are off: start citywatch with --rules"))
 }
 
-fn internal(e: impl std::fmt::Display) -> ApiError {
+pub(crate) fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::internal(e.to_string())
 }
 
-fn act_error(e: ActError) -> ApiError {
+pub(crate) fn act_error(e: ActError) -> ApiError {
     match e {
         ActError::NotFound(_) | ActError::NoSilence(_) => ApiError::not_found(e.to_string()),
         ActError::Conflict(m) => ApiError::conflict(m),

@@ -152,7 +152,7 @@ pub(crate) async fn list(
         for v in &mut items {
             v.incidents = j
                 .incidents_of("complaint", &v.complaint_id)
-                .map_err(|e| ApiError::internal(e.to_string()))?;
+                .map_err(crate::alerts::internal)?;
         }
     }
     Ok(Json(ComplaintPage {

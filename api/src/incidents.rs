@@ -2,11 +2,11 @@
 //! and the live stream of changes. Incidents are the offices' business: a maintenance unit's
 //! token reads none of them.
 
-use crate::alerts::alerts_of;
+use crate::alerts::{act_error, alerts_of, internal};
 use crate::auth::{Caller, Need};
 use crate::error::{ApiError, ApiQuery, ErrorBody};
 use crate::state::AppState;
-use alerts::{ActError, IncidentAction, IncidentRow, MemberRow};
+use alerts::{IncidentAction, IncidentRow, MemberRow};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
@@ -25,10 +25,6 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/incidents/stream", get(stream))
         .route("/api/v1/incidents/{id}", get(detail))
         .route("/api/v1/incidents/{id}/{action}", post(act))
-}
-
-fn internal(e: impl std::fmt::Display) -> ApiError {
-    ApiError::internal(e.to_string())
 }
 
 fn not_for_units(caller: &Caller) -> Result<(), ApiError> {
@@ -175,11 +171,7 @@ pub(crate) async fn act(
     alerts_of(&s)?
         .act_incident(&id, &action, &by)
         .map(Json)
-        .map_err(|e| match e {
-            ActError::NotFound(_) | ActError::NoSilence(_) => ApiError::not_found(e.to_string()),
-            ActError::Conflict(m) => ApiError::conflict(m),
-            ActError::Store(e) => internal(e),
-        })
+        .map_err(act_error)
 }
 
 /// Every change of an incident as a server-sent event (`event: incident`, id = its change
