@@ -42,10 +42,14 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
     // data; the others ingest their share and run their workers (docs/cluster.md).
     let leader = settings.is_leader();
     let rule_source = settings.rule_source();
-    let (rules, kept) = wiring::starting_rules(&settings, &rule_source, leader)?;
+    let wiring::StartingRules {
+        rules,
+        kept,
+        incidents,
+    } = wiring::starting_rules(&settings, &rule_source, leader)?;
     let cluster = settings.cluster()?;
     let (mut rule_feed, rule_manager) = wiring::rule_changes(&rule_source, &rules, kept);
-    rule_feed.incidents = Arc::new(settings.incidents()?);
+    rule_feed.incidents = Arc::new(incidents);
     let (places, mut reference_listeners) = wiring::reference_changes(&reference, &mut rule_feed);
     let deadletters = Arc::new(DeadLetters::open(
         &settings.data_dir.join("deadletter"),

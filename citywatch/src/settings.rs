@@ -557,44 +557,30 @@ impl Settings {
     /// The rules in force at start, or an error listing every problem
     /// (`file:line:column: why`).
     pub fn rules(&self) -> anyhow::Result<Vec<rules::Rule>> {
-        let listed = |errors: Vec<rules::RuleError>| -> Vec<String> {
-            errors.iter().map(|e| e.to_string()).collect()
-        };
         match self.rule_source() {
             RuleSource::None => Ok(Vec::new()),
-            RuleSource::BuiltIn => rules::default_pack().map_err(|errors| {
-                anyhow::anyhow!("invalid built-in rules:\n{}", listed(errors).join("\n"))
-            }),
-            RuleSource::Dir(dir) => rules::load_dir(&dir).map_err(|errors| {
-                anyhow::anyhow!(
-                    "invalid rules in {}:\n{}",
-                    dir.display(),
-                    listed(errors).join("\n")
-                )
+            RuleSource::BuiltIn => rules::default_pack()
+                .map_err(|e| anyhow::anyhow!("invalid built-in rules:\n{}", listed(&e))),
+            RuleSource::Dir(dir) => rules::load_dir(&dir).map_err(|e| {
+                anyhow::anyhow!("invalid rules in {}:\n{}", dir.display(), listed(&e))
             }),
         }
     }
 
-    /// The incident rules of the rule files (or the built-in pack's), checked against their
-    /// alert rules; none without rules.
-    pub fn incidents(&self) -> anyhow::Result<Vec<rules::IncidentRule>> {
-        let listed = |errors: Vec<rules::RuleError>| -> String {
-            let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-            lines.join("\n")
-        };
+    /// The incident rules of the rule files (or the built-in pack's), checked against the
+    /// alert rules `base` read from the same place ([`Settings::rules`]); none without rules.
+    pub fn incidents(&self, base: &[rules::Rule]) -> anyhow::Result<Vec<rules::IncidentRule>> {
         match self.rule_source() {
             RuleSource::None => Ok(Vec::new()),
-            RuleSource::BuiltIn => rules::default_incidents()
-                .map_err(|e| anyhow::anyhow!("invalid built-in incident rules:\n{}", listed(e))),
-            RuleSource::Dir(dir) => rules::load_dir(&dir)
-                .and_then(|rules| rules::load_incidents_dir(&dir, &rules))
-                .map_err(|e| {
-                    anyhow::anyhow!(
-                        "invalid incident rules in {}:\n{}",
-                        dir.display(),
-                        listed(e)
-                    )
-                }),
+            RuleSource::BuiltIn => rules::default_incidents(base)
+                .map_err(|e| anyhow::anyhow!("invalid built-in incident rules:\n{}", listed(&e))),
+            RuleSource::Dir(dir) => rules::load_incidents_dir(&dir, base).map_err(|e| {
+                anyhow::anyhow!(
+                    "invalid incident rules in {}:\n{}",
+                    dir.display(),
+                    listed(&e)
+                )
+            }),
         }
     }
 
@@ -623,6 +609,12 @@ impl Settings {
     pub fn reference_changes_dir(&self) -> PathBuf {
         self.data_dir.join("reference")
     }
+}
+
+/// Every problem of a rule file, one `file:line:column: why` a line.
+fn listed(errors: &[rules::RuleError]) -> String {
+    let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+    lines.join("\n")
 }
 
 #[cfg(test)]

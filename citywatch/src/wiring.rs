@@ -17,14 +17,25 @@ const ALERTS_QUEUE: usize = 64;
 /// The offices' jurisdictions, replaced with the reference data.
 pub type Places = Arc<RwLock<Arc<dataflow::reference::Jurisdictions>>>;
 
-/// The rules at start: the files' (or the built-in pack's), or, on the process that owns
-/// rule changes, as last changed through the API before a stop (docs/rules.md).
+/// What rules a start begins with.
+pub struct StartingRules {
+    /// The files' (or the built-in pack's), or, on the process that owns rule changes, as
+    /// last changed through the API before a stop (docs/rules.md).
+    pub rules: Arc<Vec<rules::Rule>>,
+    /// Where changes through the API are kept (on that process).
+    pub kept: Option<KeptRules>,
+    /// The incident rules of the same files (or pack).
+    pub incidents: Vec<rules::IncidentRule>,
+}
+
+/// The rules at start.
 pub fn starting_rules(
     settings: &Settings,
     source: &RuleSource,
     leader: bool,
-) -> anyhow::Result<(Arc<Vec<rules::Rule>>, Option<KeptRules>)> {
+) -> anyhow::Result<StartingRules> {
     let base = settings.rules()?;
+    let incidents = settings.incidents(&base)?;
     tracing::info!("{}", source.describe(base.len()));
     let kept = (source.any() && leader).then(|| KeptRules::new(&settings.data_dir, &base));
     let rules = match kept.as_ref().and_then(|k| k.load()) {
@@ -37,7 +48,11 @@ pub fn starting_rules(
         }
         None => base,
     };
-    Ok((Arc::new(rules), kept))
+    Ok(StartingRules {
+        rules: Arc::new(rules),
+        kept,
+        incidents,
+    })
 }
 
 /// The alert episodes of the journal that `incidents` may still join with complaints to come

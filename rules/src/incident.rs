@@ -284,7 +284,8 @@ mod tests {
 mod pack_tests {
     #[test]
     fn the_default_pack_ships_three_incidents_that_name_its_rules() {
-        let found = crate::default_incidents().expect("the pack's incidents are valid");
+        let pack = crate::default_pack().unwrap();
+        let found = crate::default_incidents(&pack).expect("the pack's incidents are valid");
         let ids: Vec<&str> = found.iter().map(|i| i.id.as_str()).collect();
         assert_eq!(
             ids,

@@ -63,14 +63,14 @@ pub fn default_pack() -> Result<Vec<Rule>, Vec<RuleError>> {
     Ok(rules)
 }
 
-/// The default pack's incident rules, checked against its alert rules.
-pub fn default_incidents() -> Result<Vec<IncidentRule>, Vec<RuleError>> {
-    let rules = default_pack()?;
+/// The default pack's incident rules, checked against its alert rules `pack` (as
+/// [`default_pack`] gives them).
+pub fn default_incidents(pack: &[Rule]) -> Result<Vec<IncidentRule>, Vec<RuleError>> {
     let mut found = Vec::new();
     for (name, text) in DEFAULT_PACK {
         found.extend(load_incidents_str(name, text)?);
     }
-    let errors = load::incidents_checked(&found, &rules);
+    let errors = load::incidents_checked(&found, pack);
     if errors.is_empty() {
         Ok(found)
     } else {
