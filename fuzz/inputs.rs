@@ -65,10 +65,15 @@ pub fn tolerate_parser_panics() {
     }));
 }
 
-/// The rule loader and validator, as the API and the rules directory use it.
+/// The rule loader and validator, as the API and the rules directory use it, and the
+/// incident rules of the same text checked against its alert rules.
 pub fn rules(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data) {
-        let _ = rules::load_str("fuzz.toml", text);
+        let alerts = rules::load_str("fuzz.toml", text).unwrap_or_default();
+        // The same file's incident rules, checked against its alert rules as at start.
+        if let Ok(incidents) = rules::load_incidents_str("fuzz.toml", text) {
+            let _ = rules::incident::check_members(&incidents, &alerts);
+        }
     }
 }
 
