@@ -3,7 +3,7 @@
 //! self-describing values) would only fail once citywatch runs as a cluster.
 
 use dataflow::Counter;
-use dataflow::operators::conditions::{Batch, Observation, RuleSetVersion, What};
+use dataflow::operators::conditions::{Batch, Observation, Plain, RuleSetVersion, What};
 use dataflow::reference::Reference;
 use dataflow::series::FrameSummary;
 use model::{Id, Stream};
@@ -72,6 +72,11 @@ fn observations_conditions_and_counters_travel_between_processes() {
         group: "M1/S1/pork".into(),
         time: 45_001,
         own: 1,
+        plain: Plain {
+            rules: 0b101,
+            matched: 0b100,
+            cleared: 0b001,
+        },
         items: whats
             .into_iter()
             .enumerate()

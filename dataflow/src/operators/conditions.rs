@@ -160,8 +160,50 @@ pub struct Batch {
     /// The event's own time: `time` but for an event more than the lateness behind the
     /// frontier (and no more than `max_backlog`), judged on its group's own timeline.
     pub own: u64,
-    /// (rule key, what the event means for it).
+    /// The rules the event means a plain event to, as bits.
+    #[serde(default)]
+    pub plain: Plain,
+    /// (rule key, what the event means for it) for the rest, in the rule set's order.
     pub items: Vec<(u64, What)>,
+}
+
+/// Plain observations as bits by a rule's index in the rule-set version in force at the
+/// batch's time (below 64; a rule beyond is listed in `items`): an event that matched or not,
+/// cleared or not, and carries nothing. Most observations are plain (an elevator frame is one
+/// to ten state rules whose filter it does not match), and a bit travels and waits for the
+/// frontier in a 72nd of the room an item takes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plain {
+    pub rules: u64,
+    pub matched: u64,
+    pub cleared: u64,
+}
+
+impl Plain {
+    /// The rules a plain bit can name.
+    pub const ROOM: usize = 64;
+
+    fn set(&mut self, index: usize, matched: bool, cleared: bool) {
+        let bit = 1u64 << index;
+        self.rules |= bit;
+        if matched {
+            self.matched |= bit;
+        }
+        if cleared {
+            self.cleared |= bit;
+        }
+    }
+
+    /// The observation of the rule of index `index`.
+    fn what(&self, index: usize) -> What {
+        let bit = 1u64 << index;
+        What::Event {
+            matched: self.matched & bit != 0,
+            cleared: self.cleared & bit != 0,
+            item: Item::Unit,
+            seen: None,
+        }
+    }
 }
 
 impl From<Observation> for Batch {
@@ -170,9 +212,81 @@ impl From<Observation> for Batch {
             group: o.group.into(),
             time: o.time,
             own: o.time,
+            plain: Plain::default(),
             items: vec![(o.rule, o.what)],
         }
     }
+}
+
+impl Batch {
+    /// Every observation of the batch in the rule set's order, with its rule's index (none
+    /// for a rule not in `set`).
+    pub(crate) fn observations(
+        self,
+        set: &RuleSet,
+    ) -> impl Iterator<Item = (Option<usize>, u64, What)> + '_ {
+        merged(set, self.plain, self.items.into_iter())
+    }
+
+    /// The same, as the list of (rule, observation) a group holds to put events in order.
+    pub(crate) fn listed(&self, set: &RuleSet) -> Vec<(u64, What)> {
+        merged(set, self.plain, self.items.iter().cloned())
+            .map(|(_, k, w)| (k, w))
+            .collect()
+    }
+
+    /// Whether the batch has an observation of a rule `keep` admits.
+    pub(crate) fn any_rule(&self, set: &RuleSet, keep: impl Fn(&Rule) -> bool) -> bool {
+        bits(self.plain.rules)
+            .filter_map(|i| set.rules.get(i))
+            .chain(self.items.iter().filter_map(|(k, _)| set.get(*k)))
+            .any(keep)
+    }
+
+    /// Whether the batch would leave a group without machines as it is (see
+    /// [`changes_nothing_new`]).
+    pub(crate) fn changes_nothing_new(&self, set: &RuleSet) -> bool {
+        let plain = bits(self.plain.rules).all(|i| {
+            set.rules
+                .get(i)
+                .is_none_or(|r| changes_nothing_new(r, &self.plain.what(i)))
+        });
+        plain
+            && self
+                .items
+                .iter()
+                .all(|(k, w)| set.get(*k).is_none_or(|r| changes_nothing_new(r, w)))
+    }
+}
+
+/// The indices of the bits set in `bits`, lowest first.
+fn bits(mut bits: u64) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        let i = (bits != 0).then(|| bits.trailing_zeros() as usize)?;
+        bits &= bits - 1;
+        Some(i)
+    })
+}
+
+/// The plain bits and the listed items of a batch merged in rule-set order (a stream's rules
+/// are listed in that order, so a batch's items are too).
+fn merged<'s>(
+    set: &'s RuleSet,
+    plain: Plain,
+    items: impl Iterator<Item = (u64, What)> + 's,
+) -> impl Iterator<Item = (Option<usize>, u64, What)> + 's {
+    let mut items = items
+        .map(|(k, w)| (set.by_key.get(&k).copied(), k, w))
+        .peekable();
+    let mut bits = bits(plain.rules).peekable();
+    std::iter::from_fn(move || match (bits.peek(), items.peek()) {
+        (Some(b), Some((i, _, _))) if i.is_some_and(|i| i < *b) => items.next(),
+        (Some(_), _) => {
+            let b = bits.next()?;
+            Some((Some(b), set.keys[b], plain.what(b)))
+        }
+        (None, _) => items.next(),
+    })
 }
 
 /// A version of the rule set, in force for events at or after `activation` (event time).
@@ -397,13 +511,13 @@ fn observe_event(
                 Kind::Window { .. } => window_item(rule, &judge),
                 _ => carried(rule, programs, &judge, stats),
             };
+            let what = What::Deferred { fields, item };
             push(
                 out,
                 first,
                 key.of(rule, &judge),
-                (t, ids.len()),
-                set.keys[i],
-                What::Deferred { fields, item },
+                t,
+                Obs::Item(set.keys[i], what),
             );
             continue;
         }
@@ -446,14 +560,28 @@ fn observe_event(
         };
         let seen = (matched && keeps_events(rule, starts))
             .then(|| kept.get_or_init(|| Seen::of(env)).clone());
-        let what = What::Event {
-            matched,
-            cleared,
-            item,
-            seen,
+        let obs = match (item, seen) {
+            (Item::Unit, None) if i < Plain::ROOM => Obs::Plain(i, matched, cleared),
+            (item, seen) => Obs::Item(
+                set.keys[i],
+                What::Event {
+                    matched,
+                    cleared,
+                    item,
+                    seen,
+                },
+            ),
         };
-        push(out, first, group, (t, ids.len()), set.keys[i], what);
+        push(out, first, group, t, obs);
     }
+}
+
+/// One rule's observation of an event, on its way into its group's batch.
+enum Obs {
+    /// A plain one: the rule's index, whether the event matched and cleared.
+    Plain(usize, bool, bool),
+    /// Anything else: the rule's key and the observation.
+    Item(u64, What),
 }
 
 /// Whether a match of `rule` is kept for its explanation: an event or state rule's, a
@@ -518,29 +646,25 @@ pub(crate) fn group_key<'k, 'a>(
 }
 
 /// Adds what an event means for one rule to the batch of its group (one batch per group).
-/// `rules`: how many rules the event's stream has, room enough for the group's batch (one
-/// allocation per batch, not a regrowth per few rules).
-fn push(
-    out: &mut Vec<Batch>,
-    first: usize,
-    group: &str,
-    (t, rules): ((u64, u64), usize),
-    rule: u64,
-    what: What,
-) {
+fn push(out: &mut Vec<Batch>, first: usize, group: &str, t: (u64, u64), obs: Obs) {
     // The batch of the rule before is the likeliest: looked at first.
-    match out[first..].iter_mut().rev().find(|b| b.group == group) {
-        Some(b) => b.items.push((rule, what)),
+    let b = match out[first..].iter().rposition(|b| b.group == group) {
+        Some(i) => &mut out[first + i],
         None => {
-            let mut items = Vec::with_capacity(rules);
-            items.push((rule, what));
             out.push(Batch {
                 group: group.into(),
                 time: t.0,
                 own: t.1,
-                items,
+                plain: Plain::default(),
+                items: Vec::new(),
             });
+            let last = out.len() - 1;
+            &mut out[last]
         }
+    };
+    match obs {
+        Obs::Plain(i, matched, cleared) => b.plain.set(i, matched, cleared),
+        Obs::Item(rule, what) => b.items.push((rule, what)),
     }
 }
 
@@ -825,7 +949,7 @@ pub(crate) fn judge_batch(
     out: &mut Out,
 ) {
     let (set, ev) = (cx.set, cx.ev);
-    let own_timed = b.items.iter().any(|(k, _)| group::own_timed(set, *k));
+    let own_timed = b.any_rule(set, |r| !group::on_frontier(r));
     if own_timed {
         super::reorder::trim(group, t, cx);
     }
@@ -839,8 +963,9 @@ pub(crate) fn judge_batch(
         (t, false)
     };
     let held = (own_timed && group.reorder.is_some()).then(|| {
-        let items = b.items.iter().filter(|(k, _)| group::own_timed(set, *k));
-        (at, items.cloned().collect::<Vec<_>>())
+        let mut items = b.listed(set);
+        items.retain(|(k, _)| group::own_timed(set, *k));
+        (at, items)
     });
     let Group {
         machines, catch_up, ..
@@ -856,10 +981,11 @@ pub(crate) fn judge_batch(
             }
         }
     }
-    for (rule, what) in b.items {
-        let Some(r) = set.get(rule) else { continue };
+    for (index, rule, what) in b.observations(set) {
+        let Some(i) = index else { continue };
+        let r = &set.rules[i];
         let when = if group::on_frontier(r) { t } else { at };
-        let m = match machine(machines, set, rule, &what) {
+        let m = match machine(machines, r, rule, &what) {
             Some(m) => m,
             None => continue,
         };
@@ -880,7 +1006,7 @@ pub(crate) fn judge_batch(
                 }
                 Vec::new()
             }
-            what => judge_event(m, r, (set.programs(rule), cx.keep), ev, when, what),
+            what => judge_event(m, r, (Some(&set.programs[i]), cx.keep), ev, when, what),
         };
         group::publish((r, rule), key, m, catch_up, transitions, t, out);
     }
@@ -897,13 +1023,13 @@ pub(crate) fn judge_batch(
 /// The group's machine of `rule`, made if the event changes a new one.
 pub(crate) fn machine<'m>(
     machines: &'m mut Vec<(u64, Machine)>,
-    set: &RuleSet,
+    r: &Rule,
     rule: u64,
     what: &What,
 ) -> Option<&'m mut Machine> {
     match machines.iter().position(|(x, _)| *x == rule) {
         Some(i) => Some(&mut machines[i].1),
-        None if changes_nothing_new(set, rule, what) => None,
+        None if changes_nothing_new(r, what) => None,
         None => {
             machines.push((rule, Machine::default()));
             machines.last_mut().map(|(_, m)| m)
@@ -1024,5 +1150,51 @@ group_by = ["kitchen_id"]
         let rules = rules::load_str("kitchens.toml", text).unwrap();
         let set = RuleSet::compile(&RuleSetVersion::of(0, &rules));
         assert_eq!(set.interpreted(), vec![("kitchen.listed".to_owned(), 1)]);
+    }
+
+    #[test]
+    fn a_batch_gives_its_plain_bits_and_its_items_in_the_rule_sets_order() {
+        let rule = |id: &str, mode: &str| {
+            format!(
+                "[[rule]]\nid = \"{id}\"\nseverity = \"minor\"\nstream = \"elevator_status\"\n{mode}\ngroup_by = [\"elevator_id\"]\n"
+            )
+        };
+        let text = [
+            rule("a", "mode = \"state\""),
+            rule("b", "value = \"event.speed_mps\""),
+            rule("c", "mode = \"state\""),
+        ]
+        .concat();
+        let rules = rules::load_str("elevators.toml", &text).unwrap();
+        let set = RuleSet::compile(&RuleSetVersion::of(0, &rules));
+        let key = |id: &str| rules::rule_key(id);
+        let plain = |matched, cleared| What::Event {
+            matched,
+            cleared,
+            item: Item::Unit,
+            seen: None,
+        };
+        let carried = What::Event {
+            matched: true,
+            cleared: false,
+            item: Item::Num(1.5),
+            seen: None,
+        };
+        let mut batch = Batch::from(Observation {
+            rule: key("b"),
+            group: "E1".into(),
+            time: 7,
+            what: carried.clone(),
+        });
+        batch.plain.set(0, false, false);
+        batch.plain.set(2, true, true);
+        let expected = vec![
+            (key("a"), plain(false, false)),
+            (key("b"), carried),
+            (key("c"), plain(true, true)),
+        ];
+        assert_eq!(batch.listed(&set), expected);
+        let indices: Vec<_> = batch.observations(&set).map(|(i, _, _)| i).collect();
+        assert_eq!(indices, vec![Some(0), Some(1), Some(2)]);
     }
 }

@@ -21,12 +21,15 @@ type Out = Vec<(Condition, u64, isize)>;
 /// events held since the gap (frontier time `t`).
 pub(crate) fn rebuild(group: &mut Group, key: &str, b: Batch, t: u64, cx: &Cx<'_>, out: &mut Out) {
     let set = cx.set;
-    let (own_items, others): (Vec<_>, Vec<_>) =
-        b.items.into_iter().partition(|(k, _)| own_timed(set, *k));
+    let (own_items, others): (Vec<_>, Vec<_>) = b
+        .listed(set)
+        .into_iter()
+        .partition(|(k, _)| own_timed(set, *k));
     if !others.is_empty() {
         // Absence rules hear the device now, whatever its event's time.
         let now = Batch {
             group: model::id::Id::default(),
+            plain: Default::default(),
             items: others,
             ..b
         };
@@ -160,7 +163,7 @@ fn replay(group: &mut Group, events: &[Held], cx: &Cx<'_>) -> Vec<(u64, Firing)>
         for kept in items {
             let (rule, what) = kept.observation();
             let Some(r) = set.get(rule) else { continue };
-            let Some(m) = machine(&mut group.machines, set, rule, &what) else {
+            let Some(m) = machine(&mut group.machines, r, rule, &what) else {
                 continue;
             };
             let transitions = judge_event(m, r, (set.programs(rule), cx.keep), ev, at, what);

@@ -255,11 +255,7 @@ impl Machines {
         if let Some((k, _)) = self.groups.get_key_value(b.group.as_str()) {
             return Some(k.clone());
         }
-        let set = &self.current;
-        if b.items
-            .iter()
-            .all(|(rule, what)| changes_nothing_new(set, *rule, what))
-        {
+        if b.changes_nothing_new(&self.current) {
             return None;
         }
         let k: Rc<str> = Rc::from(b.group.as_str());
@@ -350,10 +346,10 @@ fn retire_changed(
 /// Whether `what` leaves a new machine of `rule` as it was: an event that does not match a
 /// state rule (its raw condition is false already, and it carries nothing). Window rules are
 /// not skipped: their condition is judged even on an empty window.
-pub(super) fn changes_nothing_new(set: &RuleSet, rule: u64, what: &What) -> bool {
+pub(super) fn changes_nothing_new(rule: &rules::spec::Rule, what: &What) -> bool {
     matches!(
-        (set.get(rule).map(|r| &r.kind), what),
-        (Some(Kind::State { .. }), What::Event { matched: false, .. })
+        (&rule.kind, what),
+        (Kind::State { .. }, What::Event { matched: false, .. })
     )
 }
 
