@@ -780,7 +780,7 @@ impl<'scope> Conditions<'scope> for StreamVec<'scope, u64, Batch> {
                     });
                     input.for_each_stamp(|incap, data| {
                         cap.keep(&incap);
-                        data.flat_map(|b| b.drain(..)).for_each(|b| state.batch(b));
+                        data.for_each(|b| state.batches(std::mem::take(b)));
                     });
                     let f = [frontier.frontier(), versions_frontier.frontier()]
                         .iter()

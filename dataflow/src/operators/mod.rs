@@ -10,6 +10,7 @@
 //! | `reorder.rs` | a group's events put in own-time order after a gap: replay and reconcile |
 //! | `judge.rs` | one event judged by its rules' expressions: compiled, or by the interpreter |
 //! | `ref_values.rs` | `ref` of each device: typed rows, a CEL map only for the interpreter |
+//! | `stash.rs` | records held by time until the frontier passes them, containers kept as they came |
 //! | `snapshot.rs` | the sink that folds counter updates into one consistent snapshot per closed time |
 //! | `timers.rs` | timers due at frontier times, a list of keys per time |
 //! | `versioned.rs` | records held until the rules and reference data of their time are known |
@@ -21,6 +22,7 @@ pub mod liveness;
 pub mod ref_values;
 pub(crate) mod reorder;
 pub mod snapshot;
+pub(crate) mod stash;
 pub(crate) mod timers;
 pub mod tumbling;
 pub mod versioned;

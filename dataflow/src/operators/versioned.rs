@@ -8,6 +8,7 @@
 
 use super::Held;
 use super::conditions::RuleSetVersion;
+use super::stash::Stash;
 use std::collections::BTreeMap;
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Pipeline;
@@ -30,7 +31,7 @@ where
 {
     input.binary_frontier(versions, Pipeline, Pipeline, name, move |_cap, _info| {
         let mut cap = Held::default();
-        let mut stash: BTreeMap<u64, Vec<D>> = BTreeMap::new();
+        let mut stash: Stash<(D, u64)> = Stash::default();
         // States by activation time; before the first, `initial`.
         let mut known: BTreeMap<u64, S> = BTreeMap::new();
         move |(input, input_frontier), (versions, versions_frontier), output| {
@@ -48,9 +49,7 @@ where
             input.for_each_stamp(|incap, data| {
                 cap.keep(&incap);
                 for batch in data {
-                    for (d, t) in batch.drain(..) {
-                        stash.entry(t).or_default().push(d);
-                    }
+                    stash.hold(std::mem::take(batch), |(_, t)| *t);
                 }
             });
             let first = |f: &timely::progress::frontier::MutableAntichain<u64>| {
@@ -58,13 +57,9 @@ where
             };
             let f = first(versions_frontier);
             let mut out = Vec::new();
-            while let Some(entry) = stash.first_entry() {
-                if *entry.key() >= f {
-                    break;
-                }
-                let t = *entry.key();
+            while let Some((t, records)) = stash.pop_before(f) {
                 let state = known.range(..=t).next_back().map_or(&initial, |(_, s)| s);
-                for d in entry.remove() {
+                for (d, _) in records {
                     logic(state, d, t, &mut out);
                 }
             }
@@ -75,12 +70,12 @@ where
             }
             // States no record can still need go (a record arrives at or after its input's
             // frontier).
-            let oldest = stash.keys().next().copied().unwrap_or(u64::MAX);
+            let oldest = stash.first_time().unwrap_or(u64::MAX);
             let keep_from = oldest.min(first(input_frontier)).min(f);
             if let Some((&keep, _)) = known.range(..=keep_from).next_back() {
                 known = known.split_off(&keep);
             }
-            cap.release_to(stash.keys().next().copied());
+            cap.release_to(stash.first_time());
         }
     })
 }

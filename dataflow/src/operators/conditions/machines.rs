@@ -6,6 +6,7 @@
 use super::{Batch, Cx, Judged, RuleSet, RuleSetVersion, What, judge_batch, run_timers};
 use crate::conditions::{Cause, Condition};
 use crate::operators::group::{self, Group, ReorderLimits};
+use crate::operators::stash::Stash;
 use crate::operators::timers::Timers;
 use crate::stats::Stats;
 use rules::expr::Evaluator;
@@ -39,7 +40,7 @@ type Groups = foldhash::HashMap<Rc<str>, Group>;
 /// The operator's state on one worker.
 pub(super) struct Machines {
     pending: BTreeMap<u64, RuleSetVersion>,
-    stash: BTreeMap<u64, Vec<Batch>>,
+    stash: Stash<Batch>,
     current: Arc<RuleSet>,
     groups: Groups,
     /// Lazy: an entry counts only while it is its group's `scheduled` time.
@@ -75,7 +76,7 @@ impl Machines {
     ) -> Machines {
         Machines {
             pending: BTreeMap::new(),
-            stash: BTreeMap::new(),
+            stash: Stash::default(),
             current: Arc::new(RuleSet::default()),
             groups: Groups::default(),
             timers: Timers::default(),
@@ -94,8 +95,8 @@ impl Machines {
         self.pending.insert(v.activation, v);
     }
 
-    pub(super) fn batch(&mut self, b: Batch) {
-        self.stash.entry(b.time).or_default().push(b);
+    pub(super) fn batches(&mut self, batches: Vec<Batch>) {
+        self.stash.hold(batches, |b| b.time);
     }
 
     /// Handles everything before the frontier `f`, in time order.
@@ -122,7 +123,7 @@ impl Machines {
         [
             first(self.pending.keys().next().copied(), Next::Version),
             first(self.timers.next(), Next::Timer),
-            first(self.stash.keys().next().copied(), Next::Batches),
+            first(self.stash.first_time(), Next::Batches),
         ]
         .into_iter()
         .flatten()
@@ -149,7 +150,7 @@ impl Machines {
     /// The earliest time the operator still owes output for.
     pub(super) fn owed(&self) -> Option<u64> {
         [
-            self.stash.keys().next().copied(),
+            self.stash.first_time(),
             self.timers.next(),
             self.pending.keys().next().copied(),
         ]
@@ -221,7 +222,7 @@ impl Machines {
     }
 
     fn judge_batches(&mut self) {
-        let Some((t, batches)) = self.stash.pop_first() else {
+        let Some((t, batches)) = self.stash.pop_before(u64::MAX) else {
             return;
         };
         for b in batches {
