@@ -9,12 +9,12 @@
 //! State per key: its expiry and the deadline queued for it. The deadline queue holds at most
 //! one live entry per online key, so memory is bounded by the number of keys, not the rate.
 
+use super::stash::Stash;
 use super::timers::Timers;
 use crate::checkpoint::Part;
 use crate::operators::Held;
 use differential_dataflow::hashable::Hashable;
 use differential_dataflow::{AsCollection, ExchangeData, VecCollection};
-use std::collections::BTreeMap;
 use std::hash::Hash;
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Exchange;
@@ -50,7 +50,7 @@ where
         let exchange = Exchange::new(|(k, _, _): &Seen<K>| k.hashed());
         self.unary_frontier(exchange, "Liveness", move |init, _info| {
             let mut cap = Held::default();
-            let mut stash: BTreeMap<u64, Vec<(K, bool)>> = BTreeMap::new();
+            let mut stash: Stash<Seen<K>> = Stash::default();
             let mut state: foldhash::HashMap<K, KeyState> = foldhash::HashMap::default();
             let mut deadlines: Timers<K> = Timers::default();
             let mut out: Vec<(K, u64, isize)> = Vec::new();
@@ -62,14 +62,12 @@ where
                 input.for_each_stamp(|incap, data| {
                     cap.keep(&incap);
                     for batch in data {
-                        for (k, t, alive) in batch.drain(..) {
-                            stash.entry(t).or_default().push((k, alive));
-                        }
+                        stash.hold(std::mem::take(batch), |(_, t, _)| *t);
                     }
                 });
                 let f = frontier.frontier().first().copied().unwrap_or(u64::MAX);
                 loop {
-                    let next_event = stash.first_key_value().map(|(t, _)| *t).filter(|t| *t < f);
+                    let next_event = stash.first_time().filter(|t| *t < f);
                     let next_deadline = deadlines.next().filter(|t| *t < f);
                     match (next_event, next_deadline) {
                         (None, None) => break,
@@ -79,9 +77,11 @@ where
                             expire(&mut deadlines, &mut state, &mut out)
                         }
                         (None, Some(_)) => expire(&mut deadlines, &mut state, &mut out),
-                        (Some(t), _) => {
-                            let batch = stash.remove(&t).unwrap_or_default();
-                            for (k, alive) in batch {
+                        (Some(_), _) => {
+                            let Some((t, batch)) = stash.pop_before(f) else {
+                                break;
+                            };
+                            for (k, _, alive) in batch {
                                 observe(
                                     k,
                                     t,
@@ -105,7 +105,7 @@ where
                         state.iter().map(|(k, s)| (k.clone(), s.expiry)).collect();
                     p.give(f, &saved);
                 }
-                let next = stash.keys().next().copied().into_iter();
+                let next = stash.first_time().into_iter();
                 let next = next.chain(deadlines.next()).min();
                 cap.release_to(next);
             }

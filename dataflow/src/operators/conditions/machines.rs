@@ -218,7 +218,9 @@ impl Machines {
             self.causes
                 .extend(super::cause::of_starts(group, starts, set, self.keep));
         }
-        reschedule(&self.current, &mut self.groups, key, &mut self.timers, t);
+        if schedule(set, group, key.clone(), &mut self.timers, t) == Held::Nothing {
+            self.groups.remove(&key);
+        }
     }
 
     fn judge_batches(&mut self) {
@@ -246,7 +248,9 @@ impl Machines {
                 self.causes
                     .extend(super::cause::of_starts(group, starts, cx.set, self.keep));
             }
-            reschedule(&self.current, &mut self.groups, key, &mut self.timers, t);
+            if schedule(cx.set, group, key.clone(), &mut self.timers, t) == Held::Nothing {
+                self.groups.remove(&key);
+            }
         }
     }
 
@@ -366,13 +370,33 @@ fn reschedule(
     let Some(group) = groups.get_mut(&key) else {
         return;
     };
+    if schedule(set, group, key.clone(), timers, now) == Held::Nothing {
+        groups.remove(&key);
+    }
+}
+
+/// Whether a group still holds anything.
+#[derive(PartialEq)]
+enum Held {
+    Something,
+    Nothing,
+}
+
+/// [`reschedule`] for a group at hand: says whether it is left holding nothing (for the
+/// caller to drop) rather than looking it up again.
+fn schedule(
+    set: &RuleSet,
+    group: &mut Group,
+    key: Rc<str>,
+    timers: &mut Timers<Rc<str>>,
+    now: u64,
+) -> Held {
     group.machines.retain(|(rule, m)| {
         set.get(*rule)
             .is_some_and(|r| !(m.is_idle() && m.next_timer(r).is_none()))
     });
     if group.machines.is_empty() && group.holds_nothing_else() {
-        groups.remove(&key);
-        return;
+        return Held::Nothing;
     }
     // Own-timed machines wake when the group's own time reaches their timer.
     let clock = group.clock;
@@ -399,6 +423,7 @@ fn reschedule(
         group.queued = Some(t);
         timers.push(t, key);
     }
+    Held::Something
 }
 
 #[cfg(test)]
