@@ -14,6 +14,9 @@ use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::operator::Operator as _;
 
+/// How many results are given on at once.
+const CHUNK: usize = 1024;
+
 /// `logic` over each record of `input` with the state in force at its time: `initial` until a
 /// version's `update` (given the version and the state it replaces) returns a new one.
 pub fn at_version<'scope, D, R, S>(
@@ -34,6 +37,9 @@ where
         let mut stash: Stash<(D, u64)> = Stash::default();
         // States by activation time; before the first, `initial`.
         let mut known: BTreeMap<u64, S> = BTreeMap::new();
+        // Given on in chunks and reused: a second of a replay's events at once would otherwise
+        // grow a list of their results to the size of the second, again at every second.
+        let mut out = Vec::new();
         move |(input, input_frontier), (versions, versions_frontier), output| {
             versions.for_each(|_cap, data| {
                 for v in data.drain(..) {
@@ -56,11 +62,15 @@ where
                 f.frontier().first().copied().unwrap_or(u64::MAX)
             };
             let f = first(versions_frontier);
-            let mut out = Vec::new();
             while let Some((t, records)) = stash.pop_before(f) {
                 let state = known.range(..=t).next_back().map_or(&initial, |(_, s)| s);
                 for (d, _) in records {
                     logic(state, d, t, &mut out);
+                    if out.len() >= CHUNK
+                        && let Some(c) = cap.get()
+                    {
+                        output.session(c).give_iterator(out.drain(..));
+                    }
                 }
             }
             if let Some(c) = cap.get()
