@@ -5,6 +5,7 @@
 //! | `liveness.rs` | per-key online/offline state from "seen" observations and a timeout |
 //! | `tumbling.rs` | per-key tumbling windows in event-time order, with a carry across windows |
 //! | `conditions.rs` | rule evaluation: observations per event, then per-group machines in event-time order |
+//! | `conditions/batch.rs` | the records between the two steps: one batch per event and group, plain observations as bits |
 //! | `conditions/machines.rs` | the conditions operator's state and steps: versions, stash, groups, timers |
 //! | `group.rs` | one group's machines on its own timeline: clock, copy before timers, catch-up, reorder |
 //! | `reorder.rs` | a group's events put in own-time order after a gap: replay and reconcile |
