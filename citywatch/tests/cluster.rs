@@ -669,23 +669,30 @@ async fn a_cluster_keeps_its_rules_state_across_a_kill_and_a_stop() {
     ready(&cluster).await;
     publish_all(broker.port, "terminal", &[stuck(now_ms().max(t0 + 6_500))]).await;
     let deadline = Instant::now() + Duration::from_secs(30);
+    let is_stuck = |a: &serde_json::Value| a["rule"] == "test.stuck";
     let alerts = loop {
         let a = cluster[0].get("/api/v1/alerts").await;
-        if a.as_array().is_some_and(|a| !a.is_empty()) {
+        if a.as_array().is_some_and(|a| a.iter().any(is_stuck)) {
             break a;
         }
         assert!(Instant::now() < deadline, "no alert");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let alerts = alerts.as_array().unwrap();
-    assert_eq!(alerts.len(), 1, "{alerts:?}");
-    assert_eq!(alerts[0]["rule"], "test.stuck");
-    assert_eq!(alerts[0]["since_ms"], t0 - t0 % 100 + 6000, "{alerts:?}");
+    let stuck: Vec<_> = alerts.iter().filter(|a| is_stuck(a)).collect();
+    assert_eq!(stuck.len(), 1, "{alerts:?}");
+    assert_eq!(stuck[0]["since_ms"], t0 - t0 % 100 + 6000, "{alerts:?}");
+    // The pack's own rules watch the same car: once it has been stuck for 10 s (a slow
+    // restart on a busy machine), `elevator.stopped_outside_door_zone` fires too. Nothing
+    // about any other device may.
+    let the_car = |a: &serde_json::Value| a["group"] == "E0007";
+    assert!(alerts.iter().all(the_car), "{alerts:?}");
     stop_all(&mut cluster);
     let mut cluster = spawn();
     ready(&cluster).await;
     let alerts = cluster[0].get("/api/v1/alerts").await;
-    let rules = rules_of(&alerts);
-    assert_eq!(rules, ["test.stuck"], "raised at the stop: {alerts}");
+    assert!(rules_of(&alerts).contains(&"test.stuck"), "{alerts}");
+    let raised = alerts.as_array().unwrap();
+    assert!(raised.iter().all(the_car), "raised at the stop: {alerts}");
     stop_all(&mut cluster);
 }
