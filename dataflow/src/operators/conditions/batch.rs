@@ -6,6 +6,7 @@ use super::{Observation, RuleSet, What, machines::changes_nothing_new};
 use rules::machine::Item;
 use rules::spec::Rule;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 
 /// What one event means for every rule of one group: the records that travel between
 /// workers. An event yields one batch per distinct group key (most rules of a stream group by
@@ -94,25 +95,23 @@ impl Batch {
 
     /// Whether the batch has an observation of a rule `keep` admits.
     pub(crate) fn any_rule(&self, set: &RuleSet, keep: impl Fn(&Rule) -> bool) -> bool {
-        bits(self.plain.rules)
-            .filter_map(|i| set.rules.get(i))
-            .chain(self.items.iter().filter_map(|(k, _)| set.get(*k)))
-            .any(keep)
+        self.by_rule(set).any(|(r, _)| keep(r))
     }
 
     /// Whether the batch would leave a group without machines as it is (see
     /// [`changes_nothing_new`]).
     pub(crate) fn changes_nothing_new(&self, set: &RuleSet) -> bool {
-        let plain = bits(self.plain.rules).all(|i| {
-            set.rules
-                .get(i)
-                .is_none_or(|r| changes_nothing_new(r, &self.plain.what(i)))
-        });
-        plain
-            && self
-                .items
-                .iter()
-                .all(|(k, w)| set.get(*k).is_none_or(|r| changes_nothing_new(r, w)))
+        self.by_rule(set).all(|(r, w)| changes_nothing_new(r, &w))
+    }
+
+    /// Each observation whose rule is in `set`, with that rule: the plain ones first, the
+    /// listed ones borrowed.
+    fn by_rule<'a>(&'a self, set: &'a RuleSet) -> impl Iterator<Item = (&'a Rule, Cow<'a, What>)> {
+        let plain = bits(self.plain.rules)
+            .filter_map(|i| Some((set.rules.get(i)?, Cow::Owned(self.plain.what(i)))));
+        let listed =
+            (self.items.iter()).filter_map(|(k, w)| Some((set.get(*k)?, Cow::Borrowed(w))));
+        plain.chain(listed)
     }
 }
 
