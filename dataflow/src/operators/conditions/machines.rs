@@ -218,7 +218,7 @@ impl Machines {
             self.causes
                 .extend(super::cause::of_starts(group, starts, set, self.keep));
         }
-        if schedule(set, group, key.clone(), &mut self.timers, t) == Held::Nothing {
+        if !schedule(set, group, key.clone(), &mut self.timers, t) {
             self.groups.remove(&key);
         }
     }
@@ -248,7 +248,7 @@ impl Machines {
                 self.causes
                     .extend(super::cause::of_starts(group, starts, cx.set, self.keep));
             }
-            if schedule(cx.set, group, key.clone(), &mut self.timers, t) == Held::Nothing {
+            if !schedule(cx.set, group, key.clone(), &mut self.timers, t) {
                 self.groups.remove(&key);
             }
         }
@@ -370,33 +370,26 @@ fn reschedule(
     let Some(group) = groups.get_mut(&key) else {
         return;
     };
-    if schedule(set, group, key.clone(), timers, now) == Held::Nothing {
+    if !schedule(set, group, key.clone(), timers, now) {
         groups.remove(&key);
     }
 }
 
-/// Whether a group still holds anything.
-#[derive(PartialEq)]
-enum Held {
-    Something,
-    Nothing,
-}
-
-/// [`reschedule`] for a group at hand: says whether it is left holding nothing (for the
-/// caller to drop) rather than looking it up again.
+/// [`reschedule`] for a group at hand: false when it is left holding nothing (for the caller
+/// to drop) rather than looking it up again.
 fn schedule(
     set: &RuleSet,
     group: &mut Group,
     key: Rc<str>,
     timers: &mut Timers<Rc<str>>,
     now: u64,
-) -> Held {
+) -> bool {
     group.machines.retain(|(rule, m)| {
         set.get(*rule)
             .is_some_and(|r| !(m.is_idle() && m.next_timer(r).is_none()))
     });
     if group.machines.is_empty() && group.holds_nothing_else() {
-        return Held::Nothing;
+        return false;
     }
     // Own-timed machines wake when the group's own time reaches their timer.
     let clock = group.clock;
@@ -423,7 +416,7 @@ fn schedule(
         group.queued = Some(t);
         timers.push(t, key);
     }
-    Held::Something
+    true
 }
 
 #[cfg(test)]
